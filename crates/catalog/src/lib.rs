@@ -1,0 +1,656 @@
+//! # meshgate-catalog
+//!
+//! A data mesh is only usable if every consumer, policy and engine agrees on what a product
+//! *is*: its id, owner, where its files live and which columns it has with which types and
+//! classifications. This crate is that single description. It reads one manifest per product
+//! (an Open Data Contract Standard v3.1 contract, see [`manifest`]), validates it, and exposes
+//! typed [`Product`]s, [`Table`]s and [`Column`]s with their Arrow types.
+//!
+//! It holds no data and decides nothing about access; the policy crate decides, the storage
+//! crate reads. Product tables appear in SQL as `<domain>.<table>`.
+
+pub mod manifest;
+mod types;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+
+pub use types::{logical_type_of, parse_physical_type};
+
+/// Errors found while loading manifests. Each names the file and, where it can, the place in it.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("{file}: cannot read: {source}")]
+    Io {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: not a valid ODCS v3.1 contract: {message}")]
+    Parse { file: String, message: String },
+    #[error("{file}: {at}: {message}")]
+    Invalid {
+        file: String,
+        at: String,
+        message: String,
+    },
+    #[error("{file}: {message}")]
+    Conflict { file: String, message: String },
+}
+
+/// The product catalog: every product manifest that was loaded, indexed for lookup.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    products: BTreeMap<String, Arc<Product>>,
+    /// (domain, table) -> product id
+    tables: BTreeMap<(String, String), String>,
+}
+
+/// A data product: one domain team's published dataset, living in its own bucket.
+#[derive(Debug, Clone)]
+pub struct Product {
+    /// `<domain>.<name>`, e.g. `reference.counterparties`.
+    pub id: String,
+    pub domain: String,
+    pub name: String,
+    pub version: String,
+    pub status: String,
+    pub description: String,
+    pub owner: Owner,
+    pub support: Vec<manifest::SupportChannel>,
+    pub location: Location,
+    pub tables: Vec<Table>,
+    pub slos: Vec<Slo>,
+    pub tags: Vec<String>,
+    /// The manifest this product was read from (file name or other source label).
+    pub source: String,
+    /// The contract as written, kept for export and for fields meshgate does not interpret.
+    pub contract: manifest::Contract,
+}
+
+/// Who owns a product, from the contract's `team`.
+#[derive(Debug, Clone)]
+pub struct Owner {
+    pub team: String,
+    /// Usernames of members whose role is `owner`.
+    pub owners: Vec<String>,
+}
+
+/// A service-level objective from `slaProperties`.
+#[derive(Debug, Clone)]
+pub struct Slo {
+    pub property: String,
+    pub value: String,
+    pub unit: Option<String>,
+}
+
+/// Where a product's files live: one bucket per product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub bucket: String,
+    /// Key prefix inside the bucket; may contain `{model}`, replaced by the table's physical name.
+    /// Without `{model}`, each table lives in a folder named after it under the prefix.
+    pub prefix: String,
+    pub format: Format,
+    /// For S3-compatible servers, the endpoint named in the contract (informational; the
+    /// gateway's storage configuration decides where it really connects).
+    pub endpoint_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Parquet,
+}
+
+impl Location {
+    /// The key prefix (ending in `/`) under which a table's files live.
+    pub fn table_prefix(&self, table: &Table) -> String {
+        let prefix = if self.prefix.contains("{model}") {
+            self.prefix.replace("{model}", &table.physical_name)
+        } else {
+            format!("{}{}", self.prefix, table.physical_name)
+        };
+        let prefix = prefix.trim_matches('/').to_string();
+        if prefix.is_empty() {
+            prefix
+        } else {
+            format!("{prefix}/")
+        }
+    }
+
+    /// `s3://<bucket>/<table prefix>` for a table.
+    pub fn table_url(&self, table: &Table) -> String {
+        format!("s3://{}/{}", self.bucket, self.table_prefix(table))
+    }
+}
+
+/// One table of a product, as `<domain>.<name>` in SQL.
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub name: String,
+    pub physical_name: String,
+    pub description: String,
+    pub columns: Vec<Column>,
+}
+
+impl Table {
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// The table's full schema as the manifest declares it (all columns, unprotected).
+    pub fn arrow_schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(
+            self.columns
+                .iter()
+                .map(|c| Field::new(&c.name, c.data_type.clone(), c.nullable))
+                .collect::<Vec<_>>(),
+        ))
+    }
+}
+
+/// One column with its type and governance metadata.
+#[derive(Debug, Clone)]
+pub struct Column {
+    pub name: String,
+    pub data_type: DataType,
+    pub nullable: bool,
+    pub logical_type: String,
+    pub physical_type: String,
+    pub description: String,
+    pub primary_key: bool,
+    pub classification: Option<String>,
+    pub tags: Vec<String>,
+}
+
+impl Column {
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.tags.iter().any(|t| t == tag)
+    }
+}
+
+impl Catalog {
+    /// Load every `*.yaml` / `*.yml` manifest in a directory (sorted by name, not recursive).
+    pub fn load_dir(dir: &Path) -> Result<Self, CatalogError> {
+        let label = dir.display().to_string();
+        let entries = std::fs::read_dir(dir).map_err(|source| CatalogError::Io {
+            file: label.clone(),
+            source,
+        })?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+            .collect();
+        files.sort();
+        let mut sources = Vec::with_capacity(files.len());
+        for file in files {
+            let name = file.display().to_string();
+            let text = std::fs::read_to_string(&file).map_err(|source| CatalogError::Io {
+                file: name.clone(),
+                source,
+            })?;
+            sources.push((name, text));
+        }
+        Self::from_sources(sources)
+    }
+
+    /// Build a catalog from `(source label, manifest text)` pairs.
+    pub fn from_sources<I, S, T>(sources: I) -> Result<Self, CatalogError>
+    where
+        I: IntoIterator<Item = (S, T)>,
+        S: Into<String>,
+        T: AsRef<str>,
+    {
+        let mut catalog = Catalog::default();
+        let mut buckets: BTreeMap<String, String> = BTreeMap::new();
+        for (source, text) in sources {
+            let source = source.into();
+            let product = parse_manifest(&source, text.as_ref())?;
+            if let Some(other) = catalog.products.get(&product.id) {
+                return Err(CatalogError::Conflict {
+                    file: source,
+                    message: format!(
+                        "product `{}` is already defined in {}",
+                        product.id, other.source
+                    ),
+                });
+            }
+            if let Some(other) = buckets.insert(product.location.bucket.clone(), product.id.clone())
+            {
+                return Err(CatalogError::Conflict {
+                    file: source,
+                    message: format!(
+                        "bucket `{}` is already the lake of product `{other}`; every product needs its own bucket",
+                        product.location.bucket
+                    ),
+                });
+            }
+            for table in &product.tables {
+                let key = (product.domain.clone(), table.name.clone());
+                if let Some(other) = catalog.tables.get(&key) {
+                    return Err(CatalogError::Conflict {
+                        file: source,
+                        message: format!(
+                            "table `{}.{}` is already published by product `{other}`",
+                            product.domain, table.name
+                        ),
+                    });
+                }
+                catalog.tables.insert(key, product.id.clone());
+            }
+            catalog
+                .products
+                .insert(product.id.clone(), Arc::new(product));
+        }
+        Ok(catalog)
+    }
+
+    pub fn products(&self) -> impl Iterator<Item = &Arc<Product>> {
+        self.products.values()
+    }
+
+    pub fn product(&self, id: &str) -> Option<&Arc<Product>> {
+        self.products.get(id)
+    }
+
+    /// Resolve a SQL table name `<domain>.<table>` to its product and table.
+    pub fn table(&self, domain: &str, table: &str) -> Option<(&Arc<Product>, &Table)> {
+        let id = self.tables.get(&(domain.to_string(), table.to_string()))?;
+        let product = self.products.get(id)?;
+        let table = product.tables.iter().find(|t| t.name == table)?;
+        Some((product, table))
+    }
+
+    /// Every domain that publishes at least one product.
+    pub fn domains(&self) -> BTreeSet<&str> {
+        self.products.values().map(|p| p.domain.as_str()).collect()
+    }
+
+    /// The `(product, table)` pairs of one domain, in name order.
+    pub fn tables_in_domain<'a>(
+        &'a self,
+        domain: &'a str,
+    ) -> impl Iterator<Item = (&'a Arc<Product>, &'a Table)> + 'a {
+        self.tables
+            .iter()
+            .filter(move |((d, _), _)| d == domain)
+            .filter_map(move |((d, t), _)| self.table(d, t))
+    }
+}
+
+fn is_sql_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+fn is_bucket_name(s: &str) -> bool {
+    (3..=63).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+fn parse_manifest(file: &str, text: &str) -> Result<Product, CatalogError> {
+    let contract: manifest::Contract =
+        serde_yaml::from_str(text).map_err(|e| CatalogError::Parse {
+            file: file.to_string(),
+            message: e.to_string(),
+        })?;
+    let invalid = |at: &str, message: String| CatalogError::Invalid {
+        file: file.to_string(),
+        at: at.to_string(),
+        message,
+    };
+
+    if contract.kind != "DataContract" {
+        return Err(invalid(
+            "kind",
+            format!("must be `DataContract`, found `{}`", contract.kind),
+        ));
+    }
+    if !matches!(
+        contract.api_version.as_str(),
+        "v3.1.0" | "v3.0.2" | "v3.0.1" | "v3.0.0"
+    ) {
+        return Err(invalid(
+            "apiVersion",
+            format!(
+                "unsupported ODCS version `{}` (expected v3.1.0)",
+                contract.api_version
+            ),
+        ));
+    }
+    let domain = contract.domain.clone().ok_or_else(|| {
+        invalid(
+            "domain",
+            "every product needs a domain (it becomes the SQL schema)".into(),
+        )
+    })?;
+    if !is_sql_name(&domain) {
+        return Err(invalid(
+            "domain",
+            format!("`{domain}` must be lowercase snake_case"),
+        ));
+    }
+    let name = contract
+        .id
+        .strip_prefix(&format!("{domain}."))
+        .filter(|n| {
+            !n.is_empty()
+                && n.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+        })
+        .ok_or_else(|| {
+            invalid(
+                "id",
+                format!(
+                    "`{}` must be `<domain>.<product>` with domain `{domain}`",
+                    contract.id
+                ),
+            )
+        })?
+        .to_string();
+
+    let team = contract
+        .team
+        .as_ref()
+        .ok_or_else(|| invalid("team", "every product needs an owning team".into()))?;
+    let owner = Owner {
+        team: team.name.clone().unwrap_or_default(),
+        owners: team
+            .members
+            .iter()
+            .filter(|m| m.role.as_deref() == Some("owner"))
+            .map(|m| m.username.clone())
+            .collect(),
+    };
+    if owner.team.is_empty() || owner.owners.is_empty() {
+        return Err(invalid(
+            "team",
+            "needs a `name` and at least one member with `role: owner`".into(),
+        ));
+    }
+
+    let location = parse_location(&contract, &invalid)?;
+
+    if contract.schema.is_empty() {
+        return Err(invalid(
+            "schema",
+            "a product needs at least one table".into(),
+        ));
+    }
+    let mut tables: Vec<Table> = Vec::new();
+    for (ti, object) in contract.schema.iter().enumerate() {
+        let at = format!("schema[{ti}] ({})", object.name);
+        if !is_sql_name(&object.name) {
+            return Err(invalid(
+                &at,
+                format!("table name `{}` must be lowercase snake_case", object.name),
+            ));
+        }
+        if tables.iter().any(|t| t.name == object.name) {
+            return Err(invalid(
+                &at,
+                format!("table `{}` is listed twice", object.name),
+            ));
+        }
+        match object.physical_type.as_deref() {
+            None | Some("table") => {}
+            Some(other) => {
+                return Err(invalid(
+                    &at,
+                    format!("physicalType `{other}` is not supported (only `table`)"),
+                ));
+            }
+        }
+        if object.properties.is_empty() {
+            return Err(invalid(
+                &at,
+                "a table needs at least one property (column)".into(),
+            ));
+        }
+        let mut columns: Vec<Column> = Vec::new();
+        for (ci, property) in object.properties.iter().enumerate() {
+            let at = format!("{at}.properties[{ci}] ({})", property.name);
+            if property.name.is_empty() || property.name.chars().any(char::is_control) {
+                return Err(invalid(
+                    &at,
+                    "column names must be non-empty and printable".into(),
+                ));
+            }
+            if columns
+                .iter()
+                .any(|c| c.name.eq_ignore_ascii_case(&property.name))
+            {
+                return Err(invalid(
+                    &at,
+                    format!(
+                        "column `{}` is listed twice (names are compared ignoring case)",
+                        property.name
+                    ),
+                ));
+            }
+            let physical = property.physical_type.as_deref().ok_or_else(|| {
+                invalid(
+                    &at,
+                    "needs a physicalType (e.g. BIGINT, VARCHAR, DATE)".into(),
+                )
+            })?;
+            let data_type = parse_physical_type(physical).map_err(|m| invalid(&at, m))?;
+            let expected_logical = logical_type_of(&data_type);
+            let logical = property
+                .logical_type
+                .clone()
+                .unwrap_or_else(|| expected_logical.to_string());
+            if logical != expected_logical {
+                return Err(invalid(
+                    &at,
+                    format!(
+                        "logicalType `{logical}` does not match physicalType `{physical}` (expected `{expected_logical}`)"
+                    ),
+                ));
+            }
+            columns.push(Column {
+                name: property.name.clone(),
+                data_type,
+                nullable: !property.required,
+                logical_type: logical,
+                physical_type: physical.to_string(),
+                description: property.description.clone().unwrap_or_default(),
+                primary_key: property.primary_key,
+                classification: property.classification.clone(),
+                tags: property.tags.clone(),
+            });
+        }
+        tables.push(Table {
+            name: object.name.clone(),
+            physical_name: object
+                .physical_name
+                .clone()
+                .unwrap_or_else(|| object.name.clone()),
+            description: object.description.clone().unwrap_or_default(),
+            columns,
+        });
+    }
+
+    let slos = contract
+        .sla_properties
+        .iter()
+        .map(|s| Slo {
+            property: s.property.clone(),
+            value: match &s.value {
+                serde_yaml::Value::String(v) => v.clone(),
+                other => serde_yaml::to_string(other)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string(),
+            },
+            unit: s.unit.clone(),
+        })
+        .collect();
+
+    let description = contract
+        .description
+        .as_ref()
+        .and_then(|d| d.purpose.clone())
+        .unwrap_or_default();
+
+    Ok(Product {
+        id: contract.id.clone(),
+        domain,
+        name,
+        version: contract.version.clone(),
+        status: contract.status.clone(),
+        description,
+        owner,
+        support: contract.support.clone(),
+        location,
+        tables,
+        slos,
+        tags: contract.tags.clone(),
+        source: file.to_string(),
+        contract,
+    })
+}
+
+fn parse_location(
+    contract: &manifest::Contract,
+    invalid: &dyn Fn(&str, String) -> CatalogError,
+) -> Result<Location, CatalogError> {
+    let mut s3 = contract.servers.iter().filter(|s| s.server_type == "s3");
+    let server = s3.next().ok_or_else(|| {
+        invalid(
+            "servers",
+            "needs one server of `type: s3` (the product's bucket)".into(),
+        )
+    })?;
+    if s3.next().is_some() {
+        return Err(invalid(
+            "servers",
+            "more than one s3 server: a product lives in exactly one bucket".into(),
+        ));
+    }
+    let at = format!("servers ({})", server.server);
+    let url = server
+        .location
+        .as_deref()
+        .ok_or_else(|| invalid(&at, "needs `location: s3://<bucket>/<prefix>`".into()))?;
+    let rest = url
+        .strip_prefix("s3://")
+        .ok_or_else(|| invalid(&at, format!("location `{url}` must start with s3://")))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if !is_bucket_name(bucket) {
+        return Err(invalid(
+            &at,
+            format!("`{bucket}` is not a valid bucket name"),
+        ));
+    }
+    if prefix.contains("..") || prefix.contains('*') {
+        return Err(invalid(
+            &at,
+            format!("prefix `{prefix}` may not contain `..` or wildcards"),
+        ));
+    }
+    let format = match server.format.as_deref() {
+        None | Some("parquet") => Format::Parquet,
+        Some(other) => {
+            return Err(invalid(
+                &at,
+                format!("format `{other}` is not supported (only parquet)"),
+            ));
+        }
+    };
+    Ok(Location {
+        bucket: bucket.to_string(),
+        prefix: prefix.to_string(),
+        format,
+        endpoint_url: server.endpoint_url.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+apiVersion: v3.1.0
+kind: DataContract
+id: sales.orders
+version: 1.0.0
+status: active
+domain: sales
+team: {name: sales-data, members: [{username: alice, role: owner}]}
+servers: [{server: lake, type: s3, location: "s3://sales-orders/data/{model}/", format: parquet}]
+schema:
+  - name: orders
+    properties:
+      - {name: order_id, logicalType: integer, physicalType: BIGINT, required: true}
+      - {name: email, physicalType: VARCHAR, tags: [pii]}
+"#;
+
+    #[test]
+    fn loads_a_minimal_contract() {
+        let catalog = Catalog::from_sources([("orders.yaml", MINIMAL)]).unwrap();
+        let (product, table) = catalog.table("sales", "orders").unwrap();
+        assert_eq!(product.id, "sales.orders");
+        assert_eq!(product.location.bucket, "sales-orders");
+        assert_eq!(
+            product.location.table_url(table),
+            "s3://sales-orders/data/orders/"
+        );
+        assert!(!table.column("order_id").unwrap().nullable);
+        assert!(table.column("email").unwrap().has_tag("pii"));
+        assert_eq!(product.owner.owners, vec!["alice".to_string()]);
+    }
+
+    #[test]
+    fn rejects_unknown_fields_because_a_typo_could_drop_protection() {
+        let text = MINIMAL.replace("tags: [pii]", "tagz: [pii]");
+        let err = Catalog::from_sources([("orders.yaml", text)])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("orders.yaml") && err.contains("tagz"), "{err}");
+    }
+
+    #[test]
+    fn rejects_mismatched_logical_type() {
+        let text = MINIMAL.replace("logicalType: integer", "logicalType: string");
+        let err = Catalog::from_sources([("orders.yaml", text)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("schema[0] (orders).properties[0] (order_id)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn two_products_cannot_share_a_bucket_or_a_table_name() {
+        let other = MINIMAL.replace("sales.orders", "sales.orders2");
+        let err = Catalog::from_sources([("a.yaml", MINIMAL), ("b.yaml", other.as_str())])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bucket `sales-orders`"), "{err}");
+        let other = other.replace("s3://sales-orders/", "s3://sales-orders-2/");
+        let err = Catalog::from_sources([("a.yaml", MINIMAL), ("b.yaml", other.as_str())])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("table `sales.orders` is already published"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn prefix_without_model_puts_each_table_in_its_own_folder() {
+        let text = MINIMAL.replace("s3://sales-orders/data/{model}/", "s3://sales-orders/v1/");
+        let catalog = Catalog::from_sources([("orders.yaml", text)]).unwrap();
+        let (product, table) = catalog.table("sales", "orders").unwrap();
+        assert_eq!(product.location.table_prefix(table), "v1/orders/");
+    }
+}

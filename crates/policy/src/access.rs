@@ -1,0 +1,266 @@
+//! Coarse access with casbin: may this caller read this product at all?
+//!
+//! The model (`policies/access.conf`) is RBAC with domains and deny-overrides-allow. The
+//! policy (`policies/access.csv`) has two kinds of lines:
+//!
+//! ```text
+//! p, <subject>, <domain|*>, <product id or pattern>, read, allow|deny
+//! g, <principal or role:name>, role:<name>, <domain|*>
+//! ```
+//!
+//! Lines are validated here, with file and line in every error, before casbin sees them:
+//! casbin itself accepts any string, so a misspelt `Allow` or an unknown product would
+//! otherwise match nothing, silently.
+
+use casbin::function_map::{OperatorFunction, key_match};
+use casbin::rhai::Dynamic;
+use casbin::{CoreApi, DefaultModel, Enforcer, MemoryAdapter, MgmtApi, RbacApi};
+use meshgate_catalog::Catalog;
+
+use crate::error::LoadError;
+use crate::principal::Principal;
+use crate::subjects::{Subject, SubjectSet};
+
+/// The only action a consumer has on a product.
+pub const READ: &str = "read";
+
+/// A loaded, validated casbin enforcer.
+pub struct AccessControl {
+    enforcer: Enforcer,
+    rules: usize,
+}
+
+impl std::fmt::Debug for AccessControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessControl")
+            .field("rules", &self.rules)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `subjectIn(r.sub, p.sub)`: the request's subject set (see [`SubjectSet`]) contains the
+/// rule's subject, or the rule's subject is `*`.
+fn subject_in(request: Dynamic, rule: Dynamic) -> Dynamic {
+    let (Some(request), Some(rule)) = (
+        request.into_immutable_string().ok(),
+        rule.into_immutable_string().ok(),
+    ) else {
+        return false.into();
+    };
+    (rule.as_str() == "*" || request.contains(&format!("|{rule}|"))).into()
+}
+
+impl AccessControl {
+    /// Build the enforcer from the model text and the policy lines.
+    pub async fn load(
+        model_file: &str,
+        model_text: &str,
+        rules_file: &str,
+        rules_text: &str,
+        catalog: &Catalog,
+    ) -> Result<Self, LoadError> {
+        let model = DefaultModel::from_str(model_text).await.map_err(|e| {
+            LoadError::new(model_file, None, None, format!("invalid casbin model: {e}"))
+        })?;
+        let mut enforcer = Enforcer::new(model, MemoryAdapter::default())
+            .await
+            .map_err(|e| {
+                LoadError::new(model_file, None, None, format!("invalid casbin model: {e}"))
+            })?;
+        enforcer.add_function("subjectIn", OperatorFunction::Arg2(subject_in));
+        // `g` rules with domain `*` hold in every domain.
+        enforcer
+            .get_role_manager()
+            .write()
+            .matching_fn(None, Some(key_match));
+
+        let (policies, groupings) = parse_rules(rules_file, rules_text, catalog)?;
+        let rules = policies.len() + groupings.len();
+        if !groupings.is_empty() {
+            enforcer
+                .add_grouping_policies(groupings)
+                .await
+                .map_err(|e| {
+                    LoadError::new(
+                        rules_file,
+                        None,
+                        None,
+                        format!("casbin refused the g rules: {e}"),
+                    )
+                })?;
+        }
+        if !policies.is_empty() {
+            enforcer.add_policies(policies).await.map_err(|e| {
+                LoadError::new(
+                    rules_file,
+                    None,
+                    None,
+                    format!("casbin refused the p rules: {e}"),
+                )
+            })?;
+        }
+        let access = Self { enforcer, rules };
+        // A model that cannot evaluate our request shape must fail now, not on the first query.
+        access
+            .enforce(
+                &SubjectSet {
+                    id: "probe".into(),
+                    roles: Default::default(),
+                },
+                "probe",
+                "probe.probe",
+            )
+            .map_err(|e| {
+                LoadError::new(
+                    model_file,
+                    None,
+                    None,
+                    format!("the model cannot evaluate (sub, dom, obj, act) requests: {e}"),
+                )
+            })?;
+        Ok(access)
+    }
+
+    /// The caller's subject set in a product domain: id, roles from authentication, and
+    /// roles (transitively) from `g` rules for the id and each of those roles.
+    pub fn subjects(&self, principal: &Principal, domain: &str) -> SubjectSet {
+        let mut roles: std::collections::BTreeSet<String> = principal.roles().clone();
+        let mut names: Vec<String> = vec![principal.id().to_string()];
+        names.extend(principal.roles().iter().map(|r| format!("role:{r}")));
+        for name in names {
+            for role in self
+                .enforcer
+                .get_implicit_roles_for_user(&name, Some(domain))
+            {
+                if let Some(role) = role.strip_prefix("role:") {
+                    roles.insert(role.to_string());
+                }
+            }
+        }
+        SubjectSet {
+            id: principal.id().to_string(),
+            roles,
+        }
+    }
+
+    /// Casbin's decision for `read` on a product.
+    pub fn enforce(
+        &self,
+        subjects: &SubjectSet,
+        domain: &str,
+        product: &str,
+    ) -> Result<bool, String> {
+        self.enforcer
+            .enforce((subjects.casbin_encoding(), domain, product, READ))
+            .map_err(|e| e.to_string())
+    }
+
+    pub fn rule_count(&self) -> usize {
+        self.rules
+    }
+}
+
+type Rules = (Vec<Vec<String>>, Vec<Vec<String>>);
+
+fn parse_rules(file: &str, text: &str, catalog: &Catalog) -> Result<Rules, LoadError> {
+    let mut policies = Vec::new();
+    let mut groupings = Vec::new();
+    let domains = catalog.domains();
+    let check_domain = |line: usize, domain: &str| -> Result<(), LoadError> {
+        if domain == "*" || domains.contains(domain) {
+            Ok(())
+        } else {
+            Err(LoadError::new(
+                file,
+                Some(line),
+                None,
+                format!(
+                    "unknown domain `{domain}` (known: *, {})",
+                    domains.iter().copied().collect::<Vec<_>>().join(", ")
+                ),
+            ))
+        }
+    };
+    let mut seen = std::collections::HashSet::new();
+    for (index, raw) in text.lines().enumerate() {
+        let line = index + 1;
+        let trimmed = raw.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = trimmed.split(',').map(str::trim).collect();
+        let err = |message: String| LoadError::new(file, Some(line), None, message);
+        if !seen.insert(fields.join(",")) {
+            return Err(err("duplicate line".into()));
+        }
+        match fields.as_slice() {
+            ["p", subject, domain, object, action, effect] => {
+                Subject::parse(subject).map_err(&err)?;
+                check_domain(line, domain)?;
+                check_object(object, catalog).map_err(&err)?;
+                if *action != READ {
+                    return Err(err(format!(
+                        "unknown action `{action}` (the only action is `read`)"
+                    )));
+                }
+                if !matches!(*effect, "allow" | "deny") {
+                    return Err(err(format!(
+                        "unknown effect `{effect}` (expected `allow` or `deny`)"
+                    )));
+                }
+                policies.push(fields[1..].iter().map(|s| s.to_string()).collect());
+            }
+            ["g", member, role, domain] => {
+                Subject::parse(member).map_err(&err)?;
+                if *member == "*" {
+                    return Err(err(
+                        "`g` rules need a principal or role as member, not `*`".into()
+                    ));
+                }
+                match Subject::parse(role).map_err(&err)? {
+                    Subject::Role(_) => {}
+                    _ => {
+                        return Err(err(format!(
+                            "`{role}` must be a role, written `role:<name>`"
+                        )));
+                    }
+                }
+                check_domain(line, domain)?;
+                groupings.push(fields[1..].iter().map(|s| s.to_string()).collect());
+            }
+            ["p", ..] => {
+                return Err(err(
+                    "`p` lines have 6 fields: p, subject, domain, product, read, allow|deny".into(),
+                ));
+            }
+            ["g", ..] => {
+                return Err(err(
+                    "`g` lines have 4 fields: g, member, role:<name>, domain".into(),
+                ));
+            }
+            [kind, ..] => {
+                return Err(err(format!(
+                    "unknown line type `{kind}` (expected `p` or `g`)"
+                )));
+            }
+            [] => {}
+        }
+    }
+    Ok((policies, groupings))
+}
+
+/// A product id, or a prefix pattern ending in `*`, that names at least one product.
+fn check_object(object: &str, catalog: &Catalog) -> Result<(), String> {
+    match object.find('*') {
+        None if catalog.product(object).is_some() => Ok(()),
+        None => Err(format!("unknown product `{object}`")),
+        Some(i) if i + 1 == object.len() => {
+            if catalog.products().any(|p| key_match(&p.id, object)) {
+                Ok(())
+            } else {
+                Err(format!("pattern `{object}` matches no product"))
+            }
+        }
+        Some(_) => Err(format!("`{object}`: `*` may only end a pattern")),
+    }
+}

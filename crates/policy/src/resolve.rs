@@ -1,0 +1,298 @@
+//! Resolution: one caller, one table, one query -> one [`ResolvedTablePolicy`].
+//!
+//! Order of decisions, every one of which can only deny:
+//! 1. the principal must be well formed;
+//! 2. casbin must allow `read` on the product (deny overrides allow);
+//! 3. the product must have a policy file;
+//! 4. at least one grant-type row filter must select the caller; the caller's attributes
+//!    must fill every template that applies;
+//! 5. each column gets exactly one treatment: `hidden` beats a mask or token, which beats
+//!    `clear`; a column no rule covers gets the global default (see [`default_treatment`]).
+
+use std::collections::BTreeMap;
+
+use meshgate_catalog::{Catalog, Column, Product, Table};
+use sqlparser::ast::Expr;
+
+use crate::access::AccessControl;
+use crate::error::Denial;
+use crate::principal::Principal;
+use crate::rules::{FilterKind, ProductPolicy};
+use crate::subjects::SubjectSet;
+use crate::treatment::Treatment;
+
+/// Classifications that may be shown in clear without a rule. Anything else, including no
+/// classification at all, counts as sensitive.
+pub const OPEN_CLASSIFICATIONS: &[&str] = &["public", "internal"];
+
+/// Tags that make a column sensitive whatever its classification.
+pub const SENSITIVE_TAGS: &[&str] = &["pii", "pci", "phi", "sensitive", "secret"];
+
+/// The federated, global rule for columns that no product rule covers: sensitive columns
+/// (classified other than public/internal, unclassified, or tagged pii/pci/phi/sensitive/
+/// secret) are hidden; the rest are clear. Owners reveal a sensitive column only with an
+/// explicit rule.
+pub fn default_treatment(column: &Column) -> Treatment {
+    let open_class = column
+        .classification
+        .as_deref()
+        .is_some_and(|c| OPEN_CLASSIFICATIONS.contains(&c));
+    let sensitive_tag = column
+        .tags
+        .iter()
+        .any(|t| SENSITIVE_TAGS.contains(&t.as_str()));
+    if open_class && !sensitive_tag {
+        Treatment::Clear
+    } else {
+        Treatment::Hidden
+    }
+}
+
+/// A row filter that applies to the caller, with the caller's attributes bound as literals.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoundFilter {
+    pub rule: String,
+    pub expr: Expr,
+}
+
+/// What one caller sees of one table in one query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedTablePolicy {
+    pub principal: String,
+    pub product: String,
+    pub domain: String,
+    pub table: String,
+    /// `<product>@v<version>`.
+    pub policy_id: String,
+    /// The caller sees rows matching any of these...
+    pub grants: Vec<BoundFilter>,
+    /// ...and all of these.
+    pub restrictions: Vec<BoundFilter>,
+    /// Every column of the table in manifest order, with its treatment and the rule that
+    /// decided it (`None` when the global default decided).
+    pub columns: Vec<ResolvedColumn>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedColumn {
+    pub name: String,
+    pub treatment: Treatment,
+    pub rule: Option<String>,
+}
+
+impl ResolvedTablePolicy {
+    /// Columns the caller can see (not hidden), in table order.
+    pub fn visible_columns(&self) -> impl Iterator<Item = &ResolvedColumn> {
+        self.columns
+            .iter()
+            .filter(|c| c.treatment != Treatment::Hidden)
+    }
+
+    /// The ids of every rule that shaped this resolution, for audit.
+    pub fn applied_rules(&self) -> Vec<&str> {
+        let filters = self
+            .grants
+            .iter()
+            .chain(&self.restrictions)
+            .map(|f| f.rule.as_str());
+        filters
+            .chain(self.columns.iter().filter_map(|c| c.rule.as_deref()))
+            .collect()
+    }
+}
+
+/// Everything the policy layer knows, loaded and validated together. Immutable: a reload
+/// builds a new one and swaps it in whole.
+#[derive(Debug)]
+pub struct PolicySet {
+    pub(crate) access: AccessControl,
+    pub(crate) products: BTreeMap<String, ProductPolicy>,
+    pub(crate) fingerprint: String,
+}
+
+impl PolicySet {
+    /// A short hash of every policy source, identifying this policy version.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    pub fn access(&self) -> &AccessControl {
+        &self.access
+    }
+
+    pub fn product_policy(&self, product: &str) -> Option<&ProductPolicy> {
+        self.products.get(product)
+    }
+
+    pub fn product_policies(&self) -> impl Iterator<Item = &ProductPolicy> {
+        self.products.values()
+    }
+
+    /// Casbin's coarse decision: may `principal` read `product` at all?
+    pub fn check_access(
+        &self,
+        principal: &Principal,
+        product: &Product,
+    ) -> Result<SubjectSet, Denial> {
+        if !principal.is_well_formed() {
+            return Err(Denial::MalformedPrincipal {
+                principal: principal.id().to_string(),
+            });
+        }
+        let subjects = self.access.subjects(principal, &product.domain);
+        let allowed = self
+            .access
+            .enforce(&subjects, &product.domain, &product.id)
+            .map_err(|reason| Denial::EngineFailure {
+                product: product.id.clone(),
+                reason,
+            })?;
+        if allowed {
+            Ok(subjects)
+        } else {
+            let contact = product
+                .support
+                .first()
+                .map(|s| match &s.url {
+                    Some(url) => format!(" via {} ({url})", s.channel),
+                    None => format!(" via {}", s.channel),
+                })
+                .unwrap_or_default();
+            Err(Denial::NotPermitted {
+                principal: principal.id().to_string(),
+                product: product.id.clone(),
+                team: product.owner.team.clone(),
+                owners: product.owner.owners.join(", "),
+                contact,
+            })
+        }
+    }
+
+    /// Resolve what `principal` sees of one table. Any doubt is a [`Denial`].
+    pub fn resolve(
+        &self,
+        principal: &Principal,
+        product: &Product,
+        table: &Table,
+    ) -> Result<ResolvedTablePolicy, Denial> {
+        let subjects = self.check_access(principal, product)?;
+        let policy = self
+            .products
+            .get(&product.id)
+            .ok_or_else(|| Denial::NoPolicy {
+                product: product.id.clone(),
+                team: product.owner.team.clone(),
+            })?;
+        let policy_id = policy.policy_id();
+        let unresolvable = |reason: String| Denial::Unresolvable {
+            principal: principal.id().to_string(),
+            table: format!("{}.{}", product.domain, table.name),
+            policy: policy_id.clone(),
+            reason,
+        };
+
+        let mut grants = Vec::new();
+        let mut restrictions = Vec::new();
+        for rule in policy.row_filters.iter().filter(|r| r.table == table.name) {
+            if !subjects.selected_by(&rule.to, &rule.except) {
+                continue;
+            }
+            let expr = rule.template.bind(principal).map_err(|attribute| {
+                unresolvable(format!(
+                    "row filter `{}` needs the caller attribute `{attribute}`, which `{}` does not carry",
+                    rule.origin.id,
+                    principal.id()
+                ))
+            })?;
+            let bound = BoundFilter {
+                rule: rule.origin.id.clone(),
+                expr,
+            };
+            match rule.kind {
+                FilterKind::Grant => grants.push(bound),
+                FilterKind::Restriction => restrictions.push(bound),
+            }
+        }
+        if grants.is_empty() {
+            return Err(Denial::NoRowGrant {
+                principal: principal.id().to_string(),
+                product: product.id.clone(),
+                table: format!("{}.{}", product.domain, table.name),
+                policy: policy_id,
+            });
+        }
+
+        let mut columns = Vec::with_capacity(table.columns.len());
+        for column in &table.columns {
+            let applicable: Vec<_> = policy
+                .columns
+                .iter()
+                .filter(|r| r.table == table.name && r.column == column.name)
+                .filter(|r| subjects.selected_by(&r.to, &r.except))
+                .collect();
+            let pick = |wanted: fn(&Treatment) -> bool| {
+                applicable
+                    .iter()
+                    .filter(|r| wanted(&r.treatment))
+                    .collect::<Vec<_>>()
+            };
+            let hidden = pick(|t| *t == Treatment::Hidden);
+            let protections = pick(Treatment::is_protection);
+            let clears = pick(|t| *t == Treatment::Clear);
+            let (treatment, rule) = if let Some(rule) = hidden.first() {
+                (Treatment::Hidden, Some(rule.origin.id.clone()))
+            } else if let Some(rule) = protections.first() {
+                // Load-time checks make two protections for one caller impossible; if it
+                // happens anyway, refuse rather than pick one.
+                if let Some(second) = protections.iter().find(|r| r.treatment != rule.treatment) {
+                    return Err(unresolvable(format!(
+                        "column `{}` resolves to both `{}` (rule `{}`) and `{}` (rule `{}`)",
+                        column.name,
+                        rule.treatment,
+                        rule.origin.id,
+                        second.treatment,
+                        second.origin.id
+                    )));
+                }
+                (rule.treatment.clone(), Some(rule.origin.id.clone()))
+            } else if let Some(rule) = clears.first() {
+                (Treatment::Clear, Some(rule.origin.id.clone()))
+            } else {
+                (default_treatment(column), None)
+            };
+            columns.push(ResolvedColumn {
+                name: column.name.clone(),
+                treatment,
+                rule,
+            });
+        }
+        if columns.iter().all(|c| c.treatment == Treatment::Hidden) {
+            return Err(unresolvable(
+                "every column is hidden for this caller".into(),
+            ));
+        }
+
+        Ok(ResolvedTablePolicy {
+            principal: principal.id().to_string(),
+            product: product.id.clone(),
+            domain: product.domain.clone(),
+            table: table.name.clone(),
+            policy_id,
+            grants,
+            restrictions,
+            columns,
+        })
+    }
+
+    /// Resolve by SQL name (`<domain>.<table>`), for callers that only have the name.
+    pub fn resolve_by_name(
+        &self,
+        catalog: &Catalog,
+        principal: &Principal,
+        domain: &str,
+        table: &str,
+    ) -> Option<Result<ResolvedTablePolicy, Denial>> {
+        let (product, table) = catalog.table(domain, table)?;
+        Some(self.resolve(principal, product, table))
+    }
+}

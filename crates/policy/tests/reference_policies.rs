@@ -1,0 +1,428 @@
+//! The reference mesh's policies, resolved for every principal, against the table in
+//! `shared/reference-mesh.md` ("What each principal sees"). Also: load errors name file,
+//! line and rule.
+
+use std::path::PathBuf;
+
+use meshgate_catalog::Catalog;
+use meshgate_policy::{
+    Denial, PolicySet, PolicySources, Principal, Source, Treatment, UserDirectory,
+};
+use meshgate_protect::MaskKind;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn catalog() -> Catalog {
+    Catalog::load_dir(&repo().join("products")).expect("reference manifests load")
+}
+
+async fn policies(catalog: &Catalog) -> PolicySet {
+    let sources = PolicySources::from_dir(&repo().join("policies")).expect("policy files readable");
+    PolicySet::load(catalog, &sources)
+        .await
+        .expect("reference policies load")
+}
+
+fn users() -> UserDirectory {
+    let path = repo().join("policies/users.toml");
+    UserDirectory::parse("users.toml", &std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn principal(name: &str) -> Principal {
+    users()
+        .principal(name)
+        .unwrap_or_else(|| panic!("demo user {name}"))
+        .clone()
+}
+
+/// What one principal sees of one table, in a form easy to compare.
+#[derive(Debug, PartialEq)]
+enum Seen {
+    Denied,
+    Sees {
+        rows: String,
+        columns: Vec<(&'static str, Treatment)>,
+    },
+}
+
+async fn seen(set: &PolicySet, catalog: &Catalog, who: &str, domain: &str, table: &str) -> Seen {
+    match set
+        .resolve_by_name(catalog, &principal(who), domain, table)
+        .unwrap()
+    {
+        Err(Denial::NotPermitted { product, .. }) => {
+            assert_eq!(product, format!("{domain}.{table}"));
+            Seen::Denied
+        }
+        Err(other) => panic!("{who} on {domain}.{table}: unexpected denial {other}"),
+        Ok(resolved) => {
+            let rows = resolved
+                .restrictions
+                .iter()
+                .map(|f| f.expr.to_string())
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            let interesting = [
+                "tax_id",
+                "contact_email",
+                "internal_rating",
+                "card_number",
+                "trader_id",
+            ];
+            let columns = resolved
+                .columns
+                .iter()
+                .filter_map(|c| {
+                    interesting
+                        .iter()
+                        .find(|n| **n == c.name)
+                        .map(|n| (*n, c.treatment.clone()))
+                })
+                .collect();
+            // Every non-sensitive column is clear for everyone who gets in.
+            for c in &resolved.columns {
+                if !interesting.contains(&c.name.as_str()) {
+                    assert_eq!(c.treatment, Treatment::Clear, "{who}: {}", c.name);
+                }
+            }
+            Seen::Sees {
+                rows: if rows.is_empty() { "all".into() } else { rows },
+                columns,
+            }
+        }
+    }
+}
+
+fn sees(rows: &str, columns: Vec<(&'static str, Treatment)>) -> Seen {
+    Seen::Sees {
+        rows: rows.into(),
+        columns,
+    }
+}
+
+#[tokio::test]
+async fn every_cell_of_the_reference_table() {
+    let catalog = catalog();
+    let set = policies(&catalog).await;
+    let token = |d: &str| Treatment::Tokenize(d.into());
+    let email = Treatment::Mask(MaskKind::Email);
+    use Treatment::{Clear, Hidden};
+
+    let cp = |who| seen(&set, &catalog, who, "reference", "counterparties");
+    assert_eq!(
+        cp("cib-reporting").await,
+        sees(
+            "lob = 'CIB'",
+            vec![
+                ("tax_id", token("reference")),
+                ("contact_email", email.clone()),
+                ("internal_rating", Hidden)
+            ]
+        )
+    );
+    assert_eq!(
+        cp("ccb-fraud").await,
+        sees(
+            "lob = 'CCB'",
+            vec![
+                ("tax_id", token("reference")),
+                ("contact_email", email.clone()),
+                ("internal_rating", Hidden)
+            ]
+        )
+    );
+    assert_eq!(
+        cp("risk-officer").await,
+        sees(
+            "all",
+            vec![
+                ("tax_id", token("reference")),
+                ("contact_email", email.clone()),
+                ("internal_rating", Clear)
+            ]
+        )
+    );
+    assert_eq!(
+        cp("ref-owner").await,
+        sees(
+            "all",
+            vec![
+                ("tax_id", Clear),
+                ("contact_email", Clear),
+                ("internal_rating", Clear)
+            ]
+        )
+    );
+    assert_eq!(cp("auditor").await, Seen::Denied);
+    assert_eq!(cp("intern").await, Seen::Denied);
+
+    let tx = |who| seen(&set, &catalog, who, "payments", "transactions");
+    assert_eq!(tx("cib-reporting").await, Seen::Denied);
+    assert_eq!(
+        tx("ccb-fraud").await,
+        sees("lob = 'CCB'", vec![("card_number", token("payments"))])
+    );
+    assert_eq!(
+        tx("risk-officer").await,
+        sees(
+            "all",
+            vec![("card_number", Treatment::Mask(MaskKind::ShowLast4))]
+        )
+    );
+    for who in ["ref-owner", "auditor", "intern"] {
+        assert_eq!(tx(who).await, Seen::Denied, "{who}");
+    }
+
+    let tr = |who| seen(&set, &catalog, who, "markets", "trades");
+    assert_eq!(
+        tr("cib-reporting").await,
+        sees("lob = 'CIB'", vec![("trader_id", token("markets"))])
+    );
+    assert_eq!(
+        tr("risk-officer").await,
+        sees("all", vec![("trader_id", Clear)])
+    );
+    for who in ["ccb-fraud", "ref-owner", "auditor", "intern"] {
+        assert_eq!(tr(who).await, Seen::Denied, "{who}");
+    }
+}
+
+#[tokio::test]
+async fn denial_names_the_product_and_how_to_ask() {
+    let catalog = catalog();
+    let set = policies(&catalog).await;
+    let err = set
+        .resolve_by_name(&catalog, &principal("intern"), "payments", "transactions")
+        .unwrap()
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("payments.transactions")
+            && text.contains("payments-core")
+            && text.contains("#payments-data"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_principals_and_missing_attributes_are_denied() {
+    let catalog = catalog();
+    let set = policies(&catalog).await;
+    let stranger = Principal::new("mallory");
+    assert!(matches!(
+        set.resolve_by_name(&catalog, &stranger, "reference", "counterparties")
+            .unwrap(),
+        Err(Denial::NotPermitted { .. })
+    ));
+    // A LOB system whose token lacks the lob attribute gets nothing, not everything.
+    let no_lob = Principal::new("cib-reporting");
+    let err = set
+        .resolve_by_name(&catalog, &no_lob, "reference", "counterparties")
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(&err, Denial::Unresolvable { reason, .. } if reason.contains("`lob`")),
+        "{err}"
+    );
+    // Ids with separators cannot smuggle roles into the subject set.
+    let sneaky = Principal::new("x|role:firmwide-risk|");
+    assert!(matches!(
+        set.resolve_by_name(&catalog, &sneaky, "markets", "trades")
+            .unwrap(),
+        Err(Denial::MalformedPrincipal { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_role_from_authentication_counts_like_a_casbin_role() {
+    let catalog = catalog();
+    let set = policies(&catalog).await;
+    let risk = Principal::new("new-risk-analyst").with_role("firmwide-risk");
+    let resolved = set
+        .resolve_by_name(&catalog, &risk, "markets", "trades")
+        .unwrap()
+        .unwrap();
+    assert!(resolved.restrictions.is_empty());
+    // Deny overrides allow: an auditor who is also firm-wide risk reads nothing.
+    let both = Principal::new("dual")
+        .with_role("firmwide-risk")
+        .with_role("auditor");
+    assert!(matches!(
+        set.resolve_by_name(&catalog, &both, "markets", "trades")
+            .unwrap(),
+        Err(Denial::NotPermitted { .. })
+    ));
+}
+
+#[tokio::test]
+async fn demo_passwords_verify() {
+    let users = users();
+    for name in [
+        "cib-reporting",
+        "ccb-fraud",
+        "risk-officer",
+        "ref-owner",
+        "auditor",
+        "intern",
+    ] {
+        assert!(
+            users.authenticate(name, &format!("{name}-pw")).is_ok(),
+            "{name}"
+        );
+    }
+    assert!(users.authenticate("cib-reporting", "ccb-fraud-pw").is_err());
+    let text = std::fs::read_to_string(repo().join("policies/users.toml")).unwrap();
+    assert!(
+        !text.contains("\"cib-reporting-pw\""),
+        "no clear passwords in the users file"
+    );
+}
+
+async fn load_error(edit: impl Fn(&mut PolicySources)) -> String {
+    let catalog = catalog();
+    let mut sources = PolicySources::from_dir(&repo().join("policies")).unwrap();
+    edit(&mut sources);
+    PolicySet::load(&catalog, &sources)
+        .await
+        .unwrap_err()
+        .to_string()
+}
+
+fn edit_product(sources: &mut PolicySources, product: &str, from: &str, to: &str) {
+    let source = sources
+        .products
+        .iter_mut()
+        .find(|s| s.name.ends_with(&format!("{product}.toml")))
+        .unwrap();
+    assert!(source.text.contains(from), "fixture text `{from}` missing");
+    source.text = source.text.replacen(from, to, 1);
+}
+
+#[tokio::test]
+async fn load_errors_name_file_line_and_rule() {
+    let err = load_error(|s| {
+        edit_product(
+            s,
+            "payments.transactions",
+            "mask(show-last-4)",
+            "mask(show-last-5)",
+        )
+    })
+    .await;
+    assert!(
+        err.contains("payments.transactions.toml:33: rule `card-last-4-for-risk`")
+            && err.contains("unknown mask kind"),
+        "{err}"
+    );
+
+    let err = load_error(|s| {
+        edit_product(
+            s,
+            "payments.transactions",
+            "except = [\"role:firmwide-risk\"]",
+            "",
+        )
+    })
+    .await;
+    assert!(
+        err.contains("rule `card-last-4-for-risk`") && err.contains("two masks on one column"),
+        "{err}"
+    );
+
+    let err = load_error(|s| {
+        edit_product(
+            s,
+            "markets.trades",
+            "column = \"trader_id\"",
+            "column = \"trader\"",
+        )
+    })
+    .await;
+    assert!(
+        err.contains("markets.trades.toml:") && err.contains("no column `trader`"),
+        "{err}"
+    );
+
+    let err = load_error(|s| {
+        edit_product(
+            s,
+            "markets.trades",
+            "treatment = \"clear\"",
+            "treatment = \"Clear\"",
+        )
+    })
+    .await;
+    assert!(
+        err.contains("rule `trader-clear-for-risk`") && err.contains("unknown treatment `Clear`"),
+        "{err}"
+    );
+
+    let err = load_error(|s| edit_product(s, "markets.trades", "except = [", "expect = [")).await;
+    assert!(
+        err.contains("markets.trades.toml:") && err.contains("expect"),
+        "{err}"
+    );
+
+    let err = load_error(|s| {
+        edit_product(
+            s,
+            "markets.trades",
+            "${principal.lob}",
+            "'${principal.lob}'",
+        )
+    })
+    .await;
+    assert!(
+        err.contains("rule `lob-systems-see-own-lob`") && err.contains("must not be quoted"),
+        "{err}"
+    );
+
+    let err = load_error(|s| {
+        s.access_rules.text = s.access_rules.text.replace("read, deny", "read, Deny")
+    })
+    .await;
+    assert!(
+        err.contains("access.csv:24") && err.contains("unknown effect `Deny`"),
+        "{err}"
+    );
+
+    let err = load_error(|s| {
+        s.access_rules
+            .text
+            .push_str("p, intern, payments, payments.transaction, read, allow\n")
+    })
+    .await;
+    assert!(
+        err.contains("unknown product `payments.transaction`"),
+        "{err}"
+    );
+
+    let err = load_error(|s| {
+        s.products.push(Source::new(
+            "dup.toml",
+            "[policy]\nproduct = \"markets.trades\"\nversion = 2\n",
+        ))
+    })
+    .await;
+    assert!(
+        err.contains("dup.toml") && err.contains("already has a policy"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_product_without_a_policy_file_is_denied_to_everyone() {
+    let catalog = catalog();
+    let mut sources = PolicySources::from_dir(&repo().join("policies")).unwrap();
+    sources
+        .products
+        .retain(|s| !s.name.ends_with("markets.trades.toml"));
+    let set = PolicySet::load(&catalog, &sources).await.unwrap();
+    let err = set
+        .resolve_by_name(&catalog, &principal("risk-officer"), "markets", "trades")
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, Denial::NoPolicy { .. }), "{err}");
+}
