@@ -1,1 +1,860 @@
+//! The reference mesh through the embedded API: every cell of "What each principal sees"
+//! (shared/reference-mesh.md), checked against the raw Parquet files read independently;
+//! tokens recomputed from the published scheme; the rewrite in joins, subqueries, CTEs and
+//! UNION; EXPLAIN; the locked-down SQL surface; and row-group pruning by the policy filter.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use arrow::array::{Array, RecordBatch};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use hkdf::Hkdf;
+use hmac::{Hmac, KeyInit, Mac};
+use meshgate::reference;
+use meshgate::{Gateway, GatewayError, Session};
+use sha2::{Digest, Sha256};
+
+// ---------------------------------------------------------------------------------------
+// Fixtures
+
+fn data_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("reference-mesh")
+}
+
+async fn gateway() -> Gateway {
+    let (config, _) = reference::gateway_config(&data_dir()).expect("reference mesh generates");
+    Gateway::open(config).await.expect("gateway opens")
+}
+
+async fn session(gateway: &Gateway, user: &str) -> Session {
+    let principal = gateway
+        .authenticate(user, &format!("{user}-pw"))
+        .expect("demo password");
+    gateway.session(principal)
+}
+
+/// The raw files, read without the gateway: the truth the gateway's answers are checked against.
+async fn raw() -> SessionContext {
+    let ctx = SessionContext::new();
+    let lake = data_dir().join("lake");
+    for (name, path) in [
+        (
+            "counterparties",
+            "reference-counterparties/data/counterparties/",
+        ),
+        ("transactions", "payments-transactions/data/transactions/"),
+        ("trades", "markets-trades/data/trades/"),
+    ] {
+        let path = lake.join(path);
+        ctx.register_parquet(name, path.to_str().unwrap(), ParquetReadOptions::default())
+            .await
+            .unwrap();
+    }
+    ctx
+}
+
+async fn raw_rows(ctx: &SessionContext, sql: &str) -> Vec<BTreeMap<String, Option<String>>> {
+    rows(&ctx.sql(sql).await.unwrap().collect().await.unwrap())
+}
+
+/// Rows as column -> displayed value maps (value types are compared through their text).
+fn rows(batches: &[RecordBatch]) -> Vec<BTreeMap<String, Option<String>>> {
+    let mut out = Vec::new();
+    for batch in batches {
+        let options = FormatOptions::default();
+        let formatters: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
+            .collect();
+        for row in 0..batch.num_rows() {
+            let mut map = BTreeMap::new();
+            for (i, field) in batch.schema().fields().iter().enumerate() {
+                let value =
+                    (!batch.column(i).is_null(row)).then(|| formatters[i].value(row).to_string());
+                map.insert(field.name().clone(), value);
+            }
+            out.push(map);
+        }
+    }
+    out
+}
+
+async fn query(session: &Session, sql: &str) -> Vec<BTreeMap<String, Option<String>>> {
+    rows(
+        &session
+            .collect(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}")),
+    )
+}
+
+fn columns_of(batches: &[RecordBatch]) -> Vec<String> {
+    batches[0]
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect()
+}
+
+async fn count(session: &Session, sql: &str) -> i64 {
+    let rows = query(session, sql).await;
+    rows[0]
+        .values()
+        .next()
+        .unwrap()
+        .as_ref()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn text(row: &BTreeMap<String, Option<String>>, column: &str) -> String {
+    row.get(column)
+        .unwrap_or_else(|| panic!("no column {column}"))
+        .clone()
+        .unwrap_or_else(|| panic!("{column} is null"))
+}
+
+/// The published token scheme, implemented independently of meshgate-protect.
+fn expected_token(domain: &str, value: &str) -> String {
+    let master = Sha256::digest(b"meshgate demo master key - public, never use for real data");
+    let hk = Hkdf::<Sha256>::new(Some(b"meshgate.tokenize.v1"), &master);
+    let mut key = [0u8; 32];
+    hk.expand(format!("token-domain:{domain}").as_bytes(), &mut key)
+        .unwrap();
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&key).unwrap();
+    mac.update(value.as_bytes());
+    format!(
+        "tok_{}",
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    )
+}
+
+fn email_mask(email: &str) -> String {
+    format!("***{}", &email[email.rfind('@').unwrap()..])
+}
+
+fn show_last_4(value: &str) -> String {
+    let n = value.chars().count();
+    value
+        .chars()
+        .enumerate()
+        .map(|(i, c)| if i + 4 < n { '*' } else { c })
+        .collect()
+}
+
+async fn expect_denied(session: &Session, sql: &str, product: &str) {
+    match session.collect(sql).await {
+        Err(GatewayError::Denied(denial)) => {
+            let message = denial.to_string();
+            assert!(message.contains(&format!("`{product}`")), "{message}");
+            assert!(
+                message.contains("Request access from its owner"),
+                "{message}"
+            );
+        }
+        Err(other) => panic!("{sql}: expected a permission error for {product}, got {other}"),
+        Ok(_) => panic!("{sql}: expected a permission error for {product}, got data"),
+    }
+}
+
+/// Compare a principal's view of a table with the raw rows, column by column.
+/// `expected(column, raw value)` gives the value the principal must see; `None` = hidden.
+async fn check_table<F>(session: &Session, table: &str, key: &str, raw_sql: &str, expected: F)
+where
+    F: Fn(&str, &str) -> Option<String>,
+{
+    let ctx = raw().await;
+    let raw = raw_rows(&ctx, raw_sql).await;
+    let batches = session
+        .collect(&format!("SELECT * FROM {table} ORDER BY {key}"))
+        .await
+        .unwrap();
+    let seen = rows(&batches);
+    assert_eq!(
+        seen.len(),
+        raw.len(),
+        "{}: row count of {table}",
+        session.principal().id()
+    );
+    let raw_columns: Vec<String> = raw[0].keys().cloned().collect();
+    let visible: BTreeSet<String> = columns_of(&batches).into_iter().collect();
+    for column in &raw_columns {
+        let sample = raw[0][column].clone().unwrap_or_default();
+        assert_eq!(
+            visible.contains(column),
+            expected(column, &sample).is_some(),
+            "{}: visibility of {table}.{column}",
+            session.principal().id()
+        );
+    }
+    for (seen_row, raw_row) in seen.iter().zip(&raw) {
+        assert_eq!(seen_row[key], raw_row[key]);
+        for column in &visible {
+            let clear = text(raw_row, column);
+            let want = expected(column, &clear).unwrap();
+            assert_eq!(
+                text(seen_row, column),
+                want,
+                "{}: {table}.{column} of {key}={:?}",
+                session.principal().id(),
+                raw_row[key]
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Every cell of the reference table
+
+#[tokio::test]
+async fn counterparties_as_each_principal_sees_them() {
+    let gateway = gateway().await;
+    let counterparties = "reference.counterparties";
+    let raw = "SELECT * FROM counterparties";
+    let lob_system = |column: &str, v: &str| match column {
+        "tax_id" => Some(expected_token("reference", v)),
+        "contact_email" => Some(email_mask(v)),
+        "internal_rating" => None,
+        _ => Some(v.to_string()),
+    };
+    for (user, lob) in [("cib-reporting", "CIB"), ("ccb-fraud", "CCB")] {
+        let s = session(&gateway, user).await;
+        check_table(
+            &s,
+            counterparties,
+            "counterparty_id",
+            &format!("{raw} WHERE lob = '{lob}' ORDER BY counterparty_id"),
+            lob_system,
+        )
+        .await;
+    }
+    let risk = session(&gateway, "risk-officer").await;
+    check_table(
+        &risk,
+        counterparties,
+        "counterparty_id",
+        &format!("{raw} ORDER BY counterparty_id"),
+        |column, v| match column {
+            "tax_id" => Some(expected_token("reference", v)),
+            "contact_email" => Some(email_mask(v)),
+            _ => Some(v.to_string()),
+        },
+    )
+    .await;
+    let owner = session(&gateway, "ref-owner").await;
+    check_table(
+        &owner,
+        counterparties,
+        "counterparty_id",
+        &format!("{raw} ORDER BY counterparty_id"),
+        |_, v| Some(v.to_string()),
+    )
+    .await;
+    for user in ["auditor", "intern"] {
+        expect_denied(
+            &session(&gateway, user).await,
+            "SELECT * FROM reference.counterparties",
+            counterparties,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn counts_per_lob_match_the_reference_rule() {
+    let gateway = gateway().await;
+    // LOB of id: CIB when id % 10 in 0..=4, CCB in 5..=7, AWM in 8..=9.
+    for (user, expected) in [
+        ("cib-reporting", vec![("CIB", 15_000)]),
+        ("ccb-fraud", vec![("CCB", 9_000)]),
+    ] {
+        let s = session(&gateway, user).await;
+        let seen = query(
+            &s,
+            "SELECT lob, count(*) AS n FROM reference.counterparties GROUP BY lob",
+        )
+        .await;
+        let seen: Vec<(String, i64)> = seen
+            .iter()
+            .map(|r| (text(r, "lob"), text(r, "n").parse().unwrap()))
+            .collect();
+        let expected: Vec<(String, i64)> = expected
+            .into_iter()
+            .map(|(l, n)| (l.to_string(), n))
+            .collect();
+        assert_eq!(seen, expected, "{user}");
+    }
+    let risk = session(&gateway, "risk-officer").await;
+    let seen = query(
+        &risk,
+        "SELECT lob, count(*) AS n FROM reference.counterparties GROUP BY lob ORDER BY lob",
+    )
+    .await;
+    let seen: Vec<(String, String)> = seen
+        .iter()
+        .map(|r| (text(r, "lob"), text(r, "n")))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("AWM".into(), "6000".into()),
+            ("CCB".into(), "9000".into()),
+            ("CIB".into(), "15000".into())
+        ]
+    );
+    // The lob rule holds in the data itself.
+    let ctx = raw().await;
+    let wrong = raw_rows(
+        &ctx,
+        "SELECT count(*) AS n FROM counterparties WHERE lob <> CASE WHEN counterparty_id % 10 < 5 THEN 'CIB' \
+         WHEN counterparty_id % 10 < 8 THEN 'CCB' ELSE 'AWM' END",
+    )
+    .await;
+    assert_eq!(text(&wrong[0], "n"), "0");
+}
+
+#[tokio::test]
+async fn transactions_as_each_principal_sees_them() {
+    let gateway = gateway().await;
+    let ccb = session(&gateway, "ccb-fraud").await;
+    check_table(
+        &ccb,
+        "payments.transactions",
+        "txn_id",
+        "SELECT * FROM transactions WHERE lob = 'CCB' ORDER BY txn_id",
+        |column, v| {
+            Some(if column == "card_number" {
+                expected_token("payments", v)
+            } else {
+                v.to_string()
+            })
+        },
+    )
+    .await;
+    let risk = session(&gateway, "risk-officer").await;
+    check_table(
+        &risk,
+        "payments.transactions",
+        "txn_id",
+        "SELECT * FROM transactions ORDER BY txn_id",
+        |column, v| {
+            Some(if column == "card_number" {
+                show_last_4(v)
+            } else {
+                v.to_string()
+            })
+        },
+    )
+    .await;
+    for user in ["cib-reporting", "ref-owner", "auditor", "intern"] {
+        expect_denied(
+            &session(&gateway, user).await,
+            "SELECT count(*) FROM payments.transactions",
+            "payments.transactions",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn trades_as_each_principal_sees_them() {
+    let gateway = gateway().await;
+    let cib = session(&gateway, "cib-reporting").await;
+    check_table(
+        &cib,
+        "markets.trades",
+        "trade_id",
+        "SELECT * FROM trades WHERE lob = 'CIB' ORDER BY trade_id",
+        |column, v| {
+            Some(if column == "trader_id" {
+                expected_token("markets", v)
+            } else {
+                v.to_string()
+            })
+        },
+    )
+    .await;
+    let risk = session(&gateway, "risk-officer").await;
+    check_table(
+        &risk,
+        "markets.trades",
+        "trade_id",
+        "SELECT * FROM trades ORDER BY trade_id",
+        |_, v| Some(v.to_string()),
+    )
+    .await;
+    for user in ["ccb-fraud", "ref-owner", "auditor", "intern"] {
+        expect_denied(
+            &session(&gateway, user).await,
+            "SELECT * FROM markets.trades",
+            "markets.trades",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn tokens_are_deterministic_across_principals_and_differ_across_domains() {
+    let gateway = gateway().await;
+    let sql = "SELECT counterparty_id, tax_id FROM reference.counterparties WHERE counterparty_id IN (10, 20, 30) ORDER BY 1";
+    let cib = query(&session(&gateway, "cib-reporting").await, sql).await;
+    let risk = query(&session(&gateway, "risk-officer").await, sql).await;
+    assert_eq!(cib.len(), 3);
+    assert_eq!(
+        cib, risk,
+        "same clear value, same token domain: same token for every principal"
+    );
+    let clear = query(&session(&gateway, "ref-owner").await, sql).await;
+    for (token_row, clear_row) in cib.iter().zip(&clear) {
+        let (token, value) = (text(token_row, "tax_id"), text(clear_row, "tax_id"));
+        assert_ne!(token, value);
+        assert!(!token.contains(&value));
+        assert_eq!(token, expected_token("reference", &value));
+        assert_ne!(
+            token,
+            expected_token("payments", &value),
+            "token domains must not link"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Hidden means absent everywhere
+
+#[tokio::test]
+async fn hidden_columns_do_not_exist_for_the_caller() {
+    let gateway = gateway().await;
+    let cib = session(&gateway, "cib-reporting").await;
+    let star = cib
+        .collect("SELECT * FROM reference.counterparties LIMIT 1")
+        .await
+        .unwrap();
+    assert!(!columns_of(&star).contains(&"internal_rating".to_string()));
+
+    for sql in [
+        "SELECT internal_rating FROM reference.counterparties",
+        "SELECT count(*) FROM reference.counterparties WHERE internal_rating = 'AAA'",
+        "SELECT c.internal_rating FROM reference.counterparties c",
+    ] {
+        match cib.collect(sql).await {
+            Err(GatewayError::InvalidQuery(message)) => {
+                assert!(message.contains("internal_rating"), "{message}")
+            }
+            other => panic!("{sql}: expected an unknown-column error, got {other:?}"),
+        }
+    }
+
+    let columns = |rows: Vec<BTreeMap<String, Option<String>>>, key: &str| -> Vec<String> {
+        rows.iter().map(|r| text(r, key)).collect()
+    };
+    let info = "SELECT column_name FROM information_schema.columns \
+                WHERE table_schema = 'reference' AND table_name = 'counterparties' ORDER BY ordinal_position";
+    let expected = [
+        "counterparty_id",
+        "legal_name",
+        "lob",
+        "country",
+        "tax_id",
+        "contact_email",
+        "onboarded_on",
+    ];
+    assert_eq!(columns(query(&cib, info).await, "column_name"), expected);
+    assert_eq!(
+        columns(
+            query(&cib, "DESCRIBE reference.counterparties").await,
+            "column_name"
+        ),
+        expected
+    );
+    assert_eq!(
+        columns(
+            query(&cib, "SHOW COLUMNS FROM reference.counterparties").await,
+            "column_name"
+        )
+        .len(),
+        expected.len()
+    );
+    let risk = session(&gateway, "risk-officer").await;
+    assert!(
+        columns(query(&risk, info).await, "column_name").contains(&"internal_rating".to_string())
+    );
+}
+
+#[tokio::test]
+async fn information_schema_lists_only_what_the_caller_may_read() {
+    let gateway = gateway().await;
+    let sql = "SELECT table_schema || '.' || table_name AS t FROM information_schema.tables \
+               WHERE table_schema <> 'information_schema' ORDER BY 1";
+    for (user, expected) in [
+        (
+            "cib-reporting",
+            vec!["markets.trades", "reference.counterparties"],
+        ),
+        (
+            "ccb-fraud",
+            vec!["payments.transactions", "reference.counterparties"],
+        ),
+        (
+            "risk-officer",
+            vec![
+                "markets.trades",
+                "payments.transactions",
+                "reference.counterparties",
+            ],
+        ),
+        ("ref-owner", vec!["reference.counterparties"]),
+        ("auditor", vec![]),
+        ("intern", vec![]),
+    ] {
+        let s = session(&gateway, user).await;
+        let seen: Vec<String> = query(&s, sql).await.iter().map(|r| text(r, "t")).collect();
+        assert_eq!(seen, expected, "{user}");
+        let tables: Vec<String> = s
+            .tables()
+            .iter()
+            .map(|t| format!("{}.{}", t.schema, t.name))
+            .collect();
+        assert_eq!(tables, expected, "{user}: Session::tables");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The rewrite, wherever a table appears
+
+#[tokio::test]
+async fn every_reference_to_a_product_is_wrapped() {
+    let gateway = gateway().await;
+    let cib = session(&gateway, "cib-reporting").await;
+    let ctx = raw().await;
+    let raw_count = |sql: &'static str| {
+        let ctx = ctx.clone();
+        async move {
+            text(&raw_rows(&ctx, sql).await[0], "n")
+                .parse::<i64>()
+                .unwrap()
+        }
+    };
+    let cib_trades = raw_count("SELECT count(*) AS n FROM trades WHERE lob = 'CIB'").await;
+
+    // Joins: both sides filtered.
+    let joined = "SELECT count(*) FROM markets.trades t JOIN reference.counterparties c ON t.counterparty_id = c.counterparty_id";
+    assert_eq!(count(&cib, joined).await, cib_trades);
+    let lobs = query(
+        &cib,
+        "SELECT DISTINCT c.lob AS a, t.lob AS b FROM markets.trades t \
+         LEFT JOIN reference.counterparties c ON t.counterparty_id = c.counterparty_id",
+    )
+    .await;
+    assert_eq!(lobs.len(), 1);
+    assert_eq!(
+        (text(&lobs[0], "a"), text(&lobs[0], "b")),
+        ("CIB".into(), "CIB".into())
+    );
+
+    // Subqueries: IN, EXISTS, scalar.
+    let expected_in =
+        raw_count("SELECT count(DISTINCT counterparty_id) AS n FROM trades WHERE lob = 'CIB'")
+            .await;
+    assert_eq!(
+        count(&cib, "SELECT count(*) FROM reference.counterparties WHERE counterparty_id IN (SELECT counterparty_id FROM markets.trades)").await,
+        expected_in
+    );
+    assert_eq!(
+        count(
+            &cib,
+            "SELECT count(*) FROM reference.counterparties c WHERE EXISTS \
+             (SELECT 1 FROM markets.trades t WHERE t.counterparty_id = c.counterparty_id)"
+        )
+        .await,
+        expected_in
+    );
+    assert_eq!(
+        count(
+            &cib,
+            "SELECT (SELECT count(*) FROM reference.counterparties) AS n"
+        )
+        .await,
+        15_000
+    );
+
+    // CTEs.
+    let cte = query(&cib, "WITH c AS (SELECT * FROM reference.counterparties) SELECT count(*) AS n, count(DISTINCT lob) AS l FROM c").await;
+    assert_eq!(
+        (text(&cte[0], "n"), text(&cte[0], "l")),
+        ("15000".into(), "1".into())
+    );
+
+    // UNION branches.
+    let union = query(
+        &cib,
+        "SELECT lob, count(*) AS n FROM (SELECT lob FROM reference.counterparties UNION ALL SELECT lob FROM markets.trades) u GROUP BY lob",
+    )
+    .await;
+    assert_eq!(union.len(), 1);
+    assert_eq!(text(&union[0], "lob"), "CIB");
+    assert_eq!(
+        text(&union[0], "n").parse::<i64>().unwrap(),
+        15_000 + cib_trades
+    );
+
+    // A denied table anywhere in the query denies the query.
+    expect_denied(
+        &cib,
+        "SELECT count(*) FROM reference.counterparties WHERE counterparty_id IN (SELECT counterparty_id FROM payments.transactions)",
+        "payments.transactions",
+    )
+    .await;
+    expect_denied(
+        &cib,
+        "WITH t AS (SELECT * FROM payments.transactions) SELECT 1",
+        "payments.transactions",
+    )
+    .await;
+
+    // Aggregates answer from visible rows, never from file statistics.
+    assert_eq!(
+        count(&cib, "SELECT count(*) FROM reference.counterparties").await,
+        15_000
+    );
+    let extremes = query(&cib, "SELECT min(counterparty_id) AS lo, max(counterparty_id) AS hi FROM reference.counterparties").await;
+    assert_eq!(
+        (text(&extremes[0], "lo"), text(&extremes[0], "hi")),
+        ("1".into(), "30000".into())
+    );
+}
+
+#[tokio::test]
+async fn predicates_on_protected_columns_see_only_protected_values() {
+    let gateway = gateway().await;
+    let cib = session(&gateway, "cib-reporting").await;
+    let owner = session(&gateway, "ref-owner").await;
+    let clear = query(
+        &owner,
+        "SELECT tax_id, contact_email FROM reference.counterparties WHERE counterparty_id = 10",
+    )
+    .await;
+    let (tax_id, email) = (text(&clear[0], "tax_id"), text(&clear[0], "contact_email"));
+
+    let n = |sql: String| {
+        let cib = cib.clone();
+        async move { count(&cib, &sql).await }
+    };
+    assert_eq!(
+        n(format!(
+            "SELECT count(*) FROM reference.counterparties WHERE tax_id = '{tax_id}'"
+        ))
+        .await,
+        0
+    );
+    assert_eq!(
+        n(format!(
+            "SELECT count(*) FROM reference.counterparties WHERE contact_email = '{email}'"
+        ))
+        .await,
+        0
+    );
+    let prefix = &email[..3];
+    assert_eq!(
+        n(format!(
+            "SELECT count(*) FROM reference.counterparties WHERE contact_email LIKE '{prefix}%'"
+        ))
+        .await,
+        0
+    );
+    assert_eq!(
+        n("SELECT count(*) FROM reference.counterparties WHERE contact_email LIKE '***@%'".into())
+            .await,
+        15_000
+    );
+    let token = expected_token("reference", &tax_id);
+    assert_eq!(
+        n(format!(
+            "SELECT count(*) FROM reference.counterparties WHERE tax_id = '{token}'"
+        ))
+        .await,
+        1
+    );
+    let first = query(
+        &cib,
+        "SELECT tax_id FROM reference.counterparties ORDER BY tax_id LIMIT 1",
+    )
+    .await;
+    assert!(text(&first[0], "tax_id").starts_with("tok_"));
+}
+
+#[tokio::test]
+async fn explain_shows_an_opaque_scan_and_no_policy_internals() {
+    let gateway = gateway().await;
+    let cib = session(&gateway, "cib-reporting").await;
+    let mut plans = String::new();
+    for sql in [
+        "EXPLAIN SELECT * FROM reference.counterparties WHERE country = 'US'",
+        "EXPLAIN VERBOSE SELECT tax_id, count(*) FROM reference.counterparties GROUP BY tax_id",
+    ] {
+        for row in query(&cib, sql).await {
+            plans.push_str(&text(&row, "plan"));
+            plans.push('\n');
+        }
+    }
+    assert!(
+        plans.contains(
+            "ProtectedScanExec: table=reference.counterparties, policy=reference.counterparties@v1"
+        ),
+        "{plans}"
+    );
+    // No filter bodies, no attribute values, no masks or keys.
+    let master = Sha256::digest(b"meshgate demo master key - public, never use for real data");
+    for secret in [
+        "'CIB'".to_string(),
+        "lob =".to_string(),
+        "mask_email".to_string(),
+        "tokenize".to_string(),
+        hex::encode(master),
+        URL_SAFE_NO_PAD.encode(master),
+    ] {
+        assert!(
+            !plans.contains(&secret),
+            "EXPLAIN shows `{secret}`:\n{plans}"
+        );
+    }
+    match cib
+        .collect("EXPLAIN ANALYZE SELECT * FROM reference.counterparties")
+        .await
+    {
+        Err(GatewayError::NotAllowed(message)) => {
+            assert!(message.contains("EXPLAIN ANALYZE"), "{message}")
+        }
+        other => panic!("EXPLAIN ANALYZE must be refused, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The locked-down SQL surface
+
+#[tokio::test]
+async fn consumers_can_only_read() {
+    let gateway = gateway().await;
+    let risk = session(&gateway, "risk-officer").await;
+    let file =
+        data_dir().join("lake/reference-counterparties/data/counterparties/part-00000.parquet");
+    let file = file.display();
+    for sql in [
+        "CREATE EXTERNAL TABLE x STORED AS PARQUET LOCATION 's3://reference-counterparties/data/counterparties/'".to_string(),
+        "COPY (SELECT * FROM reference.counterparties) TO '/tmp/stolen.parquet'".to_string(),
+        "INSERT INTO reference.counterparties (counterparty_id) VALUES (1)".to_string(),
+        "DELETE FROM reference.counterparties".to_string(),
+        "DROP TABLE reference.counterparties".to_string(),
+        "CREATE VIEW v AS SELECT * FROM reference.counterparties".to_string(),
+        "CREATE TABLE t AS SELECT * FROM reference.counterparties".to_string(),
+        "SET datafusion.execution.parquet.pushdown_filters = true".to_string(),
+        "PREPARE p AS SELECT 1".to_string(),
+        "EXPLAIN ANALYZE SELECT 1".to_string(),
+    ] {
+        match risk.collect(&sql).await {
+            Err(GatewayError::NotAllowed(message)) => assert!(message.contains("not allowed") || message.contains("not available"), "{message}"),
+            other => panic!("{sql}: expected NotAllowed, got {other:?}"),
+        }
+    }
+    for sql in [
+        format!("SELECT * FROM '{file}'"),
+        "SELECT * FROM 's3://reference-counterparties/data/counterparties/part-00000.parquet'"
+            .to_string(),
+        format!("SELECT * FROM read_parquet('{file}')"),
+        format!("SELECT * FROM parquet_metadata('{file}')"),
+        "SELECT 1; SELECT 2".to_string(),
+        "CREATE FUNCTION f() RETURNS INT RETURN 1".to_string(),
+    ] {
+        assert!(risk.collect(&sql).await.is_err(), "{sql} must fail");
+    }
+    // Bad SQL gives the planner's own message.
+    match risk.collect("SELEC 1").await {
+        Err(GatewayError::InvalidQuery(message)) => assert!(message.contains("SELEC"), "{message}"),
+        other => panic!("expected a parse error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn authentication_is_required_and_checked() {
+    let gateway = gateway().await;
+    assert!(gateway.authenticate("cib-reporting", "wrong").is_err());
+    assert!(gateway.authenticate("nobody", "nobody-pw").is_err());
+    // A principal the policies do not know is denied, not defaulted.
+    let stranger = gateway.session(meshgate::Principal::new("stranger"));
+    expect_denied(
+        &stranger,
+        "SELECT 1 FROM reference.counterparties",
+        "reference.counterparties",
+    )
+    .await;
+    assert!(stranger.tables().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// The policy filter prunes row groups
+
+#[tokio::test]
+async fn the_lob_filter_prunes_row_groups_of_the_lob_sorted_product() {
+    let gateway = gateway().await;
+    let report = |user: &'static str, sql: &'static str| {
+        let gateway = gateway.clone();
+        async move {
+            let s = session(&gateway, user).await;
+            let planned = s.query(sql).await.unwrap();
+            planned.collect().await.unwrap();
+            planned.scan_report()
+        }
+    };
+    let cib = report(
+        "cib-reporting",
+        "SELECT count(*) FROM reference.counterparties",
+    )
+    .await;
+    let risk = report(
+        "risk-officer",
+        "SELECT count(*) FROM reference.counterparties",
+    )
+    .await;
+    assert_eq!(cib.tables, vec!["reference.counterparties"]);
+    // Sorted by lob (AWM, CCB, CIB) in 3 files of 10,000 rows and row groups of 4,000: the
+    // first file holds no CIB row, the second's first row group neither.
+    assert_eq!((cib.files_pruned, cib.row_groups_pruned), (1, 1), "{cib:?}");
+    assert_eq!(cib.rows_scanned, 16_000, "{cib:?}");
+    assert_eq!(
+        (risk.files_pruned, risk.row_groups_pruned, risk.rows_scanned),
+        (0, 0, 30_000),
+        "{risk:?}"
+    );
+    // Transactions are sorted by time: the same filter cannot prune there.
+    let ccb = report("ccb-fraud", "SELECT count(*) FROM payments.transactions").await;
+    assert_eq!(
+        (ccb.files_pruned, ccb.row_groups_pruned, ccb.rows_scanned),
+        (0, 0, 200_000),
+        "{ccb:?}"
+    );
+}
+
+#[tokio::test]
+async fn generated_data_is_deterministic() {
+    let other = tempfile::tempdir().unwrap();
+    reference::generate(other.path()).unwrap();
+    reference::generate(&data_dir()).unwrap();
+    for file in [
+        "reference-counterparties/data/counterparties/part-00000.parquet",
+        "payments-transactions/data/transactions/part-00001.parquet",
+        "markets-trades/data/trades/part-00000.parquet",
+    ] {
+        let a = std::fs::read(other.path().join("lake").join(file)).unwrap();
+        let b = std::fs::read(data_dir().join("lake").join(file)).unwrap();
+        assert!(a == b, "{file} differs between two generations");
+    }
+    assert_eq!(
+        reference::generate(other.path()).unwrap(),
+        reference::Generated::Reused
+    );
+}

@@ -1,1 +1,44 @@
-//! placeholder
+//! # meshgate-engine
+//!
+//! Consumers write ordinary SQL against data products; the product owner's policy must hold
+//! for every row and value that comes back, whatever the SQL does. This crate is where that
+//! is guaranteed. It plans SQL with DataFusion against a per-query catalog in which every
+//! product table is a [`ProtectedTable`]: its scan is the raw Parquet scan followed by the
+//! caller's row filter, masks and tokens, and a projection without hidden columns, sealed in
+//! one [`ProtectedScanExec`] beneath every user operator.
+//!
+//! The invariants (see ARCHITECTURE.md):
+//! 1. every product scan is wrapped before any user operator, wherever the table appears
+//!    (joins, subqueries, CTEs, UNION branches);
+//! 2. user predicates are never pushed into the protected scan; they see filtered, masked
+//!    values only;
+//! 3. a protected scan reports no statistics, no metrics, and displays only its table and
+//!    policy id;
+//! 4. policy is resolved once per (caller, table) per query; anything that does not resolve
+//!    denies;
+//! 5. consumers run read-only statements only, against the `mesh` catalog only.
+//!
+//! ```no_run
+//! # async fn demo(config: meshgate_engine::GatewayConfig) -> Result<(), meshgate_engine::GatewayError> {
+//! use meshgate_engine::Gateway;
+//! use meshgate_policy::Principal;
+//!
+//! let gateway = Gateway::open(config).await?;
+//! let analyst = Principal::new("cib-reporting").with_attribute("lob", "CIB");
+//! let batches = gateway.session(analyst).collect("SELECT * FROM reference.counterparties").await?;
+//! # Ok(()) }
+//! ```
+
+mod compile;
+mod error;
+mod gateway;
+mod lockdown;
+mod protected;
+mod secure_catalog;
+mod session;
+
+pub use error::GatewayError;
+pub use gateway::{Gateway, GatewayConfig};
+pub use protected::{ProtectedScanExec, ProtectedTable};
+pub use secure_catalog::CATALOG;
+pub use session::{Query, ScanReport, Session, VisibleTable};

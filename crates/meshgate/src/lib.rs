@@ -1,1 +1,43 @@
-//! placeholder
+//! # meshgate
+//!
+//! A query gateway for a data mesh. Domain teams publish data products, each in its own
+//! bucket of Parquet files; consumers query them in place over Arrow Flight SQL (or in
+//! process, through this library), and every query is rewritten so that each product scan
+//! is followed by the caller's row filter, masks, tokens and hidden columns before any of
+//! the consumer's SQL runs.
+//!
+//! This crate is the facade: it re-exports the pieces along the data's path and adds the
+//! [`reference`] mesh, the [`config`] file format and the `meshgate` command.
+//!
+//! | crate | job |
+//! |---|---|
+//! | [`catalog`] | product manifests (ODCS v3.1): products, tables, columns, owners |
+//! | [`policy`] | who may read what (casbin), row filters and column treatments, resolution |
+//! | [`protect`] | mask and tokenization kernels |
+//! | [`storage`] | one object store per product bucket |
+//! | [`engine`] | SQL planning with the policy rewrite; the embeddable API |
+//! | [`flight`] | the Arrow Flight SQL server |
+//!
+//! Embedded use, with the same enforcement as the server:
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let (config, _) = meshgate::reference::gateway_config(std::path::Path::new("/tmp/mesh"))?;
+//! let gateway = meshgate::Gateway::open(config).await?;
+//! let principal = gateway.authenticate("cib-reporting", "cib-reporting-pw")?;
+//! let batches = gateway.session(principal).collect("SELECT * FROM reference.counterparties").await?;
+//! # Ok(()) }
+//! ```
+
+pub mod config;
+pub mod reference;
+
+pub use meshgate_catalog as catalog;
+pub use meshgate_engine as engine;
+pub use meshgate_flight as flight;
+pub use meshgate_policy as policy;
+pub use meshgate_protect as protect;
+pub use meshgate_storage as storage;
+
+pub use meshgate_engine::{Gateway, GatewayConfig, GatewayError, Query, Session};
+pub use meshgate_policy::Principal;

@@ -1,1 +1,144 @@
-fn main() {}
+//! The `meshgate` command: `demo` serves the reference mesh, `serve` a configured mesh.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use meshgate::config::ServeConfig;
+use meshgate::reference::{self, Generated};
+use meshgate::{Gateway, GatewayConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "meshgate",
+    version,
+    about = "A query gateway for a data mesh, speaking Arrow Flight SQL"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate the reference mesh (on first run) and serve it over Flight SQL.
+    Demo {
+        /// Address to serve Flight SQL on.
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        listen: String,
+        /// Where the generated mesh lives (default: $MESHGATE_DATA_DIR or ~/.local/share/meshgate/reference-mesh).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Serve the mesh described by a configuration file.
+    Serve {
+        /// The configuration file (meshgate.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// Address to serve Flight SQL on (overrides the file's `listen`).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Hash a password for a users file (reads the password from stdin).
+    HashPassword,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,datafusion=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Demo { listen, data_dir } => {
+            let data_dir = data_dir.unwrap_or_else(reference::default_data_dir);
+            let (config, generated) =
+                reference::gateway_config(&data_dir).map_err(|e| e.to_string())?;
+            let how = match generated {
+                Generated::Created => "generated",
+                Generated::Reused => "reused",
+            };
+            println!(
+                "meshgate demo: the reference mesh ({how}) in {}",
+                data_dir.display()
+            );
+            println!(
+                "  tokens use the public demo master key: fine for the demo, never for real data"
+            );
+            serve(config, &listen, true).await
+        }
+        Command::Serve { config, listen } => {
+            let loaded = ServeConfig::load(&config).map_err(|e| e.to_string())?;
+            let listen = listen
+                .or(loaded.listen)
+                .unwrap_or_else(|| "127.0.0.1:50051".to_string());
+            serve(loaded.gateway, &listen, false).await
+        }
+        Command::HashPassword => {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .map_err(|e| format!("cannot read the password: {e}"))?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                return Err("empty password".into());
+            }
+            println!("{}", meshgate::policy::hash_password(password)?);
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: GatewayConfig, listen: &str, demo: bool) -> Result<(), String> {
+    let gateway = Gateway::open(config).await.map_err(|e| e.to_string())?;
+    let listener = meshgate::flight::bind(listen)
+        .await
+        .map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    if demo {
+        println!(
+            "  users: {} (password: <user>-pw)",
+            reference::PRINCIPALS.join(", ")
+        );
+        println!("  connect: grpc://{addr}, e.g. from Python:");
+        println!("    import adbc_driver_flightsql.dbapi as flightsql");
+        println!(
+            "    conn = flightsql.connect(\"grpc://{addr}\", db_kwargs={{\"username\": \"cib-reporting\", \"password\": \"cib-reporting-pw\"}})"
+        );
+        println!(
+            "    cur = conn.cursor(); cur.execute(\"SELECT * FROM reference.counterparties\"); print(cur.fetch_arrow_table())"
+        );
+    }
+    // Tests and scripts wait for this line.
+    println!("listening on {addr}");
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("shutting down");
+    };
+    meshgate::flight::serve(gateway, listener, shutdown)
+        .await
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,97 @@
+//! From a resolved policy (SQL syntax trees with literals bound) to DataFusion expressions,
+//! and the load-time check that every row-filter template type-checks against its table.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::common::DFSchema;
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::{Expr, ExprSchemable};
+use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, ExprWithAlias};
+use meshgate_policy::{PolicySet, ResolvedTablePolicy};
+
+use crate::error::GatewayError;
+use crate::gateway::GatewayInner;
+use crate::protected::{ProtectedTable, combine_filters};
+
+/// One row-filter syntax tree as a boolean expression over the raw table.
+fn filter_expr(state: &SessionState, raw: &DFSchema, sql: &SqlExpr) -> Result<Expr, String> {
+    let expr = state
+        .create_logical_expr_from_sql_expr(
+            ExprWithAlias {
+                expr: sql.clone(),
+                alias: None,
+            },
+            raw,
+        )
+        .map_err(|e| e.to_string())?;
+    match expr.get_type(raw).map_err(|e| e.to_string())? {
+        DataType::Boolean | DataType::Null => Ok(expr),
+        other => Err(format!(
+            "the filter must be a boolean condition, but `{sql}` is {other}"
+        )),
+    }
+}
+
+/// Compile one caller's resolved policy for one table.
+pub(crate) fn protected_table(
+    inner: &GatewayInner,
+    policy: ResolvedTablePolicy,
+) -> Result<ProtectedTable, String> {
+    let raw = inner
+        .raw_tables
+        .get(&(policy.domain.clone(), policy.table.clone()))
+        .ok_or_else(|| format!("no storage for {}.{}", policy.domain, policy.table))?;
+    let raw_schema = DFSchema::try_from(datafusion::catalog::TableProvider::schema(raw.as_ref()))
+        .map_err(|e| e.to_string())?;
+    let compile = |filters: &[meshgate_policy::BoundFilter]| -> Result<Vec<Expr>, String> {
+        filters
+            .iter()
+            .map(|f| {
+                filter_expr(&inner.template, &raw_schema, &f.expr)
+                    .map_err(|m| format!("row filter `{}`: {m}", f.rule))
+            })
+            .collect()
+    };
+    let row_filter = combine_filters(compile(&policy.grants)?, compile(&policy.restrictions)?);
+    ProtectedTable::new(
+        Arc::new(policy),
+        Arc::clone(raw),
+        row_filter,
+        &inner.master_key,
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// Every row filter of every product policy must compile against its table's schema and be
+/// boolean, with placeholder attributes bound to a sample string. Errors name file, line
+/// and rule.
+pub(crate) fn validate_row_filters(
+    state: &SessionState,
+    policies: &PolicySet,
+    raw_schema: impl Fn(&str, &str) -> Option<Arc<Schema>>,
+    domain_of: impl Fn(&str) -> Option<String>,
+) -> Result<(), GatewayError> {
+    for policy in policies.product_policies() {
+        let Some(domain) = domain_of(&policy.product) else {
+            continue;
+        };
+        for rule in &policy.row_filters {
+            let located = |message: String| {
+                GatewayError::Config(format!(
+                    "{}:{}: rule `{}`: `where`: {message}",
+                    rule.origin.file, rule.origin.line, rule.origin.id
+                ))
+            };
+            let schema = raw_schema(&domain, &rule.table)
+                .ok_or_else(|| located(format!("no table `{}`", rule.table)))?;
+            let schema = DFSchema::try_from(schema).map_err(|e| located(e.to_string()))?;
+            let bound = rule
+                .template
+                .bind_with(|_| Some("sample".to_string()))
+                .map_err(|a| located(format!("attribute `{a}`")))?;
+            filter_expr(state, &schema, &bound).map_err(located)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,71 @@
+//! The consumer SQL surface: read-only queries, nothing else.
+//!
+//! Consumers may run `SELECT`/`WITH` queries, `EXPLAIN` of them, `DESCRIBE`, `SHOW TABLES`
+//! and `SHOW COLUMNS`. Everything else (DDL, DML, `COPY`, `SET`, `PREPARE`, `EXPLAIN
+//! ANALYZE`, ...) is refused here, by statement kind, before planning, and again by
+//! DataFusion's `SQLOptions` check on the plan. URL tables are never enabled and no
+//! file-reading table function or user-defined function is registered, so a query can reach
+//! data only through the catalog, where every product table is policy-wrapped.
+
+use datafusion::execution::context::SQLOptions;
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::{DescribeAlias, Statement};
+
+use crate::error::GatewayError;
+
+/// The SQLOptions every consumer plan is verified against.
+pub(crate) fn sql_options() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+const ALLOWED: &str =
+    "SELECT/WITH queries, EXPLAIN of a query, DESCRIBE, SHOW TABLES and SHOW COLUMNS";
+
+/// Refuse every statement a consumer may not run.
+pub(crate) fn check_statement(statement: &DFStatement) -> Result<(), GatewayError> {
+    let refuse = |what: &str| {
+        Err(GatewayError::NotAllowed(format!(
+            "{what} is not allowed: meshgate is read-only and accepts {ALLOWED}"
+        )))
+    };
+    match statement {
+        DFStatement::Statement(inner) => check_sql_statement(inner),
+        DFStatement::Explain(explain) => {
+            if explain.options.analyze {
+                return Err(GatewayError::NotAllowed(
+                    "EXPLAIN ANALYZE is not available to consumers: its metrics count rows the caller's policy hides".into(),
+                ));
+            }
+            match explain.statement.as_ref() {
+                DFStatement::Statement(inner) if matches!(inner.as_ref(), Statement::Query(_)) => {
+                    Ok(())
+                }
+                _ => refuse("EXPLAIN of anything but a query"),
+            }
+        }
+        DFStatement::CreateExternalTable(_) => refuse("CREATE EXTERNAL TABLE"),
+        DFStatement::CopyTo(_) => refuse("COPY"),
+        DFStatement::Reset(_) => refuse("RESET"),
+    }
+}
+
+fn check_sql_statement(statement: &Statement) -> Result<(), GatewayError> {
+    match statement {
+        Statement::Query(_) | Statement::ShowTables { .. } | Statement::ShowColumns { .. } => Ok(()),
+        Statement::ExplainTable { describe_alias: DescribeAlias::Describe | DescribeAlias::Desc, .. } => Ok(()),
+        Statement::Explain { analyze: true, .. } => Err(GatewayError::NotAllowed(
+            "EXPLAIN ANALYZE is not available to consumers: its metrics count rows the caller's policy hides".into(),
+        )),
+        Statement::Explain { statement, .. } if matches!(statement.as_ref(), Statement::Query(_)) => Ok(()),
+        other => {
+            let text = other.to_string();
+            let kind: String = text.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+            Err(GatewayError::NotAllowed(format!(
+                "`{kind} ...` is not allowed: meshgate is read-only and accepts {ALLOWED}"
+            )))
+        }
+    }
+}

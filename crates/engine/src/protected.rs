@@ -1,0 +1,369 @@
+//! The rewrite: every product table a query names becomes a [`ProtectedTable`], whose scan
+//! is `raw Parquet scan -> row filter -> masks/tokens -> projection without hidden columns`,
+//! sealed inside one [`ProtectedScanExec`].
+//!
+//! Why a sealed leaf rather than ordinary plan nodes: DataFusion's optimizers move filters,
+//! projections, limits and dynamic filters across ordinary nodes. A user predicate moved below
+//! the policy filter could be evaluated on hidden rows (and leak through its errors), and one
+//! pushed into the Parquet reader could prune by raw statistics of a masked column.
+//! `ProtectedScanExec` has no children as far as any optimizer can see, reports no statistics
+//! and no metrics, and displays only the table and policy id, so nothing above it can reach
+//! inside and nothing inside it leaks out through EXPLAIN.
+//!
+//! Inside, the policy's row filter is pushed into the Parquet source (DataFusion's own
+//! `FilterPushdown` rule, applied to the sealed subtree only), so row groups whose statistics
+//! cannot match the filter are never read.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{DFSchema, Result, internal_datafusion_err, internal_err};
+use datafusion::datasource::TableType;
+use datafusion::datasource::listing::ListingTable;
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, col, lit};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_optimizer::filter_pushdown::FilterPushdown;
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::limit::LocalLimitExec;
+use datafusion::physical_plan::metrics::MetricsSet;
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
+    PlanProperties, SendableRecordBatchStream,
+};
+use meshgate_policy::{ResolvedTablePolicy, Treatment};
+use meshgate_protect::{MaskUdf, MasterKey, TokenizeUdf};
+
+/// A product table as one caller sees it in one query.
+#[derive(Debug)]
+pub struct ProtectedTable {
+    policy: Arc<ResolvedTablePolicy>,
+    raw: Arc<ListingTable>,
+    /// The combined row filter over raw columns (`None`: every row).
+    row_filter: Option<Expr>,
+    /// One entry per visible column, in output order: the expression over raw columns.
+    columns: Vec<(Field, Expr)>,
+    schema: SchemaRef,
+}
+
+impl ProtectedTable {
+    /// Compile a resolved policy for one table.
+    ///
+    /// `row_filter` is the policy's row filter already converted to a DataFusion expression
+    /// over the raw schema (see [`crate::compile`]).
+    pub(crate) fn new(
+        policy: Arc<ResolvedTablePolicy>,
+        raw: Arc<ListingTable>,
+        row_filter: Option<Expr>,
+        master_key: &MasterKey,
+    ) -> Result<Self> {
+        let raw_schema = raw.schema();
+        let mut columns = Vec::new();
+        for column in policy.visible_columns() {
+            let raw_field = raw_schema.field_with_name(&column.name)?;
+            let source = col(datafusion::common::Column::from_name(&column.name));
+            let (expr, data_type, nullable) = match &column.treatment {
+                Treatment::Clear => (
+                    source,
+                    raw_field.data_type().clone(),
+                    raw_field.is_nullable(),
+                ),
+                Treatment::Mask(kind) => {
+                    let data_type = kind
+                        .output_type(raw_field.data_type())
+                        .map_err(|m| internal_datafusion_err!("mask on `{}`: {m}", column.name))?;
+                    let nullable =
+                        raw_field.is_nullable() || *kind == meshgate_protect::MaskKind::Null;
+                    (
+                        call(MaskUdf::udf(kind.clone()), source),
+                        data_type,
+                        nullable,
+                    )
+                }
+                Treatment::Tokenize(domain) => (
+                    call(TokenizeUdf::udf(master_key.token_key(domain)), source),
+                    meshgate_protect::tokenized_type(raw_field.data_type()),
+                    raw_field.is_nullable(),
+                ),
+                Treatment::Hidden => {
+                    return internal_err!("hidden column `{}` listed as visible", column.name);
+                }
+            };
+            columns.push((
+                Field::new(&column.name, data_type, nullable),
+                expr.alias(&column.name),
+            ));
+        }
+        let schema = Arc::new(Schema::new(
+            columns.iter().map(|(f, _)| f.clone()).collect::<Vec<_>>(),
+        ));
+        Ok(Self {
+            policy,
+            raw,
+            row_filter,
+            columns,
+            schema,
+        })
+    }
+
+    pub fn policy(&self) -> &ResolvedTablePolicy {
+        &self.policy
+    }
+}
+
+fn call(udf: Arc<datafusion::logical_expr::ScalarUDF>, arg: Expr) -> Expr {
+    Expr::ScalarFunction(ScalarFunction::new_udf(udf, vec![arg]))
+}
+
+#[async_trait]
+impl TableProvider for ProtectedTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    /// No user predicate is ever handed to the protected scan: every one stays above the
+    /// barrier and sees only filtered, masked rows.
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![
+            TableProviderFilterPushDown::Unsupported;
+            filters.len()
+        ])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let wanted: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..self.columns.len()).collect(),
+        };
+        // Raw columns needed: those the wanted outputs read, plus those the row filter reads.
+        let raw_schema = self.raw.schema();
+        let mut needed = std::collections::BTreeSet::new();
+        for expr in wanted
+            .iter()
+            .filter_map(|i| self.columns.get(*i).map(|(_, e)| e))
+            .chain(self.row_filter.as_ref())
+        {
+            for column in expr.column_refs() {
+                needed.insert(raw_schema.index_of(&column.name)?);
+            }
+        }
+        let raw_projection: Vec<usize> = needed.into_iter().collect();
+        let mut plan = self
+            .raw
+            .scan(state, Some(&raw_projection), &[], None)
+            .await?;
+
+        if let Some(filter) = &self.row_filter {
+            let input_schema = DFSchema::try_from(plan.schema())?;
+            let predicate = state.create_physical_expr(filter.clone(), &input_schema)?;
+            plan = Arc::new(FilterExec::try_new(predicate, plan)?);
+            // Push the policy filter (and only it) into the Parquet source for row-group,
+            // page-index and bloom-filter pruning.
+            plan = FilterPushdown::new().optimize(plan, state.config_options())?;
+        }
+
+        let input_schema = DFSchema::try_from(plan.schema())?;
+        let mut exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = Vec::with_capacity(wanted.len());
+        for index in &wanted {
+            let (field, expr) = self
+                .columns
+                .get(*index)
+                .ok_or_else(|| internal_datafusion_err!("projection index {index} out of range"))?;
+            exprs.push((
+                state.create_physical_expr(expr.clone(), &input_schema)?,
+                field.name().clone(),
+            ));
+        }
+        plan = Arc::new(ProjectionExec::try_new(exprs, plan)?);
+        if let Some(limit) = limit {
+            plan = Arc::new(LocalLimitExec::new(plan, limit));
+        }
+
+        // The sealed plan must produce exactly the schema the planner was promised.
+        let promised = self.schema.project(&wanted)?;
+        let produced = plan.schema();
+        let same = promised.fields().len() == produced.fields().len()
+            && promised
+                .fields()
+                .iter()
+                .zip(produced.fields())
+                .all(|(a, b)| {
+                    a.name() == b.name()
+                        && a.data_type() == b.data_type()
+                        && a.is_nullable() == b.is_nullable()
+                });
+        if !same {
+            return internal_err!(
+                "protected scan of {}.{} would produce {produced:?} instead of {promised:?}",
+                self.policy.domain,
+                self.policy.table
+            );
+        }
+        Ok(Arc::new(ProtectedScanExec::new(
+            Arc::clone(&self.policy),
+            Arc::new(promised),
+            plan,
+        )))
+    }
+}
+
+/// A protected scan, sealed: a leaf to every optimizer, opaque to EXPLAIN, without
+/// statistics or metrics. See the module documentation.
+pub struct ProtectedScanExec {
+    policy: Arc<ResolvedTablePolicy>,
+    inner: Arc<dyn ExecutionPlan>,
+    properties: Arc<PlanProperties>,
+}
+
+impl ProtectedScanExec {
+    fn new(
+        policy: Arc<ResolvedTablePolicy>,
+        schema: SchemaRef,
+        inner: Arc<dyn ExecutionPlan>,
+    ) -> Self {
+        // Fresh properties: nothing the inner plan knows (orderings, constants implied by the
+        // row filter, partitioning expressions) is advertised above the barrier.
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(schema),
+            Partitioning::UnknownPartitioning(inner.output_partitioning().partition_count()),
+            inner.pipeline_behavior(),
+            inner.boundedness(),
+        );
+        Self {
+            policy,
+            inner,
+            properties: Arc::new(properties),
+        }
+    }
+
+    /// The resolved policy this scan enforces.
+    pub fn policy(&self) -> &ResolvedTablePolicy {
+        &self.policy
+    }
+
+    /// Metrics of the sealed plan, for operators and audit (never shown to consumers).
+    pub fn inner_metrics(&self) -> Vec<MetricsSet> {
+        let mut out = Vec::new();
+        collect_metrics(&self.inner, &mut out);
+        out
+    }
+}
+
+fn collect_metrics(plan: &Arc<dyn ExecutionPlan>, out: &mut Vec<MetricsSet>) {
+    if let Some(metrics) = plan.metrics() {
+        out.push(metrics);
+    }
+    for child in plan.children() {
+        collect_metrics(child, out);
+    }
+}
+
+impl fmt::Debug for ProtectedScanExec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProtectedScanExec")
+            .field(
+                "table",
+                &format_args!("{}.{}", self.policy.domain, self.policy.table),
+            )
+            .field("policy", &self.policy.policy_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DisplayAs for ProtectedScanExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let columns: Vec<&str> = self
+            .properties
+            .eq_properties
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        write!(
+            f,
+            "ProtectedScanExec: table={}.{}, policy={}, columns=[{}]",
+            self.policy.domain,
+            self.policy.table,
+            self.policy.policy_id,
+            columns.join(", ")
+        )
+    }
+}
+
+impl ExecutionPlan for ProtectedScanExec {
+    fn name(&self) -> &str {
+        "ProtectedScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        // The policy's expressions are sealed inside; none is offered to rewriters.
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if children.is_empty() {
+            Ok(self)
+        } else {
+            internal_err!("ProtectedScanExec has no children")
+        }
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        self.inner.execute(partition, context)
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        None
+    }
+}
+
+/// The combined row filter: (grant1 OR grant2 ...) AND restriction1 AND ..., with a grant of
+/// literal `true` short-circuiting the grants. `None` means every row.
+pub(crate) fn combine_filters(grants: Vec<Expr>, restrictions: Vec<Expr>) -> Option<Expr> {
+    let unrestricted = grants.iter().any(|g| *g == lit(true));
+    let grant = if unrestricted {
+        None
+    } else {
+        grants.into_iter().reduce(Expr::or)
+    };
+    grant.into_iter().chain(restrictions).reduce(Expr::and)
+}
