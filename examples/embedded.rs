@@ -1,1 +1,40 @@
-fn main() {}
+//! Query the reference mesh in process, as a principal, through the library API: the same
+//! catalog, policies and enforcement as the Flight SQL server, without a server.
+//!
+//! ```text
+//! cargo run -p meshgate --example embedded                       # cib-reporting, counterparties
+//! cargo run -p meshgate --example embedded -- risk-officer "SELECT lob, count(*) FROM payments.transactions GROUP BY lob"
+//! ```
+//!
+//! The mesh lives where `meshgate demo` keeps it ($MESHGATE_DATA_DIR or
+//! ~/.local/share/meshgate/reference-mesh) and is generated there on first use.
+
+use arrow::util::pretty::pretty_format_batches;
+use meshgate::{Gateway, reference};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let user = args.next().unwrap_or_else(|| "cib-reporting".to_string());
+    let sql = args
+        .next()
+        .unwrap_or_else(|| "SELECT * FROM reference.counterparties".to_string());
+
+    let (config, _) = reference::gateway_config(&reference::default_data_dir())?;
+    let gateway = Gateway::open(config).await?;
+    // In a real application the principal comes from your own authentication; the demo
+    // users log in with the password `<user>-pw`.
+    let principal = gateway.authenticate(&user, &format!("{user}-pw"))?;
+    let session = gateway.session(principal);
+
+    let batches = session.collect(&sql).await?;
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let first: Vec<_> = batches
+        .iter()
+        .take(1)
+        .map(|b| b.slice(0, b.num_rows().min(5)))
+        .collect();
+    println!("{}", pretty_format_batches(&first)?);
+    println!("{user}: {rows} rows");
+    Ok(())
+}

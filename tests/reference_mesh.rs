@@ -3,6 +3,8 @@
 //! tokens recomputed from the published scheme; the rewrite in joins, subqueries, CTEs and
 //! UNION; EXPLAIN; the locked-down SQL surface; and row-group pruning by the policy filter.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers panic to fail the test
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 

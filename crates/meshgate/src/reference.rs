@@ -269,7 +269,7 @@ impl Rng {
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+    fn pick(&mut self, items: &[&'static str]) -> &'static str {
         items[self.below(items.len() as u64) as usize]
     }
     fn digits(&mut self, n: usize) -> String {
@@ -353,9 +353,20 @@ const DAY_2010_01_01: i32 = 14_610;
 const DAY_2026_01_01: i32 = 20_454;
 const DAY_2026_06_30: i32 = 20_634;
 
+struct Counterparty {
+    id: i64,
+    legal_name: String,
+    lob: &'static str,
+    country: &'static str,
+    tax_id: String,
+    email: String,
+    rating: &'static str,
+    onboarded_on: i32,
+}
+
 fn counterparties() -> Result<RecordBatch, ReferenceError> {
     let mut rng = Rng(0x5EED_0001);
-    let mut rows: Vec<(i64, String, &str, &str, String, String, &str, i32)> = (1..=COUNTERPARTIES)
+    let mut rows: Vec<Counterparty> = (1..=COUNTERPARTIES)
         .map(|id| {
             let (a, b) = (rng.pick(NAME_A), rng.pick(NAME_B));
             let legal_name = format!("{a} {b} {}", rng.pick(ENTITY));
@@ -368,39 +379,43 @@ fn counterparties() -> Result<RecordBatch, ReferenceError> {
                 b.to_lowercase()
             );
             let tax_id = format!("{}-{}", rng.digits(2), rng.digits(7));
-            let onboarded = DAY_2010_01_01 + rng.below(5_844) as i32; // to 2025-12-31
-            (
+            let onboarded_on = DAY_2010_01_01 + rng.below(5_844) as i32; // to 2025-12-31
+            Counterparty {
                 id,
                 legal_name,
-                lob_of(id),
-                rng.pick(COUNTRIES),
+                lob: lob_of(id),
+                country: rng.pick(COUNTRIES),
                 tax_id,
                 email,
-                rng.pick(RATINGS),
-                onboarded,
-            )
+                rating: rng.pick(RATINGS),
+                onboarded_on,
+            }
         })
         .collect();
     // Sorted by lob so that a filter on lob prunes row groups.
-    rows.sort_by(|x, y| (x.2, x.0).cmp(&(y.2, y.0)));
+    rows.sort_by(|x, y| (x.lob, x.id).cmp(&(y.lob, y.id)));
     batch(
         "reference",
         "counterparties",
         vec![
-            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.id))),
             Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|r| r.1.as_str()),
+                rows.iter().map(|r| r.legal_name.as_str()),
             )),
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2))),
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.3))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.lob))),
             Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|r| r.4.as_str()),
+                rows.iter().map(|r| r.country),
             )),
             Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|r| r.5.as_str()),
+                rows.iter().map(|r| r.tax_id.as_str()),
             )),
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.6))),
-            Arc::new(Date32Array::from_iter_values(rows.iter().map(|r| r.7))),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.email.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.rating))),
+            Arc::new(Date32Array::from_iter_values(
+                rows.iter().map(|r| r.onboarded_on),
+            )),
         ],
     )
 }

@@ -1,0 +1,59 @@
+"""Starts `meshgate demo` on a free port for the whole test session.
+
+The binary comes from $MESHGATE_BIN (set by tests/run-all.sh) or the default cargo target
+directory. The mesh is generated into a fresh temporary directory, so these tests also
+check that the demo works from scratch.
+"""
+
+import os
+import pathlib
+import re
+import subprocess
+import threading
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _binary() -> str:
+    if os.environ.get("MESHGATE_BIN"):
+        return os.environ["MESHGATE_BIN"]
+    target = os.environ.get("CARGO_TARGET_DIR", str(REPO / "target"))
+    return str(pathlib.Path(target) / "debug" / "meshgate")
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("mesh")
+    process = subprocess.Popen(
+        [_binary(), "demo", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd="/",  # the demo must not depend on the current directory
+    )
+    output = []
+    address = None
+    found = threading.Event()
+
+    def read():
+        nonlocal address
+        for line in process.stdout:
+            output.append(line)
+            match = re.match(r"listening on (\S+)", line)
+            if match and address is None:
+                address = match.group(1)
+                found.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    if not found.wait(timeout=300):
+        process.kill()
+        raise RuntimeError("meshgate demo did not start:\n" + "".join(output))
+    yield f"grpc://{address}"
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Every test meshgate has, on a fresh machine: formatting, lints, Rust unit and integration
+# tests, doc tests, the embedded example, and the Python Flight SQL client tests (ADBC) in a
+# virtualenv this script creates. Builds are reused from $CARGO_TARGET_DIR
+# (default ~/.cache/meshgate/target) and the venv from ~/.cache/meshgate/venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/meshgate/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+venv="${MESHGATE_VENV:-$HOME/.cache/meshgate/venv}"
+scratch="$(mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
+
+step() { printf '\n== %s (%ss)\n' "$*" "$SECONDS"; }
+
+step "format"
+cargo fmt --all --check
+
+step "lint"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "rust tests"
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --locked --no-fail-fast
+else
+    cargo test --workspace --locked --no-fail-fast
+fi
+
+step "doc tests"
+cargo test --workspace --doc --locked
+
+step "embedded example"
+MESHGATE_DATA_DIR="$scratch/mesh" cargo run --quiet --locked -p meshgate --example embedded | tee "$scratch/example.out"
+grep -q "cib-reporting: 15000 rows" "$scratch/example.out"
+
+step "python environment"
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+fi
+"$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+
+step "python flight sql tests"
+cargo build --quiet --locked -p meshgate --bin meshgate
+MESHGATE_BIN="$CARGO_TARGET_DIR/debug/meshgate" "$venv/bin/pytest" -q tests/python
+
+step "all tests passed"
