@@ -1,0 +1,418 @@
+//! Policy semantics beyond the reference mesh, on the reference data: grants OR together and
+//! restrictions AND on top; every mask kind through SQL; reloads; loading a mesh from a
+//! `meshgate.toml` with a master key file.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers panic to fail the test
+
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::DataType;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use meshgate::config::ServeConfig;
+use meshgate::policy::{Denial, PolicySources};
+use meshgate::{Gateway, GatewayConfig, GatewayError, Principal, reference};
+use sha2::{Digest, Sha256};
+
+fn data_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("reference-mesh")
+}
+
+fn demo_config() -> GatewayConfig {
+    reference::gateway_config(&data_dir()).unwrap().0
+}
+
+/// The reference policies with the counterparties policy replaced and extra access lines.
+fn sources(counterparties_policy: &str, extra_access: &str) -> PolicySources {
+    let mut sources = reference::policy_sources();
+    sources.access_rules.text.push_str(extra_access);
+    let policy = sources
+        .products
+        .iter_mut()
+        .find(|s| s.name.ends_with("reference.counterparties.toml"))
+        .unwrap();
+    policy.text = counterparties_policy.to_string();
+    sources
+}
+
+async fn gateway_with(sources: PolicySources) -> Gateway {
+    let mut config = demo_config();
+    config.policies = sources;
+    Gateway::open(config).await.unwrap()
+}
+
+async fn strings(gateway: &Gateway, principal: Principal, sql: &str) -> Vec<Vec<Option<String>>> {
+    let batches = gateway
+        .session(principal)
+        .collect(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rows_as_text(&batches)
+}
+
+fn rows_as_text(batches: &[RecordBatch]) -> Vec<Vec<Option<String>>> {
+    let mut out = Vec::new();
+    for batch in batches {
+        let columns: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| cast(c, &DataType::Utf8).unwrap())
+            .collect();
+        for row in 0..batch.num_rows() {
+            out.push(
+                columns
+                    .iter()
+                    .map(|c| {
+                        let c = c.as_string::<i32>();
+                        (!c.is_null(row)).then(|| c.value(row).to_string())
+                    })
+                    .collect(),
+            );
+        }
+    }
+    out
+}
+
+async fn raw(sql: &str) -> Vec<Vec<Option<String>>> {
+    let ctx = SessionContext::new();
+    let path = data_dir().join("lake/reference-counterparties/data/counterparties/");
+    ctx.register_parquet(
+        "counterparties",
+        path.to_str().unwrap(),
+        ParquetReadOptions::default(),
+    )
+    .await
+    .unwrap();
+    rows_as_text(&ctx.sql(sql).await.unwrap().collect().await.unwrap())
+}
+
+const ANALYSTS: &str = "p, role:analyst, reference, reference.counterparties, read, allow\n";
+
+#[tokio::test]
+async fn grants_or_together_and_restrictions_and_on_top() {
+    let policy = r#"
+[policy]
+product = "reference.counterparties"
+version = 7
+
+[[row_filter]]
+id = "awm-rows"
+table = "counterparties"
+kind = "grant"
+to = ["role:awm"]
+where = "lob = 'AWM'"
+
+[[row_filter]]
+id = "us-rows"
+table = "counterparties"
+kind = "grant"
+to = ["role:us"]
+where = "country = ${principal.country}"
+
+[[row_filter]]
+id = "small-ids"
+table = "counterparties"
+kind = "restriction"
+to = ["role:small"]
+where = "counterparty_id <= 5000"
+
+[[row_filter]]
+id = "no-old-rows"
+table = "counterparties"
+kind = "restriction"
+to = ["role:small"]
+where = "onboarded_on >= DATE '2012-01-01'"
+"#;
+    let gateway = gateway_with(sources(policy, ANALYSTS)).await;
+    let analyst = |roles: &[&str]| {
+        roles.iter().fold(
+            Principal::new("ann")
+                .with_role("analyst")
+                .with_attribute("country", "US"),
+            |p, r| p.with_role(*r),
+        )
+    };
+    let count = "SELECT count(*) FROM reference.counterparties";
+    let seen = |roles: &'static [&'static str]| {
+        let gateway = gateway.clone();
+        async move { strings(&gateway, analyst(roles), count).await[0][0].clone() }
+    };
+    let raw_count = |filter: &'static str| async move {
+        raw(&format!(
+            "SELECT count(*) FROM counterparties WHERE {filter}"
+        ))
+        .await[0][0]
+            .clone()
+    };
+
+    assert_eq!(seen(&["awm"]).await, raw_count("lob = 'AWM'").await);
+    assert_eq!(
+        seen(&["awm", "us"]).await,
+        raw_count("lob = 'AWM' OR country = 'US'").await
+    );
+    assert_eq!(
+        seen(&["awm", "us", "small"]).await,
+        raw_count("(lob = 'AWM' OR country = 'US') AND counterparty_id <= 5000 AND onboarded_on >= DATE '2012-01-01'").await
+    );
+    // A restriction without any grant gives nothing: it is denied, with the policy named.
+    match gateway.session(analyst(&["small"])).collect(count).await {
+        Err(GatewayError::Denied(Denial::NoRowGrant { policy, .. })) => {
+            assert_eq!(policy, "reference.counterparties@v7")
+        }
+        other => panic!("expected NoRowGrant, got {other:?}"),
+    }
+    // A grant whose template needs an attribute the caller lacks denies rather than widens.
+    let no_country = Principal::new("bob")
+        .with_role("analyst")
+        .with_role("us")
+        .with_role("awm");
+    match gateway.session(no_country).collect(count).await {
+        Err(GatewayError::Denied(Denial::Unresolvable { reason, .. })) => {
+            assert!(reason.contains("`country`"), "{reason}")
+        }
+        other => panic!("expected an unresolvable policy, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn every_mask_kind_through_sql() {
+    let policy = r#"
+[policy]
+product = "reference.counterparties"
+version = 1
+
+[[row_filter]]
+id = "all"
+table = "counterparties"
+kind = "grant"
+to = ["*"]
+where = "true"
+
+[[column]]
+id = "c1"
+table = "counterparties"
+column = "legal_name"
+treatment = "mask(show-first-4)"
+to = ["*"]
+
+[[column]]
+id = "c2"
+table = "counterparties"
+column = "country"
+treatment = "mask(redact, 'XX')"
+to = ["*"]
+
+[[column]]
+id = "c3"
+table = "counterparties"
+column = "tax_id"
+treatment = "mask(hash)"
+to = ["*"]
+
+[[column]]
+id = "c4"
+table = "counterparties"
+column = "contact_email"
+treatment = "mask(email)"
+to = ["*"]
+
+[[column]]
+id = "c5"
+table = "counterparties"
+column = "internal_rating"
+treatment = "mask(null)"
+to = ["*"]
+
+[[column]]
+id = "c6"
+table = "counterparties"
+column = "onboarded_on"
+treatment = "mask(year-only)"
+to = ["*"]
+
+[[column]]
+id = "c7"
+table = "counterparties"
+column = "lob"
+treatment = "mask(show-last-4)"
+to = ["*"]
+"#;
+    let gateway = gateway_with(sources(policy, ANALYSTS)).await;
+    let session = gateway.session(Principal::new("ann").with_role("analyst"));
+    let columns = "counterparty_id, legal_name, country, tax_id, contact_email, internal_rating, onboarded_on, lob";
+    let sql = format!("SELECT {columns} FROM reference.counterparties ORDER BY counterparty_id");
+    let batches = session.collect(&sql).await.unwrap();
+    let schema = batches[0].schema();
+    assert_eq!(
+        schema.field_with_name("onboarded_on").unwrap().data_type(),
+        &DataType::Date32
+    );
+    assert!(
+        schema
+            .field_with_name("internal_rating")
+            .unwrap()
+            .is_nullable()
+    );
+    let seen = rows_as_text(&batches);
+    let clear = raw(&format!(
+        "SELECT {columns} FROM counterparties ORDER BY counterparty_id"
+    ))
+    .await;
+    assert_eq!(seen.len(), 30_000);
+    for (s, c) in seen.iter().zip(&clear) {
+        let c: Vec<String> = c.iter().map(|v| v.clone().unwrap()).collect();
+        let name = &c[1];
+        let first4: String = name
+            .chars()
+            .take(4)
+            .chain(name.chars().skip(4).map(|_| '*'))
+            .collect();
+        let email = &c[4];
+        let want = vec![
+            Some(c[0].clone()),
+            Some(first4),
+            Some("XX".to_string()),
+            Some(hex::encode(Sha256::digest(c[3].as_bytes()))),
+            Some(format!("***{}", &email[email.find('@').unwrap()..])),
+            None,
+            Some(format!("{}-01-01", &c[6][..4])),
+            Some(c[7].clone()), // three letters: show-last-4 keeps them all
+        ];
+        assert_eq!(s, &want);
+    }
+}
+
+#[tokio::test]
+async fn a_reload_takes_effect_on_the_next_query_and_a_bad_one_changes_nothing() {
+    let gateway = Gateway::open(demo_config()).await.unwrap();
+    let cib = gateway
+        .authenticate("cib-reporting", "cib-reporting-pw")
+        .unwrap();
+    let count = "SELECT count(*) FROM reference.counterparties";
+    let before = gateway.policies().fingerprint().to_string();
+    assert_eq!(
+        strings(&gateway, cib.clone(), count).await[0][0].as_deref(),
+        Some("15000")
+    );
+
+    let mut bad = reference::policy_sources();
+    bad.access_rules
+        .text
+        .push_str("p, role:lob-system, reference, reference.counterparties, Read, allow\n");
+    let err = gateway.reload_policies(&bad).await.unwrap_err().to_string();
+    assert!(
+        err.contains("access.csv") && err.contains("unknown action `Read`"),
+        "{err}"
+    );
+    assert_eq!(gateway.policies().fingerprint(), before);
+    assert_eq!(
+        strings(&gateway, cib.clone(), count).await[0][0].as_deref(),
+        Some("15000")
+    );
+
+    // A filter that names a column the table does not have is refused on reload, with its rule.
+    let mut bad_filter = reference::policy_sources();
+    for source in &mut bad_filter.products {
+        source.text = source.text.replace(
+            "lob = ${principal.lob}",
+            "line_of_business = ${principal.lob}",
+        );
+    }
+    let err = gateway
+        .reload_policies(&bad_filter)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("rule `lob-systems-see-own-lob`") && err.contains("line_of_business"),
+        "{err}"
+    );
+
+    // Revoking LOB systems' access is enforced by the very next query.
+    let mut revoked = reference::policy_sources();
+    revoked
+        .access_rules
+        .text
+        .push_str("p, cib-reporting, reference, reference.counterparties, read, deny\n");
+    assert_ne!(gateway.reload_policies(&revoked).await.unwrap(), before);
+    assert!(matches!(
+        gateway.session(cib).collect(count).await,
+        Err(GatewayError::Denied(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_mesh_loads_from_a_config_file_with_a_key_file() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let lake = data_dir().join("lake");
+    std::fs::write(dir.path().join("master.key"), "ab".repeat(32)).unwrap();
+    let config = format!(
+        r#"
+listen = "127.0.0.1:0"
+products = "{repo}/products"
+policies = "{repo}/policies"
+users = "{repo}/policies/users.toml"
+master_key_file = "master.key"
+
+[storage.buckets.reference-counterparties]
+kind = "local"
+path = "{lake}/reference-counterparties"
+[storage.buckets.payments-transactions]
+kind = "local"
+path = "{lake}/payments-transactions"
+[storage.buckets.markets-trades]
+kind = "local"
+path = "{lake}/markets-trades"
+"#,
+        repo = repo.display(),
+        lake = lake.display()
+    );
+    std::fs::write(dir.path().join("meshgate.toml"), &config).unwrap();
+    let loaded = ServeConfig::load(&dir.path().join("meshgate.toml")).unwrap();
+    assert_eq!(loaded.listen.as_deref(), Some("127.0.0.1:0"));
+    let gateway = Gateway::open(loaded.gateway).await.unwrap();
+    let cib = gateway
+        .authenticate("cib-reporting", "cib-reporting-pw")
+        .unwrap();
+    let sql = "SELECT tax_id FROM reference.counterparties WHERE counterparty_id = 10";
+    let with_file_key = strings(&gateway, cib.clone(), sql).await;
+    let demo = Gateway::open(demo_config()).await.unwrap();
+    let with_demo_key = strings(&demo, cib, sql).await;
+    assert_ne!(
+        with_file_key, with_demo_key,
+        "tokens depend on the master key"
+    );
+
+    // Without a key file or $MESHGATE_MASTER_KEY, the gateway refuses to start.
+    std::fs::write(
+        dir.path().join("meshgate.toml"),
+        config.replace("master_key_file = \"master.key\"", ""),
+    )
+    .unwrap();
+    if std::env::var_os(meshgate::protect::MASTER_KEY_ENV).is_none() {
+        let err = ServeConfig::load(&dir.path().join("meshgate.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("MESHGATE_MASTER_KEY"), "{err}");
+    }
+    // A bucket without storage configuration is named.
+    std::fs::write(
+        dir.path().join("meshgate.toml"),
+        config.replace(
+            "[storage.buckets.markets-trades]",
+            "[storage.buckets.other]",
+        ),
+    )
+    .unwrap();
+    let loaded = ServeConfig::load(&dir.path().join("meshgate.toml")).unwrap();
+    let err = Gateway::open(loaded.gateway).await.unwrap_err().to_string();
+    assert!(
+        err.contains("markets.trades") && err.contains("markets-trades"),
+        "{err}"
+    );
+}
