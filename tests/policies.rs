@@ -416,3 +416,184 @@ path = "{lake}/markets-trades"
         "{err}"
     );
 }
+
+/// The reference catalog with views added to reference.counterparties.
+fn config_with_views() -> GatewayConfig {
+    let views = r#"
+  - name: counterparty_trades
+    physicalType: view
+    description: Trades with their counterparty.
+    customProperties:
+      - property: viewDefinition
+        value: >-
+          SELECT c.counterparty_id, c.legal_name, c.tax_id, t.trade_id, t.notional
+          FROM reference.counterparties c JOIN markets.trades t ON t.counterparty_id = c.counterparty_id
+    properties:
+      - {name: counterparty_id, physicalType: BIGINT, classification: internal}
+      - {name: legal_name, physicalType: VARCHAR, classification: internal}
+      - {name: tax_id, physicalType: VARCHAR, tags: [pii]}
+      - {name: trade_id, physicalType: BIGINT, classification: internal}
+      - {name: notional, physicalType: DOUBLE, classification: internal}
+  - name: ratings
+    physicalType: view
+    customProperties: [{property: viewDefinition, value: "SELECT counterparty_id, internal_rating FROM reference.counterparties"}]
+    properties:
+      - {name: counterparty_id, physicalType: BIGINT, classification: internal}
+      - {name: internal_rating, physicalType: VARCHAR, classification: restricted}
+  - name: loopy
+    physicalType: view
+    customProperties: [{property: viewDefinition, value: "SELECT * FROM reference.loopy"}]
+    properties:
+      - {name: x, physicalType: BIGINT, classification: internal}
+  - name: drifted
+    physicalType: view
+    customProperties: [{property: viewDefinition, value: "SELECT counterparty_id AS id FROM reference.counterparties"}]
+    properties:
+      - {name: counterparty_id, physicalType: BIGINT, classification: internal}
+"#;
+    let manifests = reference::MANIFESTS.iter().map(|(name, text)| {
+        let text = if name.ends_with("reference.counterparties.yaml") {
+            text.replace(
+                "slaProperties:",
+                &format!("{}\nslaProperties:", views.trim_end()),
+            )
+        } else {
+            text.to_string()
+        };
+        (*name, text)
+    });
+    let mut config = demo_config();
+    config.catalog = meshgate::catalog::Catalog::from_sources(manifests).unwrap();
+    config
+}
+
+#[tokio::test]
+async fn published_views_run_as_the_caller() {
+    let gateway = Gateway::open(config_with_views()).await.unwrap();
+    let user = |name: &str| gateway.authenticate(name, &format!("{name}-pw")).unwrap();
+    let sql = "SELECT count(*) AS n, count(DISTINCT substr(tax_id, 1, 4)) AS prefixes FROM reference.counterparty_trades";
+
+    // Each table inside the view is wrapped for the caller: CIB rows only, tokens, for CIB.
+    let cib = strings(&gateway, user("cib-reporting"), sql).await;
+    let risk_cib = strings(
+        &gateway,
+        user("risk-officer"),
+        "SELECT count(*) FROM markets.trades t JOIN reference.counterparties c \
+         ON t.counterparty_id = c.counterparty_id WHERE c.lob = 'CIB'",
+    )
+    .await;
+    assert_eq!(cib[0][0], risk_cib[0][0]);
+    assert_eq!(
+        cib[0][1].as_deref(),
+        Some("1"),
+        "every tax_id is a token (`tok_`)"
+    );
+    let risk = strings(&gateway, user("risk-officer"), sql).await;
+    assert_eq!(risk[0][0].as_deref(), Some("50000"));
+
+    // Invoker rights: a base table the caller may not read denies the view, naming that table.
+    for (who, product) in [
+        ("ccb-fraud", "markets.trades"),
+        ("ref-owner", "markets.trades"),
+        ("intern", "reference.counterparties"),
+    ] {
+        match gateway.session(user(who)).collect(sql).await {
+            Err(GatewayError::Denied(denial)) => assert!(
+                denial.to_string().contains(&format!("`{product}`")),
+                "{who}: {denial}"
+            ),
+            other => panic!("{who}: expected a denial, got {other:?}"),
+        }
+    }
+
+    // A view reading a column the caller cannot see does not exist for that caller.
+    let ratings = "SELECT count(*) FROM reference.ratings";
+    assert_eq!(
+        strings(&gateway, user("risk-officer"), ratings).await[0][0].as_deref(),
+        Some("30000")
+    );
+    match gateway
+        .session(user("cib-reporting"))
+        .collect(ratings)
+        .await
+    {
+        Err(GatewayError::Denied(Denial::Unresolvable { reason, .. })) => {
+            assert!(reason.contains("does not show you"), "{reason}");
+            assert!(!reason.contains("internal_rating"), "{reason}");
+        }
+        other => panic!("expected the view to be unresolvable for cib-reporting, got {other:?}"),
+    }
+
+    // Broken views deny instead of looping or drifting from their manifest.
+    for (view, why) in [
+        ("loopy", "reads itself"),
+        ("drifted", "differ from its manifest"),
+    ] {
+        match gateway
+            .session(user("risk-officer"))
+            .collect(&format!("SELECT * FROM reference.{view}"))
+            .await
+        {
+            Err(GatewayError::Denied(Denial::Unresolvable { reason, .. })) => {
+                assert!(reason.contains(why), "{view}: {reason}")
+            }
+            other => panic!("{view}: expected a denial, got {other:?}"),
+        }
+    }
+
+    // Listings show a view exactly to those who can query it.
+    let listing = "SELECT table_name, table_type FROM information_schema.tables WHERE table_schema = 'reference' ORDER BY 1";
+    let cib_listing = strings(&gateway, user("cib-reporting"), listing).await;
+    let some = |s: &str| Some(s.to_string());
+    assert_eq!(
+        cib_listing,
+        vec![
+            vec![some("counterparties"), some("BASE TABLE")],
+            vec![some("counterparty_trades"), some("VIEW")]
+        ]
+    );
+    let ccb_tables: Vec<String> = gateway
+        .session(user("ccb-fraud"))
+        .tables()
+        .await
+        .iter()
+        .map(|t| format!("{}.{} {}", t.schema, t.name, t.table_type))
+        .collect();
+    assert_eq!(
+        ccb_tables,
+        [
+            "payments.transactions TABLE",
+            "reference.counterparties TABLE"
+        ]
+    );
+    let risk_tables: Vec<String> = gateway
+        .session(user("risk-officer"))
+        .tables()
+        .await
+        .iter()
+        .map(|t| format!("{}.{}", t.schema, t.name))
+        .collect();
+    assert!(
+        risk_tables.contains(&"reference.ratings".to_string())
+            && !risk_tables.contains(&"reference.loopy".to_string())
+    );
+}
+
+#[tokio::test]
+async fn views_cannot_carry_rules_of_their_own() {
+    let mut config = config_with_views();
+    let policy = config
+        .policies
+        .products
+        .iter_mut()
+        .find(|s| s.name.ends_with("reference.counterparties.toml"))
+        .unwrap();
+    policy.text.push_str(
+        "\n[[column]]\nid = \"on-a-view\"\ntable = \"ratings\"\ncolumn = \"internal_rating\"\ntreatment = \"clear\"\nto = [\"*\"]\n",
+    );
+    let err = Gateway::open(config).await.unwrap_err().to_string();
+    assert!(
+        err.contains("rule `on-a-view`") && err.contains("is a view"),
+        "{err}"
+    );
+}

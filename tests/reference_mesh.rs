@@ -519,6 +519,7 @@ async fn information_schema_lists_only_what_the_caller_may_read() {
         assert_eq!(seen, expected, "{user}");
         let tables: Vec<String> = s
             .tables()
+            .await
             .iter()
             .map(|t| format!("{}.{}", t.schema, t.name))
             .collect();
@@ -794,7 +795,7 @@ async fn authentication_is_required_and_checked() {
         "reference.counterparties",
     )
     .await;
-    assert!(stranger.tables().is_empty());
+    assert!(stranger.tables().await.is_empty());
 }
 
 // ---------------------------------------------------------------------------------------

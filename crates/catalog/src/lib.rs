@@ -20,6 +20,9 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 pub use types::{logical_type_of, parse_physical_type};
 
+/// The custom property holding a view's SQL.
+pub const VIEW_DEFINITION: &str = "viewDefinition";
+
 /// Errors found while loading manifests. Each names the file and, where it can, the place in it.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -134,9 +137,17 @@ pub struct Table {
     pub physical_name: String,
     pub description: String,
     pub columns: Vec<Column>,
+    /// For a published view (`physicalType: view`), its SQL (`customProperties`
+    /// `viewDefinition`). Views have no files of their own: they are planned as the caller,
+    /// so the policies of the tables they read apply.
+    pub view: Option<String>,
 }
 
 impl Table {
+    pub fn is_view(&self) -> bool {
+        self.view.is_some()
+    }
+
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
     }
@@ -399,15 +410,30 @@ fn parse_manifest(file: &str, text: &str) -> Result<Product, CatalogError> {
                 format!("table `{}` is listed twice", object.name),
             ));
         }
-        match object.physical_type.as_deref() {
-            None | Some("table") => {}
+        let view = match object.physical_type.as_deref() {
+            None | Some("table") => None,
+            Some("view") => {
+                let definition = object
+                    .custom_properties
+                    .iter()
+                    .find(|p| p.property == VIEW_DEFINITION)
+                    .and_then(|p| p.value.as_str())
+                    .filter(|sql| !sql.trim().is_empty())
+                    .ok_or_else(|| {
+                        invalid(
+                            &at,
+                            format!("a view needs its SQL in customProperties `{VIEW_DEFINITION}`"),
+                        )
+                    })?;
+                Some(definition.to_string())
+            }
             Some(other) => {
                 return Err(invalid(
                     &at,
-                    format!("physicalType `{other}` is not supported (only `table`)"),
+                    format!("physicalType `{other}` is not supported (`table` or `view`)"),
                 ));
             }
-        }
+        };
         if object.properties.is_empty() {
             return Err(invalid(
                 &at,
@@ -475,6 +501,7 @@ fn parse_manifest(file: &str, text: &str) -> Result<Product, CatalogError> {
                 .unwrap_or_else(|| object.name.clone()),
             description: object.description.clone().unwrap_or_default(),
             columns,
+            view,
         });
     }
 
@@ -642,6 +669,32 @@ schema:
             .to_string();
         assert!(
             err.contains("table `sales.orders` is already published"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn views_carry_their_definition() {
+        let view = r#"
+  - name: big_orders
+    physicalType: view
+    customProperties: [{property: viewDefinition, value: "SELECT order_id FROM sales.orders"}]
+    properties:
+      - {name: order_id, physicalType: BIGINT, classification: internal}
+"#;
+        let catalog = Catalog::from_sources([("orders.yaml", format!("{MINIMAL}{view}"))]).unwrap();
+        let (_, table) = catalog.table("sales", "big_orders").unwrap();
+        assert_eq!(
+            table.view.as_deref(),
+            Some("SELECT order_id FROM sales.orders")
+        );
+        assert!(!catalog.table("sales", "orders").unwrap().1.is_view());
+        let missing = view.replace("viewDefinition", "viewSql");
+        let err = Catalog::from_sources([("orders.yaml", format!("{MINIMAL}{missing}"))])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("schema[1] (big_orders)") && err.contains("viewDefinition"),
             "{err}"
         );
     }

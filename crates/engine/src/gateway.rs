@@ -91,7 +91,7 @@ impl Gateway {
         let view_types = parquet_options.global.schema_force_view_types;
         let mut raw_tables = HashMap::new();
         for product in catalog.products() {
-            for table in &product.tables {
+            for table in product.tables.iter().filter(|t| !t.is_view()) {
                 let url = product.location.table_url(table);
                 let table_url = ListingTableUrl::parse(&url).map_err(|e| {
                     GatewayError::Config(format!(

@@ -2,28 +2,86 @@
 //! caller and one policy version.
 //!
 //! Resolution happens here, when the planner looks a table up: the caller's policy for that
-//! table is resolved once per query and compiled into a [`ProtectedTable`]. A table the
-//! caller may not read is absent from listings (`SHOW TABLES`, `information_schema`, Flight
-//! SQL metadata) and naming it fails with the policy's denial, which says how to ask for
-//! access. Nothing can be registered into this catalog.
+//! table is resolved once per query and compiled into a [`ProtectedTable`]. A published view
+//! is planned here too, as the caller (invoker rights): every table it reads resolves through
+//! this same catalog, so each is wrapped in the caller's policy. A table or view the caller
+//! may not read is absent from listings (`SHOW TABLES`, `information_schema`, Flight SQL
+//! metadata) and naming it fails with the policy's denial, which says how to ask for access.
+//! Nothing can be registered into this catalog.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use datafusion::catalog::{CatalogProvider, CatalogProviderList, SchemaProvider, TableProvider};
+use datafusion::catalog::{
+    CatalogProvider, CatalogProviderList, SchemaProvider, TableProvider, view::ViewTable,
+};
 use datafusion::error::Result;
+use datafusion::execution::{SessionState, SessionStateBuilder};
+use meshgate_catalog::{Product, Table};
 use meshgate_policy::{Denial, PolicySet, Principal};
 
 use crate::compile;
-use crate::error::denial_to_datafusion;
+use crate::error::{GatewayError, denial_to_datafusion};
 use crate::gateway::GatewayInner;
+use crate::lockdown;
 use crate::protected::ProtectedTable;
 
 /// The only catalog: `mesh`.
 pub const CATALOG: &str = "mesh";
 
-type Resolution = Result<Arc<ProtectedTable>, Denial>;
+/// A table or view as one caller sees it in one query.
+#[derive(Debug, Clone)]
+pub(crate) enum Resolved {
+    Table(Arc<ProtectedTable>),
+    View {
+        product: String,
+        domain: String,
+        name: String,
+        view: Arc<ViewTable>,
+    },
+}
+
+impl Resolved {
+    pub(crate) fn provider(&self) -> Arc<dyn TableProvider> {
+        match self {
+            Self::Table(t) => Arc::clone(t) as _,
+            Self::View { view, .. } => Arc::clone(view) as _,
+        }
+    }
+
+    pub(crate) fn domain(&self) -> &str {
+        match self {
+            Self::Table(t) => &t.policy().domain,
+            Self::View { domain, .. } => domain,
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        match self {
+            Self::Table(t) => &t.policy().table,
+            Self::View { name, .. } => name,
+        }
+    }
+
+    pub(crate) fn product(&self) -> &str {
+        match self {
+            Self::Table(t) => &t.policy().product,
+            Self::View { product, .. } => product,
+        }
+    }
+
+    /// `TABLE` or `VIEW`, as catalogs report it.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Self::Table(_) => "TABLE",
+            Self::View { .. } => "VIEW",
+        }
+    }
+}
+
+type Resolution = Result<Resolved, Denial>;
 
 /// One caller, one policy version, one query.
 #[derive(Debug)]
@@ -32,6 +90,11 @@ pub(crate) struct QueryScope {
     principal: Principal,
     policies: Arc<PolicySet>,
     resolved: Mutex<BTreeMap<(String, String), Resolution>>,
+    /// Views being planned right now, to refuse a view that (indirectly) reads itself.
+    planning: Mutex<BTreeSet<(String, String)>>,
+    /// Whether every table and view has been resolved (listings need views, which plan
+    /// asynchronously, while DataFusion lists tables synchronously).
+    listed: AtomicBool,
 }
 
 impl QueryScope {
@@ -45,52 +108,173 @@ impl QueryScope {
             principal,
             policies,
             resolved: Mutex::new(BTreeMap::new()),
+            planning: Mutex::new(BTreeSet::new()),
+            listed: AtomicBool::new(false),
         }
     }
 
-    /// The caller's view of `domain.table`; `None` if no product publishes that table.
-    pub(crate) fn table(&self, domain: &str, table: &str) -> Option<Resolution> {
-        let key = (domain.to_string(), table.to_string());
-        if let Ok(cache) = self.resolved.lock()
-            && let Some(hit) = cache.get(&key)
-        {
-            return Some(hit.clone());
-        }
-        let (product, table_def) = self.gateway.catalog.table(domain, table)?;
-        let resolution = self.policies.resolve(&self.principal, product, table_def).and_then(|policy| {
-            let policy_id = policy.policy_id.clone();
-            compile::protected_table(&self.gateway, policy).map(Arc::new).map_err(|reason| {
-                // A policy that does not compile denies; it never falls back to raw data.
-                tracing::error!(principal = self.principal.id(), %domain, %table, %reason, "policy does not compile");
-                Denial::Unresolvable {
-                    principal: self.principal.id().to_string(),
-                    table: format!("{domain}.{table}"),
-                    policy: policy_id,
-                    reason: "the policy could not be compiled; the product's owner has been told".into(),
-                }
-            })
-        });
+    /// A fresh DataFusion state whose only catalog is this scope.
+    pub(crate) fn state(self: &Arc<Self>) -> SessionState {
+        SessionStateBuilder::new_from_existing(self.gateway.template.clone())
+            .with_catalog_list(Arc::new(SecureCatalogList::new(Arc::clone(self))))
+            .build()
+    }
+
+    fn cached(&self, key: &(String, String)) -> Option<Resolution> {
+        self.resolved.lock().ok()?.get(key).cloned()
+    }
+
+    fn store(&self, key: (String, String), resolution: Resolution) {
         if let Ok(mut cache) = self.resolved.lock() {
-            cache.insert(key, resolution.clone());
+            cache.insert(key, resolution);
         }
+    }
+
+    /// The caller's view of `domain.name`; `None` if no product publishes that name.
+    pub(crate) async fn resolve(self: &Arc<Self>, domain: &str, name: &str) -> Option<Resolution> {
+        let key = (domain.to_string(), name.to_string());
+        if let Some(hit) = self.cached(&key) {
+            return Some(hit);
+        }
+        let (product, table) = self.gateway.catalog.table(domain, name)?;
+        let resolution = match &table.view {
+            Some(sql) => self.plan_view(product, table, sql).await,
+            None => self.resolve_table(product, table),
+        };
+        self.store(key, resolution.clone());
         Some(resolution)
     }
 
-    /// Tables of a domain the caller may read, in name order.
-    pub(crate) fn visible_tables(&self, domain: &str) -> Vec<Arc<ProtectedTable>> {
-        let names: Vec<String> = self
-            .gateway
-            .catalog
-            .tables_in_domain(domain)
-            .map(|(_, t)| t.name.clone())
-            .collect();
-        names
-            .iter()
-            .filter_map(|name| self.table(domain, name)?.ok())
-            .collect()
+    fn resolve_table(&self, product: &Product, table: &Table) -> Resolution {
+        let policy = self.policies.resolve(&self.principal, product, table)?;
+        let policy_id = policy.policy_id.clone();
+        compile::protected_table(&self.gateway, policy).map(|t| Resolved::Table(Arc::new(t))).map_err(|reason| {
+            // A policy that does not compile denies; it never falls back to raw data.
+            tracing::error!(principal = self.principal.id(), product = %product.id, table = %table.name, %reason, "policy does not compile");
+            Denial::Unresolvable {
+                principal: self.principal.id().to_string(),
+                table: format!("{}.{}", product.domain, table.name),
+                policy: policy_id,
+                reason: "the policy could not be compiled; the product's owner has been told".into(),
+            }
+        })
     }
 
-    /// Domains where the caller may read at least one table.
+    /// Plan a published view as the caller. Reading it needs `read` on its product, and every
+    /// table it reads is resolved for the caller like any other reference.
+    async fn plan_view(self: &Arc<Self>, product: &Product, view: &Table, sql: &str) -> Resolution {
+        self.policies.check_access(&self.principal, product)?;
+        let key = (product.domain.clone(), view.name.clone());
+        let qualified = format!("{}.{}", product.domain, view.name);
+        let unresolvable = |reason: String| Denial::Unresolvable {
+            principal: self.principal.id().to_string(),
+            table: qualified.clone(),
+            policy: format!("view {qualified}"),
+            reason,
+        };
+        if !self
+            .planning
+            .lock()
+            .map(|mut p| p.insert(key.clone()))
+            .unwrap_or(false)
+        {
+            return Err(unresolvable("the view reads itself".into()));
+        }
+        let planned = self.plan_view_sql(sql).await;
+        if let Ok(mut planning) = self.planning.lock() {
+            planning.remove(&key);
+        }
+        let plan = match planned {
+            Ok(plan) => plan,
+            Err(GatewayError::Denied(denial)) => return Err(denial),
+            Err(error) => {
+                tracing::warn!(principal = self.principal.id(), view = %qualified, %error, "view does not plan for this caller");
+                return Err(unresolvable(
+                    "its definition reads columns or tables your policy does not show you, or no longer plans".into(),
+                ));
+            }
+        };
+        let planned_names: Vec<&str> = plan
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        let declared: Vec<&str> = view.columns.iter().map(|c| c.name.as_str()).collect();
+        if planned_names != declared {
+            tracing::error!(view = %qualified, ?planned_names, ?declared, "view columns differ from its manifest");
+            return Err(unresolvable(
+                "its columns differ from its manifest; the product's owner must fix it".into(),
+            ));
+        }
+        Ok(Resolved::View {
+            product: product.id.clone(),
+            domain: product.domain.clone(),
+            name: view.name.clone(),
+            view: Arc::new(ViewTable::new(plan, Some(sql.to_string()))),
+        })
+    }
+
+    async fn plan_view_sql(
+        self: &Arc<Self>,
+        sql: &str,
+    ) -> Result<datafusion::logical_expr::LogicalPlan, GatewayError> {
+        let state = self.state();
+        let dialect = state.config().options().sql_parser.dialect;
+        let statement = state
+            .sql_to_statement(sql, &dialect)
+            .map_err(GatewayError::from_planning)?;
+        lockdown::check_statement(&statement)?;
+        let plan = state
+            .statement_to_plan(statement)
+            .await
+            .map_err(GatewayError::from_planning)?;
+        lockdown::sql_options()
+            .verify_plan(&plan)
+            .map_err(|e| GatewayError::NotAllowed(e.to_string()))?;
+        Ok(plan)
+    }
+
+    /// Resolve every table and view, so that synchronous listings see views too.
+    pub(crate) async fn prepare_listing(self: &Arc<Self>) {
+        if self.listed.load(Ordering::Acquire) {
+            return;
+        }
+        let names: Vec<(String, String)> = self
+            .gateway
+            .catalog
+            .products()
+            .flat_map(|p| p.tables.iter().map(|t| (p.domain.clone(), t.name.clone())))
+            .collect();
+        for (domain, name) in names {
+            self.resolve(&domain, &name).await;
+        }
+        self.listed.store(true, Ordering::Release);
+    }
+
+    /// What the caller may read in a domain, in name order. Tables resolve on demand; views
+    /// appear once resolved (see [`QueryScope::prepare_listing`]).
+    pub(crate) fn visible(&self, domain: &str) -> Vec<Resolved> {
+        let mut out = Vec::new();
+        for (product, table) in self.gateway.catalog.tables_in_domain(domain) {
+            let key = (domain.to_string(), table.name.clone());
+            let resolution = match self.cached(&key) {
+                Some(hit) => hit,
+                None if table.is_view() => continue,
+                None => {
+                    let resolution = self.resolve_table(product, table);
+                    self.store(key, resolution.clone());
+                    resolution
+                }
+            };
+            if let Ok(resolved) = resolution {
+                out.push(resolved);
+            }
+        }
+        out
+    }
+
+    /// Domains where the caller may read at least one table or view.
     pub(crate) fn visible_domains(&self) -> Vec<String> {
         let domains: Vec<String> = self
             .gateway
@@ -101,7 +285,7 @@ impl QueryScope {
             .collect();
         domains
             .into_iter()
-            .filter(|d| !self.visible_tables(d).is_empty())
+            .filter(|d| !self.visible(d).is_empty())
             .collect()
     }
 }
@@ -175,16 +359,16 @@ struct DomainSchema {
 impl SchemaProvider for DomainSchema {
     fn table_names(&self) -> Vec<String> {
         self.scope
-            .visible_tables(&self.domain)
+            .visible(&self.domain)
             .iter()
-            .map(|t| t.policy().table.clone())
+            .map(|t| t.name().to_string())
             .collect()
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        match self.scope.table(&self.domain, name) {
+        match self.scope.resolve(&self.domain, name).await {
             None => Ok(None),
-            Some(Ok(table)) => Ok(Some(table as Arc<dyn TableProvider>)),
+            Some(Ok(resolved)) => Ok(Some(resolved.provider())),
             Some(Err(denial)) => Err(denial_to_datafusion(denial)),
         }
     }

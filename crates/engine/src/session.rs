@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::execution::{SessionStateBuilder, TaskContext};
+use datafusion::execution::TaskContext;
 use datafusion::physical_plan::metrics::MetricValue;
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream, execute_stream};
 use futures::TryStreamExt;
@@ -14,7 +14,7 @@ use crate::error::GatewayError;
 use crate::gateway::GatewayInner;
 use crate::lockdown;
 use crate::protected::ProtectedScanExec;
-use crate::secure_catalog::{CATALOG, QueryScope, SecureCatalogList};
+use crate::secure_catalog::{CATALOG, QueryScope};
 
 /// One principal's connection to the gateway.
 #[derive(Debug, Clone)]
@@ -37,6 +37,8 @@ pub struct VisibleTable {
     pub catalog: String,
     pub schema: String,
     pub name: String,
+    /// `TABLE` or `VIEW`.
+    pub table_type: String,
     /// Columns as the caller sees them: hidden columns absent, protected ones with their
     /// protected type.
     pub arrow_schema: SchemaRef,
@@ -83,14 +85,23 @@ impl Session {
     /// the caller's policy for every table named.
     pub async fn query(&self, sql: &str) -> Result<Query, GatewayError> {
         let scope = self.scope();
-        let state = SessionStateBuilder::new_from_existing(self.gateway.template.clone())
-            .with_catalog_list(Arc::new(SecureCatalogList::new(scope)))
-            .build();
+        let state = scope.state();
         let dialect = state.config().options().sql_parser.dialect;
         let statement = state
             .sql_to_statement(sql, &dialect)
             .map_err(GatewayError::from_planning)?;
         lockdown::check_statement(&statement)?;
+        // Listings (information_schema, SHOW ...) must include views, which plan
+        // asynchronously; DataFusion lists synchronously, so resolve everything first.
+        let references = state
+            .resolve_table_references(&statement)
+            .map_err(GatewayError::from_planning)?;
+        if references
+            .iter()
+            .any(|r| r.schema() == Some("information_schema"))
+        {
+            scope.prepare_listing().await;
+        }
         let logical = state
             .statement_to_plan(statement)
             .await
@@ -118,26 +129,27 @@ impl Session {
         self.query(sql).await?.collect().await
     }
 
-    /// Every table this principal may read, with the columns it sees.
-    pub fn tables(&self) -> Vec<VisibleTable> {
+    /// Every table and view this principal may read, with the columns it sees.
+    pub async fn tables(&self) -> Vec<VisibleTable> {
         let scope = self.scope();
+        scope.prepare_listing().await;
         let mut out = Vec::new();
         for domain in scope.visible_domains() {
-            for table in scope.visible_tables(&domain) {
-                let policy = table.policy();
+            for resolved in scope.visible(&domain) {
                 let description = self
                     .gateway
                     .catalog
-                    .table(&policy.domain, &policy.table)
+                    .table(resolved.domain(), resolved.name())
                     .map(|(_, t)| t.description.clone())
                     .unwrap_or_default();
                 out.push(VisibleTable {
                     catalog: CATALOG.to_string(),
-                    schema: policy.domain.clone(),
-                    name: policy.table.clone(),
-                    arrow_schema: datafusion::catalog::TableProvider::schema(table.as_ref()),
+                    schema: resolved.domain().to_string(),
+                    name: resolved.name().to_string(),
+                    table_type: resolved.kind().to_string(),
+                    arrow_schema: resolved.provider().schema(),
                     description,
-                    product: policy.product.clone(),
+                    product: resolved.product().to_string(),
                 });
             }
         }

@@ -246,6 +246,7 @@ impl FlightSqlService for MeshFlightService {
             .gateway
             .session(principal)
             .tables()
+            .await
             .into_iter()
             .map(|t| t.schema)
             .collect();
@@ -277,7 +278,7 @@ impl FlightSqlService for MeshFlightService {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let principal = self.principal(&request)?;
-        let tables = self.gateway.session(principal).tables();
+        let tables = self.gateway.session(principal).tables().await;
         let mut builder = query.into_builder();
         for table in tables {
             builder

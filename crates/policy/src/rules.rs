@@ -284,7 +284,7 @@ fn check_table<'a>(
     product: &'a Product,
     table: &str,
 ) -> Result<&'a meshgate_catalog::Table, String> {
-    product
+    let found = product
         .tables
         .iter()
         .find(|t| t.name == table)
@@ -299,7 +299,13 @@ fn check_table<'a>(
                     .collect::<Vec<_>>()
                     .join(", ")
             )
-        })
+        })?;
+    if found.is_view() {
+        return Err(format!(
+            "`{table}` is a view: views have no rules of their own, the policies of the tables they read apply"
+        ));
+    }
+    Ok(found)
 }
 
 fn subjects(to: &[String], except: &[String]) -> Result<(Vec<Subject>, Vec<Subject>), String> {
