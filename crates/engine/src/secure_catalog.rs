@@ -19,6 +19,7 @@ use datafusion::catalog::{
 };
 use datafusion::error::Result;
 use datafusion::execution::{SessionState, SessionStateBuilder};
+use datafusion::logical_expr::LogicalPlan;
 use meshgate_catalog::{Product, Table};
 use meshgate_policy::{Denial, PolicySet, Principal};
 
@@ -138,7 +139,8 @@ impl QueryScope {
         }
         let (product, table) = self.gateway.catalog.table(domain, name)?;
         let resolution = match &table.view {
-            Some(sql) => self.plan_view(product, table, sql).await,
+            // Boxed: planning a view resolves the tables it reads, possibly views again.
+            Some(sql) => Box::pin(self.plan_view(product, table, sql)).await,
             None => self.resolve_table(product, table),
         };
         self.store(key, resolution.clone());
@@ -180,12 +182,12 @@ impl QueryScope {
         {
             return Err(unresolvable("the view reads itself".into()));
         }
-        let planned = self.plan_view_sql(sql).await;
+        let planned = self.plan(sql).await;
         if let Ok(mut planning) = self.planning.lock() {
             planning.remove(&key);
         }
         let plan = match planned {
-            Ok(plan) => plan,
+            Ok((_, plan)) => plan,
             Err(GatewayError::Denied(denial)) => return Err(denial),
             Err(error) => {
                 tracing::warn!(principal = self.principal.id(), view = %qualified, %error, "view does not plan for this caller");
@@ -215,24 +217,37 @@ impl QueryScope {
         })
     }
 
-    async fn plan_view_sql(
+    /// Parse, check and plan one statement as the caller: the single path every consumer
+    /// statement and every view definition takes. Returns the state it was planned in.
+    pub(crate) async fn plan(
         self: &Arc<Self>,
         sql: &str,
-    ) -> Result<datafusion::logical_expr::LogicalPlan, GatewayError> {
+    ) -> Result<(SessionState, LogicalPlan), GatewayError> {
         let state = self.state();
         let dialect = state.config().options().sql_parser.dialect;
         let statement = state
             .sql_to_statement(sql, &dialect)
             .map_err(GatewayError::from_planning)?;
         lockdown::check_statement(&statement)?;
+        // Listings (information_schema, SHOW ...) must include views, which plan
+        // asynchronously; DataFusion lists synchronously, so resolve everything first.
+        let references = state
+            .resolve_table_references(&statement)
+            .map_err(GatewayError::from_planning)?;
+        if references
+            .iter()
+            .any(|r| r.schema() == Some("information_schema"))
+        {
+            self.prepare_listing().await;
+        }
         let plan = state
             .statement_to_plan(statement)
             .await
             .map_err(GatewayError::from_planning)?;
         lockdown::sql_options()
             .verify_plan(&plan)
-            .map_err(|e| GatewayError::NotAllowed(e.to_string()))?;
-        Ok(plan)
+            .map_err(|e| GatewayError::NotAllowed(e.strip_backtrace().to_string()))?;
+        Ok((state, plan))
     }
 
     /// Resolve every table and view, so that synchronous listings see views too.

@@ -12,7 +12,6 @@ use meshgate_policy::{Principal, ResolvedTablePolicy};
 
 use crate::error::GatewayError;
 use crate::gateway::GatewayInner;
-use crate::lockdown;
 use crate::protected::ProtectedScanExec;
 use crate::secure_catalog::{CATALOG, QueryScope};
 
@@ -84,31 +83,7 @@ impl Session {
     /// Plan a query as this principal. Refuses anything but read-only statements; resolves
     /// the caller's policy for every table named.
     pub async fn query(&self, sql: &str) -> Result<Query, GatewayError> {
-        let scope = self.scope();
-        let state = scope.state();
-        let dialect = state.config().options().sql_parser.dialect;
-        let statement = state
-            .sql_to_statement(sql, &dialect)
-            .map_err(GatewayError::from_planning)?;
-        lockdown::check_statement(&statement)?;
-        // Listings (information_schema, SHOW ...) must include views, which plan
-        // asynchronously; DataFusion lists synchronously, so resolve everything first.
-        let references = state
-            .resolve_table_references(&statement)
-            .map_err(GatewayError::from_planning)?;
-        if references
-            .iter()
-            .any(|r| r.schema() == Some("information_schema"))
-        {
-            scope.prepare_listing().await;
-        }
-        let logical = state
-            .statement_to_plan(statement)
-            .await
-            .map_err(GatewayError::from_planning)?;
-        lockdown::sql_options()
-            .verify_plan(&logical)
-            .map_err(|e| GatewayError::NotAllowed(e.strip_backtrace().to_string()))?;
+        let (state, logical) = self.scope().plan(sql).await?;
         let plan = state
             .create_physical_plan(&logical)
             .await

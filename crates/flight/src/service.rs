@@ -57,6 +57,23 @@ impl MeshFlightService {
     fn principal<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
         auth::authenticate(&self.gateway, &self.tokens, request.metadata())
     }
+
+    /// FlightInfo for a metadata command. Its ticket is the command itself: `DoGet` answers
+    /// it for whoever redeems the ticket, never for whoever asked first.
+    fn metadata_info(
+        &self,
+        request: Request<FlightDescriptor>,
+        command: impl ProstMessageExt,
+        schema: &SchemaRef,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.principal(&request)?;
+        let info = flight_info(
+            schema,
+            command.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?;
+        Ok(Response::new(info))
+    }
 }
 
 /// How an engine error is reported over gRPC. Messages are the engine's own, which never
@@ -202,13 +219,8 @@ impl FlightSqlService for MeshFlightService {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
         let schema = query.into_builder().schema();
-        Ok(Response::new(flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?))
+        self.metadata_info(request, query, &schema)
     }
 
     async fn do_get_catalogs(
@@ -227,13 +239,8 @@ impl FlightSqlService for MeshFlightService {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
         let schema = query.clone().into_builder().schema();
-        Ok(Response::new(flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?))
+        self.metadata_info(request, query, &schema)
     }
 
     async fn do_get_schemas(
@@ -263,13 +270,8 @@ impl FlightSqlService for MeshFlightService {
         query: CommandGetTables,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
         let schema = query.clone().into_builder().schema();
-        Ok(Response::new(flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?))
+        self.metadata_info(request, query, &schema)
     }
 
     async fn do_get_tables(
@@ -299,13 +301,8 @@ impl FlightSqlService for MeshFlightService {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
         let schema = query.clone().into_builder(&self.sql_info).schema();
-        Ok(Response::new(flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?))
+        self.metadata_info(request, query, &schema)
     }
 
     async fn do_get_sql_info(
