@@ -83,15 +83,20 @@ fn authorization(metadata: &MetadataMap) -> Result<Option<&str>, Status> {
 }
 
 /// Authenticate with Basic credentials (the handshake, and clients that resend them).
-pub(crate) fn basic_login(gateway: &Gateway, value: &str) -> Result<Principal, Status> {
+///
+/// Password hashing is deliberately slow, so it runs on the blocking pool, not on the
+/// threads that drive queries.
+pub(crate) async fn basic_login(gateway: &Gateway, value: &str) -> Result<Principal, Status> {
     let (user, password) = parse_basic(value)?;
-    gateway
-        .authenticate(&user, &password)
+    let gateway = gateway.clone();
+    tokio::task::spawn_blocking(move || gateway.authenticate(&user, &password))
+        .await
+        .map_err(|_| Status::internal("authentication was interrupted"))?
         .map_err(|e| Status::unauthenticated(e.to_string()))
 }
 
 /// The principal behind a call's credentials.
-pub(crate) fn authenticate(
+pub(crate) async fn authenticate(
     gateway: &Gateway,
     tokens: &Tokens,
     metadata: &MetadataMap,
@@ -107,7 +112,7 @@ pub(crate) fn authenticate(
             .principal(rest.trim())
             .ok_or_else(|| Status::unauthenticated("unknown or expired token: log in again"))
     } else if scheme.eq_ignore_ascii_case("basic") {
-        basic_login(gateway, rest)
+        basic_login(gateway, rest).await
     } else {
         Err(Status::unauthenticated(format!(
             "unsupported authorization scheme `{scheme}` (use Basic or Bearer)"

@@ -54,19 +54,19 @@ impl MeshFlightService {
         })
     }
 
-    fn principal<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
-        auth::authenticate(&self.gateway, &self.tokens, request.metadata())
+    async fn principal<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
+        auth::authenticate(&self.gateway, &self.tokens, request.metadata()).await
     }
 
     /// FlightInfo for a metadata command. Its ticket is the command itself: `DoGet` answers
     /// it for whoever redeems the ticket, never for whoever asked first.
-    fn metadata_info(
+    async fn metadata_info(
         &self,
         request: Request<FlightDescriptor>,
         command: impl ProstMessageExt,
         schema: &SchemaRef,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         let info = flight_info(
             schema,
             command.as_any().encode_to_vec(),
@@ -154,7 +154,7 @@ impl FlightSqlService for MeshFlightService {
         Status,
     > {
         let basic = auth::handshake_basic(request.metadata())?;
-        let principal = auth::basic_login(&self.gateway, basic)?;
+        let principal = auth::basic_login(&self.gateway, basic).await?;
         tracing::info!(principal = principal.id(), "login");
         let token = self.tokens.issue(principal);
         let header = MetadataValue::try_from(format!("Bearer {token}"))
@@ -175,7 +175,7 @@ impl FlightSqlService for MeshFlightService {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let principal = self.principal(&request)?;
+        let principal = self.principal(&request).await?;
         let session = self.gateway.session(principal.clone());
         // Planning here authorizes the query and fixes the schema the client is promised.
         let planned = session.query(&query.query).await.map_err(status)?;
@@ -197,7 +197,7 @@ impl FlightSqlService for MeshFlightService {
         ticket: TicketStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let principal = self.principal(&request)?;
+        let principal = self.principal(&request).await?;
         let sql = self
             .tickets
             .verify(&ticket.statement_handle, principal.id())?;
@@ -220,7 +220,7 @@ impl FlightSqlService for MeshFlightService {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.into_builder().schema();
-        self.metadata_info(request, query, &schema)
+        self.metadata_info(request, query, &schema).await
     }
 
     async fn do_get_catalogs(
@@ -228,7 +228,7 @@ impl FlightSqlService for MeshFlightService {
         query: CommandGetCatalogs,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         let mut builder = query.into_builder();
         builder.append(CATALOG);
         one_batch(builder.build())
@@ -240,7 +240,7 @@ impl FlightSqlService for MeshFlightService {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.clone().into_builder().schema();
-        self.metadata_info(request, query, &schema)
+        self.metadata_info(request, query, &schema).await
     }
 
     async fn do_get_schemas(
@@ -248,7 +248,7 @@ impl FlightSqlService for MeshFlightService {
         query: CommandGetDbSchemas,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let principal = self.principal(&request)?;
+        let principal = self.principal(&request).await?;
         let mut schemas: Vec<String> = self
             .gateway
             .session(principal)
@@ -271,7 +271,7 @@ impl FlightSqlService for MeshFlightService {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.clone().into_builder().schema();
-        self.metadata_info(request, query, &schema)
+        self.metadata_info(request, query, &schema).await
     }
 
     async fn do_get_tables(
@@ -279,7 +279,7 @@ impl FlightSqlService for MeshFlightService {
         query: CommandGetTables,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let principal = self.principal(&request)?;
+        let principal = self.principal(&request).await?;
         let tables = self.gateway.session(principal).tables().await;
         let mut builder = query.into_builder();
         for table in tables {
@@ -302,7 +302,7 @@ impl FlightSqlService for MeshFlightService {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.clone().into_builder(&self.sql_info).schema();
-        self.metadata_info(request, query, &schema)
+        self.metadata_info(request, query, &schema).await
     }
 
     async fn do_get_sql_info(
@@ -310,7 +310,7 @@ impl FlightSqlService for MeshFlightService {
         query: CommandGetSqlInfo,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.principal(&request)?;
+        self.principal(&request).await?;
         one_batch(query.into_builder(&self.sql_info).build())
     }
 
