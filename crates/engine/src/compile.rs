@@ -3,15 +3,17 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::catalog::TableProvider;
 use datafusion::common::DFSchema;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{Expr, ExprSchemable};
 use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, ExprWithAlias};
+use meshgate_catalog::Catalog;
 use meshgate_policy::{PolicySet, ResolvedTablePolicy};
 
 use crate::error::GatewayError;
-use crate::gateway::GatewayInner;
+use crate::gateway::{GatewayInner, RawTables};
 use crate::protected::{ProtectedTable, combine_filters};
 
 /// One row-filter syntax tree as a boolean expression over the raw table.
@@ -69,13 +71,10 @@ pub(crate) fn protected_table(
 pub(crate) fn validate_row_filters(
     state: &SessionState,
     policies: &PolicySet,
-    raw_schema: impl Fn(&str, &str) -> Option<Arc<Schema>>,
-    domain_of: impl Fn(&str) -> Option<String>,
+    catalog: &Catalog,
+    raw_tables: &RawTables,
 ) -> Result<(), GatewayError> {
     for policy in policies.product_policies() {
-        let Some(domain) = domain_of(&policy.product) else {
-            continue;
-        };
         for rule in &policy.row_filters {
             let located = |message: String| {
                 GatewayError::Config(format!(
@@ -83,9 +82,15 @@ pub(crate) fn validate_row_filters(
                     rule.origin.file, rule.origin.line, rule.origin.id
                 ))
             };
-            let schema = raw_schema(&domain, &rule.table)
+            let domain = catalog
+                .product(&policy.product)
+                .map(|p| p.domain.clone())
+                .ok_or_else(|| located(format!("unknown product `{}`", policy.product)))?;
+            let raw = raw_tables
+                .get(&(domain, rule.table.clone()))
                 .ok_or_else(|| located(format!("no table `{}`", rule.table)))?;
-            let schema = DFSchema::try_from(schema).map_err(|e| located(e.to_string()))?;
+            let schema = DFSchema::try_from(TableProvider::schema(raw.as_ref()))
+                .map_err(|e| located(e.to_string()))?;
             let bound = rule
                 .template
                 .bind_with(|_| Some("sample".to_string()))

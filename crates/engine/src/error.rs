@@ -63,7 +63,7 @@ impl GatewayError {
         match error.find_root() {
             DataFusionError::Internal(m) => Self::Internal(m.clone()),
             DataFusionError::ResourcesExhausted(m) => Self::Execution(m.clone()),
-            root => Self::InvalidQuery(strip_datafusion_prefix(&root.to_string())),
+            root => Self::InvalidQuery(root.to_string()),
         }
     }
 
@@ -72,12 +72,6 @@ impl GatewayError {
         if let Some(denial) = find_denial(&error) {
             return Self::Denied(denial);
         }
-        Self::Execution(strip_datafusion_prefix(&error.find_root().to_string()))
+        Self::Execution(error.find_root().to_string())
     }
-}
-
-/// DataFusion prefixes messages with its error class ("Error during planning: ..."); keep
-/// the class, drop the noise of nested prefixes.
-fn strip_datafusion_prefix(message: &str) -> String {
-    message.trim().to_string()
 }

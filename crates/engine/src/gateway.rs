@@ -53,8 +53,11 @@ pub(crate) struct GatewayInner {
     pub(crate) template: SessionState,
     /// The raw (unprotected) scan of each product table, keyed by (domain, table). Never
     /// registered in any catalog: reachable only through a `ProtectedTable`.
-    pub(crate) raw_tables: HashMap<(String, String), Arc<ListingTable>>,
+    pub(crate) raw_tables: RawTables,
 }
+
+/// The raw scan of each product table, by (domain, table).
+pub(crate) type RawTables = HashMap<(String, String), Arc<ListingTable>>;
 
 impl Gateway {
     /// Open a gateway: validate policies against the catalog, open every product's lake and
@@ -89,7 +92,7 @@ impl Gateway {
 
         let parquet_options = template.table_options().parquet.clone();
         let view_types = parquet_options.global.schema_force_view_types;
-        let mut raw_tables = HashMap::new();
+        let mut raw_tables = RawTables::new();
         for product in catalog.products() {
             for table in product.tables.iter().filter(|t| !t.is_view()) {
                 let url = product.location.table_url(table);
@@ -114,16 +117,7 @@ impl Gateway {
             }
         }
 
-        compile::validate_row_filters(
-            &template,
-            &policies,
-            |domain, table| {
-                raw_tables
-                    .get(&(domain.to_string(), table.to_string()))
-                    .map(|t| datafusion::catalog::TableProvider::schema(t.as_ref()))
-            },
-            |product| catalog.product(product).map(|p| p.domain.clone()),
-        )?;
+        compile::validate_row_filters(&template, &policies, &catalog, &raw_tables)?;
 
         if config.master_key.origin() == KeyOrigin::Demo {
             tracing::warn!(
@@ -168,21 +162,12 @@ impl Gateway {
     /// On error the previous version stays in force.
     pub async fn reload_policies(&self, sources: &PolicySources) -> Result<String, GatewayError> {
         let policies = PolicySet::load(&self.inner.catalog, sources).await?;
+        let inner = &self.inner;
         compile::validate_row_filters(
-            &self.inner.template,
+            &inner.template,
             &policies,
-            |domain, table| {
-                self.inner
-                    .raw_tables
-                    .get(&(domain.to_string(), table.to_string()))
-                    .map(|t| datafusion::catalog::TableProvider::schema(t.as_ref()))
-            },
-            |product| {
-                self.inner
-                    .catalog
-                    .product(product)
-                    .map(|p| p.domain.clone())
-            },
+            &inner.catalog,
+            &inner.raw_tables,
         )?;
         let fingerprint = policies.fingerprint().to_string();
         self.inner.policies.store(Arc::new(policies));

@@ -109,7 +109,14 @@ impl Session {
         let scope = self.scope();
         scope.prepare_listing().await;
         let mut out = Vec::new();
-        for domain in scope.visible_domains() {
+        let domains: Vec<String> = self
+            .gateway
+            .catalog
+            .domains()
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        for domain in domains {
             for resolved in scope.visible(&domain) {
                 let description = self
                     .gateway
