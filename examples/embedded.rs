@@ -20,8 +20,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .next()
         .unwrap_or_else(|| "SELECT * FROM reference.counterparties".to_string());
 
-    let (config, _) = reference::gateway_config(&reference::default_data_dir())?;
-    let gateway = Gateway::open(config).await?;
+    // The demo's lakes: an in-process S3 server with one bucket and one key per product.
+    let demo = reference::demo(&reference::default_data_dir()).await?;
+    let gateway = Gateway::open(demo.config).await?;
     // In a real application the principal comes from your own authentication; the demo
     // users log in with the password `<user>-pw`.
     let principal = gateway.authenticate(&user, &format!("{user}-pw"))?;

@@ -19,6 +19,7 @@ use arrow_flight::{FlightDescriptor, FlightInfo, HandshakeRequest, Ticket};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use futures::{StreamExt, TryStreamExt};
+use meshgate::lake_server::LakeServer;
 use meshgate::{Gateway, reference};
 use prost::Message;
 use tonic::transport::Channel;
@@ -26,13 +27,14 @@ use tonic::{Code, Request, Status};
 
 struct Server {
     client: FlightServiceClient<Channel>,
+    lake: LakeServer,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 async fn server() -> Server {
     let data = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("reference-mesh");
-    let (config, _) = reference::gateway_config(&data).unwrap();
-    let gateway = Gateway::open(config).await.unwrap();
+    let demo = reference::demo(&data).await.unwrap();
+    let gateway = Gateway::open(demo.config).await.unwrap();
     let listener = meshgate::flight::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -48,6 +50,7 @@ async fn server() -> Server {
         .max_decoding_message_size(meshgate::flight::MAX_MESSAGE_BYTES);
     Server {
         client,
+        lake: demo.lake,
         _stop: stop,
     }
 }
@@ -403,4 +406,28 @@ async fn metadata_is_computed_for_the_caller() {
         .collect::<Vec<_>>();
     assert_eq!(names, ["payments", "reference"]);
     assert!(as_ccb[0].column(0).null_count() == 0);
+}
+
+#[tokio::test]
+async fn a_storage_outage_is_unavailable_and_the_server_recovers() {
+    let mut server = server().await;
+    let risk = token(&mut server, "risk-officer").await;
+    let sql = "SELECT max(card_number) FROM payments.transactions";
+    server.lake.stop();
+    // Past the listing cache, so that planning has to reach the store.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let down = get_info(&mut server, &risk, statement(sql))
+        .await
+        .unwrap_err();
+    assert_eq!(down.code(), Code::Unavailable, "{down:?}");
+    assert!(
+        down.message().contains("`payments.transactions`") && down.message().contains("retry"),
+        "{}",
+        down.message()
+    );
+    // The gateway stayed up; when the store comes back, so do the answers.
+    server.lake.restart().await.unwrap();
+    let info = get_info(&mut server, &risk, statement(sql)).await.unwrap();
+    let (_, batches) = fetch(&mut server, &risk, ticket_of(&info)).await.unwrap();
+    assert_eq!(rows(&batches), 1);
 }

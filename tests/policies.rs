@@ -11,6 +11,7 @@ use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use meshgate::config::ServeConfig;
+use meshgate::lake_server::LakeServer;
 use meshgate::policy::{Denial, PolicySources};
 use meshgate::{Gateway, GatewayConfig, GatewayError, Principal, reference};
 use sha2::{Digest, Sha256};
@@ -19,8 +20,11 @@ fn data_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("reference-mesh")
 }
 
-fn demo_config() -> GatewayConfig {
-    reference::gateway_config(&data_dir()).unwrap().0
+/// The reference mesh's configuration and the in-process S3 server serving it (keep it
+/// alive while the gateway runs).
+async fn demo_config() -> (GatewayConfig, LakeServer) {
+    let demo = reference::demo(&data_dir()).await.unwrap();
+    (demo.config, demo.lake)
 }
 
 /// The reference policies with the counterparties policy replaced and extra access lines.
@@ -36,10 +40,10 @@ fn sources(counterparties_policy: &str, extra_access: &str) -> PolicySources {
     sources
 }
 
-async fn gateway_with(sources: PolicySources) -> Gateway {
-    let mut config = demo_config();
+async fn gateway_with(sources: PolicySources) -> (Gateway, LakeServer) {
+    let (mut config, lake) = demo_config().await;
     config.policies = sources;
-    Gateway::open(config).await.unwrap()
+    (Gateway::open(config).await.unwrap(), lake)
 }
 
 async fn strings(gateway: &Gateway, principal: Principal, sql: &str) -> Vec<Vec<Option<String>>> {
@@ -76,7 +80,7 @@ fn rows_as_text(batches: &[RecordBatch]) -> Vec<Vec<Option<String>>> {
 
 async fn raw(sql: &str) -> Vec<Vec<Option<String>>> {
     let ctx = SessionContext::new();
-    let path = data_dir().join("lake/reference-counterparties/data/counterparties/");
+    let path = data_dir().join("s3/reference-counterparties/data/counterparties/");
     ctx.register_parquet(
         "counterparties",
         path.to_str().unwrap(),
@@ -124,7 +128,7 @@ kind = "restriction"
 to = ["role:small"]
 where = "onboarded_on >= DATE '2012-01-01'"
 "#;
-    let gateway = gateway_with(sources(policy, ANALYSTS)).await;
+    let (gateway, _lake) = gateway_with(sources(policy, ANALYSTS)).await;
     let analyst = |roles: &[&str]| {
         roles.iter().fold(
             Principal::new("ann")
@@ -238,7 +242,7 @@ column = "lob"
 treatment = "mask(show-last-4)"
 to = ["*"]
 "#;
-    let gateway = gateway_with(sources(policy, ANALYSTS)).await;
+    let (gateway, _lake) = gateway_with(sources(policy, ANALYSTS)).await;
     let session = gateway.session(Principal::new("ann").with_role("analyst"));
     let columns = "counterparty_id, legal_name, country, tax_id, contact_email, internal_rating, onboarded_on, lob";
     let sql = format!("SELECT {columns} FROM reference.counterparties ORDER BY counterparty_id");
@@ -285,7 +289,8 @@ to = ["*"]
 
 #[tokio::test]
 async fn a_reload_takes_effect_on_the_next_query_and_a_bad_one_changes_nothing() {
-    let gateway = Gateway::open(demo_config()).await.unwrap();
+    let (config, _lake) = demo_config().await;
+    let gateway = Gateway::open(config).await.unwrap();
     let cib = gateway
         .authenticate("cib-reporting", "cib-reporting-pw")
         .unwrap();
@@ -348,8 +353,10 @@ async fn a_mesh_loads_from_a_config_file_with_a_key_file() {
         .join("../..")
         .canonicalize()
         .unwrap();
+    // The demo's S3 server stores objects as plain files: read them as a local lake.
+    let (_, _seeded) = demo_config().await;
     let dir = tempfile::tempdir().unwrap();
-    let lake = data_dir().join("lake");
+    let lake = data_dir().join("s3");
     std::fs::write(dir.path().join("master.key"), "ab".repeat(32)).unwrap();
     let config = format!(
         r#"
@@ -359,15 +366,9 @@ policies = "{repo}/policies"
 users = "{repo}/policies/users.toml"
 master_key_file = "master.key"
 
-[storage.buckets.reference-counterparties]
+[storage.default]
 kind = "local"
-path = "{lake}/reference-counterparties"
-[storage.buckets.payments-transactions]
-kind = "local"
-path = "{lake}/payments-transactions"
-[storage.buckets.markets-trades]
-kind = "local"
-path = "{lake}/markets-trades"
+path = "{lake}/{{bucket}}"
 "#,
         repo = repo.display(),
         lake = lake.display()
@@ -381,7 +382,8 @@ path = "{lake}/markets-trades"
         .unwrap();
     let sql = "SELECT tax_id FROM reference.counterparties WHERE counterparty_id = 10";
     let with_file_key = strings(&gateway, cib.clone(), sql).await;
-    let demo = Gateway::open(demo_config()).await.unwrap();
+    let (demo_config, _demo_lake) = demo_config().await;
+    let demo = Gateway::open(demo_config).await.unwrap();
     let with_demo_key = strings(&demo, cib, sql).await;
     assert_ne!(
         with_file_key, with_demo_key,
@@ -400,25 +402,20 @@ path = "{lake}/markets-trades"
             .to_string();
         assert!(err.contains("MESHGATE_MASTER_KEY"), "{err}");
     }
-    // A bucket without storage configuration is named.
-    std::fs::write(
-        dir.path().join("meshgate.toml"),
-        config.replace(
-            "[storage.buckets.markets-trades]",
-            "[storage.buckets.other]",
-        ),
-    )
-    .unwrap();
+    // A product whose storage cannot be opened is named, with what is missing.
+    let s3_without_credentials =
+        format!("{config}\n[storage.products.\"markets.trades\"]\nkind = \"s3\"\n");
+    std::fs::write(dir.path().join("meshgate.toml"), s3_without_credentials).unwrap();
     let loaded = ServeConfig::load(&dir.path().join("meshgate.toml")).unwrap();
     let err = Gateway::open(loaded.gateway).await.unwrap_err().to_string();
     assert!(
-        err.contains("markets.trades") && err.contains("markets-trades"),
+        err.contains("markets.trades") && err.contains("no credentials configured"),
         "{err}"
     );
 }
 
 /// The reference catalog with views added to reference.counterparties.
-fn config_with_views() -> GatewayConfig {
+async fn config_with_views() -> (GatewayConfig, LakeServer) {
     let views = r#"
   - name: counterparty_trades
     physicalType: view
@@ -462,14 +459,15 @@ fn config_with_views() -> GatewayConfig {
         };
         (*name, text)
     });
-    let mut config = demo_config();
+    let (mut config, lake) = demo_config().await;
     config.catalog = meshgate::catalog::Catalog::from_sources(manifests).unwrap();
-    config
+    (config, lake)
 }
 
 #[tokio::test]
 async fn published_views_run_as_the_caller() {
-    let gateway = Gateway::open(config_with_views()).await.unwrap();
+    let (config, _lake) = config_with_views().await;
+    let gateway = Gateway::open(config).await.unwrap();
     let user = |name: &str| gateway.authenticate(name, &format!("{name}-pw")).unwrap();
     let sql = "SELECT count(*) AS n, count(DISTINCT substr(tax_id, 1, 4)) AS prefixes FROM reference.counterparty_trades";
 
@@ -581,7 +579,7 @@ async fn published_views_run_as_the_caller() {
 
 #[tokio::test]
 async fn views_cannot_carry_rules_of_their_own() {
-    let mut config = config_with_views();
+    let (mut config, _lake) = config_with_views().await;
     let policy = config
         .policies
         .products

@@ -15,6 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use hkdf::Hkdf;
 use hmac::{Hmac, KeyInit, Mac};
+use meshgate::lake_server::LakeServer;
 use meshgate::reference;
 use meshgate::{Gateway, GatewayError, Session};
 use sha2::{Digest, Sha256};
@@ -26,9 +27,13 @@ fn data_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("reference-mesh")
 }
 
-async fn gateway() -> Gateway {
-    let (config, _) = reference::gateway_config(&data_dir()).expect("reference mesh generates");
-    Gateway::open(config).await.expect("gateway opens")
+/// The reference mesh served from the in-process S3 server (kept alive by the caller).
+async fn gateway() -> (Gateway, LakeServer) {
+    let demo = reference::demo(&data_dir())
+        .await
+        .expect("reference mesh starts");
+    let gateway = Gateway::open(demo.config).await.expect("gateway opens");
+    (gateway, demo.lake)
 }
 
 async fn session(gateway: &Gateway, user: &str) -> Session {
@@ -38,10 +43,11 @@ async fn session(gateway: &Gateway, user: &str) -> Session {
     gateway.session(principal)
 }
 
-/// The raw files, read without the gateway: the truth the gateway's answers are checked against.
+/// The raw files, read from the S3 server's disk without the gateway: the truth the
+/// gateway's answers are checked against.
 async fn raw() -> SessionContext {
     let ctx = SessionContext::new();
-    let lake = data_dir().join("lake");
+    let lake = data_dir().join("s3");
     for (name, path) in [
         (
             "counterparties",
@@ -216,7 +222,7 @@ where
 
 #[tokio::test]
 async fn counterparties_as_each_principal_sees_them() {
-    let gateway = gateway().await;
+    let (gateway, _lake) = gateway().await;
     let counterparties = "reference.counterparties";
     let raw = "SELECT * FROM counterparties";
     let lob_system = |column: &str, v: &str| match column {
@@ -270,7 +276,7 @@ async fn counterparties_as_each_principal_sees_them() {
 
 #[tokio::test]
 async fn counts_per_lob_match_the_reference_rule() {
-    let gateway = gateway().await;
+    let (gateway, _lake) = gateway().await;
     // LOB of id: CIB when id % 10 in 0..=4, CCB in 5..=7, AWM in 8..=9.
     for (user, expected) in [
         ("cib-reporting", vec![("CIB", 15_000)]),
@@ -323,7 +329,7 @@ async fn counts_per_lob_match_the_reference_rule() {
 
 #[tokio::test]
 async fn transactions_as_each_principal_sees_them() {
-    let gateway = gateway().await;
+    let (gateway, _lake) = gateway().await;
     let ccb = session(&gateway, "ccb-fraud").await;
     check_table(
         &ccb,
@@ -366,7 +372,7 @@ async fn transactions_as_each_principal_sees_them() {
 
 #[tokio::test]
 async fn trades_as_each_principal_sees_them() {
-    let gateway = gateway().await;
+    let (gateway, _lake) = gateway().await;
     let cib = session(&gateway, "cib-reporting").await;
     check_table(
         &cib,
@@ -403,7 +409,7 @@ async fn trades_as_each_principal_sees_them() {
 
 #[tokio::test]
 async fn tokens_are_deterministic_across_principals_and_differ_across_domains() {
-    let gateway = gateway().await;
+    let (gateway, _lake) = gateway().await;
     let sql = "SELECT counterparty_id, tax_id FROM reference.counterparties WHERE counterparty_id IN (10, 20, 30) ORDER BY 1";
     let cib = query(&session(&gateway, "cib-reporting").await, sql).await;
     let risk = query(&session(&gateway, "risk-officer").await, sql).await;
@@ -431,7 +437,7 @@ async fn tokens_are_deterministic_across_principals_and_differ_across_domains() 
 
 #[tokio::test]
 async fn hidden_columns_do_not_exist_for_the_caller() {
-    let gateway = gateway().await;
+    let (gateway, _lake) = gateway().await;
     let cib = session(&gateway, "cib-reporting").await;
     let star = cib
         .collect("SELECT * FROM reference.counterparties LIMIT 1")
@@ -490,7 +496,7 @@ async fn hidden_columns_do_not_exist_for_the_caller() {
 
 #[tokio::test]
 async fn information_schema_lists_only_what_the_caller_may_read() {
-    let gateway = gateway().await;
+    let (gateway, _lake) = gateway().await;
     let sql = "SELECT table_schema || '.' || table_name AS t FROM information_schema.tables \
                WHERE table_schema <> 'information_schema' ORDER BY 1";
     for (user, expected) in [
@@ -532,7 +538,7 @@ async fn information_schema_lists_only_what_the_caller_may_read() {
 
 #[tokio::test]
 async fn every_reference_to_a_product_is_wrapped() {
-    let gateway = gateway().await;
+    let (gateway, _lake) = gateway().await;
     let cib = session(&gateway, "cib-reporting").await;
     let ctx = raw().await;
     let raw_count = |sql: &'static str| {
@@ -634,7 +640,7 @@ async fn every_reference_to_a_product_is_wrapped() {
 
 #[tokio::test]
 async fn predicates_on_protected_columns_see_only_protected_values() {
-    let gateway = gateway().await;
+    let (gateway, _lake) = gateway().await;
     let cib = session(&gateway, "cib-reporting").await;
     let owner = session(&gateway, "ref-owner").await;
     let clear = query(
@@ -693,7 +699,7 @@ async fn predicates_on_protected_columns_see_only_protected_values() {
 
 #[tokio::test]
 async fn explain_shows_an_opaque_scan_and_no_policy_internals() {
-    let gateway = gateway().await;
+    let (gateway, _lake) = gateway().await;
     let cib = session(&gateway, "cib-reporting").await;
     let mut plans = String::new();
     for sql in [
@@ -742,10 +748,10 @@ async fn explain_shows_an_opaque_scan_and_no_policy_internals() {
 
 #[tokio::test]
 async fn consumers_can_only_read() {
-    let gateway = gateway().await;
+    let (gateway, _lake) = gateway().await;
     let risk = session(&gateway, "risk-officer").await;
     let file =
-        data_dir().join("lake/reference-counterparties/data/counterparties/part-00000.parquet");
+        data_dir().join("s3/reference-counterparties/data/counterparties/part-00000.parquet");
     let file = file.display();
     for sql in [
         "CREATE EXTERNAL TABLE x STORED AS PARQUET LOCATION 's3://reference-counterparties/data/counterparties/'".to_string(),
@@ -784,7 +790,7 @@ async fn consumers_can_only_read() {
 
 #[tokio::test]
 async fn authentication_is_required_and_checked() {
-    let gateway = gateway().await;
+    let (gateway, _lake) = gateway().await;
     assert!(gateway.authenticate("cib-reporting", "wrong").is_err());
     assert!(gateway.authenticate("nobody", "nobody-pw").is_err());
     // A principal the policies do not know is denied, not defaulted.
@@ -803,61 +809,86 @@ async fn authentication_is_required_and_checked() {
 
 #[tokio::test]
 async fn the_lob_filter_prunes_row_groups_of_the_lob_sorted_product() {
-    let gateway = gateway().await;
+    let (gateway, _lake) = gateway().await;
     let report = |user: &'static str, sql: &'static str| {
         let gateway = gateway.clone();
         async move {
             let s = session(&gateway, user).await;
             let planned = s.query(sql).await.unwrap();
             planned.collect().await.unwrap();
-            planned.scan_report()
+            (planned.scan_report(), planned.io_report())
         }
     };
-    let cib = report(
-        "cib-reporting",
-        "SELECT count(*) FROM reference.counterparties",
-    )
-    .await;
-    let risk = report(
-        "risk-officer",
-        "SELECT count(*) FROM reference.counterparties",
-    )
-    .await;
+    let count = "SELECT count(*) FROM reference.counterparties";
+    // Warm the shared footer cache, so both runs below read data pages only.
+    report("risk-officer", count).await;
+    let (cib, _) = report("cib-reporting", count).await;
+    let (risk, _) = report("risk-officer", count).await;
     assert_eq!(cib.tables, vec!["reference.counterparties"]);
     // Sorted by lob (AWM, CCB, CIB) in 3 files of 10,000 rows and row groups of 4,000: the
     // first file holds no CIB row, the second's first row group neither.
-    assert_eq!((cib.files_pruned, cib.row_groups_pruned), (1, 1), "{cib:?}");
-    assert_eq!(cib.rows_scanned, 16_000, "{cib:?}");
     assert_eq!(
-        (risk.files_pruned, risk.row_groups_pruned, risk.rows_scanned),
-        (0, 0, 30_000),
+        (
+            cib.row_groups_pruned,
+            cib.row_groups_matched,
+            cib.rows_scanned
+        ),
+        (4, 5, 16_000),
+        "{cib:?}"
+    );
+    assert_eq!(
+        (
+            risk.row_groups_pruned,
+            risk.row_groups_matched,
+            risk.rows_scanned
+        ),
+        (0, 9, 30_000),
         "{risk:?}"
     );
+    // Over S3, pruning shows as fewer requests and fewer bytes for a query that reads data.
+    // (`count(*)` alone reads no data at all when no filter applies: row counts come from
+    // the cached footers.)
+    let names = "SELECT max(legal_name) FROM reference.counterparties";
+    report("risk-officer", names).await;
+    let (_, cib_io) = report("cib-reporting", names).await;
+    let (_, risk_io) = report("risk-officer", names).await;
+    let (cib_io, risk_io) = (
+        cib_io.products["reference.counterparties"],
+        risk_io.products["reference.counterparties"],
+    );
+    assert!(
+        cib_io.gets < risk_io.gets && cib_io.bytes < risk_io.bytes,
+        "cib {cib_io:?} vs risk {risk_io:?}"
+    );
+    assert_eq!((cib_io.writes_refused, risk_io.writes_refused), (0, 0));
     // Transactions are sorted by time: the same filter cannot prune there.
-    let ccb = report("ccb-fraud", "SELECT count(*) FROM payments.transactions").await;
+    let (ccb, _) = report("ccb-fraud", "SELECT count(*) FROM payments.transactions").await;
     assert_eq!(
-        (ccb.files_pruned, ccb.row_groups_pruned, ccb.rows_scanned),
-        (0, 0, 200_000),
+        (ccb.row_groups_pruned, ccb.rows_scanned),
+        (0, 200_000),
         "{ccb:?}"
     );
 }
 
 #[tokio::test]
-async fn generated_data_is_deterministic() {
-    let other = tempfile::tempdir().unwrap();
-    reference::generate(other.path()).unwrap();
-    reference::generate(&data_dir()).unwrap();
-    for file in [
-        "reference-counterparties/data/counterparties/part-00000.parquet",
-        "payments-transactions/data/transactions/part-00001.parquet",
-        "markets-trades/data/trades/part-00000.parquet",
-    ] {
-        let a = std::fs::read(other.path().join("lake").join(file)).unwrap();
-        let b = std::fs::read(data_dir().join("lake").join(file)).unwrap();
-        assert!(a == b, "{file} differs between two generations");
+async fn generated_data_is_deterministic_and_is_what_the_lake_holds() {
+    let (_gateway, _lake) = gateway().await;
+    let first = reference::data_files().unwrap();
+    let second = reference::data_files().unwrap();
+    assert_eq!(first.len(), 7);
+    for (a, b) in first.iter().zip(&second) {
+        assert_eq!((&a.bucket, &a.key), (&b.bucket, &b.key));
+        assert!(
+            a.bytes == b.bytes,
+            "{} differs between two generations",
+            a.key
+        );
+        let stored = std::fs::read(data_dir().join("s3").join(&a.bucket).join(&a.key)).unwrap();
+        assert!(
+            stored == a.bytes.as_ref(),
+            "{}/{} in the lake differs from the generated bytes",
+            a.bucket,
+            a.key
+        );
     }
-    assert_eq!(
-        reference::generate(other.path()).unwrap(),
-        reference::Generated::Reused
-    );
 }

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::DataType;
-use datafusion::catalog::TableProvider;
 use datafusion::common::DFSchema;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{Expr, ExprSchemable};
 use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, ExprWithAlias};
 use meshgate_catalog::Catalog;
 use meshgate_policy::{PolicySet, ResolvedTablePolicy};
+use meshgate_storage::IoCounters;
 
 use crate::error::GatewayError;
 use crate::gateway::{GatewayInner, RawTables};
@@ -35,17 +35,17 @@ fn filter_expr(state: &SessionState, raw: &DFSchema, sql: &SqlExpr) -> Result<Ex
     }
 }
 
-/// Compile one caller's resolved policy for one table.
+/// Compile one caller's resolved policy for one table; its scans are counted in `io`.
 pub(crate) fn protected_table(
     inner: &GatewayInner,
     policy: ResolvedTablePolicy,
+    io: Arc<IoCounters>,
 ) -> Result<ProtectedTable, String> {
     let raw = inner
         .raw_tables
         .get(&(policy.domain.clone(), policy.table.clone()))
         .ok_or_else(|| format!("no storage for {}.{}", policy.domain, policy.table))?;
-    let raw_schema = DFSchema::try_from(datafusion::catalog::TableProvider::schema(raw.as_ref()))
-        .map_err(|e| e.to_string())?;
+    let raw_schema = DFSchema::try_from(raw.schema()).map_err(|e| e.to_string())?;
     let compile = |filters: &[meshgate_policy::BoundFilter]| -> Result<Vec<Expr>, String> {
         filters
             .iter()
@@ -59,6 +59,8 @@ pub(crate) fn protected_table(
     ProtectedTable::new(
         Arc::new(policy),
         Arc::clone(raw),
+        inner.lakes.clone(),
+        io,
         row_filter,
         &inner.master_key,
     )
@@ -89,8 +91,7 @@ pub(crate) fn validate_row_filters(
             let raw = raw_tables
                 .get(&(domain, rule.table.clone()))
                 .ok_or_else(|| located(format!("no table `{}`", rule.table)))?;
-            let schema = DFSchema::try_from(TableProvider::schema(raw.as_ref()))
-                .map_err(|e| located(e.to_string()))?;
+            let schema = DFSchema::try_from(raw.schema()).map_err(|e| located(e.to_string()))?;
             let bound = rule
                 .template
                 .bind_with(|_| Some("sample".to_string()))

@@ -2,6 +2,7 @@
 
 use datafusion::error::DataFusionError;
 use meshgate_policy::{AuthError, Denial, LoadError};
+use meshgate_storage::{ProductStorageError, find_storage_error};
 
 /// Everything a gateway call can fail with. The variant decides how the Flight server
 /// reports it (permission denied, invalid argument, ...); the message is safe to show the
@@ -20,6 +21,10 @@ pub enum GatewayError {
     /// The SQL does not parse or plan (the planner's own message).
     #[error("{0}")]
     InvalidQuery(String),
+    /// A product's storage failed: unreachable, too slow, refusing the gateway's
+    /// credentials, or a file vanished. Names the product; never carries credentials.
+    #[error("{0}")]
+    Storage(ProductStorageError),
     /// The query failed while running.
     #[error("query failed: {0}")]
     Execution(String),
@@ -60,6 +65,9 @@ impl GatewayError {
         if let Some(denial) = find_denial(&error) {
             return Self::Denied(denial);
         }
+        if let Some(storage) = find_storage_error(&error) {
+            return Self::Storage(storage);
+        }
         match error.find_root() {
             DataFusionError::Internal(m) => Self::Internal(m.clone()),
             DataFusionError::ResourcesExhausted(m) => Self::Execution(m.clone()),
@@ -72,6 +80,10 @@ impl GatewayError {
         if let Some(denial) = find_denial(&error) {
             return Self::Denied(denial);
         }
-        Self::Execution(error.find_root().to_string())
+        if let Some(storage) = find_storage_error(&error) {
+            return Self::Storage(storage);
+        }
+        // The whole chain: its context frames say which product failed.
+        Self::Execution(error.strip_backtrace())
     }
 }

@@ -2,24 +2,23 @@
 //! DataFusion runtime, opened once and shared by every session.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-};
-use datafusion::execution::SessionStateBuilder;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::execution::{SessionState, context::SessionConfig};
-use meshgate_catalog::{Catalog, Table};
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::{SessionState, SessionStateBuilder, context::SessionConfig};
+use meshgate_catalog::Catalog;
 use meshgate_policy::{AuthError, PolicySet, PolicySources, Principal, UserDirectory};
 use meshgate_protect::{KeyOrigin, MasterKey};
-use meshgate_storage::{Lakes, StorageConfig};
+use meshgate_storage::{LakeStatus, Lakes, StorageConfig};
 
 use crate::compile;
 use crate::error::GatewayError;
+use crate::lake_table::LakeTable;
 use crate::secure_catalog::CATALOG;
 use crate::session::Session;
 
@@ -34,6 +33,12 @@ pub struct GatewayConfig {
     pub master_key: MasterKey,
     /// DataFusion's target partitions (default: the number of cores).
     pub target_partitions: Option<usize>,
+    /// Memory all running queries may use together; beyond it operators spill to disk
+    /// (default: unbounded).
+    pub memory_limit: Option<usize>,
+    /// Where spill files go (default: the system's temporary directory). They are deleted
+    /// when the operator that wrote them finishes.
+    pub spill_dir: Option<PathBuf>,
 }
 
 /// An open gateway. Cheap to clone; every clone shares the same state.
@@ -48,16 +53,21 @@ pub(crate) struct GatewayInner {
     pub(crate) policies: ArcSwap<PolicySet>,
     pub(crate) users: UserDirectory,
     pub(crate) master_key: MasterKey,
-    /// A fully configured DataFusion session (functions, options, the shared runtime with its
-    /// object stores and caches) that every query's state is copied from.
+    pub(crate) lakes: Lakes,
+    /// The runtime every query shares: memory pool, spill directory and the caches (Parquet
+    /// metadata above all, so footers are read once per file, not once per session). Each
+    /// query gets its own object store registry on top, to count its own requests.
+    pub(crate) runtime: Arc<RuntimeEnv>,
+    /// A fully configured DataFusion session (functions, options) that every query's state
+    /// is copied from.
     pub(crate) template: SessionState,
-    /// The raw (unprotected) scan of each product table, keyed by (domain, table). Never
-    /// registered in any catalog: reachable only through a `ProtectedTable`.
+    /// The raw (unprotected) scan of each product table. Never registered in any catalog:
+    /// reachable only through a `ProtectedTable`.
     pub(crate) raw_tables: RawTables,
 }
 
 /// The raw scan of each product table, by (domain, table).
-pub(crate) type RawTables = HashMap<(String, String), Arc<ListingTable>>;
+pub(crate) type RawTables = HashMap<(String, String), Arc<LakeTable>>;
 
 impl Gateway {
     /// Open a gateway: validate policies against the catalog, open every product's lake and
@@ -68,13 +78,23 @@ impl Gateway {
         let lakes = Lakes::open(&catalog, &config.storage)
             .map_err(|e| GatewayError::Config(e.to_string()))?;
 
-        // One runtime for every session and query: object stores and the Parquet metadata
-        // cache are shared, so footers are read once per file, not once per session.
-        let runtime = RuntimeEnvBuilder::new()
+        let mut runtime = RuntimeEnvBuilder::new();
+        if let Some(limit) = config.memory_limit {
+            runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
+        }
+        if let Some(dir) = config.spill_dir {
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                GatewayError::Config(format!(
+                    "cannot create the spill directory {}: {e}",
+                    dir.display()
+                ))
+            })?;
+            runtime = runtime.with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Directories(vec![dir])),
+            );
+        }
+        let runtime = runtime
             .build_arc()
-            .map_err(|e| GatewayError::Config(e.to_string()))?;
-        lakes
-            .register(&runtime)
             .map_err(|e| GatewayError::Config(e.to_string()))?;
 
         let mut session_config = SessionConfig::new()
@@ -86,7 +106,7 @@ impl Gateway {
         }
         let template = SessionStateBuilder::new()
             .with_config(session_config)
-            .with_runtime_env(runtime)
+            .with_runtime_env(Arc::clone(&runtime))
             .with_default_features()
             .build();
 
@@ -95,24 +115,8 @@ impl Gateway {
         let mut raw_tables = RawTables::new();
         for product in catalog.products() {
             for table in product.tables.iter().filter(|t| !t.is_view()) {
-                let url = product.location.table_url(table);
-                let table_url = ListingTableUrl::parse(&url).map_err(|e| {
-                    GatewayError::Config(format!(
-                        "product `{}`: bad table location {url}: {e}",
-                        product.id
-                    ))
-                })?;
                 let format = ParquetFormat::default().with_options(parquet_options.clone());
-                let options = ListingOptions::new(Arc::new(format)).with_file_extension(".parquet");
-                let listing = ListingTableConfig::new(table_url)
-                    .with_listing_options(options)
-                    .with_schema(scan_schema(table, view_types));
-                let raw = ListingTable::try_new(listing).map_err(|e| {
-                    GatewayError::Config(format!(
-                        "product `{}`, table `{}`: {e}",
-                        product.id, table.name
-                    ))
-                })?;
+                let raw = LakeTable::new(Arc::clone(product), table.clone(), view_types, format);
                 raw_tables.insert((product.domain.clone(), table.name.clone()), Arc::new(raw));
             }
         }
@@ -132,6 +136,8 @@ impl Gateway {
                 policies: ArcSwap::from_pointee(policies),
                 users: config.users.unwrap_or_default(),
                 master_key: config.master_key,
+                lakes,
+                runtime,
                 template,
                 raw_tables,
             }),
@@ -158,6 +164,13 @@ impl Gateway {
         self.inner.policies.load_full()
     }
 
+    /// What each product's lake holds now: file count, bytes, freshness, refused files, or
+    /// why it cannot be read. For operators and the catalog; it never returns data.
+    pub async fn lake_status(&self) -> Vec<LakeStatus> {
+        let cache = Some(self.inner.runtime.cache_manager.get_file_metadata_cache());
+        self.inner.lakes.status(&self.inner.catalog, cache).await
+    }
+
     /// Load new policy sources and, only if they validate, make them the version in force.
     /// On error the previous version stays in force.
     pub async fn reload_policies(&self, sources: &PolicySources) -> Result<String, GatewayError> {
@@ -173,22 +186,4 @@ impl Gateway {
         self.inner.policies.store(Arc::new(policies));
         Ok(fingerprint)
     }
-}
-
-/// The schema a table is scanned with: the manifest's types, with strings and binaries as
-/// Arrow view types when DataFusion reads Parquet that way (its default, and its fastest).
-fn scan_schema(table: &Table, view_types: bool) -> SchemaRef {
-    let fields: Vec<Field> = table
-        .columns
-        .iter()
-        .map(|c| {
-            let data_type = match (&c.data_type, view_types) {
-                (DataType::Utf8, true) => DataType::Utf8View,
-                (DataType::Binary, true) => DataType::BinaryView,
-                (other, _) => other.clone(),
-            };
-            Field::new(&c.name, data_type, c.nullable)
-        })
-        .collect();
-    Arc::new(Schema::new(fields))
 }

@@ -32,6 +32,7 @@
 mod compile;
 mod error;
 mod gateway;
+mod lake_table;
 mod lockdown;
 mod protected;
 mod secure_catalog;

@@ -23,7 +23,6 @@ use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DFSchema, Result, internal_datafusion_err, internal_err};
 use datafusion::datasource::TableType;
-use datafusion::datasource::listing::ListingTable;
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, col, lit};
@@ -34,18 +33,26 @@ use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::limit::LocalLimitExec;
 use datafusion::physical_plan::metrics::MetricsSet;
 use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
     PlanProperties, SendableRecordBatchStream,
 };
+use futures::TryStreamExt;
 use meshgate_policy::{ResolvedTablePolicy, Treatment};
 use meshgate_protect::{MaskUdf, MasterKey, TokenizeUdf};
+use meshgate_storage::{IoCounters, Lakes};
+
+use crate::lake_table::LakeTable;
 
 /// A product table as one caller sees it in one query.
 #[derive(Debug)]
 pub struct ProtectedTable {
     policy: Arc<ResolvedTablePolicy>,
-    raw: Arc<ListingTable>,
+    raw: Arc<LakeTable>,
+    lakes: Lakes,
+    /// The query's storage request counters.
+    io: Arc<IoCounters>,
     /// The combined row filter over raw columns (`None`: every row).
     row_filter: Option<Expr>,
     /// One entry per visible column, in output order: the expression over raw columns.
@@ -60,7 +67,9 @@ impl ProtectedTable {
     /// over the raw schema (see [`crate::compile`]).
     pub(crate) fn new(
         policy: Arc<ResolvedTablePolicy>,
-        raw: Arc<ListingTable>,
+        raw: Arc<LakeTable>,
+        lakes: Lakes,
+        io: Arc<IoCounters>,
         row_filter: Option<Expr>,
         master_key: &MasterKey,
     ) -> Result<Self> {
@@ -107,6 +116,8 @@ impl ProtectedTable {
         Ok(Self {
             policy,
             raw,
+            lakes,
+            io,
             row_filter,
             columns,
             schema,
@@ -170,7 +181,7 @@ impl TableProvider for ProtectedTable {
         let raw_projection: Vec<usize> = needed.into_iter().collect();
         let mut plan = self
             .raw
-            .scan(state, Some(&raw_projection), &[], None)
+            .scan(state, &self.lakes, &self.io, &raw_projection)
             .await?;
 
         if let Some(filter) = &self.row_filter {
@@ -348,7 +359,18 @@ impl ExecutionPlan for ProtectedScanExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        self.inner.execute(partition, context)
+        // Failures inside the seal (a corrupt file, a vanished object) name the product.
+        let context_text = format!(
+            "reading product `{}` (table {}.{})",
+            self.policy.product, self.policy.domain, self.policy.table
+        );
+        let inner = self
+            .inner
+            .execute(partition, context)
+            .map_err(|e| e.context(context_text.clone()))?;
+        let schema = inner.schema();
+        let stream = inner.map_err(move |e| e.context(context_text.clone()));
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
     }
 
     fn metrics(&self) -> Option<MetricsSet> {

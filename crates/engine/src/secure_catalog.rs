@@ -17,11 +17,16 @@ use async_trait::async_trait;
 use datafusion::catalog::{
     CatalogProvider, CatalogProviderList, SchemaProvider, TableProvider, view::ViewTable,
 };
-use datafusion::error::Result;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::object_store::ObjectStoreRegistry;
+use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
 use meshgate_catalog::{Product, Table};
 use meshgate_policy::{Denial, PolicySet, Principal};
+use meshgate_storage::IoCounters;
+use object_store::ObjectStore;
+use url::Url;
 
 use crate::compile;
 use crate::error::{GatewayError, denial_to_datafusion};
@@ -96,6 +101,8 @@ pub(crate) struct QueryScope {
     /// Whether every table and view has been resolved (listings need views, which plan
     /// asynchronously, while DataFusion lists tables synchronously).
     listed: AtomicBool,
+    /// This query's storage requests.
+    pub(crate) io: Arc<IoCounters>,
 }
 
 impl QueryScope {
@@ -111,13 +118,25 @@ impl QueryScope {
             resolved: Mutex::new(BTreeMap::new()),
             planning: Mutex::new(BTreeSet::new()),
             listed: AtomicBool::new(false),
+            io: Arc::new(IoCounters::default()),
         }
     }
 
-    /// A fresh DataFusion state whose only catalog is this scope.
+    /// A fresh DataFusion state whose only catalog is this scope, and whose only object
+    /// store is this query's counting view of the product lakes.
     pub(crate) fn state(self: &Arc<Self>) -> SessionState {
+        let shared = &self.gateway.runtime;
+        let runtime = RuntimeEnv {
+            memory_pool: Arc::clone(&shared.memory_pool),
+            disk_manager: Arc::clone(&shared.disk_manager),
+            cache_manager: Arc::clone(&shared.cache_manager),
+            object_store_registry: Arc::new(QueryStores {
+                mesh: self.gateway.lakes.store(Some(Arc::clone(&self.io))),
+            }),
+        };
         SessionStateBuilder::new_from_existing(self.gateway.template.clone())
             .with_catalog_list(Arc::new(SecureCatalogList::new(Arc::clone(self))))
+            .with_runtime_env(Arc::new(runtime))
             .build()
     }
 
@@ -150,7 +169,7 @@ impl QueryScope {
     fn resolve_table(&self, product: &Product, table: &Table) -> Resolution {
         let policy = self.policies.resolve(&self.principal, product, table)?;
         let policy_id = policy.policy_id.clone();
-        compile::protected_table(&self.gateway, policy).map(|t| Resolved::Table(Arc::new(t))).map_err(|reason| {
+        compile::protected_table(&self.gateway, policy, Arc::clone(&self.io)).map(|t| Resolved::Table(Arc::new(t))).map_err(|reason| {
             // A policy that does not compile denies; it never falls back to raw data.
             tracing::error!(principal = self.principal.id(), product = %product.id, table = %table.name, %reason, "policy does not compile");
             Denial::Unresolvable {
@@ -302,6 +321,33 @@ impl QueryScope {
             .into_iter()
             .filter(|d| !self.visible(d).is_empty())
             .collect()
+    }
+}
+
+/// A query's object stores: the counting mesh store, and nothing else (no URL a query names
+/// can reach any other store).
+#[derive(Debug)]
+struct QueryStores {
+    mesh: Arc<dyn ObjectStore>,
+}
+
+impl ObjectStoreRegistry for QueryStores {
+    fn register_store(
+        &self,
+        _url: &Url,
+        _store: Arc<dyn ObjectStore>,
+    ) -> Option<Arc<dyn ObjectStore>> {
+        None
+    }
+
+    fn get_store(&self, url: &Url) -> Result<Arc<dyn ObjectStore>> {
+        if url.scheme() == "meshgate" && url.host_str() == Some("products") {
+            Ok(Arc::clone(&self.mesh))
+        } else {
+            Err(DataFusionError::Plan(format!(
+                "no storage is reachable at {url}"
+            )))
+        }
     }
 }
 

@@ -9,6 +9,7 @@ use datafusion::physical_plan::metrics::MetricValue;
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream, execute_stream};
 use futures::TryStreamExt;
 use meshgate_policy::{Principal, ResolvedTablePolicy};
+use meshgate_storage::{IoCounters, IoReport};
 
 use crate::error::GatewayError;
 use crate::gateway::GatewayInner;
@@ -28,6 +29,7 @@ pub struct Session {
 pub struct Query {
     plan: Arc<dyn ExecutionPlan>,
     task: Arc<TaskContext>,
+    io: Arc<IoCounters>,
 }
 
 /// A table as one caller sees it (for catalog metadata).
@@ -83,7 +85,8 @@ impl Session {
     /// Plan a query as this principal. Refuses anything but read-only statements; resolves
     /// the caller's policy for every table named.
     pub async fn query(&self, sql: &str) -> Result<Query, GatewayError> {
-        let (state, logical) = self.scope().plan(sql).await?;
+        let scope = self.scope();
+        let (state, logical) = scope.plan(sql).await?;
         let plan = state
             .create_physical_plan(&logical)
             .await
@@ -91,6 +94,7 @@ impl Session {
         Ok(Query {
             plan,
             task: Arc::new(TaskContext::from(&state)),
+            io: Arc::clone(&scope.io),
         })
     }
 
@@ -157,6 +161,22 @@ impl Query {
             .try_collect()
             .await
             .map_err(GatewayError::from_execution)
+    }
+
+    /// The storage requests this query made so far (planning included), per product, and
+    /// the files it left out. Complete once the stream is drained.
+    pub fn io_report(&self) -> IoReport {
+        self.io.report()
+    }
+
+    /// How many times the query's operators spilled to disk (their spill files are deleted
+    /// as soon as they are read back).
+    pub fn spill_count(&self) -> usize {
+        fn walk(plan: &Arc<dyn ExecutionPlan>) -> usize {
+            let own = plan.metrics().and_then(|m| m.spill_count()).unwrap_or(0);
+            own + plan.children().into_iter().map(walk).sum::<usize>()
+        }
+        walk(&self.plan)
     }
 
     /// The resolved policy of every protected scan in the plan.

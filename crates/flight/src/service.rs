@@ -86,6 +86,8 @@ pub(crate) fn status(error: GatewayError) -> Status {
         GatewayError::NotAllowed(_) | GatewayError::InvalidQuery(_) => {
             Status::invalid_argument(message)
         }
+        // The product's storage is down, slow or refusing the gateway: try again later.
+        GatewayError::Storage(_) => Status::unavailable(message),
         GatewayError::Execution(_) => Status::internal(message),
         GatewayError::Config(_) | GatewayError::Internal(_) => Status::internal(message),
     }

@@ -1,16 +1,24 @@
 //! `meshgate.toml`: how `meshgate serve` finds its products, policies, users, storage and
-//! master key. Relative paths are relative to the file.
+//! master key. Relative paths are relative to the file. Any string value may use `${VAR}`
+//! to take an environment variable's value (a missing variable is an error); credentials
+//! themselves are only ever named (see [`meshgate_storage::config`]).
 //!
 //! ```toml
 //! listen = "127.0.0.1:50051"
-//! products = "products"              # directory of product manifests (ODCS YAML)
-//! policies = "policies"              # access.conf, access.csv, products/*.toml
-//! users = "policies/users.toml"      # optional: static users for password logins
-//! master_key_file = "secrets/master.key"  # optional: else $MESHGATE_MASTER_KEY
+//! products = "products"                 # directory of product manifests (ODCS YAML)
+//! policies = "policies"                 # access.conf, access.csv, products/*.toml
+//! users = "policies/users.toml"         # optional: static users for password logins
+//! master_key_file = "secrets/master.key" # optional: else $MESHGATE_MASTER_KEY
+//! memory_limit = "2GiB"                  # optional: beyond it, queries spill to disk
+//! spill_dir = "/var/tmp/meshgate"        # optional
 //!
-//! [storage.buckets.reference-counterparties]
-//! kind = "local"
-//! path = "lake/reference-counterparties"
+//! [storage.default]
+//! kind = "s3"
+//! endpoint = "${MESHGATE_S3_ENDPOINT}"
+//! path_style = true
+//! allow_http = true
+//! access_key_id_env = "MESHGATE_S3_{PRODUCT}_ACCESS_KEY_ID"
+//! secret_access_key_env = "MESHGATE_S3_{PRODUCT}_SECRET_ACCESS_KEY"
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -19,7 +27,7 @@ use meshgate_catalog::Catalog;
 use meshgate_engine::GatewayConfig;
 use meshgate_policy::{PolicySources, UserDirectory};
 use meshgate_protect::MasterKey;
-use meshgate_storage::{BucketConfig, StorageConfig};
+use meshgate_storage::{StorageConfig, StorageKind};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -37,6 +45,10 @@ struct FileConfig {
     storage: StorageConfig,
     #[serde(default)]
     target_partitions: Option<usize>,
+    #[serde(default)]
+    memory_limit: Option<String>,
+    #[serde(default)]
+    spill_dir: Option<PathBuf>,
 }
 
 /// A loaded configuration file.
@@ -61,7 +73,11 @@ impl ServeConfig {
             message,
         };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        let parsed: FileConfig = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        let mut value: toml::Value = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        interpolate(&mut value).map_err(&err)?;
+        let parsed: FileConfig = value
+            .try_into()
+            .map_err(|e: toml::de::Error| err(e.to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let resolve = |p: &Path| {
             if p.is_absolute() {
@@ -70,6 +86,7 @@ impl ServeConfig {
                 base.join(p)
             }
         };
+        let resolve_str = |p: &str| resolve(Path::new(p)).display().to_string();
 
         let catalog =
             Catalog::load_dir(&resolve(&parsed.products)).map_err(|e| err(e.to_string()))?;
@@ -94,10 +111,22 @@ impl ServeConfig {
                 .ok_or_else(|| err(meshgate_protect::KeyError::Missing.to_string()))?,
         };
         let mut storage = parsed.storage;
-        for bucket in storage.buckets.values_mut() {
-            let BucketConfig::Local { path } = bucket;
-            *path = resolve(path);
+        for settings in std::iter::once(&mut storage.default).chain(storage.products.values_mut()) {
+            if settings.kind == Some(StorageKind::Local)
+                && let Some(p) = &settings.path
+            {
+                settings.path = Some(resolve_str(p));
+            }
+            if let Some(p) = &settings.credentials_file {
+                settings.credentials_file = Some(resolve_str(p));
+            }
         }
+        let memory_limit = parsed
+            .memory_limit
+            .as_deref()
+            .map(parse_bytes)
+            .transpose()
+            .map_err(&err)?;
         Ok(Self {
             listen: parsed.listen,
             gateway: GatewayConfig {
@@ -107,7 +136,87 @@ impl ServeConfig {
                 storage,
                 master_key,
                 target_partitions: parsed.target_partitions,
+                memory_limit,
+                spill_dir: parsed.spill_dir.as_deref().map(resolve),
             },
         })
+    }
+}
+
+/// Replace `${VAR}` in every string value with the variable's value.
+fn interpolate(value: &mut toml::Value) -> Result<(), String> {
+    match value {
+        toml::Value::String(text) => {
+            let mut out = String::new();
+            let mut rest = text.as_str();
+            while let Some(start) = rest.find("${") {
+                out.push_str(&rest[..start]);
+                let after = &rest[start + 2..];
+                let end = after
+                    .find('}')
+                    .ok_or_else(|| format!("unterminated `${{` in `{text}`"))?;
+                let name = &after[..end];
+                let value = std::env::var(name)
+                    .map_err(|_| format!("environment variable `{name}` is not set"))?;
+                out.push_str(&value);
+                rest = &after[end + 1..];
+            }
+            out.push_str(rest);
+            *text = out;
+        }
+        toml::Value::Array(items) => items.iter_mut().try_for_each(interpolate)?,
+        toml::Value::Table(table) => table.iter_mut().try_for_each(|(_, v)| interpolate(v))?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// `512MiB`, `2GiB`, `1000000`.
+fn parse_bytes(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let number: usize = text[..split]
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (e.g. 512MiB, 2GiB)"))?;
+    let unit: usize = match text[split..].trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return Err(format!("`{text}`: units are B, KiB, MiB, GiB")),
+    };
+    number
+        .checked_mul(unit)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_bytes("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_bytes("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_bytes("1000"), Ok(1000));
+        assert!(parse_bytes("2GB").is_err());
+    }
+
+    #[test]
+    fn interpolation_is_per_value_and_refuses_unknown_variables() {
+        let mut value: toml::Value =
+            toml::from_str("a = \"x${PATH}y\"\nb = [\"${PATH}\"]").unwrap();
+        interpolate(&mut value).unwrap();
+        let path = std::env::var("PATH").unwrap();
+        assert_eq!(value["a"].as_str().unwrap(), format!("x{path}y"));
+        let mut value: toml::Value =
+            toml::from_str("a = \"${MESHGATE_SURELY_UNSET_VARIABLE}\"").unwrap();
+        assert!(
+            interpolate(&mut value)
+                .unwrap_err()
+                .contains("MESHGATE_SURELY_UNSET_VARIABLE")
+        );
     }
 }

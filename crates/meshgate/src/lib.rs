@@ -14,7 +14,8 @@
 //! | [`catalog`] | product manifests (ODCS v3.1): products, tables, columns, owners |
 //! | [`policy`] | who may read what (casbin), row filters and column treatments, resolution |
 //! | [`protect`] | mask and tokenization kernels |
-//! | [`storage`] | one object store per product bucket |
+//! | [`storage`] | one object store per product bucket, behind one counting read-only store |
+//! | [`lake_server`] | the in-process S3 server of the demo and the tests |
 //! | [`engine`] | SQL planning with the policy rewrite; the embeddable API |
 //! | [`flight`] | the Arrow Flight SQL server |
 //!
@@ -22,8 +23,8 @@
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let (config, _) = meshgate::reference::gateway_config(std::path::Path::new("/tmp/mesh"))?;
-//! let gateway = meshgate::Gateway::open(config).await?;
+//! let demo = meshgate::reference::demo(std::path::Path::new("/tmp/mesh")).await?;
+//! let gateway = meshgate::Gateway::open(demo.config).await?;
 //! let principal = gateway.authenticate("cib-reporting", "cib-reporting-pw")?;
 //! let batches = gateway.session(principal).collect("SELECT * FROM reference.counterparties").await?;
 //! # Ok(()) }
@@ -35,6 +36,7 @@ pub mod reference;
 pub use meshgate_catalog as catalog;
 pub use meshgate_engine as engine;
 pub use meshgate_flight as flight;
+pub use meshgate_lake_server as lake_server;
 pub use meshgate_policy as policy;
 pub use meshgate_protect as protect;
 pub use meshgate_storage as storage;

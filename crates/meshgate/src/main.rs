@@ -41,6 +41,13 @@ enum Command {
     },
     /// Hash a password for a users file (reads the password from stdin).
     HashPassword,
+    /// Upload the reference mesh's data into its three buckets on an S3-compatible server
+    /// (credentials from $MESHGATE_SEED_ACCESS_KEY_ID and $MESHGATE_SEED_SECRET_ACCESS_KEY).
+    SeedReference {
+        /// The S3 endpoint, e.g. http://minio:9000.
+        #[arg(long)]
+        endpoint: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -75,20 +82,26 @@ async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Demo { listen, data_dir } => {
             let data_dir = data_dir.unwrap_or_else(reference::default_data_dir);
-            let (config, generated) =
-                reference::gateway_config(&data_dir).map_err(|e| e.to_string())?;
-            let how = match generated {
-                Generated::Created => "generated",
+            let demo = reference::demo(&data_dir)
+                .await
+                .map_err(|e| e.to_string())?;
+            let how = match demo.generated {
+                Generated::Created => "generated and uploaded",
                 Generated::Reused => "reused",
             };
             println!(
-                "meshgate demo: the reference mesh ({how}) in {}",
+                "meshgate demo: the reference mesh ({how}), in {}",
                 data_dir.display()
+            );
+            println!(
+                "  lakes: an in-process S3 server at {} with one bucket and one read-only key per product",
+                demo.lake.endpoint()
             );
             println!(
                 "  tokens use the public demo master key: fine for the demo, never for real data"
             );
-            serve(config, &listen, true).await
+            let _lake = demo.lake; // served for as long as the gateway runs
+            serve(demo.config, &listen, true).await
         }
         Command::Serve { config, listen } => {
             let loaded = ServeConfig::load(&config).map_err(|e| e.to_string())?;
@@ -96,6 +109,26 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .or(loaded.listen)
                 .unwrap_or_else(|| "127.0.0.1:50051".to_string());
             serve(loaded.gateway, &listen, false).await
+        }
+        Command::SeedReference { endpoint } => {
+            let var = |name: &str| std::env::var(name).map_err(|_| format!("set ${name}"));
+            let (key, secret) = (
+                var("MESHGATE_SEED_ACCESS_KEY_ID")?,
+                var("MESHGATE_SEED_SECRET_ACCESS_KEY")?,
+            );
+            let generated =
+                reference::upload(|bucket| reference::s3_store(&endpoint, bucket, &key, &secret))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            println!(
+                "reference data {}",
+                if generated == Generated::Created {
+                    "uploaded"
+                } else {
+                    "already in place"
+                }
+            );
+            Ok(())
         }
         Command::HashPassword => {
             let mut password = String::new();
@@ -114,6 +147,27 @@ async fn run(cli: Cli) -> Result<(), String> {
 
 async fn serve(config: GatewayConfig, listen: &str, demo: bool) -> Result<(), String> {
     let gateway = Gateway::open(config).await.map_err(|e| e.to_string())?;
+    for lake in gateway.lake_status().await {
+        match &lake.error {
+            Some(error) => eprintln!("  warning: {error}"),
+            None => println!(
+                "  {}: {} files, {} bytes in bucket {}{}",
+                lake.product,
+                lake.files,
+                lake.bytes,
+                lake.bucket,
+                lake.last_modified
+                    .map(|t| format!(", newest {}", t.format("%Y-%m-%d %H:%M:%S UTC")))
+                    .unwrap_or_default()
+            ),
+        }
+        for (file, reason) in &lake.refused_files {
+            eprintln!(
+                "  warning: {}: file `{file}` is not served: {reason}",
+                lake.product
+            );
+        }
+    }
     let listener = meshgate::flight::bind(listen)
         .await
         .map_err(|e| e.to_string())?;

@@ -3,9 +3,10 @@
 //!
 //! The manifests and policies are the repository's own files (`products/`, `policies/`),
 //! compiled into the binary so that `meshgate demo` works from any directory. The data is
-//! generated into `<data dir>/lake/<bucket>/...` on first use and reused afterwards.
+//! generated in memory and uploaded through the S3 API into the demo's in-process S3 server
+//! (whose files live under `<data dir>/s3/<bucket>/...`) on first use, and reused afterwards.
 
-use std::fs;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -14,14 +15,19 @@ use arrow::array::{
     TimestampMicrosecondArray,
 };
 use arrow::datatypes::Schema;
+use bytes::Bytes;
 use meshgate_catalog::Catalog;
 use meshgate_engine::GatewayConfig;
+use meshgate_lake_server::{KeyGrant, LakeServer};
 use meshgate_policy::{PolicySources, Source, UserDirectory};
 use meshgate_protect::MasterKey;
-use meshgate_storage::StorageConfig;
+use meshgate_storage::{ProductStorage, StaticCredentials, StorageConfig, StorageKind};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
+use rand::RngCore;
 
 /// Product manifests, as `(file name, text)`.
 pub const MANIFESTS: &[(&str, &str)] = &[
@@ -86,6 +92,8 @@ pub const PRINCIPALS: &[&str] = &[
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReferenceError {
+    #[error("cannot upload the reference data to bucket `{bucket}`: {message}")]
+    Upload { bucket: String, message: String },
     #[error("cannot write the reference mesh under {path}: {message}")]
     Io { path: String, message: String },
     #[error("the embedded reference mesh is invalid (a build bug): {0}")]
@@ -136,32 +144,38 @@ pub fn default_data_dir() -> PathBuf {
     base.join("meshgate/reference-mesh")
 }
 
-/// What [`generate`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Whether [`demo`] had to upload the data or found it in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Generated {
     Created,
     Reused,
 }
 
-/// Write the reference data under `<data_dir>/lake` unless a complete copy of this version
-/// is already there. Writes to a temporary directory and renames, so an interrupted run
-/// never leaves half a mesh behind.
-pub fn generate(data_dir: &Path) -> Result<Generated, ReferenceError> {
-    let lake = data_dir.join("lake");
-    let marker = lake.join(".meshgate-reference");
-    let complete = || fs::read_to_string(&marker).is_ok_and(|v| v.trim() == DATA_VERSION);
-    if complete() {
-        return Ok(Generated::Reused);
+/// One generated Parquet file: its product, bucket, key and bytes.
+#[derive(Clone)]
+pub struct DataFile {
+    pub product: String,
+    pub bucket: String,
+    pub key: String,
+    pub bytes: Bytes,
+}
+
+impl std::fmt::Debug for DataFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataFile")
+            .field("bucket", &self.bucket)
+            .field("key", &self.key)
+            .field("bytes", &self.bytes.len())
+            .finish()
     }
-    fs::create_dir_all(data_dir).map_err(io(data_dir))?;
-    // A staging directory per process: several processes (parallel tests) may generate at
-    // once; the first to finish wins and the others reuse its copy.
-    let staging = data_dir.join(format!(".lake-staging-{}", std::process::id()));
-    if staging.exists() {
-        fs::remove_dir_all(&staging).map_err(io(&staging))?;
-    }
+}
+
+/// The reference data: every Parquet file of every product, generated deterministically
+/// (the same bytes on every machine).
+pub fn data_files() -> Result<Vec<DataFile>, ReferenceError> {
     let catalog = catalog()?;
-    for (domain, table, batches, rows_per_file, rows_per_group) in [
+    let mut out = Vec::new();
+    for (domain, table, batch, rows_per_file, rows_per_group) in [
         (
             "reference",
             "counterparties",
@@ -175,75 +189,279 @@ pub fn generate(data_dir: &Path) -> Result<Generated, ReferenceError> {
         let (product, table_def) = catalog
             .table(domain, table)
             .ok_or_else(|| ReferenceError::Invalid(format!("{domain}.{table}")))?;
-        let dir = staging
-            .join(&product.location.bucket)
-            .join(product.location.table_prefix(table_def));
-        fs::create_dir_all(&dir).map_err(io(&dir))?;
-        write_files(&dir, &batches, rows_per_file, rows_per_group)?;
+        let prefix = product.location.table_prefix(table_def);
+        for (index, bytes) in parquet_files(&batch, rows_per_file, rows_per_group)?
+            .into_iter()
+            .enumerate()
+        {
+            out.push(DataFile {
+                product: product.id.clone(),
+                bucket: product.location.bucket.clone(),
+                key: format!("{prefix}part-{index:05}.parquet"),
+                bytes,
+            });
+        }
     }
-    fs::write(staging.join(".meshgate-reference"), DATA_VERSION).map_err(io(&staging))?;
-    if lake.exists() && !complete() {
-        // An older version's data: replace it.
-        fs::remove_dir_all(&lake).map_err(io(&lake))?;
+    Ok(out)
+}
+
+/// The object in each bucket that says which version of the data it holds.
+const MARKER: &str = ".meshgate-reference";
+
+/// Upload the reference data into its buckets unless every bucket already holds this
+/// version. `store_for` gives a store able to write each bucket.
+pub async fn upload(
+    store_for: impl Fn(&str) -> Result<Arc<dyn ObjectStore>, ReferenceError>,
+) -> Result<Generated, ReferenceError> {
+    let catalog = catalog()?;
+    let upload_error = |bucket: &str, e: object_store::Error| ReferenceError::Upload {
+        bucket: bucket.to_string(),
+        message: e.to_string(),
+    };
+    let mut complete = true;
+    for product in catalog.products() {
+        let bucket = &product.location.bucket;
+        let marker = store_for(bucket)?.get(&ObjectPath::from(MARKER)).await;
+        let current = match marker {
+            Ok(found) => found
+                .bytes()
+                .await
+                .is_ok_and(|b| b.as_ref() == DATA_VERSION.as_bytes()),
+            Err(object_store::Error::NotFound { .. }) => false,
+            Err(e) => return Err(upload_error(bucket, e)),
+        };
+        complete &= current;
     }
-    if fs::rename(&staging, &lake).is_err() && complete() {
-        // Another process finished first; use its copy.
-        fs::remove_dir_all(&staging).map_err(io(&staging))?;
+    if complete {
         return Ok(Generated::Reused);
     }
-    if !complete() {
-        return Err(ReferenceError::Io {
-            path: lake.display().to_string(),
-            message: "could not put the generated data in place".into(),
-        });
+    for file in data_files()? {
+        store_for(&file.bucket)?
+            .put(
+                &ObjectPath::from(file.key.as_str()),
+                PutPayload::from_bytes(file.bytes),
+            )
+            .await
+            .map_err(|e| upload_error(&file.bucket, e))?;
+    }
+    // Markers last: a bucket is only "current" once all of its files are in.
+    for product in catalog.products() {
+        let bucket = &product.location.bucket;
+        store_for(bucket)?
+            .put(
+                &ObjectPath::from(MARKER),
+                PutPayload::from_static(DATA_VERSION.as_bytes()),
+            )
+            .await
+            .map_err(|e| upload_error(bucket, e))?;
     }
     Ok(Generated::Created)
 }
 
-/// A gateway configuration serving the reference mesh from `<data_dir>/lake`, generating
-/// the data first if needed. Tokenizes with the public demo key.
-pub fn gateway_config(data_dir: &Path) -> Result<(GatewayConfig, Generated), ReferenceError> {
-    let generated = generate(data_dir)?;
-    let catalog = catalog()?;
-    let storage = StorageConfig::local_root(&catalog, &data_dir.join("lake"));
-    Ok((
-        GatewayConfig {
-            catalog,
-            policies: policy_sources(),
-            users: Some(users()?),
-            storage,
-            master_key: MasterKey::demo(),
-            target_partitions: None,
-        },
-        generated,
-    ))
+/// The reference mesh, served the way a deployment serves it: from an in-process
+/// S3-compatible server with one bucket per product and one read-only access key per bucket.
+pub struct Demo {
+    /// The running S3 server (keep it alive as long as the gateway).
+    pub lake: LakeServer,
+    pub config: GatewayConfig,
+    pub generated: Generated,
+    /// The key that uploads the data: the only one allowed to write.
+    uploader: KeyGrant,
 }
 
-fn write_files(
-    dir: &Path,
+impl Demo {
+    /// A store that can write `bucket`, as a product's own pipeline would (the gateway's
+    /// keys cannot): for uploading new files in tests and examples.
+    pub fn writer(&self, bucket: &str) -> Result<Arc<dyn ObjectStore>, ReferenceError> {
+        s3_store(
+            &self.lake.endpoint(),
+            bucket,
+            &self.uploader.access_key,
+            &self.uploader.secret_key,
+        )
+    }
+}
+
+impl std::fmt::Debug for Demo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Demo")
+            .field("lake", &self.lake)
+            .field("generated", &self.generated)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The S3 access key the gateway uses for a product's bucket in the demo. Each bucket has
+/// its own key, allowed to read that bucket only.
+pub fn reader_key(bucket: &str) -> String {
+    format!("reader-{bucket}")
+}
+
+/// Start the demo's S3 server over `<data_dir>/s3`, upload the reference data into it if
+/// it is not there yet, and configure a gateway to read it over HTTP with one key per
+/// bucket. Secret keys are random for each start and never written anywhere.
+pub async fn demo(data_dir: &Path) -> Result<Demo, ReferenceError> {
+    let catalog = catalog()?;
+    let root = data_dir.join("s3");
+    let buckets: Vec<String> = catalog
+        .products()
+        .map(|p| p.location.bucket.clone())
+        .collect();
+    for bucket in &buckets {
+        let dir = root.join(bucket);
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    }
+    let mut grants: Vec<KeyGrant> = buckets
+        .iter()
+        .map(|bucket| KeyGrant {
+            access_key: reader_key(bucket),
+            secret_key: random_secret(),
+            buckets: vec![bucket.clone()],
+            write: false,
+        })
+        .collect();
+    let seeder = KeyGrant {
+        access_key: "reference-seeder".into(),
+        secret_key: random_secret(),
+        buckets: buckets.clone(),
+        write: true,
+    };
+    grants.push(seeder.clone());
+    let lake = LakeServer::start(
+        root.clone(),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        grants.clone(),
+    )
+    .await
+    .map_err(|e| ReferenceError::Io {
+        path: root.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let endpoint = lake.endpoint();
+
+    // Several processes (parallel tests) may share a data directory: one uploads, the others
+    // wait for it and then find the data in place.
+    let lock_path = data_dir.join(".upload.lock");
+    let lock = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)?;
+        file.lock()?;
+        Ok(file)
+    })
+    .await
+    .map_err(|e| ReferenceError::Io {
+        path: data_dir.display().to_string(),
+        message: e.to_string(),
+    })?
+    .map_err(io(data_dir))?;
+    let generated =
+        upload(|bucket| s3_store(&endpoint, bucket, &seeder.access_key, &seeder.secret_key)).await;
+    drop(lock);
+    let generated = generated?;
+
+    let mut storage = StorageConfig {
+        default: ProductStorage {
+            kind: Some(StorageKind::S3),
+            endpoint: Some(endpoint.clone()),
+            region: Some("us-east-1".into()),
+            path_style: Some(true),
+            allow_http: Some(true),
+            ..ProductStorage::default()
+        },
+        ..StorageConfig::default()
+    };
+    for grant in grants.iter().filter(|g| !g.write) {
+        let bucket = &grant.buckets[0];
+        let product = catalog
+            .products()
+            .find(|p| &p.location.bucket == bucket)
+            .ok_or_else(|| ReferenceError::Invalid(format!("no product for bucket {bucket}")))?;
+        storage.products.insert(
+            product.id.clone(),
+            ProductStorage {
+                static_credentials: Some(StaticCredentials {
+                    access_key_id: grant.access_key.clone(),
+                    secret_access_key: grant.secret_key.clone(),
+                }),
+                ..ProductStorage::default()
+            },
+        );
+    }
+    let config = GatewayConfig {
+        catalog,
+        policies: policy_sources(),
+        users: Some(users()?),
+        storage,
+        master_key: MasterKey::demo(),
+        target_partitions: None,
+        memory_limit: None,
+        spill_dir: None,
+    };
+    Ok(Demo {
+        lake,
+        config,
+        generated,
+        uploader: seeder,
+    })
+}
+
+/// An S3 store for one bucket with explicit credentials (path-style, plain HTTP allowed:
+/// for the demo's local server and for seeding local test servers).
+pub fn s3_store(
+    endpoint: &str,
+    bucket: &str,
+    access_key: &str,
+    secret_key: &str,
+) -> Result<Arc<dyn ObjectStore>, ReferenceError> {
+    object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(endpoint)
+        .with_bucket_name(bucket)
+        .with_region("us-east-1")
+        .with_access_key_id(access_key)
+        .with_secret_access_key(secret_key)
+        .with_allow_http(true)
+        .with_virtual_hosted_style_request(false)
+        .build()
+        .map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
+        .map_err(|e| ReferenceError::Upload {
+            bucket: bucket.to_string(),
+            message: e.to_string(),
+        })
+}
+
+fn random_secret() -> String {
+    let mut bytes = [0u8; 24];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn parquet_files(
     batch: &RecordBatch,
     rows_per_file: usize,
     rows_per_group: usize,
-) -> Result<(), ReferenceError> {
+) -> Result<Vec<Bytes>, ReferenceError> {
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(rows_per_group))
         .set_created_by("meshgate reference-mesh generator".to_string())
         .build();
-    for (index, start) in (0..batch.num_rows()).step_by(rows_per_file).enumerate() {
+    let mut files = Vec::new();
+    for start in (0..batch.num_rows()).step_by(rows_per_file) {
         let length = rows_per_file.min(batch.num_rows() - start);
-        let path = dir.join(format!("part-{index:05}.parquet"));
-        let file = fs::File::create(&path).map_err(io(&path))?;
-        let invalid = |e: parquet::errors::ParquetError| ReferenceError::Io {
-            path: path.display().to_string(),
-            message: e.to_string(),
+        let invalid = |e: parquet::errors::ParquetError| {
+            ReferenceError::Invalid(format!("writing Parquet: {e}"))
         };
-        let mut writer =
-            ArrowWriter::try_new(file, batch.schema(), Some(props.clone())).map_err(invalid)?;
+        let mut buffer = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut buffer, batch.schema(), Some(props.clone()))
+            .map_err(invalid)?;
         writer.write(&batch.slice(start, length)).map_err(invalid)?;
         writer.close().map_err(invalid)?;
+        files.push(Bytes::from(buffer));
     }
-    Ok(())
+    Ok(files)
 }
 
 /// The LOB of a counterparty, by the reference mesh's rule.

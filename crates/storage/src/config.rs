@@ -1,0 +1,296 @@
+//! Storage configuration: how the gateway reaches each product's bucket.
+//!
+//! ```toml
+//! [storage]
+//! listing_ttl = "1s"          # how long a table's file list is reused (0s: list every query)
+//! request_timeout = "10s"     # per request; a slow store fails within this (times retries)
+//! connect_timeout = "2s"
+//! max_retries = 2
+//!
+//! [storage.default]           # applies to every product, under any per-product settings
+//! kind = "s3"
+//! endpoint = "http://minio:9000"
+//! region = "us-east-1"
+//! path_style = true
+//! allow_http = true
+//! access_key_id_env = "MESHGATE_S3_{PRODUCT}_ACCESS_KEY_ID"
+//! secret_access_key_env = "MESHGATE_S3_{PRODUCT}_SECRET_ACCESS_KEY"
+//!
+//! [storage.products."markets.trades"]
+//! endpoint = "https://s3.eu-west-1.amazonaws.com"
+//! region = "eu-west-1"
+//! bucket = "acme-markets-trades"          # overrides the manifest's bucket
+//! credentials_file = "/run/secrets/markets-trades.toml"
+//! ```
+//!
+//! Credentials are only ever named here (environment variable names, a secrets file, or the
+//! AWS default chain), never written into this file, a manifest or a policy. In names and
+//! paths, `{PRODUCT}` becomes the product id in upper snake case (`MARKETS_TRADES`),
+//! `{product}` the product id and `{bucket}` the bucket.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// Storage settings for the whole gateway.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Settings shared by every product.
+    #[serde(default)]
+    pub default: ProductStorage,
+    /// Settings per product id, over `default`.
+    #[serde(default)]
+    pub products: BTreeMap<String, ProductStorage>,
+    /// How long a table's file listing is reused before the bucket is listed again.
+    #[serde(default = "defaults::listing_ttl", deserialize_with = "duration")]
+    pub listing_ttl: Duration,
+    /// Timeout of one storage request.
+    #[serde(default = "defaults::request_timeout", deserialize_with = "duration")]
+    pub request_timeout: Duration,
+    #[serde(default = "defaults::connect_timeout", deserialize_with = "duration")]
+    pub connect_timeout: Duration,
+    /// Retries of a failed request (transient errors only).
+    #[serde(default = "defaults::max_retries")]
+    pub max_retries: usize,
+}
+
+mod defaults {
+    use std::time::Duration;
+    pub fn listing_ttl() -> Duration {
+        Duration::from_secs(1)
+    }
+    pub fn request_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn connect_timeout() -> Duration {
+        Duration::from_secs(2)
+    }
+    pub fn max_retries() -> usize {
+        2
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            default: ProductStorage::default(),
+            products: BTreeMap::new(),
+            listing_ttl: defaults::listing_ttl(),
+            request_timeout: defaults::request_timeout(),
+            connect_timeout: defaults::connect_timeout(),
+            max_retries: defaults::max_retries(),
+        }
+    }
+}
+
+/// Where a product's bucket is and how to authenticate to it. Every field is optional here;
+/// a product's settings are its own fields over the `default` ones.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProductStorage {
+    pub kind: Option<StorageKind>,
+    /// `kind = "local"`: the directory standing in for the bucket.
+    pub path: Option<String>,
+    /// S3 endpoint; AWS when absent.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// The physical bucket, when it differs from the manifest's.
+    pub bucket: Option<String>,
+    /// The key prefix, when it differs from the manifest's (may contain `{model}`).
+    pub prefix: Option<String>,
+    /// Path-style requests (`endpoint/bucket/key`), as MinIO and most S3-compatible servers
+    /// expect; AWS uses virtual-hosted style (`bucket.endpoint/key`).
+    pub path_style: Option<bool>,
+    /// Allow plain `http://` endpoints (local servers only).
+    pub allow_http: Option<bool>,
+    pub access_key_id_env: Option<String>,
+    pub secret_access_key_env: Option<String>,
+    pub session_token_env: Option<String>,
+    /// A TOML file with `access_key_id`, `secret_access_key` and optionally `session_token`.
+    pub credentials_file: Option<String>,
+    /// Use the AWS default credential chain (environment, web identity, instance profile).
+    pub default_credentials: Option<bool>,
+    /// Credentials given in code (the embedded demo); never read from a file.
+    #[serde(skip)]
+    pub static_credentials: Option<StaticCredentials>,
+}
+
+impl fmt::Debug for ProductStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProductStorage")
+            .field("kind", &self.kind)
+            .field("path", &self.path)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("path_style", &self.path_style)
+            .field("access_key_id_env", &self.access_key_id_env)
+            .field("secret_access_key_env", &self.secret_access_key_env)
+            .field("credentials_file", &self.credentials_file)
+            .field("default_credentials", &self.default_credentials)
+            .field(
+                "static_credentials",
+                &self.static_credentials.as_ref().map(|_| "<set in code>"),
+            )
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    S3,
+    Local,
+}
+
+/// Credentials handed over in code. Their `Debug` shows the key id only.
+#[derive(Clone)]
+pub struct StaticCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl fmt::Debug for StaticCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StaticCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProductStorage {
+    /// This product's settings over `base`.
+    pub fn over(&self, base: &ProductStorage) -> ProductStorage {
+        macro_rules! pick {
+            ($($field:ident),*) => { ProductStorage { $($field: self.$field.clone().or_else(|| base.$field.clone())),* } };
+        }
+        pick!(
+            kind,
+            path,
+            endpoint,
+            region,
+            bucket,
+            prefix,
+            path_style,
+            allow_http,
+            access_key_id_env,
+            secret_access_key_env,
+            session_token_env,
+            credentials_file,
+            default_credentials,
+            static_credentials
+        )
+    }
+}
+
+impl StorageConfig {
+    /// Every product as a local directory `<root>/<bucket>`.
+    pub fn local(root: &std::path::Path) -> Self {
+        Self {
+            default: ProductStorage {
+                kind: Some(StorageKind::Local),
+                path: Some(format!("{}/{{bucket}}", root.display())),
+                ..ProductStorage::default()
+            },
+            ..Self::default()
+        }
+    }
+}
+
+/// `{PRODUCT}`, `{product}` and `{bucket}` in a name or path.
+pub fn expand_template(text: &str, product: &str, bucket: &str) -> String {
+    let upper: String = product
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    text.replace("{PRODUCT}", &upper)
+        .replace("{product}", product)
+        .replace("{bucket}", bucket)
+}
+
+/// Parse `250ms`, `10s`, `2m` or `1h`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (e.g. 500ms, 10s, 2m)"))?;
+    let seconds = match unit.trim() {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("`{text}` is not a duration (units: ms, s, m, h)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
+}
+
+fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    parse_duration(&text).map_err(serde::de::Error::custom)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("fast").is_err());
+    }
+
+    #[test]
+    fn product_settings_override_the_default() {
+        let config: StorageConfig = toml::from_str(
+            r#"
+listing_ttl = "0s"
+[default]
+kind = "s3"
+endpoint = "http://minio:9000"
+access_key_id_env = "MESHGATE_S3_{PRODUCT}_ACCESS_KEY_ID"
+[products."markets.trades"]
+endpoint = "https://s3.eu-west-1.amazonaws.com"
+bucket = "acme-trades"
+"#,
+        )
+        .unwrap();
+        assert_eq!(config.listing_ttl, Duration::ZERO);
+        let merged = config.products["markets.trades"].over(&config.default);
+        assert_eq!(merged.kind, Some(StorageKind::S3));
+        assert_eq!(
+            merged.endpoint.as_deref(),
+            Some("https://s3.eu-west-1.amazonaws.com")
+        );
+        assert_eq!(merged.bucket.as_deref(), Some("acme-trades"));
+        assert_eq!(
+            expand_template(
+                merged.access_key_id_env.as_deref().unwrap(),
+                "markets.trades",
+                "acme-trades"
+            ),
+            "MESHGATE_S3_MARKETS_TRADES_ACCESS_KEY_ID"
+        );
+        assert!(
+            toml::from_str::<StorageConfig>("[default]\naccess_key_id = \"AKIA...\"\n").is_err(),
+            "no inline secrets"
+        );
+    }
+}
