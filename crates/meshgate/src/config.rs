@@ -143,6 +143,64 @@ impl ServeConfig {
     }
 }
 
+/// Every environment variable a configuration file needs, given the products it serves as
+/// `(product id, bucket)`: its `${VAR}` references, each product's credential variables, and
+/// the master key's when no key file is configured. For deployment checks.
+pub fn required_environment(
+    text: &str,
+    products: &[(String, String)],
+) -> Result<std::collections::BTreeSet<String>, String> {
+    let value: toml::Value = toml::from_str(text).map_err(|e| e.to_string())?;
+    let mut names = std::collections::BTreeSet::new();
+    collect_references(&value, &mut names);
+    let storage: StorageConfig = match value.get("storage") {
+        Some(storage) => storage
+            .clone()
+            .try_into()
+            .map_err(|e: toml::de::Error| e.to_string())?,
+        None => StorageConfig::default(),
+    };
+    for (product, bucket) in products {
+        let settings = match storage.products.get(product) {
+            Some(own) => own.over(&storage.default),
+            None => storage.default.clone(),
+        };
+        for template in [
+            &settings.access_key_id_env,
+            &settings.secret_access_key_env,
+            &settings.session_token_env,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            names.insert(meshgate_storage::config::expand_template(
+                template, product, bucket,
+            ));
+        }
+    }
+    if value.get("master_key_file").is_none() {
+        names.insert(meshgate_protect::MASTER_KEY_ENV.to_string());
+    }
+    Ok(names)
+}
+
+fn collect_references(value: &toml::Value, names: &mut std::collections::BTreeSet<String>) {
+    match value {
+        toml::Value::String(text) => {
+            let mut rest = text.as_str();
+            while let Some(start) = rest.find("${") {
+                let after = &rest[start + 2..];
+                let Some(end) = after.find('}') else { break };
+                names.insert(after[..end].to_string());
+                rest = &after[end + 1..];
+            }
+        }
+        toml::Value::Array(items) => items.iter().for_each(|v| collect_references(v, names)),
+        toml::Value::Table(table) => table.values().for_each(|v| collect_references(v, names)),
+        _ => {}
+    }
+}
+
 /// Replace `${VAR}` in every string value with the variable's value.
 fn interpolate(value: &mut toml::Value) -> Result<(), String> {
     match value {
