@@ -554,28 +554,21 @@ async fn an_outage_mid_query_fails_it_and_the_store_coming_back_serves_again() {
     assert_eq!(count(&gateway, "payments.transactions").await, 200_000);
 }
 
-/// Every file under the lake's root: path -> (size, modified, first bytes hash).
+/// Every file under the lake's root: path -> (size, modified, content hash).
 fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u64, std::time::SystemTime, u64)> {
     use std::hash::{Hash, Hasher};
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let entry = entry.unwrap();
-            let meta = entry.metadata().unwrap();
-            if meta.is_dir() {
-                stack.push(entry.path());
-            } else {
-                let mut hasher = std::collections::hash_map::DefaultHasher::new();
-                std::fs::read(entry.path()).unwrap().hash(&mut hasher);
-                out.insert(
-                    entry.path(),
-                    (meta.len(), meta.modified().unwrap(), hasher.finish()),
-                );
-            }
-        }
-    }
-    out
+    walk(root)
+        .into_iter()
+        .map(|path| {
+            let meta = path.metadata().unwrap();
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            std::fs::read(&path).unwrap().hash(&mut hasher);
+            (
+                path,
+                (meta.len(), meta.modified().unwrap(), hasher.finish()),
+            )
+        })
+        .collect()
 }
 
 #[tokio::test]

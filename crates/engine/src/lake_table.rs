@@ -21,12 +21,8 @@ use datafusion::datasource::table_schema::TableSchema;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
-use futures::{StreamExt, TryStreamExt};
 use meshgate_catalog::{Product, Table};
-use meshgate_storage::{FileVerdict, IoCounters, Lakes, key_of};
-
-/// How many files' footers are checked at once the first time a table is scanned.
-const CHECK_CONCURRENCY: usize = 8;
+use meshgate_storage::{IoCounters, Lakes, key_of};
 
 #[derive(Debug)]
 pub(crate) struct LakeTable {
@@ -67,36 +63,19 @@ impl LakeTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let url = ObjectStoreUrl::parse(Lakes::URL)?;
         let store = state.runtime_env().object_store(&url)?;
+        let cache = Some(state.runtime_env().cache_manager.get_file_metadata_cache());
         let files = lakes
-            .list_table(store.as_ref(), &self.product, &self.table)
+            .table_files(store.as_ref(), cache, &self.product, &self.table)
             .await
             .map_err(external)?;
-        let cache = Some(state.runtime_env().cache_manager.get_file_metadata_cache());
-        let verdicts: Vec<(usize, FileVerdict)> =
-            futures::stream::iter(files.iter().cloned().enumerate())
-                .map(|(i, file)| {
-                    let (store, cache) = (Arc::clone(&store), cache.clone());
-                    async move {
-                        let verdict = lakes
-                            .check_file(store.as_ref(), cache, &self.product, &self.table, &file)
-                            .await;
-                        verdict.map(|v| (i, v))
-                    }
-                })
-                .buffered(CHECK_CONCURRENCY)
-                .try_collect()
-                .await
-                .map_err(external)?;
-        let mut accepted = Vec::new();
-        for (i, verdict) in verdicts {
-            let file = &files[i];
-            match verdict {
-                FileVerdict::Accepted => accepted.push(PartitionedFile::from(file.clone())),
-                FileVerdict::Refused(reason) => {
-                    io.refuse_file(&self.product.id, &key_of(&file.location), &reason)
-                }
-            }
+        for (file, reason) in &files.refused {
+            io.refuse_file(&self.product.id, &key_of(&file.location), reason);
         }
+        let accepted: Vec<PartitionedFile> = files
+            .accepted
+            .into_iter()
+            .map(PartitionedFile::from)
+            .collect();
         let projected = Arc::new(self.schema.project(projection)?);
         if accepted.is_empty() {
             return Ok(Arc::new(EmptyExec::new(projected)));

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
 use datafusion::execution::cache::cache_manager::FileMetadataCache;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use meshgate_catalog::{Catalog, Location, Product, Table};
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
@@ -226,6 +226,36 @@ impl Lakes {
         Ok(verdict)
     }
 
+    /// The files a table is served from now: listed (see [`Lakes::list_table`]) and
+    /// checked (see [`Lakes::check_file`]), several at a time. Refused files come back with
+    /// their reasons.
+    pub async fn table_files(
+        &self,
+        store: &dyn ObjectStore,
+        metadata_cache: Option<Arc<FileMetadataCache>>,
+        product: &Product,
+        table: &Table,
+    ) -> Result<TableFiles, ProductStorageError> {
+        let files = self.list_table(store, product, table).await?;
+        // Owned items: a stream over borrowed ones makes the future not `Send`-general.
+        let verdicts: Vec<FileVerdict> = futures::stream::iter(files.iter().cloned())
+            .map(|file| {
+                let cache = metadata_cache.clone();
+                async move { self.check_file(store, cache, product, table, &file).await }
+            })
+            .buffered(CHECK_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut out = TableFiles::default();
+        for (file, verdict) in files.iter().zip(verdicts) {
+            match verdict {
+                FileVerdict::Accepted => out.accepted.push(file.clone()),
+                FileVerdict::Refused(reason) => out.refused.push((file.clone(), reason)),
+            }
+        }
+        Ok(out)
+    }
+
     /// What each product's lake holds now: files, bytes, freshness, and refused files.
     /// A product whose store fails is reported with its error; the others are unaffected.
     pub async fn status(
@@ -249,32 +279,27 @@ impl Lakes {
                 error: None,
             };
             for table in product.tables.iter().filter(|t| !t.is_view()) {
-                let listed = self.list_table(store.as_ref(), product, table).await;
-                let files = match listed {
-                    Ok(files) => files,
-                    Err(error) => {
-                        status.error = Some(error.to_string());
-                        break;
-                    }
-                };
-                for file in files.iter() {
-                    match self
-                        .check_file(store.as_ref(), metadata_cache.clone(), product, table, file)
-                        .await
-                    {
-                        Ok(FileVerdict::Accepted) => {
+                match self
+                    .table_files(store.as_ref(), metadata_cache.clone(), product, table)
+                    .await
+                {
+                    Ok(files) => {
+                        for file in &files.accepted {
                             status.files += 1;
                             status.bytes += file.size;
                             status.last_modified =
                                 status.last_modified.max(Some(file.last_modified));
                         }
-                        Ok(FileVerdict::Refused(reason)) => {
-                            status.refused_files.push((key_of(&file.location), reason));
-                        }
-                        Err(error) => {
-                            status.error = Some(error.to_string());
-                            break;
-                        }
+                        status.refused_files.extend(
+                            files
+                                .refused
+                                .iter()
+                                .map(|(f, why)| (key_of(&f.location), why.clone())),
+                        );
+                    }
+                    Err(error) => {
+                        status.error = Some(error.to_string());
+                        break;
                     }
                 }
             }
@@ -283,6 +308,16 @@ impl Lakes {
         out
     }
 }
+
+/// A table's files: those served, and those refused with why.
+#[derive(Debug, Clone, Default)]
+pub struct TableFiles {
+    pub accepted: Vec<ObjectMeta>,
+    pub refused: Vec<(ObjectMeta, String)>,
+}
+
+/// How many files' footers are checked at once the first time a table is scanned.
+const CHECK_CONCURRENCY: usize = 8;
 
 /// One product's lake as it is now.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,5 +23,5 @@ mod mesh_store;
 pub use config::{ProductStorage, StaticCredentials, StorageConfig, StorageKind, parse_duration};
 pub use error::{Problem, ProductStorageError, StorageError, find_storage_error};
 pub use io::{IoCounters, IoReport, ProductIo};
-pub use lake::{FileVerdict, LakeStatus, Lakes, ProductLake, key_of};
+pub use lake::{FileVerdict, LakeStatus, Lakes, ProductLake, TableFiles, key_of};
 pub use mesh_store::MeshStore;
