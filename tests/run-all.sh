@@ -41,7 +41,9 @@ fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 
 step "python flight sql tests"
-cargo build --quiet --locked -p meshgate --bin meshgate
+# Same target selection as the test build (dev-dependency features unify the same way),
+# so this reuses the binary the integration tests were built with instead of rebuilding.
+cargo build --quiet --locked --workspace --tests
 MESHGATE_BIN="$CARGO_TARGET_DIR/debug/meshgate" "$venv/bin/pytest" -q tests/python
 
 step "all tests passed"
