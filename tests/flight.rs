@@ -4,7 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers panic to fail the test
 
-use std::path::PathBuf;
+#[path = "support/flight.rs"]
+mod support;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Schema};
@@ -19,40 +20,29 @@ use arrow_flight::{FlightDescriptor, FlightInfo, HandshakeRequest, Ticket};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use futures::{StreamExt, TryStreamExt};
-use meshgate::lake_server::LakeServer;
-use meshgate::{Gateway, reference};
+use meshgate::engine::QueryLimits;
+use meshgate::flight::FlightConfig;
 use prost::Message;
+use support::TestServer;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
 struct Server {
     client: FlightServiceClient<Channel>,
-    lake: LakeServer,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    inner: TestServer,
 }
 
 async fn server() -> Server {
-    let data = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("reference-mesh");
-    let demo = reference::demo(&data).await.unwrap();
-    let gateway = Gateway::open(demo.config).await.unwrap();
-    let listener = meshgate::flight::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(meshgate::flight::serve(gateway, listener, async {
-        let _ = stopped.await;
-    }));
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let client = FlightServiceClient::new(channel)
-        .max_decoding_message_size(meshgate::flight::MAX_MESSAGE_BYTES);
-    Server {
-        client,
-        lake: demo.lake,
-        _stop: stop,
-    }
+    server_with(FlightConfig::default(), None).await
+}
+
+async fn server_with(config: FlightConfig, limits: Option<QueryLimits>) -> Server {
+    let max = config.max_message_bytes;
+    let inner = support::start(config, limits).await;
+    let client = FlightServiceClient::new(support::channel(inner.addr).await)
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    Server { client, inner }
 }
 
 fn with_auth<T>(message: T, authorization: &str) -> Request<T> {
@@ -413,10 +403,12 @@ async fn a_storage_outage_is_unavailable_and_the_server_recovers() {
     let mut server = server().await;
     let risk = token(&mut server, "risk-officer").await;
     let sql = "SELECT max(card_number) FROM payments.transactions";
-    server.lake.stop();
-    // Past the listing cache, so that planning has to reach the store.
+    server.inner.lake.stop();
+    // Past the listing cache, so that the query has to reach the store. GetFlightInfo only
+    // plans (the ticket is cheap); DoGet reads, and reports the outage.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let down = get_info(&mut server, &risk, statement(sql))
+    let info = get_info(&mut server, &risk, statement(sql)).await.unwrap();
+    let down = fetch(&mut server, &risk, ticket_of(&info))
         .await
         .unwrap_err();
     assert_eq!(down.code(), Code::Unavailable, "{down:?}");
@@ -426,7 +418,7 @@ async fn a_storage_outage_is_unavailable_and_the_server_recovers() {
         down.message()
     );
     // The gateway stayed up; when the store comes back, so do the answers.
-    server.lake.restart().await.unwrap();
+    server.inner.lake.restart().await.unwrap();
     let info = get_info(&mut server, &risk, statement(sql)).await.unwrap();
     let (_, batches) = fetch(&mut server, &risk, ticket_of(&info)).await.unwrap();
     assert_eq!(rows(&batches), 1);

@@ -19,6 +19,7 @@ use meshgate_storage::{LakeStatus, Lakes, StorageConfig};
 use crate::compile;
 use crate::error::GatewayError;
 use crate::lake_table::LakeTable;
+use crate::limits::{Admission, QueryLimits, YieldAfterJoins};
 use crate::secure_catalog::CATALOG;
 use crate::session::Session;
 
@@ -39,6 +40,8 @@ pub struct GatewayConfig {
     /// Where spill files go (default: the system's temporary directory). They are deleted
     /// when the operator that wrote them finishes.
     pub spill_dir: Option<PathBuf>,
+    /// Concurrency, time and memory limits of each query.
+    pub limits: QueryLimits,
 }
 
 /// An open gateway. Cheap to clone; every clone shares the same state.
@@ -64,6 +67,8 @@ pub(crate) struct GatewayInner {
     /// The raw (unprotected) scan of each product table. Never registered in any catalog:
     /// reachable only through a `ProtectedTable`.
     pub(crate) raw_tables: RawTables,
+    /// Running slots and the queue for them.
+    pub(crate) admission: Admission,
 }
 
 /// The raw scan of each product table, by (domain, table).
@@ -108,6 +113,7 @@ impl Gateway {
             .with_config(session_config)
             .with_runtime_env(Arc::clone(&runtime))
             .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(YieldAfterJoins))
             .build();
 
         let parquet_options = template.table_options().parquet.clone();
@@ -140,6 +146,7 @@ impl Gateway {
                 runtime,
                 template,
                 raw_tables,
+                admission: Admission::new(config.limits),
             }),
         })
     }
@@ -155,6 +162,12 @@ impl Gateway {
         self.inner.users.authenticate(user, password)
     }
 
+    /// A static user's principal, without a password: for identities proven another way
+    /// (a client certificate). `None` for names the user directory does not know.
+    pub fn known_principal(&self, name: &str) -> Option<Principal> {
+        self.inner.users.principal(name).cloned()
+    }
+
     pub fn catalog(&self) -> &Catalog {
         &self.inner.catalog
     }
@@ -162,6 +175,32 @@ impl Gateway {
     /// The policy version in force now.
     pub fn policies(&self) -> Arc<PolicySet> {
         self.inner.policies.load_full()
+    }
+
+    /// The SQL functions consumers may call, with DataFusion's documentation section
+    /// (`Math Functions`, `String Functions`, ...), for clients that list them.
+    pub fn sql_functions(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .inner
+            .template
+            .scalar_functions()
+            .values()
+            .map(|f| {
+                let section = f
+                    .documentation()
+                    .map(|d| d.doc_section.label.to_string())
+                    .unwrap_or_default();
+                (f.name().to_string(), section)
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The limits every query runs under.
+    pub fn limits(&self) -> &QueryLimits {
+        self.inner.admission.limits()
     }
 
     /// What each product's lake holds now: file count, bytes, freshness, refused files, or

@@ -33,6 +33,7 @@ mod compile;
 mod error;
 mod gateway;
 mod lake_table;
+mod limits;
 mod lockdown;
 mod protected;
 mod secure_catalog;
@@ -40,6 +41,9 @@ mod session;
 
 pub use error::GatewayError;
 pub use gateway::{Gateway, GatewayConfig};
+pub use limits::{Abort, QueryLimits};
 pub use protected::{ProtectedScanExec, ProtectedTable};
 pub use secure_catalog::CATALOG;
-pub use session::{Query, ScanReport, Session, VisibleTable};
+pub use secure_catalog::MAX_STATEMENT_BYTES;
+pub use session::{Column, Prepared, Query, ScanReport, Session, VisibleTable};
+pub use tokio_util::sync::CancellationToken;

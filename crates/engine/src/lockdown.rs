@@ -69,3 +69,41 @@ fn check_sql_statement(statement: &Statement) -> Result<(), GatewayError> {
         }
     }
 }
+
+/// Number JDBC/ODBC-style `?` placeholders `$1`, `$2`, ... in the order they appear, so that
+/// both styles bind the same way. Mixing the two styles is refused: their numbering would
+/// be ambiguous.
+pub(crate) fn number_question_marks(statement: &mut DFStatement) -> Result<(), GatewayError> {
+    use std::ops::ControlFlow;
+
+    use datafusion::sql::sqlparser::ast::{Expr, Value, visit_expressions_mut};
+
+    let inner: &mut Statement = match statement {
+        DFStatement::Statement(inner) => inner,
+        DFStatement::Explain(explain) => match explain.statement.as_mut() {
+            DFStatement::Statement(inner) => inner,
+            _ => return Ok(()),
+        },
+        _ => return Ok(()),
+    };
+    let (mut questions, mut numbered) = (0usize, 0usize);
+    let _ = visit_expressions_mut(inner, |expr| {
+        if let Expr::Value(value) = expr
+            && let Value::Placeholder(text) = &mut value.value
+        {
+            if text == "?" {
+                questions += 1;
+                *text = format!("${questions}");
+            } else {
+                numbered += 1;
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    if questions > 0 && numbered > 0 {
+        return Err(GatewayError::InvalidQuery(
+            "use either `?` or `$1`-style placeholders in one statement, not both".into(),
+        ));
+    }
+    Ok(())
+}

@@ -17,9 +17,13 @@ use async_trait::async_trait;
 use datafusion::catalog::{
     CatalogProvider, CatalogProviderList, SchemaProvider, TableProvider, view::ViewTable,
 };
+use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::memory_pool::MemoryPool;
 use datafusion::execution::object_store::ObjectStoreRegistry;
 use datafusion::execution::runtime_env::RuntimeEnv;
+
+use crate::limits::QueryPool;
 use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
 use meshgate_catalog::{Product, Table};
@@ -36,6 +40,42 @@ use crate::protected::ProtectedTable;
 
 /// The only catalog: `mesh`.
 pub const CATALOG: &str = "mesh";
+
+/// The longest statement accepted (a guard against oversized requests, not a feature).
+pub const MAX_STATEMENT_BYTES: usize = 1 << 20;
+
+/// Bind parameter values (`$1`, `$2`, ... in order), each cast to the type the plan expects
+/// where the plan knows it (clients send `str` for `lob = ?`, the column is a string view).
+fn bind_parameters(plan: LogicalPlan, params: &[ScalarValue]) -> Result<LogicalPlan, GatewayError> {
+    let types = plan
+        .get_parameter_types()
+        .map_err(GatewayError::from_planning)?;
+    if types.len() != params.len() {
+        return Err(GatewayError::InvalidQuery(format!(
+            "the statement has {} parameter(s) but {} value(s) were bound",
+            types.len(),
+            params.len()
+        )));
+    }
+    let mut values = Vec::with_capacity(params.len());
+    for (i, value) in params.iter().enumerate() {
+        let name = format!("${}", i + 1);
+        let value = match types.get(&name) {
+            Some(Some(expected)) if value.data_type() != *expected => {
+                value.cast_to(expected).map_err(|_| {
+                    GatewayError::InvalidQuery(format!(
+                        "parameter {name}: a {} value cannot be used as {expected}",
+                        value.data_type()
+                    ))
+                })?
+            }
+            _ => value.clone(),
+        };
+        values.push(value);
+    }
+    plan.with_param_values(values)
+        .map_err(GatewayError::from_planning)
+}
 
 /// A table or view as one caller sees it in one query.
 #[derive(Debug, Clone)]
@@ -103,6 +143,8 @@ pub(crate) struct QueryScope {
     listed: AtomicBool,
     /// This query's storage requests.
     pub(crate) io: Arc<IoCounters>,
+    /// The schema unqualified table names resolve in (a session option).
+    default_schema: Option<String>,
 }
 
 impl QueryScope {
@@ -110,11 +152,13 @@ impl QueryScope {
         gateway: Arc<GatewayInner>,
         principal: Principal,
         policies: Arc<PolicySet>,
+        default_schema: Option<String>,
     ) -> Self {
         Self {
             gateway,
             principal,
             policies,
+            default_schema,
             resolved: Mutex::new(BTreeMap::new()),
             planning: Mutex::new(BTreeSet::new()),
             listed: AtomicBool::new(false),
@@ -126,18 +170,33 @@ impl QueryScope {
     /// store is this query's counting view of the product lakes.
     pub(crate) fn state(self: &Arc<Self>) -> SessionState {
         let shared = &self.gateway.runtime;
+        // With a per-query memory limit, the query reserves from its own capped share of
+        // the shared pool.
+        let memory_pool: Arc<dyn MemoryPool> = match self.gateway.admission.limits().memory {
+            Some(cap) => Arc::new(QueryPool::new(Arc::clone(&shared.memory_pool), cap)),
+            None => Arc::clone(&shared.memory_pool),
+        };
         let runtime = RuntimeEnv {
-            memory_pool: Arc::clone(&shared.memory_pool),
+            memory_pool,
             disk_manager: Arc::clone(&shared.disk_manager),
             cache_manager: Arc::clone(&shared.cache_manager),
             object_store_registry: Arc::new(QueryStores {
                 mesh: self.gateway.lakes.store(Some(Arc::clone(&self.io))),
             }),
         };
-        SessionStateBuilder::new_from_existing(self.gateway.template.clone())
+        let mut builder = SessionStateBuilder::new_from_existing(self.gateway.template.clone())
             .with_catalog_list(Arc::new(SecureCatalogList::new(Arc::clone(self))))
-            .with_runtime_env(Arc::new(runtime))
-            .build()
+            .with_runtime_env(Arc::new(runtime));
+        if let Some(schema) = &self.default_schema {
+            let config = self
+                .gateway
+                .template
+                .config()
+                .clone()
+                .with_default_catalog_and_schema(CATALOG, schema);
+            builder = builder.with_config(config);
+        }
+        builder.build()
     }
 
     fn cached(&self, key: &(String, String)) -> Option<Resolution> {
@@ -201,7 +260,7 @@ impl QueryScope {
         {
             return Err(unresolvable("the view reads itself".into()));
         }
-        let planned = self.plan(sql).await;
+        let planned = self.plan(sql, None).await;
         if let Ok(mut planning) = self.planning.lock() {
             planning.remove(&key);
         }
@@ -241,13 +300,21 @@ impl QueryScope {
     pub(crate) async fn plan(
         self: &Arc<Self>,
         sql: &str,
+        params: Option<&[ScalarValue]>,
     ) -> Result<(SessionState, LogicalPlan), GatewayError> {
+        if sql.len() > MAX_STATEMENT_BYTES {
+            return Err(GatewayError::InvalidQuery(format!(
+                "the statement is {} bytes long; the limit is {MAX_STATEMENT_BYTES}",
+                sql.len()
+            )));
+        }
         let state = self.state();
         let dialect = state.config().options().sql_parser.dialect;
-        let statement = state
+        let mut statement = state
             .sql_to_statement(sql, &dialect)
             .map_err(GatewayError::from_planning)?;
         lockdown::check_statement(&statement)?;
+        lockdown::number_question_marks(&mut statement)?;
         // Listings (information_schema, SHOW ...) must include views, which plan
         // asynchronously; DataFusion lists synchronously, so resolve everything first.
         let references = state
@@ -259,13 +326,16 @@ impl QueryScope {
         {
             self.prepare_listing().await;
         }
-        let plan = state
+        let mut plan = state
             .statement_to_plan(statement)
             .await
             .map_err(GatewayError::from_planning)?;
         lockdown::sql_options()
             .verify_plan(&plan)
             .map_err(|e| GatewayError::NotAllowed(e.strip_backtrace().to_string()))?;
+        if let Some(params) = params {
+            plan = bind_parameters(plan, params)?;
+        }
         Ok((state, plan))
     }
 

@@ -3,7 +3,14 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::SchemaRef;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
+use datafusion::common::{ScalarValue, TableReference};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
+
+use crate::limits::Guarded;
 use datafusion::execution::TaskContext;
 use datafusion::physical_plan::metrics::MetricValue;
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream, execute_stream};
@@ -21,6 +28,24 @@ use crate::secure_catalog::{CATALOG, QueryScope};
 pub struct Session {
     gateway: Arc<GatewayInner>,
     principal: Principal,
+    default_schema: Option<String>,
+}
+
+/// A statement planned but not run: what it returns and which parameters it takes.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The result's columns, with where each comes from (see [`Query::columns`]).
+    pub columns: Vec<Column>,
+    /// `$1`, `$2`, ... with their types where the plan determines them (`Null` otherwise).
+    pub parameters: SchemaRef,
+}
+
+/// A result column and the table it comes from, when it is a plain column of one.
+#[derive(Debug, Clone)]
+pub struct Column {
+    pub field: FieldRef,
+    /// `(schema, table)` in the `mesh` catalog.
+    pub table: Option<(String, String)>,
 }
 
 /// A planned query, ready to run. Planning resolved the caller's policy for every table the
@@ -30,6 +55,10 @@ pub struct Query {
     plan: Arc<dyn ExecutionPlan>,
     task: Arc<TaskContext>,
     io: Arc<IoCounters>,
+    columns: Vec<Column>,
+    slot: Arc<OwnedSemaphorePermit>,
+    deadline: Option<(Instant, Duration)>,
+    cancel: CancellationToken,
 }
 
 /// A table as one caller sees it (for catalog metadata).
@@ -45,6 +74,8 @@ pub struct VisibleTable {
     pub arrow_schema: SchemaRef,
     pub description: String,
     pub product: String,
+    /// Primary key columns the caller can see, in key order.
+    pub primary_key: Vec<String>,
 }
 
 /// What the sealed scans of a query read, for operators and audit (never shown to the
@@ -67,7 +98,22 @@ pub struct ScanReport {
 
 impl Session {
     pub(crate) fn new(gateway: Arc<GatewayInner>, principal: Principal) -> Self {
-        Self { gateway, principal }
+        Self {
+            gateway,
+            principal,
+            default_schema: None,
+        }
+    }
+
+    /// Resolve unqualified table names in this schema (a domain), as the Flight SQL session
+    /// option `schema` does. The catalog is always `mesh`.
+    pub fn with_default_schema(mut self, schema: Option<String>) -> Self {
+        self.default_schema = schema;
+        self
+    }
+
+    pub fn default_schema(&self) -> Option<&str> {
+        self.default_schema.as_deref()
     }
 
     pub fn principal(&self) -> &Principal {
@@ -79,22 +125,100 @@ impl Session {
             Arc::clone(&self.gateway),
             self.principal.clone(),
             self.gateway.policies.load_full(),
+            self.default_schema.clone(),
         ))
     }
 
     /// Plan a query as this principal. Refuses anything but read-only statements; resolves
-    /// the caller's policy for every table named.
+    /// the caller's policy for every table named. Waits for a running slot (see
+    /// [`crate::QueryLimits`]) which the query holds until it is dropped or its stream ends.
     pub async fn query(&self, sql: &str) -> Result<Query, GatewayError> {
-        let scope = self.scope();
-        let (state, logical) = scope.plan(sql).await?;
-        let plan = state
-            .create_physical_plan(&logical)
-            .await
-            .map_err(GatewayError::from_planning)?;
+        self.query_with_params(sql, None).await
+    }
+
+    /// [`Session::query`] with values for its `$1`/`?` parameters.
+    pub async fn query_with_params(
+        &self,
+        sql: &str,
+        params: Option<&[ScalarValue]>,
+    ) -> Result<Query, GatewayError> {
+        let limits = self.gateway.admission.limits();
+        let deadline = limits.timeout.map(|limit| (Instant::now() + limit, limit));
+        let slot = Arc::new(
+            self.gateway
+                .admission
+                .admit(deadline.map(|(at, _)| at))
+                .await?,
+        );
+        let planning = async {
+            let scope = self.scope();
+            let (state, logical) = scope.plan(sql, params).await?;
+            if params.is_none() {
+                let unbound = logical
+                    .get_parameter_types()
+                    .map_err(GatewayError::from_planning)?;
+                if !unbound.is_empty() {
+                    return Err(GatewayError::InvalidQuery(format!(
+                        "the statement has {} parameter(s) but no values were bound: bind values \
+                         (a prepared statement) or write them into the SQL",
+                        unbound.len()
+                    )));
+                }
+            }
+            let plan = state
+                .create_physical_plan(&logical)
+                .await
+                .map_err(GatewayError::from_planning)?;
+            Ok::<_, GatewayError>((scope, state, logical, plan))
+        };
+        let (scope, state, logical, plan) = match deadline {
+            Some((at, limit)) => tokio::time::timeout_at(at.into(), planning)
+                .await
+                .map_err(|_| {
+                    GatewayError::DeadlineExceeded(format!(
+                        "planning took longer than the query time limit of {limit:?}"
+                    ))
+                })??,
+            None => planning.await?,
+        };
         Ok(Query {
             plan,
             task: Arc::new(TaskContext::from(&state)),
             io: Arc::clone(&scope.io),
+            columns: columns_of(&logical),
+            slot,
+            deadline,
+            cancel: CancellationToken::new(),
+        })
+    }
+
+    /// Plan a statement without running it (and without taking a running slot): its result
+    /// columns and, when no values are given, its parameters. With values, the columns are
+    /// those of the statement with the values bound.
+    pub async fn prepare(
+        &self,
+        sql: &str,
+        params: Option<&[ScalarValue]>,
+    ) -> Result<Prepared, GatewayError> {
+        let (_, logical) = self.scope().plan(sql, params).await?;
+        let types = logical
+            .get_parameter_types()
+            .map_err(GatewayError::from_planning)?;
+        let mut names: Vec<&String> = types.keys().collect();
+        names.sort_by_key(|name| {
+            name.trim_start_matches('$')
+                .parse::<usize>()
+                .unwrap_or(usize::MAX)
+        });
+        let parameters = Schema::new(
+            names
+                .into_iter()
+                .map(|name| Field::new(name, types[name].clone().unwrap_or(DataType::Null), true))
+                .collect::<Vec<_>>(),
+        );
+        Ok(Prepared {
+            columns: columns_of(&logical),
+            parameters: Arc::new(parameters),
         })
     }
 
@@ -122,20 +246,35 @@ impl Session {
             .collect();
         for domain in domains {
             for resolved in scope.visible(&domain) {
-                let description = self
+                let definition = self
                     .gateway
                     .catalog
                     .table(resolved.domain(), resolved.name())
-                    .map(|(_, t)| t.description.clone())
+                    .map(|(_, t)| t);
+                let description = definition
+                    .map(|t| t.description.clone())
+                    .unwrap_or_default();
+                let arrow_schema = resolved.provider().schema();
+                let primary_key = definition
+                    .map(|t| {
+                        t.columns
+                            .iter()
+                            .filter(|c| {
+                                c.primary_key && arrow_schema.field_with_name(&c.name).is_ok()
+                            })
+                            .map(|c| c.name.clone())
+                            .collect()
+                    })
                     .unwrap_or_default();
                 out.push(VisibleTable {
                     catalog: CATALOG.to_string(),
                     schema: resolved.domain().to_string(),
                     name: resolved.name().to_string(),
                     table_type: resolved.kind().to_string(),
-                    arrow_schema: resolved.provider().schema(),
+                    arrow_schema,
                     description,
                     product: resolved.product().to_string(),
+                    primary_key,
                 });
             }
         }
@@ -149,10 +288,34 @@ impl Query {
         self.plan.schema()
     }
 
-    /// Start running the query.
+    /// The result's columns and the tables they come from.
+    pub fn columns(&self) -> &[Column] {
+        &self.columns
+    }
+
+    /// Start running the query. The stream ends with an error if the query is cancelled or
+    /// runs out of time, and holds the query's running slot until it ends or is dropped.
     pub fn execute(&self) -> Result<SendableRecordBatchStream, GatewayError> {
-        execute_stream(Arc::clone(&self.plan), Arc::clone(&self.task))
-            .map_err(GatewayError::from_execution)
+        let inner = execute_stream(Arc::clone(&self.plan), Arc::clone(&self.task))
+            .map_err(GatewayError::from_execution)?;
+        Ok(Box::pin(Guarded::new(
+            inner,
+            &self.cancel,
+            self.deadline,
+            Arc::clone(&self.slot),
+        )))
+    }
+
+    /// Cancels the query's streams, now or whenever they are polled next.
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// Cancel the query's streams with `token` instead, e.g. one shared by several queries
+    /// that answer one request.
+    pub fn with_cancel_token(mut self, token: CancellationToken) -> Self {
+        self.cancel = token;
+        self
     }
 
     /// Run the query to completion.
@@ -234,6 +397,28 @@ impl Query {
         });
         report
     }
+}
+
+/// Each output column, and its table when the column is a table's column passed through
+/// (DataFusion keeps the table as the column's qualifier).
+fn columns_of(plan: &datafusion::logical_expr::LogicalPlan) -> Vec<Column> {
+    plan.schema()
+        .iter()
+        .map(|(qualifier, field)| Column {
+            field: Arc::clone(field),
+            table: qualifier.and_then(|q| match q {
+                TableReference::Full {
+                    catalog,
+                    schema,
+                    table,
+                } if catalog.as_ref() == CATALOG => Some((schema.to_string(), table.to_string())),
+                TableReference::Partial { schema, table } => {
+                    Some((schema.to_string(), table.to_string()))
+                }
+                _ => None,
+            }),
+        })
+        .collect()
 }
 
 fn visit_scans(plan: &Arc<dyn ExecutionPlan>, f: &mut dyn FnMut(&ProtectedScanExec)) {

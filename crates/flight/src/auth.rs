@@ -1,9 +1,15 @@
-//! Authentication: Basic credentials in the handshake, Bearer tokens on every call.
+//! Authentication: who is calling.
 //!
-//! The handshake accepts `authorization: Basic <base64(user:password)>` (with or without
-//! base64 padding: ADBC's Go driver omits it) and answers with `authorization: Bearer <token>`
-//! in the response headers, where JDBC and ADBC look for it. Every other call must carry that
-//! Bearer token (or, for clients that re-send credentials, Basic again).
+//! Accepted, in this order of precedence:
+//! - `authorization: Bearer <token>`: a session token this server issued at the handshake,
+//!   or a signed JWT from a configured issuer (JDBC `token=`, ADBC `authorization_header`);
+//! - `authorization: Basic <base64(user:password)>`, with or without base64 padding (ADBC's Go
+//!   driver omits it): a static user's password, or a JWT as the password for tools that
+//!   only have a password field (user name `token` or the token's own principal);
+//! - with mutual TLS and no header: the client certificate's common name.
+//!
+//! The handshake takes any of these and answers with `authorization: Bearer <session token>`
+//! in the response headers, where JDBC and ADBC look for it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -15,8 +21,10 @@ use base64::engine::{DecodePaddingMode, general_purpose};
 use meshgate_engine::Gateway;
 use meshgate_policy::Principal;
 use rand::RngCore;
-use tonic::Status;
-use tonic::metadata::MetadataMap;
+use tonic::{Request, Status};
+
+use crate::jwt::{self, JwtVerifier};
+use crate::session_options::SessionOptions;
 
 /// Standard base64 that accepts input with or without padding.
 const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
@@ -24,33 +32,225 @@ const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
-/// How long a Bearer token issued by the handshake stays valid.
-pub const TOKEN_TTL: Duration = Duration::from_secs(8 * 60 * 60);
-
-/// Bearer tokens issued by this server, held in memory (never derived from credentials).
-#[derive(Default)]
-pub(crate) struct Tokens {
-    issued: Mutex<HashMap<String, (Principal, Instant)>>,
+struct Issued {
+    principal: Principal,
+    expires: Instant,
 }
 
-impl Tokens {
+/// An authenticated call.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    pub(crate) principal: Principal,
+    /// The bearer credential, which keys the caller's session options.
+    pub(crate) session: Option<String>,
+}
+
+pub(crate) struct Authenticator {
+    gateway: Gateway,
+    jwt: Vec<JwtVerifier>,
+    token_ttl: Duration,
+    issued: Mutex<HashMap<String, Issued>>,
+    options: Mutex<HashMap<String, SessionOptions>>,
+}
+
+/// Bounds the session-option map (options of JWT callers live until evicted).
+const MAX_SESSIONS: usize = 100_000;
+
+impl Authenticator {
+    pub(crate) fn new(gateway: Gateway, jwt: Vec<JwtVerifier>, token_ttl: Duration) -> Self {
+        Self {
+            gateway,
+            jwt,
+            token_ttl,
+            issued: Mutex::default(),
+            options: Mutex::default(),
+        }
+    }
+
+    /// Issue a session token (random, never derived from credentials).
     pub(crate) fn issue(&self, principal: Principal) -> String {
         let mut bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut bytes);
         let token = URL_SAFE_NO_PAD.encode(bytes);
         let now = Instant::now();
         if let Ok(mut issued) = self.issued.lock() {
-            issued.retain(|_, (_, expires)| *expires > now);
-            issued.insert(token.clone(), (principal, now + TOKEN_TTL));
+            issued.retain(|_, entry| entry.expires > now);
+            issued.insert(
+                token.clone(),
+                Issued {
+                    principal,
+                    expires: now + self.token_ttl,
+                },
+            );
         }
         token
     }
 
-    fn principal(&self, token: &str) -> Option<Principal> {
+    fn session_principal(&self, token: &str) -> Option<Principal> {
         let issued = self.issued.lock().ok()?;
-        let (principal, expires) = issued.get(token)?;
-        (*expires > Instant::now()).then(|| principal.clone())
+        let entry = issued.get(token)?;
+        (entry.expires > Instant::now()).then(|| entry.principal.clone())
     }
+
+    /// End the caller's session: a token this server issued stops working, and the
+    /// session's options are forgotten. `false` when the call had no session to close.
+    pub(crate) fn close(&self, caller: &Caller) -> bool {
+        let Some(session) = &caller.session else {
+            return false;
+        };
+        if let Ok(mut issued) = self.issued.lock() {
+            issued.remove(session);
+        }
+        if let Ok(mut options) = self.options.lock() {
+            options.remove(session);
+        }
+        true
+    }
+
+    pub(crate) fn options(&self, caller: &Caller) -> SessionOptions {
+        caller
+            .session
+            .as_ref()
+            .and_then(|s| self.options.lock().ok()?.get(s).cloned())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn set_options(
+        &self,
+        caller: &Caller,
+        options: SessionOptions,
+    ) -> Result<(), Status> {
+        let session = caller.session.as_ref().ok_or_else(|| {
+            Status::failed_precondition(
+                "session options need a session: log in with the handshake or send a Bearer token",
+            )
+        })?;
+        let mut map = self
+            .options
+            .lock()
+            .map_err(|_| Status::internal("session store"))?;
+        if map.len() >= MAX_SESSIONS && !map.contains_key(session) {
+            map.clear();
+        }
+        map.insert(session.clone(), options);
+        Ok(())
+    }
+
+    /// The principal behind a call's credentials.
+    pub(crate) async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        match authorization(request)? {
+            Some(value) => self.caller_from_header(value).await,
+            None => match certificate_principal(&self.gateway, request)? {
+                Some(principal) => Ok(Caller {
+                    principal,
+                    session: None,
+                }),
+                None => Err(Status::unauthenticated(
+                    "no credentials: log in with a user name and password (the handshake), or send \
+                     `authorization: Bearer <token>`",
+                )),
+            },
+        }
+    }
+
+    async fn caller_from_header(&self, value: &str) -> Result<Caller, Status> {
+        let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+        let rest = rest.trim();
+        if scheme.eq_ignore_ascii_case("bearer") {
+            if let Some(principal) = self.session_principal(rest) {
+                return Ok(Caller {
+                    principal,
+                    session: Some(rest.to_string()),
+                });
+            }
+            if !self.jwt.is_empty() && jwt::looks_like_jwt(rest) {
+                let principal = jwt::verify(&self.jwt, rest)
+                    .map_err(|e| Status::unauthenticated(e.to_string()))?;
+                return Ok(Caller {
+                    principal,
+                    session: Some(rest.to_string()),
+                });
+            }
+            Err(Status::unauthenticated(
+                "unknown or expired token: log in again",
+            ))
+        } else if scheme.eq_ignore_ascii_case("basic") {
+            Ok(Caller {
+                principal: self.basic(rest).await?,
+                session: None,
+            })
+        } else {
+            Err(Status::unauthenticated(format!(
+                "unsupported authorization scheme `{scheme}` (use Basic or Bearer)"
+            )))
+        }
+    }
+
+    /// A Basic credential: a user's password, or a JWT passed as the password.
+    async fn basic(&self, value: &str) -> Result<Principal, Status> {
+        let (user, password) = parse_basic(value)?;
+        if !self.jwt.is_empty() && jwt::looks_like_jwt(&password) {
+            let principal = jwt::verify(&self.jwt, &password)
+                .map_err(|e| Status::unauthenticated(e.to_string()))?;
+            if user != "token" && user != principal.id() {
+                return Err(Status::unauthenticated(
+                    "the user name does not match the token: use `token`, or the token's principal",
+                ));
+            }
+            return Ok(principal);
+        }
+        // Password hashing is deliberately slow: run it on the blocking pool, not on the
+        // threads that drive queries.
+        let gateway = self.gateway.clone();
+        tokio::task::spawn_blocking(move || gateway.authenticate(&user, &password))
+            .await
+            .map_err(|_| Status::internal("authentication was interrupted"))?
+            .map_err(|e| Status::unauthenticated(e.to_string()))
+    }
+}
+
+fn authorization<T>(request: &Request<T>) -> Result<Option<&str>, Status> {
+    match request.metadata().get("authorization") {
+        None => Ok(None),
+        Some(value) => value
+            .to_str()
+            .map(Some)
+            .map_err(|_| Status::unauthenticated("the authorization header is not valid text")),
+    }
+}
+
+/// The principal named by a verified client certificate's common name (mutual TLS), with
+/// the roles and attributes of the static user of that name.
+fn certificate_principal<T>(
+    gateway: &Gateway,
+    request: &Request<T>,
+) -> Result<Option<Principal>, Status> {
+    let Some(certificates) = request.peer_certs() else {
+        return Ok(None);
+    };
+    let Some(certificate) = certificates.first() else {
+        return Ok(None);
+    };
+    let (_, parsed) = x509_parser::parse_x509_certificate(certificate.as_ref())
+        .map_err(|_| Status::unauthenticated("the client certificate cannot be read"))?;
+    let common_name = parsed
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .ok_or_else(|| {
+            Status::unauthenticated(
+                "the client certificate has no common name to use as the principal",
+            )
+        })?;
+    // Fail closed: a certificate proves a name, not roles or attributes; those come from
+    // the user directory, and a name it does not know is refused.
+    let principal = gateway.known_principal(common_name).ok_or_else(|| {
+        Status::unauthenticated(format!(
+            "the client certificate names `{common_name}`, which is not a known user: add it to the users file"
+        ))
+    })?;
+    Ok(Some(principal))
 }
 
 /// `user:password` from a Basic authorization value.
@@ -72,71 +272,6 @@ pub(crate) fn parse_basic(value: &str) -> Result<(String, String), Status> {
     Ok((user.to_string(), password.to_string()))
 }
 
-fn authorization(metadata: &MetadataMap) -> Result<Option<&str>, Status> {
-    match metadata.get("authorization") {
-        None => Ok(None),
-        Some(value) => value
-            .to_str()
-            .map(Some)
-            .map_err(|_| Status::unauthenticated("the authorization header is not valid text")),
-    }
-}
-
-/// Authenticate with Basic credentials (the handshake, and clients that resend them).
-///
-/// Password hashing is deliberately slow, so it runs on the blocking pool, not on the
-/// threads that drive queries.
-pub(crate) async fn basic_login(gateway: &Gateway, value: &str) -> Result<Principal, Status> {
-    let (user, password) = parse_basic(value)?;
-    let gateway = gateway.clone();
-    tokio::task::spawn_blocking(move || gateway.authenticate(&user, &password))
-        .await
-        .map_err(|_| Status::internal("authentication was interrupted"))?
-        .map_err(|e| Status::unauthenticated(e.to_string()))
-}
-
-/// The principal behind a call's credentials.
-pub(crate) async fn authenticate(
-    gateway: &Gateway,
-    tokens: &Tokens,
-    metadata: &MetadataMap,
-) -> Result<Principal, Status> {
-    let Some(value) = authorization(metadata)? else {
-        return Err(Status::unauthenticated(
-            "no credentials: log in with a user name and password (Basic, via the handshake) or send `authorization: Bearer <token>`",
-        ));
-    };
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    if scheme.eq_ignore_ascii_case("bearer") {
-        tokens
-            .principal(rest.trim())
-            .ok_or_else(|| Status::unauthenticated("unknown or expired token: log in again"))
-    } else if scheme.eq_ignore_ascii_case("basic") {
-        basic_login(gateway, rest).await
-    } else {
-        Err(Status::unauthenticated(format!(
-            "unsupported authorization scheme `{scheme}` (use Basic or Bearer)"
-        )))
-    }
-}
-
-/// The Basic value of a handshake's authorization header.
-pub(crate) fn handshake_basic(metadata: &MetadataMap) -> Result<&str, Status> {
-    let value = authorization(metadata)?.ok_or_else(|| {
-        Status::unauthenticated(
-            "the handshake needs `authorization: Basic <base64(user:password)>`",
-        )
-    })?;
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    if scheme.eq_ignore_ascii_case("basic") {
-        Ok(rest)
-    } else {
-        Err(Status::unauthenticated(
-            "the handshake needs Basic credentials",
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,16 +286,5 @@ mod tests {
         assert_eq!(parse_basic(&encoded).unwrap(), ("u".into(), "p:q".into()));
         assert!(parse_basic("!!!").is_err());
         assert!(parse_basic(&general_purpose::STANDARD.encode("nocolon")).is_err());
-    }
-
-    #[test]
-    fn tokens_map_to_their_principal_only() {
-        let tokens = Tokens::default();
-        let a = tokens.issue(Principal::new("a"));
-        let b = tokens.issue(Principal::new("b"));
-        assert_ne!(a, b);
-        assert_eq!(tokens.principal(&a).unwrap().id(), "a");
-        assert_eq!(tokens.principal(&b).unwrap().id(), "b");
-        assert!(tokens.principal("forged").is_none());
     }
 }

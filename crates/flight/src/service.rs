@@ -1,61 +1,131 @@
 //! The Flight SQL service: every call authenticates, then goes through the engine as the
 //! caller. Metadata results are computed for the caller at `DoGet` time, so a ticket for
-//! `GetTables` shows each client only its own tables.
+//! `GetTables` shows each client only its own tables; statement tickets and prepared
+//! statement handles are signed, bound to their principal and planned again when used.
 
 use std::pin::Pin;
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow::array::{Int32Builder, RecordBatch, StringBuilder, UInt8Builder};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
-use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
-use arrow_flight::sql::server::FlightSqlService;
+use arrow_flight::sql::metadata::{SqlInfoData, XdbcTypeInfoData};
+use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
-    CommandGetCatalogs, CommandGetDbSchemas, CommandGetSqlInfo, CommandGetTables,
-    CommandStatementQuery, ProstMessageExt, SqlInfo, TicketStatementQuery,
+    ActionBeginSavepointRequest, ActionBeginSavepointResult, ActionBeginTransactionRequest,
+    ActionBeginTransactionResult, ActionCancelQueryRequest, ActionCancelQueryResult,
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
+    ActionCreatePreparedStatementResult, ActionCreatePreparedSubstraitPlanRequest,
+    ActionEndSavepointRequest, ActionEndTransactionRequest, Any, Command, CommandGetCatalogs,
+    CommandGetCrossReference, CommandGetDbSchemas, CommandGetExportedKeys, CommandGetImportedKeys,
+    CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables,
+    CommandGetXdbcTypeInfo, CommandPreparedStatementQuery, CommandPreparedStatementUpdate,
+    CommandStatementIngest, CommandStatementQuery, CommandStatementSubstraitPlan,
+    CommandStatementUpdate, DoPutPreparedStatementResult, ProstMessageExt, SqlInfo,
+    TicketStatementQuery,
 };
 use arrow_flight::{
+    Action, ActionType, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus,
     FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, Ticket,
 };
+use bytes::Bytes;
+use datafusion::common::ScalarValue;
 use futures::{Stream, StreamExt, TryStreamExt, stream};
-use meshgate_engine::{CATALOG, Gateway, GatewayError};
+use meshgate_engine::{CATALOG, CancellationToken, Gateway, GatewayError, Session};
 use meshgate_policy::Principal;
 use prost::Message;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::auth::{self, Tokens};
+use crate::FlightConfig;
+use crate::auth::{Authenticator, Caller};
+use crate::columns::{Origin, result_schema, table_schema};
 use crate::edge::{edge_schema, to_edge};
-use crate::tickets::TicketSigner;
+use crate::jwt::JwtVerifier;
+use crate::params;
+use crate::running::{Cancelled, Registration, Running, draining_status};
+use crate::session_options::{
+    CLOSE_SESSION, CloseSessionResult, CloseSessionStatus, GET_SESSION_OPTIONS,
+    SET_SESSION_OPTIONS, SetSessionOptionsRequest,
+};
+use crate::sql_info::{sql_info, xdbc_type_info};
+use crate::status::{flight_status, internal, invalid, status};
+use crate::tickets::{Kind, TicketSigner};
+
+const CANCEL_FLIGHT_INFO: &str = "CancelFlightInfo";
+
+/// `ActionCancelQueryResult.CancelResult` values (arrow-rs does not export the enum).
+const CANCEL_RESULT_CANCELLED: i32 = 1;
+const CANCEL_RESULT_NOT_CANCELLABLE: i32 = 3;
+
+fn read_only(what: &str) -> Status {
+    Status::invalid_argument(format!(
+        "{what} is not possible: meshgate is read-only (queries only); data products are \
+         changed by their owners in their own lakes"
+    ))
+}
+
+fn no_transactions() -> Status {
+    Status::unimplemented(
+        "meshgate has no transactions: it is read-only, and every query sees the data as it is \
+         when it runs; run statements without a transaction",
+    )
+}
+
+fn no_substrait() -> Status {
+    Status::unimplemented(
+        "Substrait plans are not accepted: meshgate applies each product's policy to the plans \
+         it builds from SQL; send the query as SQL",
+    )
+}
 
 /// The Flight SQL service over one gateway.
 pub struct MeshFlightService {
     gateway: Gateway,
-    tokens: Tokens,
+    auth: Authenticator,
     tickets: TicketSigner,
+    running: Arc<Running>,
     sql_info: SqlInfoData,
+    xdbc: XdbcTypeInfoData,
 }
 
 impl MeshFlightService {
-    pub fn new(gateway: Gateway) -> Result<Self, Status> {
-        let mut info = SqlInfoDataBuilder::new();
-        info.append(SqlInfo::FlightSqlServerName, "meshgate");
-        info.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
-        info.append(SqlInfo::FlightSqlServerArrowVersion, "59");
-        info.append(SqlInfo::FlightSqlServerReadOnly, true);
-        let sql_info = info.build().map_err(|e| Status::internal(e.to_string()))?;
+    /// A service over `gateway`, authenticating as `config` says.
+    pub fn new(gateway: Gateway, config: &FlightConfig) -> Result<Self, String> {
+        let jwt = config
+            .jwt
+            .iter()
+            .cloned()
+            .map(JwtVerifier::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        let sql_info = sql_info(&gateway).map_err(|e| format!("building SqlInfo: {e}"))?;
+        let xdbc = xdbc_type_info().map_err(|e| format!("building XDBC type info: {e}"))?;
         Ok(Self {
+            auth: Authenticator::new(gateway.clone(), jwt, config.token_ttl),
             gateway,
-            tokens: Tokens::default(),
             tickets: TicketSigner::new(),
+            running: Arc::new(Running::default()),
             sql_info,
+            xdbc,
         })
     }
 
-    async fn principal<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
-        auth::authenticate(&self.gateway, &self.tokens, request.metadata()).await
+    pub(crate) fn running(&self) -> Arc<Running> {
+        Arc::clone(&self.running)
+    }
+
+    async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        if self.running.draining() {
+            return Err(draining_status());
+        }
+        self.auth.caller(request).await
+    }
+
+    /// A session for the caller, resolving unqualified names in `schema`.
+    fn session(&self, principal: Principal, schema: Option<String>) -> Session {
+        self.gateway.session(principal).with_default_schema(schema)
     }
 
     /// FlightInfo for a metadata command. Its ticket is the command itself: `DoGet` answers
@@ -66,7 +136,7 @@ impl MeshFlightService {
         command: impl ProstMessageExt,
         schema: &SchemaRef,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.principal(&request).await?;
+        self.caller(&request).await?;
         let info = flight_info(
             schema,
             command.as_any().encode_to_vec(),
@@ -74,52 +144,167 @@ impl MeshFlightService {
         )?;
         Ok(Response::new(info))
     }
-}
 
-/// How an engine error is reported over gRPC. Messages are the engine's own, which never
-/// carry key material or data the caller may not see.
-pub(crate) fn status(error: GatewayError) -> Status {
-    let message = error.to_string();
-    match error {
-        GatewayError::Denied(_) => Status::permission_denied(message),
-        GatewayError::Unauthenticated(_) => Status::unauthenticated(message),
-        GatewayError::NotAllowed(_) | GatewayError::InvalidQuery(_) => {
-            Status::invalid_argument(message)
+    /// Run a statement (once per parameter row, or once without parameters) as `principal`
+    /// and stream the results. The first statement is planned before the stream starts, so
+    /// that refusals come back as the call's status; the rest are planned one after another
+    /// as the stream is read.
+    async fn run(
+        &self,
+        principal: Principal,
+        ticket: &[u8],
+        sql: String,
+        schema: Option<String>,
+        rows: Vec<Vec<ScalarValue>>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let cancel = CancellationToken::new();
+        let registration = self.running.start(ticket, principal.id(), cancel.clone())?;
+        let session = self.session(principal, schema);
+        let mut rows = rows.into_iter();
+        let first_row = rows.next();
+        let first = session
+            .query_with_params(&sql, first_row.as_deref())
+            .await
+            .map_err(status)?
+            .with_cancel_token(cancel.clone());
+        let schema = result_schema(first.columns(), self.gateway.catalog());
+        let first = first.execute().map_err(status)?;
+        let rest = stream::iter(rows)
+            .then(move |row| {
+                let (session, sql, cancel) = (session.clone(), sql.clone(), cancel.clone());
+                async move {
+                    let query = session
+                        .query_with_params(&sql, Some(&row))
+                        .await
+                        .map_err(status)?
+                        .with_cancel_token(cancel);
+                    let batches = query.execute().map_err(status)?;
+                    Ok::<_, Status>(batches.map_err(execution_status))
+                }
+            })
+            .try_flatten();
+        let batches = first.map_err(execution_status).chain(rest);
+        Ok(encode(schema, batches, Some(registration)))
+    }
+
+    fn verify_prepared(&self, handle: &[u8], principal: &Principal) -> Result<Handle, Status> {
+        let fields = self
+            .tickets
+            .verify(Kind::Prepared, handle, principal.id())?;
+        Handle::from_fields(fields)
+    }
+
+    fn verify_statement(&self, handle: &[u8], principal: &Principal) -> Result<Handle, Status> {
+        let fields = self
+            .tickets
+            .verify(Kind::Statement, handle, principal.id())?;
+        Handle::from_fields(fields)
+    }
+
+    fn sign(&self, kind: Kind, principal: &Principal, handle: &Handle) -> Result<Bytes, Status> {
+        let schema = handle.schema.as_deref().unwrap_or("");
+        let signed = self.tickets.sign(
+            kind,
+            principal.id(),
+            &[handle.sql.as_bytes(), schema.as_bytes(), &handle.params],
+        )?;
+        Ok(signed.into())
+    }
+
+    /// Cancel what the endpoints of a FlightInfo started, if the caller started it.
+    fn cancel_info(&self, caller: &Caller, info: FlightInfo) -> Result<bool, Status> {
+        let mut cancelled = false;
+        for endpoint in info.endpoint {
+            let Some(ticket) = endpoint.ticket else {
+                continue;
+            };
+            let any = Any::decode(ticket.ticket.as_ref())
+                .map_err(|_| invalid("the FlightInfo to cancel holds a malformed ticket"))?;
+            match Command::try_from(any).map_err(|e| invalid(e.to_string()))? {
+                Command::TicketStatementQuery(t) => {
+                    self.verify_statement(&t.statement_handle, &caller.principal)?;
+                }
+                Command::CommandPreparedStatementQuery(p) => {
+                    self.verify_prepared(&p.prepared_statement_handle, &caller.principal)?;
+                }
+                // Metadata answers are computed at once; there is nothing to cancel.
+                _ => continue,
+            }
+            let outcome = self.running.cancel(&ticket.ticket, caller.principal.id());
+            tracing::info!(principal = caller.principal.id(), ?outcome, "cancel");
+            cancelled |= matches!(outcome, Cancelled::Stopped | Cancelled::Remembered);
         }
-        // The product's storage is down, slow or refusing the gateway: try again later.
-        GatewayError::Storage(_) => Status::unavailable(message),
-        GatewayError::Execution(_) => Status::internal(message),
-        GatewayError::Config(_) | GatewayError::Internal(_) => Status::internal(message),
+        Ok(cancelled)
+    }
+
+    /// The schemas the caller can see (domains with at least one visible table).
+    async fn visible_schemas(&self, principal: Principal) -> Vec<String> {
+        let mut schemas: Vec<String> = self
+            .gateway
+            .session(principal)
+            .tables()
+            .await
+            .into_iter()
+            .map(|t| t.schema)
+            .collect();
+        schemas.sort();
+        schemas.dedup();
+        schemas
     }
 }
 
-fn flight_error(error: FlightError) -> Status {
-    match error {
-        FlightError::Tonic(status) => *status,
-        other => Status::internal(other.to_string()),
+/// What a statement ticket or prepared statement handle carries (besides its principal).
+struct Handle {
+    sql: String,
+    schema: Option<String>,
+    /// Bound parameter rows as Arrow IPC; empty when none are bound.
+    params: Vec<u8>,
+}
+
+impl Handle {
+    fn from_fields(fields: Vec<Vec<u8>>) -> Result<Self, Status> {
+        let broken = || invalid("invalid ticket or handle: run the statement again");
+        let mut fields = fields.into_iter();
+        let sql = String::from_utf8(fields.next().ok_or_else(broken)?).map_err(|_| broken())?;
+        let schema = String::from_utf8(fields.next().ok_or_else(broken)?).map_err(|_| broken())?;
+        let params = fields.next().unwrap_or_default();
+        Ok(Self {
+            sql,
+            schema: (!schema.is_empty()).then_some(schema),
+            params,
+        })
     }
+}
+
+fn execution_status(error: datafusion::error::DataFusionError) -> Status {
+    status(GatewayError::from_execution(error))
 }
 
 type DoGetStream = <MeshFlightService as FlightService>::DoGetStream;
+type DoActionStream = <MeshFlightService as FlightService>::DoActionStream;
 
-/// Stream batches to the client as Flight data in the edge schema; nothing is buffered whole.
+/// Stream batches to the client as Flight data in `schema` (the edge schema with column
+/// metadata); nothing is buffered whole. `registration` lives as long as the stream.
 fn encode(
     schema: SchemaRef,
     batches: impl Stream<Item = Result<RecordBatch, Status>> + Send + 'static,
+    registration: Option<Registration>,
 ) -> Response<DoGetStream> {
-    let edge = edge_schema(&schema);
     let converted = {
-        let edge = Arc::clone(&edge);
+        let schema = Arc::clone(&schema);
         batches.map(move |batch| {
+            let _running = &registration;
             batch
-                .and_then(|b| to_edge(b, &edge).map_err(|e| Status::internal(e.to_string())))
-                .map_err(FlightError::from)
+                .and_then(|b| {
+                    to_edge(b, &schema).map_err(|e| internal("converting a result batch", e))
+                })
+                .map_err(|status| FlightError::Tonic(Box::new(status)))
         })
     };
     let flight = FlightDataEncoderBuilder::new()
-        .with_schema(edge)
+        .with_schema(schema)
         .build(converted)
-        .map_err(flight_error);
+        .map_err(flight_status);
     Response::new(Box::pin(flight) as DoGetStream)
 }
 
@@ -130,18 +315,76 @@ fn flight_info(
     descriptor: FlightDescriptor,
 ) -> Result<FlightInfo, Status> {
     let info = FlightInfo::new()
-        .try_with_schema(&edge_schema(schema))
-        .map_err(|e| Status::internal(e.to_string()))?
+        .try_with_schema(schema)
+        .map_err(|e| internal("encoding a schema", e))?
         .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket)))
         .with_descriptor(descriptor)
         .with_ordered(false);
     Ok(info)
 }
 
-fn one_batch(batch: Result<RecordBatch, FlightError>) -> Result<Response<DoGetStream>, Status> {
-    let batch = batch.map_err(flight_error)?;
+fn one_batch(
+    batch: Result<RecordBatch, impl std::fmt::Display>,
+) -> Result<Response<DoGetStream>, Status> {
+    let batch = batch.map_err(|e| internal("building a metadata result", e))?;
     let schema = batch.schema();
-    Ok(encode(schema, stream::iter([Ok(batch)])))
+    Ok(encode(schema, stream::iter([Ok(batch)]), None))
+}
+
+fn action_result(body: Vec<u8>) -> Response<DoActionStream> {
+    let result = arrow_flight::Result { body: body.into() };
+    Response::new(Box::pin(stream::iter([Ok(result)])) as DoActionStream)
+}
+
+/// `CommandGetPrimaryKeys` results.
+fn primary_keys_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("catalog_name", DataType::Utf8, true),
+        Field::new("db_schema_name", DataType::Utf8, true),
+        Field::new("table_name", DataType::Utf8, false),
+        Field::new("column_name", DataType::Utf8, false),
+        Field::new("key_name", DataType::Utf8, true),
+        Field::new("key_sequence", DataType::Int32, false),
+    ]))
+}
+
+/// `CommandGetImportedKeys` / `ExportedKeys` / `CrossReference` results.
+fn foreign_keys_schema() -> SchemaRef {
+    let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
+    Arc::new(Schema::new(vec![
+        text("pk_catalog_name", true),
+        text("pk_db_schema_name", true),
+        text("pk_table_name", false),
+        text("pk_column_name", false),
+        text("fk_catalog_name", true),
+        text("fk_db_schema_name", true),
+        text("fk_table_name", false),
+        text("fk_column_name", false),
+        Field::new("key_sequence", DataType::Int32, false),
+        text("fk_key_name", true),
+        text("pk_key_name", true),
+        Field::new("update_rule", DataType::UInt8, false),
+        Field::new("delete_rule", DataType::UInt8, false),
+    ]))
+}
+
+/// Products declare no foreign keys: the answer is an empty result of the right shape.
+fn no_foreign_keys() -> Result<RecordBatch, arrow::error::ArrowError> {
+    let schema = foreign_keys_schema();
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| match field.data_type() {
+            DataType::Int32 => Arc::new(Int32Builder::new().finish()) as arrow::array::ArrayRef,
+            DataType::UInt8 => Arc::new(UInt8Builder::new().finish()),
+            _ => Arc::new(StringBuilder::new().finish()),
+        })
+        .collect();
+    RecordBatch::try_new(schema, columns)
+}
+
+fn matches(filter: Option<&str>, value: &str) -> bool {
+    filter.is_none_or(|f| f == value)
 }
 
 #[tonic::async_trait]
@@ -155,12 +398,11 @@ impl FlightSqlService for MeshFlightService {
         Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>,
         Status,
     > {
-        let basic = auth::handshake_basic(request.metadata())?;
-        let principal = auth::basic_login(&self.gateway, basic).await?;
-        tracing::info!(principal = principal.id(), "login");
-        let token = self.tokens.issue(principal);
+        let caller = self.caller(&request).await?;
+        tracing::info!(principal = caller.principal.id(), "login");
+        let token = self.auth.issue(caller.principal);
         let header = MetadataValue::try_from(format!("Bearer {token}"))
-            .map_err(|_| Status::internal("token header"))?;
+            .map_err(|e| internal("issuing a token", e))?;
         let reply = HandshakeResponse {
             protocol_version: 0,
             payload: token.into_bytes().into(),
@@ -172,23 +414,44 @@ impl FlightSqlService for MeshFlightService {
         Ok(response)
     }
 
+    // Statements
+
     async fn get_flight_info_statement(
         &self,
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let principal = self.principal(&request).await?;
-        let session = self.gateway.session(principal.clone());
+        let caller = self.caller(&request).await?;
+        if query.transaction_id.is_some() {
+            return Err(no_transactions());
+        }
+        let schema = self.auth.options(&caller).schema;
         // Planning here authorizes the query and fixes the schema the client is promised.
-        let planned = session.query(&query.query).await.map_err(status)?;
-        let handle = self.tickets.sign(principal.id(), &query.query)?;
+        let prepared = self
+            .session(caller.principal.clone(), schema.clone())
+            .prepare(&query.query, None)
+            .await
+            .map_err(status)?;
+        if !prepared.parameters.fields().is_empty() {
+            return Err(invalid(format!(
+                "the statement has {} parameter(s): prepare it and bind values, or write the \
+                 values into the SQL",
+                prepared.parameters.fields().len()
+            )));
+        }
+        let handle = Handle {
+            sql: query.query,
+            schema,
+            params: Vec::new(),
+        };
         let ticket = TicketStatementQuery {
-            statement_handle: handle.into(),
+            statement_handle: self.sign(Kind::Statement, &caller.principal, &handle)?,
         }
         .as_any()
         .encode_to_vec();
+        let schema = result_schema(&prepared.columns, self.gateway.catalog());
         Ok(Response::new(flight_info(
-            &planned.schema(),
+            &schema,
             ticket,
             request.into_inner(),
         )?))
@@ -199,22 +462,147 @@ impl FlightSqlService for MeshFlightService {
         ticket: TicketStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let principal = self.principal(&request).await?;
-        let sql = self
-            .tickets
-            .verify(&ticket.statement_handle, principal.id())?;
+        let caller = self.caller(&request).await?;
+        let handle = self.verify_statement(&ticket.statement_handle, &caller.principal)?;
         // Planned again as the caller, under the policy version in force now.
-        let planned = self
-            .gateway
-            .session(principal)
-            .query(&sql)
+        self.run(
+            caller.principal,
+            &request.get_ref().ticket,
+            handle.sql,
+            handle.schema,
+            Vec::new(),
+        )
+        .await
+    }
+
+    // Prepared statements: the handle carries the statement (and, once bound, its
+    // parameter values), signed for its principal; the server keeps no state.
+
+    async fn do_action_create_prepared_statement(
+        &self,
+        query: ActionCreatePreparedStatementRequest,
+        request: Request<Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        let caller = self.caller(&request).await?;
+        if query.transaction_id.is_some() {
+            return Err(no_transactions());
+        }
+        let schema = self.auth.options(&caller).schema;
+        let prepared = self
+            .session(caller.principal.clone(), schema.clone())
+            .prepare(&query.query, None)
             .await
             .map_err(status)?;
-        let schema = planned.schema();
-        let batches = planned.execute().map_err(status)?;
-        let batches = batches.map_err(|e| status(GatewayError::from_execution(e)));
-        Ok(encode(schema, batches))
+        let handle = Handle {
+            sql: query.query,
+            schema,
+            params: Vec::new(),
+        };
+        let dataset = result_schema(&prepared.columns, self.gateway.catalog());
+        let parameter_schema = if prepared.parameters.fields().is_empty() {
+            Bytes::new()
+        } else {
+            params::schema_bytes(&edge_schema(&prepared.parameters))?
+        };
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: self.sign(Kind::Prepared, &caller.principal, &handle)?,
+            dataset_schema: params::schema_bytes(&dataset)?,
+            parameter_schema,
+        })
     }
+
+    async fn do_action_close_prepared_statement(
+        &self,
+        query: ActionClosePreparedStatementRequest,
+        request: Request<Action>,
+    ) -> Result<(), Status> {
+        let caller = self.caller(&request).await?;
+        // Nothing is held for a handle; closing checks that it is the caller's.
+        self.verify_prepared(&query.prepared_statement_handle, &caller.principal)?;
+        Ok(())
+    }
+
+    async fn do_put_prepared_statement_query(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<DoPutPreparedStatementResult, Status> {
+        let caller = self.caller(&request).await?;
+        let mut handle =
+            self.verify_prepared(&query.prepared_statement_handle, &caller.principal)?;
+        let batches = params::read(request.into_inner()).await?;
+        let expected = self
+            .session(caller.principal.clone(), handle.schema.clone())
+            .prepare(&handle.sql, None)
+            .await
+            .map_err(status)?
+            .parameters
+            .fields()
+            .len();
+        if let Some(batch) = batches.first()
+            && batch.num_columns() != expected
+        {
+            return Err(invalid(format!(
+                "the statement has {expected} parameter(s) but {} value column(s) were bound",
+                batch.num_columns()
+            )));
+        }
+        handle.params = params::encode(&batches)?;
+        Ok(DoPutPreparedStatementResult {
+            prepared_statement_handle: Some(self.sign(
+                Kind::Prepared,
+                &caller.principal,
+                &handle,
+            )?),
+        })
+    }
+
+    async fn get_flight_info_prepared_statement(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let caller = self.caller(&request).await?;
+        let handle = self.verify_prepared(&query.prepared_statement_handle, &caller.principal)?;
+        let rows = params::rows(&handle.params)?;
+        let session = self.session(caller.principal.clone(), handle.schema.clone());
+        let prepared = session
+            .prepare(&handle.sql, rows.first().map(Vec::as_slice))
+            .await
+            .map_err(status)?;
+        if rows.is_empty() && !prepared.parameters.fields().is_empty() {
+            return Err(invalid(format!(
+                "the prepared statement has {} parameter(s): bind values before executing it",
+                prepared.parameters.fields().len()
+            )));
+        }
+        let schema = result_schema(&prepared.columns, self.gateway.catalog());
+        Ok(Response::new(flight_info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_prepared_statement(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let caller = self.caller(&request).await?;
+        let handle = self.verify_prepared(&query.prepared_statement_handle, &caller.principal)?;
+        let rows = params::rows(&handle.params)?;
+        self.run(
+            caller.principal,
+            &request.get_ref().ticket,
+            handle.sql,
+            handle.schema,
+            rows,
+        )
+        .await
+    }
+
+    // Metadata
 
     async fn get_flight_info_catalogs(
         &self,
@@ -230,7 +618,7 @@ impl FlightSqlService for MeshFlightService {
         query: CommandGetCatalogs,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.principal(&request).await?;
+        self.caller(&request).await?;
         let mut builder = query.into_builder();
         builder.append(CATALOG);
         one_batch(builder.build())
@@ -250,18 +638,9 @@ impl FlightSqlService for MeshFlightService {
         query: CommandGetDbSchemas,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let principal = self.principal(&request).await?;
-        let mut schemas: Vec<String> = self
-            .gateway
-            .session(principal)
-            .tables()
-            .await
-            .into_iter()
-            .map(|t| t.schema)
-            .collect();
-        schemas.dedup();
+        let caller = self.caller(&request).await?;
         let mut builder = query.into_builder();
-        for schema in schemas {
+        for schema in self.visible_schemas(caller.principal).await {
             builder.append(CATALOG, schema);
         }
         one_batch(builder.build())
@@ -281,21 +660,171 @@ impl FlightSqlService for MeshFlightService {
         query: CommandGetTables,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let principal = self.principal(&request).await?;
-        let tables = self.gateway.session(principal).tables().await;
+        let caller = self.caller(&request).await?;
+        let tables = self.gateway.session(caller.principal).tables().await;
         let mut builder = query.into_builder();
         for table in tables {
+            let schema = table_schema(
+                &table.arrow_schema,
+                &Origin {
+                    schema: &table.schema,
+                    table: &table.name,
+                },
+                self.gateway.catalog(),
+            );
             builder
                 .append(
                     &table.catalog,
                     &table.schema,
                     &table.name,
-                    "TABLE",
-                    &edge_schema(&table.arrow_schema),
+                    &table.table_type,
+                    &schema,
                 )
-                .map_err(|e| Status::internal(e.to_string()))?;
+                .map_err(|e| internal("listing tables", e))?;
         }
         one_batch(builder.build())
+    }
+
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.into_builder().schema();
+        self.metadata_info(request, query, &schema).await
+    }
+
+    async fn do_get_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.caller(&request).await?;
+        let mut builder = query.into_builder();
+        builder.append("TABLE");
+        builder.append("VIEW");
+        one_batch(builder.build())
+    }
+
+    async fn get_flight_info_primary_keys(
+        &self,
+        query: CommandGetPrimaryKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.metadata_info(request, query, &primary_keys_schema())
+            .await
+    }
+
+    async fn do_get_primary_keys(
+        &self,
+        query: CommandGetPrimaryKeys,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let caller = self.caller(&request).await?;
+        let tables = self.gateway.session(caller.principal).tables().await;
+        let mut catalog = StringBuilder::new();
+        let mut schema = StringBuilder::new();
+        let mut table_name = StringBuilder::new();
+        let mut column = StringBuilder::new();
+        let mut key_name = StringBuilder::new();
+        let mut sequence = Int32Builder::new();
+        for table in tables.iter().filter(|t| {
+            matches(query.catalog.as_deref(), &t.catalog)
+                && matches(query.db_schema.as_deref(), &t.schema)
+                && t.name == query.table
+        }) {
+            for (position, name) in table.primary_key.iter().enumerate() {
+                catalog.append_value(&table.catalog);
+                schema.append_value(&table.schema);
+                table_name.append_value(&table.name);
+                column.append_value(name);
+                key_name.append_null();
+                sequence.append_value(i32::try_from(position + 1).unwrap_or(i32::MAX));
+            }
+        }
+        one_batch(RecordBatch::try_new(
+            primary_keys_schema(),
+            vec![
+                Arc::new(catalog.finish()),
+                Arc::new(schema.finish()),
+                Arc::new(table_name.finish()),
+                Arc::new(column.finish()),
+                Arc::new(key_name.finish()),
+                Arc::new(sequence.finish()),
+            ],
+        ))
+    }
+
+    async fn get_flight_info_imported_keys(
+        &self,
+        query: CommandGetImportedKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.metadata_info(request, query, &foreign_keys_schema())
+            .await
+    }
+
+    async fn do_get_imported_keys(
+        &self,
+        _query: CommandGetImportedKeys,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.caller(&request).await?;
+        one_batch(no_foreign_keys())
+    }
+
+    async fn get_flight_info_exported_keys(
+        &self,
+        query: CommandGetExportedKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.metadata_info(request, query, &foreign_keys_schema())
+            .await
+    }
+
+    async fn do_get_exported_keys(
+        &self,
+        _query: CommandGetExportedKeys,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.caller(&request).await?;
+        one_batch(no_foreign_keys())
+    }
+
+    async fn get_flight_info_cross_reference(
+        &self,
+        query: CommandGetCrossReference,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.metadata_info(request, query, &foreign_keys_schema())
+            .await
+    }
+
+    async fn do_get_cross_reference(
+        &self,
+        _query: CommandGetCrossReference,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.caller(&request).await?;
+        one_batch(no_foreign_keys())
+    }
+
+    async fn get_flight_info_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.into_builder(&self.xdbc).schema();
+        self.metadata_info(request, query, &schema).await
+    }
+
+    async fn do_get_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.caller(&request).await?;
+        one_batch(query.into_builder(&self.xdbc).build())
     }
 
     async fn get_flight_info_sql_info(
@@ -312,8 +841,197 @@ impl FlightSqlService for MeshFlightService {
         query: CommandGetSqlInfo,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.principal(&request).await?;
+        self.caller(&request).await?;
         one_batch(query.into_builder(&self.sql_info).build())
+    }
+
+    // Refused: writes, transactions, Substrait.
+
+    async fn do_put_statement_update(
+        &self,
+        _ticket: CommandStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        self.caller(&request).await?;
+        Err(read_only("an update statement"))
+    }
+
+    async fn do_put_prepared_statement_update(
+        &self,
+        _query: CommandPreparedStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        self.caller(&request).await?;
+        Err(read_only("an update statement"))
+    }
+
+    async fn do_put_statement_ingest(
+        &self,
+        _ticket: CommandStatementIngest,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        self.caller(&request).await?;
+        Err(read_only("bulk ingestion"))
+    }
+
+    async fn get_flight_info_substrait_plan(
+        &self,
+        _query: CommandStatementSubstraitPlan,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.caller(&request).await?;
+        Err(no_substrait())
+    }
+
+    async fn do_put_substrait_plan(
+        &self,
+        _query: CommandStatementSubstraitPlan,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        self.caller(&request).await?;
+        Err(no_substrait())
+    }
+
+    async fn do_action_create_prepared_substrait_plan(
+        &self,
+        _query: ActionCreatePreparedSubstraitPlanRequest,
+        request: Request<Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        self.caller(&request).await?;
+        Err(no_substrait())
+    }
+
+    async fn do_action_begin_transaction(
+        &self,
+        _query: ActionBeginTransactionRequest,
+        request: Request<Action>,
+    ) -> Result<ActionBeginTransactionResult, Status> {
+        self.caller(&request).await?;
+        Err(no_transactions())
+    }
+
+    async fn do_action_end_transaction(
+        &self,
+        _query: ActionEndTransactionRequest,
+        request: Request<Action>,
+    ) -> Result<(), Status> {
+        self.caller(&request).await?;
+        Err(no_transactions())
+    }
+
+    async fn do_action_begin_savepoint(
+        &self,
+        _query: ActionBeginSavepointRequest,
+        request: Request<Action>,
+    ) -> Result<ActionBeginSavepointResult, Status> {
+        self.caller(&request).await?;
+        Err(no_transactions())
+    }
+
+    async fn do_action_end_savepoint(
+        &self,
+        _query: ActionEndSavepointRequest,
+        request: Request<Action>,
+    ) -> Result<(), Status> {
+        self.caller(&request).await?;
+        Err(no_transactions())
+    }
+
+    // Cancellation and sessions
+
+    async fn do_action_cancel_query(
+        &self,
+        query: ActionCancelQueryRequest,
+        request: Request<Action>,
+    ) -> Result<ActionCancelQueryResult, Status> {
+        let caller = self.caller(&request).await?;
+        let info = FlightInfo::decode(query.info.as_ref())
+            .map_err(|_| invalid("CancelQuery carries a malformed FlightInfo"))?;
+        let result = if self.cancel_info(&caller, info)? {
+            CANCEL_RESULT_CANCELLED
+        } else {
+            CANCEL_RESULT_NOT_CANCELLABLE
+        };
+        Ok(ActionCancelQueryResult { result })
+    }
+
+    async fn do_action_fallback(
+        &self,
+        request: Request<Action>,
+    ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
+        let caller = self.caller(&request).await?;
+        let action = request.get_ref();
+        match action.r#type.as_str() {
+            CANCEL_FLIGHT_INFO => {
+                let info = CancelFlightInfoRequest::decode(action.body.as_ref())
+                    .map_err(|_| invalid("CancelFlightInfo carries a malformed request"))?
+                    .info
+                    .ok_or_else(|| invalid("CancelFlightInfo names no FlightInfo"))?;
+                let status = if self.cancel_info(&caller, info)? {
+                    CancelStatus::Cancelled
+                } else {
+                    CancelStatus::NotCancellable
+                };
+                Ok(action_result(
+                    CancelFlightInfoResult {
+                        status: status as i32,
+                    }
+                    .encode_to_vec(),
+                ))
+            }
+            SET_SESSION_OPTIONS => {
+                let set = SetSessionOptionsRequest::decode(action.body.as_ref())
+                    .map_err(|_| invalid("SetSessionOptions carries a malformed request"))?;
+                let schemas = self.visible_schemas(caller.principal.clone()).await;
+                let mut options = self.auth.options(&caller);
+                let result = options.apply(&set, &schemas);
+                self.auth.set_options(&caller, options)?;
+                Ok(action_result(result.encode_to_vec()))
+            }
+            GET_SESSION_OPTIONS => Ok(action_result(
+                self.auth.options(&caller).report().encode_to_vec(),
+            )),
+            CLOSE_SESSION => {
+                let status = if self.auth.close(&caller) {
+                    CloseSessionStatus::Closed
+                } else {
+                    CloseSessionStatus::NotCloseable
+                };
+                Ok(action_result(
+                    CloseSessionResult {
+                        status: status as i32,
+                    }
+                    .encode_to_vec(),
+                ))
+            }
+            other => Err(invalid(format!(
+                "unknown action `{other}`; ListActions names the actions this server takes"
+            ))),
+        }
+    }
+
+    async fn list_custom_actions(&self) -> Option<Vec<Result<ActionType, Status>>> {
+        let action = |name: &str, description: &str| {
+            Ok(ActionType {
+                r#type: name.to_string(),
+                description: description.to_string(),
+            })
+        };
+        Some(vec![
+            action(
+                CANCEL_FLIGHT_INFO,
+                "Cancel the queries a FlightInfo's tickets started (CancelFlightInfoRequest)",
+            ),
+            action(
+                SET_SESSION_OPTIONS,
+                "Set session options: `catalog` (always `mesh`) and `schema`",
+            ),
+            action(GET_SESSION_OPTIONS, "The session's options"),
+            action(
+                CLOSE_SESSION,
+                "End the session: its token stops working and its options are forgotten",
+            ),
+        ])
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}

@@ -1,16 +1,26 @@
-//! Statement tickets that cannot be forged or replayed by another principal.
+//! Tickets and prepared-statement handles that cannot be forged or replayed by another
+//! principal.
 //!
-//! A statement's ticket carries the SQL and the principal it was issued to, signed with a
-//! key that exists only in this server process (HMAC-SHA256). At `DoGet` the signature and
-//! the principal are checked, and the SQL is planned again under the caller's identity and
-//! the policy version in force then: a ticket is never a capability to data.
+//! A handle carries what the server needs to run it again (the SQL, bound parameters) and
+//! the principal it was issued to, signed with a key that exists only in this server process
+//! (HMAC-SHA256). When used, the signature and the principal are checked, and the statement
+//! is planned again under the caller's identity and the policy version in force then: a
+//! handle is never a capability to data.
 
 use hmac::{Hmac, KeyInit, Mac};
 use rand::RngCore;
 use sha2::Sha256;
 use tonic::Status;
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+
+/// What a handle is for; a handle of one kind is never accepted as another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Kind {
+    Statement = 1,
+    Prepared = 2,
+}
 
 pub(crate) struct TicketSigner {
     key: [u8; 32],
@@ -28,43 +38,65 @@ impl TicketSigner {
             .map_err(|_| Status::internal("ticket key"))
     }
 
-    /// `version | len(principal) | principal | sql | tag`.
-    pub(crate) fn sign(&self, principal: &str, sql: &str) -> Result<Vec<u8>, Status> {
-        let principal_len = u16::try_from(principal.len())
-            .map_err(|_| Status::invalid_argument("principal id too long"))?;
-        let mut out = Vec::with_capacity(3 + principal.len() + sql.len() + 32);
-        out.push(VERSION);
-        out.extend_from_slice(&principal_len.to_be_bytes());
-        out.extend_from_slice(principal.as_bytes());
-        out.extend_from_slice(sql.as_bytes());
+    /// `version | kind | principal | fields... | tag`, each variable part length-prefixed.
+    pub(crate) fn sign(
+        &self,
+        kind: Kind,
+        principal: &str,
+        fields: &[&[u8]],
+    ) -> Result<Vec<u8>, Status> {
+        let mut out = vec![VERSION, kind as u8];
+        for part in std::iter::once(principal.as_bytes()).chain(fields.iter().copied()) {
+            let len = u32::try_from(part.len())
+                .map_err(|_| Status::invalid_argument("handle too large"))?;
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(part);
+        }
         let mut mac = self.mac()?;
         mac.update(&out);
         out.extend_from_slice(&mac.finalize().into_bytes());
         Ok(out)
     }
 
-    /// The SQL of a ticket issued to `principal` by this server.
-    pub(crate) fn verify(&self, ticket: &[u8], principal: &str) -> Result<String, Status> {
+    /// The fields of a handle of `kind` issued to `principal` by this server.
+    pub(crate) fn verify(
+        &self,
+        kind: Kind,
+        handle: &[u8],
+        principal: &str,
+    ) -> Result<Vec<Vec<u8>>, Status> {
         let invalid = || {
             Status::invalid_argument(
-                "invalid ticket: it was not issued by this server (or the server restarted); run the query again",
+                "invalid ticket or handle: it was not issued by this server (or the server restarted); run the statement again",
             )
         };
-        if ticket.len() < 3 + 32 || ticket[0] != VERSION {
+        if handle.len() < 2 + 32 || handle[0] != VERSION || handle[1] != kind as u8 {
             return Err(invalid());
         }
-        let (body, tag) = ticket.split_at(ticket.len() - 32);
+        let (body, tag) = handle.split_at(handle.len() - 32);
         let mut mac = self.mac()?;
         mac.update(body);
         mac.verify_slice(tag).map_err(|_| invalid())?;
-        let principal_len = usize::from(u16::from_be_bytes([body[1], body[2]]));
-        let owner = body.get(3..3 + principal_len).ok_or_else(invalid)?;
+        let mut parts = Vec::new();
+        let mut rest = &body[2..];
+        while !rest.is_empty() {
+            let len_bytes: [u8; 4] = rest
+                .get(..4)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(invalid)?;
+            let len = u32::from_be_bytes(len_bytes) as usize;
+            let part = rest.get(4..4 + len).ok_or_else(invalid)?;
+            parts.push(part.to_vec());
+            rest = &rest[4 + len..];
+        }
+        let mut parts = parts.into_iter();
+        let owner = parts.next().ok_or_else(invalid)?;
         if owner != principal.as_bytes() {
             return Err(Status::permission_denied(
-                "this ticket was issued to another principal; tickets cannot be shared or replayed",
+                "this ticket or handle was issued to another principal; they cannot be shared or replayed",
             ));
         }
-        String::from_utf8(body[3 + principal_len..].to_vec()).map_err(|_| invalid())
+        Ok(parts.collect())
     }
 }
 
@@ -73,34 +105,68 @@ mod tests {
     use super::*;
 
     #[test]
-    fn round_trips_for_its_principal_only() {
+    fn round_trips_for_its_principal_and_kind_only() {
         let signer = TicketSigner::new();
-        let ticket = signer.sign("alice", "SELECT 1").unwrap();
-        assert_eq!(signer.verify(&ticket, "alice").unwrap(), "SELECT 1");
+        let ticket = signer
+            .sign(Kind::Statement, "alice", &[b"SELECT 1"])
+            .unwrap();
         assert_eq!(
-            signer.verify(&ticket, "bob").unwrap_err().code(),
+            signer.verify(Kind::Statement, &ticket, "alice").unwrap(),
+            vec![b"SELECT 1".to_vec()]
+        );
+        assert_eq!(
+            signer
+                .verify(Kind::Statement, &ticket, "bob")
+                .unwrap_err()
+                .code(),
             tonic::Code::PermissionDenied
+        );
+        assert_eq!(
+            signer
+                .verify(Kind::Prepared, &ticket, "alice")
+                .unwrap_err()
+                .code(),
+            tonic::Code::InvalidArgument
+        );
+        let handle = signer
+            .sign(Kind::Prepared, "alice", &[b"SELECT $1", b""])
+            .unwrap();
+        assert_eq!(
+            signer.verify(Kind::Prepared, &handle, "alice").unwrap(),
+            vec![b"SELECT $1".to_vec(), Vec::new()]
         );
     }
 
     #[test]
     fn tampering_and_foreign_keys_are_detected() {
         let signer = TicketSigner::new();
-        let mut ticket = signer.sign("alice", "SELECT 1").unwrap();
+        let mut ticket = signer
+            .sign(Kind::Statement, "alice", &[b"SELECT 1"])
+            .unwrap();
         let last_sql_byte = ticket.len() - 33;
         ticket[last_sql_byte] = b'2';
         assert_eq!(
-            signer.verify(&ticket, "alice").unwrap_err().code(),
+            signer
+                .verify(Kind::Statement, &ticket, "alice")
+                .unwrap_err()
+                .code(),
             tonic::Code::InvalidArgument
         );
-        let other = TicketSigner::new().sign("alice", "SELECT 1").unwrap();
-        assert!(signer.verify(&other, "alice").is_err());
-        assert!(signer.verify(b"short", "alice").is_err());
+        let other = TicketSigner::new()
+            .sign(Kind::Statement, "alice", &[b"SELECT 1"])
+            .unwrap();
+        assert!(signer.verify(Kind::Statement, &other, "alice").is_err());
+        assert!(signer.verify(Kind::Statement, b"short", "alice").is_err());
         // Rewriting the principal (same length) breaks the signature too.
-        let mut stolen = signer.sign("bobby", "SELECT 1").unwrap();
-        stolen[3..8].copy_from_slice(b"alice");
+        let mut stolen = signer
+            .sign(Kind::Statement, "bobby", &[b"SELECT 1"])
+            .unwrap();
+        stolen[6..11].copy_from_slice(b"alice");
         assert_eq!(
-            signer.verify(&stolen, "alice").unwrap_err().code(),
+            signer
+                .verify(Kind::Statement, &stolen, "alice")
+                .unwrap_err()
+                .code(),
             tonic::Code::InvalidArgument
         );
     }

@@ -9,8 +9,37 @@
 //! policies = "policies"                 # access.conf, access.csv, products/*.toml
 //! users = "policies/users.toml"         # optional: static users for password logins
 //! master_key_file = "secrets/master.key" # optional: else $MESHGATE_MASTER_KEY
-//! memory_limit = "2GiB"                  # optional: beyond it, queries spill to disk
+//! memory_limit = "2GiB"                  # optional: all queries together; beyond it they spill
 //! spill_dir = "/var/tmp/meshgate"        # optional
+//!
+//! [limits]                               # optional, per query
+//! max_concurrent = 8                     # running at once (default: 2 x cores)
+//! max_queued = 64                        # waiting for a slot; more are refused
+//! timeout = "5m"
+//! memory = "512MiB"
+//!
+//! [flight]                               # optional
+//! token_ttl = "12h"                      # session tokens from the handshake
+//! max_message = "64MiB"                  # largest gRPC message, both directions
+//! keepalive = "30s"                      # HTTP/2 and TCP keep-alive
+//! drain_timeout = "30s"                  # on shutdown, running queries get this long
+//!
+//! [tls]                                  # optional: serve TLS (rustls)
+//! cert = "tls/server.pem"
+//! key = "tls/server.key"
+//! client_ca = "tls/clients-ca.pem"       # optional: mutual TLS; the certificate's CN
+//! client_cert_required = false           #   names the principal (a user of `users`)
+//!
+//! [[auth.jwt]]                           # optional, repeatable: identity providers
+//! issuer = "https://idp.example.com"
+//! audience = "meshgate"
+//! algorithm = "RS256"                    # HS256, RS256 or ES256
+//! public_key = "keys/idp.pem"            # RS256/ES256: the issuer's public key (PEM)
+//! # secret_env = "MESHGATE_JWT_SECRET"   # HS256: the variable holding the shared secret
+//! principal_claim = "sub"                # default `sub`
+//! roles_claim = "roles"                  # optional
+//! attributes = { lob = "lob" }           # principal attribute = claim
+//! leeway = "30s"                         # clock skew on exp/nbf
 //!
 //! [storage.default]
 //! kind = "s3"
@@ -22,13 +51,19 @@
 //! ```
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use std::collections::BTreeMap;
 
 use meshgate_catalog::Catalog;
 use meshgate_engine::GatewayConfig;
+use meshgate_engine::QueryLimits;
+use meshgate_flight::{FlightConfig, JwtConfig, JwtKey, TlsConfig};
 use meshgate_policy::{PolicySources, UserDirectory};
 use meshgate_protect::MasterKey;
-use meshgate_storage::{StorageConfig, StorageKind};
+use meshgate_storage::{StorageConfig, StorageKind, parse_duration};
 use serde::Deserialize;
+use zeroize::Zeroizing;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,6 +84,76 @@ struct FileConfig {
     memory_limit: Option<String>,
     #[serde(default)]
     spill_dir: Option<PathBuf>,
+    #[serde(default)]
+    limits: LimitsConfig,
+    #[serde(default)]
+    flight: FlightSection,
+    #[serde(default)]
+    tls: Option<TlsSection>,
+    #[serde(default)]
+    auth: AuthSection,
+}
+
+/// `[flight]`: the server's protocol settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlightSection {
+    token_ttl: Option<String>,
+    max_message: Option<String>,
+    keepalive: Option<String>,
+    drain_timeout: Option<String>,
+}
+
+/// `[tls]`: certificate files (PEM).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsSection {
+    cert: PathBuf,
+    key: PathBuf,
+    #[serde(default)]
+    client_ca: Option<PathBuf>,
+    #[serde(default)]
+    client_cert_required: bool,
+}
+
+/// `[auth]`: token issuers.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthSection {
+    #[serde(default)]
+    jwt: Vec<JwtSection>,
+}
+
+/// One `[[auth.jwt]]` issuer. Secrets are never written in the file: an HS256 secret is
+/// read from the variable `secret_env` names.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JwtSection {
+    issuer: String,
+    audience: String,
+    algorithm: String,
+    #[serde(default)]
+    public_key: Option<PathBuf>,
+    #[serde(default)]
+    secret_env: Option<String>,
+    #[serde(default)]
+    principal_claim: Option<String>,
+    #[serde(default)]
+    roles_claim: Option<String>,
+    #[serde(default)]
+    attributes: BTreeMap<String, String>,
+    #[serde(default)]
+    leeway: Option<String>,
+}
+
+/// `[limits]`: what each query may take.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsConfig {
+    max_concurrent: Option<usize>,
+    max_queued: Option<usize>,
+    timeout: Option<String>,
+    memory: Option<String>,
 }
 
 /// A loaded configuration file.
@@ -56,6 +161,7 @@ struct FileConfig {
 pub struct ServeConfig {
     pub listen: Option<String>,
     pub gateway: GatewayConfig,
+    pub flight: FlightConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +181,7 @@ impl ServeConfig {
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
         let mut value: toml::Value = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
         interpolate(&mut value).map_err(&err)?;
-        let parsed: FileConfig = value
+        let mut parsed: FileConfig = value
             .try_into()
             .map_err(|e: toml::de::Error| err(e.to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
@@ -110,7 +216,7 @@ impl ServeConfig {
                 .map_err(|e| err(e.to_string()))?
                 .ok_or_else(|| err(meshgate_protect::KeyError::Missing.to_string()))?,
         };
-        let mut storage = parsed.storage;
+        let mut storage = std::mem::take(&mut parsed.storage);
         for settings in std::iter::once(&mut storage.default).chain(storage.products.values_mut()) {
             if settings.kind == Some(StorageKind::Local)
                 && let Some(p) = &settings.path
@@ -127,8 +233,11 @@ impl ServeConfig {
             .map(parse_bytes)
             .transpose()
             .map_err(&err)?;
+        let limits = limits(&parsed.limits).map_err(|e| err(format!("[limits] {e}")))?;
+        let flight = flight(&parsed, &resolve).map_err(&err)?;
         Ok(Self {
             listen: parsed.listen,
+            flight,
             gateway: GatewayConfig {
                 catalog,
                 policies,
@@ -138,9 +247,121 @@ impl ServeConfig {
                 target_partitions: parsed.target_partitions,
                 memory_limit,
                 spill_dir: parsed.spill_dir.as_deref().map(resolve),
+                limits,
             },
         })
     }
+}
+
+fn duration(text: Option<&String>, default: Duration) -> Result<Duration, String> {
+    text.map(|t| parse_duration(t))
+        .transpose()
+        .map(|d| d.unwrap_or(default))
+}
+
+fn limits(section: &LimitsConfig) -> Result<QueryLimits, String> {
+    let defaults = QueryLimits::default();
+    Ok(QueryLimits {
+        max_concurrent: section
+            .max_concurrent
+            .unwrap_or(defaults.max_concurrent)
+            .max(1),
+        max_queued: section.max_queued.unwrap_or(defaults.max_queued),
+        timeout: section.timeout.as_deref().map(parse_duration).transpose()?,
+        memory: section.memory.as_deref().map(parse_bytes).transpose()?,
+    })
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn flight(parsed: &FileConfig, resolve: &dyn Fn(&Path) -> PathBuf) -> Result<FlightConfig, String> {
+    let defaults = FlightConfig::default();
+    let section = &parsed.flight;
+    let tls = match &parsed.tls {
+        None => None,
+        Some(tls) => {
+            if tls.client_cert_required && tls.client_ca.is_none() {
+                return Err("[tls] client_cert_required needs client_ca".into());
+            }
+            Some(TlsConfig {
+                cert_pem: read(&resolve(&tls.cert))?,
+                key_pem: Zeroizing::new(read(&resolve(&tls.key))?),
+                client_ca_pem: tls
+                    .client_ca
+                    .as_deref()
+                    .map(|p| read(&resolve(p)))
+                    .transpose()?,
+                client_cert_required: tls.client_cert_required,
+            })
+        }
+    };
+    let jwt = parsed
+        .auth
+        .jwt
+        .iter()
+        .map(|issuer| jwt(issuer, resolve))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(FlightConfig {
+        tls,
+        jwt,
+        token_ttl: duration(section.token_ttl.as_ref(), defaults.token_ttl)
+            .map_err(|e| format!("[flight] token_ttl: {e}"))?,
+        max_message_bytes: section
+            .max_message
+            .as_deref()
+            .map(parse_bytes)
+            .transpose()
+            .map_err(|e| format!("[flight] max_message: {e}"))?
+            .unwrap_or(defaults.max_message_bytes),
+        keepalive: duration(section.keepalive.as_ref(), defaults.keepalive)
+            .map_err(|e| format!("[flight] keepalive: {e}"))?,
+        drain_timeout: duration(section.drain_timeout.as_ref(), defaults.drain_timeout)
+            .map_err(|e| format!("[flight] drain_timeout: {e}"))?,
+    })
+}
+
+fn jwt(section: &JwtSection, resolve: &dyn Fn(&Path) -> PathBuf) -> Result<JwtConfig, String> {
+    let which = format!("[[auth.jwt]] issuer `{}`", section.issuer);
+    let public_key = || -> Result<String, String> {
+        let path = section
+            .public_key
+            .as_deref()
+            .ok_or_else(|| format!("{which}: {} needs `public_key`", section.algorithm))?;
+        String::from_utf8(read(&resolve(path))?)
+            .map_err(|_| format!("{which}: the public key is not PEM text"))
+    };
+    let key = match section.algorithm.as_str() {
+        "HS256" => {
+            let variable = section.secret_env.as_deref().ok_or_else(|| {
+                format!("{which}: HS256 needs `secret_env` (the variable holding the secret)")
+            })?;
+            let secret = std::env::var(variable)
+                .map_err(|_| format!("{which}: environment variable `{variable}` is not set"))?;
+            JwtKey::Hs256(Zeroizing::new(secret.into_bytes()))
+        }
+        "RS256" => JwtKey::Rs256(public_key()?),
+        "ES256" => JwtKey::Es256(public_key()?),
+        other => {
+            return Err(format!(
+                "{which}: algorithm `{other}` is not one of HS256, RS256, ES256"
+            ));
+        }
+    };
+    Ok(JwtConfig {
+        issuer: section.issuer.clone(),
+        audience: section.audience.clone(),
+        key,
+        principal_claim: section
+            .principal_claim
+            .clone()
+            .unwrap_or_else(|| "sub".into()),
+        roles_claim: section.roles_claim.clone(),
+        attribute_claims: section.attributes.clone(),
+        leeway: duration(section.leeway.as_ref(), Duration::from_secs(30))
+            .map_err(|e| format!("{which}: leeway: {e}"))?,
+    })
 }
 
 /// Every environment variable a configuration file needs, given the products it serves as
@@ -176,6 +397,17 @@ pub fn required_environment(
             names.insert(meshgate_storage::config::expand_template(
                 template, product, bucket,
             ));
+        }
+    }
+    if let Some(issuers) = value
+        .get("auth")
+        .and_then(|a| a.get("jwt"))
+        .and_then(|j| j.as_array())
+    {
+        for issuer in issuers {
+            if let Some(variable) = issuer.get("secret_env").and_then(|v| v.as_str()) {
+                names.insert(variable.to_string());
+            }
         }
     }
     if value.get("master_key_file").is_none() {

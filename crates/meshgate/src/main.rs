@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use meshgate::config::ServeConfig;
+use meshgate::flight::FlightConfig;
 use meshgate::reference::{self, Generated};
 use meshgate::{Gateway, GatewayConfig};
 
@@ -101,14 +102,14 @@ async fn run(cli: Cli) -> Result<(), String> {
                 "  tokens use the public demo master key: fine for the demo, never for real data"
             );
             let _lake = demo.lake; // served for as long as the gateway runs
-            serve(demo.config, &listen, true).await
+            serve(demo.config, FlightConfig::default(), &listen, true).await
         }
         Command::Serve { config, listen } => {
             let loaded = ServeConfig::load(&config).map_err(|e| e.to_string())?;
             let listen = listen
                 .or(loaded.listen)
                 .unwrap_or_else(|| "127.0.0.1:50051".to_string());
-            serve(loaded.gateway, &listen, false).await
+            serve(loaded.gateway, loaded.flight, &listen, false).await
         }
         Command::SeedReference { endpoint } => {
             let var = |name: &str| std::env::var(name).map_err(|_| format!("set ${name}"));
@@ -145,7 +146,12 @@ async fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
-async fn serve(config: GatewayConfig, listen: &str, demo: bool) -> Result<(), String> {
+async fn serve(
+    config: GatewayConfig,
+    flight: FlightConfig,
+    listen: &str,
+    demo: bool,
+) -> Result<(), String> {
     let gateway = Gateway::open(config).await.map_err(|e| e.to_string())?;
     for lake in gateway.lake_status().await {
         match &lake.error {
@@ -189,10 +195,33 @@ async fn serve(config: GatewayConfig, listen: &str, demo: bool) -> Result<(), St
     // Tests and scripts wait for this line.
     println!("listening on {addr}");
     let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-        eprintln!("shutting down");
+        shutdown_signal().await;
+        eprintln!("shutting down: finishing running queries");
     };
-    meshgate::flight::serve(gateway, listener, shutdown)
+    meshgate::flight::serve(gateway, listener, flight, shutdown)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// Ctrl-C, or SIGTERM (what `docker stop` and Kubernetes send).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

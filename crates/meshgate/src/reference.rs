@@ -399,6 +399,7 @@ pub async fn demo(data_dir: &Path) -> Result<Demo, ReferenceError> {
         target_partitions: None,
         memory_limit: None,
         spill_dir: None,
+        limits: meshgate_engine::QueryLimits::default(),
     };
     Ok(Demo {
         lake,

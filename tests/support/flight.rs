@@ -1,0 +1,139 @@
+//! A Flight SQL server over the reference mesh for integration tests: real gRPC on a free
+//! port, a real S3 server behind it, and clients as drivers use them.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use arrow_flight::FlightInfo;
+use arrow_flight::error::FlightError;
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use futures::TryStreamExt;
+use meshgate::engine::QueryLimits;
+use meshgate::flight::{FlightConfig, ServeError};
+use meshgate::lake_server::LakeServer;
+use meshgate::{Gateway, reference};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::Code;
+use tonic::transport::{Channel, Endpoint};
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub lake: LakeServer,
+    stop: Option<oneshot::Sender<()>>,
+    done: Option<JoinHandle<Result<(), ServeError>>>,
+}
+
+impl TestServer {
+    /// Ask the server to shut down and wait until it has.
+    pub async fn shutdown(&mut self) -> Result<(), ServeError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.done.take() {
+            Some(done) => done.await.expect("server task"),
+            None => Ok(()),
+        }
+    }
+
+    /// Start shutting down without waiting.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Wait for a shutdown begun earlier.
+    pub async fn stopped(&mut self) -> Result<(), ServeError> {
+        match self.done.take() {
+            Some(done) => done.await.expect("server task"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The reference mesh over Flight SQL, with `flight` settings and optional query limits.
+pub async fn start(flight: FlightConfig, limits: Option<QueryLimits>) -> TestServer {
+    let data = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("reference-mesh");
+    let mut demo = reference::demo(&data).await.unwrap();
+    if let Some(limits) = limits {
+        demo.config.limits = limits;
+    }
+    let gateway = Gateway::open(demo.config).await.unwrap();
+    let listener = meshgate::flight::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let done = tokio::spawn(meshgate::flight::serve(gateway, listener, flight, async {
+        let _ = stopped.await;
+    }));
+    TestServer {
+        addr,
+        lake: demo.lake,
+        stop: Some(stop),
+        done: Some(done),
+    }
+}
+
+/// The default server.
+pub async fn default_server() -> TestServer {
+    start(FlightConfig::default(), None).await
+}
+
+pub fn endpoint(addr: SocketAddr) -> Endpoint {
+    Channel::from_shared(format!("http://{addr}")).unwrap()
+}
+
+pub async fn channel(addr: SocketAddr) -> Channel {
+    endpoint(addr).connect().await.unwrap()
+}
+
+/// A Flight SQL client logged in as `user` (demo password `<user>-pw`).
+pub async fn login(addr: SocketAddr, user: &str) -> FlightSqlServiceClient<Channel> {
+    let mut client = FlightSqlServiceClient::new(channel(addr).await);
+    client.handshake(user, &format!("{user}-pw")).await.unwrap();
+    client
+}
+
+/// Redeem a FlightInfo's single ticket: the streamed schema and batches.
+pub async fn fetch(
+    client: &mut FlightSqlServiceClient<Channel>,
+    info: &FlightInfo,
+) -> Result<(SchemaRef, Vec<RecordBatch>), FlightError> {
+    assert_eq!(info.endpoint.len(), 1);
+    assert!(
+        info.endpoint[0].location.is_empty(),
+        "no locations: reuse the connection"
+    );
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let mut stream = client.do_get(ticket).await?;
+    let mut batches = Vec::new();
+    while let Some(batch) = stream.try_next().await? {
+        batches.push(batch);
+    }
+    let schema = stream.schema().cloned().expect("a schema message");
+    Ok((schema, batches))
+}
+
+pub fn row_count(batches: &[RecordBatch]) -> usize {
+    batches.iter().map(RecordBatch::num_rows).sum()
+}
+
+/// The gRPC status code behind a client error.
+pub fn code(error: &FlightError) -> Code {
+    match error {
+        FlightError::Tonic(status) => status.code(),
+        other => panic!("not a gRPC status: {other:?}"),
+    }
+}
+
+/// The message of the gRPC status behind a client error.
+pub fn message(error: &FlightError) -> String {
+    match error {
+        FlightError::Tonic(status) => status.message().to_string(),
+        other => other.to_string(),
+    }
+}
