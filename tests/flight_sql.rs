@@ -35,7 +35,7 @@ use meshgate::flight::{
     SetSessionOptionsRequest, SetSessionOptionsResult,
 };
 use prost::Message;
-use support::{code, default_server, fetch, login, message, row_count};
+use support::{ENDLESS, code, default_server, fetch, login, message, row_count};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -741,10 +741,6 @@ async fn writes_transactions_and_substrait_are_refused_clearly() {
         .unwrap_err();
     assert_eq!(code(&unknown), Code::InvalidArgument);
 }
-
-/// A query that runs until it is stopped (a self-join of 200,000 rows on inequality).
-const ENDLESS: &str = "SELECT count(*) FROM payments.transactions a \
-                       JOIN payments.transactions b ON a.amount < b.amount";
 
 #[tokio::test]
 async fn cancel_flight_info_stops_a_running_query_for_its_owner_only() {

@@ -21,6 +21,10 @@ use tokio::task::JoinHandle;
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 
+/// A query that runs until it is stopped (a self-join of 200,000 rows on inequality).
+pub const ENDLESS: &str = "SELECT count(*) FROM payments.transactions a \
+                           JOIN payments.transactions b ON a.amount < b.amount";
+
 pub struct TestServer {
     pub addr: SocketAddr,
     pub lake: LakeServer,

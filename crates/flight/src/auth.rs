@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_SAFE_NO_PAD};
@@ -43,6 +43,9 @@ pub(crate) struct Caller {
     pub(crate) principal: Principal,
     /// The bearer credential, which keys the caller's session options.
     pub(crate) session: Option<String>,
+    /// When the credential itself expires (a JWT's `exp`): a session opened with it must
+    /// not outlive it.
+    pub(crate) expires: Option<SystemTime>,
 }
 
 pub(crate) struct Authenticator {
@@ -67,19 +70,25 @@ impl Authenticator {
         }
     }
 
-    /// Issue a session token (random, never derived from credentials).
-    pub(crate) fn issue(&self, principal: Principal) -> String {
+    /// Issue a session token (random, never derived from credentials) for an authenticated
+    /// caller. It lives `token_ttl`, or less if the caller's own credential expires sooner.
+    pub(crate) fn issue(&self, caller: Caller) -> String {
         let mut bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut bytes);
         let token = URL_SAFE_NO_PAD.encode(bytes);
         let now = Instant::now();
+        let credential_left = caller.expires.map(|at| {
+            at.duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+        });
+        let ttl = credential_left.map_or(self.token_ttl, |left| left.min(self.token_ttl));
         if let Ok(mut issued) = self.issued.lock() {
             issued.retain(|_, entry| entry.expires > now);
             issued.insert(
                 token.clone(),
                 Issued {
-                    principal,
-                    expires: now + self.token_ttl,
+                    principal: caller.principal,
+                    expires: now + ttl,
                 },
             );
         }
@@ -144,6 +153,7 @@ impl Authenticator {
                 Some(principal) => Ok(Caller {
                     principal,
                     session: None,
+                    expires: None,
                 }),
                 None => Err(Status::unauthenticated(
                     "no credentials: log in with a user name and password (the handshake), or send \
@@ -161,23 +171,27 @@ impl Authenticator {
                 return Ok(Caller {
                     principal,
                     session: Some(rest.to_string()),
+                    expires: None,
                 });
             }
             if !self.jwt.is_empty() && jwt::looks_like_jwt(rest) {
-                let principal = jwt::verify(&self.jwt, rest)
+                let verified = jwt::verify(&self.jwt, rest)
                     .map_err(|e| Status::unauthenticated(e.to_string()))?;
                 return Ok(Caller {
-                    principal,
+                    principal: verified.principal,
                     session: Some(rest.to_string()),
+                    expires: Some(verified.expires),
                 });
             }
             Err(Status::unauthenticated(
                 "unknown or expired token: log in again",
             ))
         } else if scheme.eq_ignore_ascii_case("basic") {
+            let (principal, expires) = self.basic(rest).await?;
             Ok(Caller {
-                principal: self.basic(rest).await?,
+                principal,
                 session: None,
+                expires,
             })
         } else {
             Err(Status::unauthenticated(format!(
@@ -187,25 +201,26 @@ impl Authenticator {
     }
 
     /// A Basic credential: a user's password, or a JWT passed as the password.
-    async fn basic(&self, value: &str) -> Result<Principal, Status> {
+    async fn basic(&self, value: &str) -> Result<(Principal, Option<SystemTime>), Status> {
         let (user, password) = parse_basic(value)?;
         if !self.jwt.is_empty() && jwt::looks_like_jwt(&password) {
-            let principal = jwt::verify(&self.jwt, &password)
+            let jwt::Verified { principal, expires } = jwt::verify(&self.jwt, &password)
                 .map_err(|e| Status::unauthenticated(e.to_string()))?;
             if user != "token" && user != principal.id() {
                 return Err(Status::unauthenticated(
                     "the user name does not match the token: use `token`, or the token's principal",
                 ));
             }
-            return Ok(principal);
+            return Ok((principal, Some(expires)));
         }
         // Password hashing is deliberately slow: run it on the blocking pool, not on the
         // threads that drive queries.
         let gateway = self.gateway.clone();
-        tokio::task::spawn_blocking(move || gateway.authenticate(&user, &password))
+        let principal = tokio::task::spawn_blocking(move || gateway.authenticate(&user, &password))
             .await
             .map_err(|_| Status::internal("authentication was interrupted"))?
-            .map_err(|e| Status::unauthenticated(e.to_string()))
+            .map_err(|e| Status::unauthenticated(e.to_string()))?;
+        Ok((principal, None))
     }
 }
 

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
@@ -119,18 +119,34 @@ impl JwtVerifier {
         })
     }
 
-    fn verify(&self, token: &str) -> Result<Principal, TokenError> {
+    fn verify(&self, token: &str) -> Result<Verified, TokenError> {
         let data =
             decode::<Value>(token, &self.key, &self.validation).map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => TokenError::Expired,
                 _ => TokenError::Rejected,
             })?;
-        principal_from_claims(&self.config, &data.claims)
+        // `exp` is required and was checked by `decode`.
+        let exp = data
+            .claims
+            .get("exp")
+            .and_then(Value::as_u64)
+            .ok_or(TokenError::Rejected)?;
+        Ok(Verified {
+            principal: principal_from_claims(&self.config, &data.claims)?,
+            expires: UNIX_EPOCH + Duration::from_secs(exp),
+        })
     }
 }
 
+/// A token that checked out: whom it names, and until when.
+pub(crate) struct Verified {
+    pub(crate) principal: Principal,
+    /// The token's `exp`; a session opened with it ends then too.
+    pub(crate) expires: SystemTime,
+}
+
 /// Check a token against every configured issuer.
-pub(crate) fn verify(verifiers: &[JwtVerifier], token: &str) -> Result<Principal, TokenError> {
+pub(crate) fn verify(verifiers: &[JwtVerifier], token: &str) -> Result<Verified, TokenError> {
     let mut error = TokenError::Rejected;
     for verifier in verifiers {
         match verifier.verify(token) {
@@ -225,6 +241,10 @@ mod tests {
             .as_secs()
     }
 
+    fn check(verifiers: &[JwtVerifier], token: &str) -> Result<Principal, TokenError> {
+        verify(verifiers, token).map(|v| v.principal)
+    }
+
     #[test]
     fn claims_become_the_principal() {
         let verifiers = vec![JwtVerifier::new(config()).unwrap()];
@@ -233,7 +253,9 @@ mod tests {
             "roles": ["lob-system"], "lob": "CIB"
         }));
         assert!(looks_like_jwt(&t));
-        let principal = verify(&verifiers, &t).unwrap();
+        let verified = verify(&verifiers, &t).unwrap();
+        assert!(verified.expires > SystemTime::now() + Duration::from_secs(590));
+        let principal = verified.principal;
         assert_eq!(principal.id(), "svc-cib");
         assert!(principal.roles().contains("lob-system"));
         assert_eq!(principal.attribute("lob"), Some("CIB"));
@@ -249,15 +271,15 @@ mod tests {
             token(claims)
         };
         assert_eq!(
-            verify(&verifiers, &with("exp", (now() - 600).into())),
+            check(&verifiers, &with("exp", (now() - 600).into())),
             Err(TokenError::Expired)
         );
         assert_eq!(
-            verify(&verifiers, &with("iss", "https://evil.example".into())),
+            check(&verifiers, &with("iss", "https://evil.example".into())),
             Err(TokenError::Rejected)
         );
         assert_eq!(
-            verify(&verifiers, &with("aud", "someone-else".into())),
+            check(&verifiers, &with("aud", "someone-else".into())),
             Err(TokenError::Rejected)
         );
         let forged = encode(
@@ -266,15 +288,12 @@ mod tests {
             &EncodingKey::from_secret(b"not-the-secret-not-the-secret-xx"),
         )
         .unwrap();
-        assert_eq!(verify(&verifiers, &forged), Err(TokenError::Rejected));
+        assert_eq!(check(&verifiers, &forged), Err(TokenError::Rejected));
         let mut no_exp = base.clone();
         no_exp.as_object_mut().unwrap().remove("exp");
-        assert_eq!(
-            verify(&verifiers, &token(no_exp)),
-            Err(TokenError::Rejected)
-        );
+        assert_eq!(check(&verifiers, &token(no_exp)), Err(TokenError::Rejected));
         assert!(matches!(
-            verify(&verifiers, &with("sub", "a b".into())),
+            check(&verifiers, &with("sub", "a b".into())),
             Err(TokenError::Claims(_))
         ));
         assert!(!looks_like_jwt("cib-reporting-pw"));

@@ -183,7 +183,20 @@ impl MeshFlightService {
                 }
             })
             .try_flatten();
-        let batches = first.map_err(execution_status).chain(rest);
+        let running = Arc::clone(&self.running);
+        let batches = first
+            .map_err(execution_status)
+            .chain(rest)
+            .map_err(move |status| {
+                if status.code() == tonic::Code::Cancelled && running.draining() {
+                    Status::cancelled(
+                        "the gateway is shutting down and stopped the query after its drain period; \
+                         run it again (another instance may answer)",
+                    )
+                } else {
+                    status
+                }
+            });
         Ok(encode(schema, batches, Some(registration)))
     }
 
@@ -400,7 +413,7 @@ impl FlightSqlService for MeshFlightService {
     > {
         let caller = self.caller(&request).await?;
         tracing::info!(principal = caller.principal.id(), "login");
-        let token = self.auth.issue(caller.principal);
+        let token = self.auth.issue(caller);
         let header = MetadataValue::try_from(format!("Bearer {token}"))
             .map_err(|e| internal("issuing a token", e))?;
         let reply = HandshakeResponse {
@@ -953,6 +966,59 @@ impl FlightSqlService for MeshFlightService {
             CANCEL_RESULT_NOT_CANCELLABLE
         };
         Ok(ActionCancelQueryResult { result })
+    }
+
+    // Anything else: authenticate first (an anonymous caller learns nothing about what the
+    // server understands), then say what is wrong.
+
+    async fn get_flight_info_fallback(
+        &self,
+        command: Command,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.caller(&request).await?;
+        let kind = command.type_url();
+        Err(invalid(if kind.is_empty() {
+            "the descriptor carries no Flight SQL command: meshgate answers Flight SQL commands \
+             (statements, prepared statements, metadata), not paths"
+                .to_string()
+        } else {
+            format!("`{kind}` is not a Flight SQL command meshgate knows")
+        }))
+    }
+
+    async fn do_get_fallback(
+        &self,
+        request: Request<Ticket>,
+        _message: Any,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.caller(&request).await?;
+        Err(invalid(
+            "this ticket was not issued by meshgate: get tickets from GetFlightInfo",
+        ))
+    }
+
+    async fn do_put_fallback(
+        &self,
+        request: Request<PeekableFlightDataStream>,
+        message: Any,
+    ) -> Result<Response<<Self as FlightService>::DoPutStream>, Status> {
+        self.caller(&request).await?;
+        Err(invalid(format!(
+            "`{}` is not a Flight SQL command meshgate accepts in DoPut (only parameter \
+             binding for prepared statements)",
+            message.type_url
+        )))
+    }
+
+    async fn do_exchange_fallback(
+        &self,
+        request: Request<Streaming<arrow_flight::FlightData>>,
+    ) -> Result<Response<<Self as FlightService>::DoExchangeStream>, Status> {
+        self.caller(&request).await?;
+        Err(Status::unimplemented(
+            "meshgate does not support DoExchange: use GetFlightInfo and DoGet",
+        ))
     }
 
     async fn do_action_fallback(

@@ -509,4 +509,136 @@ mod tests {
                 .contains("MESHGATE_SURELY_UNSET_VARIABLE")
         );
     }
+
+    const SECTIONS: &str = r#"
+products = "products"
+policies = "policies"
+
+[limits]
+max_concurrent = 3
+max_queued = 0
+timeout = "90s"
+memory = "256MiB"
+
+[flight]
+token_ttl = "1h"
+max_message = "16MiB"
+keepalive = "10s"
+drain_timeout = "5s"
+
+[tls]
+cert = "server.pem"
+key = "server.key"
+client_ca = "clients-ca.pem"
+client_cert_required = true
+
+[[auth.jwt]]
+issuer = "https://idp.test"
+audience = "meshgate"
+algorithm = "ES256"
+public_key = "idp.pem"
+roles_claim = "groups"
+attributes = { lob = "business_line" }
+
+[[auth.jwt]]
+issuer = "https://hs.test"
+audience = "meshgate"
+algorithm = "HS256"
+secret_env = "PATH"
+leeway = "0s"
+"#;
+
+    #[test]
+    fn limits_flight_tls_and_identity_providers_are_read_from_their_sections() {
+        let dir = tempfile::tempdir().unwrap();
+        for (file, text) in [
+            ("server.pem", "server certificate"),
+            ("server.key", "server key"),
+            ("clients-ca.pem", "client CA"),
+            ("idp.pem", "idp public key"),
+        ] {
+            std::fs::write(dir.path().join(file), text).unwrap();
+        }
+        let resolve = |p: &Path| dir.path().join(p);
+        let parsed: FileConfig = toml::from_str(SECTIONS).unwrap();
+
+        let limits = limits(&parsed.limits).unwrap();
+        assert_eq!(
+            (limits.max_concurrent, limits.max_queued),
+            (3, 0),
+            "{limits:?}"
+        );
+        assert_eq!(limits.timeout, Some(Duration::from_secs(90)));
+        assert_eq!(limits.memory, Some(256 << 20));
+
+        let flight = flight(&parsed, &resolve).unwrap();
+        assert_eq!(flight.token_ttl, Duration::from_secs(3600));
+        assert_eq!(flight.max_message_bytes, 16 << 20);
+        assert_eq!(flight.keepalive, Duration::from_secs(10));
+        assert_eq!(flight.drain_timeout, Duration::from_secs(5));
+        let tls = flight.tls.unwrap();
+        assert_eq!(tls.cert_pem, b"server certificate");
+        assert_eq!(tls.key_pem.as_slice(), b"server key");
+        assert_eq!(tls.client_ca_pem.as_deref(), Some(&b"client CA"[..]));
+        assert!(tls.client_cert_required);
+
+        let [es, hs] = flight.jwt.as_slice() else {
+            panic!("two issuers: {:?}", flight.jwt);
+        };
+        assert_eq!(es.issuer, "https://idp.test");
+        assert!(matches!(&es.key, JwtKey::Es256(pem) if pem == "idp public key"));
+        assert_eq!(es.principal_claim, "sub");
+        assert_eq!(es.roles_claim.as_deref(), Some("groups"));
+        assert_eq!(
+            es.attribute_claims.get("lob").map(String::as_str),
+            Some("business_line")
+        );
+        assert_eq!(es.leeway, Duration::from_secs(30));
+        let path = std::env::var("PATH").unwrap();
+        assert!(matches!(&hs.key, JwtKey::Hs256(secret) if secret.as_slice() == path.as_bytes()));
+        assert_eq!(hs.leeway, Duration::ZERO);
+    }
+
+    #[test]
+    fn flight_sections_refuse_what_cannot_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let resolve = |p: &Path| dir.path().join(p);
+        let error = |text: &str| {
+            let parsed: FileConfig = toml::from_str(text).unwrap();
+            flight(&parsed, &resolve).unwrap_err()
+        };
+        let base = "products = \"p\"\npolicies = \"q\"\n";
+        assert!(
+            error(&format!(
+                "{base}[tls]\ncert = \"a\"\nkey = \"b\"\nclient_cert_required = true\n"
+            ))
+            .contains("client_cert_required needs client_ca")
+        );
+        assert!(
+            error(&format!(
+                "{base}[tls]\ncert = \"missing.pem\"\nkey = \"b\"\n"
+            ))
+            .contains("missing.pem")
+        );
+        let jwt = "[[auth.jwt]]\nissuer = \"i\"\naudience = \"a\"\n";
+        assert!(
+            error(&format!(
+                "{base}{jwt}algorithm = \"HS256\"\nsecret_env = \"MESHGATE_SURELY_UNSET_VARIABLE\"\n"
+            ))
+            .contains("`MESHGATE_SURELY_UNSET_VARIABLE` is not set")
+        );
+        assert!(error(&format!("{base}{jwt}algorithm = \"HS256\"\n")).contains("secret_env"));
+        assert!(error(&format!("{base}{jwt}algorithm = \"RS256\"\n")).contains("public_key"));
+        assert!(
+            error(&format!("{base}{jwt}algorithm = \"none\"\n")).contains("HS256, RS256, ES256")
+        );
+        assert!(
+            error(&format!("{base}[flight]\nmax_message = \"lots\"\n")).contains("max_message")
+        );
+        assert!(
+            toml::from_str::<FileConfig>(&format!("{base}[flight]\nmax_mesage = \"1MiB\"\n"))
+                .is_err(),
+            "a misspelt key is an error, not a silent default"
+        );
+    }
 }
