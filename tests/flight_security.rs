@@ -668,6 +668,55 @@ async fn a_query_over_its_memory_limit_is_resource_exhausted_and_the_server_live
     );
 }
 
+#[tokio::test]
+async fn results_far_larger_than_memory_stream_and_a_dropped_stream_frees_its_slot() {
+    let limits = QueryLimits {
+        memory: Some(16 << 20),
+        max_concurrent: 1,
+        max_queued: 0,
+        ..QueryLimits::default()
+    };
+    let server = start(FlightConfig::default(), Some(limits)).await;
+    let mut risk = login(server.addr, "risk-officer").await;
+    // About 2 x 10^10 rows: the server can only ever hold a few batches of it.
+    let huge = "SELECT a.txn_id, b.txn_id AS other FROM payments.transactions a \
+                JOIN payments.transactions b ON a.amount < b.amount";
+    let info = risk.execute(huge.into(), None).await.unwrap();
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let mut stream = risk.do_get(ticket).await.unwrap();
+    let mut rows = 0;
+    let mut bytes = 0;
+    use futures::TryStreamExt;
+    while rows < 2_000_000 {
+        let batch = stream.try_next().await.unwrap().expect("more rows");
+        rows += batch.num_rows();
+        bytes += batch.get_array_memory_size();
+    }
+    assert!(
+        bytes > 16 << 20,
+        "received {bytes} bytes, more than the memory limit"
+    );
+    drop(stream);
+
+    // The only running slot comes back once the server sees the stream closed.
+    let mut cib = login(server.addr, "cib-reporting").await;
+    let mut answer = Err(None);
+    for _ in 0..50 {
+        match count(&mut cib, COUNT_COUNTERPARTIES).await {
+            Ok(n) => {
+                answer = Ok(n);
+                break;
+            }
+            Err(e) if code(&e) == Code::ResourceExhausted => {
+                answer = Err(Some(e));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(answer.map_err(|e| format!("{e:?}")), Ok(15_000));
+}
+
 // ---------------------------------------------------------------------------------------
 // Shutdown
 
