@@ -22,7 +22,9 @@ use rcgen::{
     KeyUsagePurpose,
 };
 use serde_json::json;
-use support::{ENDLESS, TestServer, code, fetch, login, message, start};
+use support::{
+    ENDLESS, TestServer, cancel, code, fetch, fetch_in_background, login, message, start,
+};
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use zeroize::Zeroizing;
@@ -613,27 +615,17 @@ async fn a_full_gateway_refuses_at_once_and_recovers() {
     let mut cib = login(server.addr, "cib-reporting").await;
 
     let info = risk.execute(ENDLESS.into(), None).await.unwrap();
-    let running = {
-        let mut client = risk.clone();
-        let info = info.clone();
-        tokio::spawn(async move { fetch(&mut client, &info).await })
-    };
+    let running = fetch_in_background(&risk, &info);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let busy = count(&mut cib, COUNT_COUNTERPARTIES).await.unwrap_err();
     assert_eq!(code(&busy), Code::ResourceExhausted, "{busy:?}");
     assert!(message(&busy).contains("retry"), "{}", message(&busy));
 
     // Cancelling the long query frees its slot.
-    let request = arrow_flight::CancelFlightInfoRequest { info: Some(info) };
-    let mut results = risk
-        .do_action(Action {
-            r#type: "CancelFlightInfo".into(),
-            body: prost::Message::encode_to_vec(&request).into(),
-        })
-        .await
-        .unwrap();
-    use futures::TryStreamExt;
-    assert!(results.try_next().await.unwrap().is_some());
+    assert_eq!(
+        cancel(&mut risk, &info).await.unwrap(),
+        arrow_flight::CancelStatus::Cancelled
+    );
     let stopped = tokio::time::timeout(Duration::from_secs(20), running)
         .await
         .unwrap()
@@ -734,10 +726,7 @@ async fn shutdown_lets_running_queries_finish_and_refuses_new_ones() {
         .unwrap();
     // Hold the query at the store, so that it is surely running when shutdown begins.
     server.lake.set_stalled(true);
-    let running = {
-        let mut client = risk.clone();
-        tokio::spawn(async move { fetch(&mut client, &info).await })
-    };
+    let running = fetch_in_background(&risk, &info);
     tokio::time::sleep(Duration::from_millis(300)).await;
     server.begin_shutdown();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -791,10 +780,7 @@ async fn queries_still_running_after_the_drain_timeout_are_cancelled() {
     let mut server = start(config, None).await;
     let mut risk = login(server.addr, "risk-officer").await;
     let info = risk.execute(ENDLESS.into(), None).await.unwrap();
-    let running = {
-        let mut client = risk.clone();
-        tokio::spawn(async move { fetch(&mut client, &info).await })
-    };
+    let running = fetch_in_background(&risk, &info);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let began = std::time::Instant::now();
     tokio::time::timeout(Duration::from_secs(20), server.shutdown())

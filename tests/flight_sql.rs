@@ -24,10 +24,7 @@ use arrow_flight::sql::{
     CommandGetXdbcTypeInfo, CommandPreparedStatementQuery, CommandStatementIngest,
     CommandStatementSubstraitPlan, ProstMessageExt, SqlInfo, SubstraitPlan,
 };
-use arrow_flight::{
-    Action, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightDescriptor,
-    FlightInfo,
-};
+use arrow_flight::{Action, CancelStatus, FlightDescriptor, FlightInfo};
 use futures::TryStreamExt;
 use meshgate::flight::{
     CloseSessionRequest, CloseSessionResult, CloseSessionStatus, GetSessionOptionsRequest,
@@ -35,7 +32,9 @@ use meshgate::flight::{
     SetSessionOptionsRequest, SetSessionOptionsResult,
 };
 use prost::Message;
-use support::{ENDLESS, code, default_server, fetch, login, message, row_count};
+use support::{
+    ENDLESS, cancel, code, default_server, fetch, fetch_in_background, login, message, row_count,
+};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -58,15 +57,6 @@ async fn try_action<R: Message + Default>(
 
 async fn action<R: Message + Default>(client: &mut Client, kind: &str, body: Vec<u8>) -> R {
     try_action(client, kind, body).await.unwrap()
-}
-
-async fn cancel(client: &mut Client, info: &FlightInfo) -> Result<CancelStatus, FlightError> {
-    let request = CancelFlightInfoRequest {
-        info: Some(info.clone()),
-    };
-    let result: CancelFlightInfoResult =
-        try_action(client, "CancelFlightInfo", request.encode_to_vec()).await?;
-    Ok(CancelStatus::try_from(result.status).unwrap())
 }
 
 /// GetFlightInfo for any command, with the client's token.
@@ -750,11 +740,7 @@ async fn cancel_flight_info_stops_a_running_query_for_its_owner_only() {
     let mut cib = login(server.addr, "cib-reporting").await;
 
     let info = risk.execute(ENDLESS.into(), None).await.unwrap();
-    let running = {
-        let mut client = risk.clone();
-        let info = info.clone();
-        tokio::spawn(async move { fetch(&mut client, &info).await })
-    };
+    let running = fetch_in_background(&risk, &info);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!running.is_finished());
 

@@ -8,14 +8,17 @@ use std::path::PathBuf;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use arrow_flight::FlightInfo;
 use arrow_flight::error::FlightError;
 use arrow_flight::sql::client::FlightSqlServiceClient;
+use arrow_flight::{
+    Action, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightInfo,
+};
 use futures::TryStreamExt;
 use meshgate::engine::QueryLimits;
 use meshgate::flight::{FlightConfig, ServeError};
 use meshgate::lake_server::LakeServer;
 use meshgate::{Gateway, reference};
+use prost::Message;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::Code;
@@ -120,6 +123,35 @@ pub async fn fetch(
     }
     let schema = stream.schema().cloned().expect("a schema message");
     Ok((schema, batches))
+}
+
+/// Redeem a FlightInfo's ticket in the background, as a client that keeps reading.
+pub fn fetch_in_background(
+    client: &FlightSqlServiceClient<Channel>,
+    info: &FlightInfo,
+) -> JoinHandle<Result<(SchemaRef, Vec<RecordBatch>), FlightError>> {
+    let (mut client, info) = (client.clone(), info.clone());
+    tokio::spawn(async move { fetch(&mut client, &info).await })
+}
+
+/// The CancelFlightInfo action for `info`.
+pub async fn cancel(
+    client: &mut FlightSqlServiceClient<Channel>,
+    info: &FlightInfo,
+) -> Result<CancelStatus, FlightError> {
+    let request = CancelFlightInfoRequest {
+        info: Some(info.clone()),
+    };
+    let mut results = client
+        .do_action(Action {
+            r#type: "CancelFlightInfo".into(),
+            body: request.encode_to_vec().into(),
+        })
+        .await?;
+    let result = results.try_next().await?.expect("one result");
+    let result =
+        CancelFlightInfoResult::decode(result.body.as_ref()).expect("a CancelFlightInfoResult");
+    Ok(CancelStatus::try_from(result.status).expect("a known status"))
 }
 
 pub fn row_count(batches: &[RecordBatch]) -> usize {
