@@ -18,67 +18,24 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers panic to fail the test
 
-use std::collections::{BTreeSet, HashMap, HashSet};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+#[path = "support/truth.rs"]
+mod truth;
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
 use arrow::datatypes::DataType;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
-use hkdf::Hkdf;
-use hmac::{Hmac, KeyInit, Mac};
+use datafusion::prelude::SessionContext;
 use meshgate::lake_server::LakeServer;
 use meshgate::storage::StorageConfig;
 use meshgate::{Gateway, Session, reference};
-use sha2::{Digest, Sha256};
+use truth::{data_dir, email_mask, register_raw, show_last_4, token};
 
 // ---------------------------------------------------------------------------------------
 // The reference implementation of each principal's view
-
-/// The published token scheme, written from the reference mesh's description.
-fn token(domain: &str, value: &str) -> String {
-    static KEYS: OnceLock<Mutex<HashMap<String, [u8; 32]>>> = OnceLock::new();
-    let key = *KEYS
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap()
-        .entry(domain.to_string())
-        .or_insert_with(|| {
-            let master =
-                Sha256::digest(b"meshgate demo master key - public, never use for real data");
-            let hk = Hkdf::<Sha256>::new(Some(b"meshgate.tokenize.v1"), &master);
-            let mut key = [0u8; 32];
-            hk.expand(format!("token-domain:{domain}").as_bytes(), &mut key)
-                .unwrap();
-            key
-        });
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&key).unwrap();
-    mac.update(value.as_bytes());
-    format!(
-        "tok_{}",
-        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-    )
-}
-
-fn email_mask(email: &str) -> String {
-    match email.rfind('@') {
-        Some(at) => format!("***{}", &email[at..]),
-        None => "***".into(),
-    }
-}
-
-fn show_last_4(value: &str) -> String {
-    let n = value.chars().count();
-    value
-        .chars()
-        .enumerate()
-        .map(|(i, c)| if i + 4 < n { '*' } else { c })
-        .collect()
-}
 
 /// A string UDF for the reference engine.
 fn string_udf(
@@ -193,33 +150,10 @@ fn principals() -> Vec<Principal> {
     ]
 }
 
-fn data_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("reference-mesh")
-}
-
 /// A plain DataFusion engine with the raw files and `principal`'s views, named as in the mesh.
 async fn reference_engine(principal: &Principal) -> SessionContext {
     let ctx = SessionContext::new();
-    let lake = data_dir().join("s3");
-    for (name, path) in [
-        (
-            "raw_counterparties",
-            "reference-counterparties/data/counterparties/",
-        ),
-        (
-            "raw_transactions",
-            "payments-transactions/data/transactions/",
-        ),
-        ("raw_trades", "markets-trades/data/trades/"),
-    ] {
-        ctx.register_parquet(
-            name,
-            lake.join(path).to_str().unwrap(),
-            ParquetReadOptions::default(),
-        )
-        .await
-        .unwrap();
-    }
+    register_raw(&ctx, "raw_").await;
     ctx.register_udf(string_udf("ref_tok_reference", |v| token("reference", v)));
     ctx.register_udf(string_udf("ref_tok_payments", |v| token("payments", v)));
     ctx.register_udf(string_udf("ref_tok_markets", |v| token("markets", v)));

@@ -5,27 +5,24 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers panic to fail the test
 
+#[path = "support/truth.rs"]
+mod truth;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 
 use arrow::array::{Array, RecordBatch};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
-use hkdf::Hkdf;
-use hmac::{Hmac, KeyInit, Mac};
+use datafusion::prelude::SessionContext;
 use meshgate::lake_server::LakeServer;
 use meshgate::reference;
 use meshgate::{Gateway, GatewayError, Session};
 use sha2::{Digest, Sha256};
+use truth::{data_dir, email_mask, register_raw, show_last_4, token as expected_token};
 
 // ---------------------------------------------------------------------------------------
 // Fixtures
-
-fn data_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("reference-mesh")
-}
 
 /// The reference mesh served from the in-process S3 server (kept alive by the caller).
 async fn gateway() -> (Gateway, LakeServer) {
@@ -47,20 +44,7 @@ async fn session(gateway: &Gateway, user: &str) -> Session {
 /// gateway's answers are checked against.
 async fn raw() -> SessionContext {
     let ctx = SessionContext::new();
-    let lake = data_dir().join("s3");
-    for (name, path) in [
-        (
-            "counterparties",
-            "reference-counterparties/data/counterparties/",
-        ),
-        ("transactions", "payments-transactions/data/transactions/"),
-        ("trades", "markets-trades/data/trades/"),
-    ] {
-        let path = lake.join(path);
-        ctx.register_parquet(name, path.to_str().unwrap(), ParquetReadOptions::default())
-            .await
-            .unwrap();
-    }
+    register_raw(&ctx, "").await;
     ctx
 }
 
@@ -126,34 +110,6 @@ fn text(row: &BTreeMap<String, Option<String>>, column: &str) -> String {
         .unwrap_or_else(|| panic!("no column {column}"))
         .clone()
         .unwrap_or_else(|| panic!("{column} is null"))
-}
-
-/// The published token scheme, implemented independently of meshgate-protect.
-fn expected_token(domain: &str, value: &str) -> String {
-    let master = Sha256::digest(b"meshgate demo master key - public, never use for real data");
-    let hk = Hkdf::<Sha256>::new(Some(b"meshgate.tokenize.v1"), &master);
-    let mut key = [0u8; 32];
-    hk.expand(format!("token-domain:{domain}").as_bytes(), &mut key)
-        .unwrap();
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&key).unwrap();
-    mac.update(value.as_bytes());
-    format!(
-        "tok_{}",
-        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-    )
-}
-
-fn email_mask(email: &str) -> String {
-    format!("***{}", &email[email.rfind('@').unwrap()..])
-}
-
-fn show_last_4(value: &str) -> String {
-    let n = value.chars().count();
-    value
-        .chars()
-        .enumerate()
-        .map(|(i, c)| if i + 4 < n { '*' } else { c })
-        .collect()
 }
 
 async fn expect_denied(session: &Session, sql: &str, product: &str) {
