@@ -20,161 +20,18 @@
 
 #[path = "support/truth.rs"]
 mod truth;
+#[path = "support/views.rs"]
+mod views;
 
-use std::collections::{BTreeSet, HashSet};
-use std::sync::Arc;
+use std::collections::BTreeSet;
 
-use arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
-use arrow::datatypes::DataType;
-use arrow::util::display::{ArrayFormatter, FormatOptions};
-use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
-use datafusion::prelude::SessionContext;
 use meshgate::lake_server::LakeServer;
 use meshgate::storage::StorageConfig;
 use meshgate::{Gateway, Session, reference};
-use truth::{data_dir, email_mask, register_raw, show_last_4, token};
-
-// ---------------------------------------------------------------------------------------
-// The reference implementation of each principal's view
-
-/// A string UDF for the reference engine.
-fn string_udf(
-    name: &str,
-    f: impl Fn(&str) -> String + Send + Sync + 'static,
-) -> datafusion::logical_expr::ScalarUDF {
-    let f = Arc::new(f);
-    create_udf(
-        name,
-        vec![DataType::Utf8],
-        DataType::Utf8,
-        Volatility::Immutable,
-        Arc::new(move |args: &[ColumnarValue]| {
-            let arrays = ColumnarValue::values_to_arrays(args)?;
-            let input = arrays[0].as_any().downcast_ref::<StringArray>().unwrap();
-            let out: StringArray = input.iter().map(|v| v.map(|s| f(s))).collect();
-            Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
-        }),
-    )
-}
-
-struct Principal {
-    name: &'static str,
-    hidden: &'static [&'static str],
-    /// Per table: the view's SQL over the raw table, or `None` when the product is denied.
-    counterparties: Option<String>,
-    transactions: Option<String>,
-    trades: Option<String>,
-}
-
-fn lob_filter(lob: Option<&str>) -> String {
-    lob.map(|l| format!(" WHERE lob = '{l}'"))
-        .unwrap_or_default()
-}
-
-fn counterparties_view(lob: Option<&str>, rating: bool, clear: bool) -> String {
-    let (tax, email) = if clear {
-        ("tax_id".to_string(), "contact_email".to_string())
-    } else {
-        (
-            "ref_tok_reference(arrow_cast(tax_id, 'Utf8')) AS tax_id".to_string(),
-            "ref_mask_email(arrow_cast(contact_email, 'Utf8')) AS contact_email".to_string(),
-        )
-    };
-    let rating = if rating { "internal_rating, " } else { "" };
-    format!(
-        "SELECT counterparty_id, legal_name, lob, country, {tax}, {email}, {rating}onboarded_on \
-         FROM raw_counterparties{}",
-        lob_filter(lob)
-    )
-}
-
-fn principals() -> Vec<Principal> {
-    vec![
-        Principal {
-            name: "cib-reporting",
-            hidden: &["internal_rating"],
-            counterparties: Some(counterparties_view(Some("CIB"), false, false)),
-            transactions: None,
-            trades: Some(format!(
-                "SELECT trade_id, counterparty_id, lob, instrument, notional, \
-                 ref_tok_markets(arrow_cast(trader_id, 'Utf8')) AS trader_id, trade_date \
-                 FROM raw_trades{}",
-                lob_filter(Some("CIB"))
-            )),
-        },
-        Principal {
-            name: "ccb-fraud",
-            hidden: &["internal_rating"],
-            counterparties: Some(counterparties_view(Some("CCB"), false, false)),
-            transactions: Some(format!(
-                "SELECT txn_id, counterparty_id, lob, amount, currency, \
-                 ref_tok_payments(arrow_cast(card_number, 'Utf8')) AS card_number, booked_at \
-                 FROM raw_transactions{}",
-                lob_filter(Some("CCB"))
-            )),
-            trades: None,
-        },
-        Principal {
-            name: "risk-officer",
-            hidden: &[],
-            counterparties: Some(counterparties_view(None, true, false)),
-            transactions: Some(
-                "SELECT txn_id, counterparty_id, lob, amount, currency, \
-                 ref_show_last_4(arrow_cast(card_number, 'Utf8')) AS card_number, booked_at \
-                 FROM raw_transactions"
-                    .into(),
-            ),
-            trades: Some("SELECT * FROM raw_trades".into()),
-        },
-        Principal {
-            name: "ref-owner",
-            hidden: &[],
-            counterparties: Some(counterparties_view(None, true, true)),
-            transactions: None,
-            trades: None,
-        },
-        Principal {
-            name: "auditor",
-            hidden: &[],
-            counterparties: None,
-            transactions: None,
-            trades: None,
-        },
-        Principal {
-            name: "intern",
-            hidden: &[],
-            counterparties: None,
-            transactions: None,
-            trades: None,
-        },
-    ]
-}
-
-/// A plain DataFusion engine with the raw files and `principal`'s views, named as in the mesh.
-async fn reference_engine(principal: &Principal) -> SessionContext {
-    let ctx = SessionContext::new();
-    register_raw(&ctx, "raw_").await;
-    ctx.register_udf(string_udf("ref_tok_reference", |v| token("reference", v)));
-    ctx.register_udf(string_udf("ref_tok_payments", |v| token("payments", v)));
-    ctx.register_udf(string_udf("ref_tok_markets", |v| token("markets", v)));
-    ctx.register_udf(string_udf("ref_mask_email", email_mask));
-    ctx.register_udf(string_udf("ref_show_last_4", show_last_4));
-    for schema in ["reference", "payments", "markets"] {
-        ctx.sql(&format!("CREATE SCHEMA {schema}")).await.unwrap();
-    }
-    for (table, view) in [
-        ("reference.counterparties", &principal.counterparties),
-        ("payments.transactions", &principal.transactions),
-        ("markets.trades", &principal.trades),
-    ] {
-        if let Some(view) = view {
-            ctx.sql(&format!("CREATE VIEW {table} AS {view}"))
-                .await
-                .unwrap();
-        }
-    }
-    ctx
-}
+use truth::{data_dir, email_mask, show_last_4, token};
+use views::{
+    Principal, Rows, forbidden_values, principals, reference_engine, rows, run_reference, words,
+};
 
 // ---------------------------------------------------------------------------------------
 // Query generation
@@ -592,31 +449,6 @@ const ANCHORS: [&str; 6] = [
 // ---------------------------------------------------------------------------------------
 // Running and comparing
 
-type Rows = Vec<Vec<Option<String>>>;
-
-fn rows(batches: &[RecordBatch]) -> Rows {
-    let mut out = Vec::new();
-    let options = FormatOptions::default();
-    for batch in batches {
-        let formatters: Vec<_> = batch
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
-            .collect();
-        for row in 0..batch.num_rows() {
-            out.push(
-                (0..batch.num_columns())
-                    .map(|i| {
-                        (!batch.column(i).is_null(row))
-                            .then(|| formatters[i].value(row).to_string())
-                    })
-                    .collect(),
-            );
-        }
-    }
-    out
-}
-
 /// Results as multisets, unless the query fixes the order.
 fn normalize(mut rows: Rows, ordered: bool) -> Rows {
     if !ordered {
@@ -631,45 +463,6 @@ async fn run_gateway(session: &Session, sql: &str) -> Result<Rows, String> {
         .await
         .map(|b| rows(&b))
         .map_err(|e| e.to_string())
-}
-
-async fn run_reference(ctx: &SessionContext, sql: &str) -> Result<Rows, String> {
-    match ctx.sql(sql).await {
-        Ok(frame) => frame
-            .collect()
-            .await
-            .map(|b| rows(&b))
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// Clear values `principal` may never see in any answer.
-async fn forbidden_values(principal: &Principal) -> HashSet<String> {
-    let ctx = reference_engine(&Principal {
-        name: "raw",
-        hidden: &[],
-        counterparties: None,
-        transactions: None,
-        trades: None,
-    })
-    .await;
-    let mut sqls = Vec::new();
-    if principal.name != "ref-owner" {
-        sqls.push("SELECT tax_id FROM raw_counterparties".to_string());
-        sqls.push("SELECT contact_email FROM raw_counterparties".to_string());
-    }
-    sqls.push("SELECT card_number FROM raw_transactions".to_string());
-    if principal.name != "risk-officer" {
-        sqls.push("SELECT trader_id FROM raw_trades".to_string());
-    }
-    let mut values = HashSet::new();
-    for sql in sqls {
-        for row in run_reference(&ctx, &sql).await.unwrap() {
-            values.extend(row.into_iter().flatten());
-        }
-    }
-    values
 }
 
 /// Literal candidates: ordinary values and, for protected columns, clear values, tokens and
@@ -908,12 +701,6 @@ fn positions(n: usize) -> String {
         .map(|i| i.to_string())
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// The value-like words of an error message.
-fn words(text: &str) -> impl Iterator<Item = &str> {
-    text.split(|c: char| !(c.is_ascii_alphanumeric() || "@._-*".contains(c)))
-        .filter(|w| !w.is_empty())
 }
 
 fn fxhash(text: &str) -> u64 {

@@ -31,6 +31,8 @@ pub const ENDLESS: &str = "SELECT count(*) FROM payments.transactions a \
 pub struct TestServer {
     pub addr: SocketAddr,
     pub lake: LakeServer,
+    /// The gateway the server serves (a clone shares its state: reload policies here).
+    pub gateway: Gateway,
     stop: Option<oneshot::Sender<()>>,
     done: Option<JoinHandle<Result<(), ServeError>>>,
 }
@@ -74,12 +76,18 @@ pub async fn start(flight: FlightConfig, limits: Option<QueryLimits>) -> TestSer
     let listener = meshgate::flight::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let done = tokio::spawn(meshgate::flight::serve(gateway, listener, flight, async {
-        let _ = stopped.await;
-    }));
+    let done = tokio::spawn(meshgate::flight::serve(
+        gateway.clone(),
+        listener,
+        flight,
+        async {
+            let _ = stopped.await;
+        },
+    ));
     TestServer {
         addr,
         lake: demo.lake,
+        gateway,
         stop: Some(stop),
         done: Some(done),
     }

@@ -7,9 +7,12 @@
 //! file-reading table function or user-defined function is registered, so a query can reach
 //! data only through the catalog, where every product table is policy-wrapped.
 
+use datafusion::config::Dialect;
+use datafusion::execution::SessionState;
 use datafusion::execution::context::SQLOptions;
-use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::{DescribeAlias, Statement};
+use datafusion::sql::sqlparser::dialect::dialect_from_str;
 
 use crate::error::GatewayError;
 
@@ -23,6 +26,33 @@ pub(crate) fn sql_options() -> SQLOptions {
 
 const ALLOWED: &str =
     "SELECT/WITH queries, EXPLAIN of a query, DESCRIBE, SHOW TABLES and SHOW COLUMNS";
+
+/// Parse exactly one statement; several are refused with a message saying so.
+pub(crate) fn parse_one(
+    sql: &str,
+    dialect: &Dialect,
+    state: &SessionState,
+) -> Result<DFStatement, GatewayError> {
+    let dialect = dialect_from_str(dialect).ok_or_else(|| {
+        GatewayError::InvalidQuery(format!("unsupported SQL dialect `{dialect}`"))
+    })?;
+    let recursion_limit = state.config().options().sql_parser.recursion_limit.get();
+    let mut statements = DFParserBuilder::new(sql)
+        .with_dialect(dialect.as_ref())
+        .with_recursion_limit(recursion_limit)
+        .build()
+        .and_then(|mut parser| parser.parse_statements())
+        .map_err(|e| GatewayError::from_planning(e.into()))?;
+    if statements.len() > 1 {
+        return Err(GatewayError::NotAllowed(format!(
+            "{} statements were sent; send one statement per query",
+            statements.len()
+        )));
+    }
+    statements
+        .pop_front()
+        .ok_or_else(|| GatewayError::InvalidQuery("the query is empty: send one statement".into()))
+}
 
 /// Refuse every statement a consumer may not run.
 pub(crate) fn check_statement(statement: &DFStatement) -> Result<(), GatewayError> {

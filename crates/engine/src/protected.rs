@@ -29,6 +29,7 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, col, lit};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_optimizer::filter_pushdown::FilterPushdown;
+use datafusion::physical_plan::execution_plan::reset_plan_states;
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::limit::LocalLimitExec;
 use datafusion::physical_plan::metrics::MetricsSet;
@@ -352,6 +353,16 @@ impl ExecutionPlan for ProtectedScanExec {
         } else {
             internal_err!("ProtectedScanExec has no children")
         }
+    }
+
+    /// A recursive query re-runs its recursive term after resetting every node's state; the
+    /// sealed subtree is invisible to that walk, so the seal resets it itself.
+    fn reset_state(self: Arc<Self>) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(Arc::new(Self {
+            policy: Arc::clone(&self.policy),
+            inner: reset_plan_states(Arc::clone(&self.inner))?,
+            properties: Arc::clone(&self.properties),
+        }))
     }
 
     fn execute(

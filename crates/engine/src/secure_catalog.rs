@@ -310,9 +310,7 @@ impl QueryScope {
         }
         let state = self.state();
         let dialect = state.config().options().sql_parser.dialect;
-        let mut statement = state
-            .sql_to_statement(sql, &dialect)
-            .map_err(GatewayError::from_planning)?;
+        let mut statement = lockdown::parse_one(sql, &dialect, &state)?;
         lockdown::check_statement(&statement)?;
         lockdown::number_question_marks(&mut statement)?;
         // Listings (information_schema, SHOW ...) must include views, which plan

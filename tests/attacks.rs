@@ -1,0 +1,887 @@
+//! The attack suite: the ways real engines have leaked what a policy hides
+//! (shared/research/access-control.md, section (c)), each run as every principal of the
+//! reference mesh through the library API and again over Flight SQL, each with its expected
+//! result asserted.
+//!
+//! Most expectations are "what the literal policy views answer" (`tests/support/views.rs`:
+//! plain DataFusion over the raw files with each principal's row filter, masks and tokens
+//! re-implemented), so an aggregate is compared with the true visible rows and a denied
+//! product must be refused. Some carry spot values written out by hand as well. Every answer
+//! and every error is also searched for clear values the principal may never see.
+//!
+//! Elsewhere, and not repeated here: tickets and prepared handles forged or replayed with a
+//! changed SQL (`tests/flight.rs`, `tests/flight_sql.rs`), generated queries
+//! (`tests/differential.rs`), published views (`tests/policies.rs`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers panic to fail the test
+
+#[path = "support/flight.rs"]
+mod flight;
+#[path = "support/truth.rs"]
+mod truth;
+#[path = "support/views.rs"]
+mod views;
+
+use std::collections::{BTreeMap, HashSet};
+
+use arrow::array::AsArray;
+use arrow_flight::sql::CommandGetTables;
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use futures::TryStreamExt;
+use meshgate::lake_server::LakeServer;
+use meshgate::storage::StorageConfig;
+use meshgate::{Gateway, Session, reference};
+use tonic::Code;
+use tonic::transport::Channel;
+use truth::{data_dir, token};
+use views::{Rows, forbidden_values, principals, reference_engine, rows, run_reference, words};
+
+/// Concrete values the attacks aim at, read from the raw files: counterparty 12 is CIB's,
+/// 17 CCB's, 19 AWM's (the reference mesh's LOB is `counterparty_id % 10`).
+struct Targets {
+    cib_tax: String,
+    cib_email: String,
+    card: String,
+    trader: String,
+}
+
+async fn targets() -> Targets {
+    let raw = raw_engine().await;
+    let one = |sql: &'static str| {
+        let raw = raw.clone();
+        async move {
+            run_reference(&raw, sql).await.unwrap()[0][0]
+                .clone()
+                .unwrap()
+        }
+    };
+    Targets {
+        cib_tax: one("SELECT tax_id FROM raw_counterparties WHERE counterparty_id = 12").await,
+        cib_email: one("SELECT contact_email FROM raw_counterparties WHERE counterparty_id = 12")
+            .await,
+        card: one(
+            "SELECT card_number FROM raw_transactions WHERE lob = 'CCB' ORDER BY txn_id LIMIT 1",
+        )
+        .await,
+        trader: one("SELECT trader_id FROM raw_trades WHERE lob = 'CIB' ORDER BY trade_id LIMIT 1")
+            .await,
+    }
+}
+
+async fn raw_engine() -> datafusion::prelude::SessionContext {
+    reference_engine(&views::Principal {
+        name: "raw",
+        hidden: &[],
+        counterparties: None,
+        transactions: None,
+        trades: None,
+    })
+    .await
+}
+
+enum Expect {
+    /// What the literal policy views answer; where they refuse (a denied product, a hidden
+    /// column), meshgate must refuse too.
+    Views,
+    /// Like `Views`, comparing the first columns only (metadata: names, not type names).
+    ViewsColumns(usize),
+    /// Refused for every principal with a message containing this text.
+    Refused(&'static str),
+    /// An error oracle: it may fail only when a row the principal sees satisfies `fails`
+    /// (then it must fail); otherwise it answers what `otherwise` answers on the views.
+    Oracle {
+        fails: &'static str,
+        otherwise: &'static str,
+    },
+    /// EXPLAIN output: refused where the views refuse, otherwise opaque protected scans.
+    Explain,
+}
+
+struct Attack {
+    name: &'static str,
+    sql: String,
+    expect: Expect,
+    /// The first cell each named principal must get, written out by hand.
+    spot: &'static [(&'static str, &'static str)],
+}
+
+fn attack(name: &'static str, sql: impl Into<String>, expect: Expect) -> Attack {
+    Attack {
+        name,
+        sql: sql.into(),
+        expect,
+        spot: &[],
+    }
+}
+
+fn spotted(
+    name: &'static str,
+    sql: impl Into<String>,
+    spot: &'static [(&'static str, &'static str)],
+) -> Attack {
+    Attack {
+        name,
+        sql: sql.into(),
+        expect: Expect::Views,
+        spot,
+    }
+}
+
+fn attacks(t: &Targets) -> Vec<Attack> {
+    let tax_token = token("reference", &t.cib_tax);
+    let card_token = token("payments", &t.card);
+    let email_local = t
+        .cib_email
+        .split('@')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let file =
+        data_dir().join("s3/reference-counterparties/data/counterparties/part-00000.parquet");
+    let file = file.display();
+    vec![
+        // Predicates, patterns and ordering on masked and tokenized columns compare what the
+        // caller sees, never the clear value.
+        spotted(
+            "equality with a clear tax id",
+            format!(
+                "SELECT count(*) FROM reference.counterparties WHERE tax_id = '{}'",
+                t.cib_tax
+            ),
+            &[
+                ("cib-reporting", "0"),
+                ("ccb-fraud", "0"),
+                ("risk-officer", "0"),
+                ("ref-owner", "1"),
+            ],
+        ),
+        spotted(
+            "equality with the tax id's token",
+            format!("SELECT count(*) FROM reference.counterparties WHERE tax_id = '{tax_token}'"),
+            &[
+                ("cib-reporting", "1"),
+                ("ccb-fraud", "0"),
+                ("risk-officer", "1"),
+                ("ref-owner", "0"),
+            ],
+        ),
+        spotted(
+            "LIKE on a masked e-mail's local part",
+            format!(
+                "SELECT count(*) FROM reference.counterparties WHERE contact_email LIKE '{email_local}%'"
+            ),
+            &[("cib-reporting", "0"), ("risk-officer", "0")],
+        ),
+        attack(
+            "regular expression on a tokenized column",
+            "SELECT count(*) FROM reference.counterparties WHERE regexp_like(tax_id, '^[0-9]{2}-')",
+            Expect::Views,
+        ),
+        attack(
+            "ORDER BY a tokenized column LIMIT",
+            "SELECT counterparty_id, tax_id FROM reference.counterparties ORDER BY tax_id LIMIT 5",
+            Expect::Views,
+        ),
+        attack(
+            "ORDER BY a masked column LIMIT",
+            "SELECT counterparty_id, contact_email FROM reference.counterparties \
+             ORDER BY contact_email DESC, counterparty_id LIMIT 5",
+            Expect::Views,
+        ),
+        spotted(
+            "a clear card number and its token",
+            format!(
+                "SELECT count(*) FILTER (WHERE card_number = '{}'), count(*) FILTER (WHERE card_number = '{card_token}') \
+                 FROM payments.transactions",
+                t.card
+            ),
+            &[("ccb-fraud", "0"), ("risk-officer", "0")],
+        ),
+        attack(
+            "a card number's last four digits",
+            format!(
+                "SELECT count(*) FROM payments.transactions WHERE card_number LIKE '%{}'",
+                &t.card[t.card.len() - 4..]
+            ),
+            Expect::Views,
+        ),
+        attack(
+            "ORDER BY a tokenized trader LIMIT",
+            format!(
+                "SELECT trade_id, trader_id FROM markets.trades WHERE trader_id <> '{}' ORDER BY trader_id LIMIT 5",
+                t.trader
+            ),
+            Expect::Views,
+        ),
+        // Aggregates equal the true visible rows, with and without WHERE.
+        spotted(
+            "count, min and max without WHERE",
+            "SELECT count(*), min(counterparty_id), max(counterparty_id), count(DISTINCT lob), \
+             min(tax_id), max(contact_email) FROM reference.counterparties",
+            &[
+                ("cib-reporting", "15000"),
+                ("ccb-fraud", "9000"),
+                ("risk-officer", "30000"),
+                ("ref-owner", "30000"),
+            ],
+        ),
+        attack(
+            "aggregates with WHERE per LOB",
+            "SELECT lob, count(*), sum(amount), min(booked_at), max(card_number) \
+             FROM payments.transactions WHERE amount > 100 GROUP BY lob",
+            Expect::Views,
+        ),
+        attack(
+            "aggregates over trades",
+            "SELECT lob, count(*), avg(notional), count(DISTINCT trader_id) FROM markets.trades GROUP BY lob",
+            Expect::Views,
+        ),
+        // Error oracles aimed at an AWM counterparty, which only risk and the owner see.
+        attack(
+            "division by zero on a hidden row",
+            "SELECT count(*) FROM reference.counterparties \
+             WHERE 1 / (CASE WHEN counterparty_id = 19 THEN 0 ELSE 1 END) = 1",
+            Expect::Oracle {
+                fails: "SELECT count(*) FROM reference.counterparties WHERE counterparty_id = 19",
+                otherwise: "SELECT count(*) FROM reference.counterparties",
+            },
+        ),
+        attack(
+            "failing cast on a hidden row",
+            "SELECT count(*) FROM reference.counterparties \
+             WHERE CAST(CASE WHEN lob = 'AWM' THEN 'x' ELSE '1' END AS INT) = 1",
+            Expect::Oracle {
+                fails: "SELECT count(*) FROM reference.counterparties WHERE lob = 'AWM'",
+                otherwise: "SELECT count(*) FROM reference.counterparties",
+            },
+        ),
+        attack(
+            "invalid regular expression on a hidden row",
+            "SELECT count(*) FROM reference.counterparties \
+             WHERE regexp_like(legal_name, CASE WHEN counterparty_id = 19 THEN '(' ELSE '.' END)",
+            Expect::Oracle {
+                fails: "SELECT count(*) FROM reference.counterparties WHERE counterparty_id = 19",
+                otherwise: "SELECT count(*) FROM reference.counterparties",
+            },
+        ),
+        attack(
+            "division by zero on another LOB's trades",
+            "SELECT count(*) FROM markets.trades WHERE 1 / (CASE WHEN lob = 'AWM' THEN 0 ELSE 1 END) = 1",
+            Expect::Oracle {
+                fails: "SELECT count(*) FROM markets.trades WHERE lob = 'AWM'",
+                otherwise: "SELECT count(*) FROM markets.trades",
+            },
+        ),
+        attack(
+            "casting a tokenized value to a number",
+            "SELECT CAST(tax_id AS BIGINT) FROM reference.counterparties WHERE counterparty_id = 12",
+            Expect::Views,
+        ),
+        // Membership probes reveal visible rows only.
+        spotted(
+            "IN probe for a hidden id",
+            "SELECT count(*) FROM reference.counterparties WHERE counterparty_id IN (12, 17, 19)",
+            &[
+                ("cib-reporting", "1"),
+                ("ccb-fraud", "1"),
+                ("risk-officer", "3"),
+                ("ref-owner", "3"),
+            ],
+        ),
+        attack(
+            "NOT IN over a subquery",
+            "SELECT count(*) FROM markets.trades WHERE counterparty_id NOT IN \
+             (SELECT counterparty_id FROM reference.counterparties)",
+            Expect::Views,
+        ),
+        attack(
+            "EXISTS probe across products",
+            "SELECT count(*) FROM reference.counterparties c WHERE EXISTS \
+             (SELECT 1 FROM payments.transactions t WHERE t.counterparty_id = c.counterparty_id)",
+            Expect::Views,
+        ),
+        attack(
+            "anti-join across products",
+            "SELECT count(*) FROM markets.trades t LEFT JOIN reference.counterparties c \
+             ON t.counterparty_id = c.counterparty_id WHERE c.counterparty_id IS NULL",
+            Expect::Views,
+        ),
+        // Tokens join within their domain and never across.
+        spotted(
+            "token join within a domain",
+            "SELECT count(*) FROM reference.counterparties a JOIN reference.counterparties b ON a.tax_id = b.tax_id",
+            &[("cib-reporting", "15000"), ("risk-officer", "30000")],
+        ),
+        spotted(
+            "token join across domains",
+            "SELECT count(*) FROM payments.transactions t JOIN reference.counterparties c ON t.card_number = c.tax_id",
+            &[("ccb-fraud", "0"), ("risk-officer", "0")],
+        ),
+        attack(
+            "token join across products of one reader",
+            "SELECT count(*) FROM markets.trades t JOIN reference.counterparties c ON t.trader_id = c.tax_id",
+            Expect::Views,
+        ),
+        // Every reference is wrapped: subqueries, CTEs, recursion, unions, windows.
+        attack(
+            "scalar subqueries",
+            "SELECT (SELECT max(amount) FROM payments.transactions), \
+             (SELECT count(*) FROM reference.counterparties), (SELECT min(trader_id) FROM markets.trades)",
+            Expect::Views,
+        ),
+        attack(
+            "a CTE used twice",
+            "WITH c AS (SELECT * FROM reference.counterparties WHERE country = 'GB') \
+             SELECT a.lob, count(*) FROM c a JOIN c b ON a.counterparty_id = b.counterparty_id GROUP BY a.lob",
+            Expect::Views,
+        ),
+        spotted(
+            "a recursive CTE walking the table",
+            "WITH RECURSIVE walk(id, depth) AS ( \
+               SELECT counterparty_id, 0 FROM reference.counterparties WHERE counterparty_id <= 20 \
+               UNION ALL \
+               SELECT c.counterparty_id, w.depth + 1 FROM walk w \
+               JOIN reference.counterparties c ON c.counterparty_id = w.id + 5 WHERE w.depth < 3) \
+             SELECT count(*), max(id), sum(id) FROM walk",
+            &[("risk-officer", "80"), ("ref-owner", "80")],
+        ),
+        attack(
+            "UNION ALL of protected columns",
+            "SELECT count(*), count(DISTINCT v) FROM (SELECT tax_id AS v FROM reference.counterparties \
+             UNION ALL SELECT card_number FROM payments.transactions \
+             UNION ALL SELECT trader_id FROM markets.trades) u",
+            Expect::Views,
+        ),
+        attack(
+            "UNION ALL of one product twice",
+            "SELECT lob, count(*) FROM (SELECT lob FROM reference.counterparties \
+             UNION ALL SELECT lob FROM reference.counterparties) u GROUP BY lob",
+            Expect::Views,
+        ),
+        attack(
+            "lag, first_value and ntile over counterparties",
+            "SELECT counterparty_id, lag(tax_id) OVER (ORDER BY counterparty_id), \
+             first_value(contact_email) OVER (PARTITION BY lob ORDER BY counterparty_id), \
+             ntile(4) OVER (ORDER BY counterparty_id) \
+             FROM reference.counterparties ORDER BY counterparty_id LIMIT 40",
+            Expect::Views,
+        ),
+        attack(
+            "lag and ntile over transactions",
+            "SELECT txn_id, lag(card_number, 3) OVER (ORDER BY txn_id), ntile(7) OVER (ORDER BY txn_id) \
+             FROM payments.transactions ORDER BY txn_id LIMIT 40",
+            Expect::Views,
+        ),
+        // The read-only surface, for everyone.
+        attack(
+            "a URL table",
+            "SELECT * FROM 's3://reference-counterparties/data/counterparties/part-00000.parquet'",
+            Expect::Refused("s3://reference-counterparties"),
+        ),
+        attack(
+            "a local file table",
+            format!("SELECT * FROM '{file}'"),
+            Expect::Refused("part-00000.parquet"),
+        ),
+        attack(
+            "read_parquet",
+            format!("SELECT * FROM read_parquet('{file}')"),
+            Expect::Refused("read_parquet"),
+        ),
+        attack(
+            "parquet_metadata",
+            format!("SELECT * FROM parquet_metadata('{file}')"),
+            Expect::Refused("parquet_metadata"),
+        ),
+        attack(
+            "CREATE EXTERNAL TABLE",
+            "CREATE EXTERNAL TABLE x STORED AS PARQUET LOCATION 's3://reference-counterparties/data/counterparties/'",
+            Expect::Refused("CREATE EXTERNAL TABLE is not allowed"),
+        ),
+        attack(
+            "COPY TO",
+            "COPY (SELECT * FROM reference.counterparties) TO '/tmp/stolen.parquet'",
+            Expect::Refused("COPY is not allowed"),
+        ),
+        attack(
+            "INSERT",
+            "INSERT INTO reference.counterparties (counterparty_id) VALUES (1)",
+            Expect::Refused("is not allowed: meshgate is read-only"),
+        ),
+        attack(
+            "CREATE VIEW",
+            "CREATE VIEW v AS SELECT * FROM reference.counterparties",
+            Expect::Refused("is not allowed: meshgate is read-only"),
+        ),
+        attack(
+            "CREATE TABLE AS",
+            "CREATE TABLE t AS SELECT * FROM reference.counterparties",
+            Expect::Refused("is not allowed: meshgate is read-only"),
+        ),
+        attack(
+            "DELETE and DROP",
+            "DROP TABLE reference.counterparties",
+            Expect::Refused("is not allowed: meshgate is read-only"),
+        ),
+        attack(
+            "SET a Parquet pushdown option",
+            "SET datafusion.execution.parquet.pushdown_filters = true",
+            Expect::Refused("is not allowed: meshgate is read-only"),
+        ),
+        attack(
+            "SET a time zone",
+            "SET TIME ZONE = '+05:00'",
+            Expect::Refused("is not allowed: meshgate is read-only"),
+        ),
+        attack(
+            "a user-defined function",
+            "CREATE FUNCTION f() RETURNS INT RETURN 1",
+            Expect::Refused("is not allowed: meshgate is read-only"),
+        ),
+        attack(
+            "two statements",
+            "SELECT 1; SELECT count(*) FROM reference.counterparties",
+            Expect::Refused("send one statement per query"),
+        ),
+        attack(
+            "EXPLAIN ANALYZE",
+            "EXPLAIN ANALYZE SELECT count(*) FROM reference.counterparties WHERE false",
+            Expect::Refused("EXPLAIN ANALYZE is not available"),
+        ),
+        // Metadata shows what the caller can query and nothing else.
+        attack(
+            "information_schema.columns",
+            "SELECT table_schema || '.' || table_name || '.' || column_name FROM information_schema.columns \
+             WHERE table_schema IN ('reference', 'payments', 'markets')",
+            Expect::Views,
+        ),
+        attack(
+            "information_schema.tables",
+            "SELECT table_schema || '.' || table_name FROM information_schema.tables \
+             WHERE table_schema IN ('reference', 'payments', 'markets')",
+            Expect::Views,
+        ),
+        attack(
+            "SHOW COLUMNS",
+            "SHOW COLUMNS FROM reference.counterparties",
+            Expect::ViewsColumns(4),
+        ),
+        attack(
+            "DESCRIBE",
+            "DESCRIBE payments.transactions",
+            Expect::ViewsColumns(1),
+        ),
+        attack(
+            "EXPLAIN",
+            "EXPLAIN SELECT c.tax_id, count(*) FROM reference.counterparties c \
+             JOIN markets.trades t ON t.counterparty_id = c.counterparty_id GROUP BY c.tax_id",
+            Expect::Explain,
+        ),
+        attack(
+            "EXPLAIN VERBOSE",
+            "EXPLAIN VERBOSE SELECT count(*), max(contact_email) FROM reference.counterparties",
+            Expect::Explain,
+        ),
+    ]
+}
+
+/// What meshgate answered, and whether the answer is what the attack expects.
+fn judge(
+    attack: &Attack,
+    principal: &str,
+    actual: &Result<Rows, String>,
+    expected: &Result<Rows, String>,
+    oracle_fires: bool,
+) -> Option<String> {
+    match (&attack.expect, actual) {
+        (Expect::Refused(text), Err(e)) => {
+            (!e.contains(text)).then(|| format!("refused without saying `{text}`: {e}"))
+        }
+        (Expect::Refused(_), Ok(rows)) => Some(format!("answered with {} rows", rows.len())),
+        (Expect::Oracle { .. }, actual) => match (oracle_fires, actual, expected) {
+            (true, Err(_), _) => None,
+            (true, Ok(_), _) => Some("a visible row fails the probe, yet it answered".into()),
+            (false, Ok(a), Ok(e)) if sorted(a) == sorted(e) => None,
+            (false, Err(_), Err(_)) => None,
+            (false, a, e) => Some(format!("expected {e:?}, got {a:?}")),
+        },
+        (Expect::Explain, Ok(rows)) => {
+            let text = format!("{rows:?}");
+            let must = ["ProtectedScanExec", "policy="];
+            let never = [
+                "DataSourceExec",
+                "FilterExec: lob",
+                "CIB",
+                "CCB",
+                "AWM",
+                "mask_",
+                "tokenize",
+                "principal.",
+                "row_filter",
+                "output_rows",
+                "row_groups",
+            ];
+            if let Some(m) = must.iter().find(|m| !text.contains(*m)) {
+                Some(format!("EXPLAIN does not show `{m}`: {text}"))
+            } else {
+                never
+                    .iter()
+                    .find(|n| text.contains(*n))
+                    .map(|n| format!("EXPLAIN shows `{n}`"))
+            }
+            .or_else(|| expected.is_err().then(|| "explained a denied query".into()))
+        }
+        (Expect::Views | Expect::ViewsColumns(_) | Expect::Explain, actual) => {
+            let n = match attack.expect {
+                Expect::ViewsColumns(n) => n,
+                _ => usize::MAX,
+            };
+            let first = |rows: &Rows| -> Rows {
+                rows.iter()
+                    .map(|r| r.iter().take(n).cloned().collect())
+                    .collect()
+            };
+            match (actual, expected) {
+                (Ok(a), Ok(e)) if sorted(&first(a)) == sorted(&first(e)) => None,
+                (Err(_), Err(_)) => None,
+                (a, e) => Some(format!("expected {}, got {}", short(e), short(a))),
+            }
+        }
+    }
+    .or_else(|| {
+        let first = actual.as_ref().ok()?.first()?.first()?.clone();
+        let (_, want) = attack.spot.iter().find(|(p, _)| *p == principal)?;
+        (first.as_deref() != Some(*want)).then(|| format!("expected {want} by hand, got {first:?}"))
+    })
+}
+
+fn sorted(rows: &Rows) -> Rows {
+    let mut rows = rows.clone();
+    rows.sort();
+    rows
+}
+
+fn short(result: &Result<Rows, String>) -> String {
+    match result {
+        Ok(rows) => format!(
+            "{} rows {:?}",
+            rows.len(),
+            rows.iter().take(3).collect::<Vec<_>>()
+        ),
+        Err(e) => format!("an error ({e})"),
+    }
+}
+
+/// Clear values in an answer or an error that `forbidden` names.
+fn leaks(result: &Result<Rows, String>, forbidden: &HashSet<String>) -> Option<String> {
+    match result {
+        Ok(rows) => rows
+            .iter()
+            .flatten()
+            .flatten()
+            .find(|v| forbidden.contains(*v))
+            .cloned(),
+        Err(e) => words(e).find(|w| forbidden.contains(*w)).map(String::from),
+    }
+}
+
+async fn library_gateway() -> (Gateway, LakeServer) {
+    let mut demo = reference::demo(&data_dir()).await.unwrap();
+    let mut storage = StorageConfig::local(&data_dir().join("s3"));
+    storage.listing_ttl = std::time::Duration::from_secs(3600);
+    demo.config.storage = storage;
+    (Gateway::open(demo.config).await.unwrap(), demo.lake)
+}
+
+fn session(gateway: &Gateway, user: &str) -> Session {
+    gateway.session(gateway.authenticate(user, &format!("{user}-pw")).unwrap())
+}
+
+async fn run_library(session: &Session, sql: &str) -> Result<Rows, String> {
+    session
+        .collect(sql)
+        .await
+        .map(|b| rows(&b))
+        .map_err(|e| e.to_string())
+}
+
+async fn run_flight(
+    client: &mut FlightSqlServiceClient<Channel>,
+    sql: &str,
+) -> Result<Rows, String> {
+    let info = client
+        .execute(sql.to_string(), None)
+        .await
+        .map_err(|e| flight::message(&e))?;
+    let (_, batches) = flight::fetch(client, &info)
+        .await
+        .map_err(|e| flight::message(&e))?;
+    Ok(rows(&batches))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_attack_as_every_principal() {
+    let (gateway, _lake) = library_gateway().await;
+    let server = flight::default_server().await;
+    let targets = targets().await;
+    let attacks = attacks(&targets);
+    let mut failures = Vec::new();
+    for principal in principals() {
+        let views = reference_engine(&principal).await;
+        let forbidden = forbidden_values(&principal).await;
+        let session = session(&gateway, principal.name);
+        let mut client = flight::login(server.addr, principal.name).await;
+        for attack in &attacks {
+            let (expected, oracle_fires) = match &attack.expect {
+                Expect::Oracle { fails, otherwise } => {
+                    let visible = run_reference(&views, fails).await;
+                    let fires = matches!(&visible, Ok(r) if r[0][0].as_deref() != Some("0"));
+                    (run_reference(&views, otherwise).await, fires)
+                }
+                Expect::Explain => {
+                    let query = attack
+                        .sql
+                        .trim_start_matches("EXPLAIN ")
+                        .trim_start_matches("VERBOSE ");
+                    (run_reference(&views, query).await, false)
+                }
+                _ => (run_reference(&views, &attack.sql).await, false),
+            };
+            let library = run_library(&session, &attack.sql).await;
+            let over_flight = run_flight(&mut client, &attack.sql).await;
+            let mut problems: Vec<String> =
+                judge(attack, principal.name, &library, &expected, oracle_fires)
+                    .into_iter()
+                    .collect();
+            problems.extend(leaks(&library, &forbidden).map(|v| format!("LEAKED {v:?}")));
+            problems.extend(
+                leaks(&over_flight, &forbidden).map(|v| format!("LEAKED over Flight SQL {v:?}")),
+            );
+            let explain = matches!(attack.expect, Expect::Explain);
+            match (&library, &over_flight) {
+                (Ok(a), Ok(b)) if explain || sorted(a) == sorted(b) => {}
+                (Err(_), Err(_)) => {}
+                (a, b) => problems.push(format!(
+                    "Flight SQL disagrees with the library: {} vs {}",
+                    short(b),
+                    short(a)
+                )),
+            }
+            for problem in problems {
+                failures.push(format!(
+                    "{} / {}: {problem}\n    {}",
+                    principal.name, attack.name, attack.sql
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} attacks went wrong:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// Columns per table as the views define them for `principal` (`schema.table` -> names).
+async fn views_columns(principal: &views::Principal) -> BTreeMap<String, Vec<String>> {
+    let views = reference_engine(principal).await;
+    let sql = "SELECT table_schema || '.' || table_name, column_name FROM information_schema.columns \
+               WHERE table_schema IN ('reference', 'payments', 'markets') ORDER BY ordinal_position";
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for row in run_reference(&views, sql).await.unwrap() {
+        let (table, column) = (row[0].clone().unwrap(), row[1].clone().unwrap());
+        out.entry(table).or_default().push(column);
+    }
+    out
+}
+
+#[tokio::test]
+async fn get_tables_schemas_show_each_principal_its_columns() {
+    let server = flight::default_server().await;
+    for principal in principals() {
+        let mut client = flight::login(server.addr, principal.name).await;
+        let command = CommandGetTables {
+            catalog: None,
+            db_schema_filter_pattern: None,
+            table_name_filter_pattern: None,
+            table_types: vec![],
+            include_schema: true,
+        };
+        let info = client.get_tables(command).await.unwrap();
+        let (_, batches) = flight::fetch(&mut client, &info).await.unwrap();
+        let mut seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for batch in &batches {
+            let schemas = batch
+                .column_by_name("db_schema_name")
+                .unwrap()
+                .as_string::<i32>();
+            let tables = batch
+                .column_by_name("table_name")
+                .unwrap()
+                .as_string::<i32>();
+            let encoded = batch
+                .column_by_name("table_schema")
+                .unwrap()
+                .as_binary::<i32>();
+            for row in 0..batch.num_rows() {
+                let schema =
+                    arrow::ipc::convert::try_schema_from_ipc_buffer(encoded.value(row)).unwrap();
+                seen.insert(
+                    format!("{}.{}", schemas.value(row), tables.value(row)),
+                    schema.fields().iter().map(|f| f.name().clone()).collect(),
+                );
+            }
+        }
+        assert_eq!(seen, views_columns(&principal).await, "{}", principal.name);
+    }
+}
+
+#[tokio::test]
+async fn tickets_and_prepared_handles_never_cross_principals() {
+    let server = flight::default_server().await;
+    let sql = "SELECT count(*) FROM reference.counterparties";
+    let mut clients = Vec::new();
+    for principal in principals() {
+        clients.push((
+            principal.name,
+            flight::login(server.addr, principal.name).await,
+        ));
+    }
+    for owner in 0..clients.len() {
+        let (owner_name, client) = &mut clients[owner];
+        let owner_name = *owner_name;
+        let Ok(info) = client.execute(sql.to_string(), None).await else {
+            continue; // auditor and intern cannot even plan it
+        };
+        let ticket = info.endpoint[0].ticket.clone().unwrap();
+        let mut prepared = client.prepare(sql.to_string(), None).await.unwrap();
+        let prepared_info = prepared.execute().await.unwrap();
+        let prepared_ticket = prepared_info.endpoint[0].ticket.clone().unwrap();
+        // Redeeming one's own ticket twice re-plans and answers the same.
+        let (_, first) = flight::fetch(client, &info).await.unwrap();
+        let (_, again) = flight::fetch(client, &info).await.unwrap();
+        assert_eq!(rows(&first), rows(&again));
+        for other in 0..clients.len() {
+            if other == owner {
+                continue;
+            }
+            let (other_name, thief) = &mut clients[other];
+            for stolen in [&ticket, &prepared_ticket] {
+                let error = match thief.do_get(stolen.clone()).await {
+                    Ok(stream) => stream.try_collect::<Vec<_>>().await.unwrap_err(),
+                    Err(e) => e,
+                };
+                assert_eq!(
+                    flight::code(&error),
+                    Code::PermissionDenied,
+                    "{other_name} redeemed {owner_name}'s ticket"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_policy_reload_between_prepare_and_execute_applies_at_execute() {
+    let server = flight::default_server().await;
+    let mut risk = flight::login(server.addr, "risk-officer").await;
+    let mut cib = flight::login(server.addr, "cib-reporting").await;
+    let cards = "SELECT count(*) FROM payments.transactions";
+    let counterparties = "SELECT count(*) FROM reference.counterparties";
+    let mut risk_prepared = risk.prepare(cards.to_string(), None).await.unwrap();
+    let risk_ticket = risk.execute(cards.to_string(), None).await.unwrap();
+    let mut cib_prepared = cib.prepare(counterparties.to_string(), None).await.unwrap();
+    let cib_ticket = cib.execute(counterparties.to_string(), None).await.unwrap();
+
+    // The owner narrows LOB systems to British counterparties; risk loses payments.
+    let mut narrowed = reference::policy_sources();
+    narrowed
+        .access_rules
+        .text
+        .push_str("p, risk-officer, payments, payments.transactions, read, deny\n");
+    for source in &mut narrowed.products {
+        if source.name.ends_with("reference.counterparties.toml") {
+            source.text.push_str(
+                "\n[[row_filter]]\nid = \"only-gb\"\ntable = \"counterparties\"\n\
+                 kind = \"restriction\"\nto = [\"role:lob-system\"]\nwhere = \"country = 'GB'\"\n",
+            );
+        }
+    }
+    server.gateway.reload_policies(&narrowed).await.unwrap();
+
+    let raw = raw_engine().await;
+    let british = run_reference(
+        &raw,
+        "SELECT count(*) FROM raw_counterparties WHERE lob = 'CIB' AND country = 'GB'",
+    )
+    .await
+    .unwrap();
+    let prepared_info = cib_prepared.execute().await.unwrap();
+    let (_, batches) = flight::fetch(&mut cib, &prepared_info).await.unwrap();
+    assert_eq!(
+        rows(&batches),
+        british,
+        "the prepared handle runs the new policy"
+    );
+    let (_, batches) = flight::fetch(&mut cib, &cib_ticket).await.unwrap();
+    assert_eq!(
+        rows(&batches),
+        british,
+        "the old ticket runs the new policy"
+    );
+    for result in [
+        risk_prepared.execute().await.map(|_| ()),
+        flight::fetch(&mut risk, &risk_ticket).await.map(|_| ()),
+    ] {
+        assert_eq!(flight::code(&result.unwrap_err()), Code::PermissionDenied);
+    }
+
+    // And back: the same handles follow the policy in force again.
+    server
+        .gateway
+        .reload_policies(&reference::policy_sources())
+        .await
+        .unwrap();
+    let (_, batches) = flight::fetch(&mut cib, &cib_prepared.execute().await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(rows(&batches), vec![vec![Some("15000".to_string())]]);
+    let info = risk_prepared.execute().await.unwrap();
+    assert!(flight::fetch(&mut risk, &info).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_sql_by_principals_in_turn_answers_each_their_own() {
+    let (gateway, _lake) = library_gateway().await;
+    let all = principals();
+    let order = [
+        "ref-owner",
+        "intern",
+        "cib-reporting",
+        "risk-officer",
+        "ref-owner",
+        "ccb-fraud",
+        "cib-reporting",
+    ];
+    for sql in [
+        "SELECT lob, count(*), min(tax_id) FROM reference.counterparties GROUP BY lob",
+        "SELECT count(*) FROM reference.counterparties c JOIN payments.transactions t \
+         ON t.counterparty_id = c.counterparty_id",
+    ] {
+        for name in order {
+            let principal = all.iter().find(|p| p.name == name).unwrap();
+            let expected = run_reference(&reference_engine(principal).await, sql).await;
+            let actual = run_library(&session(&gateway, name), sql).await;
+            match (&expected, &actual) {
+                (Ok(e), Ok(a)) => assert_eq!(sorted(a), sorted(e), "{name}: {sql}"),
+                (Err(_), Err(_)) => {}
+                _ => panic!(
+                    "{name}: {sql}: expected {}, got {}",
+                    short(&expected),
+                    short(&actual)
+                ),
+            }
+        }
+    }
+}
