@@ -23,6 +23,7 @@ mod truth;
 mod views;
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use arrow::array::AsArray;
 use arrow_flight::sql::CommandGetTables;
@@ -884,4 +885,251 @@ async fn the_same_sql_by_principals_in_turn_answers_each_their_own() {
             }
         }
     }
+}
+
+/// A product with awkward column names and a nested column its manifest does not declare,
+/// in its own local bucket: `lab.people` (region `north` for analysts; the name shown as its
+/// last four characters, the quoted column tokenized).
+async fn lab_gateway(lake: &std::path::Path) -> (Gateway, LakeServer) {
+    use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, StructArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::parquet::arrow::ArrowWriter;
+
+    let ssn = Arc::new(StringArray::from(vec![
+        "111-11-1111",
+        "222-22-2222",
+        "333-33-3333",
+    ]));
+    let details = StructArray::from(vec![(
+        Arc::new(Field::new("ssn", DataType::Utf8, false)),
+        ssn as ArrayRef,
+    )]);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("first name", DataType::Utf8, false),
+        Field::new("it's \"quoted\"", DataType::Utf8, false),
+        Field::new("region", DataType::Utf8, false),
+        Field::new("details", details.data_type().clone(), false),
+    ]));
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            Arc::new(Int64Array::from(vec![1, 2, 3])),
+            Arc::new(StringArray::from(vec![
+                "Alexandra",
+                "Bartholomew",
+                "Cornelius",
+            ])),
+            Arc::new(StringArray::from(vec![
+                "o'neil",
+                "van \"der\" berg",
+                "plain",
+            ])),
+            Arc::new(StringArray::from(vec!["north", "south", "north"])),
+            Arc::new(details),
+        ],
+    )
+    .unwrap();
+    let dir = lake.join("lab-people/data/people");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut writer = ArrowWriter::try_new(
+        std::fs::File::create(dir.join("part-0.parquet")).unwrap(),
+        schema,
+        None,
+    )
+    .unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+
+    let manifest = r#"
+apiVersion: v3.1.0
+kind: DataContract
+id: lab.people
+name: People
+version: 1.0.0
+status: active
+domain: lab
+dataProduct: lab.people
+servers:
+  - server: lake
+    type: s3
+    location: s3://lab-people/data/{model}/
+    format: parquet
+schema:
+  - name: people
+    physicalType: table
+    properties:
+      - {name: id, physicalType: BIGINT, required: true, classification: internal}
+      - {name: first name, physicalType: VARCHAR, required: true, tags: [pii]}
+      - {name: "it's \"quoted\"", physicalType: VARCHAR, required: true, tags: [pii]}
+      - {name: region, physicalType: VARCHAR, required: true, classification: internal}
+team: {name: lab, members: [{username: lab-owner, role: owner}]}
+"#;
+    let policy = r#"
+[policy]
+product = "lab.people"
+version = 1
+
+[[row_filter]]
+id = "all"
+table = "people"
+kind = "grant"
+to = ["*"]
+where = "true"
+
+[[row_filter]]
+id = "analysts-north"
+table = "people"
+kind = "restriction"
+to = ["analyst"]
+where = "region = 'north'"
+
+[[column]]
+id = "name-last-4"
+table = "people"
+column = "first name"
+treatment = "mask(show-last-4)"
+to = ["*"]
+
+[[column]]
+id = "quoted-tokenized"
+table = "people"
+column = "it's \"quoted\""
+treatment = "tokenize(lab)"
+to = ["*"]
+"#;
+    let mut demo = reference::demo(&data_dir()).await.unwrap();
+    let manifests = reference::MANIFESTS
+        .iter()
+        .map(|(name, text)| (*name, text.to_string()))
+        .chain([("lab.people.yaml", manifest.to_string())]);
+    demo.config.catalog = meshgate::catalog::Catalog::from_sources(manifests).unwrap();
+    demo.config
+        .policies
+        .access_rules
+        .text
+        .push_str("p, analyst, lab, lab.people, read, allow\n");
+    demo.config
+        .policies
+        .products
+        .push(meshgate::policy::Source {
+            name: "lab.people.toml".into(),
+            text: policy.into(),
+        });
+    demo.config.storage.products.insert(
+        "lab.people".into(),
+        meshgate::storage::ProductStorage {
+            kind: Some(meshgate::storage::StorageKind::Local),
+            path: Some(format!("{}/{{bucket}}", lake.display())),
+            ..Default::default()
+        },
+    );
+    (Gateway::open(demo.config).await.unwrap(), demo.lake)
+}
+
+#[tokio::test]
+async fn odd_column_names_and_undeclared_nested_fields() {
+    let lake = tempfile::tempdir().unwrap();
+    let (gateway, _lake) = lab_gateway(lake.path()).await;
+    let analyst = gateway.session(meshgate::Principal::new("analyst"));
+    let quoted = "\"it's \"\"quoted\"\"\"";
+
+    let all = run_library(&analyst, "SELECT * FROM lab.people ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(
+        all,
+        vec![
+            vec![
+                Some("1".into()),
+                Some("*****ndra".into()),
+                Some(token("lab", "o'neil")),
+                Some("north".into())
+            ],
+            vec![
+                Some("3".into()),
+                Some("*****lius".into()),
+                Some(token("lab", "plain")),
+                Some("north".into())
+            ],
+        ]
+    );
+    let query = analyst.query("SELECT * FROM lab.people").await.unwrap();
+    let schema = query.schema();
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(names, ["id", "first name", "it's \"quoted\"", "region"]);
+
+    // Predicates on the awkward names compare what the caller sees.
+    for (sql, expected) in [
+        (
+            format!("SELECT count(*) FROM lab.people WHERE \"first name\" = 'Alexandra'"),
+            "0",
+        ),
+        (
+            format!("SELECT count(*) FROM lab.people WHERE \"first name\" LIKE '%ndra'"),
+            "1",
+        ),
+        (
+            format!("SELECT count(*) FROM lab.people WHERE {quoted} = 'o''neil'"),
+            "0",
+        ),
+        (
+            format!(
+                "SELECT count(*) FROM lab.people WHERE {quoted} = '{}'",
+                token("lab", "o'neil")
+            ),
+            "1",
+        ),
+        (
+            format!(
+                "SELECT count(*) FROM lab.people WHERE {quoted} = '{}'",
+                token("lab", "van \"der\" berg")
+            ),
+            "0",
+        ),
+    ] {
+        let got = run_library(&analyst, &sql).await.unwrap();
+        assert_eq!(got[0][0].as_deref(), Some(expected), "{sql}");
+    }
+
+    // The nested column the manifest does not declare does not exist, by any path.
+    for sql in [
+        "SELECT details FROM lab.people",
+        "SELECT details['ssn'] FROM lab.people",
+        "SELECT get_field(details, 'ssn') FROM lab.people",
+        "SELECT unnest(details) FROM lab.people",
+        "SELECT count(*) FROM lab.people WHERE details['ssn'] LIKE '1%'",
+    ] {
+        let error = run_library(&analyst, sql).await.unwrap_err();
+        assert!(error.contains("details"), "{sql}: {error}");
+        assert!(
+            !error.contains("-11-") && !error.contains("-22-"),
+            "{sql}: {error}"
+        );
+    }
+    // Nor can a manifest declare a nested type for a policy to miss.
+    let nested = r#"
+apiVersion: v3.1.0
+kind: DataContract
+id: lab.nested
+name: Nested
+version: 1.0.0
+status: active
+domain: lab
+dataProduct: lab.nested
+servers: [{server: lake, type: s3, location: "s3://lab-nested/data/{model}/", format: parquet}]
+schema:
+  - name: nested
+    physicalType: table
+    properties:
+      - {name: details, physicalType: "STRUCT<ssn VARCHAR>", classification: internal}
+team: {name: lab, members: [{username: lab-owner, role: owner}]}
+"#;
+    let error = meshgate::catalog::Catalog::from_sources([("lab.nested.yaml", nested.to_string())])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("details") && error.contains("STRUCT"),
+        "{error}"
+    );
 }
