@@ -781,6 +781,91 @@ async fn the_lob_filter_prunes_row_groups_of_the_lob_sorted_product() {
     );
 }
 
+/// Leakproof user predicates (comparisons of clear columns) cross the barrier and prune like
+/// the policy filter; a predicate on a tokenized column or one that can fail does not.
+#[tokio::test]
+async fn leakproof_user_predicates_prune_and_no_others_enter_the_scan() {
+    let (gateway, _lake) = gateway().await;
+    let run = |user: &'static str, sql: String| {
+        let gateway = gateway.clone();
+        async move {
+            let s = session(&gateway, user).await;
+            let planned = s.query(&sql).await.unwrap();
+            let answer = rows(&planned.collect().await.unwrap());
+            let explain = rows(&s.collect(&format!("EXPLAIN {sql}")).await.unwrap());
+            let explain = format!("{explain:?}");
+            let scan = planned.scan_report();
+            (answer[0]["count(*)"].clone(), scan, explain)
+        }
+    };
+    let cib_only = "SELECT count(*) FROM reference.counterparties WHERE lob = 'CIB'".to_string();
+    let (answer, risk, explain) = run("risk-officer", cib_only.clone()).await;
+    assert_eq!(answer.as_deref(), Some("15000"));
+    assert_eq!(
+        (
+            risk.row_groups_pruned,
+            risk.row_groups_matched,
+            risk.rows_scanned
+        ),
+        (4, 5, 16_000),
+        "the user's own filter on a clear column prunes like cib-reporting's policy: {risk:?}"
+    );
+    assert!(
+        explain.contains("pushed=[") && explain.contains("CIB"),
+        "{explain}"
+    );
+    // Pushed next to another LOB's policy filter: only the row group where CCB ends and CIB
+    // begins can match both.
+    let (answer, ccb, _) = run("ccb-fraud", cib_only).await;
+    assert_eq!(answer.as_deref(), Some("0"));
+    assert_eq!(
+        (
+            ccb.row_groups_pruned,
+            ccb.row_groups_matched,
+            ccb.rows_scanned
+        ),
+        (8, 1, 4_000),
+        "{ccb:?}"
+    );
+
+    // A tokenized column never enters the scan: only the policy filter prunes.
+    let token = expected_token(
+        "reference",
+        &raw_rows(
+            &raw().await,
+            "SELECT tax_id FROM counterparties WHERE counterparty_id = 12",
+        )
+        .await[0]["tax_id"]
+            .clone()
+            .unwrap(),
+    );
+    let (answer, cib, explain) = run(
+        "cib-reporting",
+        format!("SELECT count(*) FROM reference.counterparties WHERE tax_id = '{token}'"),
+    )
+    .await;
+    assert_eq!(answer.as_deref(), Some("1"));
+    assert_eq!(cib.rows_scanned, 16_000, "{cib:?}");
+    assert!(!explain.contains("pushed="), "{explain}");
+    // Neither does a predicate that can fail, even on clear columns.
+    let (_, risk, explain) = run(
+        "risk-officer",
+        "SELECT count(*) FROM reference.counterparties WHERE lob = 'CIB' AND counterparty_id / 2 > 0"
+            .to_string(),
+    )
+    .await;
+    let pushed = explain
+        .split("pushed=[")
+        .nth(1)
+        .and_then(|rest| rest.split(']').next())
+        .unwrap_or_default();
+    assert!(
+        pushed.contains("CIB") && !pushed.contains('/'),
+        "only the leakproof conjunct crosses: {explain}"
+    );
+    assert_eq!(risk.rows_scanned, 16_000, "{risk:?}");
+}
+
 #[tokio::test]
 async fn generated_data_is_deterministic_and_is_what_the_lake_holds() {
     let (_gateway, _lake) = gateway().await;

@@ -42,6 +42,11 @@ pub struct GatewayConfig {
     pub spill_dir: Option<PathBuf>,
     /// Concurrency, time and memory limits of each query.
     pub limits: QueryLimits,
+    /// Evaluate the filters inside a protected scan (the policy's row filter and the
+    /// leakproof user predicates) in the Parquet decoder, cheapest first, and decode other
+    /// columns only for matching rows (DataFusion's `pushdown_filters` and
+    /// `reorder_filters`). Safe for enforcement either way: nothing else is ever pushed.
+    pub parquet_pushdown: bool,
 }
 
 /// An open gateway. Cheap to clone; every clone shares the same state.
@@ -108,6 +113,11 @@ impl Gateway {
             .with_create_default_catalog_and_schema(false);
         if let Some(partitions) = config.target_partitions {
             session_config = session_config.with_target_partitions(partitions);
+        }
+        if config.parquet_pushdown {
+            let parquet = &mut session_config.options_mut().execution.parquet;
+            parquet.pushdown_filters = true;
+            parquet.reorder_filters = true;
         }
         let template = SessionStateBuilder::new()
             .with_config(session_config)

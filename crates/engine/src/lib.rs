@@ -10,8 +10,9 @@
 //! The invariants (see ARCHITECTURE.md):
 //! 1. every product scan is wrapped before any user operator, wherever the table appears
 //!    (joins, subqueries, CTEs, UNION branches);
-//! 2. user predicates are never pushed into the protected scan; they see filtered, masked
-//!    values only;
+//! 2. user predicates see filtered, masked values only; the only ones pushed into a
+//!    protected scan are those that cannot fail and read clear columns only
+//!    ([`leakproof`](crate) lists them);
 //! 3. a protected scan reports no statistics, no metrics, and displays only its table and
 //!    policy id;
 //! 4. policy is resolved once per (caller, table) per query; anything that does not resolve
@@ -33,6 +34,7 @@ mod compile;
 mod error;
 mod gateway;
 mod lake_table;
+mod leakproof;
 mod limits;
 mod lockdown;
 mod protected;

@@ -14,6 +14,7 @@
 //! `FilterPushdown` rule, applied to the sealed subtree only), so row groups whose statistics
 //! cannot match the filter are never read.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
@@ -45,6 +46,7 @@ use meshgate_protect::{MaskUdf, MasterKey, TokenizeUdf};
 use meshgate_storage::{IoCounters, Lakes};
 
 use crate::lake_table::LakeTable;
+use crate::leakproof;
 
 /// A product table as one caller sees it in one query.
 #[derive(Debug)]
@@ -58,6 +60,8 @@ pub struct ProtectedTable {
     row_filter: Option<Expr>,
     /// One entry per visible column, in output order: the expression over raw columns.
     columns: Vec<(Field, Expr)>,
+    /// Visible columns the caller sees unprotected (the same name and values as raw).
+    clear: HashSet<String>,
     schema: SchemaRef,
 }
 
@@ -76,12 +80,16 @@ impl ProtectedTable {
     ) -> Result<Self> {
         let raw_schema = raw.schema();
         let mut columns = Vec::new();
+        let mut clear = HashSet::new();
         for column in policy.visible_columns() {
             let raw_field = raw_schema.field_with_name(&column.name)?;
             let source = col(datafusion::common::Column::from_name(&column.name));
             let (expr, data_type, nullable) = match &column.treatment {
                 Treatment::Clear => (
-                    source,
+                    {
+                        clear.insert(column.name.clone());
+                        source
+                    },
                     raw_field.data_type().clone(),
                     raw_field.is_nullable(),
                 ),
@@ -121,13 +129,33 @@ impl ProtectedTable {
             io,
             row_filter,
             columns,
+            clear,
             schema,
         })
+    }
+
+    /// Whether a user predicate may be evaluated inside the seal (see [`crate::leakproof`]).
+    fn may_cross(&self, filter: &Expr) -> Result<bool> {
+        let schema = DFSchema::try_from(Arc::clone(&self.schema))?;
+        Ok(leakproof::may_cross(filter, &self.clear, &schema))
     }
 
     pub fn policy(&self) -> &ResolvedTablePolicy {
         &self.policy
     }
+}
+
+/// `filter` with its columns' table qualifiers removed, to plan it over the raw scan.
+fn unqualified(filter: Expr) -> Result<Expr> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    filter
+        .transform(|e| match e {
+            Expr::Column(c) => Ok(Transformed::yes(col(
+                datafusion::common::Column::from_name(c.name),
+            ))),
+            other => Ok(Transformed::no(other)),
+        })
+        .map(|t| t.data)
 }
 
 fn call(udf: Arc<datafusion::logical_expr::ScalarUDF>, arg: Expr) -> Expr {
@@ -144,25 +172,47 @@ impl TableProvider for ProtectedTable {
         TableType::Base
     }
 
-    /// No user predicate is ever handed to the protected scan: every one stays above the
-    /// barrier and sees only filtered, masked rows.
+    /// Only user predicates that cannot fail and read clear columns only are handed to the
+    /// protected scan (see [`crate::leakproof`]); every other one stays above the barrier and
+    /// sees only filtered, masked rows.
     fn supports_filters_pushdown(
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(vec![
-            TableProviderFilterPushDown::Unsupported;
-            filters.len()
-        ])
+        filters
+            .iter()
+            .map(|filter| {
+                Ok(if self.may_cross(filter)? {
+                    TableProviderFilterPushDown::Exact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                })
+            })
+            .collect()
     }
 
     async fn scan(
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        // Pushed user predicates, checked again: nothing else ever enters the seal. They name
+        // clear columns, which have the same names and values in the raw schema.
+        let mut pushed = Vec::with_capacity(filters.len());
+        for filter in filters {
+            if !self.may_cross(filter)? {
+                return internal_err!("a user predicate that may not cross the barrier: {filter}");
+            }
+            pushed.push(unqualified(filter.clone())?);
+        }
+        let filter = self
+            .row_filter
+            .iter()
+            .cloned()
+            .chain(pushed.iter().cloned())
+            .reduce(Expr::and);
         let wanted: Vec<usize> = match projection {
             Some(p) => p.clone(),
             None => (0..self.columns.len()).collect(),
@@ -173,7 +223,7 @@ impl TableProvider for ProtectedTable {
         for expr in wanted
             .iter()
             .filter_map(|i| self.columns.get(*i).map(|(_, e)| e))
-            .chain(self.row_filter.as_ref())
+            .chain(filter.as_ref())
         {
             for column in expr.column_refs() {
                 needed.insert(raw_schema.index_of(&column.name)?);
@@ -185,12 +235,12 @@ impl TableProvider for ProtectedTable {
             .scan(state, &self.lakes, &self.io, &raw_projection)
             .await?;
 
-        if let Some(filter) = &self.row_filter {
+        if let Some(filter) = filter {
             let input_schema = DFSchema::try_from(plan.schema())?;
-            let predicate = state.create_physical_expr(filter.clone(), &input_schema)?;
+            let predicate = state.create_physical_expr(filter, &input_schema)?;
             plan = Arc::new(FilterExec::try_new(predicate, plan)?);
-            // Push the policy filter (and only it) into the Parquet source for row-group,
-            // page-index and bloom-filter pruning.
+            // Push the policy filter and the leakproof user predicates (and nothing else)
+            // into the Parquet source for row-group, page-index and bloom-filter pruning.
             plan = FilterPushdown::new().optimize(plan, state.config_options())?;
         }
 
@@ -235,6 +285,7 @@ impl TableProvider for ProtectedTable {
             Arc::clone(&self.policy),
             Arc::new(promised),
             plan,
+            pushed,
         )))
     }
 }
@@ -245,6 +296,8 @@ pub struct ProtectedScanExec {
     policy: Arc<ResolvedTablePolicy>,
     inner: Arc<dyn ExecutionPlan>,
     properties: Arc<PlanProperties>,
+    /// The caller's own predicates evaluated inside (shown in EXPLAIN; the policy's never).
+    pushed: Vec<Expr>,
 }
 
 impl ProtectedScanExec {
@@ -252,6 +305,7 @@ impl ProtectedScanExec {
         policy: Arc<ResolvedTablePolicy>,
         schema: SchemaRef,
         inner: Arc<dyn ExecutionPlan>,
+        pushed: Vec<Expr>,
     ) -> Self {
         // Fresh properties: nothing the inner plan knows (orderings, constants implied by the
         // row filter, partitioning expressions) is advertised above the barrier.
@@ -265,6 +319,7 @@ impl ProtectedScanExec {
             policy,
             inner,
             properties: Arc::new(properties),
+            pushed,
         }
     }
 
@@ -319,7 +374,12 @@ impl DisplayAs for ProtectedScanExec {
             self.policy.table,
             self.policy.policy_id,
             columns.join(", ")
-        )
+        )?;
+        if !self.pushed.is_empty() {
+            let pushed: Vec<String> = self.pushed.iter().map(ToString::to_string).collect();
+            write!(f, ", pushed=[{}]", pushed.join(", "))?;
+        }
+        Ok(())
     }
 }
 
@@ -362,6 +422,7 @@ impl ExecutionPlan for ProtectedScanExec {
             policy: Arc::clone(&self.policy),
             inner: reset_plan_states(Arc::clone(&self.inner))?,
             properties: Arc::clone(&self.properties),
+            pushed: self.pushed.clone(),
         }))
     }
 

@@ -11,6 +11,7 @@
 //! master_key_file = "secrets/master.key" # optional: else $MESHGATE_MASTER_KEY
 //! memory_limit = "2GiB"                  # optional: all queries together; beyond it they spill
 //! spill_dir = "/var/tmp/meshgate"        # optional
+//! parquet_pushdown = true                # optional: filter inside the Parquet decoder (default false)
 //!
 //! [limits]                               # optional, per query
 //! max_concurrent = 8                     # running at once (default: 2 x cores)
@@ -84,6 +85,8 @@ struct FileConfig {
     memory_limit: Option<String>,
     #[serde(default)]
     spill_dir: Option<PathBuf>,
+    #[serde(default)]
+    parquet_pushdown: bool,
     #[serde(default)]
     limits: LimitsConfig,
     #[serde(default)]
@@ -248,6 +251,7 @@ impl ServeConfig {
                 memory_limit,
                 spill_dir: parsed.spill_dir.as_deref().map(resolve),
                 limits,
+                parquet_pushdown: parsed.parquet_pushdown,
             },
         })
     }

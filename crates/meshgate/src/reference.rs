@@ -400,6 +400,7 @@ pub async fn demo(data_dir: &Path) -> Result<Demo, ReferenceError> {
         memory_limit: None,
         spill_dir: None,
         limits: meshgate_engine::QueryLimits::default(),
+        parquet_pushdown: false,
     };
     Ok(Demo {
         lake,
