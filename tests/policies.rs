@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers panic to fail the test
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, AsArray, RecordBatch};
@@ -593,5 +594,209 @@ async fn views_cannot_carry_rules_of_their_own() {
     assert!(
         err.contains("rule `on-a-view`") && err.contains("is a view"),
         "{err}"
+    );
+}
+
+/// `meshgate serve` reloads its policy directory on SIGHUP: a good reload takes effect on
+/// the next query; a policy that does not load, or a directory that cannot be read, keeps
+/// the last good version in force (never none, never everything).
+#[cfg(unix)]
+#[tokio::test]
+async fn sighup_reloads_policies_and_a_failed_reload_keeps_the_last_good_version() {
+    use arrow_flight::sql::client::FlightSqlServiceClient;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap();
+    let (_, _seeded) = demo_config().await;
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(policies.join("products")).unwrap();
+    for entry in ["access.conf", "access.csv", "users.toml"] {
+        std::fs::copy(repo.join("policies").join(entry), policies.join(entry)).unwrap();
+    }
+    for entry in std::fs::read_dir(repo.join("policies/products")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(
+            entry.path(),
+            policies.join("products").join(entry.file_name()),
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.path().join("master.key"), "cd".repeat(32)).unwrap();
+    std::fs::write(
+        dir.path().join("meshgate.toml"),
+        format!(
+            "products = \"{}/products\"\npolicies = \"policies\"\nusers = \"policies/users.toml\"\n\
+             master_key_file = \"master.key\"\n[storage.default]\nkind = \"local\"\npath = \"{}/{{bucket}}\"\n",
+            repo.display(),
+            data_dir().join("s3").display()
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_meshgate"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(dir.path().join("meshgate.toml"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = stdout
+            .next_line()
+            .await
+            .unwrap()
+            .expect("the server's stdout");
+        if let Some(addr) = line.strip_prefix("listening on ") {
+            break addr.to_string();
+        }
+    };
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let pid = child.id().unwrap().to_string();
+    let mut hangup = async |expect: &str| {
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let wait = async {
+            loop {
+                let line = stderr
+                    .next_line()
+                    .await
+                    .unwrap()
+                    .expect("the server's stderr");
+                if line.contains("policies reloaded") || line.contains("policy reload") {
+                    return line;
+                }
+            }
+        };
+        let line = tokio::time::timeout(std::time::Duration::from_secs(30), wait)
+            .await
+            .unwrap();
+        assert!(line.contains(expect), "{line}");
+    };
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let count = async |user: &str| -> Result<(), tonic::Code> {
+        let mut client = FlightSqlServiceClient::new(channel.clone());
+        client.handshake(user, &format!("{user}-pw")).await.unwrap();
+        let sql = "SELECT count(*) FROM reference.counterparties";
+        match client.execute(sql.to_string(), None).await {
+            Ok(_) => Ok(()),
+            Err(arrow_flight::error::FlightError::Tonic(status)) => Err(status.code()),
+            Err(other) => panic!("{other}"),
+        }
+    };
+    assert_eq!(count("cib-reporting").await, Ok(()));
+
+    // A good reload: revoking cib-reporting takes effect on its next query.
+    let access = policies.join("access.csv");
+    let mut text = std::fs::read_to_string(&access).unwrap();
+    text.push_str("p, cib-reporting, reference, reference.counterparties, read, deny\n");
+    std::fs::write(&access, &text).unwrap();
+    hangup("policies reloaded").await;
+    assert_eq!(
+        count("cib-reporting").await,
+        Err(tonic::Code::PermissionDenied)
+    );
+    assert_eq!(count("risk-officer").await, Ok(()));
+
+    // A bad policy file and then an unreadable directory: both refused, the revocation stays
+    // and everyone else keeps their access.
+    std::fs::write(&access, text.replace("read, deny", "Read, deny")).unwrap();
+    hangup("policy reload from").await;
+    assert_eq!(
+        count("cib-reporting").await,
+        Err(tonic::Code::PermissionDenied)
+    );
+    assert_eq!(count("risk-officer").await, Ok(()));
+    std::fs::rename(&policies, dir.path().join("gone")).unwrap();
+    hangup("still enforcing version").await;
+    assert_eq!(
+        count("cib-reporting").await,
+        Err(tonic::Code::PermissionDenied)
+    );
+    assert_eq!(count("risk-officer").await, Ok(()));
+    child.kill().await.unwrap();
+}
+
+/// A row filter that type-checks but fails on the data (here a cast of every legal name)
+/// denies the query, and the caller's error shows neither the value it failed on nor the
+/// filter; a filter that is not a boolean condition never loads.
+#[tokio::test]
+async fn a_policy_that_fails_on_the_data_denies_without_showing_a_value() {
+    let reference_policy = reference::policy_sources()
+        .products
+        .into_iter()
+        .find(|s| s.name.ends_with("reference.counterparties.toml"))
+        .unwrap()
+        .text;
+    let failing = format!(
+        "{reference_policy}\n[[row_filter]]\nid = \"numeric-names-only\"\ntable = \"counterparties\"\n\
+         kind = \"restriction\"\nto = [\"role:lob-system\"]\nwhere = \"CAST(legal_name AS INT) > 0\"\n"
+    );
+    let (gateway, _lake) = gateway_with(sources(&failing, "")).await;
+    let cib = gateway
+        .authenticate("cib-reporting", "cib-reporting-pw")
+        .unwrap();
+    let error = gateway
+        .session(cib)
+        .collect("SELECT count(*) FROM reference.counterparties")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("reference.counterparties") && error.contains("could not be applied"),
+        "{error}"
+    );
+    let names: HashSet<String> = raw("SELECT legal_name FROM counterparties")
+        .await
+        .into_iter()
+        .flat_map(|row| row.into_iter().flatten())
+        .flat_map(|name| name.split(' ').map(str::to_string).collect::<Vec<_>>())
+        .filter(|word| word.len() > 3)
+        .collect();
+    let leaked: Vec<&str> = error
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| names.contains(*w))
+        .collect();
+    assert!(leaked.is_empty(), "the error shows {leaked:?}: {error}");
+    assert!(
+        !error.contains("CAST") && !error.contains("Int32"),
+        "{error}"
+    );
+    // Whoever the failing rule does not select reads on.
+    let risk = gateway
+        .authenticate("risk-officer", "risk-officer-pw")
+        .unwrap();
+    assert_eq!(
+        strings(
+            &gateway,
+            risk,
+            "SELECT count(*) FROM reference.counterparties"
+        )
+        .await[0][0]
+            .as_deref(),
+        Some("30000")
+    );
+
+    let not_boolean = reference_policy.replace("lob = ${principal.lob}", "counterparty_id + 1");
+    let error = gateway
+        .reload_policies(&sources(&not_boolean, ""))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("rule `lob-systems-see-own-lob`")
+            && error.contains("must be a boolean condition"),
+        "{error}"
     );
 }

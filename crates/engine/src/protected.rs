@@ -22,7 +22,9 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{DFSchema, Result, internal_datafusion_err, internal_err};
+use datafusion::common::{
+    DFSchema, DataFusionError, Result, internal_datafusion_err, internal_err,
+};
 use datafusion::datasource::TableType;
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::expr::ScalarFunction;
@@ -436,17 +438,42 @@ impl ExecutionPlan for ProtectedScanExec {
             "reading product `{}` (table {}.{})",
             self.policy.product, self.policy.domain, self.policy.table
         );
+        let policy_id = self.policy.policy_id.clone();
         let inner = self
             .inner
             .execute(partition, context)
-            .map_err(|e| e.context(context_text.clone()))?;
+            .map_err(|e| sealed_error(e, &context_text, &policy_id))?;
         let schema = inner.schema();
-        let stream = inner.map_err(move |e| e.context(context_text.clone()));
+        let stream = inner.map_err(move |e| sealed_error(e, &context_text, &policy_id));
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
     }
 
     fn metrics(&self) -> Option<MetricsSet> {
         None
+    }
+}
+
+/// An error raised inside the seal, as the caller may see it. Storage and file errors keep
+/// their text (they name objects, never values, and credentials never reach them). Anything
+/// else was raised while evaluating the policy's own expressions on raw rows, hidden ones
+/// included (a row filter whose cast fails names the value it failed on), so its text goes
+/// to the operator's log only.
+fn sealed_error(error: DataFusionError, context: &str, policy_id: &str) -> DataFusionError {
+    match error.find_root() {
+        DataFusionError::ObjectStore(_)
+        | DataFusionError::IoError(_)
+        | DataFusionError::ParquetError(_)
+        | DataFusionError::ResourcesExhausted(_) => error.context(context.to_string()),
+        _ => {
+            tracing::error!(
+                policy = policy_id,
+                "{context}: the policy failed on the product's data: {error}"
+            );
+            DataFusionError::Execution(format!(
+                "{context}: policy {policy_id} could not be applied to the product's data; \
+                 the details are in the gateway's log (tell the product's owner)"
+            ))
+        }
     }
 }
 

@@ -165,6 +165,8 @@ pub struct ServeConfig {
     pub listen: Option<String>,
     pub gateway: GatewayConfig,
     pub flight: FlightConfig,
+    /// The policy directory, re-read on every reload (SIGHUP).
+    pub policies_dir: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -199,8 +201,8 @@ impl ServeConfig {
 
         let catalog =
             Catalog::load_dir(&resolve(&parsed.products)).map_err(|e| err(e.to_string()))?;
-        let policies =
-            PolicySources::from_dir(&resolve(&parsed.policies)).map_err(|e| err(e.to_string()))?;
+        let policies_dir = resolve(&parsed.policies);
+        let policies = PolicySources::from_dir(&policies_dir).map_err(|e| err(e.to_string()))?;
         let users = match &parsed.users {
             Some(p) => {
                 let p = resolve(p);
@@ -240,6 +242,7 @@ impl ServeConfig {
         let flight = flight(&parsed, &resolve).map_err(&err)?;
         Ok(Self {
             listen: parsed.listen,
+            policies_dir,
             flight,
             gateway: GatewayConfig {
                 catalog,

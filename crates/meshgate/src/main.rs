@@ -102,14 +102,15 @@ async fn run(cli: Cli) -> Result<(), String> {
                 "  tokens use the public demo master key: fine for the demo, never for real data"
             );
             let _lake = demo.lake; // served for as long as the gateway runs
-            serve(demo.config, FlightConfig::default(), &listen, true).await
+            serve(demo.config, FlightConfig::default(), &listen, true, None).await
         }
         Command::Serve { config, listen } => {
             let loaded = ServeConfig::load(&config).map_err(|e| e.to_string())?;
             let listen = listen
                 .or(loaded.listen)
                 .unwrap_or_else(|| "127.0.0.1:50051".to_string());
-            serve(loaded.gateway, loaded.flight, &listen, false).await
+            let policies = Some(loaded.policies_dir);
+            serve(loaded.gateway, loaded.flight, &listen, false, policies).await
         }
         Command::SeedReference { endpoint } => {
             let var = |name: &str| std::env::var(name).map_err(|_| format!("set ${name}"));
@@ -151,8 +152,12 @@ async fn serve(
     flight: FlightConfig,
     listen: &str,
     demo: bool,
+    policies_dir: Option<PathBuf>,
 ) -> Result<(), String> {
     let gateway = Gateway::open(config).await.map_err(|e| e.to_string())?;
+    if let Some(dir) = policies_dir {
+        tokio::spawn(reload_on_hangup(gateway.clone(), dir));
+    }
     for lake in gateway.lake_status().await {
         match &lake.error {
             Some(error) => eprintln!("  warning: {error}"),
@@ -201,6 +206,43 @@ async fn serve(
     meshgate::flight::serve(gateway, listener, flight, shutdown)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// On SIGHUP, re-read the policy directory and reload it whole. A directory that cannot be
+/// read or a policy that does not load changes nothing: the last good version stays in force.
+async fn reload_on_hangup(gateway: Gateway, dir: PathBuf) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+            eprintln!("warning: cannot listen for SIGHUP; policies reload only on restart");
+            return;
+        };
+        while hangup.recv().await.is_some() {
+            let current = gateway.policies().fingerprint().to_string();
+            let loaded = match meshgate::policy::PolicySources::from_dir(&dir) {
+                Ok(sources) => gateway
+                    .reload_policies(&sources)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match loaded {
+                Ok(version) => eprintln!(
+                    "policies reloaded from {}: version {version}",
+                    dir.display()
+                ),
+                Err(e) => eprintln!(
+                    "error: policy reload from {} failed; still enforcing version {current}: {e}",
+                    dir.display()
+                ),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (gateway, dir);
+    }
 }
 
 /// Ctrl-C, or SIGTERM (what `docker stop` and Kubernetes send).
