@@ -35,7 +35,9 @@ use meshgate::{Gateway, Session, reference};
 use tonic::Code;
 use tonic::transport::Channel;
 use truth::{data_dir, token};
-use views::{Rows, forbidden_values, principals, reference_engine, rows, run_reference, words};
+use views::{
+    Rows, forbidden_values, principals, raw_engine, reference_engine, rows, run_reference, words,
+};
 
 /// Concrete values the attacks aim at, read from the raw files: counterparty 12 is CIB's,
 /// 17 CCB's, 19 AWM's (the reference mesh's LOB is `counterparty_id % 10`).
@@ -67,17 +69,6 @@ async fn targets() -> Targets {
         trader: one("SELECT trader_id FROM raw_trades WHERE lob = 'CIB' ORDER BY trade_id LIMIT 1")
             .await,
     }
-}
-
-async fn raw_engine() -> datafusion::prelude::SessionContext {
-    reference_engine(&views::Principal {
-        name: "raw",
-        hidden: &[],
-        counterparties: None,
-        transactions: None,
-        trades: None,
-    })
-    .await
 }
 
 enum Expect {
@@ -815,11 +806,10 @@ async fn tickets_and_prepared_handles_never_cross_principals() {
         let (_, first) = flight::fetch(client, &info).await.unwrap();
         let (_, again) = flight::fetch(client, &info).await.unwrap();
         assert_eq!(rows(&first), rows(&again));
-        for other in 0..clients.len() {
+        for (other, (other_name, thief)) in clients.iter_mut().enumerate() {
             if other == owner {
                 continue;
             }
-            let (other_name, thief) = &mut clients[other];
             for stolen in [&ticket, &prepared_ticket] {
                 let error = match thief.do_get(stolen.clone()).await {
                     Ok(stream) => stream.try_collect::<Vec<_>>().await.unwrap_err(),
@@ -1114,11 +1104,11 @@ async fn odd_column_names_and_undeclared_nested_fields() {
     // Predicates on the awkward names compare what the caller sees.
     for (sql, expected) in [
         (
-            format!("SELECT count(*) FROM lab.people WHERE \"first name\" = 'Alexandra'"),
+            "SELECT count(*) FROM lab.people WHERE \"first name\" = 'Alexandra'".to_string(),
             "0",
         ),
         (
-            format!("SELECT count(*) FROM lab.people WHERE \"first name\" LIKE '%ndra'"),
+            "SELECT count(*) FROM lab.people WHERE \"first name\" LIKE '%ndra'".to_string(),
             "1",
         ),
         (

@@ -30,7 +30,7 @@ use meshgate::storage::StorageConfig;
 use meshgate::{Gateway, Session, reference};
 use truth::{data_dir, email_mask, show_last_4, token};
 use views::{
-    Principal, Rows, forbidden_values, principals, reference_engine, rows, run_reference, words,
+    Rows, forbidden_values, principals, raw_engine, reference_engine, rows, run_reference, words,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -468,14 +468,7 @@ async fn run_gateway(session: &Session, sql: &str) -> Result<Rows, String> {
 /// Literal candidates: ordinary values and, for protected columns, clear values, tokens and
 /// masks, so that predicates probe both what a principal sees and what it must not.
 async fn literals() -> Literals {
-    let ctx = reference_engine(&Principal {
-        name: "raw",
-        hidden: &[],
-        counterparties: None,
-        transactions: None,
-        trades: None,
-    })
-    .await;
+    let ctx = raw_engine().await;
     let mut text: BTreeSet<String> = [
         "CIB", "CCB", "AWM", "USD", "EUR", "GB", "US", "DE", "AAA", "BBB", "CCC", "nobody",
     ]

@@ -196,16 +196,21 @@ pub async fn run_reference(ctx: &SessionContext, sql: &str) -> Result<Rows, Stri
     }
 }
 
-/// Clear values `principal` may never see in any answer.
-pub async fn forbidden_values(principal: &Principal) -> HashSet<String> {
-    let ctx = reference_engine(&Principal {
+/// An engine with the raw tables only (`raw_counterparties`, ...), no views.
+pub async fn raw_engine() -> SessionContext {
+    reference_engine(&Principal {
         name: "raw",
         hidden: &[],
         counterparties: None,
         transactions: None,
         trades: None,
     })
-    .await;
+    .await
+}
+
+/// Clear values `principal` may never see in any answer.
+pub async fn forbidden_values(principal: &Principal) -> HashSet<String> {
+    let ctx = raw_engine().await;
     let mut sqls = Vec::new();
     if principal.name != "ref-owner" {
         sqls.push("SELECT tax_id FROM raw_counterparties".to_string());

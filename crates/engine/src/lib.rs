@@ -12,7 +12,7 @@
 //!    (joins, subqueries, CTEs, UNION branches);
 //! 2. user predicates see filtered, masked values only; the only ones pushed into a
 //!    protected scan are those that cannot fail and read clear columns only
-//!    ([`leakproof`](crate) lists them);
+//!    (`leakproof.rs` lists them);
 //! 3. a protected scan reports no statistics, no metrics, and displays only its table and
 //!    policy id;
 //! 4. policy is resolved once per (caller, table) per query; anything that does not resolve

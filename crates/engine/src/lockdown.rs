@@ -42,7 +42,7 @@ pub(crate) fn parse_one(
         .with_recursion_limit(recursion_limit)
         .build()
         .and_then(|mut parser| parser.parse_statements())
-        .map_err(|e| GatewayError::from_planning(e.into()))?;
+        .map_err(GatewayError::from_planning)?;
     if statements.len() > 1 {
         return Err(GatewayError::NotAllowed(format!(
             "{} statements were sent; send one statement per query",

@@ -10,9 +10,11 @@
 //! and no metrics, and displays only the table and policy id, so nothing above it can reach
 //! inside and nothing inside it leaks out through EXPLAIN.
 //!
-//! Inside, the policy's row filter is pushed into the Parquet source (DataFusion's own
-//! `FilterPushdown` rule, applied to the sealed subtree only), so row groups whose statistics
-//! cannot match the filter are never read.
+//! Inside, the policy's row filter, together with the caller's leakproof predicates (those
+//! that cannot fail and read clear columns only, see [`crate::leakproof`]), is pushed into
+//! the Parquet source (DataFusion's own `FilterPushdown` rule, applied to the sealed subtree
+//! only), so row groups whose statistics cannot match are never read. Errors raised inside
+//! show the caller no value (see `sealed_error`).
 
 use std::collections::HashSet;
 use std::fmt;

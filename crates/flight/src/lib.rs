@@ -20,6 +20,7 @@ mod auth;
 mod columns;
 mod edge;
 mod jwt;
+mod malformed;
 mod params;
 mod running;
 mod service;
@@ -147,7 +148,7 @@ pub async fn serve(
     let local: Option<SocketAddr> = listener.local_addr().ok();
     let service = MeshFlightService::new(gateway, &config).map_err(ServeError::Config)?;
     let running = service.running();
-    let server = FlightServiceServer::new(service)
+    let server = FlightServiceServer::new(malformed::Served(service))
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
     let mut builder = tonic::transport::Server::builder()

@@ -6,7 +6,7 @@
 //! ```toml
 //! listen = "127.0.0.1:50051"
 //! products = "products"                 # directory of product manifests (ODCS YAML)
-//! policies = "policies"                 # access.conf, access.csv, products/*.toml
+//! policies = "policies"                 # access.conf, access.csv, products/*.toml (SIGHUP reloads)
 //! users = "policies/users.toml"         # optional: static users for password logins
 //! master_key_file = "secrets/master.key" # optional: else $MESHGATE_MASTER_KEY
 //! memory_limit = "2GiB"                  # optional: all queries together; beyond it they spill

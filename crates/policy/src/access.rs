@@ -11,6 +11,11 @@
 //! Lines are validated here, with file and line in every error, before casbin sees them:
 //! casbin itself accepts any string, so a misspelt `Allow` or an unknown product would
 //! otherwise match nothing, silently.
+//!
+//! There is no decision cache: every policy version gets a fresh, uncached `Enforcer`.
+//! casbin-rs's `CachedEnforcer` keeps decisions across `load_policy`, so a revocation could
+//! go unnoticed (`tests/decision_caches.rs`); decisions are made once per (caller, product)
+//! per query anyway.
 
 use casbin::function_map::{OperatorFunction, key_match};
 use casbin::rhai::Dynamic;
