@@ -25,18 +25,17 @@ mod views;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use arrow::array::AsArray;
 use arrow_flight::sql::CommandGetTables;
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use futures::TryStreamExt;
 use meshgate::lake_server::LakeServer;
-use meshgate::storage::StorageConfig;
 use meshgate::{Gateway, Session, reference};
 use tonic::Code;
 use tonic::transport::Channel;
 use truth::{data_dir, token};
 use views::{
-    Rows, forbidden_values, principals, raw_engine, reference_engine, rows, run_reference, words,
+    Rows, forbidden_values, local_gateway, principals, raw_engine, reference_engine, rows,
+    run_gateway, run_reference, sorted, words,
 };
 
 /// Concrete values the attacks aim at, read from the raw files: counterparty 12 is CIB's,
@@ -586,12 +585,6 @@ fn judge(
     })
 }
 
-fn sorted(rows: &Rows) -> Rows {
-    let mut rows = rows.clone();
-    rows.sort();
-    rows
-}
-
 fn short(result: &Result<Rows, String>) -> String {
     match result {
         Ok(rows) => format!(
@@ -619,24 +612,11 @@ fn leaks(result: &Result<Rows, String>, forbidden: &HashSet<String>) -> Option<S
 /// The library side runs with filters evaluated inside the Parquet decoder, reordered
 /// (`parquet_pushdown`); the Flight SQL server with the default. The suite holds for both.
 async fn library_gateway() -> (Gateway, LakeServer) {
-    let mut demo = reference::demo(&data_dir()).await.unwrap();
-    demo.config.parquet_pushdown = true;
-    let mut storage = StorageConfig::local(&data_dir().join("s3"));
-    storage.listing_ttl = std::time::Duration::from_secs(3600);
-    demo.config.storage = storage;
-    (Gateway::open(demo.config).await.unwrap(), demo.lake)
+    local_gateway(|config| config.parquet_pushdown = true).await
 }
 
 fn session(gateway: &Gateway, user: &str) -> Session {
     gateway.session(gateway.authenticate(user, &format!("{user}-pw")).unwrap())
-}
-
-async fn run_library(session: &Session, sql: &str) -> Result<Rows, String> {
-    session
-        .collect(sql)
-        .await
-        .map(|b| rows(&b))
-        .map_err(|e| e.to_string())
 }
 
 async fn run_flight(
@@ -681,7 +661,7 @@ async fn every_attack_as_every_principal() {
                 }
                 _ => (run_reference(&views, &attack.sql).await, false),
             };
-            let library = run_library(&session, &attack.sql).await;
+            let library = run_gateway(&session, &attack.sql).await;
             let over_flight = run_flight(&mut client, &attack.sql).await;
             let mut problems: Vec<String> =
                 judge(attack, principal.name, &library, &expected, oracle_fires)
@@ -754,29 +734,13 @@ async fn get_tables_schemas_show_each_principal_its_columns() {
         };
         let info = client.get_tables(command).await.unwrap();
         let (_, batches) = flight::fetch(&mut client, &info).await.unwrap();
-        let mut seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for batch in &batches {
-            let schemas = batch
-                .column_by_name("db_schema_name")
-                .unwrap()
-                .as_string::<i32>();
-            let tables = batch
-                .column_by_name("table_name")
-                .unwrap()
-                .as_string::<i32>();
-            let encoded = batch
-                .column_by_name("table_schema")
-                .unwrap()
-                .as_binary::<i32>();
-            for row in 0..batch.num_rows() {
-                let schema =
-                    arrow::ipc::convert::try_schema_from_ipc_buffer(encoded.value(row)).unwrap();
-                seen.insert(
-                    format!("{}.{}", schemas.value(row), tables.value(row)),
-                    schema.fields().iter().map(|f| f.name().clone()).collect(),
-                );
-            }
-        }
+        let seen: BTreeMap<String, Vec<String>> = flight::table_schemas(&batches)
+            .into_iter()
+            .map(|(table, schema)| {
+                let names = schema.fields().iter().map(|f| f.name().clone()).collect();
+                (table, names)
+            })
+            .collect();
         assert_eq!(seen, views_columns(&principal).await, "{}", principal.name);
     }
 }
@@ -915,7 +879,7 @@ async fn the_same_sql_by_principals_in_turn_answers_each_their_own() {
         for name in order {
             let principal = all.iter().find(|p| p.name == name).unwrap();
             let expected = run_reference(&reference_engine(principal).await, sql).await;
-            let actual = run_library(&session(&gateway, name), sql).await;
+            let actual = run_gateway(&session(&gateway, name), sql).await;
             match (&expected, &actual) {
                 (Ok(e), Ok(a)) => assert_eq!(sorted(a), sorted(e), "{name}: {sql}"),
                 (Err(_), Err(_)) => {}
@@ -1076,7 +1040,7 @@ async fn odd_column_names_and_undeclared_nested_fields() {
     let analyst = gateway.session(meshgate::Principal::new("analyst"));
     let quoted = "\"it's \"\"quoted\"\"\"";
 
-    let all = run_library(&analyst, "SELECT * FROM lab.people ORDER BY id")
+    let all = run_gateway(&analyst, "SELECT * FROM lab.people ORDER BY id")
         .await
         .unwrap();
     assert_eq!(
@@ -1130,7 +1094,7 @@ async fn odd_column_names_and_undeclared_nested_fields() {
             "0",
         ),
     ] {
-        let got = run_library(&analyst, &sql).await.unwrap();
+        let got = run_gateway(&analyst, &sql).await.unwrap();
         assert_eq!(got[0][0].as_deref(), Some(expected), "{sql}");
     }
 
@@ -1142,7 +1106,7 @@ async fn odd_column_names_and_undeclared_nested_fields() {
         "SELECT unnest(details) FROM lab.people",
         "SELECT count(*) FROM lab.people WHERE details['ssn'] LIKE '1%'",
     ] {
-        let error = run_library(&analyst, sql).await.unwrap_err();
+        let error = run_gateway(&analyst, sql).await.unwrap_err();
         assert!(error.contains("details"), "{sql}: {error}");
         assert!(
             !error.contains("-11-") && !error.contains("-22-"),

@@ -25,12 +25,10 @@ mod views;
 
 use std::collections::BTreeSet;
 
-use meshgate::lake_server::LakeServer;
-use meshgate::storage::StorageConfig;
-use meshgate::{Gateway, Session, reference};
-use truth::{data_dir, email_mask, show_last_4, token};
+use truth::{email_mask, show_last_4, token};
 use views::{
-    Rows, forbidden_values, principals, raw_engine, reference_engine, rows, run_reference, words,
+    Rows, forbidden_values, local_gateway, principals, raw_engine, reference_engine, run_gateway,
+    run_reference, sorted, words,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -450,19 +448,8 @@ const ANCHORS: [&str; 6] = [
 // Running and comparing
 
 /// Results as multisets, unless the query fixes the order.
-fn normalize(mut rows: Rows, ordered: bool) -> Rows {
-    if !ordered {
-        rows.sort();
-    }
-    rows
-}
-
-async fn run_gateway(session: &Session, sql: &str) -> Result<Rows, String> {
-    session
-        .collect(sql)
-        .await
-        .map(|b| rows(&b))
-        .map_err(|e| e.to_string())
+fn normalize(rows: Rows, ordered: bool) -> Rows {
+    if ordered { rows } else { sorted(&rows) }
 }
 
 /// Literal candidates: ordinary values and, for protected columns, clear values, tokens and
@@ -496,17 +483,6 @@ async fn literals() -> Literals {
     }
 }
 
-/// The reference mesh's gateway, reading the buckets' files from the S3 server's disk
-/// directly: enforcement is what is tested here, and local reads keep thousands of queries
-/// fast (tests/lakes.rs and tests/flight*.rs go through S3).
-async fn gateway() -> (Gateway, LakeServer) {
-    let mut demo = reference::demo(&data_dir()).await.unwrap();
-    let mut storage = StorageConfig::local(&data_dir().join("s3"));
-    storage.listing_ttl = std::time::Duration::from_secs(3600);
-    demo.config.storage = storage;
-    (Gateway::open(demo.config).await.unwrap(), demo.lake)
-}
-
 fn setting(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -518,7 +494,7 @@ fn setting(name: &str, default: u64) -> u64 {
 async fn every_principal_gets_exactly_its_policy_applied_literally() {
     let per_reader = setting("MESHGATE_DIFF_QUERIES", 200);
     let seed = setting("MESHGATE_DIFF_SEED", 0x6d65_7368_6761_7465);
-    let (gateway, _lake) = gateway().await;
+    let (gateway, _lake) = local_gateway(|_| {}).await;
     let literals = literals().await;
     let mut failures = Vec::new();
     for principal in principals() {

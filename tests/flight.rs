@@ -334,31 +334,13 @@ async fn metadata_is_computed_for_the_caller() {
         let (_, batches) = fetch(&mut server, &user_token, ticket_of(&info))
             .await
             .unwrap();
-        let mut names = Vec::new();
-        for batch in &batches {
-            let schemas = batch
-                .column_by_name("db_schema_name")
-                .unwrap()
-                .as_string::<i32>();
-            let tables = batch
-                .column_by_name("table_name")
-                .unwrap()
-                .as_string::<i32>();
-            let encoded = batch
-                .column_by_name("table_schema")
-                .unwrap()
-                .as_binary::<i32>();
-            for row in 0..batch.num_rows() {
-                let schema =
-                    arrow::ipc::convert::try_schema_from_ipc_buffer(encoded.value(row)).unwrap();
+        let names: Vec<String> = support::table_schemas(&batches)
+            .into_iter()
+            .map(|(table, schema)| {
                 let has_rating = schema.field_with_name("internal_rating").is_ok();
-                names.push(format!(
-                    "{}.{} rating={has_rating}",
-                    schemas.value(row),
-                    tables.value(row)
-                ));
-            }
-        }
+                format!("{table} rating={has_rating}")
+            })
+            .collect();
         listing.push(names);
     }
     assert_eq!(

@@ -24,22 +24,29 @@ use arrow_flight::{Action, FlightData, FlightDescriptor, HandshakeRequest, Ticke
 use futures::TryStreamExt;
 use meshgate::engine::QueryLimits;
 use meshgate::flight::FlightConfig;
-use meshgate::storage::StorageConfig;
-use meshgate::{Gateway, reference};
+use meshgate::reference;
 use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 use prost::Message;
 use tonic::Code;
 use tonic::transport::Channel;
-use truth::data_dir;
-use views::{forbidden_values, principals, rows, words};
+use views::{forbidden_values, local_gateway, principals, rows, words};
 
 fn setting(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// The gateway's own limits end expensive cases; the harness's deadline catches hangs.
+fn limits() -> QueryLimits {
+    QueryLimits {
+        timeout: Some(Duration::from_secs(5)),
+        memory: Some(256 << 20),
+        ..QueryLimits::default()
+    }
 }
 
 fn runner() -> TestRunner {
@@ -235,21 +242,8 @@ fn arbitrary_sql_never_panics_hangs_or_leaks() {
         .build()
         .unwrap();
     let (gateway, _lake, forbidden) = runtime.block_on(async {
-        let mut demo = reference::demo(&data_dir()).await.unwrap();
-        let mut storage = StorageConfig::local(&data_dir().join("s3"));
-        storage.listing_ttl = Duration::from_secs(3600);
-        demo.config.storage = storage;
-        // The gateway's own limits end expensive cases; the harness's deadline catches hangs.
-        demo.config.limits = QueryLimits {
-            timeout: Some(Duration::from_secs(5)),
-            memory: Some(256 << 20),
-            ..QueryLimits::default()
-        };
-        (
-            Gateway::open(demo.config).await.unwrap(),
-            demo.lake,
-            forbidden().await,
-        )
+        let (gateway, lake) = local_gateway(|config| config.limits = limits()).await;
+        (gateway, lake, forbidden().await)
     });
     let answered = std::cell::Cell::new(0usize);
     let result = runner().run(&(select(reference::PRINCIPALS), sql()), |(user, sql)| {
@@ -472,13 +466,8 @@ fn arbitrary_flight_sql_requests_never_panic_hang_or_leak() {
         .enable_all()
         .build()
         .unwrap();
-    let limits = QueryLimits {
-        timeout: Some(Duration::from_secs(5)),
-        memory: Some(256 << 20),
-        ..QueryLimits::default()
-    };
     let (server, tokens, forbidden) = runtime.block_on(async {
-        let server = flight::start(FlightConfig::default(), Some(limits)).await;
+        let server = flight::start(FlightConfig::default(), Some(limits())).await;
         let mut tokens = HashMap::new();
         for user in reference::PRINCIPALS {
             let client = flight::login(server.addr, user).await;

@@ -17,6 +17,14 @@ use meshgate::policy::{Denial, PolicySources};
 use meshgate::{Gateway, GatewayConfig, GatewayError, Principal, reference};
 use sha2::{Digest, Sha256};
 
+/// The repository's top level (products/, policies/).
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
 fn data_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("reference-mesh")
 }
@@ -350,10 +358,7 @@ async fn a_reload_takes_effect_on_the_next_query_and_a_bad_one_changes_nothing()
 
 #[tokio::test]
 async fn a_mesh_loads_from_a_config_file_with_a_key_file() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap();
+    let repo = repo();
     // The demo's S3 server stores objects as plain files: read them as a local lake.
     let (_, _seeded) = demo_config().await;
     let dir = tempfile::tempdir().unwrap();
@@ -606,10 +611,7 @@ async fn sighup_reloads_policies_and_a_failed_reload_keeps_the_last_good_version
     use arrow_flight::sql::client::FlightSqlServiceClient;
     use tokio::io::{AsyncBufReadExt, BufReader};
 
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap();
+    let repo = repo();
     let (_, _seeded) = demo_config().await;
     let dir = tempfile::tempdir().unwrap();
     let policies = dir.path().join("policies");

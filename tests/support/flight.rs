@@ -166,6 +166,28 @@ pub fn row_count(batches: &[RecordBatch]) -> usize {
     batches.iter().map(RecordBatch::num_rows).sum()
 }
 
+/// A GetTables answer with `include_schema`: `schema.table` and its decoded Arrow schema,
+/// per row.
+pub fn table_schemas(batches: &[RecordBatch]) -> Vec<(String, arrow::datatypes::Schema)> {
+    use arrow::array::AsArray;
+    let mut out = Vec::new();
+    for batch in batches {
+        let column = |name: &str| batch.column_by_name(name).expect(name);
+        let schemas = column("db_schema_name").as_string::<i32>();
+        let tables = column("table_name").as_string::<i32>();
+        let encoded = column("table_schema").as_binary::<i32>();
+        for row in 0..batch.num_rows() {
+            let schema =
+                arrow::ipc::convert::try_schema_from_ipc_buffer(encoded.value(row)).unwrap();
+            out.push((
+                format!("{}.{}", schemas.value(row), tables.value(row)),
+                schema,
+            ));
+        }
+    }
+    out
+}
+
 /// The gRPC status code behind a client error.
 pub fn code(error: &FlightError) -> Code {
     match error {

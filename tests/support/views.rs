@@ -14,7 +14,11 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-use crate::truth::{email_mask, register_raw, show_last_4, token};
+use meshgate::lake_server::LakeServer;
+use meshgate::storage::StorageConfig;
+use meshgate::{Gateway, GatewayConfig, Session, reference};
+
+use crate::truth::{data_dir, email_mask, register_raw, show_last_4, token};
 
 /// A string UDF for the reference engine.
 pub fn string_udf(
@@ -194,6 +198,35 @@ pub async fn run_reference(ctx: &SessionContext, sql: &str) -> Result<Rows, Stri
             .map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// The reference mesh's gateway, reading the buckets' files from the S3 server's disk
+/// directly: enforcement is what these tests check, and local reads keep thousands of
+/// queries fast (tests/lakes.rs and tests/flight*.rs go through S3). `edit` adjusts the
+/// configuration first.
+pub async fn local_gateway(edit: impl FnOnce(&mut GatewayConfig)) -> (Gateway, LakeServer) {
+    let mut demo = reference::demo(&data_dir()).await.unwrap();
+    let mut storage = StorageConfig::local(&data_dir().join("s3"));
+    storage.listing_ttl = std::time::Duration::from_secs(3600);
+    demo.config.storage = storage;
+    edit(&mut demo.config);
+    (Gateway::open(demo.config).await.unwrap(), demo.lake)
+}
+
+/// `sql` through meshgate as `session`'s principal, in the form `run_reference` gives.
+pub async fn run_gateway(session: &Session, sql: &str) -> Result<Rows, String> {
+    session
+        .collect(sql)
+        .await
+        .map(|b| rows(&b))
+        .map_err(|e| e.to_string())
+}
+
+/// Rows as a multiset (sorted), for answers whose order SQL does not fix.
+pub fn sorted(rows: &Rows) -> Rows {
+    let mut rows = rows.clone();
+    rows.sort();
+    rows
 }
 
 /// An engine with the raw tables only (`raw_counterparties`, ...), no views.
