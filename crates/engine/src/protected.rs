@@ -30,6 +30,7 @@ use datafusion::common::{
 use datafusion::datasource::TableType;
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::expr_rewriter::unnormalize_col;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, col, lit};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
@@ -67,6 +68,8 @@ pub struct ProtectedTable {
     /// Visible columns the caller sees unprotected (the same name and values as raw).
     clear: HashSet<String>,
     schema: SchemaRef,
+    /// `schema` as the planner's `DFSchema`, to type user predicates offered for pushdown.
+    df_schema: DFSchema,
 }
 
 impl ProtectedTable {
@@ -126,6 +129,7 @@ impl ProtectedTable {
         let schema = Arc::new(Schema::new(
             columns.iter().map(|(f, _)| f.clone()).collect::<Vec<_>>(),
         ));
+        let df_schema = DFSchema::try_from(Arc::clone(&schema))?;
         Ok(Self {
             policy,
             raw,
@@ -135,31 +139,18 @@ impl ProtectedTable {
             columns,
             clear,
             schema,
+            df_schema,
         })
     }
 
     /// Whether a user predicate may be evaluated inside the seal (see [`crate::leakproof`]).
-    fn may_cross(&self, filter: &Expr) -> Result<bool> {
-        let schema = DFSchema::try_from(Arc::clone(&self.schema))?;
-        Ok(leakproof::may_cross(filter, &self.clear, &schema))
+    fn may_cross(&self, filter: &Expr) -> bool {
+        leakproof::may_cross(filter, &self.clear, &self.df_schema)
     }
 
     pub fn policy(&self) -> &ResolvedTablePolicy {
         &self.policy
     }
-}
-
-/// `filter` with its columns' table qualifiers removed, to plan it over the raw scan.
-fn unqualified(filter: Expr) -> Result<Expr> {
-    use datafusion::common::tree_node::{Transformed, TreeNode};
-    filter
-        .transform(|e| match e {
-            Expr::Column(c) => Ok(Transformed::yes(col(
-                datafusion::common::Column::from_name(c.name),
-            ))),
-            other => Ok(Transformed::no(other)),
-        })
-        .map(|t| t.data)
 }
 
 fn call(udf: Arc<datafusion::logical_expr::ScalarUDF>, arg: Expr) -> Expr {
@@ -186,7 +177,7 @@ impl TableProvider for ProtectedTable {
         filters
             .iter()
             .map(|filter| {
-                Ok(if self.may_cross(filter)? {
+                Ok(if self.may_cross(filter) {
                     TableProviderFilterPushDown::Exact
                 } else {
                     TableProviderFilterPushDown::Unsupported
@@ -206,10 +197,11 @@ impl TableProvider for ProtectedTable {
         // clear columns, which have the same names and values in the raw schema.
         let mut pushed = Vec::with_capacity(filters.len());
         for filter in filters {
-            if !self.may_cross(filter)? {
+            if !self.may_cross(filter) {
                 return internal_err!("a user predicate that may not cross the barrier: {filter}");
             }
-            pushed.push(unqualified(filter.clone())?);
+            // Without table qualifiers, to plan it over the raw scan.
+            pushed.push(unnormalize_col(filter.clone()));
         }
         let filter = self
             .row_filter
