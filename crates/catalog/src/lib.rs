@@ -80,6 +80,16 @@ pub struct Owner {
     pub team: String,
     /// Usernames of members whose role is `owner`.
     pub owners: Vec<String>,
+    /// Usernames of members whose role is `delegate`: they decide access requests for the
+    /// owners.
+    pub delegates: Vec<String>,
+}
+
+impl Owner {
+    /// May `user` decide access to this product (an owner or a delegate)?
+    pub fn decides(&self, user: &str) -> bool {
+        self.owners.iter().chain(&self.delegates).any(|u| u == user)
+    }
 }
 
 /// A service-level objective from `slaProperties`.
@@ -377,6 +387,12 @@ fn parse_manifest(file: &str, text: &str) -> Result<Product, CatalogError> {
             .members
             .iter()
             .filter(|m| m.role.as_deref() == Some("owner"))
+            .map(|m| m.username.clone())
+            .collect(),
+        delegates: team
+            .members
+            .iter()
+            .filter(|m| m.role.as_deref() == Some("delegate"))
             .map(|m| m.username.clone())
             .collect(),
     };

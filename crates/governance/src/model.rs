@@ -1,0 +1,218 @@
+//! The records the governance store keeps: access requests, grants and audit records.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch, UTC.
+pub type Millis = i64;
+
+/// Now, in [`Millis`].
+pub fn now_millis() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+pub const DAY_MILLIS: Millis = 24 * 60 * 60 * 1000;
+
+macro_rules! state_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($text => Ok(Self::$variant),)+
+                    other => Err(format!("unknown {} `{other}`", stringify!($name))),
+                }
+            }
+        }
+    };
+}
+
+state_enum! {
+    /// An access request's life: `pending` until the owner decides (`approved`, `rejected`),
+    /// the requester withdraws it (`cancelled`) or nobody decides in time (`expired`).
+    RequestState { Pending => "pending", Approved => "approved", Rejected => "rejected",
+                   Cancelled => "cancelled", Expired => "expired" }
+}
+
+state_enum! {
+    /// A grant's life: `active` (enforced), `suspended` (not enforced, can be resumed),
+    /// `revoked` and `expired` (final).
+    GrantState { Active => "active", Suspended => "suspended", Revoked => "revoked",
+                 Expired => "expired" }
+}
+
+state_enum! {
+    /// What the gateway decided about a query.
+    Decision { Allow => "allow", Deny => "deny", Error => "error" }
+}
+
+state_enum! {
+    /// Where a query stands in the audit log. `running` is written before the first batch
+    /// leaves; a record still `running` after a crash is a query whose results may have
+    /// been (partly) sent.
+    QueryStatus { Running => "running", Ok => "ok", Failed => "failed", Denied => "denied",
+                  Cancelled => "cancelled" }
+}
+
+/// A consumer's request for access to a product.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessRequest {
+    pub id: String,
+    pub requester: String,
+    pub product: String,
+    /// `table.column` names asked for; `None` for the whole product.
+    pub columns: Option<Vec<String>>,
+    pub purpose: String,
+    /// How long the access is wanted for, in days.
+    pub valid_days: u32,
+    pub state: RequestState,
+    pub created_at: Millis,
+    /// An undecided request expires at this time.
+    pub expires_at: Millis,
+    pub decided_at: Option<Millis>,
+    pub decided_by: Option<String>,
+    pub decision_comment: Option<String>,
+    /// The grant an approval created.
+    pub grant_id: Option<String>,
+}
+
+/// An owner's decision that a principal may read a product, enforced while `active` and
+/// before `valid_until`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    pub id: String,
+    pub request_id: Option<String>,
+    pub principal: String,
+    pub product: String,
+    pub domain: String,
+    /// `table.column` names the grant shows; `None` for every column the product policy shows.
+    pub columns: Option<Vec<String>>,
+    /// A SQL predicate over the product table's columns narrowing the rows; `None` for all
+    /// rows the product policy shows.
+    pub row_filter: Option<String>,
+    pub purpose: String,
+    pub state: GrantState,
+    pub approved_by: String,
+    pub created_at: Millis,
+    pub valid_until: Millis,
+    pub changed_at: Millis,
+    pub changed_by: String,
+    pub change_reason: Option<String>,
+}
+
+impl Grant {
+    /// Enforced at `now`?
+    pub fn in_force(&self, now: Millis) -> bool {
+        self.state == GrantState::Active && now < self.valid_until
+    }
+}
+
+/// The audit record of one query, written before its first result batch leaves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub query_id: String,
+    pub started_at: Millis,
+    pub principal: String,
+    pub app: Option<String>,
+    pub client: Option<String>,
+    /// How the query arrived (`library`, `DoGet`, `GetFlightInfo`, ...).
+    pub method: String,
+    pub statement_sha256: String,
+    pub statement: Option<String>,
+    pub policy_version: String,
+    pub decision: Decision,
+    pub tables: Vec<AuditTable>,
+    pub error: Option<String>,
+}
+
+/// One product table a query touched, and how the caller's policy shaped it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditTable {
+    pub product: String,
+    pub table: String,
+    /// `<product>@v<version>`; `None` when the query was denied before a policy applied.
+    pub policy_id: Option<String>,
+    /// Ids of the row-filter rules applied.
+    pub row_filters: Vec<String>,
+    /// Grants that admitted the caller.
+    pub grant_ids: Vec<String>,
+    /// The columns read, in table order.
+    pub columns: Vec<AuditColumn>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditColumn {
+    pub name: String,
+    /// `clear`, `mask(email)`, `tokenize(reference)`, ...
+    pub treatment: String,
+    /// The rule that decided the treatment; `None` when the global default did.
+    pub rule: Option<String>,
+}
+
+/// How a query ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditOutcome {
+    pub status: QueryStatus,
+    pub rows_returned: u64,
+    pub bytes_returned: u64,
+    pub duration_ms: u64,
+    pub error: Option<String>,
+}
+
+/// An audit record as stored: the record and, once the query ended, its outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredAudit {
+    pub record: AuditRecord,
+    pub status: QueryStatus,
+    pub rows_returned: Option<u64>,
+    pub bytes_returned: Option<u64>,
+    pub duration_ms: Option<u64>,
+    pub finished_at: Option<Millis>,
+}
+
+impl StoredAudit {
+    /// Products this record touches.
+    pub fn products(&self) -> impl Iterator<Item = &str> {
+        self.record.tables.iter().map(|t| t.product.as_str())
+    }
+}
+
+/// A data flow: one product's data reaching one consumer application, aggregated over the
+/// allowed queries in the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flow {
+    pub product: String,
+    pub consumer_app: String,
+    /// Principals that ran the queries.
+    pub principals: Vec<String>,
+    /// `table.column` names read.
+    pub columns: Vec<String>,
+    /// `table.column: treatment` for every column read under a treatment other than clear.
+    pub treatments: Vec<String>,
+    pub queries: u64,
+    pub rows: u64,
+    pub first_access: Millis,
+    pub last_access: Millis,
+}

@@ -1,0 +1,463 @@
+//! The access workflow and the store, on a real SQLite file and the reference manifests.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use meshgate_catalog::Catalog;
+use meshgate_governance::*;
+
+fn catalog() -> Catalog {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../products");
+    Catalog::load_dir(&dir).unwrap()
+}
+
+fn no_filter_check() -> impl Fn(&meshgate_catalog::Product, &str) -> Result<(), String> + Sync {
+    |_p: &meshgate_catalog::Product, f: &str| {
+        if f.contains("nope") {
+            Err("unknown column nope".into())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn ask(product: &str, columns: &[&str]) -> NewRequest {
+    NewRequest {
+        product: product.into(),
+        columns: columns.iter().map(|c| c.to_string()).collect(),
+        purpose: "quarterly onboarding review".into(),
+        valid_days: Some(30),
+    }
+}
+
+async fn store(dir: &Path) -> Arc<SqliteStore> {
+    Arc::new(
+        SqliteStore::open(&dir.join("state/meshgate.db"))
+            .await
+            .unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn request_approve_revoke_and_who_may_do_what() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path()).await;
+    let catalog = catalog();
+    let flow = Workflow::new(store.as_ref(), &catalog);
+    let check = no_filter_check();
+    let generation = store.grant_generation().await.unwrap();
+
+    let request = flow
+        .request(
+            "intern",
+            ask(
+                "reference.counterparties",
+                &["counterparty_id", "counterparties.lob", "country"],
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(request.state, RequestState::Pending);
+    assert_eq!(
+        request.columns.as_deref().unwrap(),
+        [
+            "counterparties.counterparty_id",
+            "counterparties.country",
+            "counterparties.lob"
+        ]
+    );
+
+    // Nobody approves their own request; only the owner (or a delegate) decides.
+    let own = flow
+        .approve("intern", &request.id, Approval::default(), &check)
+        .await
+        .unwrap_err();
+    assert!(matches!(own, GovernanceError::NotAllowed(_)), "{own}");
+    assert!(own.to_string().contains("own access request"), "{own}");
+    for stranger in ["auditor", "risk-officer", "cib-reporting"] {
+        let err = flow
+            .approve(stranger, &request.id, Approval::default(), &check)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("only an owner or delegate of `reference.counterparties`"),
+            "{err}"
+        );
+        let err = flow.reject(stranger, &request.id, None).await.unwrap_err();
+        assert!(matches!(err, GovernanceError::NotAllowed(_)), "{err}");
+        let err = flow.cancel(stranger, &request.id).await.unwrap_err();
+        assert!(matches!(err, GovernanceError::NotAllowed(_)), "{err}");
+    }
+    // An approval narrows, never widens.
+    let wider = Approval {
+        columns: vec!["tax_id".into()],
+        ..Approval::default()
+    };
+    let err = flow
+        .approve("ref-owner", &request.id, wider, &check)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("was not requested"), "{err}");
+    let longer = Approval {
+        valid_days: Some(31),
+        ..Approval::default()
+    };
+    assert!(
+        flow.approve("ref-owner", &request.id, longer, &check)
+            .await
+            .is_err()
+    );
+    let bad_filter = Approval {
+        row_filter: Some("nope = 1".into()),
+        ..Approval::default()
+    };
+    let err = flow
+        .approve("ref-owner", &request.id, bad_filter, &check)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("unknown column nope"), "{err}");
+    assert_eq!(
+        store.grant_generation().await.unwrap(),
+        generation,
+        "refusals change nothing"
+    );
+
+    let approval = Approval {
+        columns: vec!["counterparty_id".into(), "lob".into()],
+        row_filter: Some("country = 'GB'".into()),
+        valid_days: Some(7),
+        comment: Some("for the review only".into()),
+    };
+    let (decided, grant) = flow
+        .approve("ref-owner", &request.id, approval, &check)
+        .await
+        .unwrap();
+    assert_eq!(decided.state, RequestState::Approved);
+    assert_eq!(decided.grant_id.as_deref(), Some(grant.id.as_str()));
+    assert_eq!(grant.principal, "intern");
+    assert_eq!(grant.approved_by, "ref-owner");
+    assert_eq!(
+        grant.columns.as_deref().unwrap(),
+        ["counterparties.counterparty_id", "counterparties.lob"]
+    );
+    assert_eq!(grant.row_filter.as_deref(), Some("country = 'GB'"));
+    assert_eq!(grant.valid_until - grant.created_at, 7 * DAY_MILLIS);
+    assert!(store.grant_generation().await.unwrap() > generation);
+    let in_force = store.grants_in_force(now_millis()).await.unwrap();
+    assert_eq!(in_force, vec![grant.clone()]);
+
+    // Decided once: a second decision is a conflict, whoever makes it.
+    let again = flow
+        .reject("ref-owner", &request.id, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(again, GovernanceError::Conflict(_)), "{again}");
+
+    // Suspend and resume, then revoke; only the owner may.
+    assert!(flow.revoke("intern", &grant.id, None).await.is_err());
+    let g = flow
+        .suspend("ref-owner", &grant.id, Some("incident".into()))
+        .await
+        .unwrap();
+    assert_eq!(g.state, GrantState::Suspended);
+    assert!(
+        store
+            .grants_in_force(now_millis())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let g = flow.resume("ref-owner", &grant.id, None).await.unwrap();
+    assert_eq!(g.state, GrantState::Active);
+    let g = flow
+        .revoke("ref-owner", &grant.id, Some("review done".into()))
+        .await
+        .unwrap();
+    assert_eq!(g.state, GrantState::Revoked);
+    assert!(
+        store
+            .grants_in_force(now_millis())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let err = flow.resume("ref-owner", &grant.id, None).await.unwrap_err();
+    assert!(matches!(err, GovernanceError::Conflict(_)), "{err}");
+}
+
+#[tokio::test]
+async fn requests_are_checked_rejected_and_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path()).await;
+    let catalog = catalog();
+    let flow = Workflow::new(store.as_ref(), &catalog);
+
+    let err = flow
+        .request("intern", ask("reference.nothing", &[]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GovernanceError::NotFound(_)), "{err}");
+    let err = flow
+        .request("intern", ask("reference.counterparties", &["salary"]))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("has no column `salary`"), "{err}");
+    let err = flow
+        .request(
+            "intern",
+            NewRequest {
+                purpose: "  ".into(),
+                ..ask("markets.trades", &[])
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("purpose"), "{err}");
+    let err = flow
+        .request(
+            "intern",
+            NewRequest {
+                valid_days: Some(400),
+                ..ask("markets.trades", &[])
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("1 to 365 days"), "{err}");
+    let err = flow
+        .request("ref-owner", ask("reference.counterparties", &[]))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("owners do not request access"),
+        "{err}"
+    );
+
+    let whole = flow
+        .request("intern", ask("reference.counterparties", &[]))
+        .await
+        .unwrap();
+    assert_eq!(whole.columns, None);
+    let rejected = flow
+        .reject(
+            "ref-owner",
+            &whole.id,
+            Some("use the public extract".into()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rejected.state, RequestState::Rejected);
+    assert_eq!(rejected.decided_by.as_deref(), Some("ref-owner"));
+
+    let other = flow
+        .request("intern", ask("reference.counterparties", &[]))
+        .await
+        .unwrap();
+    let cancelled = flow.cancel("intern", &other.id).await.unwrap();
+    assert_eq!(cancelled.state, RequestState::Cancelled);
+    assert!(store.grants().await.unwrap().is_empty());
+
+    // Who sees which requests.
+    let intern = Viewer {
+        id: "intern".into(),
+        auditor: false,
+    };
+    let owner = Viewer {
+        id: "ref-owner".into(),
+        auditor: false,
+    };
+    let auditor = Viewer {
+        id: "auditor".into(),
+        auditor: true,
+    };
+    let trades = flow
+        .request("ccb-fraud", ask("markets.trades", &[]))
+        .await
+        .unwrap();
+    let ids = |rs: Vec<AccessRequest>| rs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(flow.visible_requests(&intern).await.unwrap()),
+        [whole.id.clone(), other.id.clone()]
+    );
+    assert_eq!(
+        ids(flow.visible_requests(&owner).await.unwrap()),
+        [whole.id.clone(), other.id.clone()]
+    );
+    assert_eq!(
+        ids(flow.visible_requests(&auditor).await.unwrap()),
+        [whole.id, other.id, trades.id]
+    );
+}
+
+#[tokio::test]
+async fn grants_and_requests_expire_and_state_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = catalog();
+    let (grant_id, request_id) = {
+        let store = store(dir.path()).await;
+        assert_eq!(store.applied_migrations().await.unwrap(), [1]);
+        let flow = Workflow::new(store.as_ref(), &catalog);
+        let check = no_filter_check();
+        let r = flow
+            .request("intern", ask("reference.counterparties", &[]))
+            .await
+            .unwrap();
+        let (_, grant) = flow
+            .approve(
+                "ref-owner",
+                &r.id,
+                Approval {
+                    valid_days: Some(1),
+                    ..Approval::default()
+                },
+                &check,
+            )
+            .await
+            .unwrap();
+        let pending = flow
+            .request("intern", ask("markets.trades", &[]))
+            .await
+            .unwrap();
+        (grant.id, pending.id)
+    };
+    let store = store(dir.path()).await;
+    assert_eq!(
+        store.applied_migrations().await.unwrap(),
+        [1],
+        "migrations run once"
+    );
+    let now = now_millis();
+    assert_eq!(store.grants_in_force(now).await.unwrap().len(), 1);
+    // A day later the grant is not in force, before and after the sweep marks it.
+    let later = now + DAY_MILLIS + 1000;
+    assert!(store.grants_in_force(later).await.unwrap().is_empty());
+    let before = store.grant_generation().await.unwrap();
+    store.expire(later).await.unwrap();
+    assert_eq!(
+        store.grant(&grant_id).await.unwrap().unwrap().state,
+        GrantState::Expired
+    );
+    assert!(store.grant_generation().await.unwrap() > before);
+    // Undecided requests expire after 30 days.
+    store.expire(now + 31 * DAY_MILLIS).await.unwrap();
+    assert_eq!(
+        store.request(&request_id).await.unwrap().unwrap().state,
+        RequestState::Expired
+    );
+}
+
+#[tokio::test]
+async fn audit_records_round_trip_and_fold_into_flows() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path()).await;
+    let record =
+        |id: &str, principal: &str, app: Option<&str>, decision: Decision, at: i64| AuditRecord {
+            query_id: id.into(),
+            started_at: at,
+            principal: principal.into(),
+            app: app.map(str::to_string),
+            client: Some("127.0.0.1:5000".into()),
+            method: "DoGet".into(),
+            statement_sha256: "ab".repeat(32),
+            statement: None,
+            policy_version: "p1".into(),
+            decision,
+            tables: vec![AuditTable {
+                product: "reference.counterparties".into(),
+                table: "counterparties".into(),
+                policy_id: Some("reference.counterparties@v1".into()),
+                row_filters: vec!["lob-systems-see-own-lob".into()],
+                grant_ids: vec![],
+                columns: vec![
+                    AuditColumn {
+                        name: "lob".into(),
+                        treatment: "clear".into(),
+                        rule: None,
+                    },
+                    AuditColumn {
+                        name: "tax_id".into(),
+                        treatment: "tokenize(reference)".into(),
+                        rule: Some("tax-id-tokenized".into()),
+                    },
+                ],
+            }],
+            error: None,
+        };
+    store
+        .record_query(&record(
+            "q1",
+            "cib-reporting",
+            Some("cib-regulatory-report"),
+            Decision::Allow,
+            10,
+        ))
+        .await
+        .unwrap();
+    store
+        .finish_query(
+            "q1",
+            &AuditOutcome {
+                status: QueryStatus::Ok,
+                rows_returned: 5,
+                bytes_returned: 100,
+                duration_ms: 3,
+                error: None,
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .record_query(&record(
+            "q2",
+            "cib-reporting",
+            Some("cib-regulatory-report"),
+            Decision::Allow,
+            20,
+        ))
+        .await
+        .unwrap();
+    let mut denied = record("q3", "intern", None, Decision::Deny, 30);
+    denied.tables[0].columns.clear();
+    denied.error = Some("not permitted".into());
+    store.record_query(&denied).await.unwrap();
+
+    let all = store.audit().await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(
+        all[0].record,
+        record(
+            "q1",
+            "cib-reporting",
+            Some("cib-regulatory-report"),
+            Decision::Allow,
+            10
+        )
+    );
+    assert_eq!(
+        (all[0].status, all[0].rows_returned),
+        (QueryStatus::Ok, Some(5))
+    );
+    assert_eq!(
+        (all[1].status, all[1].rows_returned),
+        (QueryStatus::Running, None)
+    );
+    assert_eq!(all[2].status, QueryStatus::Denied);
+    assert_eq!(all[2].record, denied);
+
+    let edges = flows(&all, |_, _| true);
+    assert_eq!(edges.len(), 1, "denied queries are not flows");
+    let f = &edges[0];
+    assert_eq!(
+        (f.product.as_str(), f.consumer_app.as_str()),
+        ("reference.counterparties", "cib-regulatory-report")
+    );
+    assert_eq!(
+        (f.queries, f.rows, f.first_access, f.last_access),
+        (2, 5, 10, 20)
+    );
+    assert_eq!(f.columns, ["counterparties.lob", "counterparties.tax_id"]);
+    assert_eq!(f.treatments, ["counterparties.tax_id: tokenize(reference)"]);
+    assert!(flows(&all, |_, p| p != "reference.counterparties").is_empty());
+}
