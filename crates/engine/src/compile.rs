@@ -101,3 +101,26 @@ pub(crate) fn validate_row_filters(
     }
     Ok(())
 }
+
+/// A grant's row filter must parse as a row-filter template and type-check as a boolean
+/// over every table of its product.
+pub(crate) fn check_grant_filter(
+    inner: &GatewayInner,
+    product: &meshgate_catalog::Product,
+    text: &str,
+) -> Result<(), String> {
+    let template = meshgate_policy::RowFilterTemplate::parse(text)?;
+    let bound = template
+        .bind_with(|_| Some("sample".to_string()))
+        .map_err(|a| format!("attribute `{a}`"))?;
+    for table in product.tables.iter().filter(|t| !t.is_view()) {
+        let raw = inner
+            .raw_tables
+            .get(&(product.domain.clone(), table.name.clone()))
+            .ok_or_else(|| format!("no storage for {}.{}", product.domain, table.name))?;
+        let schema = DFSchema::try_from(raw.schema()).map_err(|e| e.to_string())?;
+        filter_expr(&inner.template, &schema, &bound)
+            .map_err(|m| format!("on {}.{}: {m}", product.domain, table.name))?;
+    }
+    Ok(())
+}

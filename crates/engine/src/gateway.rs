@@ -11,11 +11,13 @@ use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::{SessionState, SessionStateBuilder, context::SessionConfig};
-use meshgate_catalog::Catalog;
+use meshgate_catalog::{Catalog, Product};
+use meshgate_governance::{GovernanceStore, SqliteStore, Viewer, Workflow, now_millis};
 use meshgate_policy::{AuthError, PolicySet, PolicySources, Principal, UserDirectory};
 use meshgate_protect::{KeyOrigin, MasterKey};
 use meshgate_storage::{LakeStatus, Lakes, StorageConfig};
 
+use crate::audit::AuditSettings;
 use crate::compile;
 use crate::error::GatewayError;
 use crate::lake_table::LakeTable;
@@ -47,6 +49,32 @@ pub struct GatewayConfig {
     /// columns only for matching rows (DataFusion's `pushdown_filters` and
     /// `reorder_filters`). Safe for enforcement either way: nothing else is ever pushed.
     pub parquet_pushdown: bool,
+    /// Access requests, grants and the audit log. Every query is recorded here before it
+    /// runs, and grants in force here admit callers; if it cannot be read or written,
+    /// queries are refused.
+    pub governance: Governance,
+    pub audit: AuditSettings,
+}
+
+/// Where access requests, grants and the audit log live.
+#[derive(Debug, Clone)]
+pub enum Governance {
+    /// The embedded default: a SQLite file (created, and migrated, on open).
+    Sqlite(PathBuf),
+    /// A store opened by the embedding application.
+    Store(Arc<dyn GovernanceStore>),
+}
+
+impl Governance {
+    async fn open(self) -> Result<Arc<dyn GovernanceStore>, GatewayError> {
+        match self {
+            Self::Store(store) => Ok(store),
+            Self::Sqlite(path) => SqliteStore::open(&path)
+                .await
+                .map(|s| Arc::new(s) as Arc<dyn GovernanceStore>)
+                .map_err(|e| GatewayError::Config(e.to_string())),
+        }
+    }
 }
 
 /// An open gateway. Cheap to clone; every clone shares the same state.
@@ -74,6 +102,56 @@ pub(crate) struct GatewayInner {
     pub(crate) raw_tables: RawTables,
     /// Running slots and the queue for them.
     pub(crate) admission: Admission,
+    pub(crate) governance: Arc<dyn GovernanceStore>,
+    pub(crate) audit: AuditSettings,
+    /// Held while the grants in force are re-read, so concurrent queries re-read once.
+    pub(crate) grant_refresh: tokio::sync::Mutex<()>,
+}
+
+impl GatewayInner {
+    /// The policy version in force with the grants in force now. Re-reads the grants when
+    /// the store's grant generation moved or a grant's time ran out, so a decision applies
+    /// from the very next query. A store that cannot be read refuses the query.
+    pub(crate) async fn current_policies(&self) -> Result<Arc<PolicySet>, GatewayError> {
+        let unavailable = |e: &dyn std::fmt::Display| {
+            tracing::error!(error = %e, "governance store unavailable; refusing queries");
+            GatewayError::Unavailable(
+                "the gateway cannot read its grants, so it refuses queries; try again later \
+                 (operators: see the gateway's log)"
+                    .into(),
+            )
+        };
+        let fresh = |policies: &PolicySet, generation: i64, now: i64| {
+            policies
+                .grant_layer()
+                .is_some_and(|layer| layer.current(generation, now))
+        };
+        let generation = self
+            .governance
+            .grant_generation()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let now = now_millis();
+        let current = self.policies.load_full();
+        if fresh(&current, generation, now) {
+            return Ok(current);
+        }
+        let _refresh = self.grant_refresh.lock().await;
+        let current = self.policies.load_full();
+        if fresh(&current, generation, now) {
+            return Ok(current);
+        }
+        let layered = Arc::new(
+            current
+                .with_grants(&self.catalog, Arc::clone(&self.governance), generation, now)
+                .await
+                .map_err(|e| unavailable(&e))?,
+        );
+        // A policy reload that happened meanwhile wins; its grants are layered next query.
+        self.policies
+            .compare_and_swap(&current, Arc::clone(&layered));
+        Ok(layered)
+    }
 }
 
 /// The raw scan of each product table, by (domain, table).
@@ -138,6 +216,13 @@ impl Gateway {
         }
 
         compile::validate_row_filters(&template, &policies, &catalog, &raw_tables)?;
+        if catalog.domains().contains(crate::system::SYSTEM_SCHEMA) {
+            return Err(GatewayError::Config(format!(
+                "the domain name `{}` is reserved for the mesh catalog's own tables",
+                crate::system::SYSTEM_SCHEMA
+            )));
+        }
+        let governance = config.governance.open().await?;
 
         if config.master_key.origin() == KeyOrigin::Demo {
             tracing::warn!(
@@ -157,6 +242,9 @@ impl Gateway {
                 template,
                 raw_tables,
                 admission: Admission::new(config.limits),
+                governance,
+                audit: config.audit,
+                grant_refresh: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -182,9 +270,41 @@ impl Gateway {
         &self.inner.catalog
     }
 
-    /// The policy version in force now.
+    /// The policy version in force now (without the grants layered on it; see
+    /// [`Gateway::current_policies`]).
     pub fn policies(&self) -> Arc<PolicySet> {
         self.inner.policies.load_full()
+    }
+
+    /// The policy version in force now with the grants in force now.
+    pub async fn current_policies(&self) -> Result<Arc<PolicySet>, GatewayError> {
+        self.inner.current_policies().await
+    }
+
+    /// The governance store (access requests, grants, audit).
+    pub fn governance(&self) -> &Arc<dyn GovernanceStore> {
+        &self.inner.governance
+    }
+
+    /// The access workflow (requests, approvals, grants) over this gateway's store and
+    /// catalog. Its decisions are enforced from the next query on.
+    pub fn workflow(&self) -> Workflow<'_> {
+        Workflow::new(self.inner.governance.as_ref(), &self.inner.catalog)
+    }
+
+    /// Whether `filter` can serve as a grant's row filter on `product` (what
+    /// [`Workflow::approve`] needs to check an approval).
+    pub fn check_grant_filter(&self, product: &Product, filter: &str) -> Result<(), String> {
+        compile::check_grant_filter(&self.inner, product, filter)
+    }
+
+    /// Which governance records `principal` sees: auditors (role `auditor`) all, owners and
+    /// delegates those touching their products, everyone their own.
+    pub fn viewer(principal: &Principal) -> Viewer {
+        Viewer {
+            id: principal.id().to_string(),
+            auditor: principal.roles().contains("auditor"),
+        }
     }
 
     /// The SQL functions consumers may call, with DataFusion's documentation section

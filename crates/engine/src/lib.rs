@@ -30,6 +30,7 @@
 //! # Ok(()) }
 //! ```
 
+mod audit;
 mod compile;
 mod error;
 mod gateway;
@@ -40,12 +41,15 @@ mod lockdown;
 mod protected;
 mod secure_catalog;
 mod session;
+mod system;
 
+pub use audit::AuditSettings;
 pub use error::GatewayError;
-pub use gateway::{Gateway, GatewayConfig};
+pub use gateway::{Gateway, GatewayConfig, Governance};
 pub use limits::{Abort, QueryLimits};
 pub use protected::{ProtectedScanExec, ProtectedTable};
 pub use secure_catalog::CATALOG;
 pub use secure_catalog::MAX_STATEMENT_BYTES;
 pub use session::{Column, Prepared, Query, ScanReport, Session, VisibleTable};
+pub use system::SYSTEM_SCHEMA;
 pub use tokio_util::sync::CancellationToken;

@@ -324,6 +324,19 @@ impl ProtectedScanExec {
         &self.policy
     }
 
+    /// Columns the caller's own predicates pushed into this scan refer to (they are read
+    /// even when the scan does not output them).
+    pub fn pushed_columns(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .pushed
+            .iter()
+            .flat_map(|e| e.column_refs().into_iter().map(|c| c.name.clone()))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// Metrics of the sealed plan, for operators and audit (never shown to consumers).
     pub fn inner_metrics(&self) -> Vec<MetricsSet> {
         let mut out = Vec::new();

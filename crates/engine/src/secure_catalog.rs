@@ -37,6 +37,7 @@ use crate::error::{GatewayError, denial_to_datafusion};
 use crate::gateway::GatewayInner;
 use crate::lockdown;
 use crate::protected::ProtectedTable;
+use crate::system::{SYSTEM_SCHEMA, SystemSchema};
 
 /// The only catalog: `mesh`.
 pub const CATALOG: &str = "mesh";
@@ -197,6 +198,43 @@ impl QueryScope {
             builder = builder.with_config(config);
         }
         builder.build()
+    }
+
+    /// `(product, table)` of every table this scope denied the caller.
+    pub(crate) fn denied_tables(&self) -> Vec<(String, String)> {
+        let Ok(resolved) = self.resolved.lock() else {
+            return Vec::new();
+        };
+        resolved
+            .iter()
+            .filter(|(_, r)| r.is_err())
+            .filter_map(|((domain, name), _)| self.gateway.catalog.table(domain, name))
+            .map(|(product, table)| (product.id.clone(), table.name.clone()))
+            .collect()
+    }
+
+    pub(crate) fn gateway(&self) -> &GatewayInner {
+        &self.gateway
+    }
+
+    pub(crate) fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    pub(crate) fn policies(&self) -> &PolicySet {
+        &self.policies
+    }
+
+    /// The policy version this scope resolves with.
+    pub(crate) fn policy_version(&self) -> String {
+        match self.policies.grant_layer() {
+            Some(layer) => format!(
+                "{}+grants.{}",
+                self.policies.fingerprint(),
+                layer.generation
+            ),
+            None => self.policies.fingerprint().to_string(),
+        }
     }
 
     fn cached(&self, key: &(String, String)) -> Option<Resolution> {
@@ -458,10 +496,17 @@ struct SecureCatalog {
 
 impl CatalogProvider for SecureCatalog {
     fn schema_names(&self) -> Vec<String> {
-        self.scope.visible_domains()
+        let mut names = self.scope.visible_domains();
+        names.push(SYSTEM_SCHEMA.to_string());
+        names
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if name == SYSTEM_SCHEMA {
+            return Some(Arc::new(SystemSchema {
+                scope: Arc::clone(&self.scope),
+            }));
+        }
         // Every domain resolves, so that naming a denied table yields the denial (with how to
         // request access) rather than "schema not found".
         self.scope

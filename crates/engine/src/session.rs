@@ -15,6 +15,7 @@ use datafusion::execution::TaskContext;
 use datafusion::physical_plan::metrics::MetricValue;
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream, execute_stream};
 use futures::TryStreamExt;
+use meshgate_governance::{AuditRecord, AuditTable, Decision, GovernanceStore, now_millis};
 use meshgate_policy::{Principal, ResolvedTablePolicy};
 use meshgate_storage::{IoCounters, IoReport};
 
@@ -29,6 +30,10 @@ pub struct Session {
     gateway: Arc<GatewayInner>,
     principal: Principal,
     default_schema: Option<String>,
+    /// The caller's network address, for the audit log.
+    client: Option<String>,
+    /// How queries arrive (`library`, `DoGet`, ...), for the audit log.
+    method: String,
 }
 
 /// A statement planned but not run: what it returns and which parameters it takes.
@@ -59,6 +64,8 @@ pub struct Query {
     slot: Arc<OwnedSemaphorePermit>,
     deadline: Option<(Instant, Duration)>,
     cancel: CancellationToken,
+    /// The store, id and start of this query's audit record.
+    audit: Option<(Arc<dyn GovernanceStore>, String, Instant)>,
 }
 
 /// A table as one caller sees it (for catalog metadata).
@@ -102,7 +109,16 @@ impl Session {
             gateway,
             principal,
             default_schema: None,
+            client: None,
+            method: "library".into(),
         }
+    }
+
+    /// Record `client` (an address) and `method` (how queries arrive) in the audit log.
+    pub fn with_origin(mut self, client: Option<String>, method: impl Into<String>) -> Self {
+        self.client = client;
+        self.method = method.into();
+        self
     }
 
     /// Resolve unqualified table names in this schema (a domain), as the Flight SQL session
@@ -120,13 +136,79 @@ impl Session {
         &self.principal
     }
 
-    fn scope(&self) -> Arc<QueryScope> {
-        Arc::new(QueryScope::new(
+    /// A scope under the policy version and the grants in force now.
+    async fn scope(&self) -> Result<Arc<QueryScope>, GatewayError> {
+        Ok(Arc::new(QueryScope::new(
             Arc::clone(&self.gateway),
             self.principal.clone(),
-            self.gateway.policies.load_full(),
+            self.gateway.current_policies().await?,
             self.default_schema.clone(),
-        ))
+        )))
+    }
+
+    fn audit_record(
+        &self,
+        sql: &str,
+        query_id: String,
+        started_at: i64,
+        policy_version: &str,
+        decision: Decision,
+        tables: Vec<AuditTable>,
+        error: Option<String>,
+    ) -> AuditRecord {
+        AuditRecord {
+            query_id,
+            started_at,
+            principal: self.principal.id().to_string(),
+            app: self.principal.attribute("app").map(str::to_string),
+            client: self.client.clone(),
+            method: self.method.clone(),
+            statement_sha256: crate::audit::statement_sha256(sql),
+            statement: self.gateway.audit.keep_statements.then(|| sql.to_string()),
+            policy_version: policy_version.to_string(),
+            decision,
+            tables,
+            error,
+        }
+    }
+
+    /// Record a query that was refused or failed before running. The query fails either
+    /// way; if the record cannot be written, that is logged.
+    async fn audit_refusal(
+        &self,
+        sql: &str,
+        scope: &QueryScope,
+        started_at: i64,
+        error: &GatewayError,
+    ) {
+        let decision = match error {
+            GatewayError::Denied(_) => Decision::Deny,
+            _ => Decision::Error,
+        };
+        let tables = scope
+            .denied_tables()
+            .into_iter()
+            .map(|(product, table)| AuditTable {
+                product,
+                table,
+                policy_id: None,
+                row_filters: Vec::new(),
+                grant_ids: Vec::new(),
+                columns: Vec::new(),
+            })
+            .collect();
+        let record = self.audit_record(
+            sql,
+            new_query_id(),
+            started_at,
+            &scope.policy_version(),
+            decision,
+            tables,
+            Some(error.to_string()),
+        );
+        if let Err(e) = self.gateway.governance.record_query(&record).await {
+            tracing::error!(error = %e, principal = self.principal.id(), "cannot record a refused query in the audit log");
+        }
     }
 
     /// Plan a query as this principal. Refuses anything but read-only statements; resolves
@@ -150,8 +232,10 @@ impl Session {
                 .admit(deadline.map(|(at, _)| at))
                 .await?,
         );
+        let started = Instant::now();
+        let started_at = now_millis();
+        let scope = self.scope().await?;
         let planning = async {
-            let scope = self.scope();
             let (state, logical) = scope.plan(sql, params).await?;
             if params.is_none() {
                 let unbound = logical
@@ -169,19 +253,50 @@ impl Session {
                 .create_physical_plan(&logical)
                 .await
                 .map_err(GatewayError::from_planning)?;
-            Ok::<_, GatewayError>((scope, state, logical, plan))
+            Ok::<_, GatewayError>((state, logical, plan))
         };
-        let (scope, state, logical, plan) = match deadline {
+        let planned = match deadline {
             Some((at, limit)) => tokio::time::timeout_at(at.into(), planning)
                 .await
-                .map_err(|_| {
-                    GatewayError::DeadlineExceeded(format!(
+                .unwrap_or_else(|_| {
+                    Err(GatewayError::DeadlineExceeded(format!(
                         "planning took longer than the query time limit of {limit:?}"
-                    ))
-                })??,
-            None => planning.await?,
+                    )))
+                }),
+            None => planning.await,
         };
+        let (state, logical, plan) = match planned {
+            Ok(planned) => planned,
+            Err(error) => {
+                self.audit_refusal(sql, &scope, started_at, &error).await;
+                return Err(error);
+            }
+        };
+        // The audit record, durable before anything can be sent; no record, no query.
+        let query_id = new_query_id();
+        let record = self.audit_record(
+            sql,
+            query_id.clone(),
+            started_at,
+            &scope.policy_version(),
+            Decision::Allow,
+            crate::audit::tables_read(&plan),
+            None,
+        );
+        self.gateway
+            .governance
+            .record_query(&record)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, query = %query_id, "audit log unavailable; query refused");
+                GatewayError::Unavailable(
+                    "the audit log cannot be written, so the gateway refuses queries; try again later \
+                     (operators: see the gateway's log)"
+                        .into(),
+                )
+            })?;
         Ok(Query {
+            audit: Some((Arc::clone(&self.gateway.governance), query_id, started)),
             plan,
             task: Arc::new(TaskContext::from(&state)),
             io: Arc::clone(&scope.io),
@@ -200,7 +315,18 @@ impl Session {
         sql: &str,
         params: Option<&[ScalarValue]>,
     ) -> Result<Prepared, GatewayError> {
-        let (_, logical) = self.scope().plan(sql, params).await?;
+        let started_at = now_millis();
+        let scope = self.scope().await?;
+        let (_, logical) = match scope.plan(sql, params).await {
+            Ok(planned) => planned,
+            // Refusals are audited where they happen; plans that succeed are audited when
+            // they run.
+            Err(error @ GatewayError::Denied(_)) => {
+                self.audit_refusal(sql, &scope, started_at, &error).await;
+                return Err(error);
+            }
+            Err(error) => return Err(error),
+        };
         let types = logical
             .get_parameter_types()
             .map_err(GatewayError::from_planning)?;
@@ -234,7 +360,10 @@ impl Session {
 
     /// Every table and view this principal may read, with the columns it sees.
     pub async fn tables(&self) -> Vec<VisibleTable> {
-        let scope = self.scope();
+        // No policy version (the governance store is down): nothing is visible.
+        let Ok(scope) = self.scope().await else {
+            return Vec::new();
+        };
         scope.prepare_listing().await;
         let mut out = Vec::new();
         let domains: Vec<String> = self
@@ -298,12 +427,21 @@ impl Query {
     pub fn execute(&self) -> Result<SendableRecordBatchStream, GatewayError> {
         let inner = execute_stream(Arc::clone(&self.plan), Arc::clone(&self.task))
             .map_err(GatewayError::from_execution)?;
-        Ok(Box::pin(Guarded::new(
+        let guarded: SendableRecordBatchStream = Box::pin(Guarded::new(
             inner,
             &self.cancel,
             self.deadline,
             Arc::clone(&self.slot),
-        )))
+        ));
+        Ok(match &self.audit {
+            Some((store, id, started)) => Box::pin(crate::audit::Audited::new(
+                guarded,
+                Arc::clone(store),
+                id.clone(),
+                *started,
+            )),
+            None => guarded,
+        })
     }
 
     /// Cancels the query's streams, now or whenever they are polled next.
@@ -421,7 +559,7 @@ fn columns_of(plan: &datafusion::logical_expr::LogicalPlan) -> Vec<Column> {
         .collect()
 }
 
-fn visit_scans(plan: &Arc<dyn ExecutionPlan>, f: &mut dyn FnMut(&ProtectedScanExec)) {
+pub(crate) fn visit_scans(plan: &Arc<dyn ExecutionPlan>, f: &mut dyn FnMut(&ProtectedScanExec)) {
     let any: &dyn std::any::Any = plan.as_ref();
     if let Some(scan) = any.downcast_ref::<ProtectedScanExec>() {
         f(scan);
@@ -429,4 +567,9 @@ fn visit_scans(plan: &Arc<dyn ExecutionPlan>, f: &mut dyn FnMut(&ProtectedScanEx
     for child in plan.children() {
         visit_scans(child, f);
     }
+}
+
+/// A query id: a UUIDv7, so ids sort by time (and match the OpenLineage run id).
+pub(crate) fn new_query_id() -> String {
+    uuid::Uuid::now_v7().to_string()
 }

@@ -90,9 +90,31 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
+        // Several processes may open one store at once (gateways, tests); SQLite's
+        // migration lock is a no-op, so serialise migrations with a lock file.
+        let lock_path = path.with_extension("migrate.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| StoreError(format!("cannot open {}: {e}", lock_path.display())))?;
+        let locked = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
+            .await
+            .map_err(|e| StoreError(e.to_string()))?
+            .map_err(|e| StoreError(format!("cannot lock {}: {e}", lock_path.display())))?;
         let migrator = Migrator::new(Embedded).await?;
-        migrator.run(&pool).await?;
+        let migrated = migrator.run(&pool).await;
+        drop(locked);
+        migrated?;
         Ok(Self { pool })
+    }
+
+    /// Run statements on the store directly: for operators' repairs and for tests that
+    /// need a store in a particular state (a failing disk, an old schema).
+    pub async fn execute_raw(&self, sql: &str) -> Result<(), StoreError> {
+        sqlx::raw_sql(sql).execute(&self.pool).await?;
+        Ok(())
     }
 
     /// The migration versions applied to this store, in order.

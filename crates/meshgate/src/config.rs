@@ -57,8 +57,8 @@ use std::time::Duration;
 use std::collections::BTreeMap;
 
 use meshgate_catalog::Catalog;
-use meshgate_engine::GatewayConfig;
 use meshgate_engine::QueryLimits;
+use meshgate_engine::{AuditSettings, GatewayConfig, Governance};
 use meshgate_flight::{FlightConfig, JwtConfig, JwtKey, TlsConfig};
 use meshgate_policy::{PolicySources, UserDirectory};
 use meshgate_protect::MasterKey;
@@ -95,6 +95,25 @@ struct FileConfig {
     tls: Option<TlsSection>,
     #[serde(default)]
     auth: AuthSection,
+    /// The governance store's SQLite file (access requests, grants, audit).
+    #[serde(default = "default_state")]
+    state: PathBuf,
+    #[serde(default)]
+    audit: AuditSection,
+}
+
+fn default_state() -> PathBuf {
+    PathBuf::from("state/meshgate.db")
+}
+
+/// `[audit]`: what the audit log keeps.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditSection {
+    /// Keep each statement's text (not only its hash). Statements can carry personal data
+    /// in literals, so this is off by default.
+    #[serde(default)]
+    keep_statements: bool,
 }
 
 /// `[flight]`: the server's protocol settings.
@@ -255,6 +274,10 @@ impl ServeConfig {
                 spill_dir: parsed.spill_dir.as_deref().map(resolve),
                 limits,
                 parquet_pushdown: parsed.parquet_pushdown,
+                governance: Governance::Sqlite(resolve(&parsed.state)),
+                audit: AuditSettings {
+                    keep_statements: parsed.audit.keep_statements,
+                },
             },
         })
     }

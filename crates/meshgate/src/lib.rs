@@ -36,10 +36,11 @@ pub mod reference;
 pub use meshgate_catalog as catalog;
 pub use meshgate_engine as engine;
 pub use meshgate_flight as flight;
+pub use meshgate_governance as governance;
 pub use meshgate_lake_server as lake_server;
 pub use meshgate_policy as policy;
 pub use meshgate_protect as protect;
 pub use meshgate_storage as storage;
 
-pub use meshgate_engine::{Gateway, GatewayConfig, GatewayError, Query, Session};
+pub use meshgate_engine::{Gateway, GatewayConfig, GatewayError, Governance, Query, Session};
 pub use meshgate_policy::Principal;

@@ -17,7 +17,7 @@ use arrow::array::{
 use arrow::datatypes::Schema;
 use bytes::Bytes;
 use meshgate_catalog::Catalog;
-use meshgate_engine::GatewayConfig;
+use meshgate_engine::{GatewayConfig, Governance};
 use meshgate_lake_server::{KeyGrant, LakeServer};
 use meshgate_policy::{PolicySources, Source, UserDirectory};
 use meshgate_protect::MasterKey;
@@ -401,6 +401,8 @@ pub async fn demo(data_dir: &Path) -> Result<Demo, ReferenceError> {
         spill_dir: None,
         limits: meshgate_engine::QueryLimits::default(),
         parquet_pushdown: false,
+        governance: Governance::Sqlite(data_dir.join("state").join("meshgate.db")),
+        audit: meshgate_engine::AuditSettings::default(),
     };
     Ok(Demo {
         lake,

@@ -19,7 +19,7 @@
 
 use casbin::function_map::{OperatorFunction, key_match};
 use casbin::rhai::Dynamic;
-use casbin::{CoreApi, DefaultModel, Enforcer, MemoryAdapter, MgmtApi, RbacApi};
+use casbin::{Adapter, CoreApi, DefaultModel, Enforcer, MemoryAdapter, MgmtApi, RbacApi};
 use meshgate_catalog::Catalog;
 
 use crate::error::LoadError;
@@ -64,14 +64,40 @@ impl AccessControl {
         rules_text: &str,
         catalog: &Catalog,
     ) -> Result<Self, LoadError> {
+        Self::load_with(
+            model_file,
+            model_text,
+            rules_file,
+            rules_text,
+            catalog,
+            MemoryAdapter::default(),
+        )
+        .await
+    }
+
+    /// [`AccessControl::load`] with more policy lines read from `adapter` first (the grants
+    /// in force, from the governance store). The adapter is only read: the file's lines
+    /// are added with auto-save off.
+    pub async fn load_with(
+        model_file: &str,
+        model_text: &str,
+        rules_file: &str,
+        rules_text: &str,
+        catalog: &Catalog,
+        adapter: impl Adapter + 'static,
+    ) -> Result<Self, LoadError> {
         let model = DefaultModel::from_str(model_text).await.map_err(|e| {
             LoadError::new(model_file, None, None, format!("invalid casbin model: {e}"))
         })?;
-        let mut enforcer = Enforcer::new(model, MemoryAdapter::default())
-            .await
-            .map_err(|e| {
-                LoadError::new(model_file, None, None, format!("invalid casbin model: {e}"))
-            })?;
+        let mut enforcer = Enforcer::new(model, adapter).await.map_err(|e| {
+            LoadError::new(
+                model_file,
+                None,
+                None,
+                format!("cannot load the casbin policy: {e}"),
+            )
+        })?;
+        enforcer.enable_auto_save(false);
         enforcer.add_function("subjectIn", OperatorFunction::Arg2(subject_in));
         // `g` rules with domain `*` hold in every domain.
         enforcer

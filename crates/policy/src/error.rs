@@ -48,7 +48,8 @@ impl std::error::Error for LoadError {}
 pub enum Denial {
     #[error(
         "permission denied: `{principal}` may not read product `{product}`. Request access from its owner \
-         (team `{team}`: {owners}){contact}"
+         (team `{team}`: {owners}){contact}: run `meshgate access request {product} --purpose <why>` \
+         or send the Flight action `mesh.request_access` with {{\"product\": \"{product}\", \"purpose\": \"<why>\"}}"
     )]
     NotPermitted {
         principal: String,

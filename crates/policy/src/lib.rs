@@ -18,6 +18,7 @@
 
 pub mod access;
 mod error;
+pub mod grants;
 mod principal;
 pub mod resolve;
 pub mod rules;
@@ -29,11 +30,13 @@ pub mod users;
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::path::Path;
+use std::sync::Arc;
 
 use meshgate_catalog::Catalog;
 
 pub use access::AccessControl;
 pub use error::{Denial, LoadError};
+pub use grants::GrantLayer;
 pub use principal::Principal;
 pub use resolve::{BoundFilter, PolicySet, ResolvedColumn, ResolvedTablePolicy, default_treatment};
 pub use rules::{FilterKind, ProductPolicy};
@@ -144,9 +147,11 @@ impl PolicySet {
             source.text.hash(&mut hasher);
         }
         Ok(Self {
-            access,
-            products,
+            access: Arc::new(access),
+            products: Arc::new(products),
             fingerprint: format!("{:016x}", hasher.finish()),
+            sources: Arc::new(sources.clone()),
+            grants: None,
         })
     }
 }

@@ -10,16 +10,20 @@
 //!    `clear`; a column no rule covers gets the global default (see [`default_treatment`]).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use meshgate_catalog::{Catalog, Column, Product, Table};
 use sqlparser::ast::Expr;
 
 use crate::access::AccessControl;
 use crate::error::Denial;
+use crate::grants::GrantLayer;
 use crate::principal::Principal;
 use crate::rules::{FilterKind, ProductPolicy};
 use crate::subjects::SubjectSet;
+use crate::template::RowFilterTemplate;
 use crate::treatment::Treatment;
+use meshgate_governance::Grant;
 
 /// Classifications that may be shown in clear without a rule. Anything else, including no
 /// classification at all, counts as sensitive.
@@ -105,9 +109,18 @@ impl ResolvedTablePolicy {
 /// builds a new one and swaps it in whole.
 #[derive(Debug)]
 pub struct PolicySet {
-    pub(crate) access: AccessControl,
-    pub(crate) products: BTreeMap<String, ProductPolicy>,
+    pub(crate) access: Arc<AccessControl>,
+    pub(crate) products: Arc<BTreeMap<String, ProductPolicy>>,
     pub(crate) fingerprint: String,
+    /// The sources this version was built from, to layer grants on them.
+    pub(crate) sources: Arc<crate::PolicySources>,
+    pub(crate) grants: Option<Arc<GrantLayer>>,
+}
+
+/// How a caller got in: by the policy files, or by grants (with their terms).
+enum Admission<'a> {
+    Files,
+    Grants(&'a [(Grant, Option<RowFilterTemplate>)]),
 }
 
 impl PolicySet {
@@ -134,38 +147,75 @@ impl PolicySet {
         principal: &Principal,
         product: &Product,
     ) -> Result<SubjectSet, Denial> {
+        self.admit(principal, product).map(|(subjects, _)| subjects)
+    }
+
+    /// The grants that admit `principal` to `product`, if grants (not the policy files)
+    /// are what admits them.
+    pub fn admitting_grants(&self, principal: &Principal, product: &Product) -> Vec<String> {
+        match self.admit(principal, product) {
+            Ok((_, Admission::Grants(grants))) => {
+                grants.iter().map(|(g, _)| g.id.clone()).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn admit(
+        &self,
+        principal: &Principal,
+        product: &Product,
+    ) -> Result<(SubjectSet, Admission<'_>), Denial> {
         if !principal.is_well_formed() {
             return Err(Denial::MalformedPrincipal {
                 principal: principal.id().to_string(),
             });
         }
+        let engine_failure = |reason| Denial::EngineFailure {
+            product: product.id.clone(),
+            reason,
+        };
         let subjects = self.access.subjects(principal, &product.domain);
-        let allowed = self
+        if self
             .access
             .enforce(&subjects, &product.domain, &product.id)
-            .map_err(|reason| Denial::EngineFailure {
-                product: product.id.clone(),
-                reason,
-            })?;
-        if allowed {
-            Ok(subjects)
-        } else {
-            let contact = product
-                .support
-                .first()
-                .map(|s| match &s.url {
-                    Some(url) => format!(" via {} ({url})", s.channel),
-                    None => format!(" via {}", s.channel),
-                })
-                .unwrap_or_default();
-            Err(Denial::NotPermitted {
-                principal: principal.id().to_string(),
-                product: product.id.clone(),
-                team: product.owner.team.clone(),
-                owners: product.owner.owners.join(", "),
-                contact,
-            })
+            .map_err(engine_failure)?
+        {
+            return Ok((subjects, Admission::Files));
         }
+        // Not by the files; by a grant in force? Both casbin (with the grants' lines, so
+        // the files' deny lines still win) and the grant terms must agree.
+        if let Some(layer) = &self.grants {
+            let terms = layer
+                .terms
+                .get(&(principal.id().to_string(), product.id.clone()))
+                .filter(|t| !t.is_empty());
+            if let Some(terms) = terms {
+                let subjects = layer.access.subjects(principal, &product.domain);
+                if layer
+                    .access
+                    .enforce(&subjects, &product.domain, &product.id)
+                    .map_err(engine_failure)?
+                {
+                    return Ok((subjects, Admission::Grants(terms)));
+                }
+            }
+        }
+        let contact = product
+            .support
+            .first()
+            .map(|s| match &s.url {
+                Some(url) => format!(" via {} ({url})", s.channel),
+                None => format!(" via {}", s.channel),
+            })
+            .unwrap_or_default();
+        Err(Denial::NotPermitted {
+            principal: principal.id().to_string(),
+            product: product.id.clone(),
+            team: product.owner.team.clone(),
+            owners: product.owner.owners.join(", "),
+            contact,
+        })
     }
 
     /// Resolve what `principal` sees of one table. Any doubt is a [`Denial`].
@@ -175,7 +225,7 @@ impl PolicySet {
         product: &Product,
         table: &Table,
     ) -> Result<ResolvedTablePolicy, Denial> {
-        let subjects = self.check_access(principal, product)?;
+        let (subjects, admission) = self.admit(principal, product)?;
         let policy = self
             .products
             .get(&product.id)
@@ -211,6 +261,46 @@ impl PolicySet {
             match rule.kind {
                 FilterKind::Grant => grants.push(bound),
                 FilterKind::Restriction => restrictions.push(bound),
+            }
+        }
+        if let Admission::Grants(terms) = admission {
+            let ids = terms
+                .iter()
+                .map(|(g, _)| format!("grant:{}", g.id))
+                .collect::<Vec<_>>()
+                .join(",");
+            grants.push(BoundFilter {
+                rule: ids.clone(),
+                expr: Expr::value(sqlparser::ast::Value::Boolean(true)),
+            });
+            // Rows: any grant's filter (a grant without one shows every row).
+            if terms.iter().all(|(_, f)| f.is_some()) {
+                let mut any: Option<Expr> = None;
+                for (grant, filter) in terms {
+                    let Some(filter) = filter else { continue };
+                    let expr = filter.bind(principal).map_err(|attribute| {
+                        unresolvable(format!(
+                            "grant `{}` needs the caller attribute `{attribute}`, which `{}` does not carry",
+                            grant.id,
+                            principal.id()
+                        ))
+                    })?;
+                    let expr = Expr::Nested(Box::new(expr));
+                    any = Some(match any {
+                        None => expr,
+                        Some(left) => Expr::BinaryOp {
+                            left: Box::new(left),
+                            op: sqlparser::ast::BinaryOperator::Or,
+                            right: Box::new(expr),
+                        },
+                    });
+                }
+                if let Some(expr) = any {
+                    restrictions.push(BoundFilter {
+                        rule: ids.clone(),
+                        expr,
+                    });
+                }
             }
         }
         if grants.is_empty() {
@@ -265,6 +355,21 @@ impl PolicySet {
                 treatment,
                 rule,
             });
+        }
+        // Columns: only those some grant names (a grant without a list names them all).
+        if let Admission::Grants(terms) = admission {
+            if terms.iter().all(|(g, _)| g.columns.is_some()) {
+                for column in &mut columns {
+                    let qualified = format!("{}.{}", table.name, column.name);
+                    let named = terms
+                        .iter()
+                        .find(|(g, _)| g.columns.as_ref().is_some_and(|c| c.contains(&qualified)));
+                    if named.is_none() && column.treatment != Treatment::Hidden {
+                        column.treatment = Treatment::Hidden;
+                        column.rule = Some(format!("grant:{}", terms[0].0.id));
+                    }
+                }
+            }
         }
         if columns.iter().all(|c| c.treatment == Treatment::Hidden) {
             return Err(unresolvable(

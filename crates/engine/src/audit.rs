@@ -1,0 +1,191 @@
+//! The audit of each query: one durable record, written before the first batch leaves.
+//!
+//! [`Session::query_with_params`](crate::Session::query_with_params) writes the record once
+//! the query is planned (so it lists exactly the tables, columns, row filters and
+//! treatments the sealed scans apply) and refuses the query if the write fails. The result
+//! stream is wrapped in [`Audited`], which records how it ended (rows and bytes returned,
+//! duration, error) when it ends or is dropped; that second write is best effort, because
+//! by then the record that matters is already durable.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::error::DataFusionError;
+use datafusion::physical_plan::{ExecutionPlan, RecordBatchStream, SendableRecordBatchStream};
+use futures::Stream;
+use meshgate_governance::{AuditColumn, AuditOutcome, AuditTable, GovernanceStore, QueryStatus};
+use meshgate_policy::ResolvedTablePolicy;
+use sha2::{Digest, Sha256};
+
+use crate::protected::ProtectedScanExec;
+
+/// What the audit keeps.
+#[derive(Debug, Clone, Default)]
+pub struct AuditSettings {
+    /// Store each statement's text next to its hash. Off by default: statements can carry
+    /// personal data in their literals.
+    pub keep_statements: bool,
+}
+
+pub(crate) fn statement_sha256(sql: &str) -> String {
+    hex::encode(Sha256::digest(sql.as_bytes()))
+}
+
+/// One [`AuditTable`] per protected scan, merged per (product, table): the columns each
+/// scan reads (its projection), with their treatments and the row-filter rules applied.
+pub(crate) fn tables_read(plan: &Arc<dyn ExecutionPlan>) -> Vec<AuditTable> {
+    let mut out: Vec<AuditTable> = Vec::new();
+    crate::session::visit_scans(plan, &mut |scan: &ProtectedScanExec| {
+        let policy = scan.policy();
+        let schema = scan.schema();
+        let pushed = scan.pushed_columns();
+        let read: Vec<&str> = schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .chain(pushed.iter().map(String::as_str))
+            .collect();
+        let entry = match out
+            .iter_mut()
+            .position(|t| t.product == policy.product && t.table == policy.table)
+        {
+            Some(i) => &mut out[i],
+            None => {
+                out.push(table_entry(policy));
+                let last = out.len() - 1;
+                &mut out[last]
+            }
+        };
+        for column in policy
+            .columns
+            .iter()
+            .filter(|c| read.contains(&c.name.as_str()))
+        {
+            if !entry.columns.iter().any(|c| c.name == column.name) {
+                entry.columns.push(AuditColumn {
+                    name: column.name.clone(),
+                    treatment: column.treatment.to_string(),
+                    rule: column.rule.clone(),
+                });
+            }
+        }
+    });
+    // Table order for columns, whatever order the scans came in.
+    out
+}
+
+fn table_entry(policy: &ResolvedTablePolicy) -> AuditTable {
+    let rules: Vec<String> = policy
+        .grants
+        .iter()
+        .chain(&policy.restrictions)
+        .map(|f| f.rule.clone())
+        .collect();
+    let mut grant_ids: Vec<String> = rules
+        .iter()
+        .flat_map(|r| r.split(','))
+        .filter_map(|r| r.strip_prefix("grant:"))
+        .map(str::to_string)
+        .collect();
+    grant_ids.sort();
+    grant_ids.dedup();
+    AuditTable {
+        product: policy.product.clone(),
+        table: policy.table.clone(),
+        policy_id: Some(policy.policy_id.clone()),
+        row_filters: rules,
+        grant_ids,
+        columns: Vec::new(),
+    }
+}
+
+/// A result stream that records its outcome in the audit log when it ends or is dropped.
+pub(crate) struct Audited {
+    inner: SendableRecordBatchStream,
+    store: Arc<dyn GovernanceStore>,
+    query_id: String,
+    started: Instant,
+    rows: u64,
+    bytes: u64,
+    done: bool,
+}
+
+impl Audited {
+    pub(crate) fn new(
+        inner: SendableRecordBatchStream,
+        store: Arc<dyn GovernanceStore>,
+        query_id: String,
+        started: Instant,
+    ) -> Self {
+        Self {
+            inner,
+            store,
+            query_id,
+            started,
+            rows: 0,
+            bytes: 0,
+            done: false,
+        }
+    }
+
+    fn finish(&mut self, status: QueryStatus, error: Option<String>) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        let outcome = AuditOutcome {
+            status,
+            rows_returned: self.rows,
+            bytes_returned: self.bytes,
+            duration_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            error,
+        };
+        let (store, id) = (Arc::clone(&self.store), self.query_id.clone());
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(query = %id, "no runtime to record the query's outcome");
+            return;
+        };
+        runtime.spawn(async move {
+            if let Err(e) = store.finish_query(&id, &outcome).await {
+                tracing::error!(query = %id, error = %e, "cannot record the query's outcome");
+            }
+        });
+    }
+}
+
+impl Stream for Audited {
+    type Item = Result<RecordBatch, DataFusionError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let poll = self.inner.as_mut().poll_next(cx);
+        match &poll {
+            Poll::Ready(Some(Ok(batch))) => {
+                self.rows += batch.num_rows() as u64;
+                self.bytes += batch.get_array_memory_size() as u64;
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let message = e.to_string();
+                self.finish(QueryStatus::Failed, Some(message));
+            }
+            Poll::Ready(None) => self.finish(QueryStatus::Ok, None),
+            Poll::Pending => {}
+        }
+        poll
+    }
+}
+
+impl RecordBatchStream for Audited {
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+}
+
+impl Drop for Audited {
+    fn drop(&mut self) {
+        // Dropped before its end: the client went away or cancelled.
+        self.finish(QueryStatus::Cancelled, None);
+    }
+}

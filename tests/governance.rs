@@ -1,0 +1,504 @@
+//! The mesh catalog through the embedded API: access requests and grants enforced from the
+//! next query, the audit record of every query (exact columns and treatments), the governed
+//! `mesh_catalog` tables as each persona sees them, and refusing queries when the audit log
+//! cannot be written.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/truth.rs"]
+mod truth;
+#[path = "support/views.rs"]
+mod views;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use meshgate::governance::{Approval, NewRequest};
+use meshgate::lake_server::LakeServer;
+use meshgate::{Gateway, GatewayError, Governance, Session};
+use tempfile::TempDir;
+use views::{Rows, local_gateway, run_gateway, sorted};
+
+/// The reference mesh with its own, empty governance store.
+async fn gateway() -> (Gateway, LakeServer, TempDir) {
+    let state = tempfile::tempdir().unwrap();
+    let db = state.path().join("meshgate.db");
+    let (gateway, lake) = local_gateway(|c| c.governance = Governance::Sqlite(db)).await;
+    (gateway, lake, state)
+}
+
+fn session(gateway: &Gateway, user: &str) -> Session {
+    gateway.session(gateway.known_principal(user).unwrap())
+}
+
+async fn query(gateway: &Gateway, user: &str, sql: &str) -> Result<Rows, String> {
+    run_gateway(&session(gateway, user), sql).await
+}
+
+fn cells(rows: &Rows) -> Vec<Vec<String>> {
+    rows.iter()
+        .map(|r| {
+            r.iter()
+                .map(|c| c.clone().unwrap_or_else(|| "NULL".into()))
+                .collect()
+        })
+        .collect()
+}
+
+async fn approve(
+    gateway: &Gateway,
+    owner: &str,
+    id: &str,
+    approval: Approval,
+) -> Result<String, String> {
+    let check = |p: &meshgate::catalog::Product, f: &str| gateway.check_grant_filter(p, f);
+    gateway
+        .workflow()
+        .approve(owner, id, approval, &check)
+        .await
+        .map(|(_, g)| g.id)
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn a_grant_applies_from_the_next_query_and_a_revocation_too() {
+    let (gateway, _lake, _state) = gateway().await;
+    let sql = "SELECT count(*), count(DISTINCT lob) FROM reference.counterparties";
+    let denied = query(&gateway, "intern", sql).await.unwrap_err();
+    assert!(
+        denied.contains("may not read product `reference.counterparties`"),
+        "{denied}"
+    );
+    assert!(
+        denied.contains("meshgate access request reference.counterparties"),
+        "{denied}"
+    );
+
+    let request = gateway
+        .workflow()
+        .request(
+            "intern",
+            NewRequest {
+                product: "reference.counterparties".into(),
+                columns: vec![
+                    "counterparty_id".into(),
+                    "lob".into(),
+                    "country".into(),
+                    "tax_id".into(),
+                ],
+                purpose: "onboarding analysis".into(),
+                valid_days: Some(30),
+            },
+        )
+        .await
+        .unwrap();
+    // Pending is not access.
+    assert!(query(&gateway, "intern", sql).await.is_err());
+
+    // Approved, narrowed to three columns and to the CIB rows.
+    let approval = Approval {
+        columns: vec!["counterparty_id".into(), "lob".into(), "tax_id".into()],
+        row_filter: Some("lob = 'CIB'".into()),
+        valid_days: None,
+        comment: None,
+    };
+    let grant = approve(&gateway, "ref-owner", &request.id, approval)
+        .await
+        .unwrap();
+    assert_eq!(
+        cells(&query(&gateway, "intern", sql).await.unwrap()),
+        [["15000", "1"]]
+    );
+    let star = session(&gateway, "intern")
+        .collect("SELECT * FROM reference.counterparties LIMIT 1")
+        .await
+        .unwrap();
+    let names: Vec<_> = star[0]
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(
+        names,
+        ["counterparty_id", "lob", "tax_id"],
+        "only the granted columns"
+    );
+    // The product policy still applies under a grant: tax_id is tokenized for everyone but
+    // the owner.
+    let tax = query(
+        &gateway,
+        "intern",
+        "SELECT tax_id FROM reference.counterparties WHERE counterparty_id = 10",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        cells(&tax),
+        [[truth::token("reference", &truth_tax_id(10).await)]]
+    );
+    let err = query(
+        &gateway,
+        "intern",
+        "SELECT country FROM reference.counterparties",
+    )
+    .await
+    .unwrap_err();
+    assert!(err.contains("country"), "{err}");
+    // Other principals are unaffected; the files still decide for them.
+    assert!(query(&gateway, "auditor", sql).await.is_err());
+    assert_eq!(
+        cells(&query(&gateway, "cib-reporting", sql).await.unwrap()),
+        [["15000", "1"]]
+    );
+
+    // Suspended, resumed, revoked: each from the very next query.
+    gateway
+        .workflow()
+        .suspend("ref-owner", &grant, None)
+        .await
+        .unwrap();
+    assert!(query(&gateway, "intern", sql).await.is_err());
+    gateway
+        .workflow()
+        .resume("ref-owner", &grant, None)
+        .await
+        .unwrap();
+    assert!(query(&gateway, "intern", sql).await.is_ok());
+    gateway
+        .workflow()
+        .revoke("ref-owner", &grant, Some("done".into()))
+        .await
+        .unwrap();
+    let err = query(&gateway, "intern", sql).await.unwrap_err();
+    assert!(
+        err.contains("may not read product `reference.counterparties`"),
+        "{err}"
+    );
+}
+
+async fn truth_tax_id(id: i64) -> String {
+    let ctx = views::raw_engine().await;
+    let rows = views::run_reference(
+        &ctx,
+        &format!("SELECT tax_id FROM raw_counterparties WHERE counterparty_id = {id}"),
+    )
+    .await
+    .unwrap();
+    rows[0][0].clone().unwrap()
+}
+
+#[tokio::test]
+async fn grants_never_override_a_deny_and_bad_filters_are_refused_at_approval() {
+    let (gateway, _lake, _state) = gateway().await;
+    let ask = |product: &str| NewRequest {
+        product: product.into(),
+        columns: vec![],
+        purpose: "audit sampling".into(),
+        valid_days: None,
+    };
+    let request = gateway
+        .workflow()
+        .request("auditor", ask("reference.counterparties"))
+        .await
+        .unwrap();
+    let bad = Approval {
+        row_filter: Some("no_such_column = 1".into()),
+        ..Approval::default()
+    };
+    let err = approve(&gateway, "ref-owner", &request.id, bad)
+        .await
+        .unwrap_err();
+    assert!(err.contains("no_such_column"), "{err}");
+    let not_bool = Approval {
+        row_filter: Some("counterparty_id + 1".into()),
+        ..Approval::default()
+    };
+    assert!(
+        approve(&gateway, "ref-owner", &request.id, not_bool)
+            .await
+            .is_err()
+    );
+    approve(&gateway, "ref-owner", &request.id, Approval::default())
+        .await
+        .unwrap();
+    // access.csv denies auditors every product; a grant does not lift a deny.
+    let err = query(
+        &gateway,
+        "auditor",
+        "SELECT count(*) FROM reference.counterparties",
+    )
+    .await
+    .unwrap_err();
+    assert!(err.contains("permission denied"), "{err}");
+}
+
+#[tokio::test]
+async fn every_query_leaves_one_audit_record_with_exact_columns_and_treatments() {
+    let (gateway, _lake, _state) = gateway().await;
+    query(
+        &gateway,
+        "cib-reporting",
+        "SELECT c.legal_name, c.tax_id, t.trader_id FROM reference.counterparties c \
+         JOIN markets.trades t ON c.counterparty_id = t.counterparty_id WHERE c.country = 'GB' LIMIT 3",
+    )
+    .await
+    .unwrap();
+    query(
+        &gateway,
+        "cib-reporting",
+        "SELECT count(*) FROM payments.transactions",
+    )
+    .await
+    .unwrap_err();
+    query(&gateway, "cib-reporting", "SELEC nonsense")
+        .await
+        .unwrap_err();
+
+    let records = gateway.governance().audit().await.unwrap();
+    assert_eq!(records.len(), 3);
+    let allowed = &records[0];
+    assert_eq!(allowed.record.principal, "cib-reporting");
+    assert_eq!(allowed.record.app.as_deref(), Some("cib-regulatory-report"));
+    assert_eq!(allowed.record.decision.as_str(), "allow");
+    assert_eq!(
+        allowed.record.statement, None,
+        "statements are not kept by default"
+    );
+    assert_eq!(allowed.record.statement_sha256.len(), 64);
+    let tables: Vec<_> = allowed
+        .record
+        .tables
+        .iter()
+        .map(|t| {
+            let columns: BTreeSet<String> = t
+                .columns
+                .iter()
+                .map(|c| format!("{}={}", c.name, c.treatment))
+                .collect();
+            (
+                t.product.clone(),
+                t.policy_id.clone().unwrap(),
+                t.row_filters.clone(),
+                columns,
+            )
+        })
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let set = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    assert_eq!(
+        tables,
+        [
+            (
+                "markets.trades".to_string(),
+                "markets.trades@v1".to_string(),
+                vec![
+                    "readers-see-all-rows".to_string(),
+                    "lob-systems-see-own-lob".to_string()
+                ],
+                set(&["counterparty_id=clear", "trader_id=tokenize(markets)"]),
+            ),
+            (
+                "reference.counterparties".to_string(),
+                "reference.counterparties@v1".to_string(),
+                vec![
+                    "readers-see-all-rows".to_string(),
+                    "lob-systems-see-own-lob".to_string()
+                ],
+                set(&[
+                    "counterparty_id=clear",
+                    "legal_name=clear",
+                    "tax_id=tokenize(reference)",
+                    "country=clear"
+                ]),
+            ),
+        ]
+    );
+    // Once the stream ended, the outcome is recorded (asynchronously).
+    let mut finished = None;
+    for _ in 0..50 {
+        let now = gateway.governance().audit().await.unwrap();
+        if now[0].status.as_str() == "ok" {
+            finished = Some(now[0].clone());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let finished = finished.expect("the outcome is recorded");
+    assert_eq!(finished.rows_returned, Some(3));
+    assert!(finished.bytes_returned.unwrap() > 0);
+
+    let denied = &records[1];
+    assert_eq!(denied.record.decision.as_str(), "deny");
+    assert_eq!(denied.status.as_str(), "denied");
+    assert_eq!(denied.record.tables.len(), 1);
+    assert_eq!(denied.record.tables[0].product, "payments.transactions");
+    assert!(denied.record.tables[0].columns.is_empty());
+    assert!(
+        denied
+            .record
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("permission denied")
+    );
+    assert_eq!(records[2].record.decision.as_str(), "error");
+}
+
+fn store_path(state: &TempDir) -> std::path::PathBuf {
+    state.path().join("meshgate.db")
+}
+
+#[tokio::test]
+async fn a_query_is_refused_when_its_audit_record_cannot_be_written() {
+    let (gateway, _lake, state) = gateway().await;
+    let sql = "SELECT count(*) FROM reference.counterparties";
+    query(&gateway, "ref-owner", sql).await.unwrap();
+    // Make the store refuse writes: a trigger that aborts every audit insert.
+    sqlite_exec(
+        &store_path(&state),
+        "CREATE TRIGGER no_audit BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+    )
+    .await;
+    let err = query(&gateway, "ref-owner", sql).await.unwrap_err();
+    assert!(err.contains("audit log cannot be written"), "{err}");
+    let err = session(&gateway, "ref-owner").query(sql).await.unwrap_err();
+    assert!(matches!(err, GatewayError::Unavailable(_)), "{err:?}");
+}
+
+async fn sqlite_exec(path: &Path, sql: &str) {
+    use meshgate::governance::SqliteStore;
+    // A second handle on the same file, through the store's own driver.
+    SqliteStore::open(path)
+        .await
+        .unwrap()
+        .execute_raw(sql)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn mesh_catalog_tables_show_each_persona_their_part() {
+    let (gateway, _lake, _state) = gateway().await;
+    // Discovery: every principal sees every product, without data.
+    for user in ["intern", "auditor", "cib-reporting"] {
+        let products = query(&gateway, user, "SELECT product_id, owner_team, has_access FROM mesh.mesh_catalog.products ORDER BY product_id").await.unwrap();
+        let expected_access = match user {
+            "cib-reporting" => ["false", "true", "true"],
+            _ => ["false", "false", "false"],
+        };
+        assert_eq!(
+            cells(&products),
+            [
+                ["markets.trades", "markets-data", expected_access[2]],
+                ["payments.transactions", "payments-core", expected_access[0]],
+                [
+                    "reference.counterparties",
+                    "reference-data",
+                    expected_access[1]
+                ],
+            ]
+            .map(|r| r.map(str::to_string)),
+            "{user}"
+        );
+    }
+    let hidden = query(&gateway, "cib-reporting", "SELECT column_name FROM mesh_catalog.columns WHERE product_id = 'reference.counterparties'").await.unwrap();
+    assert!(
+        !cells(&hidden)
+            .concat()
+            .contains(&"internal_rating".to_string()),
+        "hidden stays hidden"
+    );
+    let intern = query(&gateway, "intern", "SELECT column_name, your_treatment FROM mesh_catalog.columns WHERE column_name = 'internal_rating'").await.unwrap();
+    assert_eq!(cells(&intern), [["internal_rating", "no access"]]);
+
+    // Traffic: cib-reporting joins reference with markets, ccb-fraud reads payments,
+    // intern is denied, ref-owner reads their own product.
+    query(&gateway, "cib-reporting", "SELECT count(*) FROM reference.counterparties c JOIN markets.trades t USING (counterparty_id)").await.unwrap();
+    query(
+        &gateway,
+        "ccb-fraud",
+        "SELECT count(*) FROM payments.transactions",
+    )
+    .await
+    .unwrap();
+    query(&gateway, "intern", "SELECT * FROM reference.counterparties")
+        .await
+        .unwrap_err();
+    query(
+        &gateway,
+        "ref-owner",
+        "SELECT lob, count(*) FROM reference.counterparties GROUP BY lob",
+    )
+    .await
+    .unwrap();
+
+    let products_of = |rows: &Rows| -> BTreeSet<String> {
+        cells(rows).into_iter().map(|r| r[0].clone()).collect()
+    };
+    let audit_sql = "SELECT product_id, decision FROM mesh_catalog.audit_tables";
+    let auditor = query(&gateway, "auditor", audit_sql).await.unwrap();
+    assert_eq!(
+        products_of(&auditor),
+        [
+            "markets.trades",
+            "payments.transactions",
+            "reference.counterparties"
+        ]
+        .map(String::from)
+        .into()
+    );
+    let owner = query(&gateway, "ref-owner", audit_sql).await.unwrap();
+    assert_eq!(
+        products_of(&owner),
+        ["reference.counterparties".to_string()].into()
+    );
+    assert_eq!(
+        sorted(&owner)
+            .into_iter()
+            .map(|r| r[1].clone().unwrap())
+            .collect::<Vec<_>>(),
+        ["allow", "allow", "deny"],
+        "cib-reporting's join (its reference part), ref-owner's own query, intern's denial"
+    );
+    let consumer = query(
+        &gateway,
+        "ccb-fraud",
+        "SELECT principal FROM mesh_catalog.audit",
+    )
+    .await
+    .unwrap();
+    assert!(
+        cells(&consumer).iter().all(|r| r[0] == "ccb-fraud"),
+        "{consumer:?}"
+    );
+
+    let flows_sql = "SELECT product_id, consumer_app, queries FROM mesh_catalog.flows ORDER BY product_id, consumer_app";
+    let owner_flows = query(&gateway, "ref-owner", flows_sql).await.unwrap();
+    assert_eq!(
+        cells(&owner_flows),
+        [
+            ["reference.counterparties", "cib-regulatory-report", "1"],
+            ["reference.counterparties", "ref-owner", "1"]
+        ]
+        .map(|r| r.map(str::to_string))
+    );
+    let auditor_flows = query(&gateway, "auditor", flows_sql).await.unwrap();
+    assert_eq!(
+        cells(&auditor_flows),
+        [
+            ["markets.trades", "cib-regulatory-report", "1"],
+            ["payments.transactions", "ccb-fraud-scoring", "1"],
+            ["reference.counterparties", "cib-regulatory-report", "1"],
+            ["reference.counterparties", "ref-owner", "1"],
+        ]
+        .map(|r| r.map(str::to_string))
+    );
+    // The auditor still reads no product data.
+    assert!(
+        query(&gateway, "auditor", "SELECT count(*) FROM markets.trades")
+            .await
+            .is_err()
+    );
+}
