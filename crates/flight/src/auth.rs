@@ -46,6 +46,8 @@ pub(crate) struct Caller {
     /// When the credential itself expires (a JWT's `exp`): a session opened with it must
     /// not outlive it.
     pub(crate) expires: Option<SystemTime>,
+    /// The client's network address, for the audit log.
+    pub(crate) client: Option<String>,
 }
 
 pub(crate) struct Authenticator {
@@ -154,6 +156,7 @@ impl Authenticator {
                     principal,
                     session: None,
                     expires: None,
+                    client: None,
                 }),
                 None => Err(Status::unauthenticated(
                     "no credentials: log in with a user name and password (the handshake), or send \
@@ -172,6 +175,7 @@ impl Authenticator {
                     principal,
                     session: Some(rest.to_string()),
                     expires: None,
+                    client: None,
                 });
             }
             if !self.jwt.is_empty() && jwt::looks_like_jwt(rest) {
@@ -181,6 +185,7 @@ impl Authenticator {
                     principal: verified.principal,
                     session: Some(rest.to_string()),
                     expires: Some(verified.expires),
+                    client: None,
                 });
             }
             Err(Status::unauthenticated(
@@ -192,6 +197,7 @@ impl Authenticator {
                 principal,
                 session: None,
                 expires,
+                client: None,
             })
         } else {
             Err(Status::unauthenticated(format!(

@@ -16,6 +16,7 @@
 //! server; `session_options` and `running` hold per-session and per-query state; `status`
 //! maps failures to gRPC codes.
 
+mod access;
 mod auth;
 mod columns;
 mod edge;

@@ -120,12 +120,20 @@ impl MeshFlightService {
         if self.running.draining() {
             return Err(draining_status());
         }
-        self.auth.caller(request).await
+        let mut caller = self.auth.caller(request).await?;
+        caller.client = request.remote_addr().map(|a| a.to_string());
+        Ok(caller)
     }
 
     /// A session for the caller, resolving unqualified names in `schema`.
     fn session(&self, principal: Principal, schema: Option<String>) -> Session {
         self.gateway.session(principal).with_default_schema(schema)
+    }
+
+    /// [`Self::session`] recording the caller's address and the Flight method in the audit.
+    fn session_for(&self, caller: &Caller, schema: Option<String>, method: &str) -> Session {
+        self.session(caller.principal.clone(), schema)
+            .with_origin(caller.client.clone(), method)
     }
 
     /// FlightInfo for a metadata command. Its ticket is the command itself: `DoGet` answers
@@ -151,15 +159,17 @@ impl MeshFlightService {
     /// as the stream is read.
     async fn run(
         &self,
-        principal: Principal,
+        caller: Caller,
         ticket: &[u8],
         sql: String,
         schema: Option<String>,
         rows: Vec<Vec<ScalarValue>>,
     ) -> Result<Response<DoGetStream>, Status> {
         let cancel = CancellationToken::new();
-        let registration = self.running.start(ticket, principal.id(), cancel.clone())?;
-        let session = self.session(principal, schema);
+        let registration = self
+            .running
+            .start(ticket, caller.principal.id(), cancel.clone())?;
+        let session = self.session_for(&caller, schema, "DoGet");
         let mut rows = rows.into_iter();
         let first_row = rows.next();
         let first = session
@@ -479,7 +489,7 @@ impl FlightSqlService for MeshFlightService {
         let handle = self.verify_statement(&ticket.statement_handle, &caller.principal)?;
         // Planned again as the caller, under the policy version in force now.
         self.run(
-            caller.principal,
+            caller,
             &request.get_ref().ticket,
             handle.sql,
             handle.schema,
@@ -578,7 +588,7 @@ impl FlightSqlService for MeshFlightService {
         let caller = self.caller(&request).await?;
         let handle = self.verify_prepared(&query.prepared_statement_handle, &caller.principal)?;
         let rows = params::rows(&handle.params)?;
-        let session = self.session(caller.principal.clone(), handle.schema.clone());
+        let session = self.session_for(&caller, handle.schema.clone(), "GetFlightInfo");
         let prepared = session
             .prepare(&handle.sql, rows.first().map(Vec::as_slice))
             .await
@@ -606,7 +616,7 @@ impl FlightSqlService for MeshFlightService {
         let handle = self.verify_prepared(&query.prepared_statement_handle, &caller.principal)?;
         let rows = params::rows(&handle.params)?;
         self.run(
-            caller.principal,
+            caller,
             &request.get_ref().ticket,
             handle.sql,
             handle.schema,
@@ -1070,6 +1080,9 @@ impl FlightSqlService for MeshFlightService {
                     .encode_to_vec(),
                 ))
             }
+            name if crate::access::is_access_action(name) => Ok(action_result(
+                crate::access::run(&self.gateway, &caller.principal, name, &action.body).await?,
+            )),
             other => Err(invalid(format!(
                 "unknown action `{other}`; ListActions names the actions this server takes"
             ))),
@@ -1083,21 +1096,30 @@ impl FlightSqlService for MeshFlightService {
                 description: description.to_string(),
             })
         };
-        Some(vec![
-            action(
-                CANCEL_FLIGHT_INFO,
-                "Cancel the queries a FlightInfo's tickets started (CancelFlightInfoRequest)",
-            ),
-            action(
-                SET_SESSION_OPTIONS,
-                "Set session options: `catalog` (always `mesh`) and `schema`",
-            ),
-            action(GET_SESSION_OPTIONS, "The session's options"),
-            action(
-                CLOSE_SESSION,
-                "End the session: its token stops working and its options are forgotten",
-            ),
-        ])
+        Some(
+            vec![
+                action(
+                    CANCEL_FLIGHT_INFO,
+                    "Cancel the queries a FlightInfo's tickets started (CancelFlightInfoRequest)",
+                ),
+                action(
+                    SET_SESSION_OPTIONS,
+                    "Set session options: `catalog` (always `mesh`) and `schema`",
+                ),
+                action(GET_SESSION_OPTIONS, "The session's options"),
+                action(
+                    CLOSE_SESSION,
+                    "End the session: its token stops working and its options are forgotten",
+                ),
+            ]
+            .into_iter()
+            .chain(
+                crate::access::ACTIONS
+                    .iter()
+                    .map(|(name, description)| action(name, description)),
+            )
+            .collect(),
+        )
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}

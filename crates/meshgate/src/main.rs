@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use arrow::array::RecordBatch;
 use clap::{Parser, Subcommand};
+use meshgate::client::{Client, literal};
 use meshgate::config::ServeConfig;
 use meshgate::flight::FlightConfig;
 use meshgate::reference::{self, Generated};
@@ -40,6 +42,24 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
+    /// Find data products (name, description, tags, columns) on a running gateway.
+    Products {
+        #[command(subcommand)]
+        command: ProductsCommand,
+    },
+    /// Request access to a product, and (owners) decide requests and manage grants.
+    Access {
+        #[command(subcommand)]
+        command: AccessCommand,
+    },
+    /// Where products' data flows: product -> consumer app, as the logged-in principal may see.
+    Flows {
+        #[command(flatten)]
+        connection: Connection,
+        /// Only flows of this product.
+        #[arg(long)]
+        product: Option<String>,
+    },
     /// Hash a password for a users file (reads the password from stdin).
     HashPassword,
     /// Upload the reference mesh's data into its three buckets on an S3-compatible server
@@ -49,6 +69,286 @@ enum Command {
         #[arg(long)]
         endpoint: String,
     },
+}
+
+/// How the client commands reach a gateway and who they act as.
+#[derive(clap::Args)]
+struct Connection {
+    /// The gateway's Flight SQL address.
+    #[arg(
+        long,
+        env = "MESHGATE_SERVER",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    server: String,
+    /// The principal to act as.
+    #[arg(long, env = "MESHGATE_USER")]
+    user: String,
+    /// Its password (better: set $MESHGATE_PASSWORD).
+    #[arg(long, env = "MESHGATE_PASSWORD", hide_env_values = true)]
+    password: String,
+}
+
+impl Connection {
+    async fn client(&self) -> Result<Client, String> {
+        Client::connect(&self.server, &self.user, &self.password).await
+    }
+}
+
+#[derive(Subcommand)]
+enum ProductsCommand {
+    /// Products whose id, name, description, tags or columns mention TEXT.
+    Search {
+        text: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// One product: owner, SLOs, freshness, your access, its columns.
+    Show {
+        product: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccessCommand {
+    /// Ask a product's owner for access.
+    Request {
+        product: String,
+        /// What the access is for.
+        #[arg(long)]
+        purpose: String,
+        /// Only these columns (comma-separated; default: the whole product).
+        #[arg(long, value_delimiter = ',')]
+        columns: Vec<String>,
+        /// For how many days (default 90, at most 365).
+        #[arg(long)]
+        days: Option<u32>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Withdraw your pending request.
+    Cancel {
+        request_id: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Owners: approve a request, optionally narrower than asked.
+    Approve {
+        request_id: String,
+        /// Only these of the requested columns.
+        #[arg(long, value_delimiter = ',')]
+        columns: Vec<String>,
+        /// Only rows matching this SQL condition.
+        #[arg(long)]
+        row_filter: Option<String>,
+        /// Fewer days than requested.
+        #[arg(long)]
+        days: Option<u32>,
+        #[arg(long)]
+        comment: Option<String>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Owners: reject a request.
+    Reject {
+        request_id: String,
+        #[arg(long)]
+        comment: Option<String>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Owners: end a grant (refused from the next query on).
+    Revoke {
+        grant_id: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Owners: pause a grant.
+    Suspend {
+        grant_id: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Owners: resume a paused grant.
+    Resume {
+        grant_id: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Requests and grants you may see (yours, and your products' if you own any).
+    List {
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+fn print_batches(batches: &[RecordBatch]) -> Result<(), String> {
+    if batches.iter().all(|b| b.num_rows() == 0) {
+        println!("(none)");
+        return Ok(());
+    }
+    let table = arrow::util::pretty::pretty_format_batches(batches).map_err(|e| e.to_string())?;
+    println!("{table}");
+    Ok(())
+}
+
+fn print_json(value: &serde_json::Value) -> Result<(), String> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).map_err(|e| e.to_string())?
+    );
+    Ok(())
+}
+
+async fn products(command: ProductsCommand) -> Result<(), String> {
+    match command {
+        ProductsCommand::Search { text, connection } => {
+            let pattern = literal(&format!("%{}%", text.to_lowercase()));
+            let sql = format!(
+                "SELECT product_id, owner_team, has_access, description FROM mesh_catalog.products \
+                 WHERE lower(product_id) LIKE {pattern} OR lower(name) LIKE {pattern} \
+                 OR lower(description) LIKE {pattern} OR lower(tags) LIKE {pattern} \
+                 OR product_id IN (SELECT product_id FROM mesh_catalog.columns \
+                   WHERE lower(column_name) LIKE {pattern} OR lower(description) LIKE {pattern} \
+                   OR lower(tags) LIKE {pattern}) \
+                 ORDER BY product_id"
+            );
+            print_batches(&connection.client().await?.query(&sql).await?)
+        }
+        ProductsCommand::Show {
+            product,
+            connection,
+        } => {
+            let mut client = connection.client().await?;
+            let id = literal(&product);
+            let about = client
+                .query(&format!(
+                    "SELECT product_id, name, version, status, owner_team, owners, tags, slos, \
+                     bucket, last_modified, has_access, how_to_request, description \
+                     FROM mesh_catalog.products WHERE product_id = {id}"
+                ))
+                .await?;
+            if about.iter().all(|b| b.num_rows() == 0) {
+                return Err(format!(
+                    "no data product `{product}`; try `meshgate products search <text>`"
+                ));
+            }
+            print_batches(&about)?;
+            let columns = client
+                .query(&format!(
+                    "SELECT table_name, column_name, data_type, classification, tags, your_treatment \
+                     FROM mesh_catalog.columns WHERE product_id = {id} \
+                     ORDER BY table_name, ordinal_position"
+                ))
+                .await?;
+            print_batches(&columns)
+        }
+    }
+}
+
+async fn access(command: AccessCommand) -> Result<(), String> {
+    use serde_json::json;
+    let (connection, action, body) = match command {
+        AccessCommand::Request {
+            product,
+            purpose,
+            columns,
+            days,
+            connection,
+        } => (
+            connection,
+            "mesh.request_access",
+            json!({"product": product, "purpose": purpose, "columns": columns, "valid_days": days}),
+        ),
+        AccessCommand::Cancel {
+            request_id,
+            connection,
+        } => (
+            connection,
+            "mesh.cancel_request",
+            json!({"request_id": request_id}),
+        ),
+        AccessCommand::Approve {
+            request_id,
+            columns,
+            row_filter,
+            days,
+            comment,
+            connection,
+        } => (
+            connection,
+            "mesh.approve_request",
+            json!({"request_id": request_id, "columns": columns, "row_filter": row_filter,
+                   "valid_days": days, "comment": comment}),
+        ),
+        AccessCommand::Reject {
+            request_id,
+            comment,
+            connection,
+        } => (
+            connection,
+            "mesh.reject_request",
+            json!({"request_id": request_id, "comment": comment}),
+        ),
+        AccessCommand::Revoke {
+            grant_id,
+            reason,
+            connection,
+        } => (
+            connection,
+            "mesh.revoke_grant",
+            json!({"grant_id": grant_id, "reason": reason}),
+        ),
+        AccessCommand::Suspend {
+            grant_id,
+            reason,
+            connection,
+        } => (
+            connection,
+            "mesh.suspend_grant",
+            json!({"grant_id": grant_id, "reason": reason}),
+        ),
+        AccessCommand::Resume {
+            grant_id,
+            reason,
+            connection,
+        } => (
+            connection,
+            "mesh.resume_grant",
+            json!({"grant_id": grant_id, "reason": reason}),
+        ),
+        AccessCommand::List { connection } => {
+            let mut client = connection.client().await?;
+            println!("Access requests:");
+            print_batches(
+                &client
+                    .query(
+                        "SELECT request_id, requester, product_id, state, columns, purpose, created_at, decided_by \
+                         FROM mesh_catalog.access_requests ORDER BY created_at",
+                    )
+                    .await?,
+            )?;
+            println!("Grants:");
+            return print_batches(
+                &client
+                    .query(
+                        "SELECT grant_id, principal, product_id, state, columns, row_filter, valid_until, approved_by \
+                         FROM mesh_catalog.grants ORDER BY created_at",
+                    )
+                    .await?,
+            );
+        }
+    };
+    let result = connection.client().await?.action(action, &body).await?;
+    print_json(&result)
 }
 
 fn main() -> ExitCode {
@@ -111,6 +411,22 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .unwrap_or_else(|| "127.0.0.1:50051".to_string());
             let policies = Some(loaded.policies_dir);
             serve(loaded.gateway, loaded.flight, &listen, false, policies).await
+        }
+        Command::Products { command } => products(command).await,
+        Command::Access { command } => access(command).await,
+        Command::Flows {
+            connection,
+            product,
+        } => {
+            let filter = product
+                .map(|p| format!(" WHERE product_id = {}", literal(&p)))
+                .unwrap_or_default();
+            let sql = format!(
+                "SELECT product_id, consumer_app, principals, queries, rows, columns, treatments, \
+                 first_access, last_access FROM mesh_catalog.flows{filter} \
+                 ORDER BY product_id, consumer_app"
+            );
+            print_batches(&connection.client().await?.query(&sql).await?)
         }
         Command::SeedReference { endpoint } => {
             let var = |name: &str| std::env::var(name).map_err(|_| format!("set ${name}"));
