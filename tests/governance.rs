@@ -403,6 +403,22 @@ async fn mesh_catalog_tables_show_each_persona_their_part() {
             "{user}"
         );
     }
+    // The catalog's tables are listed like any other, for everyone.
+    let listed = query(&gateway, "intern", "SELECT table_name FROM information_schema.tables WHERE table_schema = 'mesh_catalog' ORDER BY 1").await.unwrap();
+    assert_eq!(
+        cells(&listed).concat(),
+        [
+            "access_requests",
+            "audit",
+            "audit_columns",
+            "audit_tables",
+            "columns",
+            "flows",
+            "grants",
+            "products",
+            "tables"
+        ]
+    );
     let hidden = query(&gateway, "cib-reporting", "SELECT column_name FROM mesh_catalog.columns WHERE product_id = 'reference.counterparties'").await.unwrap();
     assert!(
         !cells(&hidden)

@@ -24,8 +24,13 @@ def _binary() -> str:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("mesh")
+def mesh_data_dir(tmp_path_factory):
+    """The session server's data directory (lakes and governance store)."""
+    return tmp_path_factory.mktemp("mesh")
+
+
+def start_demo(data_dir):
+    """`meshgate demo` on a free port over `data_dir`: (process, grpc address)."""
     process = subprocess.Popen(
         [_binary(), "demo", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir)],
         stdout=subprocess.PIPE,
@@ -51,7 +56,13 @@ def server(tmp_path_factory):
     if not found.wait(timeout=300):
         process.kill()
         raise RuntimeError("meshgate demo did not start:\n" + "".join(output))
-    yield f"grpc://{address}"
+    return process, f"grpc://{address}"
+
+
+@pytest.fixture(scope="session")
+def server(mesh_data_dir):
+    process, address = start_demo(mesh_data_dir)
+    yield address
     process.terminate()
     try:
         process.wait(timeout=30)

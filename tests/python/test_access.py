@@ -137,3 +137,37 @@ def test_the_access_loop_from_the_cli(server):
     assert "intern" in out
     code, out, err = cli(server, "auditor", "flows")
     assert code == 0, err
+
+
+# ADBC complains when it closes a statement whose server died; that is the point here.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_killing_the_gateway_mid_stream_loses_no_audit_record(server, mesh_data_dir):
+    """A second gateway over the same data directory (and so the same governance store)
+    starts streaming 200,000 rows, is killed after the first batch reached the client, and
+    the first gateway's auditor finds the record of that query."""
+    import hashlib
+    import signal
+
+    from conftest import start_demo
+
+    process, address = start_demo(mesh_data_dir)
+    sql = "SELECT txn_id, amount, card_number FROM payments.transactions /* killed mid-stream */"
+    try:
+        with connect(address, "risk-officer") as conn, conn.cursor() as cur:
+            cur.execute(sql)
+            reader = cur.fetch_record_batch()
+            first = reader.read_next_batch()
+            assert first.num_rows > 0
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=30)
+    except adbc_driver_manager.Error:
+        pass  # the connection dies with the gateway; the batch already arrived
+    finally:
+        if process.poll() is None:
+            process.kill()
+    digest = hashlib.sha256(sql.encode()).hexdigest()
+    records = query(server, "auditor",
+                    "SELECT principal, decision, status, products FROM mesh_catalog.audit "
+                    f"WHERE statement_sha256 = '{digest}'").to_pylist()
+    assert records == [{"principal": "risk-officer", "decision": "allow", "status": "running",
+                        "products": "payments.transactions"}]

@@ -149,7 +149,6 @@ impl Session {
     fn audit_record(
         &self,
         sql: &str,
-        query_id: String,
         started_at: i64,
         policy_version: &str,
         decision: Decision,
@@ -157,7 +156,7 @@ impl Session {
         error: Option<String>,
     ) -> AuditRecord {
         AuditRecord {
-            query_id,
+            query_id: new_query_id(),
             started_at,
             principal: self.principal.id().to_string(),
             app: self.principal.attribute("app").map(str::to_string),
@@ -199,7 +198,6 @@ impl Session {
             .collect();
         let record = self.audit_record(
             sql,
-            new_query_id(),
             started_at,
             &scope.policy_version(),
             decision,
@@ -273,10 +271,8 @@ impl Session {
             }
         };
         // The audit record, durable before anything can be sent; no record, no query.
-        let query_id = new_query_id();
         let record = self.audit_record(
             sql,
-            query_id.clone(),
             started_at,
             &scope.policy_version(),
             Decision::Allow,
@@ -288,6 +284,7 @@ impl Session {
             .record_query(&record)
             .await
             .map_err(|e| {
+                let query_id = &record.query_id;
                 tracing::error!(error = %e, query = %query_id, "audit log unavailable; query refused");
                 GatewayError::Unavailable(
                     "the audit log cannot be written, so the gateway refuses queries; try again later \
@@ -296,7 +293,11 @@ impl Session {
                 )
             })?;
         Ok(Query {
-            audit: Some((Arc::clone(&self.gateway.governance), query_id, started)),
+            audit: Some((
+                Arc::clone(&self.gateway.governance),
+                record.query_id,
+                started,
+            )),
             plan,
             task: Arc::new(TaskContext::from(&state)),
             io: Arc::clone(&scope.io),

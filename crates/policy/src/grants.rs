@@ -17,13 +17,16 @@ use crate::error::LoadError;
 use crate::resolve::PolicySet;
 use crate::template::RowFilterTemplate;
 
+/// A grant in force with its parsed row filter.
+pub(crate) type GrantTerms = (Grant, Option<RowFilterTemplate>);
+
 /// The grants in force at one instant.
 #[derive(Debug)]
 pub struct GrantLayer {
     /// The policy files' lines plus one line per grant in force.
     pub(crate) access: AccessControl,
     /// Grants in force by (principal, product), with their parsed row filters.
-    pub(crate) terms: BTreeMap<(String, String), Vec<(Grant, Option<RowFilterTemplate>)>>,
+    pub(crate) terms: BTreeMap<(String, String), Vec<GrantTerms>>,
     /// The store's grant generation this layer was read at.
     pub generation: i64,
     /// The first instant a grant of this layer stops being in force.

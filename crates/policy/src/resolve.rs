@@ -21,9 +21,7 @@ use crate::grants::GrantLayer;
 use crate::principal::Principal;
 use crate::rules::{FilterKind, ProductPolicy};
 use crate::subjects::SubjectSet;
-use crate::template::RowFilterTemplate;
 use crate::treatment::Treatment;
-use meshgate_governance::Grant;
 
 /// Classifications that may be shown in clear without a rule. Anything else, including no
 /// classification at all, counts as sensitive.
@@ -120,7 +118,7 @@ pub struct PolicySet {
 /// How a caller got in: by the policy files, or by grants (with their terms).
 enum Admission<'a> {
     Files,
-    Grants(&'a [(Grant, Option<RowFilterTemplate>)]),
+    Grants(&'a [crate::grants::GrantTerms]),
 }
 
 impl PolicySet {
@@ -357,17 +355,17 @@ impl PolicySet {
             });
         }
         // Columns: only those some grant names (a grant without a list names them all).
-        if let Admission::Grants(terms) = admission {
-            if terms.iter().all(|(g, _)| g.columns.is_some()) {
-                for column in &mut columns {
-                    let qualified = format!("{}.{}", table.name, column.name);
-                    let named = terms
-                        .iter()
-                        .find(|(g, _)| g.columns.as_ref().is_some_and(|c| c.contains(&qualified)));
-                    if named.is_none() && column.treatment != Treatment::Hidden {
-                        column.treatment = Treatment::Hidden;
-                        column.rule = Some(format!("grant:{}", terms[0].0.id));
-                    }
+        if let Admission::Grants(terms) = admission
+            && terms.iter().all(|(g, _)| g.columns.is_some())
+        {
+            for column in &mut columns {
+                let qualified = format!("{}.{}", table.name, column.name);
+                let named = terms
+                    .iter()
+                    .any(|(g, _)| g.columns.as_ref().is_some_and(|c| c.contains(&qualified)));
+                if !named && column.treatment != Treatment::Hidden {
+                    column.treatment = Treatment::Hidden;
+                    column.rule = Some(format!("grant:{}", terms[0].0.id));
                 }
             }
         }
