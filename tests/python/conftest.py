@@ -29,10 +29,10 @@ def mesh_data_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("mesh")
 
 
-def start_demo(data_dir):
+def start_demo(data_dir, *extra):
     """`meshgate demo` on a free port over `data_dir`: (process, grpc address)."""
     process = subprocess.Popen(
-        [_binary(), "demo", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir)],
+        [_binary(), "demo", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir), *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -17,7 +17,10 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::error::DataFusionError;
 use datafusion::physical_plan::{ExecutionPlan, RecordBatchStream, SendableRecordBatchStream};
 use futures::Stream;
-use meshgate_governance::{AuditColumn, AuditOutcome, AuditTable, GovernanceStore, QueryStatus};
+use meshgate_governance::{
+    AuditColumn, AuditOutcome, AuditRecord, AuditTable, GovernanceStore, QueryStatus, now_millis,
+};
+use meshgate_lineage::Lineage;
 use meshgate_policy::ResolvedTablePolicy;
 use sha2::{Digest, Sha256};
 
@@ -103,29 +106,30 @@ fn table_entry(policy: &ResolvedTablePolicy) -> AuditTable {
     }
 }
 
-/// A result stream that records its outcome in the audit log when it ends or is dropped.
+/// Where a query's audit record went: the store (for the outcome) and the lineage emitter.
+#[derive(Debug, Clone)]
+pub(crate) struct AuditHandle {
+    pub(crate) store: Arc<dyn GovernanceStore>,
+    pub(crate) lineage: Option<Lineage>,
+    pub(crate) record: Arc<AuditRecord>,
+    pub(crate) started: Instant,
+}
+
+/// A result stream that records its outcome in the audit log (and lineage) when it ends or
+/// is dropped.
 pub(crate) struct Audited {
     inner: SendableRecordBatchStream,
-    store: Arc<dyn GovernanceStore>,
-    query_id: String,
-    started: Instant,
+    handle: AuditHandle,
     rows: u64,
     bytes: u64,
     done: bool,
 }
 
 impl Audited {
-    pub(crate) fn new(
-        inner: SendableRecordBatchStream,
-        store: Arc<dyn GovernanceStore>,
-        query_id: String,
-        started: Instant,
-    ) -> Self {
+    pub(crate) fn new(inner: SendableRecordBatchStream, handle: AuditHandle) -> Self {
         Self {
             inner,
-            store,
-            query_id,
-            started,
+            handle,
             rows: 0,
             bytes: 0,
             done: false,
@@ -140,10 +144,17 @@ impl Audited {
             status,
             rows_returned: self.rows,
             bytes_returned: self.bytes,
-            duration_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            duration_ms: u64::try_from(self.handle.started.elapsed().as_millis())
+                .unwrap_or(u64::MAX),
             error,
         };
-        let (store, id) = (Arc::clone(&self.store), self.query_id.clone());
+        if let Some(lineage) = &self.handle.lineage {
+            lineage.finished(&self.handle.record, &outcome, now_millis());
+        }
+        let (store, id) = (
+            Arc::clone(&self.handle.store),
+            self.handle.record.query_id.clone(),
+        );
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::warn!(query = %id, "no runtime to record the query's outcome");
             return;

@@ -13,6 +13,7 @@ use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::{SessionState, SessionStateBuilder, context::SessionConfig};
 use meshgate_catalog::{Catalog, Product};
 use meshgate_governance::{GovernanceStore, SqliteStore, Viewer, Workflow, now_millis};
+use meshgate_lineage::{Lineage, LineageConfig};
 use meshgate_policy::{AuthError, PolicySet, PolicySources, Principal, UserDirectory};
 use meshgate_protect::{KeyOrigin, MasterKey};
 use meshgate_storage::{LakeStatus, Lakes, StorageConfig};
@@ -54,6 +55,8 @@ pub struct GatewayConfig {
     /// queries are refused.
     pub governance: Governance,
     pub audit: AuditSettings,
+    /// OpenLineage events for every query (off unless a file or URL is set).
+    pub lineage: LineageConfig,
 }
 
 /// Where access requests, grants and the audit log live.
@@ -104,6 +107,7 @@ pub(crate) struct GatewayInner {
     pub(crate) admission: Admission,
     pub(crate) governance: Arc<dyn GovernanceStore>,
     pub(crate) audit: AuditSettings,
+    pub(crate) lineage: Option<Lineage>,
     /// Held while the grants in force are re-read, so concurrent queries re-read once.
     pub(crate) grant_refresh: tokio::sync::Mutex<()>,
 }
@@ -223,6 +227,10 @@ impl Gateway {
             )));
         }
         let governance = config.governance.open().await?;
+        let lineage = config
+            .lineage
+            .is_enabled()
+            .then(|| Lineage::start(&config.lineage, Arc::clone(&catalog)));
 
         if config.master_key.origin() == KeyOrigin::Demo {
             tracing::warn!(
@@ -244,6 +252,7 @@ impl Gateway {
                 admission: Admission::new(config.limits),
                 governance,
                 audit: config.audit,
+                lineage,
                 grant_refresh: tokio::sync::Mutex::new(()),
             }),
         })

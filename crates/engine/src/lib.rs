@@ -47,6 +47,7 @@ pub use audit::AuditSettings;
 pub use error::GatewayError;
 pub use gateway::{Gateway, GatewayConfig, Governance};
 pub use limits::{Abort, QueryLimits};
+pub use meshgate_lineage::LineageConfig;
 pub use protected::{ProtectedScanExec, ProtectedTable};
 pub use secure_catalog::CATALOG;
 pub use secure_catalog::MAX_STATEMENT_BYTES;

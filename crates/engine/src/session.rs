@@ -15,7 +15,7 @@ use datafusion::execution::TaskContext;
 use datafusion::physical_plan::metrics::MetricValue;
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream, execute_stream};
 use futures::TryStreamExt;
-use meshgate_governance::{AuditRecord, AuditTable, Decision, GovernanceStore, now_millis};
+use meshgate_governance::{AuditRecord, AuditTable, Decision, now_millis};
 use meshgate_policy::{Principal, ResolvedTablePolicy};
 use meshgate_storage::{IoCounters, IoReport};
 
@@ -64,8 +64,8 @@ pub struct Query {
     slot: Arc<OwnedSemaphorePermit>,
     deadline: Option<(Instant, Duration)>,
     cancel: CancellationToken,
-    /// The store, id and start of this query's audit record.
-    audit: Option<(Arc<dyn GovernanceStore>, String, Instant)>,
+    /// Where this query's audit record went, to record its outcome.
+    audit: Option<crate::audit::AuditHandle>,
 }
 
 /// A table as one caller sees it (for catalog metadata).
@@ -292,12 +292,16 @@ impl Session {
                         .into(),
                 )
             })?;
+        if let Some(lineage) = &self.gateway.lineage {
+            lineage.started(&record);
+        }
         Ok(Query {
-            audit: Some((
-                Arc::clone(&self.gateway.governance),
-                record.query_id,
+            audit: Some(crate::audit::AuditHandle {
+                store: Arc::clone(&self.gateway.governance),
+                lineage: self.gateway.lineage.clone(),
+                record: Arc::new(record),
                 started,
-            )),
+            }),
             plan,
             task: Arc::new(TaskContext::from(&state)),
             io: Arc::clone(&scope.io),
@@ -435,12 +439,7 @@ impl Query {
             Arc::clone(&self.slot),
         ));
         Ok(match &self.audit {
-            Some((store, id, started)) => Box::pin(crate::audit::Audited::new(
-                guarded,
-                Arc::clone(store),
-                id.clone(),
-                *started,
-            )),
+            Some(handle) => Box::pin(crate::audit::Audited::new(guarded, handle.clone())),
             None => guarded,
         })
     }

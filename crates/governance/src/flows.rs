@@ -7,11 +7,15 @@ use crate::model::{Decision, Flow, StoredAudit};
 /// The consumer application of a record: the caller's `app` attribute, or the principal
 /// itself for callers without one (a person at a SQL prompt).
 pub fn consumer_app(record: &StoredAudit) -> String {
+    consumer_app_of(&record.record)
+}
+
+/// [`consumer_app`] of a record not yet stored.
+pub fn consumer_app_of(record: &crate::AuditRecord) -> String {
     record
-        .record
         .app
         .clone()
-        .unwrap_or_else(|| record.record.principal.clone())
+        .unwrap_or_else(|| record.principal.clone())
 }
 
 /// Fold allowed queries into flows, one per (product, consumer app), sorted. `keep` picks the

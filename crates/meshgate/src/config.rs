@@ -58,7 +58,7 @@ use std::collections::BTreeMap;
 
 use meshgate_catalog::Catalog;
 use meshgate_engine::QueryLimits;
-use meshgate_engine::{AuditSettings, GatewayConfig, Governance};
+use meshgate_engine::{AuditSettings, GatewayConfig, Governance, LineageConfig};
 use meshgate_flight::{FlightConfig, JwtConfig, JwtKey, TlsConfig};
 use meshgate_policy::{PolicySources, UserDirectory};
 use meshgate_protect::MasterKey;
@@ -100,6 +100,20 @@ struct FileConfig {
     state: PathBuf,
     #[serde(default)]
     audit: AuditSection,
+    #[serde(default)]
+    lineage: LineageSection,
+}
+
+/// `[lineage]`: OpenLineage events per query (off unless `file` or `url` is set).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LineageSection {
+    /// Append events to this file (JSON lines).
+    file: Option<PathBuf>,
+    /// POST events here, e.g. `http://marquez:5000/api/v1/lineage`.
+    url: Option<String>,
+    /// The job namespace (default `mesh.consumers`).
+    namespace: Option<String>,
 }
 
 fn default_state() -> PathBuf {
@@ -277,6 +291,11 @@ impl ServeConfig {
                 governance: Governance::Sqlite(resolve(&parsed.state)),
                 audit: AuditSettings {
                     keep_statements: parsed.audit.keep_statements,
+                },
+                lineage: LineageConfig {
+                    file: parsed.lineage.file.as_deref().map(resolve),
+                    url: parsed.lineage.url.clone(),
+                    namespace: parsed.lineage.namespace.clone(),
                 },
             },
         })

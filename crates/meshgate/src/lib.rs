@@ -39,6 +39,7 @@ pub use meshgate_engine as engine;
 pub use meshgate_flight as flight;
 pub use meshgate_governance as governance;
 pub use meshgate_lake_server as lake_server;
+pub use meshgate_lineage as lineage;
 pub use meshgate_policy as policy;
 pub use meshgate_protect as protect;
 pub use meshgate_storage as storage;

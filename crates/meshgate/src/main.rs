@@ -32,6 +32,12 @@ enum Command {
         /// Where the generated mesh lives (default: $MESHGATE_DATA_DIR or ~/.local/share/meshgate/reference-mesh).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Append OpenLineage events (one per query start and end) to this file.
+        #[arg(long)]
+        lineage_file: Option<PathBuf>,
+        /// POST OpenLineage events to this URL (e.g. Marquez's http://localhost:5000/api/v1/lineage).
+        #[arg(long)]
+        lineage_url: Option<String>,
     },
     /// Serve the mesh described by a configuration file.
     Serve {
@@ -381,7 +387,12 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Command::Demo { listen, data_dir } => {
+        Command::Demo {
+            listen,
+            data_dir,
+            lineage_file,
+            lineage_url,
+        } => {
             let data_dir = data_dir.unwrap_or_else(reference::default_data_dir);
             let demo = reference::demo(&data_dir)
                 .await
@@ -402,7 +413,10 @@ async fn run(cli: Cli) -> Result<(), String> {
                 "  tokens use the public demo master key: fine for the demo, never for real data"
             );
             let _lake = demo.lake; // served for as long as the gateway runs
-            serve(demo.config, FlightConfig::default(), &listen, true, None).await
+            let mut config = demo.config;
+            config.lineage.file = lineage_file;
+            config.lineage.url = lineage_url;
+            serve(config, FlightConfig::default(), &listen, true, None).await
         }
         Command::Serve { config, listen } => {
             let loaded = ServeConfig::load(&config).map_err(|e| e.to_string())?;

@@ -403,6 +403,7 @@ pub async fn demo(data_dir: &Path) -> Result<Demo, ReferenceError> {
         parquet_pushdown: false,
         governance: Governance::Sqlite(data_dir.join("state").join("meshgate.db")),
         audit: meshgate_engine::AuditSettings::default(),
+        lineage: meshgate_engine::LineageConfig::default(),
     };
     Ok(Demo {
         lake,
