@@ -10,6 +10,7 @@
 //! crate reads. Product tables appear in SQL as `<domain>.<table>`.
 
 pub mod manifest;
+pub mod odcs;
 mod types;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -327,6 +328,14 @@ fn parse_manifest(file: &str, text: &str) -> Result<Product, CatalogError> {
         at: at.to_string(),
         message,
     };
+    if let Some((at, key, meant)) = manifest::near_misses(&contract).into_iter().next() {
+        return Err(invalid(
+            &at,
+            format!(
+                "unknown field `{key}`: did you mean `{meant}`? (a misspelt field could drop a column's protection)"
+            ),
+        ));
+    }
 
     if contract.kind != "DataContract" {
         return Err(invalid(
@@ -658,6 +667,23 @@ schema:
             .unwrap_err()
             .to_string();
         assert!(err.contains("orders.yaml") && err.contains("tagz"), "{err}");
+    }
+
+    #[test]
+    fn keeps_fields_it_does_not_read() {
+        let text = MINIMAL.replace(
+            "tags: [pii]}",
+            "tags: [pii], authoritativeDefinitions: [{url: 'https://example.com/email', type: businessDefinition}], x-steward-note: checked}",
+        );
+        let catalog = Catalog::from_sources([("orders.yaml", text)]).unwrap();
+        let product = catalog.product("sales.orders").unwrap();
+        let property = product.contract.schema[0]
+            .properties
+            .iter()
+            .find(|p| p.name == "email")
+            .unwrap();
+        assert!(property.extra.contains_key("authoritativeDefinitions"));
+        assert_eq!(property.extra["x-steward-note"], serde_yaml::Value::from("checked"));
     }
 
     #[test]

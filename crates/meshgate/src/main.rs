@@ -115,6 +115,25 @@ enum ProductsCommand {
         #[command(flatten)]
         connection: Connection,
     },
+    /// Write a product as an ODPS product file plus one ODCS v3.1 contract per table.
+    Export {
+        product: String,
+        /// The directory of product manifests.
+        #[arg(long, default_value = "products")]
+        products_dir: PathBuf,
+        /// Where to write the files.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Read ODPS product files and ODCS contracts (any fields kept) into product manifests.
+    Import {
+        /// `.odps.yaml` and `.odcs.yaml` files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The directory of product manifests to write `<product>.yaml` into.
+        #[arg(long, default_value = "products")]
+        products_dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -216,6 +235,49 @@ fn print_json(value: &serde_json::Value) -> Result<(), String> {
 
 async fn products(command: ProductsCommand) -> Result<(), String> {
     match command {
+        ProductsCommand::Export {
+            product,
+            products_dir,
+            out,
+        } => {
+            let catalog = meshgate::catalog::Catalog::load_dir(&products_dir)
+                .map_err(|e| e.to_string())?;
+            let found = catalog.product(&product).ok_or_else(|| {
+                format!("no product `{product}` in {}", products_dir.display())
+            })?;
+            let text = std::fs::read_to_string(&found.source)
+                .map_err(|e| format!("{}: {e}", found.source))?;
+            let files = meshgate::catalog::odcs::export(&found.source, &text)
+                .map_err(|e| e.to_string())?;
+            std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+            for (name, text) in files {
+                let path = out.join(name);
+                std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+                println!("wrote {}", path.display());
+            }
+            Ok(())
+        }
+        ProductsCommand::Import {
+            files,
+            products_dir,
+        } => {
+            let mut inputs = Vec::new();
+            for path in files {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                inputs.push((path.display().to_string(), text));
+            }
+            let manifests =
+                meshgate::catalog::odcs::import(&inputs).map_err(|e| e.to_string())?;
+            std::fs::create_dir_all(&products_dir)
+                .map_err(|e| format!("{}: {e}", products_dir.display()))?;
+            for (product, text) in manifests {
+                let path = products_dir.join(format!("{product}.yaml"));
+                std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+                println!("wrote {} (restart the gateway to serve it)", path.display());
+            }
+            Ok(())
+        }
         ProductsCommand::Search { text, connection } => {
             let pattern = literal(&format!("%{}%", text.to_lowercase()));
             let sql = format!(
