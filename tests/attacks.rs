@@ -734,14 +734,34 @@ async fn get_tables_schemas_show_each_principal_its_columns() {
         };
         let info = client.get_tables(command).await.unwrap();
         let (_, batches) = flight::fetch(&mut client, &info).await.unwrap();
-        let seen: BTreeMap<String, Vec<String>> = flight::table_schemas(&batches)
-            .into_iter()
-            .map(|(table, schema)| {
-                let names = schema.fields().iter().map(|f| f.name().clone()).collect();
-                (table, names)
-            })
-            .collect();
+        let (system, seen): (BTreeMap<String, Vec<String>>, BTreeMap<String, Vec<String>>) =
+            flight::table_schemas(&batches)
+                .into_iter()
+                .map(|(table, schema)| {
+                    let names = schema.fields().iter().map(|f| f.name().clone()).collect();
+                    (table, names)
+                })
+                .partition(|(table, _)| table.starts_with("mesh_catalog."));
         assert_eq!(seen, views_columns(&principal).await, "{}", principal.name);
+        // The mesh catalog's tables are listed for everyone, with the same columns.
+        let listed: Vec<&str> = system.keys().map(String::as_str).collect();
+        assert_eq!(
+            listed,
+            [
+                "mesh_catalog.access_requests",
+                "mesh_catalog.audit",
+                "mesh_catalog.audit_columns",
+                "mesh_catalog.audit_tables",
+                "mesh_catalog.columns",
+                "mesh_catalog.flows",
+                "mesh_catalog.grants",
+                "mesh_catalog.products",
+                "mesh_catalog.tables",
+            ],
+            "{}",
+            principal.name
+        );
+        assert!(system["mesh_catalog.products"].contains(&"has_access".to_string()));
     }
 }
 

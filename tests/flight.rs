@@ -315,12 +315,14 @@ async fn errors_map_to_status_codes_a_person_can_act_on() {
 #[tokio::test]
 async fn metadata_is_computed_for_the_caller() {
     let mut server = server().await;
+    // Product tables only (the mesh catalog's own tables are type `SYSTEM TABLE`, listed
+    // for everyone, below).
     let tables = |user_token: String| {
         let command = CommandGetTables {
             catalog: None,
             db_schema_filter_pattern: None,
             table_name_filter_pattern: None,
-            table_types: vec![],
+            table_types: vec!["TABLE".into(), "VIEW".into()],
             include_schema: true,
         };
         (user_token, command)
@@ -353,6 +355,23 @@ async fn metadata_is_computed_for_the_caller() {
             Vec::<String>::new(),
         ]
     );
+    let intern = token(&mut server, "intern").await;
+    let command = CommandGetTables {
+        catalog: None,
+        db_schema_filter_pattern: Some("mesh%".into()),
+        table_name_filter_pattern: Some("%flows".into()),
+        table_types: vec!["SYSTEM TABLE".into()],
+        include_schema: true,
+    };
+    let info = get_info(&mut server, &intern, descriptor(command))
+        .await
+        .unwrap();
+    let (_, batches) = fetch(&mut server, &intern, ticket_of(&info)).await.unwrap();
+    let system: Vec<String> = support::table_schemas(&batches)
+        .into_iter()
+        .map(|(table, _)| table)
+        .collect();
+    assert_eq!(system, ["mesh_catalog.flows"]);
 
     // A ticket for metadata is answered for whoever redeems it, never for who asked first.
     let ccb = token(&mut server, "ccb-fraud").await;
@@ -366,8 +385,12 @@ async fn metadata_is_computed_for_the_caller() {
         .unwrap();
     let (_, as_ccb) = fetch(&mut server, &ccb, ticket_of(&info)).await.unwrap();
     let (_, as_intern) = fetch(&mut server, &intern, ticket_of(&info)).await.unwrap();
-    assert_eq!(rows(&as_ccb), 2);
-    assert_eq!(rows(&as_intern), 0);
+    assert_eq!(rows(&as_ccb), 3);
+    assert_eq!(
+        rows(&as_intern),
+        1,
+        "the mesh catalog's schema, for everyone"
+    );
     let names = as_ccb[0]
         .column_by_name("db_schema_name")
         .unwrap()
@@ -376,7 +399,7 @@ async fn metadata_is_computed_for_the_caller() {
         .flatten()
         .map(str::to_string)
         .collect::<Vec<_>>();
-    assert_eq!(names, ["payments", "reference"]);
+    assert_eq!(names, ["mesh_catalog", "payments", "reference"]);
     assert!(as_ccb[0].column(0).null_count() == 0);
 }
 

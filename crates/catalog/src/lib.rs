@@ -683,7 +683,10 @@ schema:
             .find(|p| p.name == "email")
             .unwrap();
         assert!(property.extra.contains_key("authoritativeDefinitions"));
-        assert_eq!(property.extra["x-steward-note"], serde_yaml::Value::from("checked"));
+        assert_eq!(
+            property.extra["x-steward-note"],
+            serde_yaml::Value::from("checked")
+        );
     }
 
     #[test]

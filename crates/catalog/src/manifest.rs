@@ -256,10 +256,66 @@ pub struct CustomProperty {
 }
 
 /// Keys meshgate reads in each kind of object, to tell a misspelling from a field it keeps.
-const CONTRACT_KEYS: &[&str] = &["apiVersion", "kind", "id", "version", "status", "name", "tenant", "domain", "dataProduct", "description", "tags", "servers", "schema", "support", "team", "roles", "slaProperties", "customProperties", "contractCreatedTs"];
-const OBJECT_KEYS: &[&str] = &["name", "physicalType", "physicalName", "logicalType", "description", "businessName", "dataGranularityDescription", "tags", "properties", "customProperties"];
-const PROPERTY_KEYS: &[&str] = &["name", "logicalType", "physicalType", "physicalName", "description", "businessName", "required", "unique", "primaryKey", "primaryKeyPosition", "criticalDataElement", "classification", "tags", "examples", "customProperties"];
-const SERVER_KEYS: &[&str] = &["server", "type", "description", "environment", "location", "endpointUrl", "format", "customProperties"];
+const CONTRACT_KEYS: &[&str] = &[
+    "apiVersion",
+    "kind",
+    "id",
+    "version",
+    "status",
+    "name",
+    "tenant",
+    "domain",
+    "dataProduct",
+    "description",
+    "tags",
+    "servers",
+    "schema",
+    "support",
+    "team",
+    "roles",
+    "slaProperties",
+    "customProperties",
+    "contractCreatedTs",
+];
+const OBJECT_KEYS: &[&str] = &[
+    "name",
+    "physicalType",
+    "physicalName",
+    "logicalType",
+    "description",
+    "businessName",
+    "dataGranularityDescription",
+    "tags",
+    "properties",
+    "customProperties",
+];
+const PROPERTY_KEYS: &[&str] = &[
+    "name",
+    "logicalType",
+    "physicalType",
+    "physicalName",
+    "description",
+    "businessName",
+    "required",
+    "unique",
+    "primaryKey",
+    "primaryKeyPosition",
+    "criticalDataElement",
+    "classification",
+    "tags",
+    "examples",
+    "customProperties",
+];
+const SERVER_KEYS: &[&str] = &[
+    "server",
+    "type",
+    "description",
+    "environment",
+    "location",
+    "endpointUrl",
+    "format",
+    "customProperties",
+];
 
 fn distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
@@ -270,7 +326,11 @@ fn distance(a: &str, b: &str) -> usize {
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
             let current = row[j + 1];
-            row[j + 1] = if ca == cb { previous } else { 1 + previous.min(row[j]).min(row[j + 1]) };
+            row[j + 1] = if ca == cb {
+                previous
+            } else {
+                1 + previous.min(row[j]).min(row[j + 1])
+            };
             previous = current;
         }
     }
@@ -288,22 +348,30 @@ fn misspelling_of(key: &str, known: &[&'static str]) -> Option<&'static str> {
 /// Kept keys that look like misspelt keys meshgate reads: `(where, key, meant)`.
 pub fn near_misses(contract: &Contract) -> Vec<(String, String, &'static str)> {
     let mut out = Vec::new();
-    let mut check = |at: String, extra: &BTreeMap<String, serde_yaml::Value>, known: &[&'static str]| {
-        for key in extra.keys() {
-            if let Some(meant) = misspelling_of(key, known) {
-                out.push((at.clone(), key.clone(), meant));
+    let mut check =
+        |at: String, extra: &BTreeMap<String, serde_yaml::Value>, known: &[&'static str]| {
+            for key in extra.keys() {
+                if let Some(meant) = misspelling_of(key, known) {
+                    out.push((at.clone(), key.clone(), meant));
+                }
             }
-        }
-    };
+        };
     check(String::new(), &contract.extra, CONTRACT_KEYS);
     for (i, server) in contract.servers.iter().enumerate() {
         check(format!("servers[{i}]"), &server.extra, SERVER_KEYS);
     }
     for (i, object) in contract.schema.iter().enumerate() {
-        check(format!("schema[{i}] ({})", object.name), &object.extra, OBJECT_KEYS);
+        check(
+            format!("schema[{i}] ({})", object.name),
+            &object.extra,
+            OBJECT_KEYS,
+        );
         for (j, property) in object.properties.iter().enumerate() {
             check(
-                format!("schema[{i}] ({}).properties[{j}] ({})", object.name, property.name),
+                format!(
+                    "schema[{i}] ({}).properties[{j}] ({})",
+                    object.name, property.name
+                ),
                 &property.extra,
                 PROPERTY_KEYS,
             );

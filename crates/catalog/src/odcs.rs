@@ -140,9 +140,7 @@ pub fn import(files: &[File]) -> Result<Vec<File>, CatalogError> {
             let index = contracts
                 .iter()
                 .position(|(_, c)| contract_id(c).as_deref() == Some(&wanted))
-                .ok_or_else(|| {
-                    err(file, format!("no contract with id `{wanted}` was given"))
-                })?;
+                .ok_or_else(|| err(file, format!("no contract with id `{wanted}` was given")))?;
             used[index] = true;
             let (contract_file, contract) = &contracts[index];
             let mut contract = mapping(contract, contract_file)?.clone();
@@ -259,12 +257,18 @@ mod tests {
             tree("[{type: businessDefinition, url: 'https://wiki.example/id'}]");
         let edited = vec![
             exported[0].clone(),
-            (exported[1].0.clone(), serde_yaml::to_string(&contract).unwrap()),
+            (
+                exported[1].0.clone(),
+                serde_yaml::to_string(&contract).unwrap(),
+            ),
         ];
         let imported = import(&edited).unwrap();
         let manifest = tree(&imported[0].1);
         assert_eq!(manifest["x-tool-revision"], Value::from(7));
-        assert_eq!(manifest["schema"][0]["quality"][0]["metric"], Value::from("rowCount"));
+        assert_eq!(
+            manifest["schema"][0]["quality"][0]["metric"],
+            Value::from("rowCount")
+        );
         let again = export(&imported[0].0, &imported[0].1).unwrap();
         assert_eq!(tree(&again[1].1), contract);
     }

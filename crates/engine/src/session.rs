@@ -363,6 +363,15 @@ impl Session {
         self.query(sql).await?.collect().await
     }
 
+    /// The mesh catalog's own tables (`mesh.mesh_catalog.*`), which every principal may
+    /// query (their rows are governed per caller), for clients that list tables.
+    pub async fn system_tables(&self) -> Vec<VisibleTable> {
+        let Ok(scope) = self.scope().await else {
+            return Vec::new();
+        };
+        crate::system::listing(scope).await
+    }
+
     /// Every table and view this principal may read, with the columns it sees.
     pub async fn tables(&self) -> Vec<VisibleTable> {
         // No policy version (the governance store is down): nothing is visible.

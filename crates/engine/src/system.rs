@@ -36,6 +36,29 @@ pub(crate) const SYSTEM_TABLES: &[&str] = &[
     "flows",
 ];
 
+/// The `mesh_catalog` tables as listings show them (built for the caller, so their schemas
+/// are exactly what a query gets).
+pub(crate) async fn listing(scope: Arc<QueryScope>) -> Vec<crate::session::VisibleTable> {
+    let system = SystemSchema { scope };
+    let mut out = Vec::new();
+    for name in SYSTEM_TABLES {
+        let Ok(Some(table)) = system.table(name).await else {
+            continue;
+        };
+        out.push(crate::session::VisibleTable {
+            catalog: crate::CATALOG.to_string(),
+            schema: SYSTEM_SCHEMA.to_string(),
+            name: name.to_string(),
+            table_type: "SYSTEM TABLE".to_string(),
+            arrow_schema: table.schema(),
+            description: format!("The mesh catalog: {name}"),
+            product: String::new(),
+            primary_key: Vec::new(),
+        });
+    }
+    out
+}
+
 /// A table under construction: named, typed columns.
 #[derive(Default)]
 struct Columns {

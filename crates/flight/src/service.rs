@@ -270,6 +270,7 @@ impl MeshFlightService {
             .into_iter()
             .map(|t| t.schema)
             .collect();
+        schemas.push(meshgate_engine::SYSTEM_SCHEMA.to_string());
         schemas.sort();
         schemas.dedup();
         schemas
@@ -684,7 +685,11 @@ impl FlightSqlService for MeshFlightService {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let caller = self.caller(&request).await?;
-        let tables = self.gateway.session(caller.principal).tables().await;
+        let session = self.gateway.session(caller.principal);
+        let mut tables = session.tables().await;
+        // The mesh catalog's tables, for every caller (their rows are governed). The
+        // builder applies the request's filters to them like to any table.
+        tables.extend(session.system_tables().await);
         let mut builder = query.into_builder();
         for table in tables {
             let schema = table_schema(
@@ -724,6 +729,7 @@ impl FlightSqlService for MeshFlightService {
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         self.caller(&request).await?;
         let mut builder = query.into_builder();
+        builder.append("SYSTEM TABLE");
         builder.append("TABLE");
         builder.append("VIEW");
         one_batch(builder.build())

@@ -240,15 +240,15 @@ async fn products(command: ProductsCommand) -> Result<(), String> {
             products_dir,
             out,
         } => {
-            let catalog = meshgate::catalog::Catalog::load_dir(&products_dir)
-                .map_err(|e| e.to_string())?;
-            let found = catalog.product(&product).ok_or_else(|| {
-                format!("no product `{product}` in {}", products_dir.display())
-            })?;
+            let catalog =
+                meshgate::catalog::Catalog::load_dir(&products_dir).map_err(|e| e.to_string())?;
+            let found = catalog
+                .product(&product)
+                .ok_or_else(|| format!("no product `{product}` in {}", products_dir.display()))?;
             let text = std::fs::read_to_string(&found.source)
                 .map_err(|e| format!("{}: {e}", found.source))?;
-            let files = meshgate::catalog::odcs::export(&found.source, &text)
-                .map_err(|e| e.to_string())?;
+            let files =
+                meshgate::catalog::odcs::export(&found.source, &text).map_err(|e| e.to_string())?;
             std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
             for (name, text) in files {
                 let path = out.join(name);
@@ -267,8 +267,7 @@ async fn products(command: ProductsCommand) -> Result<(), String> {
                     .map_err(|e| format!("{}: {e}", path.display()))?;
                 inputs.push((path.display().to_string(), text));
             }
-            let manifests =
-                meshgate::catalog::odcs::import(&inputs).map_err(|e| e.to_string())?;
+            let manifests = meshgate::catalog::odcs::import(&inputs).map_err(|e| e.to_string())?;
             std::fs::create_dir_all(&products_dir)
                 .map_err(|e| format!("{}: {e}", products_dir.display()))?;
             for (product, text) in manifests {
