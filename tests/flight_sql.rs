@@ -188,7 +188,7 @@ async fn the_jdbc_drivers_call_sequence() {
     let (_, batches) = fetch(&mut client, &info).await.unwrap();
     assert_eq!(
         strings(&batches[0], "db_schema_name"),
-        ["markets", "reference"]
+        ["markets", "mesh_catalog", "reference"]
     );
     let info = client
         .get_tables(CommandGetTables {
@@ -202,11 +202,28 @@ async fn the_jdbc_drivers_call_sequence() {
         .unwrap();
     let (schema, batches) = fetch(&mut client, &info).await.unwrap();
     assert!(schema.field_with_name("table_schema").is_err());
-    assert_eq!(
-        strings(&batches[0], "table_name"),
-        ["trades", "counterparties"]
-    );
-    assert_eq!(strings(&batches[0], "table_type"), ["TABLE", "TABLE"]);
+    // The caller's product tables, and the mesh catalog's own tables (for everyone).
+    let system = [
+        "access_requests",
+        "audit",
+        "audit_columns",
+        "audit_tables",
+        "columns",
+        "flows",
+        "grants",
+        "products",
+        "tables",
+    ];
+    let expected: Vec<&str> = std::iter::once("trades")
+        .chain(system)
+        .chain(["counterparties"])
+        .collect();
+    assert_eq!(strings(&batches[0], "table_name"), expected);
+    let types: Vec<&str> = std::iter::once("TABLE")
+        .chain(system.map(|_| "SYSTEM TABLE"))
+        .chain(["TABLE"])
+        .collect();
+    assert_eq!(strings(&batches[0], "table_type"), types);
 
     // getColumns(null, "ref%", "counter%", "%"): tables with their schemas.
     let info = client
@@ -542,7 +559,10 @@ async fn every_metadata_command_answers_with_its_shape() {
 
     let info = client.get_table_types().await.unwrap();
     let (_, batches) = fetch(&mut client, &info).await.unwrap();
-    assert_eq!(strings(&batches[0], "table_type"), ["TABLE", "VIEW"]);
+    assert_eq!(
+        strings(&batches[0], "table_type"),
+        ["SYSTEM TABLE", "TABLE", "VIEW"]
+    );
 
     let info = client
         .get_primary_keys(CommandGetPrimaryKeys {

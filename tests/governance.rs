@@ -518,3 +518,65 @@ async fn mesh_catalog_tables_show_each_persona_their_part() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn a_grant_stops_admitting_the_moment_it_expires() {
+    let (gateway, _lake, state) = gateway().await;
+    let sql = "SELECT count(*) FROM reference.counterparties";
+    let request = gateway
+        .workflow()
+        .request(
+            "intern",
+            NewRequest {
+                product: "reference.counterparties".into(),
+                columns: vec![],
+                purpose: "a short look".into(),
+                valid_days: Some(1),
+            },
+        )
+        .await
+        .unwrap();
+    let grant = approve(&gateway, "ref-owner", &request.id, Approval::default())
+        .await
+        .unwrap();
+    // Grants last whole days; shorten this one to two seconds from now, as a store shared
+    // with another replica would (the generation moves with it).
+    let until = meshgate::governance::now_millis() + 2000;
+    sqlite_exec(
+        &store_path(&state),
+        &format!(
+            "UPDATE grants SET valid_until = {until} WHERE id = '{grant}'; \
+             UPDATE grant_generation SET value = value + 1;"
+        ),
+    )
+    .await;
+    assert_eq!(
+        cells(&query(&gateway, "intern", sql).await.unwrap()),
+        [["30000"]]
+    );
+    // Nothing changes in the store after this: time alone ends the grant.
+    let generation = gateway.governance().grant_generation().await.unwrap();
+    let wait = until - meshgate::governance::now_millis() + 200;
+    tokio::time::sleep(std::time::Duration::from_millis(
+        u64::try_from(wait.max(0)).unwrap(),
+    ))
+    .await;
+    assert_eq!(
+        gateway.governance().grant_generation().await.unwrap(),
+        generation
+    );
+    let err = query(&gateway, "intern", sql).await.unwrap_err();
+    assert!(
+        err.contains("may not read product `reference.counterparties`"),
+        "{err}"
+    );
+    // And the records say so once anyone looks.
+    let grants = gateway
+        .workflow()
+        .visible_grants(&Gateway::viewer(
+            &gateway.known_principal("intern").unwrap(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(grants[0].state.as_str(), "expired");
+}
