@@ -278,6 +278,7 @@ async fn the_compose_topology_serves_the_reference_mesh() {
     let config = std::fs::read_to_string(repo().join("deploy/meshgate.toml"))
         .unwrap()
         .replace("/usr/share/meshgate", &repo().display().to_string())
+        .replace("/data/", &format!("{}/", config_dir.path().display()))
         .replace("0.0.0.0:50051", "127.0.0.1:0");
     std::fs::write(config_dir.path().join("meshgate.toml"), config).unwrap();
     let mut env = environment(&compose, "gateway");

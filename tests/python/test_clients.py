@@ -117,9 +117,13 @@ def test_get_objects_filters_by_pattern_and_shows_only_visible_tables(server):
 
     assert tables("risk-officer", depth="tables", table_name_filter="count%") == ["reference.counterparties"]
     assert tables("risk-officer", depth="tables", db_schema_filter="pay%") == ["payments.transactions"]
-    assert tables("ccb-fraud", depth="tables", table_name_filter="%a%") == [
+    assert tables("ccb-fraud", depth="tables", table_name_filter="%a%", table_types_filter=["TABLE", "VIEW"]) == [
         "payments.transactions",
         "reference.counterparties",
+    ]
+    # The mesh catalog's own tables are listed for every caller.
+    assert tables("intern", depth="tables", db_schema_filter="mesh_catalog", table_name_filter="%flow%") == [
+        "mesh_catalog.flows",
     ]
     assert tables("cib-reporting", depth="tables", db_schema_filter="payments") == []
     assert tables("risk-officer", depth="tables", catalog_filter="other") == []
@@ -131,7 +135,7 @@ def test_info_and_table_types(server):
         types = conn.adbc_get_table_types()
     assert info["vendor_name"] == "meshgate"
     assert info["vendor_version"]
-    assert types == ["TABLE", "VIEW"]
+    assert types == ["SYSTEM TABLE", "TABLE", "VIEW"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -188,7 +192,8 @@ def test_pyarrow_flight_metadata_commands(server):
     catalogs = pyarrow_query(server, "cib-reporting", command("CommandGetCatalogs"))
     assert catalogs.column("catalog_name").to_pylist() == ["mesh"]
     tables = pyarrow_query(server, "cib-reporting", command("CommandGetTables", (1, "mesh")))
-    assert sorted(zip(tables["db_schema_name"].to_pylist(), tables["table_name"].to_pylist())) == [
+    listed = zip(tables["db_schema_name"].to_pylist(), tables["table_name"].to_pylist())
+    assert sorted(t for t in listed if t[0] != "mesh_catalog") == [
         ("markets", "trades"),
         ("reference", "counterparties"),
     ]
