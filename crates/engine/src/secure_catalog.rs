@@ -505,6 +505,7 @@ impl CatalogProvider for SecureCatalog {
         if name == SYSTEM_SCHEMA {
             return Some(Arc::new(SystemSchema {
                 scope: Arc::clone(&self.scope),
+                empty: false,
             }));
         }
         // Every domain resolves, so that naming a denied table yields the denial (with how to

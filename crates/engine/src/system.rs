@@ -39,10 +39,10 @@ pub(crate) const SYSTEM_TABLES: &[&str] = &[
 /// The `mesh_catalog` tables as listings show them (built for the caller, so their schemas
 /// are exactly what a query gets).
 pub(crate) async fn listing(scope: Arc<QueryScope>) -> Vec<crate::session::VisibleTable> {
-    let system = SystemSchema { scope };
+    let system = SystemSchema { scope, empty: true };
     let mut out = Vec::new();
     for name in SYSTEM_TABLES {
-        let Ok(Some(table)) = system.table(name).await else {
+        let Ok(Some(table)) = system.materialize(name).await else {
             continue;
         };
         out.push(crate::session::VisibleTable {
@@ -137,9 +137,28 @@ fn store_error(e: impl std::fmt::Display) -> DataFusionError {
 #[derive(Debug)]
 pub(crate) struct SystemSchema {
     pub(crate) scope: Arc<QueryScope>,
+    /// Build every table without rows (and without reading anything): their schemas.
+    pub(crate) empty: bool,
 }
 
 impl SystemSchema {
+    /// A table's rows for this caller, read now.
+    async fn materialize(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let table = match name {
+            "products" => self.products().await?,
+            "tables" => self.tables()?,
+            "columns" => self.columns()?,
+            "access_requests" => self.access_requests().await?,
+            "grants" => self.grants().await?,
+            "audit" => self.audit().await?,
+            "audit_tables" => self.audit_tables().await?,
+            "audit_columns" => self.audit_columns().await?,
+            "flows" => self.flows().await?,
+            _ => return Ok(None),
+        };
+        Ok(Some(table))
+    }
+
     fn viewer(&self) -> Viewer {
         crate::Gateway::viewer(self.scope.principal())
     }
@@ -151,11 +170,15 @@ impl SystemSchema {
 
     async fn products(&self) -> Result<Arc<dyn TableProvider>> {
         let gateway = self.scope.gateway();
-        let lakes = {
+        let (lakes, products): (Vec<_>, Vec<_>) = if self.empty {
+            (Vec::new(), Vec::new())
+        } else {
             let cache = Some(gateway.runtime.cache_manager.get_file_metadata_cache());
-            gateway.lakes.status(&gateway.catalog, cache).await
+            (
+                gateway.lakes.status(&gateway.catalog, cache).await,
+                gateway.catalog.products().collect(),
+            )
         };
-        let products: Vec<_> = gateway.catalog.products().collect();
         let policies = self.scope.policies();
         let principal = self.scope.principal();
         let access: Vec<bool> = products
@@ -240,6 +263,7 @@ impl SystemSchema {
         let catalog = &self.scope.gateway().catalog;
         let rows: Vec<_> = catalog
             .products()
+            .filter(|_| !self.empty)
             .flat_map(|p| p.tables.iter().map(move |t| (p, t)))
             .collect();
         Columns::default()
@@ -267,7 +291,7 @@ impl SystemSchema {
         let policies = self.scope.policies();
         let principal = self.scope.principal();
         let mut rows = Vec::new();
-        for product in gateway.catalog.products() {
+        for product in gateway.catalog.products().filter(|_| !self.empty) {
             for table in &product.tables {
                 let resolved = if table.is_view() {
                     None
@@ -326,11 +350,14 @@ impl SystemSchema {
     }
 
     async fn access_requests(&self) -> Result<Arc<dyn TableProvider>> {
-        let rows = self
-            .workflow()
-            .visible_requests(&self.viewer())
-            .await
-            .map_err(store_error)?;
+        let rows = if self.empty {
+            Vec::new()
+        } else {
+            self.workflow()
+                .visible_requests(&self.viewer())
+                .await
+                .map_err(store_error)?
+        };
         Columns::default()
             .text("request_id", rows.iter().map(|r| Some(&r.id)))
             .text("requester", rows.iter().map(|r| Some(&r.requester)))
@@ -358,11 +385,14 @@ impl SystemSchema {
     }
 
     async fn grants(&self) -> Result<Arc<dyn TableProvider>> {
-        let rows = self
-            .workflow()
-            .visible_grants(&self.viewer())
-            .await
-            .map_err(store_error)?;
+        let rows = if self.empty {
+            Vec::new()
+        } else {
+            self.workflow()
+                .visible_grants(&self.viewer())
+                .await
+                .map_err(store_error)?
+        };
         Columns::default()
             .text("grant_id", rows.iter().map(|g| Some(&g.id)))
             .text("request_id", rows.iter().map(|g| g.request_id.as_ref()))
@@ -392,6 +422,9 @@ impl SystemSchema {
     async fn visible_audit(&self) -> Result<Vec<StoredAudit>> {
         let gateway = self.scope.gateway();
         let viewer = self.viewer();
+        if self.empty {
+            return Ok(Vec::new());
+        }
         let all = gateway.governance.audit().await.map_err(store_error)?;
         Ok(all
             .into_iter()
@@ -514,7 +547,11 @@ impl SystemSchema {
     async fn flows(&self) -> Result<Arc<dyn TableProvider>> {
         let gateway = self.scope.gateway();
         let viewer = self.viewer();
-        let all = gateway.governance.audit().await.map_err(store_error)?;
+        let all = if self.empty {
+            Vec::new()
+        } else {
+            gateway.governance.audit().await.map_err(store_error)?
+        };
         let rows = flows(&all, |record, product| {
             viewer.auditor
                 || record.record.principal == viewer.id
@@ -547,23 +584,64 @@ impl SchemaProvider for SystemSchema {
         SYSTEM_TABLES.iter().map(|t| t.to_string()).collect()
     }
 
+    /// A lazy table: listings (information_schema, GetTables) see its schema without
+    /// reading anything; only a scan reads the store.
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        let table = match name {
-            "products" => self.products().await?,
-            "tables" => self.tables()?,
-            "columns" => self.columns()?,
-            "access_requests" => self.access_requests().await?,
-            "grants" => self.grants().await?,
-            "audit" => self.audit().await?,
-            "audit_tables" => self.audit_tables().await?,
-            "audit_columns" => self.audit_columns().await?,
-            "flows" => self.flows().await?,
-            _ => return Ok(None),
+        let Some(&name) = SYSTEM_TABLES.iter().find(|t| **t == name) else {
+            return Ok(None);
         };
-        Ok(Some(table))
+        let shape = SystemSchema {
+            scope: Arc::clone(&self.scope),
+            empty: true,
+        };
+        let Some(empty) = shape.materialize(name).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Arc::new(SystemTable {
+            name,
+            schema: empty.schema(),
+            scope: Arc::clone(&self.scope),
+        })))
     }
 
     fn table_exist(&self, name: &str) -> bool {
         SYSTEM_TABLES.contains(&name)
+    }
+}
+
+/// A `mesh_catalog` table whose rows are read from the store when it is scanned, for the
+/// scanning query's caller.
+#[derive(Debug)]
+struct SystemTable {
+    name: &'static str,
+    schema: datafusion::arrow::datatypes::SchemaRef,
+    scope: Arc<QueryScope>,
+}
+
+#[async_trait::async_trait]
+impl TableProvider for SystemTable {
+    fn schema(&self) -> datafusion::arrow::datatypes::SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> datafusion::datasource::TableType {
+        datafusion::datasource::TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn datafusion::catalog::Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[datafusion::logical_expr::Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        let system = SystemSchema {
+            scope: Arc::clone(&self.scope),
+            empty: false,
+        };
+        let table = system.materialize(self.name).await?.ok_or_else(|| {
+            DataFusionError::Internal(format!("no mesh_catalog table {}", self.name))
+        })?;
+        table.scan(state, projection, filters, limit).await
     }
 }

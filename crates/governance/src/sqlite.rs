@@ -117,6 +117,36 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// The row `sql` selects by `id`, mapped.
+    async fn one<T>(
+        &self,
+        sql: &str,
+        id: &str,
+        map: fn(&SqliteRow) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        sqlx::query(sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(map)
+            .transpose()
+    }
+
+    /// Every row `sql` selects, mapped.
+    async fn all<T>(
+        &self,
+        sql: &str,
+        map: fn(&SqliteRow) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        sqlx::query(sql)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(map)
+            .collect()
+    }
+
     /// The migration versions applied to this store, in order.
     pub async fn applied_migrations(&self) -> Result<Vec<i64>, StoreError> {
         let rows = sqlx::query("SELECT version FROM _sqlx_migrations ORDER BY version")
@@ -252,22 +282,20 @@ impl GovernanceStore for SqliteStore {
     }
 
     async fn request(&self, id: &str) -> Result<Option<AccessRequest>, StoreError> {
-        sqlx::query("SELECT * FROM access_requests WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(request_from)
-            .transpose()
+        self.one(
+            "SELECT * FROM access_requests WHERE id = ?",
+            id,
+            request_from,
+        )
+        .await
     }
 
     async fn requests(&self) -> Result<Vec<AccessRequest>, StoreError> {
-        sqlx::query("SELECT * FROM access_requests ORDER BY created_at, id")
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(request_from)
-            .collect()
+        self.all(
+            "SELECT * FROM access_requests ORDER BY created_at, id",
+            request_from,
+        )
+        .await
     }
 
     async fn decide_request(
@@ -303,22 +331,13 @@ impl GovernanceStore for SqliteStore {
     }
 
     async fn grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {
-        sqlx::query("SELECT * FROM grants WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(grant_from)
-            .transpose()
+        self.one("SELECT * FROM grants WHERE id = ?", id, grant_from)
+            .await
     }
 
     async fn grants(&self) -> Result<Vec<Grant>, StoreError> {
-        sqlx::query("SELECT * FROM grants ORDER BY created_at, id")
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(grant_from)
-            .collect()
+        self.all("SELECT * FROM grants ORDER BY created_at, id", grant_from)
+            .await
     }
 
     async fn update_grant(&self, g: &Grant, expected: GrantState) -> Result<bool, StoreError> {
