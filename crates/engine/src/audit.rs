@@ -7,6 +7,7 @@
 //! duration, error) when it ends or is dropped; that second write is best effort, because
 //! by then the record that matters is already durable.
 
+use std::collections::BTreeSet;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -38,72 +39,52 @@ pub(crate) fn statement_sha256(sql: &str) -> String {
     hex::encode(Sha256::digest(sql.as_bytes()))
 }
 
-/// One [`AuditTable`] per protected scan, merged per (product, table): the columns each
-/// scan reads (its projection), with their treatments and the row-filter rules applied.
+/// One [`AuditTable`] per product table the plan scans (several scans of one table merge):
+/// the columns the scans read (their projections and the caller's pushed predicates), in
+/// table order, with their treatments, and the row-filter rules and grants applied.
 pub(crate) fn tables_read(plan: &Arc<dyn ExecutionPlan>) -> Vec<AuditTable> {
-    let mut out: Vec<AuditTable> = Vec::new();
+    let mut scans: Vec<(ResolvedTablePolicy, BTreeSet<String>)> = Vec::new();
     crate::session::visit_scans(plan, &mut |scan: &ProtectedScanExec| {
         let policy = scan.policy();
         let schema = scan.schema();
-        let pushed = scan.pushed_columns();
-        let read: Vec<&str> = schema
+        let read = schema
             .fields()
             .iter()
-            .map(|f| f.name().as_str())
-            .chain(pushed.iter().map(String::as_str))
-            .collect();
-        let entry = match out
+            .map(|f| f.name().clone())
+            .chain(scan.pushed_columns());
+        match scans
             .iter_mut()
-            .position(|t| t.product == policy.product && t.table == policy.table)
+            .find(|(p, _)| p.product == policy.product && p.table == policy.table)
         {
-            Some(i) => &mut out[i],
-            None => {
-                out.push(table_entry(policy));
-                let last = out.len() - 1;
-                &mut out[last]
-            }
-        };
-        for column in policy
-            .columns
-            .iter()
-            .filter(|c| read.contains(&c.name.as_str()))
-        {
-            if !entry.columns.iter().any(|c| c.name == column.name) {
-                entry.columns.push(AuditColumn {
-                    name: column.name.clone(),
-                    treatment: column.treatment.to_string(),
-                    rule: column.rule.clone(),
-                });
-            }
+            Some((_, columns)) => columns.extend(read),
+            None => scans.push((policy.clone(), read.collect())),
         }
     });
-    // Table order for columns, whatever order the scans came in.
-    out
-}
-
-fn table_entry(policy: &ResolvedTablePolicy) -> AuditTable {
-    let rules: Vec<String> = policy
-        .grants
-        .iter()
-        .chain(&policy.restrictions)
-        .map(|f| f.rule.clone())
-        .collect();
-    let mut grant_ids: Vec<String> = rules
-        .iter()
-        .flat_map(|r| r.split(','))
-        .filter_map(|r| r.strip_prefix("grant:"))
-        .map(str::to_string)
-        .collect();
-    grant_ids.sort();
-    grant_ids.dedup();
-    AuditTable {
-        product: policy.product.clone(),
-        table: policy.table.clone(),
-        policy_id: Some(policy.policy_id.clone()),
-        row_filters: rules,
-        grant_ids,
-        columns: Vec::new(),
-    }
+    scans
+        .into_iter()
+        .map(|(policy, read)| AuditTable {
+            row_filters: policy
+                .grants
+                .iter()
+                .chain(&policy.restrictions)
+                .map(|f| f.rule.clone())
+                .collect(),
+            columns: policy
+                .columns
+                .iter()
+                .filter(|c| read.contains(&c.name))
+                .map(|c| AuditColumn {
+                    name: c.name.clone(),
+                    treatment: c.treatment.to_string(),
+                    rule: c.rule.clone(),
+                })
+                .collect(),
+            policy_id: Some(policy.policy_id),
+            grant_ids: policy.grant_ids,
+            product: policy.product,
+            table: policy.table,
+        })
+        .collect()
 }
 
 /// Where a query's audit record went: the store (for the outcome) and the lineage emitter.

@@ -113,6 +113,17 @@ pub(crate) struct GatewayInner {
 }
 
 impl GatewayInner {
+    /// The access workflow over this gateway's store and catalog.
+    pub(crate) fn workflow(&self) -> Workflow<'_> {
+        Workflow::new(self.governance.as_ref(), &self.catalog)
+    }
+
+    /// What each product's lake holds now (see [`Gateway::lake_status`]).
+    pub(crate) async fn lake_status(&self) -> Vec<LakeStatus> {
+        let cache = Some(self.runtime.cache_manager.get_file_metadata_cache());
+        self.lakes.status(&self.catalog, cache).await
+    }
+
     /// The policy version in force with the grants in force now. Re-reads the grants when
     /// the store's grant generation moved or a grant's time ran out, so a decision applies
     /// from the very next query. A store that cannot be read refuses the query.
@@ -279,15 +290,9 @@ impl Gateway {
         &self.inner.catalog
     }
 
-    /// The policy version in force now (without the grants layered on it; see
-    /// [`Gateway::current_policies`]).
+    /// The policy version in force now (each query layers the grants in force on it).
     pub fn policies(&self) -> Arc<PolicySet> {
         self.inner.policies.load_full()
-    }
-
-    /// The policy version in force now with the grants in force now.
-    pub async fn current_policies(&self) -> Result<Arc<PolicySet>, GatewayError> {
-        self.inner.current_policies().await
     }
 
     /// The governance store (access requests, grants, audit).
@@ -298,7 +303,7 @@ impl Gateway {
     /// The access workflow (requests, approvals, grants) over this gateway's store and
     /// catalog. Its decisions are enforced from the next query on.
     pub fn workflow(&self) -> Workflow<'_> {
-        Workflow::new(self.inner.governance.as_ref(), &self.inner.catalog)
+        self.inner.workflow()
     }
 
     /// Whether `filter` can serve as a grant's row filter on `product` (what
@@ -345,8 +350,7 @@ impl Gateway {
     /// What each product's lake holds now: file count, bytes, freshness, refused files, or
     /// why it cannot be read. For operators and the catalog; it never returns data.
     pub async fn lake_status(&self) -> Vec<LakeStatus> {
-        let cache = Some(self.inner.runtime.cache_manager.get_file_metadata_cache());
-        self.inner.lakes.status(&self.inner.catalog, cache).await
+        self.inner.lake_status().await
     }
 
     /// Load new policy sources and, only if they validate, make them the version in force.

@@ -65,7 +65,7 @@ pub struct Query {
     deadline: Option<(Instant, Duration)>,
     cancel: CancellationToken,
     /// Where this query's audit record went, to record its outcome.
-    audit: Option<crate::audit::AuditHandle>,
+    audit: crate::audit::AuditHandle,
 }
 
 /// A table as one caller sees it (for catalog metadata).
@@ -296,12 +296,12 @@ impl Session {
             lineage.started(&record);
         }
         Ok(Query {
-            audit: Some(crate::audit::AuditHandle {
+            audit: crate::audit::AuditHandle {
                 store: Arc::clone(&self.gateway.governance),
                 lineage: self.gateway.lineage.clone(),
                 record: Arc::new(record),
                 started,
-            }),
+            },
             plan,
             task: Arc::new(TaskContext::from(&state)),
             io: Arc::clone(&scope.io),
@@ -441,16 +441,16 @@ impl Query {
     pub fn execute(&self) -> Result<SendableRecordBatchStream, GatewayError> {
         let inner = execute_stream(Arc::clone(&self.plan), Arc::clone(&self.task))
             .map_err(GatewayError::from_execution)?;
-        let guarded: SendableRecordBatchStream = Box::pin(Guarded::new(
+        let guarded = Box::pin(Guarded::new(
             inner,
             &self.cancel,
             self.deadline,
             Arc::clone(&self.slot),
         ));
-        Ok(match &self.audit {
-            Some(handle) => Box::pin(crate::audit::Audited::new(guarded, handle.clone())),
-            None => guarded,
-        })
+        Ok(Box::pin(crate::audit::Audited::new(
+            guarded,
+            self.audit.clone(),
+        )))
     }
 
     /// Cancels the query's streams, now or whenever they are polled next.

@@ -164,8 +164,7 @@ impl SystemSchema {
     }
 
     fn workflow(&self) -> Workflow<'_> {
-        let gateway = self.scope.gateway();
-        Workflow::new(gateway.governance.as_ref(), &gateway.catalog)
+        self.scope.gateway().workflow()
     }
 
     async fn products(&self) -> Result<Arc<dyn TableProvider>> {
@@ -173,9 +172,8 @@ impl SystemSchema {
         let (lakes, products): (Vec<_>, Vec<_>) = if self.empty {
             (Vec::new(), Vec::new())
         } else {
-            let cache = Some(gateway.runtime.cache_manager.get_file_metadata_cache());
             (
-                gateway.lakes.status(&gateway.catalog, cache).await,
+                gateway.lake_status().await,
                 gateway.catalog.products().collect(),
             )
         };
@@ -292,13 +290,13 @@ impl SystemSchema {
         let principal = self.scope.principal();
         let mut rows = Vec::new();
         for product in gateway.catalog.products().filter(|_| !self.empty) {
+            let admitted = policies.check_access(principal, product).is_ok();
             for table in &product.tables {
                 let resolved = if table.is_view() {
                     None
                 } else {
                     policies.resolve(principal, product, table).ok()
                 };
-                let admitted = policies.check_access(principal, product).is_ok();
                 for (position, column) in table.columns.iter().enumerate() {
                     let treatment = match &resolved {
                         Some(policy) => policy

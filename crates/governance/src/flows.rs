@@ -4,20 +4,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{Decision, Flow, StoredAudit};
 
-/// The consumer application of a record: the caller's `app` attribute, or the principal
-/// itself for callers without one (a person at a SQL prompt).
-pub fn consumer_app(record: &StoredAudit) -> String {
-    consumer_app_of(&record.record)
-}
-
-/// [`consumer_app`] of a record not yet stored.
-pub fn consumer_app_of(record: &crate::AuditRecord) -> String {
-    record
-        .app
-        .clone()
-        .unwrap_or_else(|| record.principal.clone())
-}
-
 /// Fold allowed queries into flows, one per (product, consumer app), sorted. `keep` picks the
 /// (record, product) pairs the viewer may see.
 pub fn flows(records: &[StoredAudit], keep: impl Fn(&StoredAudit, &str) -> bool) -> Vec<Flow> {
@@ -42,7 +28,7 @@ pub fn flows(records: &[StoredAudit], keep: impl Fn(&StoredAudit, &str) -> bool)
                 continue;
             }
             let acc = edges
-                .entry((product.to_string(), consumer_app(record)))
+                .entry((product.to_string(), record.record.consumer_app()))
                 .or_insert_with(|| Acc {
                     first: i64::MAX,
                     last: i64::MIN,

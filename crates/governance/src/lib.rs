@@ -26,7 +26,7 @@ pub mod workflow;
 
 pub use adapter::{GrantAdapter, policy_line};
 pub use error::{GovernanceError, StoreError};
-pub use flows::{consumer_app, consumer_app_of, flows};
+pub use flows::flows;
 pub use model::{
     AccessRequest, AuditColumn, AuditOutcome, AuditRecord, AuditTable, DAY_MILLIS, Decision, Flow,
     Grant, GrantState, Millis, QueryStatus, RequestState, StoredAudit, now_millis,

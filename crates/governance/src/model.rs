@@ -147,6 +147,14 @@ pub struct AuditRecord {
     pub error: Option<String>,
 }
 
+impl AuditRecord {
+    /// The consumer application: the caller's `app` attribute, or the principal itself for
+    /// callers without one (a person at a SQL prompt).
+    pub fn consumer_app(&self) -> String {
+        self.app.clone().unwrap_or_else(|| self.principal.clone())
+    }
+}
+
 /// One product table a query touched, and how the caller's policy shaped it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditTable {

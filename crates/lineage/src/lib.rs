@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use meshgate_catalog::Catalog;
-use meshgate_governance::{AuditOutcome, AuditRecord, QueryStatus, consumer_app_of};
+use meshgate_governance::{AuditOutcome, AuditRecord, QueryStatus};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
@@ -136,7 +136,7 @@ impl Lineage {
         at: i64,
         outcome: Option<&AuditOutcome>,
     ) -> Value {
-        let app = consumer_app_of(record);
+        let app = record.consumer_app();
         let mut inputs = Vec::new();
         let mut lineage = serde_json::Map::new();
         for read in &record.tables {

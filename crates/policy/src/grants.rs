@@ -38,14 +38,6 @@ impl GrantLayer {
     pub fn current(&self, generation: i64, now: Millis) -> bool {
         self.generation == generation && self.valid_until.is_none_or(|until| now < until)
     }
-
-    pub fn len(&self) -> usize {
-        self.terms.values().map(Vec::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.terms.is_empty()
-    }
 }
 
 impl PolicySet {

@@ -73,6 +73,8 @@ pub struct ResolvedTablePolicy {
     /// Every column of the table in manifest order, with its treatment and the rule that
     /// decided it (`None` when the global default decided).
     pub columns: Vec<ResolvedColumn>,
+    /// The access grants that admitted the caller, by id (empty when the policy files did).
+    pub grant_ids: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -146,17 +148,6 @@ impl PolicySet {
         product: &Product,
     ) -> Result<SubjectSet, Denial> {
         self.admit(principal, product).map(|(subjects, _)| subjects)
-    }
-
-    /// The grants that admit `principal` to `product`, if grants (not the policy files)
-    /// are what admits them.
-    pub fn admitting_grants(&self, principal: &Principal, product: &Product) -> Vec<String> {
-        match self.admit(principal, product) {
-            Ok((_, Admission::Grants(grants))) => {
-                grants.iter().map(|(g, _)| g.id.clone()).collect()
-            }
-            _ => Vec::new(),
-        }
     }
 
     fn admit(
@@ -261,10 +252,15 @@ impl PolicySet {
                 FilterKind::Restriction => restrictions.push(bound),
             }
         }
+        let mut grant_ids: Vec<String> = match admission {
+            Admission::Grants(terms) => terms.iter().map(|(g, _)| g.id.clone()).collect(),
+            Admission::Files => Vec::new(),
+        };
+        grant_ids.sort();
         if let Admission::Grants(terms) = admission {
-            let ids = terms
+            let ids = grant_ids
                 .iter()
-                .map(|(g, _)| format!("grant:{}", g.id))
+                .map(|id| format!("grant:{id}"))
                 .collect::<Vec<_>>()
                 .join(",");
             grants.push(BoundFilter {
@@ -384,6 +380,7 @@ impl PolicySet {
             grants,
             restrictions,
             columns,
+            grant_ids,
         })
     }
 
