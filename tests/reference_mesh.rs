@@ -7,11 +7,12 @@
 
 #[path = "support/truth.rs"]
 mod truth;
+#[path = "support/views.rs"]
+mod views;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use arrow::array::{Array, RecordBatch};
-use arrow::util::display::{ArrayFormatter, FormatOptions};
+use arrow::array::RecordBatch;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use datafusion::prelude::SessionContext;
@@ -54,25 +55,19 @@ async fn raw_rows(ctx: &SessionContext, sql: &str) -> Vec<BTreeMap<String, Optio
 
 /// Rows as column -> displayed value maps (value types are compared through their text).
 fn rows(batches: &[RecordBatch]) -> Vec<BTreeMap<String, Option<String>>> {
-    let mut out = Vec::new();
-    for batch in batches {
-        let options = FormatOptions::default();
-        let formatters: Vec<_> = batch
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
-            .collect();
-        for row in 0..batch.num_rows() {
-            let mut map = BTreeMap::new();
-            for (i, field) in batch.schema().fields().iter().enumerate() {
-                let value =
-                    (!batch.column(i).is_null(row)).then(|| formatters[i].value(row).to_string());
-                map.insert(field.name().clone(), value);
-            }
-            out.push(map);
-        }
-    }
-    out
+    let Some(first) = batches.first() else {
+        return Vec::new();
+    };
+    let names: Vec<String> = first
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    views::rows(batches)
+        .into_iter()
+        .map(|row| names.iter().cloned().zip(row).collect())
+        .collect()
 }
 
 async fn query(session: &Session, sql: &str) -> Vec<BTreeMap<String, Option<String>>> {

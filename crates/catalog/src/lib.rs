@@ -390,20 +390,17 @@ fn parse_manifest(file: &str, text: &str) -> Result<Product, CatalogError> {
         .team
         .as_ref()
         .ok_or_else(|| invalid("team", "every product needs an owning team".into()))?;
+    let members = |role: &str| -> Vec<String> {
+        team.members
+            .iter()
+            .filter(|m| m.role.as_deref() == Some(role))
+            .map(|m| m.username.clone())
+            .collect()
+    };
     let owner = Owner {
         team: team.name.clone().unwrap_or_default(),
-        owners: team
-            .members
-            .iter()
-            .filter(|m| m.role.as_deref() == Some("owner"))
-            .map(|m| m.username.clone())
-            .collect(),
-        delegates: team
-            .members
-            .iter()
-            .filter(|m| m.role.as_deref() == Some("delegate"))
-            .map(|m| m.username.clone())
-            .collect(),
+        owners: members("owner"),
+        delegates: members("delegate"),
     };
     if owner.team.is_empty() || owner.owners.is_empty() {
         return Err(invalid(
