@@ -419,6 +419,62 @@ async fn mesh_catalog_tables_show_each_persona_their_part() {
             "tables"
         ]
     );
+    // Freshness comes from the bucket; how to ask is there exactly where access is not.
+    let about = query(
+        &gateway,
+        "cib-reporting",
+        "SELECT product_id, last_modified IS NOT NULL, files > 0, how_to_request IS NULL, \
+         starts_with(how_to_request, 'meshgate access request ' || product_id), tables \
+         FROM mesh_catalog.products ORDER BY product_id",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        cells(&about),
+        [
+            [
+                "markets.trades",
+                "true",
+                "true",
+                "true",
+                "NULL",
+                "markets.trades"
+            ],
+            [
+                "payments.transactions",
+                "true",
+                "true",
+                "false",
+                "true",
+                "payments.transactions"
+            ],
+            [
+                "reference.counterparties",
+                "true",
+                "true",
+                "true",
+                "NULL",
+                "reference.counterparties"
+            ],
+        ]
+        .map(|r| r.map(str::to_string))
+    );
+    let tables = query(
+        &gateway,
+        "intern",
+        "SELECT table_schema || '.' || table_name, table_type FROM mesh_catalog.tables ORDER BY 1",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        cells(&tables),
+        [
+            ["markets.trades", "TABLE"],
+            ["payments.transactions", "TABLE"],
+            ["reference.counterparties", "TABLE"]
+        ]
+        .map(|r| r.map(str::to_string))
+    );
     let hidden = query(&gateway, "cib-reporting", "SELECT column_name FROM mesh_catalog.columns WHERE product_id = 'reference.counterparties'").await.unwrap();
     assert!(
         !cells(&hidden)
