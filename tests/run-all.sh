@@ -46,4 +46,12 @@ step "python flight sql tests"
 cargo build --quiet --locked --workspace --tests
 MESHGATE_BIN="$CARGO_TARGET_DIR/debug/meshgate" "$venv/bin/pytest" -q tests/python
 
+step "benchmark harness: smoke run, lints, unit tests"
+# A CI-sized run of every configuration (tiny TPC-H, one run each, debug build) so that the
+# harness cannot rot; its report goes to the scratch directory, never benches/RESULTS.md.
+MESHGATE_VENV="$venv" benches/run.sh --smoke --data-dir "$scratch/bench"
+cargo fmt --manifest-path benches/Cargo.toml --check
+cargo clippy --manifest-path benches/Cargo.toml --all-targets --locked -- -D warnings
+cargo test --manifest-path benches/Cargo.toml --locked --lib
+
 step "all tests passed"

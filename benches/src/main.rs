@@ -1,0 +1,873 @@
+//! `meshgate-bench`: run every configuration side by side and write the report.
+//!
+//! ```text
+//! benches/run.sh                  # SF1, 3 runs per query after a warm-up: benches/RESULTS.md
+//! benches/run.sh --smoke          # tiny scale, one run: checks the harness end to end
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use meshgate::protect::MasterKey;
+use meshgate_bench::concurrency;
+use meshgate_bench::engines::{Engine, flight_client};
+use meshgate_bench::limits;
+use meshgate_bench::mesh::{self, Lake, password};
+use meshgate_bench::micro;
+use meshgate_bench::report::{Limit, Micro, Report, Run, Target, fmt_ratio};
+use meshgate_bench::tpch::{self, QUERIES, TpchData};
+use meshgate_bench::verify::{self, Fingerprint, Rows};
+use meshgate_bench::{BenchError, stats::Timings};
+
+#[derive(Parser, Debug)]
+#[command(about = "meshgate's side-by-side benchmarks (see benches/README.md)")]
+struct Args {
+    /// TPC-H scale factor.
+    #[arg(long, default_value_t = 1.0)]
+    scale: f64,
+    /// Timed runs per query and configuration.
+    #[arg(long, default_value_t = 3)]
+    iterations: usize,
+    /// Untimed runs before them (page cache and metadata caches warm).
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Where generated data is kept between runs (default ~/.cache/meshgate/bench).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The markdown report (default: benches/RESULTS.md; a smoke run writes next to its
+    /// data instead, so it never replaces the real report).
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+    /// The JSON report (default: benches/results.json, or next to a smoke run's data).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// A Python with duckdb, datafusion and polars (default: the test venv's).
+    #[arg(long)]
+    python: Option<PathBuf>,
+    /// Skip the Python peers.
+    #[arg(long)]
+    no_python: bool,
+    /// Only these queries (comma-separated, e.g. q01,q06).
+    #[arg(long)]
+    queries: Option<String>,
+    /// Seconds each concurrency level runs.
+    #[arg(long, default_value_t = 5.0)]
+    load_seconds: f64,
+    /// Largest grant count for the resolution micro-benchmark.
+    #[arg(long, default_value_t = 100_000)]
+    max_grants: usize,
+    /// CI-sized: scale 0.01, one run, no warm-up, short load and micro-benchmarks.
+    #[arg(long)]
+    smoke: bool,
+}
+
+#[tokio::main]
+async fn main() {
+    let mut args = Args::parse();
+    if args.smoke {
+        args.scale = 0.01;
+        args.iterations = 1;
+        args.warmup = 0;
+        args.load_seconds = 0.5;
+        args.max_grants = 1_000;
+    }
+    if let Err(e) = run(args).await {
+        eprintln!("meshgate-bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn progress(started: Instant, what: &str) {
+    eprintln!("[{:>6.1}s] {what}", started.elapsed().as_secs_f64());
+}
+
+async fn run(args: Args) -> Result<(), BenchError> {
+    let started = Instant::now();
+    let base = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    let dir = base.join(format!("tpch-sf{}", args.scale));
+    progress(
+        started,
+        &format!("TPC-H SF{} in {}", args.scale, dir.display()),
+    );
+    let scale = args.scale;
+    let gen_dir = dir.clone();
+    let data = tokio::task::spawn_blocking(move || tpch::generate(&gen_dir, scale))
+        .await
+        .map_err(|e| BenchError::Data(e.to_string()))??;
+    progress(
+        started,
+        &format!("data ready: {:.1} MB of Parquet", data.bytes as f64 / 1e6),
+    );
+
+    let mut report = Report {
+        date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+        machine: machine(),
+        versions: versions(),
+        ..Report::default()
+    };
+    report.settings = BTreeMap::from([
+        (
+            "mode".into(),
+            if args.smoke {
+                "smoke run".into()
+            } else {
+                "full run".into()
+            },
+        ),
+        ("scale factor".into(), args.scale.to_string()),
+        (
+            "runs per query".into(),
+            format!("{} timed after {} warm-up", args.iterations, args.warmup),
+        ),
+        (
+            "data".into(),
+            format!(
+                "{:.1} MB Parquet (snappy, 131,072-row groups, one file per table, sorted by key as generated)",
+                data.bytes as f64 / 1e6
+            ),
+        ),
+        (
+            "build".into(),
+            if cfg!(debug_assertions) {
+                "debug (numbers not meaningful)".into()
+            } else {
+                "release".into()
+            },
+        ),
+    ]);
+
+    // The engines, all on the same files.
+    let state = dir.join("state");
+    let _ = std::fs::remove_dir_all(&state);
+    let master_key = MasterKey::demo();
+    let datafusion = mesh::datafusion(&data).await?;
+    let peer_addr = mesh::peer(&data).await?;
+    let local = mesh::gateway(&data, &Lake::Local, &state.join("local")).await?;
+    let (mesh_addr, _stop) = mesh::serve(&local).await?;
+    let s3_server = mesh::s3_lake(&data).await?;
+    let on_s3 = mesh::gateway(&data, &Lake::S3(s3_server.clone()), &state.join("s3")).await?;
+    let session = |gateway: &meshgate::Gateway, user: &str| {
+        gateway
+            .known_principal(user)
+            .map(|p| gateway.session(p))
+            .ok_or_else(|| BenchError::setup("meshgate")(format!("no principal {user}")))
+    };
+
+    let mut configs: Vec<(String, String, Engine)> = vec![
+        (
+            "datafusion".into(),
+            format!("embedded DataFusion {} on the files, no gateway (the engine baseline)", datafusion::DATAFUSION_VERSION),
+            Engine::DataFusion(datafusion.clone()),
+        ),
+        (
+            "df-flight-sql-server".into(),
+            "datafusion-flight-sql-server 0.4.19 over the same files, no authentication, no policy, queried over Flight SQL by the same client (the peer without enforcement)".into(),
+            Engine::Flight(flight_client(peer_addr, None).await?),
+        ),
+        (
+            "meshgate-flight".into(),
+            "meshgate over Flight SQL, local files, as `bench-all` (sees everything: no row filter, no mask), password login, audited".into(),
+            Engine::Flight(flight_client(mesh_addr, Some(("bench-all", &password("bench-all")))).await?),
+        ),
+        (
+            "meshgate".into(),
+            "meshgate in process (library session), local files, as `bench-all`".into(),
+            Engine::Meshgate(session(&local, "bench-all")?),
+        ),
+        (
+            "meshgate-s3".into(),
+            "meshgate in process over the in-process S3 server (s3s-fs, SigV4 verified) serving the same files, as `bench-all`".into(),
+            Engine::Meshgate(session(&on_s3, "bench-all")?),
+        ),
+    ];
+    for (policy, what) in [
+        (
+            "prunable",
+            "orders and lineitem limited to `orderkey <= 1,500,000` (a quarter; the files are sorted by it, so row groups are skipped)",
+        ),
+        (
+            "region",
+            "customer and supplier limited to one region (`nationkey IN (6, 7, 19, 22, 23)`: every row group is read)",
+        ),
+        (
+            "protect",
+            "`c_phone` masked (show-last-4), `c_name` tokenized, `o_clerk` hidden",
+        ),
+    ] {
+        let principal = format!("bench-{policy}");
+        configs.push((
+            format!("twin/{policy}"),
+            format!("embedded DataFusion with the `{policy}` policy written by hand as views"),
+            Engine::DataFusion(mesh::twin(&data, &principal, &master_key).await?),
+        ));
+        configs.push((
+            format!("meshgate/{policy}"),
+            format!("meshgate in process as `{principal}`: {what}"),
+            Engine::Meshgate(session(&local, &principal)?),
+        ));
+    }
+
+    let selected: Vec<(&str, &str)> = QUERIES
+        .iter()
+        .copied()
+        .filter(|(name, _)| {
+            args.queries
+                .as_deref()
+                .is_none_or(|list| list.split(',').any(|q| q.trim() == *name))
+        })
+        .collect();
+
+    // Run every configuration; keep each answer's fingerprint (and the baseline's rows for
+    // the Python peers).
+    let mut fingerprints: BTreeMap<(String, String), Fingerprint> = BTreeMap::new();
+    let mut baseline_rows: BTreeMap<String, Rows> = BTreeMap::new();
+    for (name, what, engine) in &configs {
+        report.configs.push((name.clone(), what.clone()));
+        progress(started, &format!("running {name}"));
+        for (query, sql) in &selected {
+            let mut run = Run::default();
+            for _ in 0..args.warmup {
+                if let Err(e) = engine.run(sql).await {
+                    run.verdict = format!("error: {e}");
+                    break;
+                }
+            }
+            for i in 0..args.iterations {
+                if !run.verdict.is_empty() {
+                    break;
+                }
+                match engine.run(sql).await {
+                    Ok(outcome) => {
+                        run.timings.push(outcome.elapsed);
+                        if i == 0 {
+                            let rows = verify::rows(&outcome.batches).map_err(BenchError::Query)?;
+                            let fp = verify::fingerprint(&rows);
+                            run.rows = Some(fp.rows);
+                            fingerprints.insert((name.clone(), query.to_string()), fp);
+                            if name == "datafusion" {
+                                baseline_rows.insert(query.to_string(), rows);
+                            }
+                            if let Some(io) = outcome.io {
+                                run.gets = Some(io.gets);
+                                run.heads = Some(io.heads);
+                                run.lists = Some(io.lists);
+                                run.bytes_read = Some(io.bytes);
+                            }
+                        }
+                    }
+                    Err(e) => run.verdict = format!("error: {e}"),
+                }
+            }
+            report
+                .tpch
+                .entry(query.to_string())
+                .or_default()
+                .insert(name.clone(), run);
+        }
+    }
+    // Verdicts: DataFusion-based configurations must match exactly; each policy must match
+    // its twin.
+    for (query, runs) in report.tpch.iter_mut() {
+        for (name, run) in runs.iter_mut() {
+            if !run.verdict.is_empty() {
+                continue;
+            }
+            let reference = match name.strip_prefix("meshgate/") {
+                Some(policy) => format!("twin/{policy}"),
+                None if name.starts_with("twin/") => name.clone(),
+                None => "datafusion".into(),
+            };
+            let mine = fingerprints.get(&(name.clone(), query.clone()));
+            let theirs = fingerprints.get(&(reference.clone(), query.clone()));
+            run.verdict = match (mine, theirs) {
+                (Some(a), Some(b)) if a == b => "ok".into(),
+                (Some(a), Some(b)) => format!(
+                    "differs from {reference}: {} rows (hash {:016x}) against {} ({:016x})",
+                    a.rows, a.hash, b.rows, b.hash
+                ),
+                _ => format!("no answer from {reference} to compare with"),
+            };
+        }
+    }
+    for (query, runs) in &report.tpch {
+        for (name, run) in runs {
+            if !run.ok() {
+                report
+                    .notes
+                    .push(format!("{query} on {name}: {}", run.verdict));
+            }
+        }
+    }
+
+    // The Python peers.
+    if args.no_python {
+        report
+            .notes
+            .push("Python peers not run (--no-python).".into());
+    } else {
+        progress(
+            started,
+            "running the Python peers (DuckDB, DataFusion-Python, Polars)",
+        );
+        python_peers(&args, &data, &selected, &baseline_rows, &mut report).await?;
+    }
+
+    progress(started, "limits: raw reads and Flight transfer");
+    limits_section(&args, &data, &datafusion, &configs, &s3_server, &mut report).await?;
+
+    progress(started, "micro-benchmarks");
+    micro_section(&args, &local, &datafusion, &mut report).await?;
+
+    progress(started, "latency under concurrency");
+    let load = Duration::from_secs_f64(args.load_seconds);
+    let max_key = data
+        .rows
+        .iter()
+        .find(|(t, _)| t == "orders")
+        .map_or(1, |(_, n)| *n as u64 * 4);
+    for clients in [1usize, 8, 32] {
+        let pw = password("bench-all");
+        let mesh_load =
+            concurrency::run(mesh_addr, Some(("bench-all", &pw)), clients, load, max_key).await?;
+        report
+            .concurrency
+            .entry("meshgate-flight".into())
+            .or_default()
+            .push(mesh_load);
+        let peer_load = concurrency::run(peer_addr, None, clients, load, max_key).await?;
+        report
+            .concurrency
+            .entry("df-flight-sql-server".into())
+            .or_default()
+            .push(peer_load);
+    }
+
+    targets(&mut report);
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let (markdown, json) = if args.smoke {
+        (dir.join("RESULTS.md"), dir.join("results.json"))
+    } else {
+        (here.join("RESULTS.md"), here.join("results.json"))
+    };
+    let markdown = args.markdown.clone().unwrap_or(markdown);
+    let json = args.json.clone().unwrap_or(json);
+    write(
+        &json,
+        &serde_json::to_string_pretty(&report).map_err(|e| BenchError::Query(e.to_string()))?,
+    )?;
+    write(&markdown, &report.markdown())?;
+    progress(
+        started,
+        &format!("wrote {} and {}", markdown.display(), json.display()),
+    );
+    let failed: Vec<&String> = report
+        .notes
+        .iter()
+        .filter(|n| n.contains("differs from") || n.contains("no answer"))
+        .collect();
+    if !failed.is_empty() {
+        return Err(BenchError::Query(format!(
+            "{} answers differ between configurations (see the report's notes)",
+            failed.len()
+        )));
+    }
+    Ok(())
+}
+
+fn write(path: &Path, text: &str) -> Result<(), BenchError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(BenchError::io(parent))?;
+    }
+    std::fs::write(path, text).map_err(BenchError::io(path))
+}
+
+fn default_data_dir() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join(".cache/meshgate/bench")
+}
+
+fn machine() -> BTreeMap<String, String> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map_or("unknown".to_string(), |m| m.trim().to_string());
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("MemTotal"))
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or("unknown".to_string(), |kb| {
+            format!("{:.1} GiB", kb / 1024.0 / 1024.0)
+        });
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map_or("unknown".to_string(), |k| k.trim().to_string());
+    let rustc = std::process::Command::new("rustc")
+        .arg("--version")
+        .output()
+        .ok()
+        .map_or("unknown".to_string(), |o| {
+            String::from_utf8_lossy(&o.stdout).trim().to_string()
+        });
+    BTreeMap::from([
+        ("cpu".into(), model),
+        (
+            "cores".into(),
+            std::thread::available_parallelism().map_or("unknown".into(), |n| n.to_string()),
+        ),
+        ("memory".into(), memory),
+        ("kernel".into(), format!("Linux {kernel}")),
+        ("rustc".into(), rustc),
+    ])
+}
+
+/// Versions of the Rust parts, from the harness's lock file.
+fn versions() -> BTreeMap<String, String> {
+    let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.lock"))
+        .unwrap_or_default();
+    let mut out = BTreeMap::new();
+    let mut name: Option<&str> = None;
+    for line in lock.lines() {
+        if let Some(n) = line.strip_prefix("name = ") {
+            name = Some(n.trim_matches('"'));
+        } else if let (Some(n), Some(v)) = (name, line.strip_prefix("version = ")) {
+            if [
+                "datafusion",
+                "arrow-flight",
+                "datafusion-flight-sql-server",
+                "tonic",
+                "object_store",
+                "parquet",
+                "s3s-fs",
+            ]
+            .contains(&n)
+            {
+                out.insert(n.to_string(), v.trim_matches('"').to_string());
+            }
+            name = None;
+        }
+    }
+    out
+}
+
+#[derive(serde::Deserialize)]
+struct PeerOutput {
+    engines: BTreeMap<String, PeerEngine>,
+}
+
+#[derive(serde::Deserialize)]
+struct PeerEngine {
+    version: String,
+    queries: BTreeMap<String, PeerQuery>,
+}
+
+#[derive(serde::Deserialize)]
+struct PeerQuery {
+    ms: Vec<f64>,
+    rows: Option<Rows>,
+    error: Option<String>,
+}
+
+async fn python_peers(
+    args: &Args,
+    data: &TpchData,
+    selected: &[(&str, &str)],
+    baseline: &BTreeMap<String, Rows>,
+    report: &mut Report,
+) -> Result<(), BenchError> {
+    let python = args.python.clone().unwrap_or_else(|| {
+        std::env::var_os("MESHGATE_VENV")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                std::env::var_os("HOME")
+                    .map(PathBuf::from)
+                    .unwrap_or_default()
+                    .join(".cache/meshgate/venv")
+            })
+            .join("bin/python")
+    });
+    let out = data.lake.with_file_name("peers.json");
+    let names: Vec<&str> = selected.iter().map(|(n, _)| *n).collect();
+    let status = tokio::process::Command::new(&python)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/peers.py"))
+        .arg("--tables")
+        .arg(data.lake.join(tpch::BUCKET).join("data"))
+        .arg("--queries")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tpch"))
+        .arg("--only")
+        .arg(names.join(","))
+        .arg("--iterations")
+        .arg(args.iterations.to_string())
+        .arg("--warmup")
+        .arg(args.warmup.to_string())
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .await
+        .map_err(|e| BenchError::setup("Python peers")(format!("{}: {e}", python.display())))?;
+    if !status.success() {
+        return Err(BenchError::setup("Python peers")(format!(
+            "{} peers.py exited with {status}",
+            python.display()
+        )));
+    }
+    let text = std::fs::read_to_string(&out).map_err(BenchError::io(&out))?;
+    let parsed: PeerOutput = serde_json::from_str(&text)
+        .map_err(|e| BenchError::setup("Python peers")(e.to_string()))?;
+    for (engine, result) in parsed.engines {
+        report.configs.push((
+            engine.clone(),
+            format!(
+                "{engine} {} from Python on the same local Parquet files (peers.py)",
+                result.version
+            ),
+        ));
+        report
+            .versions
+            .insert(engine.clone(), result.version.clone());
+        for (query, q) in result.queries {
+            let mut run = Run {
+                timings: Timings { ms: q.ms },
+                ..Run::default()
+            };
+            run.verdict = match (&q.error, &q.rows, baseline.get(&query)) {
+                (Some(e), _, _) => format!("error: {}", e.lines().next().unwrap_or_default()),
+                (None, Some(rows), Some(expected)) => {
+                    run.rows = Some(rows.len());
+                    match verify::close_enough(rows, expected) {
+                        Ok(()) => "ok".into(),
+                        Err(why) => format!("differs from datafusion: {why}"),
+                    }
+                }
+                _ => "no answer to compare".into(),
+            };
+            if !run.ok() {
+                report
+                    .notes
+                    .push(format!("{query} on {engine}: {}", run.verdict));
+            }
+            report
+                .tpch
+                .entry(query)
+                .or_default()
+                .insert(engine.clone(), run);
+        }
+    }
+    Ok(())
+}
+
+async fn limits_section(
+    args: &Args,
+    data: &TpchData,
+    datafusion: &datafusion::prelude::SessionContext,
+    configs: &[(String, String, Engine)],
+    s3_server: &std::sync::Arc<meshgate::lake_server::LakeServer>,
+    report: &mut Report,
+) -> Result<(), BenchError> {
+    let runs = args.iterations.clamp(1, 3);
+    let local = limits::local_store(data)?;
+    let s3 = limits::s3_store(&s3_server.endpoint())?;
+    for (name, store, note) in [
+        (
+            "raw read, local files (object_store)",
+            &local as &dyn object_store::ObjectStore,
+            "every file in full, page cache warm",
+        ),
+        (
+            "raw read, in-process S3 server",
+            s3.as_ref(),
+            "the same through s3s-fs over loopback HTTP (measures the emulator too)",
+        ),
+    ] {
+        let mut timings = Timings::default();
+        let mut bytes = 0;
+        let _ = limits::read_all(store, data).await?;
+        for _ in 0..runs {
+            let (b, elapsed) = limits::read_all(store, data).await?;
+            bytes = b;
+            timings.push(elapsed);
+        }
+        report.limits.push(limit(name, bytes, &timings, note));
+    }
+
+    // The widest transfer: all of lineitem.
+    let sql = "SELECT * FROM tpch.lineitem";
+    let lineitem_file = data
+        .table_dir("lineitem")
+        .join("part-00000.parquet")
+        .metadata()
+        .map_err(|e| BenchError::Query(e.to_string()))?
+        .len();
+    let baseline = Engine::DataFusion(datafusion.clone());
+    let first = baseline.run(sql).await?;
+    let mut scan = Timings::default();
+    for _ in 0..runs {
+        scan.push(baseline.run(sql).await?.elapsed);
+    }
+    report.limits.push(limit(
+        "DataFusion scan of lineitem (Parquet bytes decoded)",
+        lineitem_file,
+        &scan,
+        "embedded, SELECT *: the scan alone, as MB/s of Parquet",
+    ));
+    // The transport limit streams exactly what meshgate sends for this query (its types
+    // follow the product's manifest), built once in process.
+    let payload = match configs.iter().find(|(n, _, _)| n == "meshgate") {
+        Some((_, _, engine)) => engine.run(sql).await?.batches,
+        None => first.batches,
+    };
+    let transport = limits::serve_transport(payload).await?;
+    let mut timings = Timings::default();
+    let _ = limits::fetch_transport(transport).await?;
+    let mut transport_bytes = 0;
+    for _ in 0..runs {
+        let (bytes, elapsed) = limits::fetch_transport(transport).await?;
+        transport_bytes = bytes as u64;
+        timings.push(elapsed);
+    }
+    report.limits.push(limit(
+        "Flight DoGet of pre-built lineitem batches (transport only)",
+        transport_bytes,
+        &timings,
+        "arrow-flight encoder + tonic, loopback, no planning or scan: MB/s of Arrow data",
+    ));
+    for name in ["df-flight-sql-server", "meshgate-flight"] {
+        let Some((_, _, engine)) = configs.iter().find(|(n, _, _)| n == name) else {
+            continue;
+        };
+        let mut timings = Timings::default();
+        let received = engine.run(sql).await?.bytes() as u64;
+        for _ in 0..runs {
+            timings.push(engine.run(sql).await?.elapsed);
+        }
+        report.limits.push(limit(
+            &format!("{name}: SELECT * FROM lineitem"),
+            received,
+            &timings,
+            "scan + Flight transfer, MB/s of Arrow data received",
+        ));
+    }
+    Ok(())
+}
+
+fn limit(name: &str, bytes: u64, timings: &Timings, note: &str) -> Limit {
+    let median_ms = timings.median().unwrap_or(f64::NAN);
+    Limit {
+        name: name.into(),
+        bytes,
+        median_ms,
+        mb_per_s: bytes as f64 / 1e6 / (median_ms / 1e3),
+        note: note.into(),
+    }
+}
+
+async fn micro_section(
+    args: &Args,
+    gateway: &meshgate::Gateway,
+    datafusion: &datafusion::prelude::SessionContext,
+    report: &mut Report,
+) -> Result<(), BenchError> {
+    let budget = if args.smoke {
+        Duration::from_millis(50)
+    } else {
+        Duration::from_millis(1000)
+    };
+    let mut counts = vec![1usize, 1_000];
+    if args.max_grants > 1_000 {
+        counts.push(args.max_grants);
+    }
+    for grants in counts {
+        let setup = Instant::now();
+        let resolution = micro::Resolution::new(grants).await?;
+        report.notes.push(format!(
+            "Resolution setup with {grants} grants (casbin load + grant terms): {:.0} ms.",
+            setup.elapsed().as_secs_f64() * 1000.0
+        ));
+        if !resolution.resolve(&resolution.by_grant) || !resolution.resolve(&resolution.by_files) {
+            return Err(BenchError::Query(format!(
+                "resolution with {grants} grants did not admit the granted consumer"
+            )));
+        }
+        for (who, principal) in [
+            ("by grant", &resolution.by_grant),
+            ("by files", &resolution.by_files),
+        ] {
+            let (per, _) = micro::per_call(budget, || {
+                std::hint::black_box(resolution.resolve(principal));
+            });
+            report.micro.push(Micro {
+                name: format!("policy resolution, {grants} grants, admitted {who}"),
+                ns_per_call: per.as_nanos() as f64,
+                values_per_second: None,
+            });
+        }
+    }
+    let n = if args.smoke { 10_000 } else { 1_000_000 };
+    let key = micro::token_key();
+    for (name, input) in [
+        ("tokenize, unique strings", micro::unique_strings(n)),
+        (
+            "tokenize, dictionary (1,000 distinct)",
+            micro::dictionary_strings(n, 1_000),
+        ),
+    ] {
+        let (per, _) = micro::per_call(budget, || {
+            std::hint::black_box(micro::tokenize(&key, &input));
+        });
+        report.micro.push(Micro {
+            name: format!("{name} ({n} values)"),
+            ns_per_call: per.as_nanos() as f64,
+            values_per_second: Some(n as f64 / per.as_secs_f64()),
+        });
+    }
+    let phones = micro::phones(n);
+    for kind in micro::masks() {
+        let (per, _) = micro::per_call(budget, || {
+            std::hint::black_box(micro::mask(&kind, &phones));
+        });
+        report.micro.push(Micro {
+            name: format!("mask {} ({n} phone numbers)", kind.name()),
+            ns_per_call: per.as_nanos() as f64,
+            values_per_second: Some(n as f64 / per.as_secs_f64()),
+        });
+    }
+    let sql = micro::join_sql(20);
+    let principal = gateway
+        .known_principal("bench-protect")
+        .ok_or_else(|| BenchError::setup("micro")("no bench-protect".into()))?;
+    let session = gateway.session(principal);
+    let (per, _) = micro::per_call_async(budget, || async {
+        session
+            .query(&sql)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| BenchError::Query(format!("planning the 20-table join: {e}")))?;
+    report.micro.push(Micro {
+        name: "plan a 20-table join, meshgate (resolve + rewrite + audit record)".into(),
+        ns_per_call: per.as_nanos() as f64,
+        values_per_second: None,
+    });
+    let (per, _) = micro::per_call_async(budget, || async {
+        let frame = datafusion.sql(&sql).await.map_err(|e| e.to_string())?;
+        frame
+            .create_physical_plan()
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| BenchError::Query(format!("planning the 20-table join: {e}")))?;
+    report.micro.push(Micro {
+        name: "plan a 20-table join, DataFusion alone".into(),
+        ns_per_call: per.as_nanos() as f64,
+        values_per_second: None,
+    });
+    Ok(())
+}
+
+fn micro_value<'a>(report: &'a Report, prefix: &str) -> Option<&'a Micro> {
+    report.micro.iter().find(|m| m.name.starts_with(prefix))
+}
+
+/// The issue's targets, read against this run.
+fn targets(report: &mut Report) {
+    let mut out = Vec::new();
+    let gm = |a: &str, b: &str| report.geomean(a, b);
+    let in_process = gm("meshgate", "datafusion");
+    let flight_part = gm("meshgate-flight", "meshgate");
+    let peer = gm("df-flight-sql-server", "datafusion");
+
+    let measured = gm("meshgate-flight", "datafusion");
+    out.push(Target {
+        name: "meshgate over Flight SQL ÷ embedded DataFusion".into(),
+        goal: "geomean ≤ 1.05".into(),
+        measured: fmt_ratio(measured),
+        met: measured.map(|m| m <= 1.05),
+        why: format!(
+            "in process meshgate ÷ DataFusion {}; Flight transfer (meshgate-flight ÷ meshgate) {}; the peer's own Flight cost (df-flight-sql-server ÷ DataFusion) {}",
+            fmt_ratio(in_process),
+            fmt_ratio(flight_part),
+            fmt_ratio(peer)
+        ),
+    });
+    let measured = gm("meshgate-flight", "df-flight-sql-server");
+    out.push(Target {
+        name: "meshgate ÷ datafusion-flight-sql-server".into(),
+        goal: "geomean ≤ 1.0".into(),
+        measured: fmt_ratio(measured),
+        met: measured.map(|m| m <= 1.0),
+        why: "both plan with DataFusion 55 and stream with arrow-flight 59; meshgate adds login, policy resolution, the sealed scan and a durable audit record per query".into(),
+    });
+    for policy in ["prunable", "region", "protect"] {
+        let measured = gm(&format!("meshgate/{policy}"), &format!("twin/{policy}"));
+        out.push(Target {
+            name: format!("`{policy}` policy ÷ hand-written twin"),
+            goal: "geomean ≤ 1.02".into(),
+            measured: fmt_ratio(measured),
+            met: measured.map(|m| m <= 1.02),
+            why: format!(
+                "includes meshgate's fixed cost per query over embedded DataFusion (meshgate ÷ datafusion {})",
+                fmt_ratio(in_process)
+            ),
+        });
+    }
+    let measured = gm("meshgate/prunable", "meshgate");
+    out.push(Target {
+        name: "prunable row filter ÷ no policy".into(),
+        goal: "< 1 (faster)".into(),
+        measured: fmt_ratio(measured),
+        met: measured.map(|m| m < 1.0),
+        why: "the policy filter is pushed into the Parquet scan inside the sealed leaf, so row groups outside it are skipped by statistics".into(),
+    });
+    let token = micro_value(report, "tokenize, unique").and_then(|m| m.values_per_second);
+    out.push(Target {
+        name: "tokenization, unique values".into(),
+        goal: "≥ 10 M values/s/core".into(),
+        measured: token.map_or("–".into(), |v| format!("{:.2} M/s", v / 1e6)),
+        met: token.map(|v| v >= 10e6),
+        why: "one HMAC-SHA256 (two SHA-256 compressions from a cloned keyed state) plus base64 per value".into(),
+    });
+    let slowest = report
+        .micro
+        .iter()
+        .filter(|m| m.name.starts_with("policy resolution") && m.name.contains("by grant"))
+        .max_by(|a, b| a.ns_per_call.total_cmp(&b.ns_per_call));
+    out.push(Target {
+        name: "policy resolution at the most grants measured".into(),
+        goal: "< 100 µs at 100k grants".into(),
+        measured: slowest.map_or("–".into(), |m| format!("{:.1} µs ({})", m.ns_per_call / 1e3, m.name)),
+        met: slowest.map(|m| m.ns_per_call < 100_000.0),
+        why: "a consumer admitted by a grant is checked by casbin against the policy lines plus one line per grant in force".into(),
+    });
+    let transport = report
+        .limits
+        .iter()
+        .find(|l| l.name.starts_with("Flight DoGet"))
+        .map(|l| l.mb_per_s);
+    let mesh = report
+        .limits
+        .iter()
+        .find(|l| l.name.starts_with("meshgate-flight"))
+        .map(|l| l.mb_per_s);
+    let fraction = transport.zip(mesh).map(|(t, m)| m / t);
+    out.push(Target {
+        name: "meshgate Flight transfer ÷ transport-only limit".into(),
+        goal: "≥ 50%".into(),
+        measured: fraction.map_or("–".into(), |f| format!("{:.0}%", f * 100.0)),
+        met: fraction.map(|f| f >= 0.5),
+        why: "SELECT * FROM lineitem through meshgate (scan, decode, sealed scan, encode) against streaming the same batches from memory".into(),
+    });
+    report.targets = out;
+}

@@ -1,0 +1,257 @@
+//! The engines under test, set up on the same TPC-H files: embedded DataFusion (raw, or with
+//! a policy's hand-written twin views), the `datafusion-flight-sql-server` peer, and
+//! meshgate (local files or the in-process S3 server; in process or over Flight SQL).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::catalog::MemorySchemaProvider;
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use meshgate::catalog::Catalog;
+use meshgate::engine::{AuditSettings, LineageConfig, QueryLimits};
+use meshgate::lake_server::{KeyGrant, LakeServer};
+use meshgate::policy::{PolicySources, Source, UserDirectory};
+use meshgate::protect::{MaskKind, MaskUdf, MasterKey, TokenizeUdf};
+use meshgate::storage::{ProductStorage, StaticCredentials, StorageConfig, StorageKind};
+use meshgate::{Gateway, GatewayConfig, Governance, reference};
+use tokio::sync::oneshot;
+
+use crate::BenchError;
+use crate::tpch::{self, TABLES, TpchData};
+
+/// The password of every benchmark principal is `<name>-pw`.
+pub fn password(user: &str) -> String {
+    format!("{user}-pw")
+}
+
+/// Embedded DataFusion over the raw files: tables `tpch.<table>`, default settings (the
+/// gateway's, too: it changes none that matters to a scan).
+pub async fn datafusion(data: &TpchData) -> Result<SessionContext, BenchError> {
+    let ctx = SessionContext::new_with_config(SessionConfig::new().with_information_schema(true));
+    register_schema(&ctx, "tpch", data).await?;
+    Ok(ctx)
+}
+
+/// Embedded DataFusion with `principal`'s policy written by hand: raw tables in schema
+/// `raw`, and in `tpch` a view for every table the policy changes (the raw table for the
+/// rest). meshgate's own mask and token functions (same kernels, same key) are registered,
+/// so the answers are identical to the gateway's.
+pub async fn twin(
+    data: &TpchData,
+    principal: &str,
+    master_key: &MasterKey,
+) -> Result<SessionContext, BenchError> {
+    let ctx = SessionContext::new_with_config(SessionConfig::new().with_information_schema(true));
+    ctx.register_udf(MaskUdf::udf(MaskKind::ShowLast4).as_ref().clone());
+    ctx.register_udf(
+        TokenizeUdf::udf(master_key.token_key(tpch::DOMAIN))
+            .as_ref()
+            .clone(),
+    );
+    register_schema(&ctx, "raw", data).await?;
+    let views = tpch::twin_views(principal);
+    add_schema(&ctx, "tpch")?;
+    for table in TABLES {
+        let name = format!("tpch.{table}");
+        match views.iter().find(|(t, _)| *t == table) {
+            Some((_, sql)) => {
+                let view = ctx
+                    .sql(sql)
+                    .await
+                    .map_err(|e| BenchError::setup("twin view")(format!("{table}: {e}")))?
+                    .into_view();
+                ctx.register_table(name.as_str(), view)
+                    .map_err(|e| BenchError::setup("twin view")(e.to_string()))?;
+            }
+            None => {
+                let raw = ctx
+                    .table_provider(format!("raw.{table}").as_str())
+                    .await
+                    .map_err(|e| BenchError::setup("twin")(e.to_string()))?;
+                ctx.register_table(name.as_str(), raw)
+                    .map_err(|e| BenchError::setup("twin")(e.to_string()))?;
+            }
+        }
+    }
+    Ok(ctx)
+}
+
+fn add_schema(ctx: &SessionContext, schema: &str) -> Result<(), BenchError> {
+    let catalog = ctx
+        .catalog("datafusion")
+        .ok_or_else(|| BenchError::setup("DataFusion")("no default catalog".into()))?;
+    catalog
+        .register_schema(schema, Arc::new(MemorySchemaProvider::new()))
+        .map_err(|e| BenchError::setup("DataFusion")(e.to_string()))?;
+    Ok(())
+}
+
+async fn register_schema(
+    ctx: &SessionContext,
+    schema: &str,
+    data: &TpchData,
+) -> Result<(), BenchError> {
+    add_schema(ctx, schema)?;
+    for table in TABLES {
+        let dir = format!("{}/", data.table_dir(table).display());
+        ctx.register_parquet(
+            format!("{schema}.{table}").as_str(),
+            &dir,
+            ParquetReadOptions::default(),
+        )
+        .await
+        .map_err(|e| BenchError::setup("DataFusion")(format!("{table}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// A running `datafusion-flight-sql-server` over the raw files (no authentication, no
+/// policy): the Flight SQL peer.
+pub async fn peer(data: &TpchData) -> Result<SocketAddr, BenchError> {
+    let ctx = datafusion(data).await?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| BenchError::setup("the Flight SQL peer")(e.to_string()))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| BenchError::setup("the Flight SQL peer")(e.to_string()))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| BenchError::setup("the Flight SQL peer")(e.to_string()))?;
+    let service = datafusion_flight_sql_server::service::FlightSqlService::new(ctx.state());
+    tokio::spawn(async move {
+        if let Err(e) = service.serve_with_listener(listener).await {
+            eprintln!("the Flight SQL peer stopped: {e}");
+        }
+    });
+    Ok(addr)
+}
+
+/// Where meshgate reads TPC-H from.
+pub enum Lake {
+    /// The files on local disk (`StorageConfig::local`).
+    Local,
+    /// The in-process S3 server (s3s, SigV4 verified) serving the same files, read with a
+    /// key allowed to read the `tpch` bucket only.
+    S3(Arc<LakeServer>),
+}
+
+/// Start the S3 server over the files.
+pub async fn s3_lake(data: &TpchData) -> Result<Arc<LakeServer>, BenchError> {
+    let server = LakeServer::start(
+        data.lake.clone(),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        vec![KeyGrant {
+            access_key: "bench-reader".into(),
+            secret_key: "bench-reader-secret".into(),
+            buckets: vec![tpch::BUCKET.into()],
+            write: false,
+        }],
+    )
+    .await
+    .map_err(|e| BenchError::setup("the S3 server")(e.to_string()))?;
+    Ok(Arc::new(server))
+}
+
+/// A meshgate gateway over TPC-H with the benchmark policies (see [`tpch::PRINCIPALS`]);
+/// its audit log lives under `state_dir`.
+pub async fn gateway(
+    data: &TpchData,
+    lake: &Lake,
+    state_dir: &Path,
+) -> Result<Gateway, BenchError> {
+    let manifest = tpch::manifest(data)?;
+    let catalog = Catalog::from_sources([("products/tpch.benchmark.yaml", manifest.as_str())])
+        .map_err(|e| BenchError::setup("the TPC-H product")(e.to_string()))?;
+    let policies = PolicySources {
+        access_model: reference::policy_sources().access_model,
+        access_rules: Source::new("policies/access.csv", tpch::access_rules()),
+        products: vec![Source::new(
+            "policies/products/tpch.benchmark.toml",
+            tpch::product_policy(),
+        )],
+    };
+    let mut users = String::new();
+    for user in tpch::PRINCIPALS {
+        let hash = meshgate::policy::hash_password(&password(user))
+            .map_err(BenchError::setup("benchmark users"))?;
+        users.push_str(&format!(
+            "[[user]]\nname = \"{user}\"\npassword = \"{hash}\"\nroles = []\n\n"
+        ));
+    }
+    let users = UserDirectory::parse("users.toml", &users)
+        .map_err(|e| BenchError::setup("benchmark users")(e.to_string()))?;
+    let storage = match lake {
+        Lake::Local => StorageConfig::local(&data.lake),
+        Lake::S3(server) => {
+            let mut storage = StorageConfig {
+                default: ProductStorage {
+                    kind: Some(StorageKind::S3),
+                    endpoint: Some(server.endpoint()),
+                    region: Some("us-east-1".into()),
+                    path_style: Some(true),
+                    allow_http: Some(true),
+                    ..ProductStorage::default()
+                },
+                ..StorageConfig::default()
+            };
+            storage.products.insert(
+                tpch::PRODUCT.into(),
+                ProductStorage {
+                    static_credentials: Some(StaticCredentials {
+                        access_key_id: "bench-reader".into(),
+                        secret_access_key: "bench-reader-secret".into(),
+                    }),
+                    ..ProductStorage::default()
+                },
+            );
+            storage
+        }
+    };
+    std::fs::create_dir_all(state_dir).map_err(BenchError::io(state_dir))?;
+    let config = GatewayConfig {
+        catalog,
+        policies,
+        users: Some(users),
+        storage,
+        master_key: MasterKey::demo(),
+        target_partitions: None,
+        memory_limit: None,
+        spill_dir: None,
+        limits: QueryLimits::default(),
+        parquet_pushdown: false,
+        governance: Governance::Sqlite(state_dir.join("meshgate.db")),
+        audit: AuditSettings::default(),
+        lineage: LineageConfig::default(),
+    };
+    Gateway::open(config)
+        .await
+        .map_err(|e| BenchError::setup("meshgate")(e.to_string()))
+}
+
+/// Serve `gateway` over Flight SQL on a free port until the returned sender is dropped.
+pub async fn serve(gateway: &Gateway) -> Result<(SocketAddr, oneshot::Sender<()>), BenchError> {
+    let listener = meshgate::flight::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| BenchError::setup("meshgate Flight SQL")(e.to_string()))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| BenchError::setup("meshgate Flight SQL")(e.to_string()))?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let gateway = gateway.clone();
+    tokio::spawn(async move {
+        let served = meshgate::flight::serve(
+            gateway,
+            listener,
+            meshgate::flight::FlightConfig::default(),
+            async {
+                let _ = stopped.await;
+            },
+        )
+        .await;
+        if let Err(e) = served {
+            eprintln!("meshgate Flight SQL stopped: {e}");
+        }
+    });
+    Ok((addr, stop))
+}

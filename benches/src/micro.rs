@@ -1,0 +1,248 @@
+//! The micro-benchmarks' bodies, shared by criterion (`benches/micro.rs`) and the report:
+//! policy resolution with many grants, tokenization and mask kernels, and planning a
+//! 20-table join with and without the rewrite.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{ArrayRef, DictionaryArray, StringArray};
+use arrow::datatypes::Int32Type;
+use async_trait::async_trait;
+use meshgate::catalog::{Product, Table};
+use meshgate::governance::{
+    AccessRequest, AuditOutcome, AuditRecord, GovernanceStore, Grant, GrantState, Millis,
+    RequestState, StoreError, StoredAudit,
+};
+use meshgate::policy::{PolicySet, Principal};
+use meshgate::protect::{MaskKind, MasterKey, TokenKey};
+use meshgate::reference;
+
+use crate::BenchError;
+
+/// A read-only store holding `n` grants in force, for resolution only.
+#[derive(Debug)]
+struct Grants(Vec<Grant>);
+
+#[async_trait]
+impl GovernanceStore for Grants {
+    async fn insert_request(&self, _: &AccessRequest) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn request(&self, _: &str) -> Result<Option<AccessRequest>, StoreError> {
+        Ok(None)
+    }
+    async fn requests(&self) -> Result<Vec<AccessRequest>, StoreError> {
+        Ok(Vec::new())
+    }
+    async fn decide_request(
+        &self,
+        _: &AccessRequest,
+        _: RequestState,
+        _: Option<&Grant>,
+    ) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+    async fn grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {
+        Ok(self.0.iter().find(|g| g.id == id).cloned())
+    }
+    async fn grants(&self) -> Result<Vec<Grant>, StoreError> {
+        Ok(self.0.clone())
+    }
+    async fn update_grant(&self, _: &Grant, _: GrantState) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+    async fn expire(&self, _: Millis) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn grant_generation(&self) -> Result<i64, StoreError> {
+        Ok(1)
+    }
+    async fn grants_in_force(&self, now: Millis) -> Result<Vec<Grant>, StoreError> {
+        Ok(self.0.iter().filter(|g| g.in_force(now)).cloned().collect())
+    }
+    async fn record_query(&self, _: &AuditRecord) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn finish_query(&self, _: &str, _: &AuditOutcome) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn audit(&self) -> Result<Vec<StoredAudit>, StoreError> {
+        Ok(Vec::new())
+    }
+}
+
+/// What one query's policy resolution does for one table, with `grants` grants in force
+/// (each to a different consumer, all on `payments.transactions`).
+pub struct Resolution {
+    pub policies: PolicySet,
+    pub product: Arc<Product>,
+    pub table: Table,
+    /// A consumer admitted by a grant (the slow path: casbin with every grant's line).
+    pub by_grant: Principal,
+    /// A principal the policy files admit (the fast path).
+    pub by_files: Principal,
+}
+
+impl Resolution {
+    pub async fn new(grants: usize) -> Result<Self, BenchError> {
+        let catalog =
+            reference::catalog().map_err(|e| BenchError::setup("catalog")(e.to_string()))?;
+        let policies = PolicySet::load(&catalog, &reference::policy_sources())
+            .await
+            .map_err(|e| BenchError::setup("policies")(e.to_string()))?;
+        let now = meshgate::governance::now_millis();
+        let store = Grants(
+            (0..grants)
+                .map(|i| Grant {
+                    id: format!("g-{i}"),
+                    request_id: None,
+                    principal: format!("consumer-{i}"),
+                    product: "payments.transactions".into(),
+                    domain: "payments".into(),
+                    columns: None,
+                    row_filter: Some("lob = 'CCB'".into()),
+                    purpose: "benchmark".into(),
+                    state: GrantState::Active,
+                    approved_by: "pay-owner".into(),
+                    created_at: now,
+                    valid_until: now + 86_400_000,
+                    changed_at: now,
+                    changed_by: "pay-owner".into(),
+                    change_reason: None,
+                })
+                .collect(),
+        );
+        let policies = policies
+            .with_grants(&catalog, Arc::new(store), 1, now)
+            .await
+            .map_err(|e| BenchError::setup("grants")(e.to_string()))?;
+        let (product, table) = catalog
+            .table("payments", "transactions")
+            .map(|(p, t)| (Arc::clone(p), t.clone()))
+            .ok_or_else(|| BenchError::setup("catalog")("no payments.transactions".into()))?;
+        Ok(Self {
+            policies,
+            product,
+            table,
+            by_grant: Principal::new(format!("consumer-{}", grants.saturating_sub(1))),
+            by_files: Principal::new("risk-officer").with_role("firmwide-risk"),
+        })
+    }
+
+    /// Resolve for `principal`; true when admitted.
+    pub fn resolve(&self, principal: &Principal) -> bool {
+        self.policies
+            .resolve(principal, &self.product, &self.table)
+            .is_ok()
+    }
+}
+
+/// `n` distinct customer names, as TPC-H writes them.
+pub fn unique_strings(n: usize) -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(
+        (0..n).map(|i| format!("Customer#{i:09}")),
+    ))
+}
+
+/// `n` values drawn from `distinct` names, dictionary-encoded (as Parquet often reads
+/// low-cardinality columns).
+pub fn dictionary_strings(n: usize, distinct: usize) -> ArrayRef {
+    let values = StringArray::from_iter_values((0..distinct).map(|i| format!("Clerk#{i:09}")));
+    let keys = arrow::array::Int32Array::from_iter_values(
+        (0..n).map(|i| ((i * 7919) % distinct.max(1)) as i32),
+    );
+    match DictionaryArray::<Int32Type>::try_new(keys, Arc::new(values)) {
+        Ok(array) => Arc::new(array),
+        Err(_) => unique_strings(n),
+    }
+}
+
+/// Phone numbers for the mask kernels.
+pub fn phones(n: usize) -> ArrayRef {
+    Arc::new(StringArray::from_iter_values((0..n).map(|i| {
+        format!(
+            "{:02}-{:03}-{:03}-{:04}",
+            10 + i % 25,
+            i % 1000,
+            (i / 7) % 1000,
+            i % 10_000
+        )
+    })))
+}
+
+pub fn token_key() -> TokenKey {
+    MasterKey::demo().token_key("tpch")
+}
+
+/// Tokenize every value of `input`; returns how many values were tokenized.
+pub fn tokenize(key: &TokenKey, input: &ArrayRef) -> usize {
+    meshgate::protect::tokenize(key, input).map_or(0, |a| a.len())
+}
+
+/// The mask kernels the report measures.
+pub fn masks() -> Vec<MaskKind> {
+    vec![
+        MaskKind::ShowLast4,
+        MaskKind::Email,
+        MaskKind::Hash,
+        MaskKind::Redact("REDACTED".into()),
+    ]
+}
+
+pub fn mask(kind: &MaskKind, input: &ArrayRef) -> usize {
+    kind.apply(input).map_or(0, |a| a.len())
+}
+
+/// A chain join of `tables` TPC-H table references, customers and orders alternating,
+/// every one of them a protected scan under meshgate.
+pub fn join_sql(tables: usize) -> String {
+    let mut sql = String::from("SELECT count(*) FROM tpch.customer t0");
+    for i in 1..tables {
+        let (table, on) = if i % 2 == 1 {
+            ("orders", format!("t{i}.o_custkey = t{}.c_custkey", i - 1))
+        } else {
+            ("customer", format!("t{i}.c_custkey = t{}.o_custkey", i - 1))
+        };
+        sql.push_str(&format!(" JOIN tpch.{table} t{i} ON {on}"));
+    }
+    sql
+}
+
+/// Time `op` until at least `budget` has passed (and at least 3 calls): mean per call.
+pub fn per_call(budget: Duration, mut op: impl FnMut()) -> (Duration, u64) {
+    op();
+    let started = Instant::now();
+    let mut calls = 0u64;
+    while calls < 3 || started.elapsed() < budget {
+        op();
+        calls += 1;
+    }
+    (started.elapsed() / calls as u32, calls)
+}
+
+/// Mean per call of an async `op`, like [`per_call`]; stops at the first error.
+pub async fn per_call_async<F, Fut>(budget: Duration, mut op: F) -> Result<(Duration, u64), String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    op().await?;
+    let started = Instant::now();
+    let mut calls = 0u64;
+    while calls < 3 || started.elapsed() < budget {
+        op().await?;
+        calls += 1;
+    }
+    Ok((started.elapsed() / calls as u32, calls))
+}
+
+/// For reports: which structures the measurements used.
+pub fn describe() -> BTreeMap<&'static str, String> {
+    BTreeMap::from([
+        ("resolution", "PolicySet::resolve for payments.transactions, grants in force for N other consumers; `by grant` is a consumer admitted by a grant, `by files` risk-officer".to_string()),
+        ("tokenize", "meshgate_protect::tokenize (HMAC-SHA256, tok_ + base64url), one thread".to_string()),
+        ("masks", "MaskKind::apply on TPC-H-style phone numbers, one thread".to_string()),
+        ("rewrite", "planning a 20-table chain join (customers and orders): meshgate Session::query (resolve, rewrite, audit record) against DataFusion's own SQL-to-physical-plan".to_string()),
+    ])
+}
