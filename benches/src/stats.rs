@@ -42,7 +42,7 @@ pub fn percentile(values: &[f64], q: f64) -> Option<f64> {
     }
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
-    if (q - 0.5).abs() < f64::EPSILON && sorted.len() % 2 == 0 {
+    if (q - 0.5).abs() < f64::EPSILON && sorted.len().is_multiple_of(2) {
         let upper = sorted.len() / 2;
         return Some((sorted[upper - 1] + sorted[upper]) / 2.0);
     }

@@ -88,6 +88,12 @@ impl TpchData {
         self.lake.join(BUCKET).join("data").join(table)
     }
 
+    /// Written once the files were uploaded through the S3 server (see
+    /// `mesh::s3_lake`); removed whenever the files are generated again.
+    pub fn uploaded_marker(&self) -> PathBuf {
+        self.lake.with_file_name(".s3-uploaded")
+    }
+
     /// Every Parquet file, for the raw read limit.
     pub fn files(&self) -> Vec<PathBuf> {
         TABLES
@@ -106,6 +112,7 @@ pub fn generate(dir: &Path, scale: f64) -> Result<TpchData, BenchError> {
     if !current {
         let _ = std::fs::remove_dir_all(&lake);
         let _ = std::fs::remove_file(&marker);
+        let _ = std::fs::remove_file(dir.join(".s3-uploaded"));
         for table in TABLES {
             let table_dir = lake.join(BUCKET).join("data").join(table);
             std::fs::create_dir_all(&table_dir).map_err(BenchError::io(&table_dir))?;

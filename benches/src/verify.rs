@@ -118,8 +118,8 @@ pub fn close_enough(a: &Rows, b: &Rows) -> Result<(), String> {
     }
     let mut a = a.clone();
     let mut b = b.clone();
-    a.sort_by_key(coarse_key);
-    b.sort_by_key(coarse_key);
+    a.sort_by_cached_key(|row| coarse_key(row));
+    b.sort_by_cached_key(|row| coarse_key(row));
     for (index, (x, y)) in a.iter().zip(&b).enumerate() {
         if x.len() != y.len() {
             return Err(format!(
@@ -147,7 +147,7 @@ pub fn close_enough(a: &Rows, b: &Rows) -> Result<(), String> {
 
 /// Sort key for [`close_enough`]: numbers to 3 significant digits, so engines whose last
 /// digits differ still sort alike.
-fn coarse_key(row: &Vec<Cell>) -> Vec<String> {
+fn coarse_key(row: &[Cell]) -> Vec<String> {
     row.iter()
         .map(|cell| match cell {
             Cell::Num(x) => format!("{x:.2e}"),
