@@ -42,7 +42,7 @@ def duckdb_engine(tables):
     con = duckdb.connect()
     for t in TABLES:
         con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{tables}/{t}/*.parquet')")
-    return duckdb.__version__, lambda sql: con.execute(sql).to_arrow_table()
+    return duckdb.__version__, lambda sql: con.sql(sql).to_arrow_table()
 
 
 def datafusion_engine(tables):

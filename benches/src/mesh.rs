@@ -34,6 +34,17 @@ pub async fn datafusion(data: &TpchData) -> Result<SessionContext, BenchError> {
     Ok(ctx)
 }
 
+/// Embedded DataFusion that does not read file statistics (row counts, min/max): what the
+/// planner knows of meshgate's sealed scans. A diagnostic: the gap between this and
+/// [`datafusion`] is what statistics buy the engine.
+pub async fn datafusion_without_statistics(data: &TpchData) -> Result<SessionContext, BenchError> {
+    let mut config = SessionConfig::new().with_information_schema(true);
+    config.options_mut().execution.collect_statistics = false;
+    let ctx = SessionContext::new_with_config(config);
+    register_schema(&ctx, "tpch", data).await?;
+    Ok(ctx)
+}
+
 /// Embedded DataFusion with `principal`'s policy written by hand: raw tables in schema
 /// `raw`, and in `tpch` a view for every table the policy changes (the raw table for the
 /// rest). meshgate's own mask and token functions (same kernels, same key) are registered,
