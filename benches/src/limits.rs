@@ -24,12 +24,9 @@ use crate::BenchError;
 use crate::engines::MAX_MESSAGE_BYTES;
 use crate::tpch::{BUCKET, TABLES, TpchData};
 
-/// Read every file of `data` in full through `store` (keys relative to the bucket);
+/// Read every table's file in full through `store` (keys relative to the bucket);
 /// returns bytes and elapsed time.
-pub async fn read_all(
-    store: &dyn ObjectStore,
-    data: &TpchData,
-) -> Result<(u64, Duration), BenchError> {
+pub async fn read_all(store: &dyn ObjectStore) -> Result<(u64, Duration), BenchError> {
     let started = Instant::now();
     let mut bytes = 0u64;
     for table in TABLES {
@@ -43,7 +40,6 @@ pub async fn read_all(
             .map_err(|e| BenchError::Query(format!("GET {key}: {e}")))?;
         bytes += body.len() as u64;
     }
-    let _ = data;
     Ok((bytes, started.elapsed()))
 }
 
@@ -53,19 +49,15 @@ pub fn local_store(data: &TpchData) -> Result<LocalFileSystem, BenchError> {
         .map_err(|e| BenchError::setup("local store")(e.to_string()))
 }
 
-/// The bucket through the S3 server.
+/// The bucket through the S3 server, with the gateway's read-only key.
 pub fn s3_store(endpoint: &str) -> Result<Arc<dyn ObjectStore>, BenchError> {
-    object_store::aws::AmazonS3Builder::new()
-        .with_endpoint(endpoint)
-        .with_bucket_name(BUCKET)
-        .with_region("us-east-1")
-        .with_access_key_id("bench-reader")
-        .with_secret_access_key("bench-reader-secret")
-        .with_allow_http(true)
-        .with_virtual_hosted_style_request(false)
-        .build()
-        .map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
-        .map_err(|e| BenchError::setup("S3 store")(e.to_string()))
+    meshgate::reference::s3_store(
+        endpoint,
+        BUCKET,
+        crate::mesh::READER_KEY,
+        crate::mesh::READER_SECRET,
+    )
+    .map_err(|e| BenchError::setup("S3 store")(e.to_string()))
 }
 
 /// A Flight server whose every `DoGet` streams the same batches from memory, encoded the

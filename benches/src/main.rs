@@ -595,9 +595,9 @@ async fn limits_section(
     ] {
         let mut timings = Timings::default();
         let mut bytes = 0;
-        let _ = limits::read_all(store, data).await?;
+        let _ = limits::read_all(store).await?;
         for _ in 0..runs {
-            let (b, elapsed) = limits::read_all(store, data).await?;
+            let (b, elapsed) = limits::read_all(store).await?;
             bytes = b;
             timings.push(elapsed);
         }
@@ -709,11 +709,11 @@ async fn micro_section(
             let (per, _) = micro::per_call(budget, || {
                 std::hint::black_box(resolution.resolve(principal));
             });
-            report.micro.push(Micro {
-                name: format!("policy resolution, {grants} grants, admitted {who}"),
-                ns_per_call: per.as_nanos() as f64,
-                values_per_second: None,
-            });
+            report.micro.push(Micro::timed(
+                format!("policy resolution, {grants} grants, admitted {who}"),
+                per,
+                None,
+            ));
         }
     }
     let n = if args.smoke { 10_000 } else { 1_000_000 };
@@ -728,22 +728,20 @@ async fn micro_section(
         let (per, _) = micro::per_call(budget, || {
             std::hint::black_box(micro::tokenize(&key, &input));
         });
-        report.micro.push(Micro {
-            name: format!("{name} ({n} values)"),
-            ns_per_call: per.as_nanos() as f64,
-            values_per_second: Some(n as f64 / per.as_secs_f64()),
-        });
+        report
+            .micro
+            .push(Micro::timed(format!("{name} ({n} values)"), per, Some(n)));
     }
     let phones = micro::phones(n);
     for kind in micro::masks() {
         let (per, _) = micro::per_call(budget, || {
             std::hint::black_box(micro::mask(&kind, &phones));
         });
-        report.micro.push(Micro {
-            name: format!("mask {} ({n} phone numbers)", kind.name()),
-            ns_per_call: per.as_nanos() as f64,
-            values_per_second: Some(n as f64 / per.as_secs_f64()),
-        });
+        report.micro.push(Micro::timed(
+            format!("mask {} ({n} phone numbers)", kind.name()),
+            per,
+            Some(n),
+        ));
     }
     let sql = micro::join_sql(20);
     let principal = gateway
@@ -759,11 +757,11 @@ async fn micro_section(
     })
     .await
     .map_err(|e| BenchError::Query(format!("planning the 20-table join: {e}")))?;
-    report.micro.push(Micro {
-        name: "plan a 20-table join, meshgate (resolve + rewrite + audit record)".into(),
-        ns_per_call: per.as_nanos() as f64,
-        values_per_second: None,
-    });
+    report.micro.push(Micro::timed(
+        "plan a 20-table join, meshgate (resolve + rewrite + audit record)",
+        per,
+        None,
+    ));
     let (per, _) = micro::per_call_async(budget, || async {
         let frame = datafusion.sql(&sql).await.map_err(|e| e.to_string())?;
         frame
@@ -774,11 +772,11 @@ async fn micro_section(
     })
     .await
     .map_err(|e| BenchError::Query(format!("planning the 20-table join: {e}")))?;
-    report.micro.push(Micro {
-        name: "plan a 20-table join, DataFusion alone".into(),
-        ns_per_call: per.as_nanos() as f64,
-        values_per_second: None,
-    });
+    report.micro.push(Micro::timed(
+        "plan a 20-table join, DataFusion alone",
+        per,
+        None,
+    ));
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use meshgate::engine::{AuditSettings, LineageConfig, QueryLimits};
 use meshgate::lake_server::{KeyGrant, LakeServer};
 use meshgate::policy::{PolicySources, Source, UserDirectory};
 use meshgate::protect::{MaskKind, MaskUdf, MasterKey, TokenizeUdf};
-use meshgate::storage::{ProductStorage, StaticCredentials, StorageConfig, StorageKind};
+use meshgate::storage::{ProductStorage, StaticCredentials, StorageConfig};
 use meshgate::{Gateway, GatewayConfig, Governance, reference};
 use object_store::ObjectStoreExt;
 use tokio::sync::oneshot;
@@ -148,6 +148,11 @@ pub enum Lake {
     S3(Arc<LakeServer>),
 }
 
+/// The S3 server's read-only key for the `tpch` bucket (the gateway's and the raw-read
+/// limit's).
+pub const READER_KEY: &str = "bench-reader";
+pub const READER_SECRET: &str = "bench-reader-secret";
+
 /// Start the S3 server over the files. The first time, every file is uploaded through the
 /// S3 API (onto itself: same bytes, same path), as a product pipeline would: s3s-fs then
 /// knows each object's ETag instead of hashing the whole file on every ranged GET, which
@@ -164,8 +169,8 @@ pub async fn s3_lake(data: &TpchData) -> Result<Arc<LakeServer>, BenchError> {
         SocketAddr::from(([127, 0, 0, 1], 0)),
         vec![
             KeyGrant {
-                access_key: "bench-reader".into(),
-                secret_key: "bench-reader-secret".into(),
+                access_key: READER_KEY.into(),
+                secret_key: READER_SECRET.into(),
                 buckets: vec![tpch::BUCKET.into()],
                 write: false,
             },
@@ -230,23 +235,13 @@ pub async fn gateway(
     let storage = match lake {
         Lake::Local => StorageConfig::local(&data.lake),
         Lake::S3(server) => {
-            let mut storage = StorageConfig {
-                default: ProductStorage {
-                    kind: Some(StorageKind::S3),
-                    endpoint: Some(server.endpoint()),
-                    region: Some("us-east-1".into()),
-                    path_style: Some(true),
-                    allow_http: Some(true),
-                    ..ProductStorage::default()
-                },
-                ..StorageConfig::default()
-            };
+            let mut storage = StorageConfig::s3_endpoint(&server.endpoint());
             storage.products.insert(
                 tpch::PRODUCT.into(),
                 ProductStorage {
                     static_credentials: Some(StaticCredentials {
-                        access_key_id: "bench-reader".into(),
-                        secret_access_key: "bench-reader-secret".into(),
+                        access_key_id: READER_KEY.into(),
+                        secret_access_key: READER_SECRET.into(),
                     }),
                     ..ProductStorage::default()
                 },

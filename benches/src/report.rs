@@ -73,6 +73,17 @@ pub struct Micro {
     pub values_per_second: Option<f64>,
 }
 
+impl Micro {
+    /// `per` per call; with `values` per call, also values per second.
+    pub fn timed(name: impl Into<String>, per: std::time::Duration, values: Option<usize>) -> Self {
+        Self {
+            name: name.into(),
+            ns_per_call: per.as_nanos() as f64,
+            values_per_second: values.map(|n| n as f64 / per.as_secs_f64()),
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct Target {
     pub name: String,

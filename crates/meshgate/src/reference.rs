@@ -21,7 +21,7 @@ use meshgate_engine::{GatewayConfig, Governance};
 use meshgate_lake_server::{KeyGrant, LakeServer};
 use meshgate_policy::{PolicySources, Source, UserDirectory};
 use meshgate_protect::MasterKey;
-use meshgate_storage::{ProductStorage, StaticCredentials, StorageConfig, StorageKind};
+use meshgate_storage::{ProductStorage, StaticCredentials, StorageConfig};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
@@ -362,17 +362,7 @@ pub async fn demo(data_dir: &Path) -> Result<Demo, ReferenceError> {
     drop(lock);
     let generated = generated?;
 
-    let mut storage = StorageConfig {
-        default: ProductStorage {
-            kind: Some(StorageKind::S3),
-            endpoint: Some(endpoint.clone()),
-            region: Some("us-east-1".into()),
-            path_style: Some(true),
-            allow_http: Some(true),
-            ..ProductStorage::default()
-        },
-        ..StorageConfig::default()
-    };
+    let mut storage = StorageConfig::s3_endpoint(&endpoint);
     for grant in grants.iter().filter(|g| !g.write) {
         let bucket = &grant.buckets[0];
         let product = catalog

@@ -199,6 +199,23 @@ impl StorageConfig {
             ..Self::default()
         }
     }
+
+    /// Every product in a bucket of the S3-compatible server at `endpoint` (path-style
+    /// requests, plain HTTP allowed: a local or in-process server). Credentials are per
+    /// product, set in [`StorageConfig::products`].
+    pub fn s3_endpoint(endpoint: &str) -> Self {
+        Self {
+            default: ProductStorage {
+                kind: Some(StorageKind::S3),
+                endpoint: Some(endpoint.to_string()),
+                region: Some("us-east-1".into()),
+                path_style: Some(true),
+                allow_http: Some(true),
+                ..ProductStorage::default()
+            },
+            ..Self::default()
+        }
+    }
 }
 
 /// `{PRODUCT}`, `{product}` and `{bucket}` in a name or path.
