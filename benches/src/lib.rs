@@ -18,6 +18,7 @@ pub mod engines;
 pub mod limits;
 pub mod mesh;
 pub mod micro;
+pub mod refmesh;
 pub mod report;
 pub mod stats;
 pub mod tpch;

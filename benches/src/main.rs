@@ -16,7 +16,8 @@ use meshgate_bench::engines::{Engine, flight_client};
 use meshgate_bench::limits;
 use meshgate_bench::mesh::{self, Lake, password};
 use meshgate_bench::micro;
-use meshgate_bench::report::{Limit, Micro, Report, Run, Target, fmt_ratio};
+use meshgate_bench::refmesh;
+use meshgate_bench::report::{Limit, MeshQueryInfo, Micro, Report, Run, Target, fmt_ratio};
 use meshgate_bench::tpch::{self, QUERIES, TpchData};
 use meshgate_bench::verify::{self, Fingerprint, Rows};
 use meshgate_bench::{BenchError, stats::Timings};
@@ -232,37 +233,12 @@ async fn run(args: Args) -> Result<(), BenchError> {
         report.configs.push((name.clone(), what.clone()));
         progress(started, &format!("running {name}"));
         for (query, sql) in &selected {
-            let mut run = Run::default();
-            for _ in 0..args.warmup {
-                if let Err(e) = engine.run(sql).await {
-                    run.verdict = format!("error: {e}");
-                    break;
-                }
-            }
-            for i in 0..args.iterations {
-                if !run.verdict.is_empty() {
-                    break;
-                }
-                match engine.run(sql).await {
-                    Ok(outcome) => {
-                        run.timings.push(outcome.elapsed);
-                        if i == 0 {
-                            let rows = verify::rows(&outcome.batches).map_err(BenchError::Query)?;
-                            let fp = verify::fingerprint(&rows);
-                            run.rows = Some(fp.rows);
-                            fingerprints.insert((name.clone(), query.to_string()), fp);
-                            if name == "datafusion" {
-                                baseline_rows.insert(query.to_string(), rows);
-                            }
-                            if let Some(io) = outcome.io {
-                                run.gets = Some(io.gets);
-                                run.heads = Some(io.heads);
-                                run.lists = Some(io.lists);
-                                run.bytes_read = Some(io.bytes);
-                            }
-                        }
-                    }
-                    Err(e) => run.verdict = format!("error: {e}"),
+            let (run, answer) = measure(engine, sql, &args).await?;
+            if let Some(rows) = answer {
+                let fp = verify::fingerprint(&rows);
+                fingerprints.insert((name.clone(), query.to_string()), fp);
+                if name == "datafusion" {
+                    baseline_rows.insert(query.to_string(), rows);
                 }
             }
             report
@@ -296,15 +272,22 @@ async fn run(args: Args) -> Result<(), BenchError> {
             };
         }
     }
+    // Every failure of a Rust configuration (an error or a different answer) fails the run;
+    // a Python peer may lack a feature, so only its different answers do.
+    let mut failures = 0;
     for (query, runs) in &report.tpch {
         for (name, run) in runs {
             if !run.ok() {
+                failures += 1;
                 report
                     .notes
                     .push(format!("{query} on {name}: {}", run.verdict));
             }
         }
     }
+
+    progress(started, "the reference mesh");
+    failures += mesh_section(&args, &base, &master_key, &mut report).await?;
 
     // The Python peers.
     if args.no_python {
@@ -316,7 +299,7 @@ async fn run(args: Args) -> Result<(), BenchError> {
             started,
             "running the Python peers (DuckDB, DataFusion-Python, Polars)",
         );
-        python_peers(&args, &data, &selected, &baseline_rows, &mut report).await?;
+        failures += python_peers(&args, &data, &selected, &baseline_rows, &mut report).await?;
     }
 
     progress(started, "limits: raw reads and Flight transfer");
@@ -367,18 +350,53 @@ async fn run(args: Args) -> Result<(), BenchError> {
         started,
         &format!("wrote {} and {}", markdown.display(), json.display()),
     );
-    let failed: Vec<&String> = report
-        .notes
-        .iter()
-        .filter(|n| n.contains("differs from") || n.contains("no answer"))
-        .collect();
-    if !failed.is_empty() {
+    if failures > 0 {
         return Err(BenchError::Query(format!(
-            "{} answers differ between configurations (see the report's notes)",
-            failed.len()
+            "{failures} runs failed or gave an answer that differs (see the report's notes)"
         )));
     }
     Ok(())
+}
+
+/// Warm up, then time `args.iterations` runs of `sql`; the first timed run's rows are the
+/// answer to verify. A failing run ends the measurement with an `error:` verdict; otherwise
+/// the verdict is left for the caller to give once answers are compared.
+async fn measure(
+    engine: &Engine,
+    sql: &str,
+    args: &Args,
+) -> Result<(Run, Option<Rows>), BenchError> {
+    let mut run = Run::default();
+    let mut answer = None;
+    for _ in 0..args.warmup {
+        if let Err(e) = engine.run(sql).await {
+            run.verdict = format!("error: {e}");
+            return Ok((run, None));
+        }
+    }
+    for i in 0..args.iterations {
+        match engine.run(sql).await {
+            Ok(outcome) => {
+                run.timings.push(outcome.elapsed);
+                if i == 0 {
+                    let rows = verify::rows(&outcome.batches).map_err(BenchError::Query)?;
+                    run.rows = Some(rows.len());
+                    answer = Some(rows);
+                    if let Some(io) = outcome.io {
+                        run.gets = Some(io.gets);
+                        run.heads = Some(io.heads);
+                        run.lists = Some(io.lists);
+                        run.bytes_read = Some(io.bytes);
+                    }
+                }
+            }
+            Err(e) => {
+                run.verdict = format!("error: {e}");
+                return Ok((run, None));
+            }
+        }
+    }
+    Ok((run, answer))
 }
 
 fn write(path: &Path, text: &str) -> Result<(), BenchError> {
@@ -488,7 +506,8 @@ async fn python_peers(
     selected: &[(&str, &str)],
     baseline: &BTreeMap<String, Rows>,
     report: &mut Report,
-) -> Result<(), BenchError> {
+) -> Result<usize, BenchError> {
+    let mut failures = 0;
     let python = args.python.clone().unwrap_or_else(|| {
         std::env::var_os("MESHGATE_VENV")
             .map(PathBuf::from)
@@ -550,7 +569,10 @@ async fn python_peers(
                     run.rows = Some(rows.len());
                     match verify::close_enough(rows, expected) {
                         Ok(()) => "ok".into(),
-                        Err(why) => format!("differs from datafusion: {why}"),
+                        Err(why) => {
+                            failures += 1;
+                            format!("differs from datafusion: {why}")
+                        }
                     }
                 }
                 _ => "no answer to compare".into(),
@@ -567,7 +589,85 @@ async fn python_peers(
                 .insert(engine.clone(), run);
         }
     }
-    Ok(())
+    Ok(failures)
+}
+
+/// The reference mesh's queries, each as its principal: the twin, meshgate in process and
+/// meshgate over Flight SQL, on the same local files; meshgate's answers must equal the
+/// twin's.
+async fn mesh_section(
+    args: &Args,
+    base: &Path,
+    master_key: &MasterKey,
+    report: &mut Report,
+) -> Result<usize, BenchError> {
+    let mut failures = 0;
+    let (data, gateway) = refmesh::gateway(&base.join("reference-mesh")).await?;
+    let (addr, _stop) = mesh::serve(&gateway).await?;
+    let selected = refmesh::QUERIES.iter().filter(|q| {
+        args.queries
+            .as_deref()
+            .is_none_or(|list| list.split(',').any(|n| n.trim() == q.name))
+    });
+    for q in selected {
+        let principal = gateway.known_principal(q.principal).ok_or_else(|| {
+            BenchError::setup("the reference mesh")(format!("no principal {}", q.principal))
+        })?;
+        let engines = [
+            (
+                "twin",
+                Engine::DataFusion(refmesh::twin(&data, q.principal, master_key).await?),
+            ),
+            ("meshgate", Engine::Meshgate(gateway.session(principal))),
+            (
+                "meshgate-flight",
+                Engine::Flight(
+                    flight_client(addr, Some((q.principal, &password(q.principal)))).await?,
+                ),
+            ),
+        ];
+        let mut expected = None;
+        for (name, engine) in &engines {
+            let (mut run, answer) = measure(engine, q.sql, args).await?;
+            if run.verdict.is_empty() {
+                let fp = answer.as_ref().map(verify::fingerprint);
+                run.verdict = match (*name, fp, expected) {
+                    (_, None, _) => "no answer".into(),
+                    ("twin", Some(fp), _) if fp.rows == 0 => {
+                        "the twin's answer is empty, so the query measures nothing".into()
+                    }
+                    ("twin", Some(fp), _) => {
+                        expected = Some(fp);
+                        "ok".into()
+                    }
+                    (_, Some(a), Some(b)) if a == b => "ok".into(),
+                    (_, Some(a), Some(b)) => format!(
+                        "differs from twin: {} rows (hash {:016x}) against {} ({:016x})",
+                        a.rows, a.hash, b.rows, b.hash
+                    ),
+                    (_, Some(_), None) => "no answer from twin to compare with".into(),
+                };
+            }
+            if !run.ok() {
+                failures += 1;
+                report
+                    .notes
+                    .push(format!("mesh {} on {name}: {}", q.name, run.verdict));
+            }
+            report
+                .mesh
+                .entry(q.name.to_string())
+                .or_default()
+                .insert(name.to_string(), run);
+        }
+        report.mesh_queries.push(MeshQueryInfo {
+            name: q.name.into(),
+            principal: q.principal.into(),
+            what: q.what.into(),
+            sql: q.sql.into(),
+        });
+    }
+    Ok(failures)
 }
 
 async fn limits_section(
@@ -843,6 +943,17 @@ fn targets(report: &mut Report) {
             ),
         });
     }
+    let measured = report.mesh_geomean("meshgate", "twin");
+    out.push(Target {
+        name: "reference-mesh policies ÷ hand-written twins".into(),
+        goal: "geomean ≤ 1.02".into(),
+        measured: fmt_ratio(measured),
+        met: measured.map(|m| m <= 1.02),
+        why: "The same comparison on the reference mesh's own policies (LOB filters from the \
+              caller's attributes, three token domains, masks, hidden columns), one principal per \
+              query; see the reference-mesh table for each query."
+            .into(),
+    });
     let measured = gm("meshgate/prunable", "meshgate");
     out.push(Target {
         name: "prunable row filter ÷ no policy".into(),

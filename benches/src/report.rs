@@ -18,13 +18,28 @@ pub struct Report {
     /// Configuration name -> what it is.
     pub configs: Vec<(String, String)>,
     /// Query -> configuration -> result.
-    pub tpch: BTreeMap<String, BTreeMap<String, Run>>,
+    pub tpch: Results,
+    /// The reference mesh's queries: query -> `twin` / `meshgate` / `meshgate-flight` -> result.
+    pub mesh: Results,
+    pub mesh_queries: Vec<MeshQueryInfo>,
     pub limits: Vec<Limit>,
     pub micro: Vec<Micro>,
     pub concurrency: BTreeMap<String, Vec<Load>>,
     /// Notes about the run (peers not run, setup facts).
     pub notes: Vec<String>,
     pub targets: Vec<Target>,
+}
+
+/// Query -> configuration -> result.
+pub type Results = BTreeMap<String, BTreeMap<String, Run>>;
+
+/// A reference-mesh query as the report lists it.
+#[derive(Debug, Serialize)]
+pub struct MeshQueryInfo {
+    pub name: String,
+    pub principal: String,
+    pub what: String,
+    pub sql: String,
 }
 
 /// One configuration's runs of one query.
@@ -94,25 +109,20 @@ pub struct Target {
 }
 
 impl Report {
-    /// Shifted ratios of `config` against `base`, per query where both were verified.
+    /// Shifted ratios of `config` against `base` over TPC-H, per query where both were
+    /// verified.
     pub fn ratios(&self, config: &str, base: &str) -> Vec<(String, f64)> {
-        self.tpch
-            .iter()
-            .filter_map(|(query, runs)| {
-                let a = runs.get(config)?.median()?;
-                let b = runs.get(base)?.median()?;
-                Some((query.clone(), shifted_ratio(a, b)))
-            })
-            .collect()
+        ratios(&self.tpch, config, base)
     }
 
+    /// The geometric mean of [`Report::ratios`].
     pub fn geomean(&self, config: &str, base: &str) -> Option<f64> {
-        let ratios: Vec<f64> = self
-            .ratios(config, base)
-            .into_iter()
-            .map(|(_, r)| r)
-            .collect();
-        geomean(&ratios)
+        geomean_of(&self.tpch, config, base)
+    }
+
+    /// The same over the reference mesh's queries.
+    pub fn mesh_geomean(&self, config: &str, base: &str) -> Option<f64> {
+        geomean_of(&self.mesh, config, base)
     }
 
     pub fn markdown(&self) -> String {
@@ -159,6 +169,7 @@ impl Report {
             let _ = writeln!(out, "- `{name}`: {what}");
         }
         self.tpch_tables(&mut out);
+        self.mesh_table(&mut out);
         let _ = writeln!(out, "\n## Physical limits and transfer\n");
         let _ = writeln!(
             out,
@@ -221,12 +232,7 @@ impl Report {
     }
 
     fn cell(&self, query: &str, config: &str) -> String {
-        match self.tpch.get(query).and_then(|r| r.get(config)) {
-            None => String::new(),
-            Some(run) if run.ok() => fmt_opt(run.timings.median()),
-            Some(run) if run.verdict.starts_with("error") => "err".into(),
-            Some(_) => "≠".into(),
-        }
+        cell(&self.tpch, query, config)
     }
 
     fn tpch_tables(&self, out: &mut String) {
@@ -326,13 +332,96 @@ impl Report {
     }
 
     fn ratio_cell(&self, query: &str, config: &str, base: &str) -> String {
-        let runs = self.tpch.get(query);
-        let a = runs.and_then(|r| r.get(config)).and_then(Run::median);
-        let b = runs.and_then(|r| r.get(base)).and_then(Run::median);
-        match (a, b) {
-            (Some(a), Some(b)) => format!("{:.2}", shifted_ratio(a, b)),
-            _ => String::new(),
+        ratio_cell(&self.tpch, query, config, base)
+    }
+
+    fn mesh_table(&self, out: &mut String) {
+        if self.mesh_queries.is_empty() {
+            return;
         }
+        let _ = writeln!(
+            out,
+            "\n## Reference mesh (median ms; `shared/reference-mesh.md`)\n\n\
+             Each query runs as the principal named, on the mesh's local files: `twin` is embedded \
+             DataFusion with that principal's published policy written by hand as views (meshgate's \
+             mask and token functions, same key: identical answers), `meshgate` the library session, \
+             `meshgate-flight` the same over Flight SQL with a password login. `rewrite` = meshgate ÷ \
+             twin, `flight` = meshgate-flight ÷ twin.\n"
+        );
+        let _ = writeln!(
+            out,
+            "| query | principal | what | rows | twin | meshgate | meshgate-flight | rewrite | flight |\n\
+             |---|---|---|---|---|---|---|---|---|"
+        );
+        for q in &self.mesh_queries {
+            let rows = self
+                .mesh
+                .get(&q.name)
+                .and_then(|r| r.get("twin"))
+                .and_then(|r| r.rows)
+                .map_or(String::new(), |n| n.to_string());
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {rows} | {} | {} | {} | {} | {} |",
+                q.name,
+                q.principal,
+                q.what,
+                cell(&self.mesh, &q.name, "twin"),
+                cell(&self.mesh, &q.name, "meshgate"),
+                cell(&self.mesh, &q.name, "meshgate-flight"),
+                ratio_cell(&self.mesh, &q.name, "meshgate", "twin"),
+                ratio_cell(&self.mesh, &q.name, "meshgate-flight", "twin"),
+            );
+        }
+        let _ = writeln!(
+            out,
+            "| **geomean** | | | | | | | **{}** | **{}** |",
+            fmt_ratio(self.mesh_geomean("meshgate", "twin")),
+            fmt_ratio(self.mesh_geomean("meshgate-flight", "twin"))
+        );
+        let _ = writeln!(out, "\n<details><summary>The mesh queries' SQL</summary>\n");
+        for q in &self.mesh_queries {
+            let _ = writeln!(out, "- {} (`{}`): `{}`", q.name, q.principal, q.sql);
+        }
+        let _ = writeln!(out, "\n</details>\n");
+    }
+}
+
+fn ratios(results: &Results, config: &str, base: &str) -> Vec<(String, f64)> {
+    results
+        .iter()
+        .filter_map(|(query, runs)| {
+            let a = runs.get(config)?.median()?;
+            let b = runs.get(base)?.median()?;
+            Some((query.clone(), shifted_ratio(a, b)))
+        })
+        .collect()
+}
+
+fn geomean_of(results: &Results, config: &str, base: &str) -> Option<f64> {
+    let ratios: Vec<f64> = ratios(results, config, base)
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect();
+    geomean(&ratios)
+}
+
+fn cell(results: &Results, query: &str, config: &str) -> String {
+    match results.get(query).and_then(|r| r.get(config)) {
+        None => String::new(),
+        Some(run) if run.ok() => fmt_opt(run.timings.median()),
+        Some(run) if run.verdict.starts_with("error") => "err".into(),
+        Some(_) => "≠".into(),
+    }
+}
+
+fn ratio_cell(results: &Results, query: &str, config: &str, base: &str) -> String {
+    let runs = results.get(query);
+    let a = runs.and_then(|r| r.get(config)).and_then(Run::median);
+    let b = runs.and_then(|r| r.get(base)).and_then(Run::median);
+    match (a, b) {
+        (Some(a), Some(b)) => format!("{:.2}", shifted_ratio(a, b)),
+        _ => String::new(),
     }
 }
 
