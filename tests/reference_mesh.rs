@@ -695,6 +695,162 @@ async fn explain_shows_an_opaque_scan_and_no_policy_internals() {
     }
 }
 
+/// Every protected scan in `sql`'s physical plan, with the statistics the planner gets
+/// from it: (table, statistics).
+async fn scan_statistics(
+    session: &Session,
+    sql: &str,
+) -> Vec<(String, datafusion::common::Statistics)> {
+    use datafusion::physical_plan::ExecutionPlan;
+    use datafusion::physical_plan::statistics::{StatisticsArgs, StatisticsContext};
+    use meshgate::engine::ProtectedScanExec;
+    use std::sync::Arc;
+
+    fn walk(
+        plan: &Arc<dyn ExecutionPlan>,
+        out: &mut Vec<(String, datafusion::common::Statistics)>,
+    ) {
+        let any: &dyn std::any::Any = plan.as_ref();
+        if let Some(scan) = any.downcast_ref::<ProtectedScanExec>() {
+            let stats = StatisticsContext::new()
+                .compute(plan.as_ref(), &StatisticsArgs::new())
+                .expect("statistics");
+            let policy = scan.policy();
+            out.push((
+                format!("{}.{}", policy.domain, policy.table),
+                stats.as_ref().clone(),
+            ));
+        }
+        for child in plan.children() {
+            walk(child, out);
+        }
+    }
+    let query = session
+        .query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let mut out = Vec::new();
+    walk(&query.physical_plan(), &mut out);
+    out
+}
+
+#[tokio::test]
+async fn a_scan_reports_an_inexact_row_count_only_to_callers_who_see_every_row() {
+    use datafusion::common::ColumnStatistics;
+    use datafusion::common::stats::Precision;
+
+    let (gateway, _lake) = gateway().await;
+    let owner = session(&gateway, "ref-owner").await;
+    let risk = session(&gateway, "risk-officer").await;
+    let cib = session(&gateway, "cib-reporting").await;
+
+    // Every row visible (clear, or masked and tokenized): the files' row count, inexact, so
+    // the planner can size joins but never answers count(*) from it; and no column
+    // statistic at all (min/max/distinct/null counts would describe protected values).
+    for (session, sql, table, rows) in [
+        (
+            &owner,
+            "SELECT * FROM reference.counterparties",
+            "reference.counterparties",
+            30_000,
+        ),
+        (
+            &risk,
+            "SELECT tax_id, contact_email FROM reference.counterparties",
+            "reference.counterparties",
+            30_000,
+        ),
+        (
+            &risk,
+            "SELECT card_number FROM payments.transactions",
+            "payments.transactions",
+            200_000,
+        ),
+    ] {
+        let scans = scan_statistics(session, sql).await;
+        assert_eq!(scans.len(), 1, "{sql}");
+        let (name, stats) = &scans[0];
+        assert_eq!(name, table);
+        assert_eq!(stats.num_rows, Precision::Inexact(rows), "{sql}");
+        assert_eq!(stats.total_byte_size, Precision::Absent, "{sql}");
+        assert!(
+            stats
+                .column_statistics
+                .iter()
+                .all(|c| *c == ColumnStatistics::new_unknown()),
+            "{sql}: {stats:?}"
+        );
+    }
+
+    // Behind a row filter the raw count would tell how many rows are hidden: nothing.
+    for sql in [
+        "SELECT * FROM reference.counterparties",
+        "SELECT trader_id FROM markets.trades",
+    ] {
+        let scans = scan_statistics(&cib, sql).await;
+        assert_eq!(scans.len(), 1, "{sql}");
+        for (name, stats) in scans {
+            assert_eq!(stats.num_rows, Precision::Absent, "{name}");
+            assert_eq!(stats.total_byte_size, Precision::Absent, "{name}");
+            assert!(
+                stats
+                    .column_statistics
+                    .iter()
+                    .all(|c| *c == ColumnStatistics::new_unknown()),
+                "{name}: {stats:?}"
+            );
+        }
+    }
+
+    // count(*) is still counted from the rows, not taken from the estimate.
+    assert_eq!(
+        count(&owner, "SELECT count(*) FROM reference.counterparties").await,
+        30_000
+    );
+    assert_eq!(
+        count(&cib, "SELECT count(*) FROM reference.counterparties").await,
+        15_000
+    );
+}
+
+#[tokio::test]
+async fn joins_build_on_the_smaller_product_when_the_caller_sees_every_row() {
+    use datafusion::physical_plan::ExecutionPlan;
+    use datafusion::physical_plan::joins::HashJoinExec;
+    use std::sync::Arc;
+
+    fn first_join(plan: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
+        let any: &dyn std::any::Any = plan.as_ref();
+        if any.downcast_ref::<HashJoinExec>().is_some() {
+            return Some(Arc::clone(plan));
+        }
+        plan.children().into_iter().find_map(first_join)
+    }
+    fn tables(plan: &Arc<dyn ExecutionPlan>) -> String {
+        datafusion::physical_plan::displayable(plan.as_ref())
+            .indent(false)
+            .to_string()
+    }
+
+    let (gateway, _lake) = gateway().await;
+    let risk = session(&gateway, "risk-officer").await;
+    // The big table first in the SQL: with row counts the planner swaps the sides so the
+    // 30,000 counterparties, not the 200,000 transactions, are hashed.
+    let sql = "SELECT c.country, sum(t.amount) FROM payments.transactions t \
+               JOIN reference.counterparties c ON t.counterparty_id = c.counterparty_id \
+               GROUP BY c.country";
+    let query = risk.query(sql).await.expect("plans");
+    let join = first_join(&query.physical_plan()).expect("a hash join");
+    let build = &join.children()[0];
+    assert!(
+        tables(build).contains("table=reference.counterparties")
+            && !tables(build).contains("table=payments.transactions"),
+        "build side:\n{}",
+        tables(&join)
+    );
+    assert!(!query.collect().await.expect("runs").is_empty());
+}
+
 #[tokio::test]
 async fn authentication_is_required_and_checked() {
     let (gateway, _lake) = gateway().await;

@@ -53,14 +53,15 @@ impl LakeTable {
         Arc::clone(&self.schema)
     }
 
-    /// Plan a scan of `projection` (indices into [`Self::schema`]).
+    /// Plan a scan of `projection` (indices into [`Self::schema`]). The plan carries no
+    /// statistics; the files' total row count, as their footers declare it, comes beside it.
     pub(crate) async fn scan(
         &self,
         state: &dyn Session,
         lakes: &Lakes,
         io: &IoCounters,
         projection: &[usize],
-    ) -> Result<Arc<dyn ExecutionPlan>> {
+    ) -> Result<RawScan> {
         let url = ObjectStoreUrl::parse(Lakes::URL)?;
         let store = state.runtime_env().object_store(&url)?;
         let cache = Some(state.runtime_env().cache_manager.get_file_metadata_cache());
@@ -71,6 +72,7 @@ impl LakeTable {
         for (file, reason) in &files.refused {
             io.refuse_file(&self.product.id, &key_of(&file.location), reason);
         }
+        let rows = files.rows;
         let accepted: Vec<PartitionedFile> = files
             .accepted
             .into_iter()
@@ -78,7 +80,10 @@ impl LakeTable {
             .collect();
         let projected = Arc::new(self.schema.project(projection)?);
         if accepted.is_empty() {
-            return Ok(Arc::new(EmptyExec::new(projected)));
+            return Ok(RawScan {
+                plan: Arc::new(EmptyExec::new(projected)),
+                rows,
+            });
         }
 
         // Whole files spread over the target partitions, then large files split by byte
@@ -108,8 +113,18 @@ impl LakeTable {
             .with_file_groups(groups)
             .with_projection_indices(Some(projection.to_vec()))?
             .build();
-        self.format.create_physical_plan(state, scan).await
+        Ok(RawScan {
+            plan: self.format.create_physical_plan(state, scan).await?,
+            rows,
+        })
     }
+}
+
+/// A planned raw scan and the row count of the files it reads.
+pub(crate) struct RawScan {
+    pub(crate) plan: Arc<dyn ExecutionPlan>,
+    /// `None` when some footer did not declare a usable count.
+    pub(crate) rows: Option<u64>,
 }
 
 fn external(error: meshgate_storage::ProductStorageError) -> DataFusionError {

@@ -13,8 +13,8 @@
 //! 2. user predicates see filtered, masked values only; the only ones pushed into a
 //!    protected scan are those that cannot fail and read clear columns only
 //!    (`leakproof.rs` lists them);
-//! 3. a protected scan reports no statistics, no metrics, and displays only its table and
-//!    policy id;
+//! 3. a protected scan reports no metrics and no column statistics (a row count, inexact,
+//!    only to a caller who sees every row), and displays only its table and policy id;
 //! 4. policy is resolved once per (caller, table) per query; anything that does not resolve
 //!    denies;
 //! 5. consumers run read-only statements only, against the `mesh` catalog only.

@@ -6,9 +6,11 @@
 //! projections, limits and dynamic filters across ordinary nodes. A user predicate moved below
 //! the policy filter could be evaluated on hidden rows (and leak through its errors), and one
 //! pushed into the Parquet reader could prune by raw statistics of a masked column.
-//! `ProtectedScanExec` has no children as far as any optimizer can see, reports no statistics
-//! and no metrics, and displays only the table and policy id, so nothing above it can reach
-//! inside and nothing inside it leaks out through EXPLAIN.
+//! `ProtectedScanExec` has no children as far as any optimizer can see, reports no metrics
+//! and no column statistics, and displays only the table and policy id, so nothing above it
+//! can reach inside and nothing inside it leaks out through EXPLAIN. Its one statistic is an
+//! inexact row count (the files' footers), and only when no row filter applies: the caller
+//! can count those rows anyway, and without it hash joins cannot pick their build side.
 //!
 //! Inside, the policy's row filter, together with the caller's leakproof predicates (those
 //! that cannot fail and read clear columns only, see [`crate::leakproof`]), is pushed into
@@ -23,9 +25,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{
-    DFSchema, DataFusionError, Result, internal_datafusion_err, internal_err,
+    DFSchema, DataFusionError, Result, Statistics, internal_datafusion_err, internal_err,
 };
 use datafusion::datasource::TableType;
 use datafusion::execution::TaskContext;
@@ -40,6 +43,7 @@ use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::limit::LocalLimitExec;
 use datafusion::physical_plan::metrics::MetricsSet;
 use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::statistics::StatisticsArgs;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
@@ -226,10 +230,20 @@ impl TableProvider for ProtectedTable {
             }
         }
         let raw_projection: Vec<usize> = needed.into_iter().collect();
-        let mut plan = self
+        let raw = self
             .raw
             .scan(state, &self.lakes, &self.io, &raw_projection)
             .await?;
+        let mut plan = raw.plan;
+        // The row count is no secret only when the caller sees every row (see the module
+        // documentation): with a row filter the raw count would tell how many are hidden.
+        let rows = match (&self.row_filter, raw.rows) {
+            (None, Some(rows)) => {
+                let rows = usize::try_from(rows).unwrap_or(usize::MAX);
+                Some(limit.map_or(rows, |l| rows.min(l)))
+            }
+            _ => None,
+        };
 
         if let Some(filter) = filter {
             let input_schema = DFSchema::try_from(plan.schema())?;
@@ -282,18 +296,23 @@ impl TableProvider for ProtectedTable {
             Arc::new(promised),
             plan,
             pushed,
+            rows,
         )))
     }
 }
 
-/// A protected scan, sealed: a leaf to every optimizer, opaque to EXPLAIN, without
-/// statistics or metrics. See the module documentation.
+/// A protected scan, sealed: a leaf to every optimizer, opaque to EXPLAIN, without metrics
+/// and with no statistics but an inexact row count when the caller sees every row. See the
+/// module documentation.
 pub struct ProtectedScanExec {
     policy: Arc<ResolvedTablePolicy>,
     inner: Arc<dyn ExecutionPlan>,
     properties: Arc<PlanProperties>,
     /// The caller's own predicates evaluated inside (shown in EXPLAIN; the policy's never).
     pushed: Vec<Expr>,
+    /// The files' row count, only when no row filter applies (an upper bound when the
+    /// caller's predicates were pushed inside).
+    rows: Option<usize>,
 }
 
 impl ProtectedScanExec {
@@ -302,6 +321,7 @@ impl ProtectedScanExec {
         schema: SchemaRef,
         inner: Arc<dyn ExecutionPlan>,
         pushed: Vec<Expr>,
+        rows: Option<usize>,
     ) -> Self {
         // Fresh properties: nothing the inner plan knows (orderings, constants implied by the
         // row filter, partitioning expressions) is advertised above the barrier.
@@ -316,6 +336,7 @@ impl ProtectedScanExec {
             inner,
             properties: Arc::new(properties),
             pushed,
+            rows,
         }
     }
 
@@ -432,6 +453,7 @@ impl ExecutionPlan for ProtectedScanExec {
             inner: reset_plan_states(Arc::clone(&self.inner))?,
             properties: Arc::clone(&self.properties),
             pushed: self.pushed.clone(),
+            rows: self.rows,
         }))
     }
 
@@ -457,6 +479,21 @@ impl ExecutionPlan for ProtectedScanExec {
 
     fn metrics(&self) -> Option<MetricsSet> {
         None
+    }
+
+    /// An inexact row count for the whole scan when the caller sees every row, so joins can
+    /// pick their build side; nothing per partition and never a column statistic (min, max,
+    /// distinct or null counts of raw values would describe masked and hidden data).
+    fn statistics_from_inputs(
+        &self,
+        _input_stats: &[Arc<Statistics>],
+        args: &StatisticsArgs,
+    ) -> Result<Arc<Statistics>> {
+        let mut statistics = Statistics::new_unknown(&self.schema());
+        if let (None, Some(rows)) = (args.partition(), self.rows) {
+            statistics.num_rows = Precision::Inexact(rows);
+        }
+        Ok(Arc::new(statistics))
     }
 }
 

@@ -489,6 +489,12 @@ impl Query {
         walk(&self.plan)
     }
 
+    /// The physical plan, for embedders that inspect or display it (operators' tools). Its
+    /// protected scans are sealed leaves: nothing of their inside is reachable through it.
+    pub fn physical_plan(&self) -> Arc<dyn ExecutionPlan> {
+        Arc::clone(&self.plan)
+    }
+
     /// The resolved policy of every protected scan in the plan.
     pub fn policies(&self) -> Vec<ResolvedTablePolicy> {
         let mut out = Vec::new();

@@ -47,7 +47,11 @@ impl std::fmt::Debug for ProductLake {
 /// Why a file is left out of a product's scans.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileVerdict {
-    Accepted,
+    /// Served; `rows` is the row count its footer declares (`None` if it declares a
+    /// negative one).
+    Accepted {
+        rows: Option<u64>,
+    },
     Refused(String),
 }
 
@@ -198,7 +202,9 @@ impl Lakes {
                     file_metadata.key_value_metadata(),
                 ) {
                     Ok(schema) => match matches_manifest(&schema, table) {
-                        Ok(()) => FileVerdict::Accepted,
+                        Ok(()) => FileVerdict::Accepted {
+                            rows: u64::try_from(file_metadata.num_rows()).ok(),
+                        },
                         Err(reason) => FileVerdict::Refused(reason),
                     },
                     Err(e) => {
@@ -246,10 +252,16 @@ impl Lakes {
             .buffered(CHECK_CONCURRENCY)
             .try_collect()
             .await?;
-        let mut out = TableFiles::default();
+        let mut out = TableFiles {
+            rows: Some(0),
+            ..TableFiles::default()
+        };
         for (file, verdict) in files.iter().zip(verdicts) {
             match verdict {
-                FileVerdict::Accepted => out.accepted.push(file.clone()),
+                FileVerdict::Accepted { rows } => {
+                    out.accepted.push(file.clone());
+                    out.rows = out.rows.zip(rows).map(|(a, b)| a.saturating_add(b));
+                }
                 FileVerdict::Refused(reason) => out.refused.push((file.clone(), reason)),
             }
         }
@@ -314,6 +326,9 @@ impl Lakes {
 pub struct TableFiles {
     pub accepted: Vec<ObjectMeta>,
     pub refused: Vec<(ObjectMeta, String)>,
+    /// The accepted files' rows, as their footers declare them (`None`: unknown). For cost
+    /// estimates only: a file may change between planning and reading.
+    pub rows: Option<u64>,
 }
 
 /// How many files' footers are checked at once the first time a table is scanned.
