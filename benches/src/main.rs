@@ -794,7 +794,7 @@ async fn micro_section(
         let setup = Instant::now();
         let resolution = micro::Resolution::new(grants).await?;
         report.notes.push(format!(
-            "Resolution setup with {grants} grants (casbin load + grant terms): {:.0} ms.",
+            "Resolution setup with {grants} grants (the grant layer built from the store): {:.0} ms.",
             setup.elapsed().as_secs_f64() * 1000.0
         ));
         if !resolution.resolve(&resolution.by_grant) || !resolution.resolve(&resolution.by_files) {
@@ -893,12 +893,14 @@ fn targets(report: &mut Report) {
     let nostats = gm("datafusion-nostats", "datafusion");
     let beyond_stats = gm("meshgate", "datafusion-nostats");
     let statistics = format!(
-        "The sealed scan reports no statistics (ARCHITECTURE invariant 4), so the planner \
-         cannot pick hash-join build sides or broadcast small tables; DataFusion itself \
-         without file statistics is {} × slower here, and meshgate in process is {} × \
-         that. Joins' dynamic filters do not enter the seal either. Fix: report an inexact \
-         row count from the Parquet footers for scans whose caller sees every row (the count \
-         is then no secret; never column statistics, never behind a row filter).",
+        "The sealed scan reports an inexact row count (from the Parquet footers) to callers no \
+         row filter applies to, so joins pick their build side, but no column statistics and no \
+         byte sizes (ARCHITECTURE invariant 4): the planner estimates filter selectivity, \
+         distinct counts and output sizes blind, and joins' dynamic filters do not enter the \
+         seal. For scale: DataFusion itself without any file statistics is {} × its own time \
+         here, and meshgate in process is {} × that. What would close the rest: byte-size \
+         estimates from the footers for callers who see every row, and min/max of clear columns \
+         for them (never of masked, tokenized or hidden ones, never behind a row filter).",
         fmt_ratio(nostats),
         fmt_ratio(beyond_stats)
     );
@@ -937,8 +939,9 @@ fn targets(report: &mut Report) {
             met: measured.map(|m| m <= 1.02),
             why: format!(
                 "Mostly meshgate's cost without any policy (meshgate ÷ datafusion {}): the twin's \
-                 views keep DataFusion's file statistics. Row filters, masks and tokens themselves \
-                 run the same kernels in both.",
+                 views keep DataFusion's file statistics, while a scan behind a row filter reports \
+                 none at all (not even its row count, which would tell how many rows are hidden). \
+                 Row filters, masks and tokens themselves run the same kernels in both.",
                 fmt_ratio(in_process)
             ),
         });
@@ -1000,9 +1003,9 @@ fn targets(report: &mut Report) {
         met: slowest.map(|m| m.ns_per_call < 100_000.0),
         why: format!(
             "Callers the policy files admit resolve in at most {:.1} µs at any grant count. A caller \
-             admitted by a grant is re-checked by casbin over the files' lines plus one line per grant \
-             in force, and casbin evaluates its matcher on every line: {}. Fix: keep the grant terms' \
-             (principal, product) index as the admission and ask casbin only whether the files deny.",
+             admitted by a grant is found in the grant terms' (principal, product) index, and casbin \
+             is asked only whether a deny line of the files matches (the shipped model is \
+             deny-overrides-allow), so the cost does not grow with the grants in force: {}.",
             by_files / 1e3,
             by_grant
                 .iter()

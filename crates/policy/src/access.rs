@@ -19,7 +19,7 @@
 
 use casbin::function_map::{OperatorFunction, key_match};
 use casbin::rhai::Dynamic;
-use casbin::{Adapter, CoreApi, DefaultModel, Enforcer, MemoryAdapter, MgmtApi, RbacApi};
+use casbin::{Adapter, CoreApi, DefaultModel, Enforcer, MemoryAdapter, MgmtApi, Model, RbacApi};
 use meshgate_catalog::Catalog;
 
 use crate::error::LoadError;
@@ -33,6 +33,10 @@ pub const READ: &str = "read";
 pub struct AccessControl {
     enforcer: Enforcer,
     rules: usize,
+    /// The same lines under the effect "allow unless a deny line matches", when the model's effect is
+    /// deny-overrides-allow: grants are then admitted without loading them into casbin
+    /// (see [`AccessControl::denies`]).
+    denials: Option<Enforcer>,
 }
 
 impl std::fmt::Debug for AccessControl {
@@ -42,6 +46,10 @@ impl std::fmt::Debug for AccessControl {
             .finish_non_exhaustive()
     }
 }
+
+/// The effect of the shipped model, `policies/access.conf`, as casbin stores it (`p.eft`
+/// escaped to `p_eft`), without spaces.
+const DENY_OVERRIDES: &str = "some(where(p_eft==allow))&&!some(where(p_eft==deny))";
 
 /// `subjectIn(r.sub, p.sub)`: the request's subject set (see [`SubjectSet`]) contains the
 /// rule's subject, or the rule's subject is `*`.
@@ -64,7 +72,7 @@ impl AccessControl {
         rules_text: &str,
         catalog: &Catalog,
     ) -> Result<Self, LoadError> {
-        Self::load_with(
+        let mut access = Self::load_with(
             model_file,
             model_text,
             rules_file,
@@ -72,7 +80,53 @@ impl AccessControl {
             catalog,
             MemoryAdapter::default(),
         )
-        .await
+        .await?;
+        // With deny-overrides-allow, a grant (one allow line) admits exactly the callers no
+        // deny line matches. Knowing that from the files' lines alone keeps resolution
+        // independent of how many grants are in force; casbin evaluates its matcher on every
+        // line, so loading the grants into it costs time linear in their number.
+        let invalid = |e: casbin::Error| {
+            LoadError::new(model_file, None, None, format!("invalid casbin model: {e}"))
+        };
+        let model = DefaultModel::from_str(model_text).await.map_err(invalid)?;
+        let effect = model
+            .get_model()
+            .get("e")
+            .and_then(|section| section.get("e"))
+            .map(|assertion| assertion.value.replace(char::is_whitespace, ""));
+        if effect.as_deref() == Some(DENY_OVERRIDES) {
+            let mut model = model;
+            // casbin knows a fixed set of effects; this one allows unless a deny line matches.
+            model.add_def("e", "e", "!some(where (p.eft == deny))");
+            let (policies, groupings) = parse_rules(rules_file, rules_text, catalog)?;
+            access.denials = Some(
+                enforcer(model, MemoryAdapter::default(), policies, groupings)
+                    .await
+                    .map_err(|e| LoadError::new(rules_file, None, None, e))?,
+            );
+        }
+        Ok(access)
+    }
+
+    /// Whether [`AccessControl::denies`] answers (the model is deny-overrides-allow).
+    pub fn checks_denials(&self) -> bool {
+        self.denials.is_some()
+    }
+
+    /// Does a deny line of the files match this request? `None` when the model's effect is
+    /// not deny-overrides-allow, so the question does not decide a grant's admission.
+    pub fn denies(
+        &self,
+        subjects: &SubjectSet,
+        domain: &str,
+        product: &str,
+    ) -> Option<Result<bool, String>> {
+        self.denials.as_ref().map(|denials| {
+            denials
+                .enforce((subjects.casbin_encoding(), domain, product, READ))
+                .map(|allowed| !allowed)
+                .map_err(|e| e.to_string())
+        })
     }
 
     /// [`AccessControl::load`] with more policy lines read from `adapter` first (the grants
@@ -89,48 +143,16 @@ impl AccessControl {
         let model = DefaultModel::from_str(model_text).await.map_err(|e| {
             LoadError::new(model_file, None, None, format!("invalid casbin model: {e}"))
         })?;
-        let mut enforcer = Enforcer::new(model, adapter).await.map_err(|e| {
-            LoadError::new(
-                model_file,
-                None,
-                None,
-                format!("cannot load the casbin policy: {e}"),
-            )
-        })?;
-        enforcer.enable_auto_save(false);
-        enforcer.add_function("subjectIn", OperatorFunction::Arg2(subject_in));
-        // `g` rules with domain `*` hold in every domain.
-        enforcer
-            .get_role_manager()
-            .write()
-            .matching_fn(None, Some(key_match));
-
         let (policies, groupings) = parse_rules(rules_file, rules_text, catalog)?;
         let rules = policies.len() + groupings.len();
-        if !groupings.is_empty() {
-            enforcer
-                .add_grouping_policies(groupings)
-                .await
-                .map_err(|e| {
-                    LoadError::new(
-                        rules_file,
-                        None,
-                        None,
-                        format!("casbin refused the g rules: {e}"),
-                    )
-                })?;
-        }
-        if !policies.is_empty() {
-            enforcer.add_policies(policies).await.map_err(|e| {
-                LoadError::new(
-                    rules_file,
-                    None,
-                    None,
-                    format!("casbin refused the p rules: {e}"),
-                )
-            })?;
-        }
-        let access = Self { enforcer, rules };
+        let enforcer = enforcer(model, adapter, policies, groupings)
+            .await
+            .map_err(|e| LoadError::new(rules_file, None, None, e))?;
+        let access = Self {
+            enforcer,
+            rules,
+            denials: None,
+        };
         // A model that cannot evaluate our request shape must fail now, not on the first query.
         access
             .enforce(
@@ -189,6 +211,38 @@ impl AccessControl {
     pub fn rule_count(&self) -> usize {
         self.rules
     }
+}
+
+/// An enforcer over `model` with the adapter's lines, then the files' `g` and `p` lines.
+async fn enforcer(
+    model: DefaultModel,
+    adapter: impl Adapter + 'static,
+    policies: Vec<Vec<String>>,
+    groupings: Vec<Vec<String>>,
+) -> Result<Enforcer, String> {
+    let mut enforcer = Enforcer::new(model, adapter)
+        .await
+        .map_err(|e| format!("cannot load the casbin policy: {e}"))?;
+    enforcer.enable_auto_save(false);
+    enforcer.add_function("subjectIn", OperatorFunction::Arg2(subject_in));
+    // `g` rules with domain `*` hold in every domain.
+    enforcer
+        .get_role_manager()
+        .write()
+        .matching_fn(None, Some(key_match));
+    if !groupings.is_empty() {
+        enforcer
+            .add_grouping_policies(groupings)
+            .await
+            .map_err(|e| format!("casbin refused the g rules: {e}"))?;
+    }
+    if !policies.is_empty() {
+        enforcer
+            .add_policies(policies)
+            .await
+            .map_err(|e| format!("casbin refused the p rules: {e}"))?;
+    }
+    Ok(enforcer)
 }
 
 type Rules = (Vec<Vec<String>>, Vec<Vec<String>>);

@@ -1,9 +1,12 @@
 //! Grants: an owner's approval of an access request, layered on top of the policy files.
 //!
-//! A [`GrantLayer`] is the grants in force at one instant, read from the governance store:
-//! casbin loads them as extra `p` lines through the store's adapter, and resolution uses
-//! their terms. A grant only ever admits a caller the files do not: a caller the files
-//! already admit is unaffected by grants. A grant-admitted caller sees what the product
+//! A [`GrantLayer`] is the grants in force at one instant, read from the governance store,
+//! by (principal, product). A grant only ever admits a caller the files do not, and never
+//! one a deny line of the files matches: with the shipped deny-overrides-allow model, a
+//! grant admits when its terms exist and the files' deny-only check says no (constant time
+//! in the number of grants); with any other model effect, casbin loads the grants as extra
+//! `p` lines through the store's adapter and decides. A caller the files already admit is
+//! unaffected by grants. A grant-admitted caller sees what the product
 //! policy shows any reader, narrowed to the grant's columns and rows.
 
 use std::collections::BTreeMap;
@@ -23,8 +26,9 @@ pub(crate) type GrantTerms = (Grant, Option<RowFilterTemplate>);
 /// The grants in force at one instant.
 #[derive(Debug)]
 pub struct GrantLayer {
-    /// The policy files' lines plus one line per grant in force.
-    pub(crate) access: AccessControl,
+    /// The policy files' lines plus one line per grant in force, only when the files'
+    /// model is not deny-overrides-allow (see the module documentation).
+    pub(crate) access: Option<AccessControl>,
     /// Grants in force by (principal, product), with their parsed row filters.
     pub(crate) terms: BTreeMap<(String, String), Vec<GrantTerms>>,
     /// The store's grant generation this layer was read at.
@@ -56,15 +60,21 @@ impl PolicySet {
             .await
             .map_err(|e| LoadError::new("governance store", None, None, e.to_string()))?;
         let sources = &self.sources;
-        let access = AccessControl::load_with(
-            &sources.access_model.name,
-            &sources.access_model.text,
-            &sources.access_rules.name,
-            &sources.access_rules.text,
-            catalog,
-            GrantAdapter::new(store, now),
-        )
-        .await?;
+        let access = if self.access.checks_denials() {
+            None
+        } else {
+            Some(
+                AccessControl::load_with(
+                    &sources.access_model.name,
+                    &sources.access_model.text,
+                    &sources.access_rules.name,
+                    &sources.access_rules.text,
+                    catalog,
+                    GrantAdapter::new(store, now),
+                )
+                .await?,
+            )
+        };
         let mut terms: BTreeMap<(String, String), Vec<_>> = BTreeMap::new();
         let mut valid_until: Option<Millis> = None;
         for grant in grants {

@@ -172,20 +172,24 @@ impl PolicySet {
         {
             return Ok((subjects, Admission::Files));
         }
-        // Not by the files; by a grant in force? Both casbin (with the grants' lines, so
-        // the files' deny lines still win) and the grant terms must agree.
+        // Not by the files; by a grant in force? Only if no deny line of the files matches
+        // (see `grants.rs`).
         if let Some(layer) = &self.grants {
             let terms = layer
                 .terms
                 .get(&(principal.id().to_string(), product.id.clone()))
                 .filter(|t| !t.is_empty());
             if let Some(terms) = terms {
-                let subjects = layer.access.subjects(principal, &product.domain);
-                if layer
-                    .access
-                    .enforce(&subjects, &product.domain, &product.id)
-                    .map_err(engine_failure)?
-                {
+                let denied = self.access.denies(&subjects, &product.domain, &product.id);
+                let admitted = match (denied, &layer.access) {
+                    (Some(denied), _) => !denied.map_err(engine_failure)?,
+                    // Another model effect: casbin with the grants' lines decides.
+                    (None, Some(access)) => access
+                        .enforce(&subjects, &product.domain, &product.id)
+                        .map_err(engine_failure)?,
+                    (None, None) => false,
+                };
+                if admitted {
                     return Ok((subjects, Admission::Grants(terms)));
                 }
             }

@@ -428,3 +428,48 @@ async fn a_product_without_a_policy_file_is_denied_to_everyone() {
         .unwrap_err();
     assert!(matches!(err, Denial::NoPolicy { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn the_deny_check_that_admits_grants_matches_exactly_the_deny_lines() {
+    let catalog = catalog();
+    let set = policies(&catalog).await;
+    let access = set.access();
+    // The shipped model is deny-overrides-allow, so grants are admitted by this check
+    // instead of by casbin over one line per grant.
+    assert!(access.checks_denials());
+    for (who, product, denied) in [
+        ("auditor", "reference.counterparties", true),
+        ("auditor", "payments.transactions", true),
+        ("intern", "payments.transactions", false),
+        ("cib-reporting", "payments.transactions", false),
+        ("risk-officer", "markets.trades", false),
+        ("ref-owner", "reference.counterparties", false),
+    ] {
+        let (domain, _) = product.split_once('.').unwrap();
+        let subjects = access.subjects(&principal(who), domain);
+        assert_eq!(
+            access.denies(&subjects, domain, product),
+            Some(Ok(denied)),
+            "{who} on {product}"
+        );
+    }
+
+    // Under another effect a deny line does not mean what it means here, so the check
+    // declines and grants go through casbin again.
+    let mut sources = PolicySources::from_dir(&repo().join("policies")).unwrap();
+    let shipped = "e = some(where (p.eft == allow)) && !some(where (p.eft == deny))";
+    assert!(sources.access_model.text.contains(shipped));
+    sources.access_model.text = sources
+        .access_model
+        .text
+        .replace(shipped, "e = some(where (p.eft == allow))");
+    let other = PolicySet::load(&catalog, &sources).await.unwrap();
+    assert!(!other.access().checks_denials());
+    let subjects = other.access().subjects(&principal("auditor"), "payments");
+    assert_eq!(
+        other
+            .access()
+            .denies(&subjects, "payments", "payments.transactions"),
+        None
+    );
+}

@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, Date32Array, GenericStringBuilder, StringViewBuilder, new_null_array,
+    Array, ArrayRef, AsArray, Date32Array, LargeStringBuilder, StringBuilder, StringViewBuilder,
+    new_null_array,
 };
 use arrow::compute::cast;
 use arrow::datatypes::{
@@ -202,24 +203,24 @@ fn map_strings(
     array: &ArrayRef,
     mut f: impl FnMut(&str, &mut String),
 ) -> Result<ArrayRef, ArrowError> {
-    let mut scratch = String::new();
-    let mut apply = |value: &str| -> String {
-        scratch.clear();
-        f(value, &mut scratch);
-        std::mem::take(&mut scratch)
-    };
     match array.data_type() {
-        DataType::Utf8 => Ok(map_generic::<i32>(array.as_string::<i32>(), &mut apply)),
-        DataType::LargeUtf8 => Ok(map_generic::<i64>(array.as_string::<i64>(), &mut apply)),
+        DataType::Utf8 => {
+            let input = array.as_string::<i32>();
+            let mut builder = StringBuilder::with_capacity(input.len(), input.value_data().len());
+            map_values(input.iter(), &mut f, |v| builder.append_option(v));
+            Ok(Arc::new(builder.finish()))
+        }
+        DataType::LargeUtf8 => {
+            let input = array.as_string::<i64>();
+            let mut builder =
+                LargeStringBuilder::with_capacity(input.len(), input.value_data().len());
+            map_values(input.iter(), &mut f, |v| builder.append_option(v));
+            Ok(Arc::new(builder.finish()))
+        }
         DataType::Utf8View => {
             let input = array.as_string_view();
             let mut builder = StringViewBuilder::with_capacity(input.len());
-            for value in input.iter() {
-                match value {
-                    Some(v) => builder.append_value(apply(v)),
-                    None => builder.append_null(),
-                }
-            }
+            map_values(input.iter(), &mut f, |v| builder.append_option(v));
             Ok(Arc::new(builder.finish()))
         }
         DataType::Dictionary(_, _) => {
@@ -234,19 +235,24 @@ fn map_strings(
     }
 }
 
-fn map_generic<O: arrow::array::OffsetSizeTrait>(
-    input: &arrow::array::GenericStringArray<O>,
-    apply: &mut impl FnMut(&str) -> String,
-) -> ArrayRef {
-    let mut builder =
-        GenericStringBuilder::<O>::with_capacity(input.len(), input.value_data().len());
-    for value in input.iter() {
+/// `f` over every value into one reused buffer, each result handed to `append` (which copies
+/// it into the output): no allocation per value.
+fn map_values<'a>(
+    values: impl Iterator<Item = Option<&'a str>>,
+    f: &mut impl FnMut(&str, &mut String),
+    mut append: impl FnMut(Option<&str>),
+) {
+    let mut scratch = String::new();
+    for value in values {
         match value {
-            Some(v) => builder.append_value(apply(v)),
-            None => builder.append_null(),
+            Some(v) => {
+                scratch.clear();
+                f(v, &mut scratch);
+                append(Some(&scratch));
+            }
+            None => append(None),
         }
     }
-    Arc::new(builder.finish())
 }
 
 fn year_only(array: &ArrayRef) -> Result<ArrayRef, ArrowError> {
