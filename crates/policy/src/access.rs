@@ -33,9 +33,9 @@ pub const READ: &str = "read";
 pub struct AccessControl {
     enforcer: Enforcer,
     rules: usize,
-    /// The same lines under the effect "allow unless a deny line matches", when the model's effect is
-    /// deny-overrides-allow: grants are then admitted without loading them into casbin
-    /// (see [`AccessControl::denies`]).
+    /// The same lines under the effect "allow unless a deny line matches", when the model's
+    /// effect is deny-overrides-allow: grants are then admitted without loading them into
+    /// casbin (see [`AccessControl::denies`]).
     denials: Option<Enforcer>,
 }
 
@@ -72,40 +72,13 @@ impl AccessControl {
         rules_text: &str,
         catalog: &Catalog,
     ) -> Result<Self, LoadError> {
-        let mut access = Self::load_with(
+        let sources = Sources {
             model_file,
             model_text,
             rules_file,
             rules_text,
-            catalog,
-            MemoryAdapter::default(),
-        )
-        .await?;
-        // With deny-overrides-allow, a grant (one allow line) admits exactly the callers no
-        // deny line matches. Knowing that from the files' lines alone keeps resolution
-        // independent of how many grants are in force; casbin evaluates its matcher on every
-        // line, so loading the grants into it costs time linear in their number.
-        let invalid = |e: casbin::Error| {
-            LoadError::new(model_file, None, None, format!("invalid casbin model: {e}"))
         };
-        let model = DefaultModel::from_str(model_text).await.map_err(invalid)?;
-        let effect = model
-            .get_model()
-            .get("e")
-            .and_then(|section| section.get("e"))
-            .map(|assertion| assertion.value.replace(char::is_whitespace, ""));
-        if effect.as_deref() == Some(DENY_OVERRIDES) {
-            let mut model = model;
-            // casbin knows a fixed set of effects; this one allows unless a deny line matches.
-            model.add_def("e", "e", "!some(where (p.eft == deny))");
-            let (policies, groupings) = parse_rules(rules_file, rules_text, catalog)?;
-            access.denials = Some(
-                enforcer(model, MemoryAdapter::default(), policies, groupings)
-                    .await
-                    .map_err(|e| LoadError::new(rules_file, None, None, e))?,
-            );
-        }
-        Ok(access)
+        Self::build(&sources, catalog, MemoryAdapter::default(), true).await
     }
 
     /// Whether [`AccessControl::denies`] answers (the model is deny-overrides-allow).
@@ -140,18 +113,65 @@ impl AccessControl {
         catalog: &Catalog,
         adapter: impl Adapter + 'static,
     ) -> Result<Self, LoadError> {
-        let model = DefaultModel::from_str(model_text).await.map_err(|e| {
-            LoadError::new(model_file, None, None, format!("invalid casbin model: {e}"))
-        })?;
-        let (policies, groupings) = parse_rules(rules_file, rules_text, catalog)?;
-        let rules = policies.len() + groupings.len();
-        let enforcer = enforcer(model, adapter, policies, groupings)
+        let sources = Sources {
+            model_file,
+            model_text,
+            rules_file,
+            rules_text,
+        };
+        Self::build(&sources, catalog, adapter, false).await
+    }
+
+    /// The model and the lines parsed once; with `with_denials`, also the deny-only check.
+    async fn build(
+        sources: &Sources<'_>,
+        catalog: &Catalog,
+        adapter: impl Adapter + 'static,
+        with_denials: bool,
+    ) -> Result<Self, LoadError> {
+        let model = DefaultModel::from_str(sources.model_text)
             .await
-            .map_err(|e| LoadError::new(rules_file, None, None, e))?;
+            .map_err(|e| {
+                LoadError::new(
+                    sources.model_file,
+                    None,
+                    None,
+                    format!("invalid casbin model: {e}"),
+                )
+            })?;
+        let (policies, groupings) = parse_rules(sources.rules_file, sources.rules_text, catalog)?;
+        let rules = policies.len() + groupings.len();
+        // With deny-overrides-allow, a grant (one allow line) admits exactly the callers no
+        // deny line matches. Knowing that from the files' lines alone keeps resolution
+        // independent of how many grants are in force; casbin evaluates its matcher on every
+        // line, so loading the grants into it costs time linear in their number.
+        let effect = model
+            .get_model()
+            .get("e")
+            .and_then(|section| section.get("e"))
+            .map(|assertion| assertion.value.replace(char::is_whitespace, ""));
+        let denials = if with_denials && effect.as_deref() == Some(DENY_OVERRIDES) {
+            let mut deny_model = model.clone();
+            // casbin knows a fixed set of effects; this one allows unless a deny line matches.
+            deny_model.add_def("e", "e", "!some(where (p.eft == deny))");
+            Some(
+                enforcer(
+                    sources,
+                    deny_model,
+                    MemoryAdapter::default(),
+                    policies.clone(),
+                    groupings.clone(),
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
+        let enforcer = enforcer(sources, model, adapter, policies, groupings).await?;
         let access = Self {
             enforcer,
             rules,
-            denials: None,
+            denials,
         };
         // A model that cannot evaluate our request shape must fail now, not on the first query.
         access
@@ -165,7 +185,7 @@ impl AccessControl {
             )
             .map_err(|e| {
                 LoadError::new(
-                    model_file,
+                    sources.model_file,
                     None,
                     None,
                     format!("the model cannot evaluate (sub, dom, obj, act) requests: {e}"),
@@ -213,16 +233,28 @@ impl AccessControl {
     }
 }
 
+/// Where the access policy comes from, for building enforcers and naming files in errors.
+struct Sources<'a> {
+    model_file: &'a str,
+    model_text: &'a str,
+    rules_file: &'a str,
+    rules_text: &'a str,
+}
+
 /// An enforcer over `model` with the adapter's lines, then the files' `g` and `p` lines.
 async fn enforcer(
+    sources: &Sources<'_>,
     model: DefaultModel,
     adapter: impl Adapter + 'static,
     policies: Vec<Vec<String>>,
     groupings: Vec<Vec<String>>,
-) -> Result<Enforcer, String> {
+) -> Result<Enforcer, LoadError> {
+    let refused = |file: &str, what: &str, e: casbin::Error| {
+        LoadError::new(file, None, None, format!("{what}: {e}"))
+    };
     let mut enforcer = Enforcer::new(model, adapter)
         .await
-        .map_err(|e| format!("cannot load the casbin policy: {e}"))?;
+        .map_err(|e| refused(sources.model_file, "cannot load the casbin policy", e))?;
     enforcer.enable_auto_save(false);
     enforcer.add_function("subjectIn", OperatorFunction::Arg2(subject_in));
     // `g` rules with domain `*` hold in every domain.
@@ -234,13 +266,13 @@ async fn enforcer(
         enforcer
             .add_grouping_policies(groupings)
             .await
-            .map_err(|e| format!("casbin refused the g rules: {e}"))?;
+            .map_err(|e| refused(sources.rules_file, "casbin refused the g rules", e))?;
     }
     if !policies.is_empty() {
         enforcer
             .add_policies(policies)
             .await
-            .map_err(|e| format!("casbin refused the p rules: {e}"))?;
+            .map_err(|e| refused(sources.rules_file, "casbin refused the p rules", e))?;
     }
     Ok(enforcer)
 }

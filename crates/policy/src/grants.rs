@@ -6,8 +6,8 @@
 //! grant admits when its terms exist and the files' deny-only check says no (constant time
 //! in the number of grants); with any other model effect, casbin loads the grants as extra
 //! `p` lines through the store's adapter and decides. A caller the files already admit is
-//! unaffected by grants. A grant-admitted caller sees what the product
-//! policy shows any reader, narrowed to the grant's columns and rows.
+//! unaffected by grants. A grant-admitted caller sees what the product policy shows any
+//! reader, narrowed to the grant's columns and rows.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
