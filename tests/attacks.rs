@@ -463,6 +463,23 @@ fn attacks(t: &Targets) -> Vec<Attack> {
             "SET TIME ZONE = '+05:00'",
             Expect::Refused("is not allowed: meshgate is read-only"),
         ),
+        // The engine's settings and build describe the deployment: hidden from consumers.
+        attack(
+            "the engine's settings",
+            "SELECT name, value FROM information_schema.df_settings",
+            Expect::Refused("df_settings' not found"),
+        ),
+        attack(
+            "the engine's settings, fully qualified",
+            "SELECT count(*) FROM mesh.information_schema.df_settings",
+            Expect::Refused("df_settings' not found"),
+        ),
+        attack("SHOW ALL", "SHOW ALL", Expect::Refused("is not allowed")),
+        attack(
+            "the engine's version",
+            "SELECT version()",
+            Expect::Refused("version"),
+        ),
         attack(
             "a user-defined function",
             "CREATE FUNCTION f() RETURNS INT RETURN 1",
@@ -1158,4 +1175,641 @@ team: {name: lab, members: [{username: lab-owner, role: owner}]}
         error.contains("details") && error.contains("STRUCT"),
         "{error}"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Around the barrier: governance state, other sinks, sessions, exhaustion
+//
+// The sealed scan answers one query under one fixed policy. These attacks combine governance
+// state, follow a value to every reader but the caller, live through a session's life and
+// try to take the gateway from the others, each over the real Flight SQL server.
+
+/// A Flight SQL server over the reference mesh with a governance store of its own (and the
+/// directory holding it), so that grants and audit records are this test's alone.
+async fn own_state_server(
+    flight: meshgate::flight::FlightConfig,
+    edit: impl FnOnce(&mut meshgate::GatewayConfig),
+) -> (flight::TestServer, tempfile::TempDir) {
+    let state = tempfile::tempdir().unwrap();
+    let db = state.path().join("meshgate.db");
+    let server = flight::start_with(flight, |config| {
+        config.governance = meshgate::Governance::Sqlite(db);
+        edit(config);
+    })
+    .await;
+    (server, state)
+}
+
+async fn grant(
+    gateway: &Gateway,
+    principal: &str,
+    columns: &[&str],
+    row_filter: Option<&str>,
+) -> Result<String, String> {
+    use meshgate::governance::{Approval, NewRequest};
+    let columns: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
+    let request = gateway
+        .workflow()
+        .request(
+            principal,
+            NewRequest {
+                product: "reference.counterparties".into(),
+                columns: columns.clone(),
+                purpose: "attack suite".into(),
+                valid_days: Some(1),
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let check = |p: &meshgate::catalog::Product, f: &str| gateway.check_grant_filter(p, f);
+    let approval = Approval {
+        columns,
+        row_filter: row_filter.map(str::to_string),
+        valid_days: None,
+        comment: None,
+    };
+    gateway
+        .workflow()
+        .approve("ref-owner", &request.id, approval, &check)
+        .await
+        .map(|(_, g)| g.id)
+        .map_err(|e| e.to_string())
+}
+
+async fn one_number(
+    client: &mut FlightSqlServiceClient<Channel>,
+    sql: &str,
+) -> Result<i64, String> {
+    let rows = run_flight(client, sql).await?;
+    Ok(rows[0][0].as_deref().unwrap().parse().unwrap())
+}
+
+/// Several grants, a suspended one, a grant behind a deny line, a grant whose filter cannot
+/// apply to its grantee, and filters that would fail at query time: each combination shows
+/// exactly what one single grant in force allows, never more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn governance_state_combinations_never_widen_access() {
+    let (server, _state) = own_state_server(Default::default(), |_| {}).await;
+    let gateway = &server.gateway;
+    let id = "counterparty_id";
+    // A: CIB rows with tax_id. B: AWM rows with legal_name.
+    grant(gateway, "intern", &[id, "tax_id"], Some("lob = 'CIB'"))
+        .await
+        .unwrap();
+    let b = grant(gateway, "intern", &[id, "legal_name"], Some("lob = 'AWM'"))
+        .await
+        .unwrap();
+    // A grant whose filter names an attribute intern does not carry: it admits nothing and
+    // leaves the others in force.
+    grant(
+        gateway,
+        "intern",
+        &[id, "country"],
+        Some("lob = ${principal.lob}"),
+    )
+    .await
+    .unwrap();
+
+    let mut intern = flight::login(server.addr, "intern").await;
+    let count = |sql: &str| format!("SELECT count(*) FROM reference.counterparties WHERE {sql}");
+    assert_eq!(one_number(&mut intern, &count("true")).await, Ok(21_000));
+    assert_eq!(
+        one_number(&mut intern, &count("tax_id IS NOT NULL")).await,
+        Ok(15_000)
+    );
+    assert_eq!(
+        one_number(&mut intern, &count("legal_name IS NOT NULL")).await,
+        Ok(6_000)
+    );
+    // No row shows both: no single grant admits both columns on one row.
+    assert_eq!(
+        one_number(
+            &mut intern,
+            &count("tax_id IS NOT NULL AND legal_name IS NOT NULL")
+        )
+        .await,
+        Ok(0)
+    );
+    // Each column shows on its own grant's rows only (CIB ids end in 0-4, AWM in 8-9).
+    assert_eq!(
+        one_number(
+            &mut intern,
+            &count("tax_id IS NOT NULL AND counterparty_id % 10 >= 5")
+        )
+        .await,
+        Ok(0)
+    );
+    assert_eq!(
+        one_number(
+            &mut intern,
+            &count("legal_name IS NOT NULL AND counterparty_id % 10 < 8")
+        )
+        .await,
+        Ok(0)
+    );
+    let country = run_flight(&mut intern, "SELECT country FROM reference.counterparties").await;
+    assert!(
+        country.unwrap_err().contains("country"),
+        "no grant in force shows country"
+    );
+
+    // Suspended: B admits nothing, from the next query; A still does.
+    gateway
+        .workflow()
+        .suspend("ref-owner", &b, Some("review".into()))
+        .await
+        .unwrap();
+    assert_eq!(one_number(&mut intern, &count("true")).await, Ok(15_000));
+    let hidden = run_flight(
+        &mut intern,
+        "SELECT legal_name FROM reference.counterparties",
+    )
+    .await;
+    assert!(hidden.unwrap_err().contains("legal_name"));
+
+    // A deny line wins over any grant: the auditor reads no product data.
+    grant(gateway, "auditor", &[], None).await.unwrap();
+    let mut auditor = flight::login(server.addr, "auditor").await;
+    let denied = run_flight(&mut auditor, &count("true")).await.unwrap_err();
+    assert!(denied.contains("permission denied"), "{denied}");
+
+    // Filters that would fail at query time are refused at approval.
+    for failing in [
+        "1/0 = 1",
+        "CAST(legal_name AS INT) > 0",
+        "counterparty_id + 1 > 0",
+        "regexp_like(lob, '(')",
+        "onboarded_on > 'not a date'",
+    ] {
+        let refused = grant(gateway, "intern", &[id], Some(failing))
+            .await
+            .unwrap_err();
+        assert!(
+            refused.contains("could fail") || refused.contains("cannot be used"),
+            "{failing}: {refused}"
+        );
+    }
+    // Filters that cannot fail are accepted.
+    for fine in [
+        "country IN ('DE', 'FR') AND counterparty_id BETWEEN 1 AND 100",
+        "onboarded_on >= '2012-01-01' OR lob IS NULL",
+        "NOT (lob <> 'CIB')",
+    ] {
+        grant(gateway, "intern", &[id], Some(fine))
+            .await
+            .unwrap_or_else(|e| panic!("{fine}: {e}"));
+    }
+}
+
+/// Clear values the raw data holds in `column` of `table`, as words of four letters or more.
+async fn raw_words(sql: &str) -> HashSet<String> {
+    let raw = raw_engine().await;
+    run_reference(&raw, sql)
+        .await
+        .unwrap()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|v| words(&v).map(str::to_string).collect::<Vec<_>>())
+        .filter(|w| w.len() >= 4)
+        .collect()
+}
+
+/// A value in an error reaches only the caller who may see it: the audit log (read by the
+/// auditor and by other products' owners), OpenLineage events and the gateway's log get the
+/// failure's class, never the value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_in_errors_reach_the_caller_and_no_other_sink() {
+    let lineage = tempfile::tempdir().unwrap();
+    let events = lineage.path().join("events.jsonl");
+    let (server, _state) = own_state_server(Default::default(), |config| {
+        config.lineage.file = Some(events.clone());
+    })
+    .await;
+    let names = raw_words("SELECT legal_name FROM raw_counterparties").await;
+    let emails = raw_words("SELECT contact_email FROM raw_counterparties").await;
+    let logs = log_capture();
+
+    // The caller sees their own error, with the value they may see in it.
+    let mut risk = flight::login(server.addr, "risk-officer").await;
+    let error = run_flight(
+        &mut risk,
+        "SELECT CAST(legal_name AS INT) FROM reference.counterparties WHERE counterparty_id = 12",
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        words(&error).any(|w| names.contains(w)),
+        "the caller sees the value: {error}"
+    );
+    // A literal of the statement in a planning error.
+    let literal =
+        "SELECT CAST('secret-literal-4111' AS INT) + counterparty_id FROM reference.counterparties";
+    let literal_error = run_flight(&mut risk, literal).await.unwrap_err();
+    assert!(
+        literal_error.contains("secret-literal-4111"),
+        "{literal_error}"
+    );
+    let mut cib = flight::login(server.addr, "cib-reporting").await;
+    let masked = run_flight(
+        &mut cib,
+        "SELECT CAST(contact_email AS INT) FROM reference.counterparties",
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        masked.contains("***@"),
+        "the caller sees the masked value: {masked}"
+    );
+
+    // Every other reader: the auditor (all records), the owner of reference (its part).
+    let mut readers = Vec::new();
+    for reader in ["auditor", "ref-owner"] {
+        let mut client = flight::login(server.addr, reader).await;
+        let rows = run_flight(
+            &mut client,
+            "SELECT principal, error FROM mesh_catalog.audit WHERE error IS NOT NULL",
+        )
+        .await
+        .unwrap();
+        readers.push((reader, rows));
+    }
+    let (_, auditor_rows) = &readers[0];
+    assert!(auditor_rows.len() >= 3, "{auditor_rows:?}");
+    assert!(
+        auditor_rows
+            .iter()
+            .any(|r| r[1].as_deref().unwrap().contains("arrow error (cast)")),
+        "the audit keeps the failure's class: {auditor_rows:?}"
+    );
+    let mut lines = String::new();
+    for _ in 0..100 {
+        lines = std::fs::read_to_string(&events).unwrap_or_default();
+        if lines.matches("\"FAIL\"").count() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        lines.contains("errorMessage"),
+        "lineage events carry the error class: {lines}"
+    );
+    let mut sinks: Vec<(String, String)> = readers
+        .iter()
+        .map(|(who, rows)| (format!("the audit as {who}"), format!("{rows:?}")))
+        .collect();
+    sinks.push(("lineage".into(), lines));
+    sinks.push(("the gateway's log".into(), logs.text()));
+    for (sink, text) in sinks {
+        assert!(
+            !text.contains("secret-literal-4111"),
+            "{sink} holds the statement's literal"
+        );
+        if let Some(w) = words(&text).find(|w| names.contains(*w) || emails.contains(*w)) {
+            panic!("{sink} holds the value {w:?}: {text}");
+        }
+    }
+}
+
+/// Everything meshgate logs during a test (this test binary's global subscriber).
+struct LogCapture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl LogCapture {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+fn log_capture() -> LogCapture {
+    use std::sync::OnceLock;
+    static BUFFER: OnceLock<Arc<std::sync::Mutex<Vec<u8>>>> = OnceLock::new();
+    let buffer = BUFFER.get_or_init(|| {
+        let buffer = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer = Arc::clone(&buffer);
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter("debug")
+            .with_ansi(false)
+            .with_writer(move || LogWriter(Arc::clone(&writer)))
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        buffer
+    });
+    LogCapture(Arc::clone(buffer))
+}
+
+struct LogWriter(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Every refusal at every front door leaves an audit record naming the products the
+/// statement named, the method and the client, with a value-free reason; EXPLAIN and
+/// information_schema are attributed to the products they describe; the owner sees the
+/// probes of their product.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refusal_at_every_front_door_is_audited_for_the_product_owner() {
+    let (server, _state) = own_state_server(Default::default(), |_| {}).await;
+    let mut cib = flight::login(server.addr, "cib-reporting").await;
+    let refusals = [
+        (
+            "COPY (SELECT * FROM reference.counterparties) TO '/tmp/x.parquet'",
+            "not_allowed",
+        ),
+        ("SET datafusion.execution.batch_size = 1", "not_allowed"),
+        (
+            "SELECT internal_rating FROM reference.counterparties",
+            "invalid_query",
+        ),
+        ("SELECT * FROM payments.transactions", "denied"),
+        ("SELECT * FROM read_parquet('x.parquet')", ""),
+    ];
+    for (sql, _) in &refusals {
+        assert!(run_flight(&mut cib, sql).await.is_err(), "{sql}");
+    }
+    // Preparing refuses at CreatePreparedStatement.
+    assert!(
+        cib.prepare("SELECT card_number FROM payments.transactions".into(), None)
+            .await
+            .is_err()
+    );
+    // Allowed, but reading no data: attributed as metadata.
+    run_flight(&mut cib, "EXPLAIN SELECT * FROM markets.trades")
+        .await
+        .unwrap();
+    run_flight(
+        &mut cib,
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'counterparties'",
+    )
+    .await
+    .unwrap();
+
+    let mut auditor = flight::login(server.addr, "auditor").await;
+    let records = run_flight(
+        &mut auditor,
+        "SELECT a.method, a.client, a.decision, a.error, t.product_id, t.access \
+         FROM mesh_catalog.audit a LEFT JOIN mesh_catalog.audit_tables t USING (query_id) \
+         WHERE a.principal = 'cib-reporting' ORDER BY a.started_at",
+    )
+    .await
+    .unwrap();
+    let has =
+        |method: &str, decision: &str, error: &str, product: Option<&str>, access: Option<&str>| {
+            records.iter().any(|r| {
+                r[0].as_deref() == Some(method)
+                    && r[1].as_deref().is_some_and(|c| c.starts_with("127.0.0.1:"))
+                    && r[2].as_deref() == Some(decision)
+                    && r[3].as_deref().unwrap_or("").starts_with(error)
+                    && r[4].as_deref() == product
+                    && r[5].as_deref() == access
+            })
+        };
+    for (want, what) in [
+        (
+            has(
+                "GetFlightInfo",
+                "deny",
+                "not_allowed",
+                Some("reference.counterparties"),
+                Some("denied"),
+            ),
+            "COPY",
+        ),
+        (
+            has("GetFlightInfo", "deny", "not_allowed: `SET", None, None),
+            "SET",
+        ),
+        (
+            has(
+                "GetFlightInfo",
+                "error",
+                "invalid_query: schema error (unknown column)",
+                Some("reference.counterparties"),
+                Some("metadata"),
+            ),
+            "a hidden column's name",
+        ),
+        (
+            has(
+                "GetFlightInfo",
+                "deny",
+                "denied",
+                Some("payments.transactions"),
+                Some("denied"),
+            ),
+            "a denied product",
+        ),
+        (
+            has("GetFlightInfo", "error", "", None, None),
+            "a file function",
+        ),
+        (
+            has(
+                "CreatePreparedStatement",
+                "deny",
+                "denied",
+                Some("payments.transactions"),
+                Some("denied"),
+            ),
+            "preparing",
+        ),
+        (
+            has(
+                "DoGet",
+                "allow",
+                "",
+                Some("markets.trades"),
+                Some("metadata"),
+            ),
+            "EXPLAIN",
+        ),
+        (
+            has(
+                "DoGet",
+                "allow",
+                "",
+                Some("reference.counterparties"),
+                Some("metadata"),
+            ),
+            "information_schema",
+        ),
+    ] {
+        assert!(want, "{what} is not audited as expected: {records:#?}");
+    }
+    // The owner of payments.transactions... is nobody here; the owner of reference sees the
+    // probes of reference.counterparties and nothing of the other products.
+    let mut owner = flight::login(server.addr, "ref-owner").await;
+    let seen = run_flight(
+        &mut owner,
+        "SELECT DISTINCT t.product_id, t.access FROM mesh_catalog.audit a \
+         JOIN mesh_catalog.audit_tables t USING (query_id) WHERE a.principal = 'cib-reporting'",
+    )
+    .await
+    .unwrap();
+    assert!(
+        seen.contains(&vec![
+            Some("reference.counterparties".into()),
+            Some("metadata".into())
+        ]),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .all(|r| r[0].as_deref() == Some("reference.counterparties")),
+        "{seen:?}"
+    );
+    // No flow: nothing was read.
+    let flows = run_flight(
+        &mut owner,
+        "SELECT count(*) FROM mesh_catalog.flows WHERE consumer_app = 'cib-regulatory-report'",
+    )
+    .await
+    .unwrap();
+    assert_eq!(flows, vec![vec![Some("0".to_string())]]);
+}
+
+/// The handshake presenting `token` (a session token) instead of a password: the new
+/// session token it answers with.
+async fn renew(addr: std::net::SocketAddr, token: &str) -> Result<String, Code> {
+    use arrow_flight::HandshakeRequest;
+    use arrow_flight::flight_service_client::FlightServiceClient;
+    let mut client = FlightServiceClient::new(flight::channel(addr).await);
+    let mut request = tonic::Request::new(futures::stream::iter([HandshakeRequest::default()]));
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let response = client.handshake(request).await.map_err(|s| s.code())?;
+    let header = response.metadata().get("authorization").unwrap();
+    Ok(header
+        .to_str()
+        .unwrap()
+        .trim_start_matches("Bearer ")
+        .to_string())
+}
+
+async fn works(addr: std::net::SocketAddr, token: &str) -> Result<(), Code> {
+    let mut client = FlightSqlServiceClient::new(flight::channel(addr).await);
+    client.set_token(token.to_string());
+    let info = client
+        .execute("SELECT 1".into(), None)
+        .await
+        .map_err(|e| flight::code(&e))?;
+    flight::fetch(&mut client, &info)
+        .await
+        .map(|_| ())
+        .map_err(|e| flight::code(&e))
+}
+
+/// A session ends when the credential it came from ends: renewing it with its own token
+/// gives a new token that ends no later. One principal's sessions are bounded, and logging
+/// in again and again evicts only that principal's oldest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_never_outlive_their_credential_and_are_bounded_per_principal() {
+    use std::time::{Duration, Instant};
+    let flight_config = meshgate::flight::FlightConfig {
+        token_ttl: Duration::from_secs(4),
+        ..Default::default()
+    };
+    let server = flight::start(flight_config, None).await;
+    let logged_in = Instant::now();
+    let first = flight::login(server.addr, "cib-reporting")
+        .await
+        .token()
+        .cloned()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let renewed = renew(server.addr, &first).await.unwrap();
+    assert_ne!(renewed, first);
+    assert_eq!(works(server.addr, &renewed).await, Ok(()));
+    // Renewing the renewed one does not help either.
+    let again = renew(server.addr, &renewed).await.unwrap();
+    tokio::time::sleep(
+        Duration::from_secs(4).saturating_sub(logged_in.elapsed()) + Duration::from_millis(500),
+    )
+    .await;
+    for (what, token) in [
+        ("the first", &first),
+        ("the renewed", &renewed),
+        ("the renewed renewal", &again),
+    ] {
+        assert_eq!(
+            works(server.addr, token).await,
+            Err(Code::Unauthenticated),
+            "{what} token"
+        );
+        assert_eq!(
+            renew(server.addr, token).await,
+            Err(Code::Unauthenticated),
+            "{what} token"
+        );
+    }
+
+    // Bounded per principal: 64 sessions; the 65th evicts the principal's oldest, and no
+    // one else's.
+    let other = flight::login(server.addr, "risk-officer")
+        .await
+        .token()
+        .cloned()
+        .unwrap();
+    let oldest = flight::login(server.addr, "cib-reporting")
+        .await
+        .token()
+        .cloned()
+        .unwrap();
+    for _ in 0..64 {
+        renew(server.addr, &oldest).await.unwrap();
+    }
+    assert_eq!(
+        works(server.addr, &oldest).await,
+        Err(Code::Unauthenticated)
+    );
+    assert_eq!(works(server.addr, &other).await, Ok(()));
+}
+
+/// A principal that can read nothing runs as many long statements as it likes; the others
+/// still run their queries: each principal has a share of the running slots and the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_principal_cannot_take_every_running_slot() {
+    use meshgate::engine::QueryLimits;
+    // The shipped defaults for a 2-core machine: 4 running, 64 waiting.
+    let limits = QueryLimits::with_slots(4, 64);
+    assert_eq!(limits.max_concurrent_per_principal, 2);
+    assert_eq!(
+        limits.timeout,
+        Some(meshgate::engine::DEFAULT_QUERY_TIMEOUT)
+    );
+    let server = flight::start(Default::default(), Some(limits)).await;
+    let endless = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 1000000000) \
+                   SELECT count(*) FROM r";
+    let intern = flight::login(server.addr, "intern").await;
+    let mut running = Vec::new();
+    for _ in 0..4 {
+        let mut client = intern.clone();
+        running.push(tokio::spawn(async move {
+            let info = client.execute(endless.into(), None).await?;
+            flight::fetch(&mut client, &info).await
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let mut cib = flight::login(server.addr, "cib-reporting").await;
+    let answered = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        one_number(&mut cib, "SELECT count(*) FROM reference.counterparties"),
+    )
+    .await
+    .expect("another principal's query waits behind the intern's statements");
+    assert_eq!(answered, Ok(15_000));
+    assert!(
+        running.iter().all(|r| !r.is_finished()),
+        "the intern's statements still run"
+    );
+    for r in running {
+        r.abort();
+    }
 }

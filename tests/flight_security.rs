@@ -16,7 +16,7 @@ use arrow_flight::sql::client::FlightSqlServiceClient;
 use arrow_flight::{Action, FlightDescriptor};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use meshgate::engine::QueryLimits;
-use meshgate::flight::{FlightConfig, JwtConfig, JwtKey, TlsConfig};
+use meshgate::flight::{FlightConfig, JwtConfig, JwtKey, PrincipalNamespace, TlsConfig};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
@@ -64,6 +64,15 @@ fn idp() -> Idp {
         roles_claim: Some("roles".into()),
         attribute_claims: BTreeMap::from([("lob".to_string(), "lob".to_string())]),
         leeway: Duration::from_secs(5),
+        // Each issuer asserts only its own principals: `hs.*`, `rs.*`, `es.*`.
+        principals: PrincipalNamespace::Prefix(format!(
+            "{}.",
+            name.trim_start_matches("https://")
+                .split('.')
+                .next()
+                .unwrap()
+        )),
+        roles: None,
     };
     Idp {
         es_private: es.serialize_pem(),
@@ -145,7 +154,7 @@ async fn jwt_claims_become_the_principal_per_call_in_the_handshake_and_as_a_pass
     // the users file does not know: its roles and attributes come from the claims alone.
     let awm = hs256(&claims(
         "https://hs.idp.test",
-        "awm-analytics@bank.test",
+        "hs.awm-analytics@bank.test",
         &["lob-system"],
         Some("AWM"),
         hour,
@@ -164,7 +173,7 @@ async fn jwt_claims_become_the_principal_per_call_in_the_handshake_and_as_a_pass
     // RS256 as the password of user `token` (tools with only a password field).
     let risk = rs256(&claims(
         "https://rs.idp.test",
-        "risk-batch",
+        "rs.risk-batch",
         &["firmwide-risk"],
         None,
         hour,
@@ -181,14 +190,14 @@ async fn jwt_claims_become_the_principal_per_call_in_the_handshake_and_as_a_pass
         &idp,
         &claims(
             "https://es.idp.test",
-            "ccb-scoring",
+            "es.ccb-scoring",
             &["lob-system"],
             Some("CCB"),
             hour,
         ),
     );
     let mut own_name = client(&server).await;
-    own_name.handshake("ccb-scoring", &ccb).await.unwrap();
+    own_name.handshake("es.ccb-scoring", &ccb).await.unwrap();
     assert_eq!(
         count(&mut own_name, COUNT_COUNTERPARTIES).await.unwrap(),
         9_000
@@ -214,7 +223,7 @@ async fn expired_forged_and_foreign_tokens_are_unauthenticated() {
     let hour = now() + 3600;
     let good = claims(
         "https://hs.idp.test",
-        "risk-batch",
+        "hs.risk-batch",
         &["firmwide-risk"],
         None,
         hour,
@@ -255,7 +264,7 @@ async fn expired_forged_and_foreign_tokens_are_unauthenticated() {
     // A genuine RS256 token whose payload was edited afterwards.
     let genuine = rs256(&claims(
         "https://rs.idp.test",
-        "cib-bot",
+        "rs.cib-bot",
         &["lob-system"],
         Some("CIB"),
         hour,
@@ -306,6 +315,87 @@ async fn expired_forged_and_foreign_tokens_are_unauthenticated() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let ended = count(&mut short, COUNT_COUNTERPARTIES).await.unwrap_err();
     assert_eq!(code(&ended), Code::Unauthenticated);
+}
+
+/// Issuers do not share one namespace: each asserts only its own principals (here `hs.*`,
+/// `rs.*` and `es.*`), never a static user, an owner or another issuer's principal, and a
+/// configuration where two could is refused at start.
+#[tokio::test]
+async fn an_issuer_asserts_only_the_principals_of_its_namespace() {
+    let idp = idp();
+    let server = jwt_server(&idp).await;
+    let hour = now() + 3600;
+    for (what, token) in [
+        (
+            "a static user and owner",
+            hs256(&claims("https://hs.idp.test", "ref-owner", &[], None, hour)),
+        ),
+        (
+            "another issuer's principal",
+            hs256(&claims(
+                "https://hs.idp.test",
+                "rs.cib-bot",
+                &["lob-system"],
+                Some("CIB"),
+                hour,
+            )),
+        ),
+        (
+            "the bare prefix",
+            rs256(&claims("https://rs.idp.test", "rs.", &[], None, hour)),
+        ),
+    ] {
+        let mut bearer = client(&server).await;
+        bearer.set_token(token.clone());
+        let error = count(&mut bearer, COUNT_COUNTERPARTIES).await.unwrap_err();
+        assert_eq!(code(&error), Code::Unauthenticated, "{what}");
+        assert!(
+            message(&error).contains("namespace"),
+            "{what}: {}",
+            message(&error)
+        );
+        let mut password = client(&server).await;
+        assert!(password.handshake("token", &token).await.is_err(), "{what}");
+    }
+    // Its own principals are fine.
+    let own = hs256(&claims(
+        "https://hs.idp.test",
+        "hs.reporting",
+        &["lob-system"],
+        Some("CIB"),
+        hour,
+    ));
+    let mut bearer = client(&server).await;
+    bearer.set_token(own);
+    assert_eq!(
+        count(&mut bearer, COUNT_COUNTERPARTIES).await.unwrap(),
+        15_000
+    );
+
+    // Overlapping namespaces do not start.
+    let covering_a_user = JwtConfig {
+        principals: PrincipalNamespace::Prefix("ref".into()),
+        ..idp.issuers[0].clone()
+    };
+    let overlapping = JwtConfig {
+        issuer: "https://other.idp.test".into(),
+        principals: PrincipalNamespace::Prefix("hs.batch.".into()),
+        ..idp.issuers[1].clone()
+    };
+    for (what, issuers) in [
+        ("a prefix covering a static user", vec![covering_a_user]),
+        (
+            "two issuers asserting the same principals",
+            vec![idp.issuers[0].clone(), overlapping],
+        ),
+    ] {
+        let config = FlightConfig {
+            jwt: issuers,
+            ..FlightConfig::default()
+        };
+        let refused = meshgate::flight::MeshFlightService::new(server.gateway.clone(), &config);
+        assert!(refused.is_err(), "{what}");
+    }
 }
 
 #[tokio::test]
@@ -495,6 +585,85 @@ async fn a_required_client_certificate_refuses_connections_without_one() {
 
 // ---------------------------------------------------------------------------------------
 // Oversized and malformed requests
+
+/// Before authenticating, a caller learns nothing: not the actions the server takes, not
+/// how it decodes a request, not which commands exist. Everything but the handshake is
+/// UNAUTHENTICATED.
+#[tokio::test]
+async fn anonymous_callers_get_unauthenticated_for_everything_but_the_handshake() {
+    use arrow_flight::flight_service_client::FlightServiceClient;
+    use arrow_flight::{Criteria, Empty, Ticket};
+    let server = start(FlightConfig::default(), None).await;
+    let mut anonymous = FlightServiceClient::new(support::channel(server.addr).await);
+    let codes = [
+        (
+            "ListActions",
+            anonymous
+                .list_actions(Empty {})
+                .await
+                .err()
+                .map(|s| s.code()),
+        ),
+        (
+            "ListFlights",
+            anonymous
+                .list_flights(Criteria::default())
+                .await
+                .err()
+                .map(|s| s.code()),
+        ),
+        (
+            "GetFlightInfo with bytes that do not decode",
+            anonymous
+                .get_flight_info(FlightDescriptor::new_cmd(vec![0xff, 0x00, 0x13]))
+                .await
+                .err()
+                .map(|s| s.code()),
+        ),
+        (
+            "DoGet with a ticket that does not decode",
+            anonymous
+                .do_get(Ticket::new(vec![0xff, 0xff]))
+                .await
+                .err()
+                .map(|s| s.code()),
+        ),
+        (
+            "DoAction of a governance action",
+            anonymous
+                .do_action(Action {
+                    r#type: "mesh.list_requests".into(),
+                    body: Vec::new().into(),
+                })
+                .await
+                .err()
+                .map(|s| s.code()),
+        ),
+        (
+            "GetSchema",
+            anonymous
+                .get_schema(FlightDescriptor::new_path(vec!["x".into()]))
+                .await
+                .err()
+                .map(|s| s.code()),
+        ),
+    ];
+    for (what, code) in codes {
+        assert_eq!(code, Some(Code::Unauthenticated), "{what}");
+    }
+    // Logged in, the same calls are answered (the actions listed, the bytes refused as
+    // malformed).
+    let mut risk = login(server.addr, "risk-officer").await;
+    let token = risk.token().cloned().unwrap();
+    let mut request = tonic::Request::new(Empty {});
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let actions = risk.inner_mut().list_actions(request).await.unwrap();
+    use futures::TryStreamExt;
+    let actions: Vec<_> = actions.into_inner().try_collect().await.unwrap();
+    assert!(actions.iter().any(|a| a.r#type.starts_with("mesh.")));
+}
 
 #[tokio::test]
 async fn oversized_and_malformed_requests_are_refused_clearly() {

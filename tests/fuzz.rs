@@ -527,3 +527,205 @@ fn arbitrary_flight_sql_requests_never_panic_hang_or_leak() {
         assert_eq!(rows(&batches), vec![vec![Some("15000".to_string())]]);
     });
 }
+
+// ---------------------------------------------------------------------------------------
+// Resource exhaustion: one statement must not take the gateway down
+
+/// Statements of every shape that can grow without bound, `n` elements long or deep, and
+/// the size up to which meshgate must answer them: the parser's recursion limit (50) for
+/// nesting, meshgate's depth limit for chains, its relation limit for shapes that read a
+/// table per element. Each reads a product column where the shape allows, so that
+/// execution runs on product data.
+fn shapes() -> Vec<(&'static str, usize, fn(usize) -> String)> {
+    use meshgate::engine::{MAX_EXPRESSION_DEPTH as DEPTH, MAX_RELATIONS as RELATIONS};
+    const NESTING: usize = 50;
+    fn repeat(n: usize, f: impl Fn(usize) -> String, sep: &str) -> String {
+        (0..n).map(f).collect::<Vec<_>>().join(sep)
+    }
+    vec![
+        ("arithmetic", DEPTH, |n| {
+            format!(
+                "SELECT count(*) FROM reference.counterparties WHERE counterparty_id{} > 0",
+                " + 1".repeat(n)
+            )
+        }),
+        ("concatenation", DEPTH, |n| {
+            format!(
+                "SELECT lob{} FROM reference.counterparties LIMIT 3",
+                " || lob".repeat(n)
+            )
+        }),
+        ("boolean", DEPTH, |n| {
+            format!(
+                "SELECT count(*) FROM reference.counterparties WHERE {}",
+                repeat(n, |i| format!("counterparty_id = {i}"), " OR ")
+            )
+        }),
+        ("nested calls", NESTING, |n| {
+            format!(
+                "SELECT {}counterparty_id{} FROM reference.counterparties LIMIT 1",
+                "abs(".repeat(n),
+                ")".repeat(n)
+            )
+        }),
+        ("nested parentheses", NESTING, |n| {
+            format!("SELECT {}1{}", "(".repeat(n), ")".repeat(n))
+        }),
+        ("prefix operators", NESTING, |n| {
+            format!("SELECT {}true", "NOT ".repeat(n))
+        }),
+        ("cast chain", DEPTH, |n| {
+            format!("SELECT 1{}", "::BIGINT".repeat(n))
+        }),
+        ("postfix chain", DEPTH, |n| {
+            format!("SELECT true{}", " IS NOT NULL".repeat(n))
+        }),
+        ("wide CASE", DEPTH, |n| {
+            format!(
+                "SELECT CASE {} END FROM reference.counterparties LIMIT 5",
+                repeat(n, |i| format!("WHEN counterparty_id = {i} THEN {i}"), " ")
+            )
+        }),
+        ("nested CASE", NESTING, |n| {
+            format!(
+                "SELECT {}0{} FROM reference.counterparties LIMIT 1",
+                "CASE WHEN counterparty_id > 0 THEN ".repeat(n),
+                " END".repeat(n)
+            )
+        }),
+        ("IN list", DEPTH, |n| {
+            format!(
+                "SELECT count(*) FROM reference.counterparties WHERE counterparty_id IN ({})",
+                repeat(n.max(1), |i| i.to_string(), ", ")
+            )
+        }),
+        ("set operations", RELATIONS, |n| {
+            repeat(
+                n + 1,
+                |_| {
+                    "SELECT lob FROM reference.counterparties WHERE counterparty_id = 1".to_string()
+                },
+                " UNION ALL ",
+            )
+        }),
+        ("nested subqueries", NESTING, |n| {
+            format!("SELECT {}1{}", "(SELECT ".repeat(n), ")".repeat(n))
+        }),
+        ("scalar subqueries side by side", RELATIONS, |n| {
+            format!(
+                "SELECT {}",
+                repeat(
+                    n.max(1),
+                    |i| format!(
+                        "(SELECT count(*) FROM reference.counterparties WHERE counterparty_id = {i})"
+                    ),
+                    " + "
+                )
+            )
+        }),
+        ("join chain", RELATIONS, |n| {
+            format!(
+                "SELECT count(*) FROM reference.counterparties t0 {}",
+                repeat(
+                    n,
+                    |i| format!(
+                        "JOIN reference.counterparties t{} ON t{}.counterparty_id = t{i}.counterparty_id",
+                        i + 1,
+                        i + 1
+                    ),
+                    " "
+                )
+            )
+        }),
+        ("comma joins", RELATIONS, |n| {
+            format!(
+                "SELECT 1 FROM {} LIMIT 1",
+                repeat(n.max(1), |i| format!("(SELECT 1 AS x{i})"), ", ")
+            )
+        }),
+    ]
+}
+
+/// Every shape at sizes within and far beyond meshgate's statement limits, through the real
+/// Flight SQL server as a principal who reads everything and as one who reads nothing: each
+/// is answered or refused with a clear error, never an abort, and the server answers the
+/// next query. Before the limits, a few hundred `+` overflowed a worker's stack and killed
+/// the process (and this test binary with it).
+#[test]
+fn no_statement_exhausts_the_gateway() {
+    use meshgate::engine::{MAX_EXPRESSION_DEPTH, MAX_RELATIONS, MAX_STATEMENT_BYTES};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = runtime.block_on(flight::start(FlightConfig::default(), Some(limits())));
+    let sizes = [
+        8,
+        MAX_RELATIONS - 4,
+        MAX_EXPRESSION_DEPTH - 16,
+        MAX_EXPRESSION_DEPTH + 8,
+        5_000,
+        60_000,
+    ];
+    runtime.block_on(async {
+        let mut risk = flight::login(server.addr, "risk-officer").await;
+        let mut intern = flight::login(server.addr, "intern").await;
+        for (shape, limit, sql) in shapes() {
+            for n in sizes {
+                let sql = sql(n);
+                if sql.len() > MAX_STATEMENT_BYTES {
+                    continue;
+                }
+                for (who, client) in [("risk-officer", &mut risk), ("intern", &mut intern)] {
+                    let outcome = tokio::time::timeout(Duration::from_secs(120), async {
+                        let info = client.execute(sql.clone(), None).await?;
+                        flight::fetch(client, &info).await
+                    })
+                    .await
+                    .unwrap_or_else(|_| panic!("{shape} x {n} as {who}: hung"));
+                    if let Err(error) = outcome {
+                        let code = flight::code(&error);
+                        assert!(
+                            matches!(
+                                code,
+                                Code::InvalidArgument
+                                    | Code::PermissionDenied
+                                    | Code::ResourceExhausted
+                                    | Code::DeadlineExceeded
+                            ),
+                            "{shape} x {n} as {who}: {error:?}"
+                        );
+                        // The reader of everything is refused only for being over a limit
+                        // (its time and memory limits apply as to any query).
+                        let within = n + 2 < limit;
+                        if who == "risk-officer" && within && code == Code::InvalidArgument {
+                            panic!("{shape} x {n} is within the limits: {error:?}");
+                        }
+                    }
+                }
+            }
+            // Still up, still enforcing.
+            alive(server.addr, shape).await;
+        }
+        // The deepest chain a statement of the longest accepted length can hold.
+        let longest = format!("SELECT 1{}", "+1".repeat((MAX_STATEMENT_BYTES - 8) / 2));
+        let info = risk.execute(longest, None).await.unwrap_err();
+        assert_eq!(flight::code(&info), Code::InvalidArgument, "{info:?}");
+        alive(server.addr, "the longest chain").await;
+    });
+}
+
+async fn alive(addr: std::net::SocketAddr, after: &str) {
+    let mut cib = flight::login(addr, "cib-reporting").await;
+    let info = cib
+        .execute("SELECT count(*) FROM reference.counterparties".into(), None)
+        .await
+        .unwrap();
+    let (_, batches) = flight::fetch(&mut cib, &info).await.unwrap();
+    assert_eq!(
+        rows(&batches),
+        vec![vec![Some("15000".to_string())]],
+        "after {after}"
+    );
+}

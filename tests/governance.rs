@@ -636,3 +636,275 @@ async fn a_grant_stops_admitting_the_moment_it_expires() {
         .unwrap();
     assert_eq!(grants[0].state.as_str(), "expired");
 }
+
+// ---------------------------------------------------------------------------------------
+// Several grants combine per grant, never per dimension
+
+/// A grant's row filter as the test evaluates it on raw rows (independently of meshgate).
+#[derive(Debug, Clone, Copy)]
+enum GrantRows {
+    All,
+    Lob(&'static str),
+    Country(&'static str),
+    IdAtMost(i64),
+    /// `lob = ${principal.lob}`: the test principal carries `lob = CCB`.
+    OwnLob,
+    /// `country = ${principal.country}`: the principal has no such attribute, so this
+    /// grant admits nothing (and must not break the others).
+    MissingAttribute,
+}
+
+impl GrantRows {
+    fn sql(self) -> Option<String> {
+        match self {
+            Self::All => None,
+            Self::Lob(lob) => Some(format!("lob = '{lob}'")),
+            Self::Country(country) => Some(format!("country = '{country}'")),
+            Self::IdAtMost(id) => Some(format!("counterparty_id <= {id}")),
+            Self::OwnLob => Some("lob = ${principal.lob}".into()),
+            Self::MissingAttribute => Some("country = ${principal.country}".into()),
+        }
+    }
+
+    fn admits(self, row: &RawCounterparty) -> bool {
+        match self {
+            Self::All => true,
+            Self::Lob(lob) => row.lob == lob,
+            Self::Country(country) => row.country == country,
+            Self::IdAtMost(id) => row.id <= id,
+            Self::OwnLob => row.lob == "CCB",
+            Self::MissingAttribute => false,
+        }
+    }
+}
+
+/// The columns a grant may name (`counterparty_id` is always named, to identify rows), and
+/// how a grant-admitted reader sees each: the product policy for any reader.
+const GRANTABLE: &[&str] = &[
+    "legal_name",
+    "lob",
+    "country",
+    "tax_id",
+    "contact_email",
+    "onboarded_on",
+];
+
+#[derive(Debug, Clone)]
+struct TestGrant {
+    rows: GrantRows,
+    /// `None`: every column.
+    columns: Option<Vec<&'static str>>,
+}
+
+impl TestGrant {
+    fn names(&self, column: &str) -> bool {
+        column == "counterparty_id" || self.columns.as_ref().is_none_or(|c| c.contains(&column))
+    }
+}
+
+struct RawCounterparty {
+    id: i64,
+    lob: String,
+    country: String,
+    /// Every grantable column as a grant-admitted reader sees it, by name.
+    shown: std::collections::HashMap<&'static str, Option<String>>,
+}
+
+async fn raw_counterparties() -> Vec<RawCounterparty> {
+    let ctx = views::raw_engine().await;
+    let rows = views::run_reference(
+        &ctx,
+        "SELECT counterparty_id, legal_name, lob, country, tax_id, contact_email, onboarded_on \
+         FROM raw_counterparties",
+    )
+    .await
+    .unwrap();
+    rows.into_iter()
+        .map(|r| {
+            let text = |i: usize| r[i].clone();
+            let shown = [
+                ("legal_name", text(1)),
+                ("lob", text(2)),
+                ("country", text(3)),
+                ("tax_id", text(4).map(|v| truth::token("reference", &v))),
+                ("contact_email", text(5).map(|v| truth::email_mask(&v))),
+                ("onboarded_on", text(6)),
+            ]
+            .into_iter()
+            .collect();
+            RawCounterparty {
+                id: text(0).unwrap().parse().unwrap(),
+                lob: text(2).unwrap(),
+                country: text(3).unwrap(),
+                shown,
+            }
+        })
+        .collect()
+}
+
+/// Grant the test grants to `principal` (one request and approval each).
+async fn grant_all(gateway: &Gateway, principal: &str, grants: &[TestGrant]) {
+    for grant in grants {
+        let columns: Vec<String> = match &grant.columns {
+            None => Vec::new(),
+            Some(c) => std::iter::once("counterparty_id")
+                .chain(c.iter().copied())
+                .map(str::to_string)
+                .collect(),
+        };
+        let request = gateway
+            .workflow()
+            .request(
+                principal,
+                NewRequest {
+                    product: "reference.counterparties".into(),
+                    columns: columns.clone(),
+                    purpose: "property test".into(),
+                    valid_days: Some(1),
+                },
+            )
+            .await
+            .unwrap();
+        let approval = Approval {
+            columns,
+            row_filter: grant.rows.sql(),
+            valid_days: None,
+            comment: None,
+        };
+        approve(gateway, "ref-owner", &request.id, approval)
+            .await
+            .unwrap();
+    }
+}
+
+/// What `grants` together let their grantee see, cell by cell: a cell only if one single
+/// grant admits both its row and its column; a row only if some grant admits it.
+fn check_cells(grants: &[TestGrant], raw: &[RawCounterparty], answer: &Rows, header: &[String]) {
+    let by_id: std::collections::HashMap<i64, &RawCounterparty> =
+        raw.iter().map(|r| (r.id, r)).collect();
+    let expected_rows = raw
+        .iter()
+        .filter(|r| grants.iter().any(|g| g.rows.admits(r)))
+        .count();
+    assert_eq!(answer.len(), expected_rows, "rows admitted by {grants:?}");
+    // A grant that cannot apply to the caller names nothing either.
+    let any_names = |column: &str| {
+        grants
+            .iter()
+            .any(|g| g.names(column) && !matches!(g.rows, GrantRows::MissingAttribute))
+    };
+    for column in GRANTABLE {
+        assert_eq!(
+            header.iter().any(|h| h == column),
+            any_names(column),
+            "{column} is a column of the answer exactly when a grant names it ({grants:?})"
+        );
+    }
+    for row in answer {
+        let id: i64 = row[0].as_deref().unwrap().parse().unwrap();
+        let raw = by_id[&id];
+        for (name, cell) in header.iter().zip(row).skip(1) {
+            let admitted = grants.iter().any(|g| g.rows.admits(raw) && g.names(name));
+            let expected = if admitted {
+                raw.shown[name.as_str()].clone()
+            } else {
+                None
+            };
+            assert_eq!(
+                cell, &expected,
+                "row {id}, column {name}: visible only if one grant admits both ({grants:?})"
+            );
+        }
+    }
+}
+
+fn test_grant() -> impl proptest::strategy::Strategy<Value = TestGrant> {
+    use proptest::prelude::*;
+    let rows = prop_oneof![
+        Just(GrantRows::All),
+        Just(GrantRows::Lob("CIB")),
+        Just(GrantRows::Lob("AWM")),
+        Just(GrantRows::Country("DE")),
+        Just(GrantRows::IdAtMost(9000)),
+        Just(GrantRows::OwnLob),
+        Just(GrantRows::MissingAttribute),
+    ];
+    let columns = prop_oneof![
+        1 => Just(None),
+        3 => proptest::sample::subsequence(GRANTABLE.to_vec(), 1..=3).prop_map(Some),
+    ];
+    (rows, columns).prop_map(|(rows, columns)| TestGrant { rows, columns })
+}
+
+/// The defect this guards against: combining grants per dimension (the union of their row
+/// filters, and separately the union of their columns) showed x on B's rows and y on A's.
+#[test]
+fn several_grants_show_a_cell_only_if_one_grant_admits_its_row_and_column() {
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (gateway, _lake, _state) = runtime.block_on(gateway());
+    let raw = runtime.block_on(raw_counterparties());
+    let mut runner = TestRunner::new_with_rng(
+        Config {
+            cases: 24,
+            failure_persistence: None,
+            max_shrink_iters: 0,
+            ..Config::default()
+        },
+        TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]),
+    );
+    let case = std::cell::Cell::new(0);
+    let strategy = proptest::collection::vec(test_grant(), 1..=3);
+    // The issue's own example comes first, then random sets.
+    let first = vec![
+        TestGrant {
+            rows: GrantRows::Lob("CIB"),
+            columns: Some(vec!["tax_id"]),
+        },
+        TestGrant {
+            rows: GrantRows::Lob("AWM"),
+            columns: Some(vec!["legal_name"]),
+        },
+        TestGrant {
+            rows: GrantRows::All,
+            columns: Some(vec!["country"]),
+        },
+    ];
+    let run = |grants: Vec<TestGrant>| {
+        case.set(case.get() + 1);
+        let principal = format!("grantee-{}", case.get());
+        runtime.block_on(async {
+            grant_all(&gateway, &principal, &grants).await;
+            let caller = meshgate::policy::Principal::new(&principal).with_attribute("lob", "CCB");
+            let session = gateway.session(caller);
+            let admits_any = grants
+                .iter()
+                .any(|g| !matches!(g.rows, GrantRows::MissingAttribute));
+            let result = session
+                .query("SELECT * FROM reference.counterparties")
+                .await;
+            if !admits_any {
+                let error = result.unwrap_err().to_string();
+                assert!(error.contains("permission denied"), "{error}");
+                return;
+            }
+            let query = result.unwrap();
+            let batches = query.collect().await.unwrap();
+            let header: Vec<String> = query
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            assert_eq!(header[0], "counterparty_id");
+            check_cells(&grants, &raw, &views::rows(&batches), &header);
+        });
+    };
+    run(first);
+    runner
+        .run(&strategy, |grants| {
+            run(grants);
+            Ok(())
+        })
+        .unwrap();
+}

@@ -346,7 +346,7 @@ async fn a_corrupt_file_fails_the_query_naming_the_product() {
     )
     .await
     {
-        Err(GatewayError::Execution(message)) => {
+        Err(GatewayError::Execution { message, .. }) => {
             assert!(message.contains("product `markets.trades`"), "{message}")
         }
         other => panic!("expected the query to fail naming the product, got {other:?}"),

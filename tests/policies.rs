@@ -802,3 +802,50 @@ async fn a_policy_that_fails_on_the_data_denies_without_showing_a_value() {
         "{error}"
     );
 }
+
+/// Pruning on a caller's own predicate is a timing oracle on hidden rows: ccb-fraud sees no
+/// transaction of a counterparty above 29997 (the highest CCB id), but hidden CIB and AWM rows
+/// have them, so `> 29997` reads the row groups holding those rows while `> 30000` skips
+/// every one; both answer 0. A product that sets `pushdown_user_predicates = false` reads the
+/// same for both: only its own filter prunes. (The scan report stands in for the time it
+/// costs; tests never assert wall-clock time.)
+#[tokio::test]
+async fn a_product_can_keep_callers_predicates_out_of_the_scan() {
+    let fraud = |gateway: &Gateway| gateway.authenticate("ccb-fraud", "ccb-fraud-pw").unwrap();
+    let scanned = |gateway: Gateway, bound: u32| async move {
+        let sql =
+            format!("SELECT count(*) FROM payments.transactions WHERE counterparty_id > {bound}");
+        let query = gateway.session(fraud(&gateway)).query(&sql).await.unwrap();
+        let answer = rows_as_text(&query.collect().await.unwrap());
+        assert_eq!(answer, vec![vec![Some("0".to_string())]], "{sql}");
+        let explain = strings(&gateway, fraud(&gateway), &format!("EXPLAIN {sql}")).await;
+        let pushed = format!("{explain:?}").contains("pushed=");
+        (query.scan_report().rows_scanned, pushed)
+    };
+    let (default, _lake) = gateway_with(reference::policy_sources()).await;
+    let (below, pushed) = scanned(default.clone(), 29_997).await;
+    let (above, _) = scanned(default, 30_000).await;
+    assert!(pushed, "by default the predicate enters the scan");
+    assert!(
+        below > above,
+        "the oracle this setting closes: {below} rows read below the hidden maximum, {above} above"
+    );
+
+    let mut sources = reference::policy_sources();
+    let policy = sources
+        .products
+        .iter_mut()
+        .find(|s| s.name.ends_with("payments.transactions.toml"))
+        .unwrap();
+    policy.text = policy.text.replacen(
+        "version = 1",
+        "version = 1\npushdown_user_predicates = false",
+        1,
+    );
+    assert!(policy.text.contains("pushdown_user_predicates"));
+    let (isolated, _lake) = gateway_with(sources).await;
+    let (below, pushed) = scanned(isolated.clone(), 29_997).await;
+    let (above, _) = scanned(isolated, 30_000).await;
+    assert!(!pushed, "no predicate of the caller's enters the scan");
+    assert_eq!(below, above, "the same rows are read whatever the bound");
+}

@@ -402,7 +402,7 @@ async fn hidden_columns_do_not_exist_for_the_caller() {
         "SELECT c.internal_rating FROM reference.counterparties c",
     ] {
         match cib.collect(sql).await {
-            Err(GatewayError::InvalidQuery(message)) => {
+            Err(GatewayError::Rejected { message, .. }) => {
                 assert!(message.contains("internal_rating"), "{message}")
             }
             other => panic!("{sql}: expected an unknown-column error, got {other:?}"),

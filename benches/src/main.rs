@@ -17,7 +17,9 @@ use meshgate_bench::limits;
 use meshgate_bench::mesh::{self, Lake, password};
 use meshgate_bench::micro;
 use meshgate_bench::refmesh;
-use meshgate_bench::report::{Limit, MeshQueryInfo, Micro, Report, Run, Target, fmt_ratio};
+use meshgate_bench::report::{
+    Limit, MeshQueryInfo, Micro, Report, Run, Target, TimingSafe, fmt_ratio,
+};
 use meshgate_bench::tpch::{self, QUERIES, TpchData};
 use meshgate_bench::verify::{self, Fingerprint, Rows};
 use meshgate_bench::{BenchError, stats::Timings};
@@ -145,10 +147,13 @@ async fn run(args: Args) -> Result<(), BenchError> {
     let master_key = MasterKey::demo();
     let datafusion = mesh::datafusion(&data).await?;
     let peer_addr = mesh::peer(&data).await?;
-    let local = mesh::gateway(&data, &Lake::Local, &state.join("local")).await?;
+    let local = mesh::gateway(&data, &Lake::Local, &state.join("local"), true).await?;
+    // The same product with callers' predicates kept out of the sealed scans.
+    let timing_safe = mesh::gateway(&data, &Lake::Local, &state.join("timing-safe"), false).await?;
     let (mesh_addr, _stop) = mesh::serve(&local).await?;
     let s3_server = mesh::s3_lake(&data).await?;
-    let on_s3 = mesh::gateway(&data, &Lake::S3(s3_server.clone()), &state.join("s3")).await?;
+    let on_s3 =
+        mesh::gateway(&data, &Lake::S3(s3_server.clone()), &state.join("s3"), true).await?;
     let session = |gateway: &meshgate::Gateway, user: &str| {
         gateway
             .known_principal(user)
@@ -188,30 +193,41 @@ async fn run(args: Args) -> Result<(), BenchError> {
             Engine::Meshgate(session(&on_s3, "bench-all")?),
         ),
     ];
-    for (policy, what) in [
+    for (policy, principal, gateway, what) in [
         (
             "prunable",
+            "bench-prunable",
+            &local,
             "orders and lineitem limited to `orderkey <= 1,500,000` (a quarter; the files are sorted by it, so row groups are skipped)",
         ),
         (
+            "prunable-timing-safe",
+            "bench-prunable",
+            &timing_safe,
+            "the `prunable` policy on a product that sets `pushdown_user_predicates = false`: only the policy's own filter prunes, the caller's predicates never do (no timing oracle on hidden rows)",
+        ),
+        (
             "region",
+            "bench-region",
+            &local,
             "customer and supplier limited to one region (`nationkey IN (6, 7, 19, 22, 23)`: every row group is read)",
         ),
         (
             "protect",
+            "bench-protect",
+            &local,
             "`c_phone` masked (show-last-4), `c_name` tokenized, `o_clerk` hidden",
         ),
     ] {
-        let principal = format!("bench-{policy}");
         configs.push((
             format!("twin/{policy}"),
-            format!("embedded DataFusion with the `{policy}` policy written by hand as views"),
-            Engine::DataFusion(mesh::twin(&data, &principal, &master_key).await?),
+            format!("embedded DataFusion with the `{principal}` policy written by hand as views"),
+            Engine::DataFusion(mesh::twin(&data, principal, &master_key).await?),
         ));
         configs.push((
             format!("meshgate/{policy}"),
             format!("meshgate in process as `{principal}`: {what}"),
-            Engine::Meshgate(session(&local, &principal)?),
+            Engine::Meshgate(session(gateway, principal)?),
         ));
     }
 
@@ -307,6 +323,8 @@ async fn run(args: Args) -> Result<(), BenchError> {
 
     progress(started, "micro-benchmarks");
     micro_section(&args, &local, &datafusion, &mut report).await?;
+    progress(started, "the timing-safe setting on selective predicates");
+    timing_safe_section(&args, &local, &timing_safe, &mut report).await?;
 
     progress(started, "latency under concurrency");
     let load = Duration::from_secs_f64(args.load_seconds);
@@ -880,6 +898,75 @@ async fn micro_section(
     Ok(())
 }
 
+/// What `pushdown_user_predicates = false` costs where it costs most: predicates on the key
+/// the files are sorted by, which prune row groups inside the seal by default. The two
+/// gateways run each query in turn, round after round, so that both see the same machine
+/// state; the report gives both medians and the spread of the per-round ratios.
+async fn timing_safe_section(
+    args: &Args,
+    default: &meshgate::Gateway,
+    timing_safe: &meshgate::Gateway,
+    report: &mut Report,
+) -> Result<(), BenchError> {
+    let rounds = if args.smoke { 2 } else { 7 };
+    let session = |gateway: &meshgate::Gateway| {
+        gateway
+            .known_principal("bench-prunable")
+            .map(|p| gateway.session(p))
+            .ok_or_else(|| BenchError::setup("timing-safe")("no bench-prunable".into()))
+    };
+    let (default, timing_safe) = (session(default)?, session(timing_safe)?);
+    for (name, sql) in [
+        (
+            "1 of ~46 lineitem row groups (l_orderkey range)",
+            "SELECT count(*), sum(l_quantity) FROM lineitem WHERE l_orderkey BETWEEN 100000 AND 110000",
+        ),
+        (
+            "a tenth of orders (o_orderkey < 600,000)",
+            "SELECT count(*), sum(o_totalprice) FROM orders WHERE o_orderkey < 600000",
+        ),
+        (
+            "no pruning possible (l_shipdate, unsorted)",
+            "SELECT count(*) FROM lineitem WHERE l_shipdate = DATE '1995-03-15'",
+        ),
+    ] {
+        let mut times: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+        let mut answers: [Option<String>; 2] = [None, None];
+        for round in 0..=rounds {
+            for (i, session) in [&default, &timing_safe].into_iter().enumerate() {
+                let started = Instant::now();
+                let batches = session
+                    .collect(sql)
+                    .await
+                    .map_err(|e| BenchError::Query(format!("{name}: {e}")))?;
+                let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+                // The first round warms both up.
+                if round > 0 {
+                    times[i].push(elapsed);
+                }
+                answers[i] = Some(format!("{:?}", verify::rows(&batches).map_err(BenchError::Query)?));
+            }
+        }
+        if answers[0] != answers[1] {
+            return Err(BenchError::Query(format!("{name}: the two settings answer differently")));
+        }
+        let ratios: Vec<f64> = times[1].iter().zip(&times[0]).map(|(s, d)| s / d).collect();
+        let [on, off] = times.map(|t| Timings { ms: t }.median().unwrap_or(f64::NAN));
+        let ratios = Timings { ms: ratios };
+        report.timing_safe.push(TimingSafe {
+            query: name.into(),
+            sql: sql.into(),
+            pushdown_ms: on,
+            timing_safe_ms: off,
+            ratio: ratios.median().unwrap_or(f64::NAN),
+            ratio_min: ratios.ms.iter().copied().fold(f64::INFINITY, f64::min),
+            ratio_max: ratios.ms.iter().copied().fold(0.0, f64::max),
+            rounds,
+        });
+    }
+    Ok(())
+}
+
 fn micro_value<'a>(report: &'a Report, prefix: &str) -> Option<&'a Micro> {
     report.micro.iter().find(|m| m.name.starts_with(prefix))
 }
@@ -970,6 +1057,25 @@ fn targets(report: &mut Report) {
             }
             .median()
             .map_or("–".into(), |ms| format!("{ms:.1}"))
+        ),
+    });
+    let measured = gm("meshgate/prunable-timing-safe", "meshgate/prunable");
+    let worst = report
+        .timing_safe
+        .iter()
+        .max_by(|a, b| a.ratio.total_cmp(&b.ratio));
+    out.push(Target {
+        name: "`pushdown_user_predicates = false` ÷ default (TPC-H, `prunable`)".into(),
+        goal: "reported (the price of closing the timing oracle)".into(),
+        measured: fmt_ratio(measured),
+        met: None,
+        why: format!(
+            "TPC-H's own predicates are on columns the files are not sorted by, so they prune \
+             little either way. Where a caller's predicate would prune (a range of the sort key) \
+             the setting reads what pruning skipped: up to {} here ({}), measured in turn over \
+             the same rounds (see \"The timing-safe setting\").",
+            worst.map_or("–".into(), |w| format!("{:.2} ×", w.ratio)),
+            worst.map_or("–".into(), |w| w.query.clone()),
         ),
     });
     let measured = gm("meshgate/prunable", "meshgate");

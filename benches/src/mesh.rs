@@ -205,11 +205,13 @@ pub async fn s3_lake(data: &TpchData) -> Result<Arc<LakeServer>, BenchError> {
 }
 
 /// A meshgate gateway over TPC-H with the benchmark policies (see [`tpch::PRINCIPALS`]);
-/// its audit log lives under `state_dir`.
+/// its audit log lives under `state_dir`. `pushdown_user_predicates` is the product's
+/// timing setting (see [`tpch::product_policy`]).
 pub async fn gateway(
     data: &TpchData,
     lake: &Lake,
     state_dir: &Path,
+    pushdown_user_predicates: bool,
 ) -> Result<Gateway, BenchError> {
     let manifest = tpch::manifest(data)?;
     let catalog = Catalog::from_sources([("products/tpch.benchmark.yaml", manifest.as_str())])
@@ -219,7 +221,7 @@ pub async fn gateway(
         access_rules: Source::new("policies/access.csv", tpch::access_rules()),
         products: vec![Source::new(
             "policies/products/tpch.benchmark.toml",
-            tpch::product_policy(),
+            tpch::product_policy(pushdown_user_predicates),
         )],
     };
     let mut users = String::new();

@@ -24,6 +24,8 @@ pub struct Report {
     pub mesh_queries: Vec<MeshQueryInfo>,
     pub limits: Vec<Limit>,
     pub micro: Vec<Micro>,
+    /// `pushdown_user_predicates = false` against the default, query by query.
+    pub timing_safe: Vec<TimingSafe>,
     pub concurrency: BTreeMap<String, Vec<Load>>,
     /// Notes about the run (peers not run, setup facts).
     pub notes: Vec<String>,
@@ -68,6 +70,21 @@ impl Run {
             None
         }
     }
+}
+
+/// One query run in turn with callers' predicates pushed into the sealed scan (the default)
+/// and kept out of it (`pushdown_user_predicates = false`).
+#[derive(Debug, Serialize)]
+pub struct TimingSafe {
+    pub query: String,
+    pub sql: String,
+    pub pushdown_ms: f64,
+    pub timing_safe_ms: f64,
+    /// Median, smallest and largest of the per-round ratios timing-safe ÷ default.
+    pub ratio: f64,
+    pub ratio_min: f64,
+    pub ratio_max: f64,
+    pub rounds: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -181,6 +198,28 @@ impl Report {
                 "| {} | {} | {:.1} | {:.0} | {} |",
                 l.name, l.bytes, l.median_ms, l.mb_per_s, l.note
             );
+        }
+        if !self.timing_safe.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n## The timing-safe setting\n\n\
+                 A product whose policy sets `pushdown_user_predicates = false` keeps callers' own \
+                 predicates out of its sealed scans, so that which row groups a query reads (and so \
+                 its time) says nothing about rows the caller may not see. Its price is pruning: \
+                 here as `bench-prunable`, the default and the setting run each query in turn, \
+                 round after round (ratio = timing-safe ÷ default per round: median, min–max).\n"
+            );
+            let _ = writeln!(
+                out,
+                "| query | default ms | timing-safe ms | ratio | spread | rounds |\n|---|---|---|---|---|---|"
+            );
+            for t in &self.timing_safe {
+                let _ = writeln!(
+                    out,
+                    "| {} | {:.1} | {:.1} | {:.2} | {:.2}–{:.2} | {} |",
+                    t.query, t.pushdown_ms, t.timing_safe_ms, t.ratio, t.ratio_min, t.ratio_max, t.rounds
+                );
+            }
         }
         let _ = writeln!(out, "\n## Micro-benchmarks\n");
         let _ = writeln!(

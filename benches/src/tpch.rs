@@ -291,9 +291,12 @@ pub fn access_rules() -> String {
     out
 }
 
-pub fn product_policy() -> String {
-    let mut out = String::from(
-        "[policy]\nproduct = \"tpch.benchmark\"\nversion = 1\ndescription = \"Benchmark policies.\"\n",
+/// The product policy; with `pushdown_user_predicates = false` callers' own predicates never
+/// enter the sealed scans (the timing-safe setting, see ARCHITECTURE.md "The barrier").
+pub fn product_policy(pushdown_user_predicates: bool) -> String {
+    let mut out = format!(
+        "[policy]\nproduct = \"tpch.benchmark\"\nversion = 1\ndescription = \"Benchmark policies.\"\n\
+         pushdown_user_predicates = {pushdown_user_predicates}\n"
     );
     for table in TABLES {
         out.push_str(&format!(

@@ -67,11 +67,23 @@ impl TestServer {
 
 /// The reference mesh over Flight SQL, with `flight` settings and optional query limits.
 pub async fn start(flight: FlightConfig, limits: Option<QueryLimits>) -> TestServer {
+    start_with(flight, |config| {
+        if let Some(limits) = limits {
+            config.limits = limits;
+        }
+    })
+    .await
+}
+
+/// [`start`] with the gateway's configuration adjusted by `edit` first (its own governance
+/// store, lineage, limits...).
+pub async fn start_with(
+    flight: FlightConfig,
+    edit: impl FnOnce(&mut meshgate::GatewayConfig),
+) -> TestServer {
     let data = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("reference-mesh");
     let mut demo = reference::demo(&data).await.unwrap();
-    if let Some(limits) = limits {
-        demo.config.limits = limits;
-    }
+    edit(&mut demo.config);
     let gateway = Gateway::open(demo.config).await.unwrap();
     let listener = meshgate::flight::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

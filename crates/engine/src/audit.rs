@@ -19,7 +19,8 @@ use datafusion::error::DataFusionError;
 use datafusion::physical_plan::{ExecutionPlan, RecordBatchStream, SendableRecordBatchStream};
 use futures::Stream;
 use meshgate_governance::{
-    AuditColumn, AuditOutcome, AuditRecord, AuditTable, GovernanceStore, QueryStatus, now_millis,
+    AuditColumn, AuditOutcome, AuditRecord, AuditTable, GovernanceStore, QueryStatus, TableAccess,
+    now_millis,
 };
 use meshgate_lineage::Lineage;
 use meshgate_policy::ResolvedTablePolicy;
@@ -42,7 +43,7 @@ pub(crate) fn statement_sha256(sql: &str) -> String {
 /// One [`AuditTable`] per product table the plan scans (several scans of one table merge):
 /// the columns the scans read (their projections and the caller's pushed predicates), in
 /// table order, with their treatments, and the row-filter rules and grants applied.
-pub(crate) fn tables_read(plan: &Arc<dyn ExecutionPlan>) -> Vec<AuditTable> {
+fn tables_read(plan: &Arc<dyn ExecutionPlan>) -> Vec<AuditTable> {
     let mut scans: Vec<(ResolvedTablePolicy, BTreeSet<String>)> = Vec::new();
     crate::session::visit_scans(plan, &mut |scan: &ProtectedScanExec| {
         let policy = scan.policy();
@@ -63,6 +64,7 @@ pub(crate) fn tables_read(plan: &Arc<dyn ExecutionPlan>) -> Vec<AuditTable> {
     scans
         .into_iter()
         .map(|(policy, read)| AuditTable {
+            access: TableAccess::Read,
             row_filters: policy
                 .grants
                 .iter()
@@ -75,7 +77,7 @@ pub(crate) fn tables_read(plan: &Arc<dyn ExecutionPlan>) -> Vec<AuditTable> {
                 .filter(|c| read.contains(&c.name))
                 .map(|c| AuditColumn {
                     name: c.name.clone(),
-                    treatment: c.treatment.to_string(),
+                    treatment: c.describe(),
                     rule: c.rule.clone(),
                 })
                 .collect(),
@@ -85,6 +87,35 @@ pub(crate) fn tables_read(plan: &Arc<dyn ExecutionPlan>) -> Vec<AuditTable> {
             table: policy.table,
         })
         .collect()
+}
+
+/// Every product table a query touched: those its sealed scans read (see [`tables_read`]),
+/// then those it named or listed without reading their data (EXPLAIN, DESCRIBE, a refused
+/// query, information_schema), so that an owner sees every probe of their product.
+pub(crate) fn tables_touched(
+    plan: Option<&Arc<dyn ExecutionPlan>>,
+    scope: &crate::secure_catalog::QueryScope,
+) -> Vec<AuditTable> {
+    let mut out = plan.map(tables_read).unwrap_or_default();
+    for (product, table, outcome) in scope.touched() {
+        if out.iter().any(|t| t.product == product && t.table == table) {
+            continue;
+        }
+        let (access, policy_id) = match outcome {
+            Ok(policy_id) => (TableAccess::Metadata, policy_id),
+            Err(()) => (TableAccess::Denied, None),
+        };
+        out.push(AuditTable {
+            product,
+            table,
+            access,
+            policy_id,
+            row_filters: Vec::new(),
+            grant_ids: Vec::new(),
+            columns: Vec::new(),
+        });
+    }
+    out
 }
 
 /// Where a query's audit record went: the store (for the outcome) and the lineage emitter.
@@ -159,8 +190,9 @@ impl Stream for Audited {
                 self.bytes += batch.get_array_memory_size() as u64;
             }
             Poll::Ready(Some(Err(e))) => {
-                let message = e.to_string();
-                self.finish(QueryStatus::Failed, Some(message));
+                // The caller gets the error itself; the audit and lineage its class.
+                let redacted = crate::error::GatewayError::of_execution(e).redacted();
+                self.finish(QueryStatus::Failed, Some(redacted));
             }
             Poll::Ready(None) => self.finish(QueryStatus::Ok, None),
             Poll::Pending => {}

@@ -1,12 +1,15 @@
 //! From a resolved policy (SQL syntax trees with literals bound) to DataFusion expressions,
 //! and the load-time check that every row-filter template type-checks against its table.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::DFSchema;
 use datafusion::execution::SessionState;
+use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::logical_expr::{Expr, ExprSchemable};
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, ExprWithAlias};
 use meshgate_catalog::Catalog;
 use meshgate_policy::{PolicySet, ResolvedTablePolicy};
@@ -56,12 +59,22 @@ pub(crate) fn protected_table(
             .collect()
     };
     let row_filter = combine_filters(compile(&policy.grants)?, compile(&policy.restrictions)?);
+    let mut only_where = HashMap::new();
+    for column in policy.visible_columns() {
+        if let Some(filter) = &column.only_where {
+            let mut compiled = compile(std::slice::from_ref(filter))?;
+            if let Some(expr) = compiled.pop() {
+                only_where.insert(column.name.clone(), expr);
+            }
+        }
+    }
     ProtectedTable::new(
         Arc::new(policy),
         Arc::clone(raw),
         inner.lakes.clone(),
         io,
         row_filter,
+        only_where,
         &inner.master_key,
     )
     .map_err(|e| e.to_string())
@@ -102,8 +115,12 @@ pub(crate) fn validate_row_filters(
     Ok(())
 }
 
-/// A grant's row filter must parse as a row-filter template and type-check as a boolean
-/// over every table of its product.
+/// A grant's row filter must parse as a row-filter template, type-check as a boolean over
+/// every table of its product, and be unable to fail on any row: a grant is typed in by an
+/// owner approving a request, and a filter that fails at query time (`1/0 = 1`, a cast of
+/// text) would refuse every query of its grantee. So, after the planner's own type coercion
+/// and constant folding, only comparisons, AND/OR/NOT, IN lists, BETWEEN, IS [NOT] NULL and
+/// casts that cannot fail are accepted (the closed list of `leakproof.rs`).
 pub(crate) fn check_grant_filter(
     inner: &GatewayInner,
     product: &meshgate_catalog::Product,
@@ -119,8 +136,25 @@ pub(crate) fn check_grant_filter(
             .get(&(product.domain.clone(), table.name.clone()))
             .ok_or_else(|| format!("no storage for {}.{}", product.domain, table.name))?;
         let schema = DFSchema::try_from(raw.schema()).map_err(|e| e.to_string())?;
-        filter_expr(&inner.template, &schema, &bound)
-            .map_err(|m| format!("on {}.{}: {m}", product.domain, table.name))?;
+        let on = |m: String| format!("on {}.{}: {m}", product.domain, table.name);
+        let expr = filter_expr(&inner.template, &schema, &bound).map_err(on)?;
+        let simplifier = ExprSimplifier::new(
+            SimplifyContext::builder()
+                .with_schema(Arc::new(schema.clone()))
+                .build(),
+        );
+        let expr = simplifier
+            .coerce(expr, &schema)
+            .and_then(|e| simplifier.simplify(e))
+            .map_err(|e| on(e.strip_backtrace()))?;
+        if !crate::leakproof::never_fails(&expr, &schema) {
+            return Err(on(format!(
+                "`{text}` could fail on some rows (arithmetic, a function or a cast that can \
+                 fail, or a constant that does not convert); a grant's row filter may only \
+                 compare columns with values: =, <>, <, <=, >, >=, IN (...), BETWEEN, IS [NOT] \
+                 NULL, AND, OR, NOT"
+            )));
+        }
     }
     Ok(())
 }

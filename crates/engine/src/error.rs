@@ -18,9 +18,14 @@ pub enum GatewayError {
     /// The statement is valid SQL but not something consumers may run.
     #[error("{0}")]
     NotAllowed(String),
-    /// The SQL does not parse or plan (the planner's own message).
+    /// The statement cannot be run as written (meshgate's own message).
     #[error("{0}")]
     InvalidQuery(String),
+    /// The SQL does not parse or plan. The caller sees the planner's own message, which can
+    /// quote the statement's literals; every other reader (audit, lineage, logs) gets
+    /// `class`, which names the kind of failure and never a value.
+    #[error("{message}")]
+    Rejected { message: String, class: String },
     /// A table, schema or catalog the query names does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -43,9 +48,10 @@ pub enum GatewayError {
     /// credentials, or a file vanished. Names the product; never carries credentials.
     #[error("{0}")]
     Storage(ProductStorageError),
-    /// The query failed while running.
-    #[error("query failed: {0}")]
-    Execution(String),
+    /// The query failed while running. `message` is for the caller (it can quote the value
+    /// a function failed on, a value the caller may see); `class` for everyone else.
+    #[error("query failed: {message}")]
+    Execution { message: String, class: String },
     /// The gateway's configuration or policies cannot be loaded.
     #[error("{0}")]
     Config(String),
@@ -117,19 +123,27 @@ impl GatewayError {
             DataFusionError::Internal(m) => Self::Internal(m.clone()),
             DataFusionError::ResourcesExhausted(m) => Self::ResourceExhausted(m.clone()),
             DataFusionError::Plan(m) if is_not_found(m) => Self::NotFound(m.clone()),
-            root => Self::InvalidQuery(root.to_string()),
+            root => Self::Rejected {
+                message: root.to_string(),
+                class: failure_class(&error),
+            },
         }
     }
 
     /// Classify an error raised while executing.
     pub fn from_execution(error: DataFusionError) -> Self {
-        if let Some(denial) = find_denial(&error) {
+        Self::of_execution(&error)
+    }
+
+    /// [`Self::from_execution`] without taking the error (a stream's error is also passed on).
+    pub(crate) fn of_execution(error: &DataFusionError) -> Self {
+        if let Some(denial) = find_denial(error) {
             return Self::Denied(denial);
         }
-        if let Some(storage) = find_storage_error(&error) {
+        if let Some(storage) = find_storage_error(error) {
             return Self::Storage(storage);
         }
-        if let Some(abort) = find_abort(&error) {
+        if let Some(abort) = find_abort(error) {
             return abort;
         }
         if let DataFusionError::ResourcesExhausted(m) = error.find_root() {
@@ -138,6 +152,124 @@ impl GatewayError {
             ));
         }
         // The whole chain: its context frames say which product failed.
-        Self::Execution(error.strip_backtrace())
+        Self::Execution {
+            class: failure_class(error),
+            message: error.strip_backtrace(),
+        }
+    }
+
+    /// The failure as every reader but the caller sees it (the audit log, lineage events,
+    /// the gateway's log): what kind of failure, and of which product where one is known,
+    /// never a value. Values reach error text by quoting (a failed cast quotes the string it
+    /// failed on, a planner error the statement's literal), so only texts meshgate writes
+    /// itself from identifiers and counts pass through; the rest become their class.
+    pub fn redacted(&self) -> String {
+        let code = self.code();
+        match self {
+            // Denials are written by meshgate from ids and rule names.
+            Self::Denied(denial) => format!("{code}: {denial}"),
+            Self::Rejected { class, .. } | Self::Execution { class, .. } => {
+                format!("{code}: {class}")
+            }
+            Self::Storage(e) => format!("{code}: product `{}`: {:?}", e.product, e.problem),
+            Self::Internal(_) => format!("{code}: an invariant of the engine did not hold"),
+            Self::Unauthenticated(_) => code.to_string(),
+            // Written by meshgate from statement kinds, identifiers, counts and limits.
+            Self::NotAllowed(m)
+            | Self::InvalidQuery(m)
+            | Self::NotFound(m)
+            | Self::Overloaded(m)
+            | Self::ResourceExhausted(m)
+            | Self::DeadlineExceeded(m)
+            | Self::Cancelled(m)
+            | Self::Unavailable(m)
+            | Self::Config(m) => format!("{code}: {m}"),
+        }
+    }
+
+    /// A short, stable name of the kind of failure.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Denied(_) => "denied",
+            Self::Unauthenticated(_) => "unauthenticated",
+            Self::NotAllowed(_) => "not_allowed",
+            Self::InvalidQuery(_) | Self::Rejected { .. } => "invalid_query",
+            Self::NotFound(_) => "not_found",
+            Self::Overloaded(_) => "overloaded",
+            Self::ResourceExhausted(_) => "resource_exhausted",
+            Self::DeadlineExceeded(_) => "deadline_exceeded",
+            Self::Cancelled(_) => "cancelled",
+            Self::Unavailable(_) => "unavailable",
+            Self::Storage(_) => "storage",
+            Self::Execution { .. } => "execution",
+            Self::Config(_) => "config",
+            Self::Internal(_) => "internal",
+        }
+    }
+}
+
+/// What kind of failure a DataFusion error is, without its message: the variant of its root
+/// (and of an Arrow error inside), and the product whose sealed scan raised it.
+pub(crate) fn failure_class(error: &DataFusionError) -> String {
+    let seal = crate::protected::find_seal_failure(error);
+    if let Some(class) = seal.and_then(|s| s.policy_failure.as_ref()) {
+        return class.clone();
+    }
+    let mut class = match error.find_root() {
+        DataFusionError::ArrowError(arrow, _) => format!("arrow error ({})", arrow_kind(arrow)),
+        DataFusionError::SchemaError(schema, _) => {
+            format!("schema error ({})", schema_kind(schema))
+        }
+        DataFusionError::SQL(..) => "SQL syntax error".into(),
+        DataFusionError::Plan(_) => "planning error".into(),
+        DataFusionError::NotImplemented(_) => "not supported".into(),
+        DataFusionError::Execution(_) | DataFusionError::ExecutionJoin(_) => {
+            "execution error".into()
+        }
+        DataFusionError::ResourcesExhausted(_) => "resources exhausted".into(),
+        DataFusionError::ParquetError(_) => "Parquet error".into(),
+        DataFusionError::ObjectStore(_) => "object store error".into(),
+        DataFusionError::IoError(_) => "IO error".into(),
+        DataFusionError::Internal(_) => "internal error".into(),
+        DataFusionError::Configuration(_) => "configuration error".into(),
+        DataFusionError::External(_) => "external error".into(),
+        _ => "error".into(),
+    };
+    if let Some(sealed) = seal {
+        class.push_str(&format!(
+            " in the sealed scan of product `{}` (table {})",
+            sealed.product, sealed.table
+        ));
+    }
+    class
+}
+
+fn arrow_kind(error: &datafusion::arrow::error::ArrowError) -> &'static str {
+    use datafusion::arrow::error::ArrowError as A;
+    match error {
+        A::CastError(_) => "cast",
+        A::ParseError(_) => "parse",
+        A::ComputeError(_) => "compute",
+        A::DivideByZero => "division by zero",
+        A::ArithmeticOverflow(_) => "arithmetic overflow",
+        A::InvalidArgumentError(_) => "invalid argument",
+        A::SchemaError(_) => "schema",
+        A::MemoryError(_) => "memory",
+        A::NotYetImplemented(_) => "not implemented",
+        A::DictionaryKeyOverflowError | A::RunEndIndexOverflowError | A::OffsetOverflowError(_) => {
+            "overflow"
+        }
+        _ => "other",
+    }
+}
+
+fn schema_kind(error: &datafusion::common::SchemaError) -> &'static str {
+    use datafusion::common::SchemaError as S;
+    match error {
+        S::FieldNotFound { .. } => "unknown column",
+        S::AmbiguousReference { .. } => "ambiguous column",
+        S::DuplicateQualifiedField { .. } | S::DuplicateUnqualifiedField { .. } => {
+            "duplicate column"
+        }
     }
 }

@@ -10,7 +10,9 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
-use datafusion::execution::{SessionState, SessionStateBuilder, context::SessionConfig};
+use datafusion::execution::{
+    FunctionRegistry, SessionState, SessionStateBuilder, context::SessionConfig,
+};
 use meshgate_catalog::{Catalog, Product};
 use meshgate_governance::{GovernanceStore, SqliteStore, Viewer, Workflow, now_millis};
 use meshgate_lineage::{Lineage, LineageConfig};
@@ -169,6 +171,9 @@ impl GatewayInner {
     }
 }
 
+/// Functions consumers may not call: they describe the deployment, not the mesh.
+const HIDDEN_FUNCTIONS: &[&str] = &["version"];
+
 /// The raw scan of each product table, by (domain, table).
 pub(crate) type RawTables = HashMap<(String, String), Arc<LakeTable>>;
 
@@ -212,12 +217,18 @@ impl Gateway {
             parquet.pushdown_filters = true;
             parquet.reorder_filters = true;
         }
-        let template = SessionStateBuilder::new()
+        let mut template = SessionStateBuilder::new()
             .with_config(session_config)
             .with_runtime_env(Arc::clone(&runtime))
             .with_default_features()
             .with_physical_optimizer_rule(Arc::new(YieldAfterJoins))
             .build();
+        // The engine's build and platform are no business of consumers.
+        for hidden in HIDDEN_FUNCTIONS {
+            template
+                .deregister_udf(hidden)
+                .map_err(|e| GatewayError::Config(e.to_string()))?;
+        }
 
         let parquet_options = template.table_options().parquet.clone();
         let view_types = parquet_options.global.schema_force_view_types;
@@ -284,6 +295,12 @@ impl Gateway {
     /// (a client certificate). `None` for names the user directory does not know.
     pub fn known_principal(&self, name: &str) -> Option<Principal> {
         self.inner.users.principal(name).cloned()
+    }
+
+    /// The static users' names: identities that only a password (or a certificate naming
+    /// them) proves, which no token issuer may assert.
+    pub fn user_names(&self) -> Vec<String> {
+        self.inner.users.names().map(str::to_string).collect()
     }
 
     pub fn catalog(&self) -> &Catalog {

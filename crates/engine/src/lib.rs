@@ -41,16 +41,20 @@ mod lockdown;
 mod protected;
 mod secure_catalog;
 mod session;
+mod shape;
 mod system;
 
 pub use audit::AuditSettings;
 pub use error::GatewayError;
 pub use gateway::{Gateway, GatewayConfig, Governance};
-pub use limits::{Abort, QueryLimits};
+pub use limits::{Abort, DEFAULT_QUERY_TIMEOUT, QueryLimits};
 pub use meshgate_lineage::LineageConfig;
 pub use protected::{ProtectedScanExec, ProtectedTable};
 pub use secure_catalog::CATALOG;
 pub use secure_catalog::MAX_STATEMENT_BYTES;
 pub use session::{Column, Prepared, Query, ScanReport, Session, VisibleTable};
+pub use shape::{
+    MAX_EXPRESSION_DEPTH, MAX_EXPRESSIONS, MAX_RELATIONS, MAX_SET_OPERATIONS, PLANNING_STACK_BYTES,
+};
 pub use system::SYSTEM_SCHEMA;
 pub use tokio_util::sync::CancellationToken;

@@ -1,10 +1,13 @@
-//! Query limits: how many queries run at once (and how many wait), how long one may take,
-//! and how much memory one may use. A query over any limit fails with a clear error; none
-//! is allowed to take the process down.
+//! Query limits: how many queries run at once (and how many wait), how many of them one
+//! principal may hold, how long one may take, and how much memory one may use. A query over
+//! any limit fails with a clear error; none is allowed to take the process down, and no
+//! principal can hold every slot: each has a share of the running slots and of the queue, so
+//! four long statements from one caller leave the others room to run.
 
+use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -32,7 +35,15 @@ pub struct QueryLimits {
     pub max_concurrent: usize,
     /// Queries waiting for a slot; beyond this a query is refused at once.
     pub max_queued: usize,
-    /// How long a query may take, from admission to its last batch.
+    /// Queries one principal may run at once, its share of `max_concurrent` (default: half
+    /// of it, at least 1). Its further queries wait for its own slots, never holding a
+    /// shared one meanwhile.
+    pub max_concurrent_per_principal: usize,
+    /// Queries one principal may have waiting (default: a quarter of `max_queued`, at
+    /// least 1).
+    pub max_queued_per_principal: usize,
+    /// How long a query may take, from admission to its last batch (default: 15 minutes;
+    /// `None` only when set so).
     pub timeout: Option<Duration>,
     /// Memory one query may use (sorts, joins and aggregates spill to disk first).
     pub memory: Option<usize>,
@@ -43,10 +54,24 @@ impl Default for QueryLimits {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
+        Self::with_slots(cores * 2, 64)
+    }
+}
+
+/// The default per-query time limit.
+pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+impl QueryLimits {
+    /// The default limits for `max_concurrent` running and `max_queued` waiting queries:
+    /// each principal gets half of the running slots and a quarter of the queue.
+    pub fn with_slots(max_concurrent: usize, max_queued: usize) -> Self {
+        let max_concurrent = max_concurrent.max(1);
         Self {
-            max_concurrent: cores * 2,
-            max_queued: 64,
-            timeout: None,
+            max_concurrent,
+            max_queued,
+            max_concurrent_per_principal: (max_concurrent / 2).max(1),
+            max_queued_per_principal: (max_queued / 4).max(1),
+            timeout: Some(DEFAULT_QUERY_TIMEOUT),
             memory: None,
         }
     }
@@ -61,19 +86,39 @@ pub enum Abort {
     TimedOut(Duration),
 }
 
-/// The admission queue.
+/// The admission queue: one pool of running slots, and each principal's share of it.
 #[derive(Debug)]
 pub(crate) struct Admission {
     slots: Arc<Semaphore>,
     waiting: AtomicUsize,
+    /// Each principal's own slots (its share), created on its first query.
+    shares: Mutex<HashMap<String, Arc<Share>>>,
     limits: QueryLimits,
 }
+
+#[derive(Debug)]
+struct Share {
+    slots: Arc<Semaphore>,
+    waiting: AtomicUsize,
+}
+
+/// A running slot: one of the principal's own and one of the gateway's, released together
+/// when the query's stream ends or is dropped.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    _shared: OwnedSemaphorePermit,
+    _own: OwnedSemaphorePermit,
+}
+
+/// Shares are forgotten (when idle) once this many principals have one.
+const MAX_SHARES: usize = 10_000;
 
 impl Admission {
     pub(crate) fn new(limits: QueryLimits) -> Self {
         Self {
             slots: Arc::new(Semaphore::new(limits.max_concurrent.max(1))),
             waiting: AtomicUsize::new(0),
+            shares: Mutex::new(HashMap::new()),
             limits,
         }
     }
@@ -82,27 +127,84 @@ impl Admission {
         &self.limits
     }
 
-    /// A running slot: at once if one is free, after waiting in the queue otherwise.
+    fn share(&self, principal: &str) -> Result<Arc<Share>, GatewayError> {
+        let mut shares = self
+            .shares
+            .lock()
+            .map_err(|_| GatewayError::Internal("the admission queue is poisoned".into()))?;
+        if shares.len() >= MAX_SHARES && !shares.contains_key(principal) {
+            let full = self.limits.max_concurrent_per_principal.max(1);
+            shares.retain(|_, share| {
+                Arc::strong_count(share) > 1 || share.slots.available_permits() < full
+            });
+        }
+        let share = shares.entry(principal.to_string()).or_insert_with(|| {
+            Arc::new(Share {
+                slots: Arc::new(Semaphore::new(
+                    self.limits.max_concurrent_per_principal.max(1),
+                )),
+                waiting: AtomicUsize::new(0),
+            })
+        });
+        Ok(Arc::clone(share))
+    }
+
+    /// A running slot for `principal`: at once if it has a slot of its share left and the
+    /// gateway one free, after waiting in the queue otherwise.
     pub(crate) async fn admit(
         &self,
+        principal: &str,
+        deadline: Option<Instant>,
+    ) -> Result<Slot, GatewayError> {
+        let share = self.share(principal)?;
+        let own = match Arc::clone(&share.slots).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                let limit = self.limits.max_queued_per_principal;
+                if share.waiting.fetch_add(1, Ordering::SeqCst) >= limit {
+                    share.waiting.fetch_sub(1, Ordering::SeqCst);
+                    return Err(GatewayError::Overloaded(format!(
+                        "you are running {} queries, your share of the gateway, and {limit} more \
+                         of yours are waiting; wait for them to finish, then retry",
+                        self.limits.max_concurrent_per_principal
+                    )));
+                }
+                let permit = self.wait(Arc::clone(&share.slots), deadline).await;
+                share.waiting.fetch_sub(1, Ordering::SeqCst);
+                permit?
+            }
+        };
+        let shared = match Arc::clone(&self.slots).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.limits.max_queued {
+                    self.waiting.fetch_sub(1, Ordering::SeqCst);
+                    return Err(GatewayError::Overloaded(format!(
+                        "the gateway is running {} queries and {} more are waiting; retry shortly",
+                        self.limits.max_concurrent, self.limits.max_queued
+                    )));
+                }
+                let permit = self.wait(Arc::clone(&self.slots), deadline).await;
+                self.waiting.fetch_sub(1, Ordering::SeqCst);
+                permit?
+            }
+        };
+        Ok(Slot {
+            _shared: shared,
+            _own: own,
+        })
+    }
+
+    async fn wait(
+        &self,
+        slots: Arc<Semaphore>,
         deadline: Option<Instant>,
     ) -> Result<OwnedSemaphorePermit, GatewayError> {
-        if let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() {
-            return Ok(permit);
-        }
-        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.limits.max_queued {
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
-            return Err(GatewayError::Overloaded(format!(
-                "the gateway is running {} queries and {} more are waiting; retry shortly",
-                self.limits.max_concurrent, self.limits.max_queued
-            )));
-        }
-        let wait = Arc::clone(&self.slots).acquire_owned();
+        let wait = slots.acquire_owned();
         let permit = match deadline {
             Some(deadline) => tokio::time::timeout_at(deadline.into(), wait).await.ok(),
             None => Some(wait.await),
         };
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
         match permit {
             Some(Ok(permit)) => Ok(permit),
             Some(Err(_)) => Err(GatewayError::Unavailable(
@@ -124,7 +226,7 @@ pub(crate) struct Guarded {
     schema: SchemaRef,
     cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
     deadline: Option<(Pin<Box<tokio::time::Sleep>>, Duration)>,
-    _slot: Arc<OwnedSemaphorePermit>,
+    _slot: Arc<Slot>,
 }
 
 impl Guarded {
@@ -132,7 +234,7 @@ impl Guarded {
         inner: SendableRecordBatchStream,
         cancel: &CancellationToken,
         deadline: Option<(Instant, Duration)>,
-        slot: Arc<OwnedSemaphorePermit>,
+        slot: Arc<Slot>,
     ) -> Self {
         Self {
             schema: inner.schema(),

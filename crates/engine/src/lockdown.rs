@@ -7,9 +7,11 @@
 //! file-reading table function or user-defined function is registered, so a query can reach
 //! data only through the catalog, where every product table is policy-wrapped.
 
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::config::Dialect;
 use datafusion::execution::SessionState;
 use datafusion::execution::context::SQLOptions;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::{DescribeAlias, Statement};
 use datafusion::sql::sqlparser::dialect::dialect_from_str;
@@ -91,12 +93,44 @@ fn check_sql_statement(statement: &Statement) -> Result<(), GatewayError> {
         )),
         Statement::Explain { statement, .. } if matches!(statement.as_ref(), Statement::Query(_)) => Ok(()),
         other => {
+            // The statement's leading keywords name its kind; they never include a literal
+            // or a name the caller wrote (this text reaches the audit log).
             let text = other.to_string();
-            let kind: String = text.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+            let kind: String = text
+                .split_whitespace()
+                .take_while(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_uppercase()))
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ");
             Err(GatewayError::NotAllowed(format!(
                 "`{kind} ...` is not allowed: meshgate is read-only and accepts {ALLOWED}"
             )))
         }
+    }
+}
+
+/// Tables of DataFusion's `information_schema` that describe the engine, not the mesh: its
+/// settings (`df_settings`, which `SHOW ALL` reads) are no business of consumers.
+const ENGINE_TABLES: &[&str] = &["df_settings"];
+
+/// Refuse a plan that reads an engine table, as if the table did not exist.
+pub(crate) fn check_tables(plan: &LogicalPlan) -> Result<(), GatewayError> {
+    let mut found = None;
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node
+            && scan.table_name.schema() == Some("information_schema")
+            && ENGINE_TABLES.contains(&scan.table_name.table())
+        {
+            found = Some(scan.table_name.to_string());
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    match found {
+        Some(table) => Err(GatewayError::NotFound(format!(
+            "table '{table}' not found: the engine's settings are not part of the mesh"
+        ))),
+        None => Ok(()),
     }
 }
 

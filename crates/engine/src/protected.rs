@@ -18,7 +18,7 @@
 //! only), so row groups whose statistics cannot match are never read. Errors raised inside
 //! show the caller no value (see `sealed_error`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -32,7 +32,7 @@ use datafusion::common::{
 };
 use datafusion::datasource::TableType;
 use datafusion::execution::TaskContext;
-use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::expr::{Case, ScalarFunction};
 use datafusion::logical_expr::expr_rewriter::unnormalize_col;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, col, lit};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
@@ -80,13 +80,15 @@ impl ProtectedTable {
     /// Compile a resolved policy for one table.
     ///
     /// `row_filter` is the policy's row filter already converted to a DataFusion expression
-    /// over the raw schema (see [`crate::compile`]).
+    /// over the raw schema (see [`crate::compile`]); `only_where` the same for the columns a
+    /// caller sees on some rows only (several access grants that name different columns).
     pub(crate) fn new(
         policy: Arc<ResolvedTablePolicy>,
         raw: Arc<LakeTable>,
         lakes: Lakes,
         io: Arc<IoCounters>,
         row_filter: Option<Expr>,
+        mut only_where: HashMap<String, Expr>,
         master_key: &MasterKey,
     ) -> Result<Self> {
         let raw_schema = raw.schema();
@@ -125,6 +127,23 @@ impl ProtectedTable {
                     return internal_err!("hidden column `{}` listed as visible", column.name);
                 }
             };
+            // Shown only on the rows of the grants that name the column, NULL elsewhere; such
+            // a column is no longer clear (a predicate on it would read the other rows' raw
+            // values), so nothing about it crosses the barrier.
+            let (expr, nullable) = match only_where.remove(&column.name) {
+                None => (expr, nullable),
+                Some(condition) => {
+                    clear.remove(&column.name);
+                    (
+                        Expr::Case(Case::new(
+                            None,
+                            vec![(Box::new(condition), Box::new(expr))],
+                            None,
+                        )),
+                        true,
+                    )
+                }
+            };
             columns.push((
                 Field::new(&column.name, data_type, nullable),
                 expr.alias(&column.name),
@@ -147,9 +166,11 @@ impl ProtectedTable {
         })
     }
 
-    /// Whether a user predicate may be evaluated inside the seal (see [`crate::leakproof`]).
+    /// Whether a user predicate may be evaluated inside the seal (see [`crate::leakproof`]):
+    /// never when the product keeps callers' predicates out for timing's sake.
     fn may_cross(&self, filter: &Expr) -> bool {
-        leakproof::may_cross(filter, &self.clear, &self.df_schema)
+        self.policy.pushdown_user_predicates
+            && leakproof::may_cross(filter, &self.clear, &self.df_schema)
     }
 
     pub fn policy(&self) -> &ResolvedTablePolicy {
@@ -463,17 +484,13 @@ impl ExecutionPlan for ProtectedScanExec {
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         // Failures inside the seal (a corrupt file, a vanished object) name the product.
-        let context_text = format!(
-            "reading product `{}` (table {}.{})",
-            self.policy.product, self.policy.domain, self.policy.table
-        );
-        let policy_id = self.policy.policy_id.clone();
+        let policy = Arc::clone(&self.policy);
         let inner = self
             .inner
             .execute(partition, context)
-            .map_err(|e| sealed_error(e, &context_text, &policy_id))?;
+            .map_err(|e| sealed_error(e, &policy))?;
         let schema = inner.schema();
-        let stream = inner.map_err(move |e| sealed_error(e, &context_text, &policy_id));
+        let stream = inner.map_err(move |e| sealed_error(e, &policy));
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
     }
 
@@ -497,28 +514,94 @@ impl ExecutionPlan for ProtectedScanExec {
     }
 }
 
-/// An error raised inside the seal, as the caller may see it. Storage and file errors keep
-/// their text (they name objects, never values, and credentials never reach them). Anything
-/// else was raised while evaluating the policy's own expressions on raw rows, hidden ones
-/// included (a row filter whose cast fails names the value it failed on), so its text goes
-/// to the operator's log only.
-fn sealed_error(error: DataFusionError, context: &str, policy_id: &str) -> DataFusionError {
-    match error.find_root() {
-        DataFusionError::ObjectStore(_)
-        | DataFusionError::IoError(_)
-        | DataFusionError::ParquetError(_)
-        | DataFusionError::ResourcesExhausted(_) => error.context(context.to_string()),
-        _ => {
-            tracing::error!(
-                policy = policy_id,
-                "{context}: the policy failed on the product's data: {error}"
-            );
-            DataFusionError::Execution(format!(
-                "{context}: policy {policy_id} could not be applied to the product's data; \
-                 the details are in the gateway's log (tell the product's owner)"
-            ))
+/// A failure raised inside a sealed scan, with the product and table it happened in.
+///
+/// Storage and file errors keep their source (they name objects, never values, and
+/// credentials never reach them). Anything else was raised while evaluating the policy's own
+/// expressions on raw rows, hidden ones included (a row filter whose cast fails names the
+/// value it failed on), so its text is dropped: the caller, the audit and the gateway's log
+/// get only its class (see [`crate::error::failure_class`]).
+#[derive(Debug)]
+pub(crate) struct SealFailure {
+    pub(crate) product: String,
+    pub(crate) table: String,
+    policy_id: String,
+    /// For a failure of the policy's expressions: its value-free class.
+    pub(crate) policy_failure: Option<String>,
+    source: Option<DataFusionError>,
+}
+
+impl fmt::Display for SealFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "reading product `{}` (table {}): ",
+            self.product, self.table
+        )?;
+        match &self.source {
+            Some(source) => write!(f, "{source}"),
+            None => write!(
+                f,
+                "policy {} could not be applied to the product's data; the gateway's log says \
+                 how it failed (tell the product's owner)",
+                self.policy_id
+            ),
         }
     }
+}
+
+impl std::error::Error for SealFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_ref().map(|e| e as _)
+    }
+}
+
+/// The sealed-scan failure somewhere in an error's chain.
+pub(crate) fn find_seal_failure(error: &DataFusionError) -> Option<&SealFailure> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<SealFailure>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
+}
+
+fn sealed_error(error: DataFusionError, policy: &ResolvedTablePolicy) -> DataFusionError {
+    let storage = matches!(
+        error.find_root(),
+        DataFusionError::ObjectStore(_)
+            | DataFusionError::IoError(_)
+            | DataFusionError::ParquetError(_)
+            | DataFusionError::ResourcesExhausted(_)
+    );
+    let table = format!("{}.{}", policy.domain, policy.table);
+    let failure = if storage {
+        SealFailure {
+            product: policy.product.clone(),
+            table,
+            policy_id: policy.policy_id.clone(),
+            policy_failure: None,
+            source: Some(error),
+        }
+    } else {
+        let class = format!(
+            "policy {} failed on the data of product `{}` (table {table}): {}",
+            policy.policy_id,
+            policy.product,
+            crate::error::failure_class(&error)
+        );
+        tracing::error!(policy = %policy.policy_id, "{class}");
+        SealFailure {
+            product: policy.product.clone(),
+            table,
+            policy_id: policy.policy_id.clone(),
+            policy_failure: Some(class),
+            source: None,
+        }
+    };
+    DataFusionError::External(Box::new(failure))
 }
 
 /// The combined row filter: (grant1 OR grant2 ...) AND restriction1 AND ..., with a grant of

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use datafusion::catalog::{
     CatalogProvider, CatalogProviderList, SchemaProvider, TableProvider, view::ViewTable,
 };
-use datafusion::common::ScalarValue;
+use datafusion::common::{ScalarValue, TableReference};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::memory_pool::MemoryPool;
 use datafusion::execution::object_store::ObjectStoreRegistry;
@@ -76,6 +76,13 @@ fn bind_parameters(plan: LogicalPlan, params: &[ScalarValue]) -> Result<LogicalP
     }
     plan.with_param_values(values)
         .map_err(GatewayError::from_planning)
+}
+
+/// A parsed statement within meshgate's limits (see [`QueryScope::parse`]).
+pub(crate) struct Parsed {
+    statement: datafusion::sql::parser::Statement,
+    /// Large enough to plan on the planning stack (see [`crate::shape`]).
+    pub(crate) large: bool,
 }
 
 /// A table or view as one caller sees it in one query.
@@ -137,6 +144,9 @@ pub(crate) struct QueryScope {
     principal: Principal,
     policies: Arc<PolicySet>,
     resolved: Mutex<BTreeMap<(String, String), Resolution>>,
+    /// Tables and views the statement (or a view it reads) named, as opposed to those only a
+    /// listing resolved: the audit attributes the query to them.
+    named: Mutex<BTreeSet<(String, String)>>,
     /// Views being planned right now, to refuse a view that (indirectly) reads itself.
     planning: Mutex<BTreeSet<(String, String)>>,
     /// Whether every table and view has been resolved (listings need views, which plan
@@ -161,6 +171,7 @@ impl QueryScope {
             policies,
             default_schema,
             resolved: Mutex::new(BTreeMap::new()),
+            named: Mutex::new(BTreeSet::new()),
             planning: Mutex::new(BTreeSet::new()),
             listed: AtomicBool::new(false),
             io: Arc::new(IoCounters::default()),
@@ -200,17 +211,74 @@ impl QueryScope {
         builder.build()
     }
 
-    /// `(product, table)` of every table this scope denied the caller.
-    pub(crate) fn denied_tables(&self) -> Vec<(String, String)> {
-        let Ok(resolved) = self.resolved.lock() else {
+    /// Remember the product tables a statement's text mentions (`schema.table`, or a bare
+    /// name in the default schema), before it is checked or planned.
+    fn mention(&self, references: &[TableReference]) {
+        let Ok(mut named) = self.named.lock() else {
+            return;
+        };
+        for reference in references {
+            let schema = match reference {
+                TableReference::Bare { .. } => self.default_schema.as_deref(),
+                TableReference::Partial { schema, .. } => Some(schema.as_ref()),
+                TableReference::Full {
+                    catalog, schema, ..
+                } if catalog.as_ref() == CATALOG => Some(schema.as_ref()),
+                TableReference::Full { .. } => None,
+            };
+            if let Some(schema) = schema
+                && self
+                    .gateway
+                    .catalog
+                    .table(schema, reference.table())
+                    .is_some()
+            {
+                named.insert((schema.to_string(), reference.table().to_string()));
+            }
+        }
+    }
+
+    /// Every product table and view this query named, and, when it listed the catalog
+    /// (information_schema, `SHOW ...`), every one the listing showed: `(product, table,
+    /// Ok(policy id) | Err(()) when denied, or named by a statement refused before it was
+    /// resolved)`, in name order.
+    pub(crate) fn touched(&self) -> Vec<(String, String, Result<Option<String>, ()>)> {
+        let (Ok(resolved), Ok(named)) = (self.resolved.lock(), self.named.lock()) else {
             return Vec::new();
         };
-        resolved
+        let listed = self.listed.load(Ordering::Acquire);
+        let keys: BTreeSet<&(String, String)> = named
             .iter()
-            .filter(|(_, r)| r.is_err())
-            .filter_map(|((domain, name), _)| self.gateway.catalog.table(domain, name))
-            .map(|(product, table)| (product.id.clone(), table.name.clone()))
+            .chain(
+                resolved
+                    .iter()
+                    .filter(|(_, r)| listed && r.is_ok())
+                    .map(|(k, _)| k),
+            )
+            .collect();
+        keys.into_iter()
+            .filter_map(|key| {
+                let (product, table) = self.gateway.catalog.table(&key.0, &key.1)?;
+                let outcome = match resolved.get(key) {
+                    Some(Ok(Resolved::Table(t))) => Ok(Some(t.policy().policy_id.clone())),
+                    Some(Ok(Resolved::View { .. })) => Ok(None),
+                    Some(Err(_)) | None => Err(()),
+                };
+                Some((product.id.clone(), table.name.clone(), outcome))
+            })
             .collect()
+    }
+
+    /// [`QueryScope::resolve`] for a name the statement itself (or a view it reads) uses.
+    pub(crate) async fn resolve_named(
+        self: &Arc<Self>,
+        domain: &str,
+        name: &str,
+    ) -> Option<Resolution> {
+        if let Ok(mut named) = self.named.lock() {
+            named.insert((domain.to_string(), name.to_string()));
+        }
+        self.resolve(domain, name).await
     }
 
     pub(crate) fn gateway(&self) -> &GatewayInner {
@@ -333,6 +401,31 @@ impl QueryScope {
         })
     }
 
+    /// Parse and measure one statement (see [`crate::shape`]): the first step of
+    /// [`QueryScope::plan`], apart so that a caller can plan the rest on the planning stack
+    /// when the statement is large.
+    pub(crate) fn parse(&self, sql: &str) -> Result<Parsed, GatewayError> {
+        if sql.len() > MAX_STATEMENT_BYTES {
+            return Err(GatewayError::InvalidQuery(format!(
+                "the statement is {} bytes long; the limit is {MAX_STATEMENT_BYTES}",
+                sql.len()
+            )));
+        }
+        let state = self.gateway.template.clone();
+        let dialect = state.config().options().sql_parser.dialect;
+        let statement = lockdown::parse_one(sql, &dialect, &state)?;
+        match crate::shape::check(&statement) {
+            Ok(measured) => Ok(Parsed {
+                statement,
+                large: measured.large,
+            }),
+            Err(over) => {
+                crate::shape::discard(statement);
+                Err(over)
+            }
+        }
+    }
+
     /// Parse, check and plan one statement as the caller: the single path every consumer
     /// statement and every view definition takes. Returns the state it was planned in.
     pub(crate) async fn plan(
@@ -340,22 +433,28 @@ impl QueryScope {
         sql: &str,
         params: Option<&[ScalarValue]>,
     ) -> Result<(SessionState, LogicalPlan), GatewayError> {
-        if sql.len() > MAX_STATEMENT_BYTES {
-            return Err(GatewayError::InvalidQuery(format!(
-                "the statement is {} bytes long; the limit is {MAX_STATEMENT_BYTES}",
-                sql.len()
-            )));
-        }
+        let parsed = self.parse(sql)?;
+        let large = parsed.large;
+        crate::shape::plan_on(large, self.plan_parsed(parsed, params)).await
+    }
+
+    /// [`QueryScope::plan`] after [`QueryScope::parse`].
+    pub(crate) async fn plan_parsed(
+        self: &Arc<Self>,
+        parsed: Parsed,
+        params: Option<&[ScalarValue]>,
+    ) -> Result<(SessionState, LogicalPlan), GatewayError> {
         let state = self.state();
-        let dialect = state.config().options().sql_parser.dialect;
-        let mut statement = lockdown::parse_one(sql, &dialect, &state)?;
+        let mut statement = parsed.statement;
+        let references = state
+            .resolve_table_references(&statement)
+            .map_err(GatewayError::from_planning)?;
+        // Whatever happens next, the audit names the products the statement mentions.
+        self.mention(&references);
         lockdown::check_statement(&statement)?;
         lockdown::number_question_marks(&mut statement)?;
         // Listings (information_schema, SHOW ...) must include views, which plan
         // asynchronously; DataFusion lists synchronously, so resolve everything first.
-        let references = state
-            .resolve_table_references(&statement)
-            .map_err(GatewayError::from_planning)?;
         if references
             .iter()
             .any(|r| r.schema() == Some("information_schema"))
@@ -369,6 +468,7 @@ impl QueryScope {
         lockdown::sql_options()
             .verify_plan(&plan)
             .map_err(|e| GatewayError::NotAllowed(e.strip_backtrace().to_string()))?;
+        lockdown::check_tables(&plan)?;
         if let Some(params) = params {
             plan = bind_parameters(plan, params)?;
         }
@@ -541,7 +641,7 @@ impl SchemaProvider for DomainSchema {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        match self.scope.resolve(&self.domain, name).await {
+        match self.scope.resolve_named(&self.domain, name).await {
             None => Ok(None),
             Some(Ok(resolved)) => Ok(Some(resolved.provider())),
             Some(Err(denial)) => Err(denial_to_datafusion(denial)),

@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use datafusion::common::{ScalarValue, TableReference};
-use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
-use crate::limits::Guarded;
-use datafusion::execution::TaskContext;
+use crate::limits::{Guarded, Slot};
+use datafusion::execution::{SessionState, TaskContext};
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::metrics::MetricValue;
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream, execute_stream};
 use futures::TryStreamExt;
@@ -61,7 +61,7 @@ pub struct Query {
     task: Arc<TaskContext>,
     io: Arc<IoCounters>,
     columns: Vec<Column>,
-    slot: Arc<OwnedSemaphorePermit>,
+    slot: Arc<Slot>,
     deadline: Option<(Instant, Duration)>,
     cancel: CancellationToken,
     /// Where this query's audit record went, to record its outcome.
@@ -171,8 +171,9 @@ impl Session {
         }
     }
 
-    /// Record a query that was refused or failed before running. The query fails either
-    /// way; if the record cannot be written, that is logged.
+    /// Record a query that was refused or failed before running, with every product table
+    /// it named and the reason, without any value (see [`GatewayError::redacted`]). The
+    /// query fails either way; if the record cannot be written, that is logged.
     async fn audit_refusal(
         &self,
         sql: &str,
@@ -181,28 +182,16 @@ impl Session {
         error: &GatewayError,
     ) {
         let decision = match error {
-            GatewayError::Denied(_) => Decision::Deny,
+            GatewayError::Denied(_) | GatewayError::NotAllowed(_) => Decision::Deny,
             _ => Decision::Error,
         };
-        let tables = scope
-            .denied_tables()
-            .into_iter()
-            .map(|(product, table)| AuditTable {
-                product,
-                table,
-                policy_id: None,
-                row_filters: Vec::new(),
-                grant_ids: Vec::new(),
-                columns: Vec::new(),
-            })
-            .collect();
         let record = self.audit_record(
             sql,
             started_at,
             &scope.policy_version(),
             decision,
-            tables,
-            Some(error.to_string()),
+            crate::audit::tables_touched(None, scope),
+            Some(error.redacted()),
         );
         if let Err(e) = self.gateway.governance.record_query(&record).await {
             tracing::error!(error = %e, principal = self.principal.id(), "cannot record a refused query in the audit log");
@@ -227,31 +216,16 @@ impl Session {
         let slot = Arc::new(
             self.gateway
                 .admission
-                .admit(deadline.map(|(at, _)| at))
+                .admit(self.principal.id(), deadline.map(|(at, _)| at))
                 .await?,
         );
         let started = Instant::now();
         let started_at = now_millis();
         let scope = self.scope().await?;
         let planning = async {
-            let (state, logical) = scope.plan(sql, params).await?;
-            if params.is_none() {
-                let unbound = logical
-                    .get_parameter_types()
-                    .map_err(GatewayError::from_planning)?;
-                if !unbound.is_empty() {
-                    return Err(GatewayError::InvalidQuery(format!(
-                        "the statement has {} parameter(s) but no values were bound: bind values \
-                         (a prepared statement) or write them into the SQL",
-                        unbound.len()
-                    )));
-                }
-            }
-            let plan = state
-                .create_physical_plan(&logical)
-                .await
-                .map_err(GatewayError::from_planning)?;
-            Ok::<_, GatewayError>((state, logical, plan))
+            let parsed = scope.parse(sql)?;
+            let large = parsed.large;
+            crate::shape::plan_on(large, self.plan_parsed(&scope, parsed, params)).await
         };
         let planned = match deadline {
             Some((at, limit)) => tokio::time::timeout_at(at.into(), planning)
@@ -276,7 +250,7 @@ impl Session {
             started_at,
             &scope.policy_version(),
             Decision::Allow,
-            crate::audit::tables_read(&plan),
+            crate::audit::tables_touched(Some(&plan), &scope),
             None,
         );
         self.gateway
@@ -312,25 +286,69 @@ impl Session {
         })
     }
 
-    /// Plan a statement without running it (and without taking a running slot): its result
-    /// columns and, when no values are given, its parameters. With values, the columns are
-    /// those of the statement with the values bound.
+    /// Plan a parsed statement, logically and physically.
+    async fn plan_parsed(
+        &self,
+        scope: &Arc<QueryScope>,
+        parsed: crate::secure_catalog::Parsed,
+        params: Option<&[ScalarValue]>,
+    ) -> Result<(SessionState, LogicalPlan, Arc<dyn ExecutionPlan>), GatewayError> {
+        let (state, logical) = scope.plan_parsed(parsed, params).await?;
+        if params.is_none() {
+            let unbound = logical
+                .get_parameter_types()
+                .map_err(GatewayError::from_planning)?;
+            if !unbound.is_empty() {
+                return Err(GatewayError::InvalidQuery(format!(
+                    "the statement has {} parameter(s) but no values were bound: bind values \
+                     (a prepared statement) or write them into the SQL",
+                    unbound.len()
+                )));
+            }
+        }
+        let plan = state
+            .create_physical_plan(&logical)
+            .await
+            .map_err(GatewayError::from_planning)?;
+        Ok((state, logical, plan))
+    }
+
+    /// Plan a statement without running it: its result columns and, when no values are
+    /// given, its parameters. With values, the columns are those of the statement with the
+    /// values bound. Planning holds a running slot (planning is work too) and gives it back
+    /// when done.
     pub async fn prepare(
         &self,
         sql: &str,
         params: Option<&[ScalarValue]>,
     ) -> Result<Prepared, GatewayError> {
+        let limits = self.gateway.admission.limits();
+        let deadline = limits.timeout.map(|limit| Instant::now() + limit);
+        let _slot = self
+            .gateway
+            .admission
+            .admit(self.principal.id(), deadline)
+            .await?;
         let started_at = now_millis();
         let scope = self.scope().await?;
-        let (_, logical) = match scope.plan(sql, params).await {
+        let planned = match deadline {
+            Some(at) => tokio::time::timeout_at(at.into(), scope.plan(sql, params))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(GatewayError::DeadlineExceeded(
+                        "planning took longer than the query time limit".into(),
+                    ))
+                }),
+            None => scope.plan(sql, params).await,
+        };
+        let (_, logical) = match planned {
             Ok(planned) => planned,
-            // Refusals are audited where they happen; plans that succeed are audited when
-            // they run.
-            Err(error @ GatewayError::Denied(_)) => {
+            // Refusals are audited where they happen, at every front door; plans that
+            // succeed are audited when they run.
+            Err(error) => {
                 self.audit_refusal(sql, &scope, started_at, &error).await;
                 return Err(error);
             }
-            Err(error) => return Err(error),
         };
         let types = logical
             .get_parameter_types()

@@ -303,17 +303,19 @@ impl SystemSchema {
                             .columns
                             .iter()
                             .find(|c| c.name == column.name)
-                            .map(|c| c.treatment.clone()),
+                            .map(|c| (c.treatment.clone(), c.describe())),
                         None => None,
                     };
                     if admitted
-                        && treatment.as_ref().is_none_or(|t| *t == Treatment::Hidden)
+                        && treatment
+                            .as_ref()
+                            .is_none_or(|(t, _)| *t == Treatment::Hidden)
                         && !table.is_view()
                     {
                         continue;
                     }
                     let shown = match (&treatment, admitted) {
-                        (Some(t), _) => t.to_string(),
+                        (Some((_, described)), _) => described.clone(),
                         (None, true) => "as the view's tables".into(),
                         (None, false) => "no access".into(),
                     };
@@ -502,6 +504,7 @@ impl SystemSchema {
             )
             .text("product_id", rows.iter().map(|(_, t)| Some(&t.product)))
             .text("table_name", rows.iter().map(|(_, t)| Some(&t.table)))
+            .text("access", rows.iter().map(|(_, t)| Some(t.access.as_str())))
             .text(
                 "decision",
                 rows.iter().map(|(a, _)| Some(a.record.decision.as_str())),

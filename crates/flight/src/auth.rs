@@ -11,9 +11,8 @@
 //! The handshake takes any of these and answers with `authorization: Bearer <session token>`
 //! in the response headers, where JDBC and ADBC look for it.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_SAFE_NO_PAD};
@@ -25,6 +24,7 @@ use tonic::{Request, Status};
 
 use crate::jwt::{self, JwtVerifier};
 use crate::session_options::SessionOptions;
+use crate::sessions::Sessions;
 
 /// Standard base64 that accepts input with or without padding.
 const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
@@ -32,19 +32,14 @@ const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
-struct Issued {
-    principal: Principal,
-    expires: Instant,
-}
-
 /// An authenticated call.
 #[derive(Debug, Clone)]
 pub(crate) struct Caller {
     pub(crate) principal: Principal,
     /// The bearer credential, which keys the caller's session options.
     pub(crate) session: Option<String>,
-    /// When the credential itself expires (a JWT's `exp`): a session opened with it must
-    /// not outlive it.
+    /// When the credential itself ends (a JWT's `exp`, a session token's end): a session
+    /// opened with it must not outlive it.
     pub(crate) expires: Option<SystemTime>,
     /// The client's network address, for the audit log.
     pub(crate) client: Option<String>,
@@ -54,12 +49,8 @@ pub(crate) struct Authenticator {
     gateway: Gateway,
     jwt: Vec<JwtVerifier>,
     token_ttl: Duration,
-    issued: Mutex<HashMap<String, Issued>>,
-    options: Mutex<HashMap<String, SessionOptions>>,
+    sessions: Mutex<Sessions>,
 }
-
-/// Bounds the session-option map (options of JWT callers live until evicted).
-const MAX_SESSIONS: usize = 100_000;
 
 impl Authenticator {
     pub(crate) fn new(gateway: Gateway, jwt: Vec<JwtVerifier>, token_ttl: Duration) -> Self {
@@ -67,40 +58,35 @@ impl Authenticator {
             gateway,
             jwt,
             token_ttl,
-            issued: Mutex::default(),
-            options: Mutex::default(),
+            sessions: Mutex::default(),
         }
     }
 
     /// Issue a session token (random, never derived from credentials) for an authenticated
-    /// caller. It lives `token_ttl`, or less if the caller's own credential expires sooner.
-    pub(crate) fn issue(&self, caller: Caller) -> String {
+    /// caller. It lives `token_ttl`, or less if the caller's own credential ends sooner; a
+    /// session token presented again carries its own end, so renewal never extends it.
+    pub(crate) fn issue(&self, caller: Caller) -> Result<String, Status> {
         let mut bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut bytes);
         let token = URL_SAFE_NO_PAD.encode(bytes);
-        let now = Instant::now();
-        let credential_left = caller.expires.map(|at| {
-            at.duration_since(SystemTime::now())
-                .unwrap_or(Duration::ZERO)
-        });
-        let ttl = credential_left.map_or(self.token_ttl, |left| left.min(self.token_ttl));
-        if let Ok(mut issued) = self.issued.lock() {
-            issued.retain(|_, entry| entry.expires > now);
-            issued.insert(
-                token.clone(),
-                Issued {
-                    principal: caller.principal,
-                    expires: now + ttl,
-                },
-            );
-        }
-        token
+        let ttl_end = SystemTime::now() + self.token_ttl;
+        let expires = caller.expires.map_or(ttl_end, |end| end.min(ttl_end));
+        let mut sessions = self
+            .sessions
+            .lock()
+            .map_err(|_| Status::internal("the session store failed; log in again"))?;
+        // Options set in the session presented carry over to the renewed one.
+        let options = caller
+            .session
+            .as_deref()
+            .and_then(|s| sessions.options(s).cloned())
+            .unwrap_or_default();
+        sessions.insert(token.clone(), caller.principal, expires, true, options);
+        Ok(token)
     }
 
-    fn session_principal(&self, token: &str) -> Option<Principal> {
-        let issued = self.issued.lock().ok()?;
-        let entry = issued.get(token)?;
-        (entry.expires > Instant::now()).then(|| entry.principal.clone())
+    fn session_principal(&self, token: &str) -> Option<(Principal, SystemTime)> {
+        self.sessions.lock().ok()?.issued(token)
     }
 
     /// End the caller's session: a token this server issued stops working, and the
@@ -109,11 +95,8 @@ impl Authenticator {
         let Some(session) = &caller.session else {
             return false;
         };
-        if let Ok(mut issued) = self.issued.lock() {
-            issued.remove(session);
-        }
-        if let Ok(mut options) = self.options.lock() {
-            options.remove(session);
+        if let Ok(mut sessions) = self.sessions.lock() {
+            sessions.remove(session);
         }
         true
     }
@@ -122,7 +105,7 @@ impl Authenticator {
         caller
             .session
             .as_ref()
-            .and_then(|s| self.options.lock().ok()?.get(s).cloned())
+            .and_then(|s| self.sessions.lock().ok()?.options(s).cloned())
             .unwrap_or_default()
     }
 
@@ -131,19 +114,25 @@ impl Authenticator {
         caller: &Caller,
         options: SessionOptions,
     ) -> Result<(), Status> {
-        let session = caller.session.as_ref().ok_or_else(|| {
-            Status::failed_precondition(
+        let (Some(session), Some(expires)) = (&caller.session, caller.expires) else {
+            return Err(Status::failed_precondition(
                 "session options need a session: log in with the handshake or send a Bearer token",
-            )
-        })?;
-        let mut map = self
-            .options
+            ));
+        };
+        let mut sessions = self
+            .sessions
             .lock()
-            .map_err(|_| Status::internal("session store"))?;
-        if map.len() >= MAX_SESSIONS && !map.contains_key(session) {
-            map.clear();
+            .map_err(|_| Status::internal("the session store failed; log in again"))?;
+        if !sessions.set_options(session, options.clone()) {
+            // A caller who sends a JWT on every call: keep its options until the JWT ends.
+            sessions.insert(
+                session.clone(),
+                caller.principal.clone(),
+                expires,
+                false,
+                options,
+            );
         }
-        map.insert(session.clone(), options);
         Ok(())
     }
 
@@ -170,11 +159,11 @@ impl Authenticator {
         let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
         let rest = rest.trim();
         if scheme.eq_ignore_ascii_case("bearer") {
-            if let Some(principal) = self.session_principal(rest) {
+            if let Some((principal, expires)) = self.session_principal(rest) {
                 return Ok(Caller {
                     principal,
                     session: Some(rest.to_string()),
-                    expires: None,
+                    expires: Some(expires),
                     client: None,
                 });
             }

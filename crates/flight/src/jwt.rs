@@ -5,8 +5,14 @@
 //! only if its signature, issuer, audience and expiry all check out; its claims then become
 //! the principal exactly as a user file entry would, and nothing the client sends later can
 //! change them.
+//!
+//! Issuers do not share one namespace: each declares the principals it may assert (ids with
+//! its own prefix, or an explicit mapping from claim values), and may be limited to a list of
+//! roles. A token naming a principal outside its issuer's namespace is refused, so that no
+//! issuer can assert a static user, an owner it was not given, or another issuer's principal
+//! (see [`check_namespaces`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -32,6 +38,20 @@ pub struct JwtConfig {
     pub attribute_claims: BTreeMap<String, String>,
     /// Clock skew tolerated on `exp` and `nbf`.
     pub leeway: Duration,
+    /// The principals this issuer may assert.
+    pub principals: PrincipalNamespace,
+    /// The roles this issuer may assert; a token claiming another role is refused. `None`:
+    /// any role (the issuer is trusted for roles).
+    pub roles: Option<BTreeSet<String>>,
+}
+
+/// Which principal ids one issuer may assert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrincipalNamespace {
+    /// Ids that start with this prefix (e.g. `okta.`); the principal claim must carry it.
+    Prefix(String),
+    /// Exactly these: principal claim value -> principal id.
+    Mapping(BTreeMap<String, String>),
 }
 
 /// The key an issuer signs with.
@@ -59,6 +79,8 @@ impl fmt::Debug for JwtConfig {
             .field("principal_claim", &self.principal_claim)
             .field("roles_claim", &self.roles_claim)
             .field("attribute_claims", &self.attribute_claims)
+            .field("principals", &self.principals)
+            .field("roles", &self.roles)
             .finish_non_exhaustive()
     }
 }
@@ -85,6 +107,22 @@ pub(crate) struct JwtVerifier {
 
 impl JwtVerifier {
     pub(crate) fn new(config: JwtConfig) -> Result<Self, String> {
+        match &config.principals {
+            PrincipalNamespace::Prefix(prefix) if !is_principal_text(prefix) => {
+                return Err(format!(
+                    "issuer {}: `principal_prefix` must be non-empty and use only letters, digits \
+                     and -_.@ (an empty prefix would let the issuer assert any principal)",
+                    config.issuer
+                ));
+            }
+            PrincipalNamespace::Mapping(map) if map.is_empty() => {
+                return Err(format!(
+                    "issuer {}: its principal mapping is empty, so it could assert nobody",
+                    config.issuer
+                ));
+            }
+            _ => {}
+        }
         let (algorithm, key) = match &config.key {
             JwtKey::Hs256(secret) => {
                 if secret.len() < 32 {
@@ -159,6 +197,49 @@ pub(crate) fn verify(verifiers: &[JwtVerifier], token: &str) -> Result<Verified,
     Err(error)
 }
 
+/// Issuers must not share principals with each other or with the static users: two prefixes
+/// where one starts with the other, a mapping onto an id another issuer may assert, or a
+/// static user inside a prefix is a configuration error. A mapping may name a static user:
+/// the operator wrote that identity down; a prefix covers ids nobody listed.
+pub(crate) fn check_namespaces(
+    configs: &[JwtConfig],
+    static_users: &[String],
+) -> Result<(), String> {
+    for (i, a) in configs.iter().enumerate() {
+        if let PrincipalNamespace::Prefix(prefix) = &a.principals {
+            if let Some(user) = static_users.iter().find(|u| u.starts_with(prefix.as_str())) {
+                return Err(format!(
+                    "issuer {}: its principal prefix `{prefix}` covers the static user `{user}`; \
+                     choose a prefix no user name starts with",
+                    a.issuer
+                ));
+            }
+        }
+        for b in &configs[i + 1..] {
+            let overlap = match (&a.principals, &b.principals) {
+                (PrincipalNamespace::Prefix(x), PrincipalNamespace::Prefix(y)) => {
+                    x.starts_with(y.as_str()) || y.starts_with(x.as_str())
+                }
+                (PrincipalNamespace::Prefix(p), PrincipalNamespace::Mapping(m))
+                | (PrincipalNamespace::Mapping(m), PrincipalNamespace::Prefix(p)) => {
+                    m.values().any(|id| id.starts_with(p.as_str()))
+                }
+                (PrincipalNamespace::Mapping(x), PrincipalNamespace::Mapping(y)) => {
+                    x.values().any(|id| y.values().any(|other| other == id))
+                }
+            };
+            if overlap {
+                return Err(format!(
+                    "issuers {} and {} may assert the same principals; give each its own prefix \
+                     or mapping",
+                    a.issuer, b.issuer
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Whether a string has the shape of a JWT (three base64url parts).
 pub(crate) fn looks_like_jwt(text: &str) -> bool {
     let parts: Vec<&str> = text.split('.').collect();
@@ -179,11 +260,33 @@ fn claim_text(value: &Value) -> Option<String> {
     }
 }
 
+fn is_principal_text(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+}
+
 fn principal_from_claims(config: &JwtConfig, claims: &Value) -> Result<Principal, TokenError> {
-    let id = claims
+    let claimed = claims
         .get(&config.principal_claim)
         .and_then(claim_text)
         .ok_or_else(|| TokenError::Claims(format!("no `{}` claim", config.principal_claim)))?;
+    let outside = || {
+        TokenError::Claims(format!(
+            "issuer `{}` may not assert this principal (it is outside the issuer's namespace)",
+            config.issuer
+        ))
+    };
+    let id = match &config.principals {
+        PrincipalNamespace::Prefix(prefix) => {
+            if claimed.len() <= prefix.len() || !claimed.starts_with(prefix.as_str()) {
+                return Err(outside());
+            }
+            claimed
+        }
+        PrincipalNamespace::Mapping(map) => map.get(&claimed).cloned().ok_or_else(outside)?,
+    };
     let mut principal = Principal::new(id);
     if let Some(claim) = &config.roles_claim {
         let roles: Vec<String> = match claims.get(claim) {
@@ -192,6 +295,16 @@ fn principal_from_claims(config: &JwtConfig, claims: &Value) -> Result<Principal
             _ => Vec::new(),
         };
         for role in roles {
+            if config
+                .roles
+                .as_ref()
+                .is_some_and(|allowed| !allowed.contains(&role))
+            {
+                return Err(TokenError::Claims(format!(
+                    "issuer `{}` may not assert the role `{role}`",
+                    config.issuer
+                )));
+            }
             principal = principal.with_role(role);
         }
     }
@@ -222,6 +335,8 @@ mod tests {
             roles_claim: Some("roles".into()),
             attribute_claims: [("lob".to_string(), "lob".to_string())].into(),
             leeway: Duration::from_secs(5),
+            principals: PrincipalNamespace::Prefix("svc-".into()),
+            roles: None,
         }
     }
 
@@ -264,7 +379,7 @@ mod tests {
     #[test]
     fn expiry_issuer_audience_and_signature_are_checked() {
         let verifiers = vec![JwtVerifier::new(config()).unwrap()];
-        let base = serde_json::json!({"sub": "x", "iss": "https://idp.example", "aud": "meshgate", "exp": now() + 600});
+        let base = serde_json::json!({"sub": "svc-x", "iss": "https://idp.example", "aud": "meshgate", "exp": now() + 600});
         let with = |key: &str, value: Value| {
             let mut claims = base.clone();
             claims[key] = value;
@@ -293,9 +408,99 @@ mod tests {
         no_exp.as_object_mut().unwrap().remove("exp");
         assert_eq!(check(&verifiers, &token(no_exp)), Err(TokenError::Rejected));
         assert!(matches!(
-            check(&verifiers, &with("sub", "a b".into())),
+            check(&verifiers, &with("sub", "svc-a b".into())),
             Err(TokenError::Claims(_))
         ));
         assert!(!looks_like_jwt("cib-reporting-pw"));
+    }
+
+    #[test]
+    fn an_issuer_asserts_only_its_own_principals_and_roles() {
+        let base = serde_json::json!({"iss": "https://idp.example", "aud": "meshgate", "exp": now() + 600});
+        let with_sub = |sub: &str, roles: &[&str]| {
+            let mut claims = base.clone();
+            claims["sub"] = sub.into();
+            claims["roles"] = serde_json::json!(roles);
+            token(claims)
+        };
+        let prefixed = vec![JwtVerifier::new(config()).unwrap()];
+        assert_eq!(
+            check(&prefixed, &with_sub("svc-cib", &[])).unwrap().id(),
+            "svc-cib"
+        );
+        for outside in ["ref-owner", "svc-", "xsvc-cib"] {
+            assert!(
+                matches!(
+                    check(&prefixed, &with_sub(outside, &[])),
+                    Err(TokenError::Claims(_))
+                ),
+                "{outside}"
+            );
+        }
+        let mapped = vec![
+            JwtVerifier::new(JwtConfig {
+                principals: PrincipalNamespace::Mapping(
+                    [("00u1abc".to_string(), "cib-reporting".to_string())].into(),
+                ),
+                roles: Some(["lob-system".to_string()].into()),
+                ..config()
+            })
+            .unwrap(),
+        ];
+        assert_eq!(
+            check(&mapped, &with_sub("00u1abc", &["lob-system"]))
+                .unwrap()
+                .id(),
+            "cib-reporting"
+        );
+        assert!(matches!(
+            check(&mapped, &with_sub("cib-reporting", &[])),
+            Err(TokenError::Claims(_))
+        ));
+        assert!(matches!(
+            check(&mapped, &with_sub("00u1abc", &["reference-owner"])),
+            Err(TokenError::Claims(_))
+        ));
+        // An empty prefix (any principal) does not configure.
+        assert!(
+            JwtVerifier::new(JwtConfig {
+                principals: PrincipalNamespace::Prefix(String::new()),
+                ..config()
+            })
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn issuers_and_static_users_do_not_share_principals() {
+        let with = |issuer: &str, principals: PrincipalNamespace| JwtConfig {
+            issuer: issuer.into(),
+            principals,
+            ..config()
+        };
+        let prefix = |p: &str| PrincipalNamespace::Prefix(p.into());
+        let users = ["ref-owner".to_string(), "cib-reporting".to_string()];
+        assert!(
+            check_namespaces(
+                &[with("a", prefix("okta.")), with("b", prefix("svc-"))],
+                &users
+            )
+            .is_ok()
+        );
+        assert!(check_namespaces(&[with("a", prefix("ref"))], &users).is_err());
+        assert!(
+            check_namespaces(
+                &[with("a", prefix("svc-")), with("b", prefix("svc-batch."))],
+                &users
+            )
+            .is_err()
+        );
+        let mapping = PrincipalNamespace::Mapping([("x".to_string(), "svc-x".to_string())].into());
+        assert!(
+            check_namespaces(&[with("a", prefix("svc-")), with("b", mapping)], &users).is_err()
+        );
+        let to_user =
+            PrincipalNamespace::Mapping([("x".to_string(), "ref-owner".to_string())].into());
+        assert!(check_namespaces(&[with("a", to_user)], &users).is_ok());
     }
 }

@@ -13,7 +13,7 @@
 //! Code map: [`service`](MeshFlightService) dispatches each Flight SQL command;
 //! `auth` / `jwt` say who is calling; `tickets` signs handles; `params` carries bound
 //! values; `columns` and `edge` shape the schemas clients see; `sql_info` describes the
-//! server; `session_options` and `running` hold per-session and per-query state; `status`
+//! server; `served` authenticates every call before anything is decoded; `session_options` and `running` hold per-session and per-query state; `status`
 //! maps failures to gRPC codes.
 
 mod access;
@@ -21,11 +21,12 @@ mod auth;
 mod columns;
 mod edge;
 mod jwt;
-mod malformed;
 mod params;
 mod running;
+mod served;
 mod service;
 mod session_options;
+mod sessions;
 mod sql_info;
 mod status;
 mod tickets;
@@ -42,7 +43,7 @@ use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use zeroize::Zeroizing;
 
 pub use edge::{edge_schema, to_edge};
-pub use jwt::{JwtConfig, JwtKey, TokenError};
+pub use jwt::{JwtConfig, JwtKey, PrincipalNamespace, TokenError};
 pub use service::MeshFlightService;
 pub use session_options::{
     CloseSessionRequest, CloseSessionResult, CloseSessionStatus, GetSessionOptionsRequest,
@@ -149,7 +150,7 @@ pub async fn serve(
     let local: Option<SocketAddr> = listener.local_addr().ok();
     let service = MeshFlightService::new(gateway, &config).map_err(ServeError::Config)?;
     let running = service.running();
-    let server = FlightServiceServer::new(malformed::Served(service))
+    let server = FlightServiceServer::new(served::Served(service))
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
     let mut builder = tonic::transport::Server::builder()

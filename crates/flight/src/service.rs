@@ -94,6 +94,7 @@ pub struct MeshFlightService {
 impl MeshFlightService {
     /// A service over `gateway`, authenticating as `config` says.
     pub fn new(gateway: Gateway, config: &FlightConfig) -> Result<Self, String> {
+        crate::jwt::check_namespaces(&config.jwt, &gateway.user_names())?;
         let jwt = config
             .jwt
             .iter()
@@ -116,13 +117,28 @@ impl MeshFlightService {
         Arc::clone(&self.running)
     }
 
+    /// Who is calling. Served calls were authenticated before dispatch (see `served.rs`);
+    /// anything else is authenticated here.
     async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
         if self.running.draining() {
             return Err(draining_status());
         }
+        if let Some(caller) = request.extensions().get::<Caller>() {
+            return Ok(caller.clone());
+        }
         let mut caller = self.auth.caller(request).await?;
         caller.client = request.remote_addr().map(|a| a.to_string());
         Ok(caller)
+    }
+
+    /// `request` with its authenticated caller attached; UNAUTHENTICATED otherwise.
+    pub(crate) async fn authenticated<T>(
+        &self,
+        mut request: Request<T>,
+    ) -> Result<Request<T>, Status> {
+        let caller = self.caller(&request).await?;
+        request.extensions_mut().insert(caller);
+        Ok(request)
     }
 
     /// A session for the caller, resolving unqualified names in `schema`.
@@ -424,7 +440,7 @@ impl FlightSqlService for MeshFlightService {
     > {
         let caller = self.caller(&request).await?;
         tracing::info!(principal = caller.principal.id(), "login");
-        let token = self.auth.issue(caller);
+        let token = self.auth.issue(caller)?;
         let header = MetadataValue::try_from(format!("Bearer {token}"))
             .map_err(|e| internal("issuing a token", e))?;
         let reply = HandshakeResponse {
@@ -452,7 +468,7 @@ impl FlightSqlService for MeshFlightService {
         let schema = self.auth.options(&caller).schema;
         // Planning here authorizes the query and fixes the schema the client is promised.
         let prepared = self
-            .session(caller.principal.clone(), schema.clone())
+            .session_for(&caller, schema.clone(), "GetFlightInfo")
             .prepare(&query.query, None)
             .await
             .map_err(status)?;
@@ -513,7 +529,7 @@ impl FlightSqlService for MeshFlightService {
         }
         let schema = self.auth.options(&caller).schema;
         let prepared = self
-            .session(caller.principal.clone(), schema.clone())
+            .session_for(&caller, schema.clone(), "CreatePreparedStatement")
             .prepare(&query.query, None)
             .await
             .map_err(status)?;
@@ -556,7 +572,7 @@ impl FlightSqlService for MeshFlightService {
             self.verify_prepared(&query.prepared_statement_handle, &caller.principal)?;
         let batches = params::read(request.into_inner()).await?;
         let expected = self
-            .session(caller.principal.clone(), handle.schema.clone())
+            .session_for(&caller, handle.schema.clone(), "DoPut")
             .prepare(&handle.sql, None)
             .await
             .map_err(status)?

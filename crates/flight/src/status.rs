@@ -26,9 +26,9 @@ pub(crate) fn status(error: GatewayError) -> Status {
     match error {
         GatewayError::Unauthenticated(_) => Status::unauthenticated(message),
         GatewayError::Denied(_) => Status::permission_denied(message),
-        GatewayError::NotAllowed(_) | GatewayError::InvalidQuery(_) => {
-            Status::invalid_argument(message)
-        }
+        GatewayError::NotAllowed(_)
+        | GatewayError::InvalidQuery(_)
+        | GatewayError::Rejected { .. } => Status::invalid_argument(message),
         GatewayError::NotFound(_) => Status::not_found(message),
         GatewayError::Overloaded(_) | GatewayError::ResourceExhausted(_) => {
             Status::resource_exhausted(message)
@@ -38,7 +38,7 @@ pub(crate) fn status(error: GatewayError) -> Status {
         // The product's storage is down, slow or refusing the gateway, or the gateway is
         // shutting down: try again later.
         GatewayError::Storage(_) | GatewayError::Unavailable(_) => Status::unavailable(message),
-        GatewayError::Execution(_) | GatewayError::Config(_) | GatewayError::Internal(_) => {
+        GatewayError::Execution { .. } | GatewayError::Config(_) | GatewayError::Internal(_) => {
             Status::internal(message)
         }
     }

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::model::{Decision, Flow, StoredAudit};
+use crate::model::{Decision, Flow, StoredAudit, TableAccess};
 
 /// Fold allowed queries into flows, one per (product, consumer app), sorted. `keep` picks the
 /// (record, product) pairs the viewer may see.
@@ -22,7 +22,14 @@ pub fn flows(records: &[StoredAudit], keep: impl Fn(&StoredAudit, &str) -> bool)
         .iter()
         .filter(|r| r.record.decision == Decision::Allow)
     {
-        let products: BTreeSet<&str> = record.products().collect();
+        // Only tables whose data was read are flows; EXPLAIN and listings read none.
+        let products: BTreeSet<&str> = record
+            .record
+            .tables
+            .iter()
+            .filter(|t| t.access == TableAccess::Read)
+            .map(|t| t.product.as_str())
+            .collect();
         for product in products {
             if !keep(record, product) {
                 continue;

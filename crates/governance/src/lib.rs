@@ -29,7 +29,7 @@ pub use error::{GovernanceError, StoreError};
 pub use flows::flows;
 pub use model::{
     AccessRequest, AuditColumn, AuditOutcome, AuditRecord, AuditTable, DAY_MILLIS, Decision, Flow,
-    Grant, GrantState, Millis, QueryStatus, RequestState, StoredAudit, now_millis,
+    Grant, GrantState, Millis, QueryStatus, RequestState, StoredAudit, TableAccess, now_millis,
 };
 pub use sqlite::SqliteStore;
 pub use store::GovernanceStore;

@@ -69,6 +69,13 @@ state_enum! {
 }
 
 state_enum! {
+    /// How a query touched a product table: `read` its data through the sealed scan, only
+    /// `metadata` (EXPLAIN, DESCRIBE, information_schema: the table's shape or plan, no
+    /// rows), or named it and was `denied`. Only reads are data flows.
+    TableAccess { Read => "read", Metadata => "metadata", Denied => "denied" }
+}
+
+state_enum! {
     /// Where a query stands in the audit log. `running` is written before the first batch
     /// leaves; a record still `running` after a crash is a query whose results may have
     /// been (partly) sent.
@@ -160,6 +167,7 @@ impl AuditRecord {
 pub struct AuditTable {
     pub product: String,
     pub table: String,
+    pub access: TableAccess,
     /// `<product>@v<version>`; `None` when the query was denied before a policy applied.
     pub policy_id: Option<String>,
     /// Ids of the row-filter rules applied.

@@ -26,11 +26,18 @@ use crate::model::{
 use crate::store::GovernanceStore;
 
 /// The versioned migrations, embedded so the binary carries its schema.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "access and audit",
-    include_str!("../migrations/0001_access_and_audit.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "access and audit",
+        include_str!("../migrations/0001_access_and_audit.sql"),
+    ),
+    (
+        2,
+        "audit table access",
+        include_str!("../migrations/0002_audit_table_access.sql"),
+    ),
+];
 
 #[derive(Debug)]
 struct Embedded;
@@ -439,12 +446,13 @@ impl GovernanceStore for SqliteStore {
         .await?;
         for t in &a.tables {
             sqlx::query(
-                "INSERT INTO audit_tables (query_id, product, tbl, policy_id, row_filters, grant_ids) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO audit_tables (query_id, product, tbl, access, policy_id, row_filters, \
+                 grant_ids) VALUES (?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(&a.query_id)
             .bind(&t.product)
             .bind(&t.table)
+            .bind(t.access.as_str())
             .bind(&t.policy_id)
             .bind(list_json(&t.row_filters))
             .bind(list_json(&t.grant_ids))
@@ -519,6 +527,7 @@ impl GovernanceStore for SqliteStore {
             tables.entry(query_id).or_default().push(AuditTable {
                 product,
                 table,
+                access: parse(row.try_get("access")?)?,
                 policy_id: row.try_get("policy_id")?,
                 row_filters: from_json(row.try_get("row_filters")?)?.unwrap_or_default(),
                 grant_ids: from_json(row.try_get("grant_ids")?)?.unwrap_or_default(),

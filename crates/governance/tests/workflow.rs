@@ -297,7 +297,7 @@ async fn grants_and_requests_expire_and_state_survives_a_reopen() {
     let catalog = catalog();
     let (grant_id, request_id) = {
         let store = store(dir.path()).await;
-        assert_eq!(store.applied_migrations().await.unwrap(), [1]);
+        assert_eq!(store.applied_migrations().await.unwrap(), [1, 2]);
         let flow = Workflow::new(store.as_ref(), &catalog);
         let check = no_filter_check();
         let r = flow
@@ -325,7 +325,7 @@ async fn grants_and_requests_expire_and_state_survives_a_reopen() {
     let store = store(dir.path()).await;
     assert_eq!(
         store.applied_migrations().await.unwrap(),
-        [1],
+        [1, 2],
         "migrations run once"
     );
     let now = now_millis();
@@ -367,6 +367,7 @@ async fn audit_records_round_trip_and_fold_into_flows() {
             tables: vec![AuditTable {
                 product: "reference.counterparties".into(),
                 table: "counterparties".into(),
+                access: TableAccess::Read,
                 policy_id: Some("reference.counterparties@v1".into()),
                 row_filters: vec!["lob-systems-see-own-lob".into()],
                 grant_ids: vec![],

@@ -139,7 +139,12 @@ impl Lineage {
         let app = record.consumer_app();
         let mut inputs = Vec::new();
         let mut lineage = serde_json::Map::new();
-        for read in &record.tables {
+        // Inputs are the tables whose data the query read (not those it only described).
+        for read in record
+            .tables
+            .iter()
+            .filter(|t| t.access == meshgate_governance::TableAccess::Read)
+        {
             let Some(product) = self.catalog.product(&read.product) else {
                 continue;
             };

@@ -16,7 +16,9 @@
 //! [limits]                               # optional, per query
 //! max_concurrent = 8                     # running at once (default: 2 x cores)
 //! max_queued = 64                        # waiting for a slot; more are refused
-//! timeout = "5m"
+//! max_concurrent_per_principal = 4       # one principal's share (default: half, at least 1)
+//! max_queued_per_principal = 16          # one principal's waiting (default: a quarter, >= 1)
+//! timeout = "15m"                        # default 15m; "0s" for none
 //! memory = "512MiB"
 //!
 //! [flight]                               # optional
@@ -41,6 +43,10 @@
 //! roles_claim = "roles"                  # optional
 //! attributes = { lob = "lob" }           # principal attribute = claim
 //! leeway = "30s"                         # clock skew on exp/nbf
+//! principal_prefix = "idp."              # required, or a mapping: the principals this
+//! # [auth.jwt.principals]                #   issuer may assert (ids starting with the
+//! # "00u1abc" = "cib-reporting"          #   prefix, or claim value = principal id); a
+//! roles = ["lob-system"]                 #   token outside is refused. `roles`: optional
 //!
 //! [storage.default]
 //! kind = "s3"
@@ -59,7 +65,7 @@ use std::collections::BTreeMap;
 use meshgate_catalog::Catalog;
 use meshgate_engine::QueryLimits;
 use meshgate_engine::{AuditSettings, GatewayConfig, Governance, LineageConfig};
-use meshgate_flight::{FlightConfig, JwtConfig, JwtKey, TlsConfig};
+use meshgate_flight::{FlightConfig, JwtConfig, JwtKey, PrincipalNamespace, TlsConfig};
 use meshgate_policy::{PolicySources, UserDirectory};
 use meshgate_protect::MasterKey;
 use meshgate_storage::{StorageConfig, StorageKind, parse_duration};
@@ -180,6 +186,15 @@ struct JwtSection {
     attributes: BTreeMap<String, String>,
     #[serde(default)]
     leeway: Option<String>,
+    /// The principals this issuer may assert: ids starting with this prefix...
+    #[serde(default)]
+    principal_prefix: Option<String>,
+    /// ...or exactly these (principal claim value -> principal id).
+    #[serde(default)]
+    principals: Option<BTreeMap<String, String>>,
+    /// The roles this issuer may assert (default: any).
+    #[serde(default)]
+    roles: Option<Vec<String>>,
 }
 
 /// `[limits]`: what each query may take.
@@ -188,6 +203,8 @@ struct JwtSection {
 struct LimitsConfig {
     max_concurrent: Option<usize>,
     max_queued: Option<usize>,
+    max_concurrent_per_principal: Option<usize>,
+    max_queued_per_principal: Option<usize>,
     timeout: Option<String>,
     memory: Option<String>,
 }
@@ -310,14 +327,27 @@ fn duration(text: Option<&String>, default: Duration) -> Result<Duration, String
 
 fn limits(section: &LimitsConfig) -> Result<QueryLimits, String> {
     let defaults = QueryLimits::default();
+    let slots = QueryLimits::with_slots(
+        section.max_concurrent.unwrap_or(defaults.max_concurrent),
+        section.max_queued.unwrap_or(defaults.max_queued),
+    );
+    let timeout = match section.timeout.as_deref().map(parse_duration).transpose()? {
+        Some(Duration::ZERO) => None,
+        Some(limit) => Some(limit),
+        None => slots.timeout,
+    };
     Ok(QueryLimits {
-        max_concurrent: section
-            .max_concurrent
-            .unwrap_or(defaults.max_concurrent)
+        max_concurrent_per_principal: section
+            .max_concurrent_per_principal
+            .unwrap_or(slots.max_concurrent_per_principal)
+            .clamp(1, slots.max_concurrent),
+        max_queued_per_principal: section
+            .max_queued_per_principal
+            .unwrap_or(slots.max_queued_per_principal)
             .max(1),
-        max_queued: section.max_queued.unwrap_or(defaults.max_queued),
-        timeout: section.timeout.as_deref().map(parse_duration).transpose()?,
+        timeout,
         memory: section.memory.as_deref().map(parse_bytes).transpose()?,
+        ..slots
     })
 }
 
@@ -398,7 +428,22 @@ fn jwt(section: &JwtSection, resolve: &dyn Fn(&Path) -> PathBuf) -> Result<JwtCo
             ));
         }
     };
+    // Fail closed: an issuer that may assert any principal could assert a static user or an
+    // owner, so each one says which principals are its own.
+    let principals = match (&section.principal_prefix, &section.principals) {
+        (Some(prefix), None) => PrincipalNamespace::Prefix(prefix.clone()),
+        (None, Some(mapping)) => PrincipalNamespace::Mapping(mapping.clone()),
+        _ => {
+            return Err(format!(
+                "{which}: say which principals the issuer may assert, with exactly one of \
+                 `principal_prefix` (ids starting with it, e.g. \"okta.\") or `[auth.jwt.principals]` \
+                 (claim value = principal id)"
+            ));
+        }
+    };
     Ok(JwtConfig {
+        principals,
+        roles: section.roles.as_ref().map(|r| r.iter().cloned().collect()),
         issuer: section.issuer.clone(),
         audience: section.audience.clone(),
         key,
@@ -588,6 +633,8 @@ algorithm = "ES256"
 public_key = "idp.pem"
 roles_claim = "groups"
 attributes = { lob = "business_line" }
+principal_prefix = "idp."
+roles = ["lob-system"]
 
 [[auth.jwt]]
 issuer = "https://hs.test"
@@ -595,6 +642,8 @@ audience = "meshgate"
 algorithm = "HS256"
 secret_env = "PATH"
 leeway = "0s"
+[auth.jwt.principals]
+"00u1abc" = "svc-batch"
 "#;
 
     #[test]
@@ -646,6 +695,13 @@ leeway = "0s"
         let path = std::env::var("PATH").unwrap();
         assert!(matches!(&hs.key, JwtKey::Hs256(secret) if secret.as_slice() == path.as_bytes()));
         assert_eq!(hs.leeway, Duration::ZERO);
+        assert_eq!(es.principals, PrincipalNamespace::Prefix("idp.".into()));
+        assert_eq!(es.roles, Some(["lob-system".to_string()].into()));
+        assert_eq!(
+            hs.principals,
+            PrincipalNamespace::Mapping([("00u1abc".to_string(), "svc-batch".to_string())].into())
+        );
+        assert_eq!(hs.roles, None);
     }
 
     #[test]
@@ -681,6 +737,10 @@ leeway = "0s"
         assert!(
             error(&format!("{base}{jwt}algorithm = \"none\"\n")).contains("HS256, RS256, ES256")
         );
+        // An issuer must say which principals it may assert.
+        let rs = format!("{base}{jwt}algorithm = \"RS256\"\npublic_key = \"k.pem\"\n");
+        std::fs::write(dir.path().join("k.pem"), "key").unwrap();
+        assert!(error(&rs).contains("principal_prefix"), "{}", error(&rs));
         assert!(
             error(&format!("{base}[flight]\nmax_message = \"lots\"\n")).contains("max_message")
         );

@@ -33,6 +33,7 @@
 pub mod client;
 pub mod config;
 pub mod reference;
+pub mod terminal;
 
 pub use meshgate_catalog as catalog;
 pub use meshgate_engine as engine;

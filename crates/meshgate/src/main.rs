@@ -9,6 +9,7 @@ use meshgate::client::{Client, literal};
 use meshgate::config::ServeConfig;
 use meshgate::flight::FlightConfig;
 use meshgate::reference::{self, Generated};
+use meshgate::terminal;
 use meshgate::{Gateway, GatewayConfig};
 
 #[derive(Parser)]
@@ -220,16 +221,16 @@ fn print_batches(batches: &[RecordBatch]) -> Result<(), String> {
         println!("(none)");
         return Ok(());
     }
-    let table = arrow::util::pretty::pretty_format_batches(batches).map_err(|e| e.to_string())?;
-    println!("{table}");
+    // Cells hold other people's text (purposes, comments): shown, never obeyed.
+    let batches = terminal::safe_batches(batches)?;
+    let table = arrow::util::pretty::pretty_format_batches(&batches).map_err(|e| e.to_string())?;
+    println!("{}", terminal::safe(&table.to_string()));
     Ok(())
 }
 
 fn print_json(value: &serde_json::Value) -> Result<(), String> {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).map_err(|e| e.to_string())?
-    );
+    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+    println!("{}", terminal::safe(&text));
     Ok(())
 }
 
@@ -440,7 +441,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("error: {message}");
+            eprintln!("error: {}", terminal::safe(&message));
             ExitCode::FAILURE
         }
     }
@@ -551,7 +552,7 @@ async fn serve(
     }
     for lake in gateway.lake_status().await {
         match &lake.error {
-            Some(error) => eprintln!("  warning: {error}"),
+            Some(error) => eprintln!("  warning: {}", terminal::safe(error)),
             None => println!(
                 "  {}: {} files, {} bytes in bucket {}{}",
                 lake.product,

@@ -75,6 +75,9 @@ pub struct ResolvedTablePolicy {
     pub columns: Vec<ResolvedColumn>,
     /// The access grants that admitted the caller, by id (empty when the policy files did).
     pub grant_ids: Vec<String>,
+    /// Whether the caller's own leakproof predicates may enter the sealed scan (see
+    /// [`ProductPolicy::pushdown_user_predicates`](crate::ProductPolicy)).
+    pub pushdown_user_predicates: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -82,6 +85,22 @@ pub struct ResolvedColumn {
     pub name: String,
     pub treatment: Treatment,
     pub rule: Option<String>,
+    /// For a caller admitted by several access grants that do not all name this column:
+    /// the rows of the grants that do. The column's value is shown on those rows only and
+    /// is NULL on the others, so that a cell is visible only if one single grant admits
+    /// both its row and its column.
+    pub only_where: Option<BoundFilter>,
+}
+
+impl ResolvedColumn {
+    /// The treatment as audit and catalog readers see it: with the rule that limits it to
+    /// some rows, if any.
+    pub fn describe(&self) -> String {
+        match &self.only_where {
+            None => self.treatment.to_string(),
+            Some(only) => format!("{} on rows of {} only", self.treatment, only.rule),
+        }
+    }
 }
 
 impl ResolvedTablePolicy {
@@ -115,6 +134,96 @@ pub struct PolicySet {
     /// The sources this version was built from, to layer grants on them.
     pub(crate) sources: Arc<crate::PolicySources>,
     pub(crate) grants: Option<Arc<GrantLayer>>,
+}
+
+/// The access grants that admitted one caller, with their row filters bound to the caller.
+/// A grant whose filter needs an attribute the caller lacks admits nothing (and is logged);
+/// the others stay in force.
+struct GrantScope {
+    grants: Vec<BoundGrant>,
+}
+
+struct BoundGrant {
+    id: String,
+    /// `None`: every row.
+    rows: Option<Expr>,
+    /// `None`: every column (`<table>.<column>` otherwise).
+    columns: Option<Vec<String>>,
+}
+
+impl BoundGrant {
+    fn names(&self, qualified: &str) -> bool {
+        self.columns
+            .as_ref()
+            .is_none_or(|c| c.iter().any(|n| n == qualified))
+    }
+}
+
+impl GrantScope {
+    fn bind(terms: &[crate::grants::GrantTerms], principal: &Principal) -> Self {
+        let mut grants = Vec::with_capacity(terms.len());
+        for (grant, filter) in terms {
+            let rows = match filter.as_ref().map(|f| f.bind(principal)) {
+                None => None,
+                Some(Ok(expr)) => Some(expr),
+                Some(Err(attribute)) => {
+                    tracing::warn!(
+                        grant = %grant.id,
+                        principal = principal.id(),
+                        %attribute,
+                        "the grant's row filter needs an attribute the caller does not carry; the grant admits nothing"
+                    );
+                    continue;
+                }
+            };
+            grants.push(BoundGrant {
+                id: grant.id.clone(),
+                rows,
+                columns: grant.columns.clone(),
+            });
+        }
+        grants.sort_by(|a, b| a.id.cmp(&b.id));
+        Self { grants }
+    }
+
+    fn ids(&self) -> Vec<String> {
+        self.grants.iter().map(|g| g.id.clone()).collect()
+    }
+
+    fn rule(&self) -> String {
+        self.rule_of(|_| true)
+    }
+
+    /// `grant:<id>,grant:<id>...` of the grants `which` selects.
+    fn rule_of(&self, which: impl Fn(&BoundGrant) -> bool) -> String {
+        self.grants
+            .iter()
+            .filter(|g| which(g))
+            .map(|g| format!("grant:{}", g.id))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The rows at least one of the grants `which` selects admits; `None` when one of them
+    /// admits every row, `false` when it selects none.
+    fn rows(&self, which: impl Fn(&BoundGrant) -> bool) -> Option<Expr> {
+        let mut any: Option<Expr> = None;
+        if !self.grants.iter().any(&which) {
+            return Some(Expr::value(sqlparser::ast::Value::Boolean(false)));
+        }
+        for grant in self.grants.iter().filter(|g| which(g)) {
+            let expr = Expr::Nested(Box::new(grant.rows.clone()?));
+            any = Some(match any {
+                None => expr,
+                Some(left) => Expr::BinaryOp {
+                    left: Box::new(left),
+                    op: sqlparser::ast::BinaryOperator::Or,
+                    right: Box::new(expr),
+                },
+            });
+        }
+        any
+    }
 }
 
 /// How a caller got in: by the policy files, or by grants (with their terms).
@@ -256,49 +365,28 @@ impl PolicySet {
                 FilterKind::Restriction => restrictions.push(bound),
             }
         }
-        let mut grant_ids: Vec<String> = match admission {
-            Admission::Grants(terms) => terms.iter().map(|(g, _)| g.id.clone()).collect(),
-            Admission::Files => Vec::new(),
+        // A grant-admitted caller sees what the product policy shows any reader, narrowed
+        // per grant (see `GrantScope`).
+        let scope = match admission {
+            Admission::Grants(terms) => Some(GrantScope::bind(terms, principal)),
+            Admission::Files => None,
         };
-        grant_ids.sort();
-        if let Admission::Grants(terms) = admission {
-            let ids = grant_ids
-                .iter()
-                .map(|id| format!("grant:{id}"))
-                .collect::<Vec<_>>()
-                .join(",");
+        let grant_ids: Vec<String> = scope.as_ref().map(GrantScope::ids).unwrap_or_default();
+        if let Some(scope) = &scope {
+            if scope.grants.is_empty() {
+                return Err(unresolvable(
+                    "none of the access grants in force can be applied to this caller (a grant's                      row filter needs an attribute the caller does not carry); ask the product's                      owner to fix the grant"
+                        .into(),
+                ));
+            }
+            let ids = scope.rule();
             grants.push(BoundFilter {
                 rule: ids.clone(),
                 expr: Expr::value(sqlparser::ast::Value::Boolean(true)),
             });
-            // Rows: any grant's filter (a grant without one shows every row).
-            if terms.iter().all(|(_, f)| f.is_some()) {
-                let mut any: Option<Expr> = None;
-                for (grant, filter) in terms {
-                    let Some(filter) = filter else { continue };
-                    let expr = filter.bind(principal).map_err(|attribute| {
-                        unresolvable(format!(
-                            "grant `{}` needs the caller attribute `{attribute}`, which `{}` does not carry",
-                            grant.id,
-                            principal.id()
-                        ))
-                    })?;
-                    let expr = Expr::Nested(Box::new(expr));
-                    any = Some(match any {
-                        None => expr,
-                        Some(left) => Expr::BinaryOp {
-                            left: Box::new(left),
-                            op: sqlparser::ast::BinaryOperator::Or,
-                            right: Box::new(expr),
-                        },
-                    });
-                }
-                if let Some(expr) = any {
-                    restrictions.push(BoundFilter {
-                        rule: ids.clone(),
-                        expr,
-                    });
-                }
+            // Rows: those at least one grant admits.
+            if let Some(expr) = scope.rows(|_| true) {
+                restrictions.push(BoundFilter { rule: ids, expr });
             }
         }
         if grants.is_empty() {
@@ -352,20 +440,27 @@ impl PolicySet {
                 name: column.name.clone(),
                 treatment,
                 rule,
+                only_where: None,
             });
         }
-        // Columns: only those some grant names (a grant without a list names them all).
-        if let Admission::Grants(terms) = admission
-            && terms.iter().all(|(g, _)| g.columns.is_some())
-        {
+        // Cells: a column shows only on the rows of the grants that name it. Where that is
+        // every grant, the row restriction above already says so; where no grant names it,
+        // it is hidden.
+        if let Some(scope) = &scope {
             for column in &mut columns {
+                if column.treatment == Treatment::Hidden {
+                    continue;
+                }
                 let qualified = format!("{}.{}", table.name, column.name);
-                let named = terms
-                    .iter()
-                    .any(|(g, _)| g.columns.as_ref().is_some_and(|c| c.contains(&qualified)));
-                if !named && column.treatment != Treatment::Hidden {
+                let names = |g: &BoundGrant| g.names(&qualified);
+                if !scope.grants.iter().any(names) {
                     column.treatment = Treatment::Hidden;
-                    column.rule = Some(format!("grant:{}", terms[0].0.id));
+                    column.rule = Some(scope.rule());
+                } else if !scope.grants.iter().all(names) {
+                    column.only_where = scope.rows(names).map(|expr| BoundFilter {
+                        rule: scope.rule_of(names),
+                        expr,
+                    });
                 }
             }
         }
@@ -385,6 +480,7 @@ impl PolicySet {
             restrictions,
             columns,
             grant_ids,
+            pushdown_user_predicates: policy.pushdown_user_predicates,
         })
     }
 

@@ -6,6 +6,7 @@
 //! [policy]
 //! product = "reference.counterparties"
 //! version = 3
+//! pushdown_user_predicates = true      # false: callers' predicates never prune (timing)
 //!
 //! [[row_filter]]
 //! id = "lob-systems-see-own-lob"
@@ -53,6 +54,12 @@ struct RawHeader {
     version: u64,
     #[serde(default)]
     description: Option<String>,
+    #[serde(default = "yes")]
+    pushdown_user_predicates: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize)]
@@ -132,6 +139,12 @@ pub struct ProductPolicy {
     pub description: Option<String>,
     pub row_filters: Vec<RowFilterRule>,
     pub columns: Vec<ColumnRule>,
+    /// Whether callers' own leakproof predicates may enter the sealed scan and prune row
+    /// groups there (the default). Pruning makes a query's time depend on the raw values
+    /// of the row groups it skips, rows the caller may not see included; an owner for whom
+    /// that timing matters more than speed sets `pushdown_user_predicates = false`, and then
+    /// only the policy's own filter prunes.
+    pub pushdown_user_predicates: bool,
 }
 
 impl ProductPolicy {
@@ -276,6 +289,7 @@ impl ProductPolicy {
             description: header.description,
             row_filters,
             columns,
+            pushdown_user_predicates: header.pushdown_user_predicates,
         })
     }
 }

@@ -140,6 +140,12 @@ impl UserDirectory {
         self.users.get(name).map(|u| &u.principal)
     }
 
+    /// The users' names (principal ids), for checks that no other identity source can
+    /// assert them.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.users.keys().map(String::as_str)
+    }
+
     pub fn len(&self) -> usize {
         self.users.len()
     }

@@ -1,8 +1,13 @@
-//! Malformed requests are the caller's error. arrow-flight's Flight SQL dispatch decodes
-//! commands, tickets and action bodies before meshgate sees them, and reports a message that
-//! does not decode as INTERNAL; a client then believes the server is broken. This wrapper
-//! answers those with INVALID_ARGUMENT and says what to fix. Every call is otherwise passed
-//! through unchanged.
+//! The service as served, in front of arrow-flight's Flight SQL dispatch:
+//!
+//! - **Authentication comes first.** Every call but the handshake is authenticated before the
+//!   dispatch decodes anything, so an anonymous caller learns nothing: not the actions the
+//!   server takes (ListActions), not how it decodes a message, not which commands exist; it
+//!   gets UNAUTHENTICATED for everything. The caller found here travels with the request, so
+//!   the service does not authenticate twice.
+//! - **Malformed requests are the caller's error.** The dispatch reports a message that does
+//!   not decode as INTERNAL; a client then believes the server is broken. This wrapper
+//!   answers those with INVALID_ARGUMENT and says what to fix.
 
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::{
@@ -50,26 +55,32 @@ impl FlightService for Served {
     }
 
     async fn list_flights(&self, request: Request<Criteria>) -> Answer<Self::ListFlightsStream> {
+        let request = self.0.authenticated(request).await?;
         self.0.list_flights(request).await.map_err(caller_error)
     }
 
     async fn get_flight_info(&self, request: Request<FlightDescriptor>) -> Answer<FlightInfo> {
+        let request = self.0.authenticated(request).await?;
         self.0.get_flight_info(request).await.map_err(caller_error)
     }
 
     async fn poll_flight_info(&self, request: Request<FlightDescriptor>) -> Answer<PollInfo> {
+        let request = self.0.authenticated(request).await?;
         self.0.poll_flight_info(request).await.map_err(caller_error)
     }
 
     async fn get_schema(&self, request: Request<FlightDescriptor>) -> Answer<SchemaResult> {
+        let request = self.0.authenticated(request).await?;
         self.0.get_schema(request).await.map_err(caller_error)
     }
 
     async fn do_get(&self, request: Request<Ticket>) -> Answer<Self::DoGetStream> {
+        let request = self.0.authenticated(request).await?;
         self.0.do_get(request).await.map_err(caller_error)
     }
 
     async fn do_put(&self, request: Request<Streaming<FlightData>>) -> Answer<Self::DoPutStream> {
+        let request = self.0.authenticated(request).await?;
         self.0.do_put(request).await.map_err(caller_error)
     }
 
@@ -77,14 +88,17 @@ impl FlightService for Served {
         &self,
         request: Request<Streaming<FlightData>>,
     ) -> Answer<Self::DoExchangeStream> {
+        let request = self.0.authenticated(request).await?;
         self.0.do_exchange(request).await.map_err(caller_error)
     }
 
     async fn do_action(&self, request: Request<Action>) -> Answer<Self::DoActionStream> {
+        let request = self.0.authenticated(request).await?;
         self.0.do_action(request).await.map_err(caller_error)
     }
 
     async fn list_actions(&self, request: Request<Empty>) -> Answer<Self::ListActionsStream> {
+        let request = self.0.authenticated(request).await?;
         self.0.list_actions(request).await.map_err(caller_error)
     }
 }
