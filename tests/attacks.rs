@@ -17,6 +17,8 @@
 
 #[path = "support/flight.rs"]
 mod flight;
+#[path = "support/grants.rs"]
+mod grants;
 #[path = "support/truth.rs"]
 mod truth;
 #[path = "support/views.rs"]
@@ -28,6 +30,7 @@ use std::sync::Arc;
 use arrow_flight::sql::CommandGetTables;
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use futures::TryStreamExt;
+use grants::grant;
 use meshgate::lake_server::LakeServer;
 use meshgate::{Gateway, Session, reference};
 use tonic::Code;
@@ -1198,42 +1201,6 @@ async fn own_state_server(
     })
     .await;
     (server, state)
-}
-
-async fn grant(
-    gateway: &Gateway,
-    principal: &str,
-    columns: &[&str],
-    row_filter: Option<&str>,
-) -> Result<String, String> {
-    use meshgate::governance::{Approval, NewRequest};
-    let columns: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
-    let request = gateway
-        .workflow()
-        .request(
-            principal,
-            NewRequest {
-                product: "reference.counterparties".into(),
-                columns: columns.clone(),
-                purpose: "attack suite".into(),
-                valid_days: Some(1),
-            },
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    let check = |p: &meshgate::catalog::Product, f: &str| gateway.check_grant_filter(p, f);
-    let approval = Approval {
-        columns,
-        row_filter: row_filter.map(str::to_string),
-        valid_days: None,
-        comment: None,
-    };
-    gateway
-        .workflow()
-        .approve("ref-owner", &request.id, approval, &check)
-        .await
-        .map(|(_, g)| g.id)
-        .map_err(|e| e.to_string())
 }
 
 async fn one_number(

@@ -531,12 +531,15 @@ fn arbitrary_flight_sql_requests_never_panic_hang_or_leak() {
 // ---------------------------------------------------------------------------------------
 // Resource exhaustion: one statement must not take the gateway down
 
+/// A shape's name, the size up to which it must be answered, and its statement of size `n`.
+type Shape = (&'static str, usize, fn(usize) -> String);
+
 /// Statements of every shape that can grow without bound, `n` elements long or deep, and
 /// the size up to which meshgate must answer them: the parser's recursion limit (50) for
 /// nesting, meshgate's depth limit for chains, its relation limit for shapes that read a
 /// table per element. Each reads a product column where the shape allows, so that
 /// execution runs on product data.
-fn shapes() -> Vec<(&'static str, usize, fn(usize) -> String)> {
+fn shapes() -> Vec<Shape> {
     use meshgate::engine::{MAX_EXPRESSION_DEPTH as DEPTH, MAX_RELATIONS as RELATIONS};
     const NESTING: usize = 50;
     fn repeat(n: usize, f: impl Fn(usize) -> String, sep: &str) -> String {

@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/grants.rs"]
+mod grants;
 #[path = "support/truth.rs"]
 mod truth;
 #[path = "support/views.rs"]
@@ -744,34 +746,15 @@ async fn raw_counterparties() -> Vec<RawCounterparty> {
 
 /// Grant the test grants to `principal` (one request and approval each).
 async fn grant_all(gateway: &Gateway, principal: &str, grants: &[TestGrant]) {
-    for grant in grants {
-        let columns: Vec<String> = match &grant.columns {
+    for test_grant in grants {
+        let columns: Vec<&str> = match &test_grant.columns {
             None => Vec::new(),
             Some(c) => std::iter::once("counterparty_id")
                 .chain(c.iter().copied())
-                .map(str::to_string)
                 .collect(),
         };
-        let request = gateway
-            .workflow()
-            .request(
-                principal,
-                NewRequest {
-                    product: "reference.counterparties".into(),
-                    columns: columns.clone(),
-                    purpose: "property test".into(),
-                    valid_days: Some(1),
-                },
-            )
-            .await
-            .unwrap();
-        let approval = Approval {
-            columns,
-            row_filter: grant.rows.sql(),
-            valid_days: None,
-            comment: None,
-        };
-        approve(gateway, "ref-owner", &request.id, approval)
+        let filter = test_grant.rows.sql();
+        grants::grant(gateway, principal, &columns, filter.as_deref())
             .await
             .unwrap();
     }

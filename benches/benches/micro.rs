@@ -66,6 +66,7 @@ fn rewrite(c: &mut Criterion) {
             &data,
             &meshgate_bench::mesh::Lake::Local,
             &dir.join("state"),
+            true,
         )
         .await
         .ok()?;

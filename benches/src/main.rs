@@ -152,8 +152,7 @@ async fn run(args: Args) -> Result<(), BenchError> {
     let timing_safe = mesh::gateway(&data, &Lake::Local, &state.join("timing-safe"), false).await?;
     let (mesh_addr, _stop) = mesh::serve(&local).await?;
     let s3_server = mesh::s3_lake(&data).await?;
-    let on_s3 =
-        mesh::gateway(&data, &Lake::S3(s3_server.clone()), &state.join("s3"), true).await?;
+    let on_s3 = mesh::gateway(&data, &Lake::S3(s3_server.clone()), &state.join("s3"), true).await?;
     let session = |gateway: &meshgate::Gateway, user: &str| {
         gateway
             .known_principal(user)
@@ -919,15 +918,15 @@ async fn timing_safe_section(
     for (name, sql) in [
         (
             "1 of ~46 lineitem row groups (l_orderkey range)",
-            "SELECT count(*), sum(l_quantity) FROM lineitem WHERE l_orderkey BETWEEN 100000 AND 110000",
+            "SELECT count(*), sum(l_quantity) FROM tpch.lineitem WHERE l_orderkey BETWEEN 100000 AND 110000",
         ),
         (
             "a tenth of orders (o_orderkey < 600,000)",
-            "SELECT count(*), sum(o_totalprice) FROM orders WHERE o_orderkey < 600000",
+            "SELECT count(*), sum(o_totalprice) FROM tpch.orders WHERE o_orderkey < 600000",
         ),
         (
             "no pruning possible (l_shipdate, unsorted)",
-            "SELECT count(*) FROM lineitem WHERE l_shipdate = DATE '1995-03-15'",
+            "SELECT count(*) FROM tpch.lineitem WHERE l_shipdate = DATE '1995-03-15'",
         ),
     ] {
         let mut times: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
@@ -944,11 +943,16 @@ async fn timing_safe_section(
                 if round > 0 {
                     times[i].push(elapsed);
                 }
-                answers[i] = Some(format!("{:?}", verify::rows(&batches).map_err(BenchError::Query)?));
+                answers[i] = Some(format!(
+                    "{:?}",
+                    verify::rows(&batches).map_err(BenchError::Query)?
+                ));
             }
         }
         if answers[0] != answers[1] {
-            return Err(BenchError::Query(format!("{name}: the two settings answer differently")));
+            return Err(BenchError::Query(format!(
+                "{name}: the two settings answer differently"
+            )));
         }
         let ratios: Vec<f64> = times[1].iter().zip(&times[0]).map(|(s, d)| s / d).collect();
         let [on, off] = times.map(|t| Timings { ms: t }.median().unwrap_or(f64::NAN));

@@ -217,7 +217,13 @@ impl Report {
                 let _ = writeln!(
                     out,
                     "| {} | {:.1} | {:.1} | {:.2} | {:.2}–{:.2} | {} |",
-                    t.query, t.pushdown_ms, t.timing_safe_ms, t.ratio, t.ratio_min, t.ratio_max, t.rounds
+                    t.query,
+                    t.pushdown_ms,
+                    t.timing_safe_ms,
+                    t.ratio,
+                    t.ratio_min,
+                    t.ratio_max,
+                    t.rounds
                 );
             }
         }

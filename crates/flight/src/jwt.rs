@@ -206,14 +206,14 @@ pub(crate) fn check_namespaces(
     static_users: &[String],
 ) -> Result<(), String> {
     for (i, a) in configs.iter().enumerate() {
-        if let PrincipalNamespace::Prefix(prefix) = &a.principals {
-            if let Some(user) = static_users.iter().find(|u| u.starts_with(prefix.as_str())) {
-                return Err(format!(
-                    "issuer {}: its principal prefix `{prefix}` covers the static user `{user}`; \
-                     choose a prefix no user name starts with",
-                    a.issuer
-                ));
-            }
+        if let PrincipalNamespace::Prefix(prefix) = &a.principals
+            && let Some(user) = static_users.iter().find(|u| u.starts_with(prefix.as_str()))
+        {
+            return Err(format!(
+                "issuer {}: its principal prefix `{prefix}` covers the static user `{user}`; \
+                 choose a prefix no user name starts with",
+                a.issuer
+            ));
         }
         for b in &configs[i + 1..] {
             let overlap = match (&a.principals, &b.principals) {

@@ -375,7 +375,9 @@ impl PolicySet {
         if let Some(scope) = &scope {
             if scope.grants.is_empty() {
                 return Err(unresolvable(
-                    "none of the access grants in force can be applied to this caller (a grant's                      row filter needs an attribute the caller does not carry); ask the product's                      owner to fix the grant"
+                    "none of the access grants in force can be applied to this caller (a grant's \
+                     row filter needs an attribute the caller does not carry); ask the product's \
+                     owner to fix the grant"
                         .into(),
                 ));
             }
