@@ -17,7 +17,11 @@
 //!    only to a caller who sees every row), and displays only its table and policy id;
 //! 4. policy is resolved once per (caller, table) per query; anything that does not resolve
 //!    denies;
-//! 5. consumers run read-only statements only, against the `mesh` catalog only.
+//! 5. consumers run read-only statements only, against the `mesh` catalog only;
+//! 6. no statement exhausts the planner (`shape.rs` bounds it, and large ones plan on a
+//!    stack of their own), and no principal takes every running slot (`limits.rs`);
+//! 7. a failure reaches every reader but the caller as its class, never its text
+//!    ([`GatewayError::redacted`]).
 //!
 //! ```no_run
 //! # async fn demo(config: meshgate_engine::GatewayConfig) -> Result<(), meshgate_engine::GatewayError> {

@@ -7,7 +7,9 @@
 //! in the number of grants); with any other model effect, casbin loads the grants as extra
 //! `p` lines through the store's adapter and decides. A caller the files already admit is
 //! unaffected by grants. A grant-admitted caller sees what the product policy shows any
-//! reader, narrowed to the grant's columns and rows.
+//! reader, narrowed grant by grant: a cell is visible only if one single grant admits both
+//! its row and its column (see `resolve.rs`), never the union of one grant's rows with
+//! another's columns.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
