@@ -10,7 +10,8 @@
 //! ~/.local/share/meshgate/reference-mesh) and is generated there on first use.
 
 use arrow::util::pretty::pretty_format_batches;
-use meshgate::{Gateway, reference};
+use meshgate::Gateway;
+use meshgate_reference as reference;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

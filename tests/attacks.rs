@@ -13,16 +13,10 @@
 //! changed SQL (`tests/flight.rs`, `tests/flight_sql.rs`), generated queries
 //! (`tests/differential.rs`), published views (`tests/policies.rs`).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers panic to fail the test
-
-#[path = "support/flight.rs"]
-mod flight;
-#[path = "support/grants.rs"]
-mod grants;
-#[path = "support/truth.rs"]
-mod truth;
-#[path = "support/views.rs"]
-mod views;
+use crate::support::flight;
+use crate::support::grants;
+use crate::support::truth;
+use crate::support::views;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -31,8 +25,9 @@ use arrow_flight::sql::CommandGetTables;
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use futures::TryStreamExt;
 use grants::grant;
-use meshgate::lake_server::LakeServer;
-use meshgate::{Gateway, Session, reference};
+use meshgate::{Gateway, Session};
+use meshgate_lake_server::LakeServer;
+use meshgate_reference as reference;
 use tonic::Code;
 use tonic::transport::Channel;
 use truth::{data_dir, token};

@@ -2,10 +2,7 @@
 //! configurations that cannot work, and output that is safe for a terminal. (`meshgate
 //! demo` and the catalog commands are exercised by the Python tests.)
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers panic to fail the test
-
-#[path = "support/flight.rs"]
-mod flight;
+use crate::support::flight;
 
 use std::io::Write;
 use std::process::{Command, Stdio};

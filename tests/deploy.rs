@@ -5,8 +5,6 @@
 //! users lake-setup.sh creates, the `seed` service's command, and the `gateway` service's
 //! command with its configuration and environment, queried over Flight SQL.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers panic to fail the test
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,8 +12,8 @@ use std::process::Stdio;
 
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use futures::TryStreamExt;
-use meshgate::lake_server::{KeyGrant, LakeServer};
-use meshgate::reference;
+use meshgate_lake_server::{KeyGrant, LakeServer};
+use meshgate_reference as reference;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tonic::transport::Channel;
 

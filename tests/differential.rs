@@ -16,12 +16,8 @@
 //! depends on the plan; what must hold is that meshgate's probe only fires when a row the
 //! principal can see makes it fail.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers panic to fail the test
-
-#[path = "support/truth.rs"]
-mod truth;
-#[path = "support/views.rs"]
-mod views;
+use crate::support::truth;
+use crate::support::views;
 
 use std::collections::BTreeSet;
 

@@ -2,10 +2,7 @@
 //! schema agreement between GetFlightInfo and DoGet. (The Python tests drive the same server
 //! with the ADBC driver; these check protocol details a driver hides.)
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers panic to fail the test
-
-#[path = "support/flight.rs"]
-mod support;
+use crate::support::flight as support;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Schema};

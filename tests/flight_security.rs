@@ -2,10 +2,7 @@
 //! (HS256, RS256, ES256; per call, in the handshake, and as a password), bad tokens,
 //! oversized and malformed requests, query limits, and the drain on shutdown.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers panic to fail the test
-
-#[path = "support/flight.rs"]
-mod support;
+use crate::support::flight as support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -4,10 +4,7 @@
 //! placeholder styles and several parameter rows, session options, cancellation, and the
 //! refusals of a read-only server.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers panic to fail the test
-
-#[path = "support/flight.rs"]
-mod support;
+use crate::support::flight as support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -821,4 +818,194 @@ async fn cancel_flight_info_stops_a_running_query_for_its_owner_only() {
         code(&fetch(&mut risk, &info).await.unwrap_err()),
         Code::Cancelled
     );
+}
+
+/// Every row of `column` over all batches.
+fn column_values(batches: &[RecordBatch], column: &str) -> Vec<String> {
+    batches.iter().flat_map(|b| strings(b, column)).collect()
+}
+
+/// One principal's view of the mesh as each front door reports it: `schema.table` ->
+/// (kind, [(column, type)]).
+type Seen = BTreeMap<String, (String, Vec<(String, String)>)>;
+
+/// For every principal of the reference mesh, Flight SQL metadata (GetDbSchemas, GetTables
+/// with schemas), SQL's `information_schema`, `mesh_catalog`'s discovery tables and the
+/// tables' own answers (`SELECT * ... LIMIT 0`) list the same schemas, tables, kinds,
+/// columns and types: one listing feeds them all.
+#[tokio::test]
+async fn every_front_door_lists_what_the_caller_sees_the_same_way() {
+    let server = default_server().await;
+    let principals = [
+        "cib-reporting",
+        "ccb-fraud",
+        "risk-officer",
+        "ref-owner",
+        "auditor",
+        "intern",
+    ];
+    let mut seen_by = BTreeMap::new();
+    for principal in principals {
+        let mut client = login(server.addr, principal).await;
+
+        // Flight SQL metadata.
+        let info = client
+            .get_db_schemas(CommandGetDbSchemas {
+                catalog: Some("mesh".into()),
+                db_schema_filter_pattern: None,
+            })
+            .await
+            .unwrap();
+        let (_, batches) = fetch(&mut client, &info).await.unwrap();
+        let flight_schemas = column_values(&batches, "db_schema_name");
+        let info = client
+            .get_tables(CommandGetTables {
+                catalog: Some("mesh".into()),
+                db_schema_filter_pattern: None,
+                table_name_filter_pattern: None,
+                table_types: Vec::new(),
+                include_schema: true,
+            })
+            .await
+            .unwrap();
+        let (_, batches) = fetch(&mut client, &info).await.unwrap();
+        let kinds = column_values(&batches, "table_type");
+        let flight: Seen = support::table_schemas(&batches)
+            .into_iter()
+            .zip(kinds)
+            .map(|((name, schema), kind)| {
+                let columns = schema
+                    .fields()
+                    .iter()
+                    .map(|f| (f.name().clone(), f.data_type().to_string()))
+                    .collect();
+                (name, (kind, columns))
+            })
+            .collect();
+
+        // SQL's information_schema.
+        let (_, batches) = query(
+            &mut client,
+            "SELECT schema_name FROM information_schema.schemata \
+             WHERE catalog_name = 'mesh' AND schema_name <> 'information_schema' ORDER BY 1",
+        )
+        .await;
+        let sql_schemas = column_values(&batches, "schema_name");
+        let (_, batches) = query(
+            &mut client,
+            "SELECT table_schema || '.' || table_name AS t, table_type FROM information_schema.tables \
+             WHERE table_catalog = 'mesh' AND table_schema <> 'information_schema'",
+        )
+        .await;
+        let sql_tables: BTreeMap<String, String> = column_values(&batches, "t")
+            .into_iter()
+            .zip(column_values(&batches, "table_type"))
+            .collect();
+        let (_, batches) = query(
+            &mut client,
+            "SELECT table_schema || '.' || table_name AS t, column_name, data_type \
+             FROM information_schema.columns WHERE table_catalog = 'mesh' \
+             AND table_schema <> 'information_schema' ORDER BY t, ordinal_position",
+        )
+        .await;
+        let mut sql_columns: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        for ((table, column), data_type) in column_values(&batches, "t")
+            .into_iter()
+            .zip(column_values(&batches, "column_name"))
+            .zip(column_values(&batches, "data_type"))
+        {
+            // Flight SQL sends view types as their plain types (see `edge.rs`); the engine,
+            // and so information_schema, keeps the view types.
+            let sent = match data_type.as_str() {
+                "Utf8View" => "Utf8".to_string(),
+                "BinaryView" => "Binary".to_string(),
+                _ => data_type,
+            };
+            sql_columns.entry(table).or_default().push((column, sent));
+        }
+
+        // mesh_catalog: the columns of what the caller may read, with their treatment.
+        let (_, batches) = query(
+            &mut client,
+            "SELECT table_schema || '.' || table_name AS t, column_name FROM mesh_catalog.columns \
+             WHERE your_treatment <> 'no access' ORDER BY t, ordinal_position",
+        )
+        .await;
+        let mut discovered: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (table, column) in column_values(&batches, "t")
+            .into_iter()
+            .zip(column_values(&batches, "column_name"))
+        {
+            discovered.entry(table).or_default().push(column);
+        }
+
+        assert_eq!(flight_schemas, sql_schemas, "{principal}: schemas");
+        assert_eq!(
+            flight.keys().collect::<Vec<_>>(),
+            sql_tables.keys().collect::<Vec<_>>(),
+            "{principal}: tables"
+        );
+        for (table, (kind, columns)) in &flight {
+            let sql_kind = &sql_tables[table];
+            let expected_kind = match kind.as_str() {
+                "VIEW" => "VIEW",
+                "TABLE" | "SYSTEM TABLE" => "BASE TABLE",
+                other => panic!("{principal}: unknown table type {other}"),
+            };
+            assert_eq!(sql_kind, expected_kind, "{principal}: kind of {table}");
+            assert_eq!(
+                &sql_columns[table], columns,
+                "{principal}: columns of {table} in GetTables and information_schema"
+            );
+            // The table's own answer has exactly these columns and types.
+            let (schema, _) = query(&mut client, &format!("SELECT * FROM {table} LIMIT 0")).await;
+            let answered: Vec<(String, String)> = schema
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), f.data_type().to_string()))
+                .collect();
+            assert_eq!(&answered, columns, "{principal}: the answer of {table}");
+            if kind != "SYSTEM TABLE" {
+                let names: Vec<String> = columns.iter().map(|(n, _)| n.clone()).collect();
+                assert_eq!(
+                    discovered.get(table),
+                    Some(&names),
+                    "{principal}: mesh_catalog.columns of {table}"
+                );
+            }
+        }
+        let product_tables: Vec<&String> = flight
+            .iter()
+            .filter(|(_, (kind, _))| kind != "SYSTEM TABLE")
+            .map(|(t, _)| t)
+            .collect();
+        assert_eq!(
+            discovered.keys().collect::<Vec<_>>(),
+            product_tables,
+            "{principal}: mesh_catalog.columns lists what the caller may read"
+        );
+        seen_by.insert(principal, flight);
+    }
+    // The principals see different things, so the comparison above compared something.
+    let count = |p: &str| {
+        seen_by[p]
+            .values()
+            .filter(|(kind, _)| kind != "SYSTEM TABLE")
+            .map(|(_, columns)| columns.len())
+            .sum::<usize>()
+    };
+    assert_eq!(count("intern"), 0, "the intern reads nothing");
+    for reader in ["cib-reporting", "ccb-fraud", "risk-officer", "ref-owner"] {
+        assert!(count(reader) > 0, "{reader} reads something");
+    }
+    assert_ne!(seen_by["cib-reporting"], seen_by["ccb-fraud"]);
+    // A column hidden from one reader and shown to another is listed accordingly.
+    let has_rating = |p: &str| {
+        seen_by[p]["reference.counterparties"]
+            .1
+            .iter()
+            .any(|(name, _)| name == "internal_rating")
+    };
+    assert!(has_rating("risk-officer"));
+    assert!(!has_rating("cib-reporting"));
 }

@@ -7,14 +7,8 @@
 //! Deterministic by default. `MESHGATE_FUZZ_CASES` (default 300 per target) and
 //! `MESHGATE_FUZZ_SEED` run longer or elsewhere; see the README.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers panic to fail the test
-
-#[path = "support/flight.rs"]
-mod flight;
-#[path = "support/truth.rs"]
-mod truth;
-#[path = "support/views.rs"]
-mod views;
+use crate::support::flight;
+use crate::support::views;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -24,7 +18,7 @@ use arrow_flight::{Action, FlightData, FlightDescriptor, HandshakeRequest, Ticke
 use futures::TryStreamExt;
 use meshgate::engine::QueryLimits;
 use meshgate::flight::FlightConfig;
-use meshgate::reference;
+use meshgate_reference as reference;
 use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};

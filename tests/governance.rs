@@ -3,21 +3,16 @@
 //! `mesh_catalog` tables as each persona sees them, and refusing queries when the audit log
 //! cannot be written.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-#[path = "support/grants.rs"]
-mod grants;
-#[path = "support/truth.rs"]
-mod truth;
-#[path = "support/views.rs"]
-mod views;
+use crate::support::grants;
+use crate::support::truth;
+use crate::support::views;
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use meshgate::governance::{Approval, NewRequest};
-use meshgate::lake_server::LakeServer;
 use meshgate::{Gateway, GatewayError, Governance, Session};
+use meshgate_lake_server::LakeServer;
 use tempfile::TempDir;
 use views::{Rows, local_gateway, run_gateway, sorted};
 

@@ -3,8 +3,6 @@
 //! unreachable or slow endpoint, an outage mid-query, a corrupt or vanished file), request
 //! accounting and the shared footer cache, spill cleanup, and proof that queries never write.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers panic to fail the test
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,10 +12,10 @@ use std::time::{Duration, Instant};
 use arrow::array::{ArrayRef, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use futures::StreamExt;
-use meshgate::lake_server::{KeyGrant, LakeServer};
-use meshgate::reference::{self, Demo};
 use meshgate::storage::{Problem, ProductStorageError, StaticCredentials};
 use meshgate::{Gateway, GatewayConfig, GatewayError, Principal};
+use meshgate_lake_server::{KeyGrant, LakeServer};
+use meshgate_reference::{self as reference, Demo};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;

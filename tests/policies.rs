@@ -2,8 +2,6 @@
 //! restrictions AND on top; every mask kind through SQL; reloads; loading a mesh from a
 //! `meshgate.toml` with a master key file.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers panic to fail the test
-
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
@@ -12,9 +10,10 @@ use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use meshgate::config::ServeConfig;
-use meshgate::lake_server::LakeServer;
 use meshgate::policy::{Denial, PolicySources};
-use meshgate::{Gateway, GatewayConfig, GatewayError, Principal, reference};
+use meshgate::{Gateway, GatewayConfig, GatewayError, Principal};
+use meshgate_lake_server::LakeServer;
+use meshgate_reference as reference;
 use sha2::{Digest, Sha256};
 
 /// The repository's top level (products/, policies/).

@@ -3,12 +3,8 @@
 //! tokens recomputed from the published scheme; the rewrite in joins, subqueries, CTEs and
 //! UNION; EXPLAIN; the locked-down SQL surface; and row-group pruning by the policy filter.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers panic to fail the test
-
-#[path = "support/truth.rs"]
-mod truth;
-#[path = "support/views.rs"]
-mod views;
+use crate::support::truth;
+use crate::support::views;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,9 +12,9 @@ use arrow::array::RecordBatch;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use datafusion::prelude::SessionContext;
-use meshgate::lake_server::LakeServer;
-use meshgate::reference;
 use meshgate::{Gateway, GatewayError, Session};
+use meshgate_lake_server::LakeServer;
+use meshgate_reference as reference;
 use sha2::{Digest, Sha256};
 use truth::{data_dir, email_mask, register_raw, show_last_4, token as expected_token};
 

@@ -51,7 +51,7 @@ pub fn local_store(data: &TpchData) -> Result<LocalFileSystem, BenchError> {
 
 /// The bucket through the S3 server, with the gateway's read-only key.
 pub fn s3_store(endpoint: &str) -> Result<Arc<dyn ObjectStore>, BenchError> {
-    meshgate::reference::s3_store(
+    meshgate_reference::s3_store(
         endpoint,
         BUCKET,
         crate::mesh::READER_KEY,

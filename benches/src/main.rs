@@ -692,7 +692,7 @@ async fn limits_section(
     data: &TpchData,
     datafusion: &datafusion::prelude::SessionContext,
     configs: &[(String, String, Engine)],
-    s3_server: &std::sync::Arc<meshgate::lake_server::LakeServer>,
+    s3_server: &std::sync::Arc<meshgate_lake_server::LakeServer>,
     report: &mut Report,
 ) -> Result<(), BenchError> {
     let runs = args.iterations.clamp(1, 3);

@@ -10,11 +10,12 @@ use datafusion::catalog::MemorySchemaProvider;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use meshgate::catalog::Catalog;
 use meshgate::engine::{AuditSettings, LineageConfig, QueryLimits};
-use meshgate::lake_server::{KeyGrant, LakeServer};
 use meshgate::policy::{PolicySources, Source, UserDirectory};
 use meshgate::protect::{MaskKind, MaskUdf, MasterKey, TokenizeUdf};
 use meshgate::storage::{ProductStorage, StaticCredentials, StorageConfig};
-use meshgate::{Gateway, GatewayConfig, Governance, reference};
+use meshgate::{Gateway, GatewayConfig, Governance};
+use meshgate_lake_server::{KeyGrant, LakeServer};
+use meshgate_reference as reference;
 use object_store::ObjectStoreExt;
 use tokio::sync::oneshot;
 

@@ -16,7 +16,7 @@ use meshgate::governance::{
 };
 use meshgate::policy::{PolicySet, Principal};
 use meshgate::protect::{MaskKind, MasterKey, TokenKey};
-use meshgate::reference;
+use meshgate_reference;
 
 use crate::BenchError;
 

@@ -14,9 +14,10 @@ use std::sync::Arc;
 
 use datafusion::catalog::MemorySchemaProvider;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use meshgate::Gateway;
 use meshgate::protect::{MaskKind, MaskUdf, MasterKey, TokenizeUdf};
 use meshgate::storage::StorageConfig;
-use meshgate::{Gateway, reference};
+use meshgate_reference as reference;
 
 use crate::BenchError;
 

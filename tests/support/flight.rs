@@ -14,10 +14,11 @@ use arrow_flight::{
     Action, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightInfo,
 };
 use futures::TryStreamExt;
+use meshgate::Gateway;
 use meshgate::engine::QueryLimits;
 use meshgate::flight::{FlightConfig, ServeError};
-use meshgate::lake_server::LakeServer;
-use meshgate::{Gateway, reference};
+use meshgate_lake_server::LakeServer;
+use meshgate_reference as reference;
 use prost::Message;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;

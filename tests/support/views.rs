@@ -14,11 +14,12 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-use meshgate::lake_server::LakeServer;
 use meshgate::storage::StorageConfig;
-use meshgate::{Gateway, GatewayConfig, Session, reference};
+use meshgate::{Gateway, GatewayConfig, Session};
+use meshgate_lake_server::LakeServer;
+use meshgate_reference as reference;
 
-use crate::truth::{data_dir, email_mask, register_raw, show_last_4, token};
+use super::truth::{data_dir, email_mask, register_raw, show_last_4, token};
 
 /// A string UDF for the reference engine.
 pub fn string_udf(

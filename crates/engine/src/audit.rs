@@ -1,8 +1,10 @@
-//! The audit of each query: one durable record, written before the first batch leaves.
+//! The audit of each query: one durable record, written before the first batch leaves, and
+//! one for every statement refused at any front door.
 //!
-//! [`Session::query_with_params`](crate::Session::query_with_params) writes the record once
-//! the query is planned (so it lists exactly the tables, columns, row filters and
-//! treatments the sealed scans apply) and refuses the query if the write fails. The result
+//! [`Auditor::allowed`] writes the record once the query is planned (so it lists exactly the
+//! tables, columns, row filters and treatments the sealed scans apply); the session refuses
+//! the query if the write fails. [`Auditor::refused`] records a refusal with every product
+//! table the statement named and the reason, without any value. The result
 //! stream is wrapped in [`Audited`], which records how it ended (rows and bytes returned,
 //! duration, error) when it ends or is dropped; that second write is best effort, because
 //! by then the record that matters is already durable.
@@ -19,25 +21,136 @@ use datafusion::error::DataFusionError;
 use datafusion::physical_plan::{ExecutionPlan, RecordBatchStream, SendableRecordBatchStream};
 use futures::Stream;
 use meshgate_governance::{
-    AuditColumn, AuditOutcome, AuditRecord, AuditTable, GovernanceStore, QueryStatus, TableAccess,
-    now_millis,
+    AuditColumn, AuditOutcome, AuditRecord, AuditTable, Decision, GovernanceStore, QueryStatus,
+    TableAccess, now_millis,
 };
 use meshgate_lineage::Lineage;
-use meshgate_policy::ResolvedTablePolicy;
+use meshgate_policy::{Principal, ResolvedTablePolicy};
 use sha2::{Digest, Sha256};
 
-use crate::protected::ProtectedScanExec;
+use crate::error::GatewayError;
+use crate::protected::{ProtectedScanExec, visit_scans};
+use crate::scope::QueryScope;
+use crate::shared::Shared;
 
-/// What the audit keeps.
-#[derive(Debug, Clone, Default)]
-pub struct AuditSettings {
-    /// Store each statement's text next to its hash. Off by default: statements can carry
-    /// personal data in their literals.
-    pub keep_statements: bool,
+fn statement_sha256(sql: &str) -> String {
+    hex::encode(Sha256::digest(sql.as_bytes()))
 }
 
-pub(crate) fn statement_sha256(sql: &str) -> String {
-    hex::encode(Sha256::digest(sql.as_bytes()))
+/// A query id: a UUIDv7, so ids sort by time (and match the OpenLineage run id).
+fn new_query_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Who is asking and how the statement arrived: what every record of a session says.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Auditor<'a> {
+    pub(crate) shared: &'a Shared,
+    pub(crate) principal: &'a Principal,
+    /// The caller's network address.
+    pub(crate) client: Option<&'a str>,
+    /// How statements arrive (`library`, `flight`, ...).
+    pub(crate) method: &'a str,
+}
+
+impl Auditor<'_> {
+    fn record(
+        &self,
+        sql: &str,
+        started_at: i64,
+        scope: &QueryScope,
+        decision: Decision,
+        tables: Vec<AuditTable>,
+        error: Option<String>,
+    ) -> AuditRecord {
+        AuditRecord {
+            query_id: new_query_id(),
+            started_at,
+            principal: self.principal.id().to_string(),
+            app: self.principal.attribute("app").map(str::to_string),
+            client: self.client.map(str::to_string),
+            method: self.method.to_string(),
+            statement_sha256: statement_sha256(sql),
+            statement: self
+                .shared
+                .audit_settings()
+                .keep_statements
+                .then(|| sql.to_string()),
+            policy_version: scope.policy_version(),
+            decision,
+            tables,
+            error,
+        }
+    }
+
+    /// Record a statement refused or failed before running, with every product table it
+    /// named and the reason, without any value (see [`GatewayError::redacted`]). The
+    /// statement fails either way; a record that cannot be written is logged.
+    pub(crate) async fn refused(
+        &self,
+        sql: &str,
+        scope: &QueryScope,
+        started_at: i64,
+        error: &GatewayError,
+    ) {
+        let decision = match error {
+            GatewayError::Denied(_) | GatewayError::NotAllowed(_) => Decision::Deny,
+            _ => Decision::Error,
+        };
+        let record = self.record(
+            sql,
+            started_at,
+            scope,
+            decision,
+            tables_touched(None, scope),
+            Some(error.redacted()),
+        );
+        if let Err(e) = self.shared.governance().record_query(&record).await {
+            tracing::error!(error = %e, principal = self.principal.id(), "cannot record a refused query in the audit log");
+        }
+    }
+
+    /// Record a planned query, durably, before anything can be sent: no record, no query.
+    pub(crate) async fn allowed(
+        &self,
+        sql: &str,
+        scope: &QueryScope,
+        started_at: i64,
+        started: Instant,
+        plan: &Arc<dyn ExecutionPlan>,
+    ) -> Result<AuditHandle, GatewayError> {
+        let record = self.record(
+            sql,
+            started_at,
+            scope,
+            Decision::Allow,
+            tables_touched(Some(plan), scope),
+            None,
+        );
+        self.shared
+            .governance()
+            .record_query(&record)
+            .await
+            .map_err(|e| {
+                let query_id = &record.query_id;
+                tracing::error!(error = %e, query = %query_id, "audit log unavailable; query refused");
+                GatewayError::Unavailable(
+                    "the audit log cannot be written, so the gateway refuses queries; try again later \
+                     (operators: see the gateway's log)"
+                        .into(),
+                )
+            })?;
+        let lineage = self.shared.lineage().cloned();
+        if let Some(lineage) = &lineage {
+            lineage.started(&record);
+        }
+        Ok(AuditHandle {
+            store: Arc::clone(self.shared.governance()),
+            lineage,
+            record: Arc::new(record),
+            started,
+        })
+    }
 }
 
 /// One [`AuditTable`] per product table the plan scans (several scans of one table merge):
@@ -45,7 +158,7 @@ pub(crate) fn statement_sha256(sql: &str) -> String {
 /// table order, with their treatments, and the row-filter rules and grants applied.
 fn tables_read(plan: &Arc<dyn ExecutionPlan>) -> Vec<AuditTable> {
     let mut scans: Vec<(ResolvedTablePolicy, BTreeSet<String>)> = Vec::new();
-    crate::session::visit_scans(plan, &mut |scan: &ProtectedScanExec| {
+    visit_scans(plan, &mut |scan: &ProtectedScanExec| {
         let policy = scan.policy();
         let schema = scan.schema();
         let read = schema
@@ -92,10 +205,7 @@ fn tables_read(plan: &Arc<dyn ExecutionPlan>) -> Vec<AuditTable> {
 /// Every product table a query touched: those its sealed scans read (see [`tables_read`]),
 /// then those it named or listed without reading their data (EXPLAIN, DESCRIBE, a refused
 /// query, information_schema), so that an owner sees every probe of their product.
-pub(crate) fn tables_touched(
-    plan: Option<&Arc<dyn ExecutionPlan>>,
-    scope: &crate::secure_catalog::QueryScope,
-) -> Vec<AuditTable> {
+fn tables_touched(plan: Option<&Arc<dyn ExecutionPlan>>, scope: &QueryScope) -> Vec<AuditTable> {
     let mut out = plan.map(tables_read).unwrap_or_default();
     for (product, table, outcome) in scope.touched() {
         if out.iter().any(|t| t.product == product && t.table == table) {
@@ -121,10 +231,10 @@ pub(crate) fn tables_touched(
 /// Where a query's audit record went: the store (for the outcome) and the lineage emitter.
 #[derive(Debug, Clone)]
 pub(crate) struct AuditHandle {
-    pub(crate) store: Arc<dyn GovernanceStore>,
-    pub(crate) lineage: Option<Lineage>,
-    pub(crate) record: Arc<AuditRecord>,
-    pub(crate) started: Instant,
+    store: Arc<dyn GovernanceStore>,
+    lineage: Option<Lineage>,
+    record: Arc<AuditRecord>,
+    started: Instant,
 }
 
 /// A result stream that records its outcome in the audit log (and lineage) when it ends or
@@ -191,7 +301,7 @@ impl Stream for Audited {
             }
             Poll::Ready(Some(Err(e))) => {
                 // The caller gets the error itself; the audit and lineage its class.
-                let redacted = crate::error::GatewayError::of_execution(e).redacted();
+                let redacted = GatewayError::of_execution(e).redacted();
                 self.finish(QueryStatus::Failed, Some(redacted));
             }
             Poll::Ready(None) => self.finish(QueryStatus::Ok, None),

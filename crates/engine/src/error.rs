@@ -3,6 +3,8 @@
 use datafusion::error::DataFusionError;
 use meshgate_policy::{AuthError, Denial, LoadError};
 use meshgate_storage::{ProductStorageError, find_storage_error};
+use std::fmt;
+use std::time::Duration;
 
 /// Everything a gateway call can fail with. The variant decides how the Flight server
 /// reports it (permission denied, invalid argument, ...); the message is safe to show the
@@ -75,12 +77,10 @@ pub(crate) fn denial_to_datafusion(denial: Denial) -> DataFusionError {
 fn find_abort(error: &DataFusionError) -> Option<GatewayError> {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = current {
-        if let Some(abort) = e.downcast_ref::<crate::limits::Abort>() {
+        if let Some(abort) = e.downcast_ref::<Abort>() {
             return Some(match abort {
-                crate::limits::Abort::Cancelled => GatewayError::Cancelled(abort.to_string()),
-                crate::limits::Abort::TimedOut(_) => {
-                    GatewayError::DeadlineExceeded(abort.to_string())
-                }
+                Abort::Cancelled => GatewayError::Cancelled(abort.to_string()),
+                Abort::TimedOut(_) => GatewayError::DeadlineExceeded(abort.to_string()),
             });
         }
         current = e.source();
@@ -211,7 +211,7 @@ impl GatewayError {
 /// What kind of failure a DataFusion error is, without its message: the variant of its root
 /// (and of an Arrow error inside), and the product whose sealed scan raised it.
 pub(crate) fn failure_class(error: &DataFusionError) -> String {
-    let seal = crate::protected::find_seal_failure(error);
+    let seal = find_seal_failure(error);
     if let Some(class) = seal.and_then(|s| s.policy_failure.as_ref()) {
         return class.clone();
     }
@@ -272,4 +272,67 @@ fn schema_kind(error: &datafusion::common::SchemaError) -> &'static str {
             "duplicate column"
         }
     }
+}
+
+/// Why a running query stopped early.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Abort {
+    #[error("the query was cancelled")]
+    Cancelled,
+    #[error("the query took longer than its limit of {0:?}")]
+    TimedOut(Duration),
+}
+
+/// A failure raised inside a sealed scan, with the product and table it happened in.
+///
+/// Storage and file errors keep their source (they name objects, never values, and
+/// credentials never reach them). Anything else was raised while evaluating the policy's own
+/// expressions on raw rows, hidden ones included (a row filter whose cast fails names the
+/// value it failed on), so its text is dropped: the caller, the audit and the gateway's log
+/// get only its class (see [`failure_class`]).
+#[derive(Debug)]
+pub(crate) struct SealFailure {
+    pub(crate) product: String,
+    pub(crate) table: String,
+    pub(crate) policy_id: String,
+    /// For a failure of the policy's expressions: its value-free class.
+    pub(crate) policy_failure: Option<String>,
+    pub(crate) source: Option<DataFusionError>,
+}
+
+impl fmt::Display for SealFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "reading product `{}` (table {}): ",
+            self.product, self.table
+        )?;
+        match &self.source {
+            Some(source) => write!(f, "{source}"),
+            None => write!(
+                f,
+                "policy {} could not be applied to the product's data; the gateway's log says \
+                 how it failed (tell the product's owner)",
+                self.policy_id
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SealFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_ref().map(|e| e as _)
+    }
+}
+
+/// The sealed-scan failure somewhere in an error's chain.
+pub(crate) fn find_seal_failure(error: &DataFusionError) -> Option<&SealFailure> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<SealFailure>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
 }

@@ -24,6 +24,9 @@ use datafusion::physical_plan::empty::EmptyExec;
 use meshgate_catalog::{Product, Table};
 use meshgate_storage::{IoCounters, Lakes, key_of};
 
+/// The raw scan of each product table, by (domain, table).
+pub(crate) type RawTables = std::collections::HashMap<(String, String), Arc<LakeTable>>;
+
 #[derive(Debug)]
 pub(crate) struct LakeTable {
     product: Arc<Product>,

@@ -34,31 +34,48 @@
 //! # Ok(()) }
 //! ```
 
+// Layers, bottom up; a module imports only from layers below its own (checked by
+// `tests/layers.rs`, described in ARCHITECTURE.md):
+// 1. names, error, leakproof, lake_table, shape, lockdown, limits, params, config
+// 2. the rewrite: protected, compile
+// 3. shared (the state every session shares)
+// 4. the query layer, in this order: scope, listing, system, providers, plan, audit, query
+// 5. the faces: session, gateway
 mod audit;
 mod compile;
+mod config;
 mod error;
 mod gateway;
 mod lake_table;
 mod leakproof;
 mod limits;
+mod listing;
 mod lockdown;
+mod names;
+mod params;
+mod plan;
 mod protected;
-mod secure_catalog;
+mod providers;
+mod query;
+mod scope;
 mod session;
 mod shape;
+mod shared;
 mod system;
 
-pub use audit::AuditSettings;
-pub use error::GatewayError;
-pub use gateway::{Gateway, GatewayConfig, Governance};
-pub use limits::{Abort, DEFAULT_QUERY_TIMEOUT, QueryLimits};
+pub use config::{AuditSettings, GatewayConfig, Governance};
+pub use error::{Abort, GatewayError};
+pub use gateway::Gateway;
+pub use limits::{DEFAULT_QUERY_TIMEOUT, QueryLimits};
+pub use listing::{Listing, VisibleTable};
 pub use meshgate_lineage::LineageConfig;
+pub use names::{CATALOG, SYSTEM_SCHEMA, TableKind};
+pub use params::check_parameters;
+pub use plan::MAX_STATEMENT_BYTES;
 pub use protected::{ProtectedScanExec, ProtectedTable};
-pub use secure_catalog::CATALOG;
-pub use secure_catalog::MAX_STATEMENT_BYTES;
-pub use session::{Column, Prepared, Query, ScanReport, Session, VisibleTable};
+pub use query::{Column, Prepared, Query, ScanReport};
+pub use session::Session;
 pub use shape::{
     MAX_EXPRESSION_DEPTH, MAX_EXPRESSIONS, MAX_RELATIONS, MAX_SET_OPERATIONS, PLANNING_STACK_BYTES,
 };
-pub use system::SYSTEM_SCHEMA;
 pub use tokio_util::sync::CancellationToken;

@@ -26,7 +26,7 @@ use futures::{FutureExt, Stream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use crate::error::GatewayError;
+use crate::error::{Abort, GatewayError};
 
 /// Limits on every query.
 #[derive(Debug, Clone)]
@@ -75,15 +75,6 @@ impl QueryLimits {
             memory: None,
         }
     }
-}
-
-/// Why a running query stopped early.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Abort {
-    #[error("the query was cancelled")]
-    Cancelled,
-    #[error("the query took longer than its limit of {0:?}")]
-    TimedOut(Duration),
 }
 
 /// The admission queue: one pool of running slots, and each principal's share of it.

@@ -54,6 +54,7 @@ use meshgate_policy::{ResolvedTablePolicy, Treatment};
 use meshgate_protect::{MaskUdf, MasterKey, TokenizeUdf};
 use meshgate_storage::{IoCounters, Lakes};
 
+use crate::error::{SealFailure, failure_class};
 use crate::lake_table::LakeTable;
 use crate::leakproof;
 
@@ -514,60 +515,6 @@ impl ExecutionPlan for ProtectedScanExec {
     }
 }
 
-/// A failure raised inside a sealed scan, with the product and table it happened in.
-///
-/// Storage and file errors keep their source (they name objects, never values, and
-/// credentials never reach them). Anything else was raised while evaluating the policy's own
-/// expressions on raw rows, hidden ones included (a row filter whose cast fails names the
-/// value it failed on), so its text is dropped: the caller, the audit and the gateway's log
-/// get only its class (see [`crate::error::failure_class`]).
-#[derive(Debug)]
-pub(crate) struct SealFailure {
-    pub(crate) product: String,
-    pub(crate) table: String,
-    policy_id: String,
-    /// For a failure of the policy's expressions: its value-free class.
-    pub(crate) policy_failure: Option<String>,
-    source: Option<DataFusionError>,
-}
-
-impl fmt::Display for SealFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "reading product `{}` (table {}): ",
-            self.product, self.table
-        )?;
-        match &self.source {
-            Some(source) => write!(f, "{source}"),
-            None => write!(
-                f,
-                "policy {} could not be applied to the product's data; the gateway's log says \
-                 how it failed (tell the product's owner)",
-                self.policy_id
-            ),
-        }
-    }
-}
-
-impl std::error::Error for SealFailure {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_ref().map(|e| e as _)
-    }
-}
-
-/// The sealed-scan failure somewhere in an error's chain.
-pub(crate) fn find_seal_failure(error: &DataFusionError) -> Option<&SealFailure> {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = current {
-        if let Some(found) = e.downcast_ref::<SealFailure>() {
-            return Some(found);
-        }
-        current = e.source();
-    }
-    None
-}
-
 fn sealed_error(error: DataFusionError, policy: &ResolvedTablePolicy) -> DataFusionError {
     let storage = matches!(
         error.find_root(),
@@ -590,7 +537,7 @@ fn sealed_error(error: DataFusionError, policy: &ResolvedTablePolicy) -> DataFus
             "policy {} failed on the data of product `{}` (table {table}): {}",
             policy.policy_id,
             policy.product,
-            crate::error::failure_class(&error)
+            failure_class(&error)
         );
         tracing::error!(policy = %policy.policy_id, "{class}");
         SealFailure {
@@ -614,4 +561,15 @@ pub(crate) fn combine_filters(grants: Vec<Expr>, restrictions: Vec<Expr>) -> Opt
         grants.into_iter().reduce(Expr::or)
     };
     grant.into_iter().chain(restrictions).reduce(Expr::and)
+}
+
+/// Call `f` on every sealed scan of a physical plan, in plan order.
+pub(crate) fn visit_scans(plan: &Arc<dyn ExecutionPlan>, f: &mut dyn FnMut(&ProtectedScanExec)) {
+    let any: &dyn std::any::Any = plan.as_ref();
+    if let Some(scan) = any.downcast_ref::<ProtectedScanExec>() {
+        f(scan);
+    }
+    for child in plan.children() {
+        visit_scans(child, f);
+    }
 }

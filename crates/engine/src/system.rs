@@ -16,13 +16,11 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::catalog::{MemTable, SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result};
-use meshgate_governance::{StoredAudit, Viewer, Workflow, flows};
-use meshgate_policy::Treatment;
+use meshgate_governance::{StoredAudit, Viewer, Workflow};
 
-use crate::secure_catalog::QueryScope;
-
-/// The schema the mesh catalog's tables live in.
-pub const SYSTEM_SCHEMA: &str = "mesh_catalog";
+use crate::listing::{self, VisibleTable};
+use crate::names::{CATALOG, SYSTEM_SCHEMA, TableKind};
+use crate::scope::QueryScope;
 
 pub(crate) const SYSTEM_TABLES: &[&str] = &[
     "products",
@@ -38,18 +36,18 @@ pub(crate) const SYSTEM_TABLES: &[&str] = &[
 
 /// The `mesh_catalog` tables as listings show them (built for the caller, so their schemas
 /// are exactly what a query gets).
-pub(crate) async fn listing(scope: Arc<QueryScope>) -> Vec<crate::session::VisibleTable> {
+pub(crate) async fn listing(scope: Arc<QueryScope>) -> Vec<VisibleTable> {
     let system = SystemSchema { scope, empty: true };
     let mut out = Vec::new();
     for name in SYSTEM_TABLES {
         let Ok(Some(table)) = system.materialize(name).await else {
             continue;
         };
-        out.push(crate::session::VisibleTable {
-            catalog: crate::CATALOG.to_string(),
+        out.push(VisibleTable {
+            catalog: CATALOG.to_string(),
             schema: SYSTEM_SCHEMA.to_string(),
             name: name.to_string(),
-            table_type: "SYSTEM TABLE".to_string(),
+            table_type: TableKind::System,
             arrow_schema: table.schema(),
             description: format!("The mesh catalog: {name}"),
             product: String::new(),
@@ -147,7 +145,7 @@ impl SystemSchema {
         let table = match name {
             "products" => self.products().await?,
             "tables" => self.tables()?,
-            "columns" => self.columns()?,
+            "columns" => self.columns().await?,
             "access_requests" => self.access_requests().await?,
             "grants" => self.grants().await?,
             "audit" => self.audit().await?,
@@ -160,21 +158,22 @@ impl SystemSchema {
     }
 
     fn viewer(&self) -> Viewer {
-        crate::Gateway::viewer(self.scope.principal())
+        let principal = self.scope.principal();
+        Viewer::new(principal.id(), principal.roles().iter().map(String::as_str))
     }
 
     fn workflow(&self) -> Workflow<'_> {
-        self.scope.gateway().workflow()
+        self.scope.shared().workflow()
     }
 
     async fn products(&self) -> Result<Arc<dyn TableProvider>> {
-        let gateway = self.scope.gateway();
+        let shared = self.scope.shared();
         let (lakes, products): (Vec<_>, Vec<_>) = if self.empty {
             (Vec::new(), Vec::new())
         } else {
             (
-                gateway.lake_status().await,
-                gateway.catalog.products().collect(),
+                shared.lake_status().await,
+                shared.catalog().products().collect(),
             )
         };
         let policies = self.scope.policies();
@@ -258,7 +257,7 @@ impl SystemSchema {
     }
 
     fn tables(&self) -> Result<Arc<dyn TableProvider>> {
-        let catalog = &self.scope.gateway().catalog;
+        let catalog = self.scope.shared().catalog();
         let rows: Vec<_> = catalog
             .products()
             .filter(|_| !self.empty)
@@ -270,8 +269,16 @@ impl SystemSchema {
             .text("table_name", rows.iter().map(|(_, t)| Some(&t.name)))
             .text(
                 "table_type",
-                rows.iter()
-                    .map(|(_, t)| Some(if t.is_view() { "VIEW" } else { "TABLE" })),
+                rows.iter().map(|(_, t)| {
+                    Some(
+                        if t.is_view() {
+                            TableKind::View
+                        } else {
+                            TableKind::Table
+                        }
+                        .as_str(),
+                    )
+                }),
             )
             .text(
                 "description",
@@ -280,49 +287,18 @@ impl SystemSchema {
             .table()
     }
 
-    /// Every column of every product, as the manifest describes it, with the treatment the
-    /// caller gets. Columns hidden from a caller who may read the product are absent, as
-    /// everywhere else; a product the caller may not read shows all its columns (that is
-    /// what they would ask for).
-    fn columns(&self) -> Result<Arc<dyn TableProvider>> {
-        let gateway = self.scope.gateway();
-        let policies = self.scope.policies();
-        let principal = self.scope.principal();
-        let mut rows = Vec::new();
-        for product in gateway.catalog.products().filter(|_| !self.empty) {
-            let admitted = policies.check_access(principal, product).is_ok();
-            for table in &product.tables {
-                let resolved = if table.is_view() {
-                    None
-                } else {
-                    policies.resolve(principal, product, table).ok()
-                };
-                for (position, column) in table.columns.iter().enumerate() {
-                    let treatment = match &resolved {
-                        Some(policy) => policy
-                            .columns
-                            .iter()
-                            .find(|c| c.name == column.name)
-                            .map(|c| (c.treatment.clone(), c.describe())),
-                        None => None,
-                    };
-                    if admitted
-                        && treatment
-                            .as_ref()
-                            .is_none_or(|(t, _)| *t == Treatment::Hidden)
-                        && !table.is_view()
-                    {
-                        continue;
-                    }
-                    let shown = match (&treatment, admitted) {
-                        (Some((_, described)), _) => described.clone(),
-                        (None, true) => "as the view's tables".into(),
-                        (None, false) => "no access".into(),
-                    };
-                    rows.push((product, table, position, column, shown));
-                }
-            }
-        }
+    /// Every column of every product with the caller's treatment (see
+    /// [`listing::columns`]).
+    async fn columns(&self) -> Result<Arc<dyn TableProvider>> {
+        let listed = if self.empty {
+            Vec::new()
+        } else {
+            listing::columns(&self.scope).await
+        };
+        let rows: Vec<_> = listed
+            .iter()
+            .map(|c| (c.product, c.table, c.position, c.column, &c.treatment))
+            .collect();
         Columns::default()
             .text("product_id", rows.iter().map(|r| Some(&r.0.id)))
             .text("table_schema", rows.iter().map(|r| Some(&r.0.domain)))
@@ -345,7 +321,7 @@ impl SystemSchema {
             )
             .text("tags", rows.iter().map(|r| Some(joined(&r.3.tags))))
             .text("description", rows.iter().map(|r| Some(&r.3.description)))
-            .text("your_treatment", rows.iter().map(|r| Some(&r.4)))
+            .text("your_treatment", rows.iter().map(|r| Some(r.4)))
             .table()
     }
 
@@ -417,33 +393,15 @@ impl SystemSchema {
             .table()
     }
 
-    /// The audit records the caller may see, each with only the tables they may see: an
-    /// owner looking at another principal's query sees the parts on their own products.
+    /// The audit records the caller may see (see [`Workflow::visible_audit`]).
     async fn visible_audit(&self) -> Result<Vec<StoredAudit>> {
-        let gateway = self.scope.gateway();
-        let viewer = self.viewer();
         if self.empty {
             return Ok(Vec::new());
         }
-        let all = gateway.governance.audit().await.map_err(store_error)?;
-        Ok(all
-            .into_iter()
-            .filter_map(|mut record| {
-                if viewer.auditor || record.record.principal == viewer.id {
-                    return Some(record);
-                }
-                record
-                    .record
-                    .tables
-                    .retain(|t| viewer.decides(&gateway.catalog, &t.product));
-                if record.record.tables.is_empty() {
-                    return None;
-                }
-                // Statements are the caller's; an owner sees the hash only.
-                record.record.statement = None;
-                Some(record)
-            })
-            .collect())
+        self.workflow()
+            .visible_audit(&self.viewer())
+            .await
+            .map_err(store_error)
     }
 
     async fn audit(&self) -> Result<Arc<dyn TableProvider>> {
@@ -546,18 +504,14 @@ impl SystemSchema {
     }
 
     async fn flows(&self) -> Result<Arc<dyn TableProvider>> {
-        let gateway = self.scope.gateway();
-        let viewer = self.viewer();
-        let all = if self.empty {
+        let rows = if self.empty {
             Vec::new()
         } else {
-            gateway.governance.audit().await.map_err(store_error)?
+            self.workflow()
+                .visible_flows(&self.viewer())
+                .await
+                .map_err(store_error)?
         };
-        let rows = flows(&all, |record, product| {
-            viewer.auditor
-                || record.record.principal == viewer.id
-                || viewer.decides(&gateway.catalog, product)
-        });
         let count = |v: u64| Some(i64::try_from(v).unwrap_or(i64::MAX));
         Columns::default()
             .text("product_id", rows.iter().map(|f| Some(&f.product)))

@@ -33,7 +33,9 @@ use arrow_flight::{
 use bytes::Bytes;
 use datafusion::common::ScalarValue;
 use futures::{Stream, StreamExt, TryStreamExt, stream};
-use meshgate_engine::{CATALOG, CancellationToken, Gateway, GatewayError, Session};
+use meshgate_engine::{
+    CATALOG, CancellationToken, Gateway, GatewayError, Session, TableKind, check_parameters,
+};
 use meshgate_policy::Principal;
 use prost::Message;
 use tonic::metadata::MetadataValue;
@@ -275,22 +277,6 @@ impl MeshFlightService {
         }
         Ok(cancelled)
     }
-
-    /// The schemas the caller can see (domains with at least one visible table).
-    async fn visible_schemas(&self, principal: Principal) -> Vec<String> {
-        let mut schemas: Vec<String> = self
-            .gateway
-            .session(principal)
-            .tables()
-            .await
-            .into_iter()
-            .map(|t| t.schema)
-            .collect();
-        schemas.push(meshgate_engine::SYSTEM_SCHEMA.to_string());
-        schemas.sort();
-        schemas.dedup();
-        schemas
-    }
 }
 
 /// What a statement ticket or prepared statement handle carries (besides its principal).
@@ -472,13 +458,7 @@ impl FlightSqlService for MeshFlightService {
             .prepare(&query.query, None)
             .await
             .map_err(status)?;
-        if !prepared.parameters.fields().is_empty() {
-            return Err(invalid(format!(
-                "the statement has {} parameter(s): prepare it and bind values, or write the \
-                 values into the SQL",
-                prepared.parameters.fields().len()
-            )));
-        }
+        check_parameters(prepared.parameters.fields().len(), None).map_err(status)?;
         let handle = Handle {
             sql: query.query,
             schema,
@@ -579,13 +559,8 @@ impl FlightSqlService for MeshFlightService {
             .parameters
             .fields()
             .len();
-        if let Some(batch) = batches.first()
-            && batch.num_columns() != expected
-        {
-            return Err(invalid(format!(
-                "the statement has {expected} parameter(s) but {} value column(s) were bound",
-                batch.num_columns()
-            )));
+        if let Some(batch) = batches.first() {
+            check_parameters(expected, Some(batch.num_columns())).map_err(status)?;
         }
         handle.params = params::encode(&batches)?;
         Ok(DoPutPreparedStatementResult {
@@ -610,11 +585,8 @@ impl FlightSqlService for MeshFlightService {
             .prepare(&handle.sql, rows.first().map(Vec::as_slice))
             .await
             .map_err(status)?;
-        if rows.is_empty() && !prepared.parameters.fields().is_empty() {
-            return Err(invalid(format!(
-                "the prepared statement has {} parameter(s): bind values before executing it",
-                prepared.parameters.fields().len()
-            )));
+        if rows.is_empty() {
+            check_parameters(prepared.parameters.fields().len(), None).map_err(status)?;
         }
         let schema = result_schema(&prepared.columns, self.gateway.catalog());
         Ok(Response::new(flight_info(
@@ -680,7 +652,13 @@ impl FlightSqlService for MeshFlightService {
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let caller = self.caller(&request).await?;
         let mut builder = query.into_builder();
-        for schema in self.visible_schemas(caller.principal).await {
+        for schema in self
+            .gateway
+            .session(caller.principal)
+            .listing()
+            .await
+            .schemas
+        {
             builder.append(CATALOG, schema);
         }
         one_batch(builder.build())
@@ -701,13 +679,11 @@ impl FlightSqlService for MeshFlightService {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let caller = self.caller(&request).await?;
-        let session = self.gateway.session(caller.principal);
-        let mut tables = session.tables().await;
-        // The mesh catalog's tables, for every caller (their rows are governed). The
-        // builder applies the request's filters to them like to any table.
-        tables.extend(session.system_tables().await);
+        // The mesh catalog's tables are listed for every caller (their rows are governed).
+        // The builder applies the request's filters to them like to any table.
+        let listing = self.gateway.session(caller.principal).listing().await;
         let mut builder = query.into_builder();
-        for table in tables {
+        for table in listing.tables {
             let schema = table_schema(
                 &table.arrow_schema,
                 &Origin {
@@ -721,7 +697,7 @@ impl FlightSqlService for MeshFlightService {
                     &table.catalog,
                     &table.schema,
                     &table.name,
-                    &table.table_type,
+                    table.table_type.as_str(),
                     &schema,
                 )
                 .map_err(|e| internal("listing tables", e))?;
@@ -745,9 +721,9 @@ impl FlightSqlService for MeshFlightService {
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         self.caller(&request).await?;
         let mut builder = query.into_builder();
-        builder.append("SYSTEM TABLE");
-        builder.append("TABLE");
-        builder.append("VIEW");
+        for kind in TableKind::ALL {
+            builder.append(kind.as_str());
+        }
         one_batch(builder.build())
     }
 
@@ -1080,7 +1056,12 @@ impl FlightSqlService for MeshFlightService {
             SET_SESSION_OPTIONS => {
                 let set = SetSessionOptionsRequest::decode(action.body.as_ref())
                     .map_err(|_| invalid("SetSessionOptions carries a malformed request"))?;
-                let schemas = self.visible_schemas(caller.principal.clone()).await;
+                let schemas = self
+                    .gateway
+                    .session(caller.principal.clone())
+                    .listing()
+                    .await
+                    .schemas;
                 let mut options = self.auth.options(&caller);
                 let result = options.apply(&set, &schemas);
                 self.auth.set_options(&caller, options)?;

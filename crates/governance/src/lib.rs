@@ -33,4 +33,4 @@ pub use model::{
 };
 pub use sqlite::SqliteStore;
 pub use store::GovernanceStore;
-pub use workflow::{Approval, NewRequest, Viewer, Workflow};
+pub use workflow::{AUDITOR_ROLE, Approval, NewRequest, Viewer, Workflow};

@@ -17,8 +17,10 @@ use std::collections::BTreeSet;
 use meshgate_catalog::{Catalog, Product};
 
 use crate::error::GovernanceError;
+use crate::flows::flows;
 use crate::model::{
-    AccessRequest, DAY_MILLIS, Grant, GrantState, Millis, RequestState, now_millis,
+    AccessRequest, DAY_MILLIS, Flow, Grant, GrantState, Millis, RequestState, StoredAudit,
+    now_millis,
 };
 use crate::store::GovernanceStore;
 
@@ -402,6 +404,44 @@ impl<'a> Workflow<'a> {
             .collect())
     }
 
+    /// Audit records `viewer` may see, each with only the tables they may see: an owner
+    /// looking at another principal's query sees its parts on their own products, and the
+    /// statement's hash but not its text (the statement is the caller's).
+    pub async fn visible_audit(
+        &self,
+        viewer: &Viewer,
+    ) -> Result<Vec<StoredAudit>, GovernanceError> {
+        Ok(self
+            .store
+            .audit()
+            .await?
+            .into_iter()
+            .filter_map(|mut record| {
+                if viewer.auditor || record.record.principal == viewer.id {
+                    return Some(record);
+                }
+                record
+                    .record
+                    .tables
+                    .retain(|t| viewer.decides(self.catalog, &t.product));
+                if record.record.tables.is_empty() {
+                    return None;
+                }
+                record.record.statement = None;
+                Some(record)
+            })
+            .collect())
+    }
+
+    /// Data flows `viewer` may see (see [`flows`]): an edge of a product they decide, or
+    /// made by their own queries; every edge for auditors.
+    pub async fn visible_flows(&self, viewer: &Viewer) -> Result<Vec<Flow>, GovernanceError> {
+        let all = self.store.audit().await?;
+        Ok(flows(&all, |record, product| {
+            viewer.sees(self.catalog, &record.record.principal, [product])
+        }))
+    }
+
     /// Grants `viewer` may see (same rule as requests).
     pub async fn visible_grants(&self, viewer: &Viewer) -> Result<Vec<Grant>, GovernanceError> {
         self.store.expire(now_millis()).await?;
@@ -423,7 +463,18 @@ pub struct Viewer {
     pub auditor: bool,
 }
 
+/// The role whose holders see every governance record (and no product data).
+pub const AUDITOR_ROLE: &str = "auditor";
+
 impl Viewer {
+    /// The viewer a principal with `id` and `roles` is.
+    pub fn new<'r>(id: &str, roles: impl IntoIterator<Item = &'r str>) -> Self {
+        Self {
+            id: id.to_string(),
+            auditor: roles.into_iter().any(|r| r == AUDITOR_ROLE),
+        }
+    }
+
     /// May this viewer see a record made by `subject` touching `products`?
     pub fn sees<'p>(
         &self,

@@ -6,8 +6,10 @@
 //! is followed by the caller's row filter, masks, tokens and hidden columns before any of
 //! the consumer's SQL runs.
 //!
-//! This crate is the facade: it re-exports the pieces along the data's path and adds the
-//! [`reference`] mesh, the [`config`] file format and the `meshgate` command.
+//! This crate is the facade an embedder depends on: it re-exports the pieces along the data's
+//! path and adds the [`config`] file format (`meshgate.toml`). The `meshgate` command is the
+//! `meshgate-cli` crate, and the reference mesh with its demo lakes `meshgate-reference`;
+//! neither is compiled into an embedding application.
 //!
 //! | crate | job |
 //! |---|---|
@@ -15,7 +17,6 @@
 //! | [`policy`] | who may read what (casbin), row filters and column treatments, resolution |
 //! | [`protect`] | mask and tokenization kernels |
 //! | [`storage`] | one object store per product bucket, behind one counting read-only store |
-//! | [`lake_server`] | the in-process S3 server of the demo and the tests |
 //! | [`engine`] | SQL planning with the policy rewrite; the embeddable API |
 //! | [`flight`] | the Arrow Flight SQL server |
 //!
@@ -23,23 +24,19 @@
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let demo = meshgate::reference::demo(std::path::Path::new("/tmp/mesh")).await?;
+//! let demo = meshgate_reference::demo(std::path::Path::new("/tmp/mesh")).await?;
 //! let gateway = meshgate::Gateway::open(demo.config).await?;
 //! let principal = gateway.authenticate("cib-reporting", "cib-reporting-pw")?;
 //! let batches = gateway.session(principal).collect("SELECT * FROM reference.counterparties").await?;
 //! # Ok(()) }
 //! ```
 
-pub mod client;
 pub mod config;
-pub mod reference;
-pub mod terminal;
 
 pub use meshgate_catalog as catalog;
 pub use meshgate_engine as engine;
 pub use meshgate_flight as flight;
 pub use meshgate_governance as governance;
-pub use meshgate_lake_server as lake_server;
 pub use meshgate_lineage as lineage;
 pub use meshgate_policy as policy;
 pub use meshgate_protect as protect;

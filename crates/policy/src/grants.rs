@@ -17,9 +17,9 @@ use std::sync::Arc;
 use meshgate_catalog::Catalog;
 use meshgate_governance::{GovernanceStore, Grant, GrantAdapter, Millis};
 
+use crate::PolicySources;
 use crate::access::AccessControl;
 use crate::error::LoadError;
-use crate::resolve::PolicySet;
 use crate::template::RowFilterTemplate;
 
 /// A grant in force with its parsed row filter.
@@ -46,23 +46,24 @@ impl GrantLayer {
     }
 }
 
-impl PolicySet {
-    /// This policy version with the grants in force at `now` (as of store generation
-    /// `generation`) layered on. A grant whose row filter does not parse is left out and
-    /// logged: it admits nobody (fail closed) rather than admitting without its filter.
-    pub async fn with_grants(
-        &self,
+impl GrantLayer {
+    /// The grants in force at `now` (as of store generation `generation`) over policy files
+    /// `sources`. A grant whose row filter does not parse is left out and logged: it admits
+    /// nobody (fail closed) rather than admitting without its filter. `files_check_denials`:
+    /// the files' model is deny-overrides-allow, so casbin need not load the grants.
+    pub(crate) async fn read(
         catalog: &Catalog,
         store: Arc<dyn GovernanceStore>,
+        sources: &PolicySources,
+        files_check_denials: bool,
         generation: i64,
         now: Millis,
-    ) -> Result<PolicySet, LoadError> {
+    ) -> Result<Self, LoadError> {
         let grants = store
             .grants_in_force(now)
             .await
             .map_err(|e| LoadError::new("governance store", None, None, e.to_string()))?;
-        let sources = &self.sources;
-        let access = if self.access.checks_denials() {
+        let access = if files_check_denials {
             None
         } else {
             Some(
@@ -94,22 +95,11 @@ impl PolicySet {
                 .or_default()
                 .push((grant, filter));
         }
-        Ok(PolicySet {
-            access: Arc::clone(&self.access),
-            products: Arc::clone(&self.products),
-            fingerprint: self.fingerprint.clone(),
-            sources: Arc::clone(&self.sources),
-            grants: Some(Arc::new(GrantLayer {
-                access,
-                terms,
-                generation,
-                valid_until,
-            })),
+        Ok(Self {
+            access,
+            terms,
+            generation,
+            valid_until,
         })
-    }
-
-    /// The grant layer, when grants are enforced.
-    pub fn grant_layer(&self) -> Option<&GrantLayer> {
-        self.grants.as_deref()
     }
 }

@@ -136,6 +136,40 @@ pub struct PolicySet {
     pub(crate) grants: Option<Arc<GrantLayer>>,
 }
 
+impl PolicySet {
+    /// This policy version with the grants in force at `now` (as of store generation
+    /// `generation`) layered on (see [`GrantLayer::read`]).
+    pub async fn with_grants(
+        &self,
+        catalog: &Catalog,
+        store: Arc<dyn meshgate_governance::GovernanceStore>,
+        generation: i64,
+        now: meshgate_governance::Millis,
+    ) -> Result<PolicySet, crate::LoadError> {
+        let layer = GrantLayer::read(
+            catalog,
+            store,
+            &self.sources,
+            self.access.checks_denials(),
+            generation,
+            now,
+        )
+        .await?;
+        Ok(PolicySet {
+            access: Arc::clone(&self.access),
+            products: Arc::clone(&self.products),
+            fingerprint: self.fingerprint.clone(),
+            sources: Arc::clone(&self.sources),
+            grants: Some(Arc::new(layer)),
+        })
+    }
+
+    /// The grant layer, when grants are enforced.
+    pub fn grant_layer(&self) -> Option<&GrantLayer> {
+        self.grants.as_deref()
+    }
+}
+
 /// The access grants that admitted one caller, with their row filters bound to the caller.
 /// A grant whose filter needs an attribute the caller lacks admits nothing (and is logged);
 /// the others stay in force.

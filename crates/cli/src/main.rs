@@ -5,12 +5,14 @@ use std::process::ExitCode;
 
 use arrow::array::RecordBatch;
 use clap::{Parser, Subcommand};
-use meshgate::client::{Client, literal};
+use client::{Client, literal};
 use meshgate::config::ServeConfig;
 use meshgate::flight::FlightConfig;
-use meshgate::reference::{self, Generated};
-use meshgate::terminal;
 use meshgate::{Gateway, GatewayConfig};
+use meshgate_reference::{self as reference, Generated};
+
+mod client;
+mod terminal;
 
 #[derive(Parser)]
 #[command(

@@ -1,0 +1,77 @@
+//! What opening a gateway takes: [`GatewayConfig`], where governance lives, what the audit
+//! keeps. Plain data; [`crate::Gateway::open`] turns it into the shared state.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use meshgate_catalog::Catalog;
+use meshgate_governance::{GovernanceStore, SqliteStore};
+use meshgate_lineage::LineageConfig;
+use meshgate_policy::{PolicySources, UserDirectory};
+use meshgate_protect::MasterKey;
+use meshgate_storage::StorageConfig;
+
+use crate::error::GatewayError;
+use crate::limits::QueryLimits;
+
+/// Everything needed to open a gateway.
+#[derive(Debug)]
+pub struct GatewayConfig {
+    pub catalog: Catalog,
+    pub policies: PolicySources,
+    /// Static users for password logins; `None` means no password logins.
+    pub users: Option<UserDirectory>,
+    pub storage: StorageConfig,
+    pub master_key: MasterKey,
+    /// DataFusion's target partitions (default: the number of cores).
+    pub target_partitions: Option<usize>,
+    /// Memory all running queries may use together; beyond it operators spill to disk
+    /// (default: unbounded).
+    pub memory_limit: Option<usize>,
+    /// Where spill files go (default: the system's temporary directory). They are deleted
+    /// when the operator that wrote them finishes.
+    pub spill_dir: Option<PathBuf>,
+    /// Concurrency, time and memory limits of each query.
+    pub limits: QueryLimits,
+    /// Evaluate the filters inside a protected scan (the policy's row filter and the
+    /// leakproof user predicates) in the Parquet decoder, cheapest first, and decode other
+    /// columns only for matching rows (DataFusion's `pushdown_filters` and
+    /// `reorder_filters`). Safe for enforcement either way: nothing else is ever pushed.
+    pub parquet_pushdown: bool,
+    /// Access requests, grants and the audit log. Every query is recorded here before it
+    /// runs, and grants in force here admit callers; if it cannot be read or written,
+    /// queries are refused.
+    pub governance: Governance,
+    pub audit: AuditSettings,
+    /// OpenLineage events for every query (off unless a file or URL is set).
+    pub lineage: LineageConfig,
+}
+
+/// Where access requests, grants and the audit log live.
+#[derive(Debug, Clone)]
+pub enum Governance {
+    /// The embedded default: a SQLite file (created, and migrated, on open).
+    Sqlite(PathBuf),
+    /// A store opened by the embedding application.
+    Store(Arc<dyn GovernanceStore>),
+}
+
+impl Governance {
+    pub(crate) async fn open(self) -> Result<Arc<dyn GovernanceStore>, GatewayError> {
+        match self {
+            Self::Store(store) => Ok(store),
+            Self::Sqlite(path) => SqliteStore::open(&path)
+                .await
+                .map(|s| Arc::new(s) as Arc<dyn GovernanceStore>)
+                .map_err(|e| GatewayError::Config(e.to_string())),
+        }
+    }
+}
+
+/// What the audit keeps.
+#[derive(Debug, Clone, Default)]
+pub struct AuditSettings {
+    /// Store each statement's text next to its hash. Off by default: statements can carry
+    /// personal data in their literals.
+    pub keep_statements: bool,
+}

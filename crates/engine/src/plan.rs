@@ -1,0 +1,221 @@
+//! Planning one statement as one caller: the per-query DataFusion state and runtime, then
+//! parse, measure, lock down, plan and bind. The single path every consumer statement and
+//! every view definition takes.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::common::ScalarValue;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::memory_pool::MemoryPool;
+use datafusion::execution::object_store::ObjectStoreRegistry;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::{SessionState, SessionStateBuilder};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::ExecutionPlan;
+use meshgate_policy::{PolicySet, Principal};
+use object_store::ObjectStore;
+use url::Url;
+
+use crate::error::GatewayError;
+use crate::limits::QueryPool;
+use crate::names::CATALOG;
+use crate::params;
+use crate::providers::SecureCatalogList;
+use crate::scope::{QueryScope, ViewPlanner};
+use crate::shared::Shared;
+use crate::{lockdown, shape};
+
+/// The longest statement accepted (a guard against oversized requests, not a feature).
+pub const MAX_STATEMENT_BYTES: usize = 1 << 20;
+
+/// A parsed statement within meshgate's limits (see [`parse`]).
+pub(crate) struct Parsed {
+    statement: datafusion::sql::parser::Statement,
+    /// Large enough to plan on the planning stack (see [`crate::shape`]).
+    pub(crate) large: bool,
+}
+
+/// Plans views for the scopes it creates, through this module's one planning path.
+#[derive(Debug)]
+struct Planner;
+
+#[async_trait]
+impl ViewPlanner for Planner {
+    async fn plan_view(
+        &self,
+        scope: &Arc<QueryScope>,
+        sql: &str,
+    ) -> Result<LogicalPlan, GatewayError> {
+        plan(scope, sql, None).await.map(|(_, plan)| plan)
+    }
+}
+
+/// A scope for one query of `principal` under `policies`.
+pub(crate) fn scope(
+    shared: Arc<Shared>,
+    principal: Principal,
+    policies: Arc<PolicySet>,
+    default_schema: Option<String>,
+) -> Arc<QueryScope> {
+    Arc::new(QueryScope::new(
+        shared,
+        Arc::new(Planner),
+        principal,
+        policies,
+        default_schema,
+    ))
+}
+
+/// A fresh DataFusion state whose only catalog is the scope's, and whose only object store
+/// is this query's counting view of the product lakes.
+fn state(scope: &Arc<QueryScope>) -> SessionState {
+    let shared = scope.shared();
+    let runtime = shared.runtime();
+    // With a per-query memory limit, the query reserves from its own capped share of the
+    // shared pool.
+    let memory_pool: Arc<dyn MemoryPool> = match shared.admission().limits().memory {
+        Some(cap) => Arc::new(QueryPool::new(Arc::clone(&runtime.memory_pool), cap)),
+        None => Arc::clone(&runtime.memory_pool),
+    };
+    let query_runtime = RuntimeEnv {
+        memory_pool,
+        disk_manager: Arc::clone(&runtime.disk_manager),
+        cache_manager: Arc::clone(&runtime.cache_manager),
+        object_store_registry: Arc::new(QueryStores {
+            mesh: shared.lakes().store(Some(Arc::clone(&scope.io))),
+        }),
+    };
+    let mut builder = SessionStateBuilder::new_from_existing(shared.template().clone())
+        .with_catalog_list(Arc::new(SecureCatalogList::new(Arc::clone(scope))))
+        .with_runtime_env(Arc::new(query_runtime));
+    if let Some(schema) = scope.default_schema() {
+        let config = shared
+            .template()
+            .config()
+            .clone()
+            .with_default_catalog_and_schema(CATALOG, schema);
+        builder = builder.with_config(config);
+    }
+    builder.build()
+}
+
+/// Parse and measure one statement (see [`crate::shape`]): the first step of [`plan`],
+/// apart so that a caller can plan the rest on the planning stack when it is large.
+pub(crate) fn parse(scope: &QueryScope, sql: &str) -> Result<Parsed, GatewayError> {
+    if sql.len() > MAX_STATEMENT_BYTES {
+        return Err(GatewayError::InvalidQuery(format!(
+            "the statement is {} bytes long; the limit is {MAX_STATEMENT_BYTES}",
+            sql.len()
+        )));
+    }
+    let template = scope.shared().template();
+    let dialect = template.config().options().sql_parser.dialect;
+    let statement = lockdown::parse_one(sql, &dialect, template)?;
+    match shape::check(&statement) {
+        Ok(measured) => Ok(Parsed {
+            statement,
+            large: measured.large,
+        }),
+        Err(over) => {
+            shape::discard(statement);
+            Err(over)
+        }
+    }
+}
+
+/// Parse, check and plan one statement as the caller. Returns the state it was planned in.
+pub(crate) async fn plan(
+    scope: &Arc<QueryScope>,
+    sql: &str,
+    params: Option<&[ScalarValue]>,
+) -> Result<(SessionState, LogicalPlan), GatewayError> {
+    let parsed = parse(scope, sql)?;
+    let large = parsed.large;
+    shape::plan_on(large, plan_parsed(scope, parsed, params)).await
+}
+
+/// [`plan`] after [`parse`].
+pub(crate) async fn plan_parsed(
+    scope: &Arc<QueryScope>,
+    parsed: Parsed,
+    params: Option<&[ScalarValue]>,
+) -> Result<(SessionState, LogicalPlan), GatewayError> {
+    let state = state(scope);
+    let mut statement = parsed.statement;
+    let references = state
+        .resolve_table_references(&statement)
+        .map_err(GatewayError::from_planning)?;
+    // Whatever happens next, the audit names the products the statement mentions.
+    scope.mention(&references);
+    lockdown::check_statement(&statement)?;
+    lockdown::number_question_marks(&mut statement)?;
+    // Listings (information_schema, SHOW ...) must include views, which plan
+    // asynchronously; DataFusion lists synchronously, so resolve everything first.
+    if references
+        .iter()
+        .any(|r| r.schema() == Some("information_schema"))
+    {
+        scope.prepare_listing().await;
+    }
+    let mut plan = state
+        .statement_to_plan(statement)
+        .await
+        .map_err(GatewayError::from_planning)?;
+    lockdown::sql_options()
+        .verify_plan(&plan)
+        .map_err(|e| GatewayError::NotAllowed(e.strip_backtrace().to_string()))?;
+    lockdown::check_tables(&plan)?;
+    if let Some(params) = params {
+        plan = params::bind(plan, params)?;
+    }
+    Ok((state, plan))
+}
+
+/// [`plan_parsed`], then the physical plan, for a statement about to run: every parameter
+/// must have its value by now.
+pub(crate) async fn plan_to_run(
+    scope: &Arc<QueryScope>,
+    parsed: Parsed,
+    params: Option<&[ScalarValue]>,
+) -> Result<(SessionState, LogicalPlan, Arc<dyn ExecutionPlan>), GatewayError> {
+    let (state, logical) = plan_parsed(scope, parsed, params).await?;
+    if params.is_none() {
+        let unbound = logical
+            .get_parameter_types()
+            .map_err(GatewayError::from_planning)?;
+        params::check_parameters(unbound.len(), None)?;
+    }
+    let physical = state
+        .create_physical_plan(&logical)
+        .await
+        .map_err(GatewayError::from_planning)?;
+    Ok((state, logical, physical))
+}
+
+/// A query's object stores: the counting mesh store, and nothing else (no URL a query names
+/// can reach any other store).
+#[derive(Debug)]
+struct QueryStores {
+    mesh: Arc<dyn ObjectStore>,
+}
+
+impl ObjectStoreRegistry for QueryStores {
+    fn register_store(
+        &self,
+        _url: &Url,
+        _store: Arc<dyn ObjectStore>,
+    ) -> Option<Arc<dyn ObjectStore>> {
+        None
+    }
+
+    fn get_store(&self, url: &Url) -> Result<Arc<dyn ObjectStore>> {
+        if url.scheme() == "meshgate" && url.host_str() == Some("products") {
+            Ok(Arc::clone(&self.mesh))
+        } else {
+            Err(DataFusionError::Plan(format!(
+                "no storage is reachable at {url}"
+            )))
+        }
+    }
+}

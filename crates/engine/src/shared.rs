@@ -1,0 +1,276 @@
+//! The state every session of one gateway shares: the catalog, the policy version in force,
+//! the product lakes, the DataFusion runtime and template, admission, governance and
+//! lineage. Fields are private; [`crate::Gateway`] builds it ([`Shared::open`]) and is the only
+//! writer of the policy version ([`Shared::replace_policies`]). The grants in force are a cache
+//! refreshed by [`Shared::current_policies`], never written by a caller.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::{SessionState, SessionStateBuilder, context::SessionConfig};
+use meshgate_catalog::Catalog;
+use meshgate_governance::{GovernanceStore, Workflow, now_millis};
+use meshgate_lineage::Lineage;
+use meshgate_policy::{PolicySet, UserDirectory};
+use meshgate_protect::{KeyOrigin, MasterKey};
+use meshgate_storage::{LakeStatus, Lakes};
+
+use crate::compile::Compiler;
+use crate::config::{AuditSettings, GatewayConfig};
+use crate::error::GatewayError;
+use crate::lake_table::{LakeTable, RawTables};
+use crate::limits::{Admission, YieldAfterJoins};
+use crate::names::{CATALOG, SYSTEM_SCHEMA};
+
+/// Functions consumers may not call: they describe the deployment, not the mesh.
+const HIDDEN_FUNCTIONS: &[&str] = &["version"];
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    catalog: Arc<Catalog>,
+    policies: ArcSwap<PolicySet>,
+    users: UserDirectory,
+    master_key: MasterKey,
+    lakes: Lakes,
+    /// The runtime every query shares: memory pool, spill directory and the caches (Parquet
+    /// metadata above all, so footers are read once per file, not once per session). Each
+    /// query gets its own object store registry on top, to count its own requests.
+    runtime: Arc<RuntimeEnv>,
+    /// A fully configured DataFusion session (functions, options) that every query's state
+    /// is copied from.
+    template: SessionState,
+    /// The raw (unprotected) scan of each product table. Never registered in any catalog:
+    /// reachable only through a `ProtectedTable`.
+    raw_tables: RawTables,
+    /// Running slots and the queue for them.
+    admission: Admission,
+    governance: Arc<dyn GovernanceStore>,
+    audit: AuditSettings,
+    lineage: Option<Lineage>,
+    /// Held while the grants in force are re-read, so concurrent queries re-read once.
+    grant_refresh: tokio::sync::Mutex<()>,
+}
+
+impl Shared {
+    /// Validate policies against the catalog, open every product's lake and prepare the
+    /// shared runtime. Any problem is an error; nothing is half-opened.
+    pub(crate) async fn open(config: GatewayConfig) -> Result<Self, GatewayError> {
+        let catalog = Arc::new(config.catalog);
+        if catalog.domains().contains(SYSTEM_SCHEMA) {
+            return Err(GatewayError::Config(format!(
+                "the domain name `{SYSTEM_SCHEMA}` is reserved for the mesh catalog's own tables"
+            )));
+        }
+        let policies = PolicySet::load(&catalog, &config.policies).await?;
+        let lakes = Lakes::open(&catalog, &config.storage)
+            .map_err(|e| GatewayError::Config(e.to_string()))?;
+
+        let mut runtime = RuntimeEnvBuilder::new();
+        if let Some(limit) = config.memory_limit {
+            runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
+        }
+        if let Some(dir) = config.spill_dir {
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                GatewayError::Config(format!(
+                    "cannot create the spill directory {}: {e}",
+                    dir.display()
+                ))
+            })?;
+            runtime = runtime.with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Directories(vec![dir])),
+            );
+        }
+        let runtime = runtime
+            .build_arc()
+            .map_err(|e| GatewayError::Config(e.to_string()))?;
+
+        let mut session_config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema(CATALOG, "public")
+            .with_create_default_catalog_and_schema(false);
+        if let Some(partitions) = config.target_partitions {
+            session_config = session_config.with_target_partitions(partitions);
+        }
+        if config.parquet_pushdown {
+            let parquet = &mut session_config.options_mut().execution.parquet;
+            parquet.pushdown_filters = true;
+            parquet.reorder_filters = true;
+        }
+        let mut template = SessionStateBuilder::new()
+            .with_config(session_config)
+            .with_runtime_env(Arc::clone(&runtime))
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(YieldAfterJoins))
+            .build();
+        // The engine's build and platform are no business of consumers.
+        for hidden in HIDDEN_FUNCTIONS {
+            datafusion::execution::FunctionRegistry::deregister_udf(&mut template, hidden)
+                .map_err(|e| GatewayError::Config(e.to_string()))?;
+        }
+
+        let parquet_options = template.table_options().parquet.clone();
+        let view_types = parquet_options.global.schema_force_view_types;
+        let mut raw_tables = RawTables::new();
+        for product in catalog.products() {
+            for table in product.tables.iter().filter(|t| !t.is_view()) {
+                let format = ParquetFormat::default().with_options(parquet_options.clone());
+                let raw = LakeTable::new(Arc::clone(product), table.clone(), view_types, format);
+                raw_tables.insert((product.domain.clone(), table.name.clone()), Arc::new(raw));
+            }
+        }
+
+        Compiler {
+            template: &template,
+            raw_tables: &raw_tables,
+            lakes: &lakes,
+            master_key: &config.master_key,
+        }
+        .validate_row_filters(&policies, &catalog)?;
+
+        let governance = config.governance.open().await?;
+        let lineage = config
+            .lineage
+            .is_enabled()
+            .then(|| Lineage::start(&config.lineage, Arc::clone(&catalog)));
+        if config.master_key.origin() == KeyOrigin::Demo {
+            tracing::warn!(
+                "tokenizing with the public demo master key: tokens protect nothing; set {} for real data",
+                meshgate_protect::MASTER_KEY_ENV
+            );
+        }
+        Ok(Self {
+            catalog,
+            policies: ArcSwap::from_pointee(policies),
+            users: config.users.unwrap_or_default(),
+            master_key: config.master_key,
+            lakes,
+            runtime,
+            template,
+            raw_tables,
+            admission: Admission::new(config.limits),
+            governance,
+            audit: config.audit,
+            lineage,
+            grant_refresh: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub(crate) fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// The policy version in force now, without the grants (see [`Self::current_policies`]).
+    pub(crate) fn policies(&self) -> Arc<PolicySet> {
+        self.policies.load_full()
+    }
+
+    /// Make `policies` the version in force, once they compile against every table. On
+    /// error the previous version stays in force.
+    pub(crate) fn replace_policies(&self, policies: PolicySet) -> Result<(), GatewayError> {
+        self.compiler()
+            .validate_row_filters(&policies, &self.catalog)?;
+        self.policies.store(Arc::new(policies));
+        Ok(())
+    }
+
+    pub(crate) fn users(&self) -> &UserDirectory {
+        &self.users
+    }
+
+    pub(crate) fn lakes(&self) -> &Lakes {
+        &self.lakes
+    }
+
+    pub(crate) fn runtime(&self) -> &Arc<RuntimeEnv> {
+        &self.runtime
+    }
+
+    pub(crate) fn template(&self) -> &SessionState {
+        &self.template
+    }
+
+    pub(crate) fn admission(&self) -> &Admission {
+        &self.admission
+    }
+
+    pub(crate) fn governance(&self) -> &Arc<dyn GovernanceStore> {
+        &self.governance
+    }
+
+    pub(crate) fn audit_settings(&self) -> &AuditSettings {
+        &self.audit
+    }
+
+    pub(crate) fn lineage(&self) -> Option<&Lineage> {
+        self.lineage.as_ref()
+    }
+
+    /// What compiling a caller's policy into a protected table takes.
+    pub(crate) fn compiler(&self) -> Compiler<'_> {
+        Compiler {
+            template: &self.template,
+            raw_tables: &self.raw_tables,
+            lakes: &self.lakes,
+            master_key: &self.master_key,
+        }
+    }
+
+    /// The access workflow over this gateway's store and catalog.
+    pub(crate) fn workflow(&self) -> Workflow<'_> {
+        Workflow::new(self.governance.as_ref(), &self.catalog)
+    }
+
+    /// What each product's lake holds now (see [`crate::Gateway::lake_status`]).
+    pub(crate) async fn lake_status(&self) -> Vec<LakeStatus> {
+        let cache = Some(self.runtime.cache_manager.get_file_metadata_cache());
+        self.lakes.status(&self.catalog, cache).await
+    }
+
+    /// The policy version in force with the grants in force now. Re-reads the grants when
+    /// the store's grant generation moved or a grant's time ran out, so a decision applies
+    /// from the very next query. A store that cannot be read refuses the query.
+    pub(crate) async fn current_policies(&self) -> Result<Arc<PolicySet>, GatewayError> {
+        let unavailable = |e: &dyn std::fmt::Display| {
+            tracing::error!(error = %e, "governance store unavailable; refusing queries");
+            GatewayError::Unavailable(
+                "the gateway cannot read its grants, so it refuses queries; try again later \
+                 (operators: see the gateway's log)"
+                    .into(),
+            )
+        };
+        let fresh = |policies: &PolicySet, generation: i64, now: i64| {
+            policies
+                .grant_layer()
+                .is_some_and(|layer| layer.current(generation, now))
+        };
+        let generation = self
+            .governance
+            .grant_generation()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let now = now_millis();
+        let current = self.policies.load_full();
+        if fresh(&current, generation, now) {
+            return Ok(current);
+        }
+        let _refresh = self.grant_refresh.lock().await;
+        let current = self.policies.load_full();
+        if fresh(&current, generation, now) {
+            return Ok(current);
+        }
+        let layered = Arc::new(
+            current
+                .with_grants(&self.catalog, Arc::clone(&self.governance), generation, now)
+                .await
+                .map_err(|e| unavailable(&e))?,
+        );
+        // A policy reload that happened meanwhile wins; its grants are layered next query.
+        self.policies
+            .compare_and_swap(&current, Arc::clone(&layered));
+        Ok(layered)
+    }
+}

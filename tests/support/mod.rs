@@ -1,0 +1,8 @@
+//! What the test modules share: the Flight SQL test server and clients, access grants
+//! through the workflow, the raw files and protections re-implemented independently, and
+//! each principal's policy as literal views.
+
+pub mod flight;
+pub mod grants;
+pub mod truth;
+pub mod views;
