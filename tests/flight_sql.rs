@@ -836,16 +836,8 @@ type Seen = BTreeMap<String, (String, Vec<(String, String)>)>;
 #[tokio::test]
 async fn every_front_door_lists_what_the_caller_sees_the_same_way() {
     let server = default_server().await;
-    let principals = [
-        "cib-reporting",
-        "ccb-fraud",
-        "risk-officer",
-        "ref-owner",
-        "auditor",
-        "intern",
-    ];
     let mut seen_by = BTreeMap::new();
-    for principal in principals {
+    for &principal in meshgate_reference::PRINCIPALS {
         let mut client = login(server.addr, principal).await;
 
         // Flight SQL metadata.

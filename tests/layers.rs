@@ -121,6 +121,57 @@ fn the_policy_modules_form_a_stack() {
     assert_stack("policy");
 }
 
+/// The names under `[dependencies]` of a manifest (normal dependencies only).
+fn normal_dependencies(manifest: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            inside = line == "[dependencies]";
+        } else if inside && let Some((name, _)) = line.split_once('=') {
+            out.push(name.trim().to_string());
+        }
+    }
+    out
+}
+
+/// An embedder depends on `meshgate` and compiles no command line, no S3 server and no demo
+/// data: neither it nor any workspace crate it depends on (transitively) names them.
+#[test]
+fn the_library_compiles_no_command_line_no_s3_server_and_no_demo() {
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir_of = |package: &str| match package {
+        "meshgate" => "meshgate".to_string(),
+        other => other.trim_start_matches("meshgate-").to_string(),
+    };
+    let mut seen = BTreeSet::new();
+    let mut todo = vec!["meshgate".to_string()];
+    while let Some(package) = todo.pop() {
+        if !seen.insert(package.clone()) {
+            continue;
+        }
+        let manifest =
+            std::fs::read_to_string(crates.join(dir_of(&package)).join("Cargo.toml")).unwrap();
+        for dependency in normal_dependencies(&manifest) {
+            assert!(
+                ![
+                    "clap",
+                    "s3s",
+                    "s3s-fs",
+                    "meshgate-lake-server",
+                    "meshgate-reference"
+                ]
+                .contains(&dependency.as_str()),
+                "{package} depends on {dependency}, which the embeddable library must not compile"
+            );
+            if dependency.starts_with("meshgate") {
+                todo.push(dependency);
+            }
+        }
+    }
+    assert!(seen.contains("meshgate-engine"), "walked {seen:?}");
+}
+
 #[test]
 fn the_cycle_check_finds_a_cycle() {
     let graph: BTreeMap<String, BTreeSet<String>> = [
