@@ -31,7 +31,10 @@ step "doc tests"
 cargo test --workspace --doc --locked
 
 step "embedded example"
-MESHGATE_DATA_DIR="$scratch/mesh" cargo run --quiet --locked -p meshgate --example embedded | tee "$scratch/example.out"
+# Built with the whole workspace, as `cargo test` built it: `cargo run -p meshgate` alone
+# would resolve other features and rebuild the stack.
+cargo build --quiet --locked --workspace --tests --examples
+MESHGATE_DATA_DIR="$scratch/mesh" "$CARGO_TARGET_DIR/debug/examples/embedded" | tee "$scratch/example.out"
 grep -q "cib-reporting: 15000 rows" "$scratch/example.out"
 
 step "python environment"
