@@ -5,37 +5,36 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-/// `crate::<module>` references of one source file, comments left out.
+/// `crate::<module>` references of one source file, comments left out. A `use crate::{..}`
+/// group may span lines (rustfmt wraps long ones), so the file is read as one text.
 fn imports(source: &str) -> BTreeSet<String> {
+    let code: String = source
+        .lines()
+        .map(|line| line.split("//").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let leading_name = |text: &str| -> String {
+        text.trim()
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect()
+    };
     let mut out = BTreeSet::new();
-    for line in source.lines() {
-        let code = match line.find("//") {
-            Some(at) => &line[..at],
-            None => line,
-        };
-        let mut rest = code;
-        while let Some(at) = rest.find("crate::") {
-            rest = &rest[at + "crate::".len()..];
-            if let Some(group) = rest.strip_prefix('{') {
-                // `use crate::{a, b::c};`, possibly continued on following lines is not
-                // used in these crates; one line is enough.
+    let mut rest = code.as_str();
+    while let Some(at) = rest.find("crate::") {
+        rest = &rest[at + "crate::".len()..];
+        match rest.strip_prefix('{') {
+            Some(group) => {
                 let end = group.find('}').unwrap_or(group.len());
-                for item in group[..end].split(',') {
-                    let name: String = item
-                        .trim()
-                        .chars()
-                        .take_while(|c| c.is_alphanumeric() || *c == '_')
-                        .collect();
-                    if !name.is_empty() {
-                        out.insert(name);
-                    }
-                }
-            } else {
-                let name: String = rest
-                    .chars()
-                    .take_while(|c| c.is_alphanumeric() || *c == '_')
-                    .collect();
-                out.insert(name);
+                out.extend(
+                    group[..end]
+                        .split(',')
+                        .map(leading_name)
+                        .filter(|n| !n.is_empty()),
+                );
+            }
+            None => {
+                out.insert(leading_name(rest));
             }
         }
     }
@@ -185,8 +184,10 @@ fn the_cycle_check_finds_a_cycle() {
     .collect();
     assert_eq!(cycle(&graph).unwrap(), ["a", "b", "c", "a"]);
     assert_eq!(
-        imports("use crate::{lockdown, shape};\nuse crate::error::X; // crate::nope"),
-        ["error", "lockdown", "shape"]
+        imports(
+            "use crate::{lockdown, shape};\nuse crate::error::X; // crate::nope\nuse crate::{\n    names::CATALOG,\n    plan,\n};"
+        ),
+        ["error", "lockdown", "names", "plan", "shape"]
             .into_iter()
             .map(str::to_string)
             .collect()

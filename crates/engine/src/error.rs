@@ -75,13 +75,18 @@ pub(crate) fn denial_to_datafusion(denial: Denial) -> DataFusionError {
 
 /// A cancellation or timeout raised by the query's guard.
 fn find_abort(error: &DataFusionError) -> Option<GatewayError> {
+    find_in_chain::<Abort>(error).map(|abort| match abort {
+        Abort::Cancelled => GatewayError::Cancelled(abort.to_string()),
+        Abort::TimedOut(_) => GatewayError::DeadlineExceeded(abort.to_string()),
+    })
+}
+
+/// The first error of type `T` in an error's source chain, however deeply it was wrapped.
+fn find_in_chain<T: std::error::Error + 'static>(error: &DataFusionError) -> Option<&T> {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = current {
-        if let Some(abort) = e.downcast_ref::<Abort>() {
-            return Some(match abort {
-                Abort::Cancelled => GatewayError::Cancelled(abort.to_string()),
-                Abort::TimedOut(_) => GatewayError::DeadlineExceeded(abort.to_string()),
-            });
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
         }
         current = e.source();
     }
@@ -327,12 +332,5 @@ impl std::error::Error for SealFailure {
 
 /// The sealed-scan failure somewhere in an error's chain.
 pub(crate) fn find_seal_failure(error: &DataFusionError) -> Option<&SealFailure> {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = current {
-        if let Some(found) = e.downcast_ref::<SealFailure>() {
-            return Some(found);
-        }
-        current = e.source();
-    }
-    None
+    find_in_chain(error)
 }

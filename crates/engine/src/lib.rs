@@ -34,8 +34,8 @@
 //! # Ok(()) }
 //! ```
 
-// Layers, bottom up; a module imports only from layers below its own (checked by
-// `tests/layers.rs`, described in ARCHITECTURE.md):
+// Layers, bottom up; every module imports only modules listed before it here (no cycle is
+// checked by `tests/layers.rs`; ARCHITECTURE.md describes each layer):
 // 1. names, error, leakproof, lake_table, shape, lockdown, limits, params, config
 // 2. the rewrite: protected, compile
 // 3. shared (the state every session shares)
