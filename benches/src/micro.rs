@@ -16,7 +16,7 @@ use meshgate::governance::{
 };
 use meshgate::policy::{PolicySet, Principal};
 use meshgate::protect::{MaskKind, MasterKey, TokenKey};
-use meshgate_reference;
+use meshgate_reference as reference;
 
 use crate::BenchError;
 
