@@ -1385,15 +1385,24 @@ async fn values_in_errors_reach_the_caller_and_no_other_sink() {
     );
 
     // Every other reader: the auditor (all records), the owner of reference (its part).
+    // A failed query's outcome is written just after the caller gets the error, so the
+    // auditor's view is read until the three failures are there.
     let mut readers = Vec::new();
     for reader in ["auditor", "ref-owner"] {
         let mut client = flight::login(server.addr, reader).await;
-        let rows = run_flight(
-            &mut client,
-            "SELECT principal, error FROM mesh_catalog.audit WHERE error IS NOT NULL",
-        )
-        .await
-        .unwrap();
+        let mut rows = Vec::new();
+        for _ in 0..100 {
+            rows = run_flight(
+                &mut client,
+                "SELECT principal, error FROM mesh_catalog.audit WHERE error IS NOT NULL",
+            )
+            .await
+            .unwrap();
+            if reader != "auditor" || rows.len() >= 3 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
         readers.push((reader, rows));
     }
     let (_, auditor_rows) = &readers[0];

@@ -252,7 +252,11 @@ async fn every_query_leaves_one_audit_record_with_exact_columns_and_treatments()
         .await
         .unwrap_err();
 
-    let records = gateway.governance().audit().await.unwrap();
+    let records = gateway
+        .governance()
+        .audit(&Default::default())
+        .await
+        .unwrap();
     assert_eq!(records.len(), 3);
     let allowed = &records[0];
     assert_eq!(allowed.record.principal, "cib-reporting");
@@ -315,7 +319,11 @@ async fn every_query_leaves_one_audit_record_with_exact_columns_and_treatments()
     // Once the stream ended, the outcome is recorded (asynchronously).
     let mut finished = None;
     for _ in 0..50 {
-        let now = gateway.governance().audit().await.unwrap();
+        let now = gateway
+            .governance()
+            .audit(&Default::default())
+            .await
+            .unwrap();
         if now[0].status.as_str() == "ok" {
             finished = Some(now[0].clone());
             break;

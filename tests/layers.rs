@@ -171,6 +171,31 @@ fn the_library_compiles_no_command_line_no_s3_server_and_no_demo() {
     assert!(seen.contains("meshgate-engine"), "walked {seen:?}");
 }
 
+/// Policy is pure: `(principal, table, grant snapshot) -> resolved policy`. It reads no
+/// store (no governance crate, no sqlx) and knows the grant record only through the API
+/// contract, which itself depends on serde alone.
+#[test]
+fn policy_reads_no_store_and_the_api_contract_depends_on_serde_alone() {
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dependencies = |dir: &str| {
+        normal_dependencies(&std::fs::read_to_string(crates.join(dir).join("Cargo.toml")).unwrap())
+    };
+    let policy = dependencies("policy");
+    for store in ["meshgate-governance", "sqlx"] {
+        assert!(
+            !policy.iter().any(|d| d == store),
+            "policy depends on {store}: {policy:?}"
+        );
+    }
+    assert!(policy.iter().any(|d| d == "meshgate-api"), "{policy:?}");
+    let api = dependencies("api");
+    assert!(
+        api.iter()
+            .all(|d| ["serde", "serde_json", "thiserror"].contains(&d.as_str())),
+        "{api:?}"
+    );
+}
+
 #[test]
 fn the_cycle_check_finds_a_cycle() {
     let graph: BTreeMap<String, BTreeSet<String>> = [

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every test meshgate has, on a fresh machine: formatting, lints, Rust unit and integration
-# tests, doc tests, the embedded example, and the Python Flight SQL client tests (ADBC) in a
+# tests, doc tests, the examples for embedders, and the Python Flight SQL client tests (ADBC) in a
 # virtualenv this script creates. Builds are reused from $CARGO_TARGET_DIR
 # (default ~/.cache/meshgate/target) and the venv from ~/.cache/meshgate/venv.
 set -euo pipefail
@@ -30,12 +30,27 @@ fi
 step "doc tests"
 cargo test --workspace --doc --locked
 
-step "embedded example"
+step "examples for embedders"
 # Built with the whole workspace, as `cargo test` built it: `cargo run -p meshgate` alone
-# would resolve other features and rebuild the stack.
+# would resolve other features and rebuild the stack. Each example checks its own outcome
+# and exits non-zero when it is wrong; the greps pin what a reader is promised.
 cargo build --quiet --locked --workspace --tests --examples
-MESHGATE_DATA_DIR="$scratch/mesh" "$CARGO_TARGET_DIR/debug/examples/embedded" | tee "$scratch/example.out"
-grep -q "cib-reporting: 15000 rows" "$scratch/example.out"
+example() {
+    local name="$1"
+    shift
+    echo "-- example $name"
+    MESHGATE_DATA_DIR="$scratch/mesh" "$CARGO_TARGET_DIR/debug/examples/$name" "$@" | tee "$scratch/$name.out"
+}
+example embedded
+grep -q "cib-reporting: 15000 rows" "$scratch/embedded.out"
+example own_mesh
+grep -q "emea-analyst: 2 rows" "$scratch/own_mesh.out"
+grep -q "controller: 4 rows" "$scratch/own_mesh.out"
+grep -q "permission denied" "$scratch/own_mesh.out"
+example custom_store
+grep -q "custom store: 2 audit records" "$scratch/custom_store.out"
+example serve_tls_jwt
+grep -q "forged token" "$scratch/serve_tls_jwt.out"
 
 step "python environment"
 if [ ! -x "$venv/bin/python" ]; then

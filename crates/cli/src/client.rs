@@ -7,7 +7,7 @@ use arrow::array::RecordBatch;
 use arrow_flight::Action;
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use futures::TryStreamExt;
-use serde_json::Value;
+use meshgate::api::MeshAction;
 use tonic::transport::{Channel, Endpoint};
 
 /// A logged-in connection to a gateway.
@@ -44,11 +44,11 @@ impl Client {
         Ok(Self { inner })
     }
 
-    /// Run a `mesh.*` action; its JSON result.
-    pub async fn action(&mut self, name: &str, body: &Value) -> Result<Value, String> {
+    /// Run a `mesh.*` action of the API contract; its typed reply.
+    pub async fn action<A: MeshAction>(&mut self, body: &A) -> Result<A::Reply, String> {
         let action = Action {
-            r#type: name.to_string(),
-            body: serde_json::to_vec(body).map_err(|e| e.to_string())?.into(),
+            r#type: A::NAME.to_string(),
+            body: body.encode().map_err(|e| e.to_string())?.into(),
         };
         let results: Vec<_> = self
             .inner
@@ -60,8 +60,8 @@ impl Client {
             .map_err(flight_error)?;
         let first = results
             .first()
-            .ok_or_else(|| format!("`{name}` returned nothing"))?;
-        serde_json::from_slice(&first.body).map_err(|e| format!("`{name}` returned bad JSON: {e}"))
+            .ok_or_else(|| format!("`{}` returned nothing", A::NAME))?;
+        A::decode_reply(&first.body).map_err(|e| e.to_string())
     }
 
     /// Run a query; every batch of every endpoint.

@@ -325,27 +325,33 @@ async fn products(command: ProductsCommand) -> Result<(), String> {
 }
 
 async fn access(command: AccessCommand) -> Result<(), String> {
-    use serde_json::json;
-    let (connection, action, body) = match command {
+    use meshgate::api::*;
+    // Each arm runs one typed action of the API contract and prints its reply.
+    async fn run<A: MeshAction>(connection: Connection, body: A) -> Result<(), String> {
+        let reply = connection.client().await?.action(&body).await?;
+        print_json(&serde_json::to_value(reply).map_err(|e| e.to_string())?)
+    }
+    let change = |grant_id, reason| GrantChange { grant_id, reason };
+    match command {
         AccessCommand::Request {
             product,
             purpose,
             columns,
             days,
             connection,
-        } => (
-            connection,
-            "mesh.request_access",
-            json!({"product": product, "purpose": purpose, "columns": columns, "valid_days": days}),
-        ),
+        } => {
+            let body = RequestAccess {
+                product,
+                purpose,
+                columns,
+                valid_days: days,
+            };
+            run(connection, body).await
+        }
         AccessCommand::Cancel {
             request_id,
             connection,
-        } => (
-            connection,
-            "mesh.cancel_request",
-            json!({"request_id": request_id}),
-        ),
+        } => run(connection, CancelRequest { request_id }).await,
         AccessCommand::Approve {
             request_id,
             columns,
@@ -353,48 +359,45 @@ async fn access(command: AccessCommand) -> Result<(), String> {
             days,
             comment,
             connection,
-        } => (
-            connection,
-            "mesh.approve_request",
-            json!({"request_id": request_id, "columns": columns, "row_filter": row_filter,
-                   "valid_days": days, "comment": comment}),
-        ),
+        } => {
+            let body = ApproveRequest {
+                request_id,
+                columns,
+                row_filter,
+                valid_days: days,
+                comment,
+            };
+            run(connection, body).await
+        }
         AccessCommand::Reject {
             request_id,
             comment,
             connection,
-        } => (
-            connection,
-            "mesh.reject_request",
-            json!({"request_id": request_id, "comment": comment}),
-        ),
+        } => {
+            run(
+                connection,
+                RejectRequest {
+                    request_id,
+                    comment,
+                },
+            )
+            .await
+        }
         AccessCommand::Revoke {
             grant_id,
             reason,
             connection,
-        } => (
-            connection,
-            "mesh.revoke_grant",
-            json!({"grant_id": grant_id, "reason": reason}),
-        ),
+        } => run(connection, RevokeGrant(change(grant_id, reason))).await,
         AccessCommand::Suspend {
             grant_id,
             reason,
             connection,
-        } => (
-            connection,
-            "mesh.suspend_grant",
-            json!({"grant_id": grant_id, "reason": reason}),
-        ),
+        } => run(connection, SuspendGrant(change(grant_id, reason))).await,
         AccessCommand::Resume {
             grant_id,
             reason,
             connection,
-        } => (
-            connection,
-            "mesh.resume_grant",
-            json!({"grant_id": grant_id, "reason": reason}),
-        ),
+        } => run(connection, ResumeGrant(change(grant_id, reason))).await,
         AccessCommand::List { connection } => {
             let mut client = connection.client().await?;
             println!("Access requests:");
@@ -407,18 +410,16 @@ async fn access(command: AccessCommand) -> Result<(), String> {
                     .await?,
             )?;
             println!("Grants:");
-            return print_batches(
+            print_batches(
                 &client
                     .query(
                         "SELECT grant_id, principal, product_id, state, columns, row_filter, valid_until, approved_by \
                          FROM mesh_catalog.grants ORDER BY created_at",
                     )
                     .await?,
-            );
+            )
         }
-    };
-    let result = connection.client().await?.action(action, &body).await?;
-    print_json(&result)
+    }
 }
 
 fn main() -> ExitCode {

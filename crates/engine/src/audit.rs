@@ -178,12 +178,7 @@ fn tables_read(plan: &Arc<dyn ExecutionPlan>) -> Vec<AuditTable> {
         .into_iter()
         .map(|(policy, read)| AuditTable {
             access: TableAccess::Read,
-            row_filters: policy
-                .grants
-                .iter()
-                .chain(&policy.restrictions)
-                .map(|f| f.rule.clone())
-                .collect(),
+            row_filters: policy.row_filter_rules().map(str::to_string).collect(),
             columns: policy
                 .columns
                 .iter()
@@ -194,8 +189,8 @@ fn tables_read(plan: &Arc<dyn ExecutionPlan>) -> Vec<AuditTable> {
                     rule: c.rule.clone(),
                 })
                 .collect(),
+            grant_ids: policy.grant_ids().to_vec(),
             policy_id: Some(policy.policy_id),
-            grant_ids: policy.grant_ids,
             product: policy.product,
             table: policy.table,
         })

@@ -12,7 +12,7 @@ use datafusion::logical_expr::{Expr, ExprSchemable};
 use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, ExprWithAlias};
 use meshgate_catalog::Catalog;
-use meshgate_policy::{PolicySet, ResolvedTablePolicy};
+use meshgate_policy::{Admission, PolicySet, ResolvedTablePolicy};
 use meshgate_protect::MasterKey;
 use meshgate_storage::{IoCounters, Lakes};
 
@@ -70,7 +70,11 @@ impl Compiler<'_> {
                 })
                 .collect()
         };
-        let row_filter = combine_filters(compile(&policy.grants)?, compile(&policy.restrictions)?);
+        let admitted = match &policy.admission {
+            Admission::Files(filters) => Some(compile(filters)?),
+            Admission::Grants(_) => None,
+        };
+        let row_filter = combine_filters(admitted, compile(&policy.restrictions)?);
         let mut only_where = HashMap::new();
         for column in policy.visible_columns() {
             if let Some(filter) = &column.only_where {

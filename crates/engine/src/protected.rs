@@ -551,16 +551,21 @@ fn sealed_error(error: DataFusionError, policy: &ResolvedTablePolicy) -> DataFus
     DataFusionError::External(Box::new(failure))
 }
 
-/// The combined row filter: (grant1 OR grant2 ...) AND restriction1 AND ..., with a grant of
-/// literal `true` short-circuiting the grants. `None` means every row.
-pub(crate) fn combine_filters(grants: Vec<Expr>, restrictions: Vec<Expr>) -> Option<Expr> {
-    let unrestricted = grants.iter().any(|g| *g == lit(true));
-    let grant = if unrestricted {
-        None
-    } else {
-        grants.into_iter().reduce(Expr::or)
+/// The combined row filter: (filter1 OR filter2 ...) of the files' admitting row filters
+/// (`None`: the caller was admitted to every row, by grants), AND restriction1 AND ...
+/// `None` means every row.
+pub(crate) fn combine_filters(
+    admitting: Option<Vec<Expr>>,
+    restrictions: Vec<Expr>,
+) -> Option<Expr> {
+    let admitting = match admitting {
+        None => None,
+        // A file filter that is literally `true` admits every row.
+        Some(filters) if filters.iter().any(|f| *f == lit(true)) => None,
+        // Fail closed: admitted by files, yet no filter selects a row.
+        Some(filters) => Some(filters.into_iter().reduce(Expr::or).unwrap_or(lit(false))),
     };
-    grant.into_iter().chain(restrictions).reduce(Expr::and)
+    admitting.into_iter().chain(restrictions).reduce(Expr::and)
 }
 
 /// Call `f` on every sealed scan of a physical plan, in plan order.
@@ -571,5 +576,37 @@ pub(crate) fn visit_scans(plan: &Arc<dyn ExecutionPlan>, f: &mut dyn FnMut(&Prot
     }
     for child in plan.children() {
         visit_scans(child, f);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::logical_expr::{col, lit};
+
+    use super::*;
+
+    #[test]
+    fn the_row_filter_follows_how_the_caller_was_admitted() {
+        let lob = col("lob").eq(lit("CIB"));
+        let country = col("country").eq(lit("FR"));
+        let granted = col("lob").eq(lit("AWM"));
+        // By the files: any admitting filter, and every restriction.
+        assert_eq!(
+            combine_filters(
+                Some(vec![lob.clone(), country.clone()]),
+                vec![granted.clone()]
+            ),
+            Some(lob.clone().or(country.clone()).and(granted.clone()))
+        );
+        // A file filter that is literally true admits every row; restrictions still apply.
+        assert_eq!(
+            combine_filters(Some(vec![lob.clone(), lit(true)]), vec![granted.clone()]),
+            Some(granted.clone())
+        );
+        // By grants: no admitting filter; the grants' rows arrive as a restriction.
+        assert_eq!(combine_filters(None, vec![granted.clone()]), Some(granted));
+        assert_eq!(combine_filters(None, vec![]), None);
+        // Admitted by files with no filter at all cannot happen; if it did, no row shows.
+        assert_eq!(combine_filters(Some(vec![]), vec![]), Some(lit(false)));
     }
 }

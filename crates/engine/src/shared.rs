@@ -262,9 +262,14 @@ impl Shared {
         if fresh(&current, generation, now) {
             return Ok(current);
         }
+        let grants = self
+            .governance
+            .grants_in_force(now)
+            .await
+            .map_err(|e| unavailable(&e))?;
         let layered = Arc::new(
             current
-                .with_grants(&self.catalog, Arc::clone(&self.governance), generation, now)
+                .with_grants(&self.catalog, grants, generation, now)
                 .await
                 .map_err(|e| unavailable(&e))?,
         );

@@ -3,8 +3,8 @@
 //! Discovery (`products`, `tables`, `columns`) is open to every authenticated principal and
 //! never holds product data. Governance records (`access_requests`, `grants`, `audit`,
 //! `audit_tables`, `audit_columns`, `flows`) are themselves governed, by the rule in
-//! [`meshgate_governance::Viewer`]: an auditor sees everything, an owner (or delegate) what
-//! touches their products, everyone their own. Each table is materialised from the store
+//! [`meshgate_governance::Workflow::visibility`]: an auditor sees everything, an owner (or
+//! delegate) what touches their products, everyone their own. Each table is materialised from the store
 //! for one query and one caller, so there is no path to rows the caller may not see.
 
 use std::collections::BTreeSet;
@@ -15,41 +15,75 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::catalog::{MemTable, SchemaProvider, TableProvider};
+use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result};
-use meshgate_governance::{StoredAudit, Viewer, Workflow};
+use datafusion::logical_expr::{Expr, Operator, TableProviderFilterPushDown};
+use meshgate_governance::{AuditFilter, StoredAudit, Viewer, Workflow};
 
 use crate::listing::{self, VisibleTable};
 use crate::names::{CATALOG, SYSTEM_SCHEMA, TableKind};
 use crate::scope::QueryScope;
 
-pub(crate) const SYSTEM_TABLES: &[&str] = &[
-    "products",
-    "tables",
-    "columns",
-    "access_requests",
-    "grants",
-    "audit",
-    "audit_tables",
-    "audit_columns",
-    "flows",
-];
+/// Declares each `mesh_catalog` table once: its variant, SQL name and description. What
+/// it holds is its builder's (see [`SystemSchema::materialize`], which must name every
+/// variant); its schema is what that builder makes with no rows.
+macro_rules! system_tables {
+    ($($variant:ident => $name:literal, $description:literal;)+) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub(crate) enum SystemTable {
+            $($variant,)+
+        }
+
+        impl SystemTable {
+            pub(crate) const ALL: &[SystemTable] = &[$(Self::$variant,)+];
+
+            pub(crate) fn name(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name,)+
+                }
+            }
+
+            pub(crate) fn description(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $description,)+
+                }
+            }
+
+            pub(crate) fn named(name: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|t| t.name() == name)
+            }
+        }
+    };
+}
+
+system_tables! {
+    Products => "products", "Data products: owners, status, SLOs, whether you may read each and how to ask";
+    Tables => "tables", "Every product's tables and views, listed whether or not you may read them";
+    Columns => "columns", "Product columns with their classification and how each is shown to you";
+    AccessRequests => "access_requests", "Access requests you may see: yours, and those for products you decide";
+    Grants => "grants", "Grants you may see: yours, and those of products you decide";
+    Audit => "audit", "One record per query you may see: who, how, the decision and the outcome";
+    AuditTables => "audit_tables", "The product tables each audited query touched, and the policy applied";
+    AuditColumns => "audit_columns", "The columns each audited query read, with their treatment";
+    Flows => "flows", "Data flows: which product's data reached which consumer application";
+}
 
 /// The `mesh_catalog` tables as listings show them (built for the caller, so their schemas
 /// are exactly what a query gets).
 pub(crate) async fn listing(scope: Arc<QueryScope>) -> Vec<VisibleTable> {
     let system = SystemSchema { scope, empty: true };
     let mut out = Vec::new();
-    for name in SYSTEM_TABLES {
-        let Ok(Some(table)) = system.materialize(name).await else {
+    for &table in SystemTable::ALL {
+        let Ok(provider) = system.materialize(table, AuditFilter::default()).await else {
             continue;
         };
         out.push(VisibleTable {
             catalog: CATALOG.to_string(),
             schema: SYSTEM_SCHEMA.to_string(),
-            name: name.to_string(),
+            name: table.name().to_string(),
             table_type: TableKind::System,
-            arrow_schema: table.schema(),
-            description: format!("The mesh catalog: {name}"),
+            arrow_schema: provider.schema(),
+            description: table.description().to_string(),
             product: String::new(),
             primary_key: Vec::new(),
         });
@@ -140,21 +174,24 @@ pub(crate) struct SystemSchema {
 }
 
 impl SystemSchema {
-    /// A table's rows for this caller, read now.
-    async fn materialize(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        let table = match name {
-            "products" => self.products().await?,
-            "tables" => self.tables()?,
-            "columns" => self.columns().await?,
-            "access_requests" => self.access_requests().await?,
-            "grants" => self.grants().await?,
-            "audit" => self.audit().await?,
-            "audit_tables" => self.audit_tables().await?,
-            "audit_columns" => self.audit_columns().await?,
-            "flows" => self.flows().await?,
-            _ => return Ok(None),
-        };
-        Ok(Some(table))
+    /// A table's rows for this caller, read now; `filter` narrows the `audit` table's read
+    /// (see [`audit_filter`]).
+    async fn materialize(
+        &self,
+        table: SystemTable,
+        filter: AuditFilter,
+    ) -> Result<Arc<dyn TableProvider>> {
+        match table {
+            SystemTable::Products => self.products().await,
+            SystemTable::Tables => self.tables(),
+            SystemTable::Columns => self.columns().await,
+            SystemTable::AccessRequests => self.access_requests().await,
+            SystemTable::Grants => self.grants().await,
+            SystemTable::Audit => self.audit(filter).await,
+            SystemTable::AuditTables => self.audit_tables().await,
+            SystemTable::AuditColumns => self.audit_columns().await,
+            SystemTable::Flows => self.flows().await,
+        }
     }
 
     fn viewer(&self) -> Viewer {
@@ -244,9 +281,8 @@ impl SystemSchema {
                 products.iter().zip(&access).map(|(p, ok)| {
                     (!ok).then(|| {
                         format!(
-                            "meshgate access request {} --purpose <why>, or the Flight action \
-                             mesh.request_access; decided by team {} ({})",
-                            p.id,
+                            "{}; decided by team {} ({})",
+                            meshgate_api::how_to_request(&p.id),
                             p.owner.team,
                             joined(&p.owner.owners)
                         )
@@ -394,18 +430,18 @@ impl SystemSchema {
     }
 
     /// The audit records the caller may see (see [`Workflow::visible_audit`]).
-    async fn visible_audit(&self) -> Result<Vec<StoredAudit>> {
+    async fn visible_audit(&self, filter: AuditFilter) -> Result<Vec<StoredAudit>> {
         if self.empty {
             return Ok(Vec::new());
         }
         self.workflow()
-            .visible_audit(&self.viewer())
+            .visible_audit(&self.viewer(), filter)
             .await
             .map_err(store_error)
     }
 
-    async fn audit(&self) -> Result<Arc<dyn TableProvider>> {
-        let rows = self.visible_audit().await?;
+    async fn audit(&self, filter: AuditFilter) -> Result<Arc<dyn TableProvider>> {
+        let rows = self.visible_audit(filter).await?;
         let count = |v: Option<u64>| v.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
         Columns::default()
             .text("query_id", rows.iter().map(|a| Some(&a.record.query_id)))
@@ -450,7 +486,7 @@ impl SystemSchema {
     }
 
     async fn audit_tables(&self) -> Result<Arc<dyn TableProvider>> {
-        let records = self.visible_audit().await?;
+        let records = self.visible_audit(AuditFilter::default()).await?;
         let rows: Vec<_> = records
             .iter()
             .flat_map(|a| a.record.tables.iter().map(move |t| (a, t)))
@@ -480,7 +516,7 @@ impl SystemSchema {
     }
 
     async fn audit_columns(&self) -> Result<Arc<dyn TableProvider>> {
-        let records = self.visible_audit().await?;
+        let records = self.visible_audit(AuditFilter::default()).await?;
         let rows: Vec<_> = records
             .iter()
             .flat_map(|a| {
@@ -536,45 +572,46 @@ impl SystemSchema {
 #[async_trait::async_trait]
 impl SchemaProvider for SystemSchema {
     fn table_names(&self) -> Vec<String> {
-        SYSTEM_TABLES.iter().map(|t| t.to_string()).collect()
+        SystemTable::ALL
+            .iter()
+            .map(|t| t.name().to_string())
+            .collect()
     }
 
     /// A lazy table: listings (information_schema, GetTables) see its schema without
     /// reading anything; only a scan reads the store.
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        let Some(&name) = SYSTEM_TABLES.iter().find(|t| **t == name) else {
+        let Some(table) = SystemTable::named(name) else {
             return Ok(None);
         };
         let shape = SystemSchema {
             scope: Arc::clone(&self.scope),
             empty: true,
         };
-        let Some(empty) = shape.materialize(name).await? else {
-            return Ok(None);
-        };
-        Ok(Some(Arc::new(SystemTable {
-            name,
+        let empty = shape.materialize(table, AuditFilter::default()).await?;
+        Ok(Some(Arc::new(LazySystemTable {
+            table,
             schema: empty.schema(),
             scope: Arc::clone(&self.scope),
         })))
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        SYSTEM_TABLES.contains(&name)
+        SystemTable::named(name).is_some()
     }
 }
 
 /// A `mesh_catalog` table whose rows are read from the store when it is scanned, for the
 /// scanning query's caller.
 #[derive(Debug)]
-struct SystemTable {
-    name: &'static str,
+struct LazySystemTable {
+    table: SystemTable,
     schema: datafusion::arrow::datatypes::SchemaRef,
     scope: Arc<QueryScope>,
 }
 
 #[async_trait::async_trait]
-impl TableProvider for SystemTable {
+impl TableProvider for LazySystemTable {
     fn schema(&self) -> datafusion::arrow::datatypes::SchemaRef {
         Arc::clone(&self.schema)
     }
@@ -583,20 +620,151 @@ impl TableProvider for SystemTable {
         datafusion::datasource::TableType::Base
     }
 
+    /// The `audit` table's simple filters narrow the store's read (see [`audit_filter`]);
+    /// DataFusion still applies them to what comes back.
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if self.table == SystemTable::Audit && narrows(&mut AuditFilter::default(), f) {
+                    TableProviderFilterPushDown::Inexact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
+            .collect())
+    }
+
     async fn scan(
         &self,
         state: &dyn datafusion::catalog::Session,
         projection: Option<&Vec<usize>>,
-        filters: &[datafusion::logical_expr::Expr],
+        filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
         let system = SystemSchema {
             scope: Arc::clone(&self.scope),
             empty: false,
         };
-        let table = system.materialize(self.name).await?.ok_or_else(|| {
-            DataFusionError::Internal(format!("no mesh_catalog table {}", self.name))
-        })?;
+        let filter = audit_filter(filters, limit);
+        let table = system.materialize(self.table, filter).await?;
         table.scan(state, projection, filters, limit).await
+    }
+}
+
+/// The store read a scan of `audit` needs: `principal = '<text>'` and comparisons of
+/// `started_at` with a timestamp narrow it, and a `limit` (which DataFusion passes only when
+/// no filter is left above the scan) keeps the newest records. Everything else is read and
+/// filtered by DataFusion. The narrowing is never tighter than the filter: bounds round
+/// outwards to the millisecond.
+fn audit_filter(filters: &[Expr], limit: Option<usize>) -> AuditFilter {
+    let mut out = AuditFilter {
+        limit,
+        ..AuditFilter::default()
+    };
+    for filter in filters {
+        narrows(&mut out, filter);
+    }
+    out
+}
+
+/// Narrow `out` by `filter` if it is one of the shapes [`audit_filter`] knows; whether it was.
+fn narrows(out: &mut AuditFilter, filter: &Expr) -> bool {
+    let Expr::BinaryExpr(binary) = filter else {
+        return false;
+    };
+    let (Expr::Column(column), Expr::Literal(value, _)) = (&*binary.left, &*binary.right) else {
+        return false;
+    };
+    match (column.name.as_str(), binary.op, value) {
+        ("principal", Operator::Eq, ScalarValue::Utf8(Some(text))) => {
+            out.principal = Some(text.clone());
+            true
+        }
+        ("started_at", op, value) => {
+            let Some(millis) = floor_millis(value) else {
+                return false;
+            };
+            match op {
+                Operator::Gt | Operator::GtEq => {
+                    out.since = Some(out.since.map_or(millis, |s| s.max(millis)));
+                    true
+                }
+                Operator::Lt | Operator::LtEq => {
+                    let until = millis.saturating_add(1);
+                    out.until = Some(out.until.map_or(until, |u| u.min(until)));
+                    true
+                }
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}
+
+/// A timestamp literal in milliseconds, rounded down.
+fn floor_millis(value: &ScalarValue) -> Option<i64> {
+    match value {
+        ScalarValue::TimestampSecond(Some(v), _) => v.checked_mul(1000),
+        ScalarValue::TimestampMillisecond(Some(v), _) => Some(*v),
+        ScalarValue::TimestampMicrosecond(Some(v), _) => Some(v.div_euclid(1000)),
+        ScalarValue::TimestampNanosecond(Some(v), _) => Some(v.div_euclid(1_000_000)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::logical_expr::{col, lit};
+
+    use super::*;
+
+    fn at(millis: i64) -> Expr {
+        lit(ScalarValue::TimestampMillisecond(Some(millis), None))
+    }
+
+    #[test]
+    fn simple_audit_filters_narrow_the_store_read_and_nothing_else_does() {
+        let filters = [
+            col("principal").eq(lit("intern")),
+            col("started_at").gt_eq(at(100)),
+            col("started_at").lt(at(300)),
+            col("started_at").lt_eq(at(250)),
+            // Not understood: left to DataFusion.
+            col("method").eq(lit("DoGet")),
+            col("principal").not_eq(lit("x")),
+        ];
+        let filter = audit_filter(&filters, Some(7));
+        assert_eq!(
+            filter,
+            AuditFilter {
+                principal: Some("intern".into()),
+                since: Some(100),
+                until: Some(251),
+                limit: Some(7),
+            }
+        );
+        assert!(!narrows(&mut AuditFilter::default(), &filters[4]));
+        assert!(!narrows(&mut AuditFilter::default(), &filters[5]));
+    }
+
+    #[test]
+    fn bounds_round_outwards_so_the_read_is_never_tighter_than_the_filter() {
+        let nanos = |v: i64| lit(ScalarValue::TimestampNanosecond(Some(v), None));
+        let since = audit_filter(&[col("started_at").gt(nanos(1_999_999))], None);
+        assert_eq!(
+            since.since,
+            Some(1),
+            "started_at > 1.999999 ms reads from 1 ms"
+        );
+        let until = audit_filter(&[col("started_at").lt_eq(nanos(1_000_001))], None);
+        assert_eq!(
+            until.until,
+            Some(2),
+            "started_at <= 1.000001 ms reads up to 2 ms"
+        );
     }
 }

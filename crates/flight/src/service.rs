@@ -1083,7 +1083,7 @@ impl FlightSqlService for MeshFlightService {
                     .encode_to_vec(),
                 ))
             }
-            name if crate::access::is_access_action(name) => Ok(action_result(
+            name if name.starts_with(crate::access::PREFIX) => Ok(action_result(
                 crate::access::run(&self.gateway, &caller.principal, name, &action.body).await?,
             )),
             other => Err(invalid(format!(
@@ -1117,7 +1117,7 @@ impl FlightSqlService for MeshFlightService {
             ]
             .into_iter()
             .chain(
-                crate::access::ACTIONS
+                meshgate_api::ACTIONS
                     .iter()
                     .map(|(name, description)| action(name, description)),
             )

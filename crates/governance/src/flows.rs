@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::model::{Decision, Flow, StoredAudit, TableAccess};
+use meshgate_api::{Decision, Flow, StoredAudit, TableAccess};
 
 /// Fold allowed queries into flows, one per (product, consumer app), sorted. `keep` picks the
 /// (record, product) pairs the viewer may see.

@@ -4,33 +4,32 @@
 //! must decide and see their decision take effect at once, and owners and auditors must see
 //! where every product's data goes. This crate is that state and its rules:
 //!
+//! The records themselves are the API contract's ([`meshgate_api`]), re-exported here.
+//!
 //! - **access requests and grants** ([`Workflow`]): two state machines, decided only by a
 //!   product's owners or delegates, never by the requester; every grant expires;
 //! - **the audit log**: one durable [`AuditRecord`] per query, written before its first
 //!   result batch leaves (the engine refuses the query if the write fails);
 //! - **data flows** ([`flows()`]): the audit folded into product -> consumer app edges;
 //! - **the store** ([`GovernanceStore`]): a small trait with an embedded SQLite default
-//!   ([`SqliteStore`], versioned migrations); casbin reads grants from it through
-//!   [`GrantAdapter`].
+//!   ([`SqliteStore`], versioned migrations). The engine reads the grants in force from it and
+//!   hands the policy crate a snapshot.
 //!
 //! It decides nothing about rows and columns: an active grant admits a caller, the policy
 //! crate still decides what they see.
 
-mod adapter;
 mod error;
 pub mod flows;
-mod model;
 mod sqlite;
 mod store;
 pub mod workflow;
 
-pub use adapter::{GrantAdapter, policy_line};
 pub use error::{GovernanceError, StoreError};
 pub use flows::flows;
-pub use model::{
+pub use meshgate_api::{
     AccessRequest, AuditColumn, AuditOutcome, AuditRecord, AuditTable, DAY_MILLIS, Decision, Flow,
     Grant, GrantState, Millis, QueryStatus, RequestState, StoredAudit, TableAccess, now_millis,
 };
 pub use sqlite::SqliteStore;
-pub use store::GovernanceStore;
+pub use store::{AuditFilter, AuditQuery, GovernanceStore, VisibleTo};
 pub use workflow::{AUDITOR_ROLE, Approval, NewRequest, Viewer, Workflow};

@@ -19,11 +19,11 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::error::StoreError;
-use crate::model::{
+use crate::store::{AuditQuery, GovernanceStore};
+use meshgate_api::{
     AccessRequest, AuditColumn, AuditOutcome, AuditRecord, AuditTable, Grant, GrantState, Millis,
     QueryStatus, RequestState, StoredAudit,
 };
-use crate::store::GovernanceStore;
 
 /// The versioned migrations, embedded so the binary carries its schema.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -155,6 +155,20 @@ impl SqliteStore {
     }
 
     /// The migration versions applied to this store, in order.
+    /// The rows of one audit table (`audit`, `audit_tables`, `audit_columns`: constants,
+    /// never input) that belong to a page of query ids (a JSON array), in `order`.
+    async fn page_rows(
+        &self,
+        table: &'static str,
+        ids: &str,
+        order: &'static str,
+    ) -> Result<Vec<SqliteRow>, StoreError> {
+        let sql = format!(
+            "SELECT * FROM {table} WHERE query_id IN (SELECT value FROM json_each(?1)) ORDER BY {order}"
+        );
+        Ok(sqlx::query(&sql).bind(ids).fetch_all(&self.pool).await?)
+    }
+
     pub async fn applied_migrations(&self) -> Result<Vec<i64>, StoreError> {
         let rows = sqlx::query("SELECT version FROM _sqlx_migrations ORDER BY version")
             .fetch_all(&self.pool)
@@ -421,9 +435,9 @@ impl GovernanceStore for SqliteStore {
     async fn record_query(&self, a: &AuditRecord) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         let status = match a.decision {
-            crate::model::Decision::Allow => QueryStatus::Running,
-            crate::model::Decision::Deny => QueryStatus::Denied,
-            crate::model::Decision::Error => QueryStatus::Failed,
+            meshgate_api::Decision::Allow => QueryStatus::Running,
+            meshgate_api::Decision::Deny => QueryStatus::Denied,
+            meshgate_api::Decision::Error => QueryStatus::Failed,
         };
         sqlx::query(
             "INSERT INTO audit (query_id, started_at, principal, app, client, method, \
@@ -486,7 +500,7 @@ impl GovernanceStore for SqliteStore {
         .bind(signed(o.rows_returned))
         .bind(signed(o.bytes_returned))
         .bind(signed(o.duration_ms))
-        .bind(crate::model::now_millis())
+        .bind(meshgate_api::now_millis())
         .bind(&o.error)
         .bind(query_id)
         .execute(&self.pool)
@@ -494,12 +508,39 @@ impl GovernanceStore for SqliteStore {
         Ok(())
     }
 
-    async fn audit(&self) -> Result<Vec<StoredAudit>, StoreError> {
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<StoredAudit>, StoreError> {
+        // The page: ids of the newest matching records. The viewer's rule and the filters are
+        // evaluated here, on the indexes, not by reading the log into memory.
+        let (everyone, principal, products) = match &query.visible_to {
+            None => (true, String::new(), "[]".to_string()),
+            Some(v) => (false, v.principal.clone(), list_json(&v.products)),
+        };
+        let f = &query.filter;
+        let limit = f.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT a.query_id FROM audit a \
+             WHERE (?1 OR a.principal = ?2 OR EXISTS (SELECT 1 FROM audit_tables t \
+                    WHERE t.query_id = a.query_id AND t.product IN (SELECT value FROM json_each(?3)))) \
+               AND (?4 IS NULL OR a.principal = ?4) \
+               AND (?5 IS NULL OR a.started_at >= ?5) \
+               AND (?6 IS NULL OR a.started_at < ?6) \
+             ORDER BY a.started_at DESC, a.rowid DESC LIMIT ?7",
+        )
+        .bind(everyone)
+        .bind(principal)
+        .bind(products)
+        .bind(f.principal.as_deref())
+        .bind(f.since)
+        .bind(f.until)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = list_json(&ids);
         let mut columns: BTreeMap<(String, String, String), Vec<AuditColumn>> = BTreeMap::new();
-        for row in sqlx::query("SELECT * FROM audit_columns ORDER BY rowid")
-            .fetch_all(&self.pool)
-            .await?
-        {
+        for row in self.page_rows("audit_columns", &ids, "rowid").await? {
             columns
                 .entry((
                     row.try_get("query_id")?,
@@ -514,10 +555,7 @@ impl GovernanceStore for SqliteStore {
                 });
         }
         let mut tables: BTreeMap<String, Vec<AuditTable>> = BTreeMap::new();
-        for row in sqlx::query("SELECT * FROM audit_tables ORDER BY rowid")
-            .fetch_all(&self.pool)
-            .await?
-        {
+        for row in self.page_rows("audit_tables", &ids, "rowid").await? {
             let query_id: String = row.try_get("query_id")?;
             let product: String = row.try_get("product")?;
             let table: String = row.try_get("tbl")?;
@@ -534,9 +572,7 @@ impl GovernanceStore for SqliteStore {
                 columns: cols,
             });
         }
-        let rows = sqlx::query("SELECT * FROM audit ORDER BY started_at, rowid")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = self.page_rows("audit", &ids, "started_at, rowid").await?;
         rows.iter()
             .map(|row| {
                 let query_id: String = row.try_get("query_id")?;

@@ -9,7 +9,7 @@
 use async_trait::async_trait;
 
 use crate::error::StoreError;
-use crate::model::{
+use meshgate_api::{
     AccessRequest, AuditOutcome, AuditRecord, Grant, GrantState, Millis, RequestState, StoredAudit,
 };
 
@@ -47,7 +47,7 @@ pub trait GovernanceStore: Send + Sync + std::fmt::Debug {
     /// rebuilds the grants it enforces when it differs from the one it built them at.
     async fn grant_generation(&self) -> Result<i64, StoreError>;
 
-    /// Grants in force at `now`, the casbin adapter's and the policy layer's source.
+    /// Grants in force at `now`, the snapshot the engine layers on the policy files.
     async fn grants_in_force(&self, now: Millis) -> Result<Vec<Grant>, StoreError>;
 
     /// Write a query's audit record durably. The query must not send anything unless this
@@ -57,6 +57,67 @@ pub trait GovernanceStore: Send + Sync + std::fmt::Debug {
     /// Record how a query ended.
     async fn finish_query(&self, query_id: &str, outcome: &AuditOutcome) -> Result<(), StoreError>;
 
-    /// Every audit record, oldest first. Callers filter by who may see what.
-    async fn audit(&self) -> Result<Vec<StoredAudit>, StoreError>;
+    /// The audit records `query` selects, oldest first: the store applies the viewer's rule
+    /// and the filters itself, so answering "my last 20 queries" never reads the whole log.
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<StoredAudit>, StoreError>;
+}
+
+/// Which audit records a store read returns. [`crate::Workflow`] builds `visible_to` from
+/// the viewer; the rest is the reader's own narrowing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// `None`: every record (an auditor, or the gateway itself).
+    pub visible_to: Option<VisibleTo>,
+    pub filter: AuditFilter,
+}
+
+/// The records one viewer who is not an auditor may see: their own, and those touching a
+/// product they decide. Built by [`crate::Workflow::visibility`] from a [`crate::Viewer`]:
+/// the one statement of the rule, which a store may also evaluate itself (in SQL).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VisibleTo {
+    pub principal: String,
+    pub products: Vec<String>,
+}
+
+impl VisibleTo {
+    /// May the viewer see a record made by `subject` touching `products`?
+    pub fn sees<'p>(&self, subject: &str, products: impl IntoIterator<Item = &'p str>) -> bool {
+        subject == self.principal || products.into_iter().any(|p| self.decides(p))
+    }
+
+    /// Does the viewer decide access to `product`?
+    pub fn decides(&self, product: &str) -> bool {
+        self.products.iter().any(|p| p == product)
+    }
+}
+
+/// A reader's narrowing of the audit log; every field `None` reads everything visible.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Only queries run by this principal.
+    pub principal: Option<String>,
+    /// Only queries started at or after this instant...
+    pub since: Option<Millis>,
+    /// ...and before this one.
+    pub until: Option<Millis>,
+    /// At most this many records: the newest that match.
+    pub limit: Option<usize>,
+}
+
+impl AuditQuery {
+    /// Does `record` match (for stores that filter in memory, and to check those that do not)?
+    pub fn matches(&self, record: &AuditRecord) -> bool {
+        let visible = self.visible_to.as_ref().is_none_or(|v| {
+            v.sees(
+                &record.principal,
+                record.tables.iter().map(|t| t.product.as_str()),
+            )
+        });
+        let f = &self.filter;
+        visible
+            && f.principal.as_ref().is_none_or(|p| *p == record.principal)
+            && f.since.is_none_or(|s| record.started_at >= s)
+            && f.until.is_none_or(|u| record.started_at < u)
+    }
 }

@@ -18,11 +18,11 @@ use meshgate_catalog::{Catalog, Product};
 
 use crate::error::GovernanceError;
 use crate::flows::flows;
-use crate::model::{
+use crate::store::{AuditFilter, AuditQuery, GovernanceStore, VisibleTo};
+use meshgate_api::{
     AccessRequest, DAY_MILLIS, Flow, Grant, GrantState, Millis, RequestState, StoredAudit,
     now_millis,
 };
-use crate::store::GovernanceStore;
 
 /// The longest a grant may run.
 pub const MAX_GRANT_DAYS: u32 = 365;
@@ -400,30 +400,65 @@ impl<'a> Workflow<'a> {
             .requests()
             .await?
             .into_iter()
-            .filter(|r| viewer.sees(self.catalog, &r.requester, [r.product.as_str()]))
+            .filter(|r| self.sees(viewer, &r.requester, &r.product))
             .collect())
     }
 
-    /// Audit records `viewer` may see, each with only the tables they may see: an owner
-    /// looking at another principal's query sees its parts on their own products, and the
-    /// statement's hash but not its text (the statement is the caller's).
+    /// Who sees which governance record, the one rule: an auditor everything (`None`),
+    /// anyone else their own records and those touching a product they decide.
+    pub fn visibility(&self, viewer: &Viewer) -> Option<VisibleTo> {
+        (!viewer.auditor).then(|| VisibleTo {
+            principal: viewer.id.clone(),
+            products: self
+                .catalog
+                .products()
+                .filter(|p| p.owner.decides(&viewer.id))
+                .map(|p| p.id.clone())
+                .collect(),
+        })
+    }
+
+    /// May `viewer` see a record made by `subject` about `product`?
+    fn sees(&self, viewer: &Viewer, subject: &str, product: &str) -> bool {
+        self.visibility(viewer)
+            .is_none_or(|v| v.sees(subject, [product]))
+    }
+
+    /// The store read that applies `viewer`'s rule (see [`Workflow::visibility`]).
+    fn audit_query(&self, viewer: &Viewer, filter: AuditFilter) -> AuditQuery {
+        AuditQuery {
+            visible_to: self.visibility(viewer),
+            filter,
+        }
+    }
+
+    /// Audit records `viewer` may see, narrowed by `filter`, each with only the tables they
+    /// may see: an owner looking at another principal's query sees its parts on their own
+    /// products, and the statement's hash but not its text (the statement is the caller's).
     pub async fn visible_audit(
         &self,
         viewer: &Viewer,
+        filter: AuditFilter,
     ) -> Result<Vec<StoredAudit>, GovernanceError> {
+        let query = self.audit_query(viewer, filter);
         Ok(self
             .store
-            .audit()
+            .audit(&query)
             .await?
             .into_iter()
             .filter_map(|mut record| {
-                if viewer.auditor || record.record.principal == viewer.id {
+                // The store applied the rule; applying it again costs nothing and keeps a
+                // store that did not from showing more.
+                if !query.matches(&record.record) {
+                    return None;
+                }
+                let Some(visible) = &query.visible_to else {
+                    return Some(record);
+                };
+                if record.record.principal == visible.principal {
                     return Some(record);
                 }
-                record
-                    .record
-                    .tables
-                    .retain(|t| viewer.decides(self.catalog, &t.product));
+                record.record.tables.retain(|t| visible.decides(&t.product));
                 if record.record.tables.is_empty() {
                     return None;
                 }
@@ -436,9 +471,13 @@ impl<'a> Workflow<'a> {
     /// Data flows `viewer` may see (see [`flows`]): an edge of a product they decide, or
     /// made by their own queries; every edge for auditors.
     pub async fn visible_flows(&self, viewer: &Viewer) -> Result<Vec<Flow>, GovernanceError> {
-        let all = self.store.audit().await?;
-        Ok(flows(&all, |record, product| {
-            viewer.sees(self.catalog, &record.record.principal, [product])
+        let query = self.audit_query(viewer, AuditFilter::default());
+        let records = self.store.audit(&query).await?;
+        Ok(flows(&records, |record, product| {
+            query
+                .visible_to
+                .as_ref()
+                .is_none_or(|v| v.sees(&record.record.principal, [product]))
         }))
     }
 
@@ -450,7 +489,7 @@ impl<'a> Workflow<'a> {
             .grants()
             .await?
             .into_iter()
-            .filter(|g| viewer.sees(self.catalog, &g.principal, [g.product.as_str()]))
+            .filter(|g| self.sees(viewer, &g.principal, &g.product))
             .collect())
     }
 }
@@ -473,23 +512,6 @@ impl Viewer {
             id: id.to_string(),
             auditor: roles.into_iter().any(|r| r == AUDITOR_ROLE),
         }
-    }
-
-    /// May this viewer see a record made by `subject` touching `products`?
-    pub fn sees<'p>(
-        &self,
-        catalog: &Catalog,
-        subject: &str,
-        products: impl IntoIterator<Item = &'p str>,
-    ) -> bool {
-        self.auditor || subject == self.id || products.into_iter().any(|p| self.decides(catalog, p))
-    }
-
-    /// Does this viewer decide access to `product`?
-    pub fn decides(&self, catalog: &Catalog, product: &str) -> bool {
-        catalog
-            .product(product)
-            .is_some_and(|p| p.owner.decides(&self.id))
     }
 }
 

@@ -424,7 +424,7 @@ async fn audit_records_round_trip_and_fold_into_flows() {
     denied.error = Some("not permitted".into());
     store.record_query(&denied).await.unwrap();
 
-    let all = store.audit().await.unwrap();
+    let all = store.audit(&Default::default()).await.unwrap();
     assert_eq!(all.len(), 3);
     assert_eq!(
         all[0].record,
@@ -461,4 +461,156 @@ async fn audit_records_round_trip_and_fold_into_flows() {
     assert_eq!(f.columns, ["counterparties.lob", "counterparties.tax_id"]);
     assert_eq!(f.treatments, ["counterparties.tax_id: tokenize(reference)"]);
     assert!(flows(&all, |_, p| p != "reference.counterparties").is_empty());
+}
+
+/// The store applies the viewer's rule and the reader's filters itself and returns one page
+/// (the newest records), oldest first; what it returns is what the rule says.
+#[tokio::test]
+async fn audit_reads_apply_the_viewers_rule_and_one_page_in_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path()).await;
+    let catalog = catalog();
+    let record = |id: usize, principal: &str, product: &str| AuditRecord {
+        query_id: format!("q{id:03}"),
+        started_at: i64::try_from(id).unwrap() * 10,
+        principal: principal.into(),
+        app: None,
+        client: None,
+        method: "library".into(),
+        statement_sha256: "ab".repeat(32),
+        statement: Some(format!("SELECT {id}")),
+        policy_version: "p1".into(),
+        decision: Decision::Allow,
+        tables: vec![AuditTable {
+            product: product.into(),
+            table: product.rsplit('.').next().unwrap().into(),
+            access: TableAccess::Read,
+            policy_id: None,
+            row_filters: vec![],
+            grant_ids: vec![],
+            columns: vec![],
+        }],
+        error: None,
+    };
+    // 60 records: intern on counterparties, cib-reporting on trades, in turn.
+    let mut all = Vec::new();
+    for id in 0..60 {
+        let r = if id % 2 == 0 {
+            record(id, "intern", "reference.counterparties")
+        } else {
+            record(id, "cib-reporting", "markets.trades")
+        };
+        store.record_query(&r).await.unwrap();
+        all.push(r);
+    }
+    let ids = |records: &[StoredAudit]| {
+        records
+            .iter()
+            .map(|r| r.record.query_id.clone())
+            .collect::<Vec<_>>()
+    };
+    let expect = |keep: &dyn Fn(&AuditRecord) -> bool, limit: usize| {
+        let kept: Vec<String> = all
+            .iter()
+            .filter(|r| keep(r))
+            .map(|r| r.query_id.clone())
+            .collect();
+        kept[kept.len().saturating_sub(limit)..].to_vec()
+    };
+
+    // A page of everything: the newest 20, oldest first.
+    let page = AuditQuery {
+        visible_to: None,
+        filter: AuditFilter {
+            limit: Some(20),
+            ..AuditFilter::default()
+        },
+    };
+    assert_eq!(
+        ids(&store.audit(&page).await.unwrap()),
+        expect(&|_| true, 20)
+    );
+
+    // The viewer's rule, in the store: intern sees their own records only.
+    let intern = AuditQuery {
+        visible_to: Some(VisibleTo {
+            principal: "intern".into(),
+            products: vec![],
+        }),
+        filter: AuditFilter {
+            limit: Some(5),
+            ..AuditFilter::default()
+        },
+    };
+    assert_eq!(
+        ids(&store.audit(&intern).await.unwrap()),
+        expect(&|r| r.principal == "intern", 5)
+    );
+    // An owner sees records touching their products, whoever ran them, within a time window.
+    let owner = AuditQuery {
+        visible_to: Some(VisibleTo {
+            principal: "someone-else".into(),
+            products: vec!["markets.trades".into()],
+        }),
+        filter: AuditFilter {
+            since: Some(100),
+            until: Some(300),
+            ..AuditFilter::default()
+        },
+    };
+    let got = store.audit(&owner).await.unwrap();
+    assert_eq!(
+        ids(&got),
+        expect(
+            &|r| r.tables[0].product == "markets.trades" && (100..300).contains(&r.started_at),
+            usize::MAX
+        )
+    );
+    assert!(got.iter().all(|r| owner.matches(&r.record)));
+    // A principal filter on top of an auditor's view.
+    let theirs = AuditQuery {
+        visible_to: None,
+        filter: AuditFilter {
+            principal: Some("cib-reporting".into()),
+            limit: Some(3),
+            ..AuditFilter::default()
+        },
+    };
+    assert_eq!(
+        ids(&store.audit(&theirs).await.unwrap()),
+        expect(&|r| r.principal == "cib-reporting", 3)
+    );
+
+    // Through the workflow: an owner of markets.trades sees its records, not the statements
+    // of others; intern sees only theirs.
+    let flow = Workflow::new(store.as_ref(), &catalog);
+    let owner_id = catalog
+        .product("markets.trades")
+        .unwrap()
+        .owner
+        .owners
+        .first()
+        .unwrap()
+        .clone();
+    let seen = flow
+        .visible_audit(
+            &Viewer::new(&owner_id, []),
+            AuditFilter {
+                limit: Some(4),
+                ..AuditFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&seen),
+        expect(&|r| r.tables[0].product == "markets.trades", 4)
+    );
+    assert!(seen.iter().all(|r| r.record.statement.is_none()));
+    let mine = flow
+        .visible_audit(&Viewer::new("intern", []), AuditFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(ids(&mine), expect(&|r| r.principal == "intern", usize::MAX));
+    assert!(mine.iter().all(|r| r.record.statement.is_some()));
 }

@@ -68,7 +68,7 @@ use meshgate_engine::{AuditSettings, GatewayConfig, Governance, LineageConfig};
 use meshgate_flight::{FlightConfig, JwtConfig, JwtKey, PrincipalNamespace, TlsConfig};
 use meshgate_policy::{PolicySources, UserDirectory};
 use meshgate_protect::MasterKey;
-use meshgate_storage::{StorageConfig, StorageKind, parse_duration};
+use meshgate_storage::{StorageConfig, StorageKind, units};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
@@ -87,8 +87,8 @@ struct FileConfig {
     storage: StorageConfig,
     #[serde(default)]
     target_partitions: Option<usize>,
-    #[serde(default)]
-    memory_limit: Option<String>,
+    #[serde(default, deserialize_with = "units::optional_size")]
+    memory_limit: Option<usize>,
     #[serde(default)]
     spill_dir: Option<PathBuf>,
     #[serde(default)]
@@ -140,10 +140,14 @@ struct AuditSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FlightSection {
-    token_ttl: Option<String>,
-    max_message: Option<String>,
-    keepalive: Option<String>,
-    drain_timeout: Option<String>,
+    #[serde(default, deserialize_with = "units::optional_duration")]
+    token_ttl: Option<Duration>,
+    #[serde(default, deserialize_with = "units::optional_size")]
+    max_message: Option<usize>,
+    #[serde(default, deserialize_with = "units::optional_duration")]
+    keepalive: Option<Duration>,
+    #[serde(default, deserialize_with = "units::optional_duration")]
+    drain_timeout: Option<Duration>,
 }
 
 /// `[tls]`: certificate files (PEM).
@@ -184,8 +188,8 @@ struct JwtSection {
     roles_claim: Option<String>,
     #[serde(default)]
     attributes: BTreeMap<String, String>,
-    #[serde(default)]
-    leeway: Option<String>,
+    #[serde(default, deserialize_with = "units::optional_duration")]
+    leeway: Option<Duration>,
     /// The principals this issuer may assert: ids starting with this prefix...
     #[serde(default)]
     principal_prefix: Option<String>,
@@ -205,8 +209,11 @@ struct LimitsConfig {
     max_queued: Option<usize>,
     max_concurrent_per_principal: Option<usize>,
     max_queued_per_principal: Option<usize>,
-    timeout: Option<String>,
-    memory: Option<String>,
+    /// `0s` for none.
+    #[serde(default, deserialize_with = "units::optional_duration")]
+    timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "units::optional_size")]
+    memory: Option<usize>,
 }
 
 /// A loaded configuration file.
@@ -282,13 +289,7 @@ impl ServeConfig {
                 settings.credentials_file = Some(resolve_str(p));
             }
         }
-        let memory_limit = parsed
-            .memory_limit
-            .as_deref()
-            .map(parse_bytes)
-            .transpose()
-            .map_err(&err)?;
-        let limits = limits(&parsed.limits).map_err(|e| err(format!("[limits] {e}")))?;
+        let limits = limits(&parsed.limits);
         let flight = flight(&parsed, &resolve).map_err(&err)?;
         Ok(Self {
             listen: parsed.listen,
@@ -301,7 +302,7 @@ impl ServeConfig {
                 storage,
                 master_key,
                 target_partitions: parsed.target_partitions,
-                memory_limit,
+                memory_limit: parsed.memory_limit,
                 spill_dir: parsed.spill_dir.as_deref().map(resolve),
                 limits,
                 parquet_pushdown: parsed.parquet_pushdown,
@@ -319,24 +320,18 @@ impl ServeConfig {
     }
 }
 
-fn duration(text: Option<&String>, default: Duration) -> Result<Duration, String> {
-    text.map(|t| parse_duration(t))
-        .transpose()
-        .map(|d| d.unwrap_or(default))
-}
-
-fn limits(section: &LimitsConfig) -> Result<QueryLimits, String> {
+fn limits(section: &LimitsConfig) -> QueryLimits {
     let defaults = QueryLimits::default();
     let slots = QueryLimits::with_slots(
         section.max_concurrent.unwrap_or(defaults.max_concurrent),
         section.max_queued.unwrap_or(defaults.max_queued),
     );
-    let timeout = match section.timeout.as_deref().map(parse_duration).transpose()? {
+    let timeout = match section.timeout {
         Some(Duration::ZERO) => None,
         Some(limit) => Some(limit),
         None => slots.timeout,
     };
-    Ok(QueryLimits {
+    QueryLimits {
         max_concurrent_per_principal: section
             .max_concurrent_per_principal
             .unwrap_or(slots.max_concurrent_per_principal)
@@ -346,9 +341,9 @@ fn limits(section: &LimitsConfig) -> Result<QueryLimits, String> {
             .unwrap_or(slots.max_queued_per_principal)
             .max(1),
         timeout,
-        memory: section.memory.as_deref().map(parse_bytes).transpose()?,
+        memory: section.memory,
         ..slots
-    })
+    }
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, String> {
@@ -385,19 +380,10 @@ fn flight(parsed: &FileConfig, resolve: &dyn Fn(&Path) -> PathBuf) -> Result<Fli
     Ok(FlightConfig {
         tls,
         jwt,
-        token_ttl: duration(section.token_ttl.as_ref(), defaults.token_ttl)
-            .map_err(|e| format!("[flight] token_ttl: {e}"))?,
-        max_message_bytes: section
-            .max_message
-            .as_deref()
-            .map(parse_bytes)
-            .transpose()
-            .map_err(|e| format!("[flight] max_message: {e}"))?
-            .unwrap_or(defaults.max_message_bytes),
-        keepalive: duration(section.keepalive.as_ref(), defaults.keepalive)
-            .map_err(|e| format!("[flight] keepalive: {e}"))?,
-        drain_timeout: duration(section.drain_timeout.as_ref(), defaults.drain_timeout)
-            .map_err(|e| format!("[flight] drain_timeout: {e}"))?,
+        token_ttl: section.token_ttl.unwrap_or(defaults.token_ttl),
+        max_message_bytes: section.max_message.unwrap_or(defaults.max_message_bytes),
+        keepalive: section.keepalive.unwrap_or(defaults.keepalive),
+        drain_timeout: section.drain_timeout.unwrap_or(defaults.drain_timeout),
     })
 }
 
@@ -453,8 +439,7 @@ fn jwt(section: &JwtSection, resolve: &dyn Fn(&Path) -> PathBuf) -> Result<JwtCo
             .unwrap_or_else(|| "sub".into()),
         roles_claim: section.roles_claim.clone(),
         attribute_claims: section.attributes.clone(),
-        leeway: duration(section.leeway.as_ref(), Duration::from_secs(30))
-            .map_err(|e| format!("{which}: leeway: {e}"))?,
+        leeway: section.leeway.unwrap_or(Duration::from_secs(30)),
     })
 }
 
@@ -513,13 +498,11 @@ pub fn required_environment(
 fn collect_references(value: &toml::Value, names: &mut std::collections::BTreeSet<String>) {
     match value {
         toml::Value::String(text) => {
-            let mut rest = text.as_str();
-            while let Some(start) = rest.find("${") {
-                let after = &rest[start + 2..];
-                let Some(end) = after.find('}') else { break };
-                names.insert(after[..end].to_string());
-                rest = &after[end + 1..];
-            }
+            // Only the names are wanted: an unterminated reference is the loader's to report.
+            let _ = substitute(text, &mut |name| {
+                names.insert(name.to_string());
+                Ok(String::new())
+            });
         }
         toml::Value::Array(items) => items.iter().for_each(|v| collect_references(v, names)),
         toml::Value::Table(table) => table.values().for_each(|v| collect_references(v, names)),
@@ -531,22 +514,9 @@ fn collect_references(value: &toml::Value, names: &mut std::collections::BTreeSe
 fn interpolate(value: &mut toml::Value) -> Result<(), String> {
     match value {
         toml::Value::String(text) => {
-            let mut out = String::new();
-            let mut rest = text.as_str();
-            while let Some(start) = rest.find("${") {
-                out.push_str(&rest[..start]);
-                let after = &rest[start + 2..];
-                let end = after
-                    .find('}')
-                    .ok_or_else(|| format!("unterminated `${{` in `{text}`"))?;
-                let name = &after[..end];
-                let value = std::env::var(name)
-                    .map_err(|_| format!("environment variable `{name}` is not set"))?;
-                out.push_str(&value);
-                rest = &after[end + 1..];
-            }
-            out.push_str(rest);
-            *text = out;
+            *text = substitute(text, &mut |name| {
+                std::env::var(name).map_err(|_| format!("environment variable `{name}` is not set"))
+            })?;
         }
         toml::Value::Array(items) => items.iter_mut().try_for_each(interpolate)?,
         toml::Value::Table(table) => table.iter_mut().try_for_each(|(_, v)| interpolate(v))?,
@@ -555,25 +525,25 @@ fn interpolate(value: &mut toml::Value) -> Result<(), String> {
     Ok(())
 }
 
-/// `512MiB`, `2GiB`, `1000000`.
-fn parse_bytes(text: &str) -> Result<usize, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let number: usize = text[..split]
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size (e.g. 512MiB, 2GiB)"))?;
-    let unit: usize = match text[split..].trim() {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        _ => return Err(format!("`{text}`: units are B, KiB, MiB, GiB")),
-    };
-    number
-        .checked_mul(unit)
-        .ok_or_else(|| format!("`{text}` is too large"))
+/// `text` with each `${NAME}` replaced by `value(NAME)`: the one reader of references, for
+/// loading a file and for listing what it needs.
+fn substitute(
+    text: &str,
+    value: &mut dyn FnMut(&str) -> Result<String, String>,
+) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("unterminated `${{` in `{text}`"))?;
+        out.push_str(&value(&after[..end])?);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -581,11 +551,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes() {
-        assert_eq!(parse_bytes("512MiB"), Ok(512 << 20));
-        assert_eq!(parse_bytes("2GiB"), Ok(2 << 30));
-        assert_eq!(parse_bytes("1000"), Ok(1000));
-        assert!(parse_bytes("2GB").is_err());
+    fn every_section_reads_its_durations_and_sizes_with_one_parser_and_names_a_bad_key() {
+        let base = "products = \"p\"\npolicies = \"q\"\n";
+        for (section, bad) in [
+            ("[flight]\ntoken_ttl = \"soon\"", "token_ttl"),
+            ("[flight]\nmax_message = \"16MB\"", "max_message"),
+            ("[limits]\ntimeout = \"90\"", "timeout"),
+            ("[limits]\nmemory = \"lots\"", "memory"),
+            ("memory_limit = \"1TB\"", "memory_limit"),
+        ] {
+            let text = format!("{base}{section}\n");
+            let error = toml::from_str::<FileConfig>(&text).unwrap_err().to_string();
+            assert!(error.contains(bad), "{section}: {error}");
+        }
+    }
+
+    #[test]
+    fn listing_and_loading_read_variable_references_the_same_way() {
+        let text = "products = \"${A}/p\"\npolicies = \"x${B}y${A}\"\n";
+        let needed = required_environment(text, &[]).unwrap();
+        assert!(needed.contains("A") && needed.contains("B"), "{needed:?}");
+        let mut seen = Vec::new();
+        let out = substitute("x${B}y${A}", &mut |name| {
+            seen.push(name.to_string());
+            Ok(name.to_lowercase())
+        })
+        .unwrap();
+        assert_eq!(
+            (out.as_str(), seen),
+            ("xbya", vec!["B".to_string(), "A".to_string()])
+        );
+        assert!(substitute("x${B", &mut |_| Ok(String::new())).is_err());
     }
 
     #[test]
@@ -660,7 +656,7 @@ leeway = "0s"
         let resolve = |p: &Path| dir.path().join(p);
         let parsed: FileConfig = toml::from_str(SECTIONS).unwrap();
 
-        let limits = limits(&parsed.limits).unwrap();
+        let limits = limits(&parsed.limits);
         assert_eq!(
             (limits.max_concurrent, limits.max_queued),
             (3, 0),
@@ -741,8 +737,12 @@ leeway = "0s"
         let rs = format!("{base}{jwt}algorithm = \"RS256\"\npublic_key = \"k.pem\"\n");
         std::fs::write(dir.path().join("k.pem"), "key").unwrap();
         assert!(error(&rs).contains("principal_prefix"), "{}", error(&rs));
+        // A bad size is refused where the section is read, naming its key.
         assert!(
-            error(&format!("{base}[flight]\nmax_message = \"lots\"\n")).contains("max_message")
+            toml::from_str::<FileConfig>(&format!("{base}[flight]\nmax_message = \"lots\"\n"))
+                .unwrap_err()
+                .to_string()
+                .contains("max_message")
         );
         assert!(
             toml::from_str::<FileConfig>(&format!("{base}[flight]\nmax_mesage = \"1MiB\"\n"))

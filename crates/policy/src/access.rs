@@ -19,7 +19,7 @@
 
 use casbin::function_map::{OperatorFunction, key_match};
 use casbin::rhai::Dynamic;
-use casbin::{Adapter, CoreApi, DefaultModel, Enforcer, MemoryAdapter, MgmtApi, Model, RbacApi};
+use casbin::{CoreApi, DefaultModel, Enforcer, MemoryAdapter, MgmtApi, Model, RbacApi};
 use meshgate_catalog::Catalog;
 
 use crate::error::LoadError;
@@ -78,7 +78,7 @@ impl AccessControl {
             rules_file,
             rules_text,
         };
-        Self::build(&sources, catalog, MemoryAdapter::default(), true).await
+        Self::build(&sources, catalog, Vec::new(), true).await
     }
 
     /// Whether [`AccessControl::denies`] answers (the model is deny-overrides-allow).
@@ -102,31 +102,27 @@ impl AccessControl {
         })
     }
 
-    /// [`AccessControl::load`] with more policy lines read from `adapter` first (the grants
-    /// in force, from the governance store). The adapter is only read: the file's lines
-    /// are added with auto-save off.
-    pub async fn load_with(
-        model_file: &str,
-        model_text: &str,
-        rules_file: &str,
-        rules_text: &str,
+    /// [`AccessControl::load`] with `extra` policy lines (the grants in force, see
+    /// `grants.rs`) before the files' lines, and no deny-only check.
+    pub(crate) async fn load_with(
+        sources: &crate::PolicySources,
         catalog: &Catalog,
-        adapter: impl Adapter + 'static,
+        extra: Vec<Vec<String>>,
     ) -> Result<Self, LoadError> {
         let sources = Sources {
-            model_file,
-            model_text,
-            rules_file,
-            rules_text,
+            model_file: &sources.access_model.name,
+            model_text: &sources.access_model.text,
+            rules_file: &sources.access_rules.name,
+            rules_text: &sources.access_rules.text,
         };
-        Self::build(&sources, catalog, adapter, false).await
+        Self::build(&sources, catalog, extra, false).await
     }
 
     /// The model and the lines parsed once; with `with_denials`, also the deny-only check.
     async fn build(
         sources: &Sources<'_>,
         catalog: &Catalog,
-        adapter: impl Adapter + 'static,
+        extra: Vec<Vec<String>>,
         with_denials: bool,
     ) -> Result<Self, LoadError> {
         let model = DefaultModel::from_str(sources.model_text)
@@ -154,20 +150,19 @@ impl AccessControl {
             let mut deny_model = model.clone();
             // casbin knows a fixed set of effects; this one allows unless a deny line matches.
             deny_model.add_def("e", "e", "!some(where (p.eft == deny))");
-            Some(
-                enforcer(
-                    sources,
-                    deny_model,
-                    MemoryAdapter::default(),
-                    policies.clone(),
-                    groupings.clone(),
-                )
-                .await?,
-            )
+            Some(enforcer(sources, deny_model, policies.clone(), groupings.clone()).await?)
         } else {
             None
         };
-        let enforcer = enforcer(sources, model, adapter, policies, groupings).await?;
+        // casbin's add_policies adds nothing when one line already exists, so a grant line
+        // equal to a file's line must not reach it twice.
+        let mut seen = std::collections::HashSet::new();
+        let lines: Vec<Vec<String>> = extra
+            .into_iter()
+            .chain(policies)
+            .filter(|line| seen.insert(line.clone()))
+            .collect();
+        let enforcer = enforcer(sources, model, lines, groupings).await?;
         let access = Self {
             enforcer,
             rules,
@@ -241,18 +236,17 @@ struct Sources<'a> {
     rules_text: &'a str,
 }
 
-/// An enforcer over `model` with the adapter's lines, then the files' `g` and `p` lines.
+/// An enforcer over `model` with the `g` and `p` lines, held in memory.
 async fn enforcer(
     sources: &Sources<'_>,
     model: DefaultModel,
-    adapter: impl Adapter + 'static,
     policies: Vec<Vec<String>>,
     groupings: Vec<Vec<String>>,
 ) -> Result<Enforcer, LoadError> {
     let refused = |file: &str, what: &str, e: casbin::Error| {
         LoadError::new(file, None, None, format!("{what}: {e}"))
     };
-    let mut enforcer = Enforcer::new(model, adapter)
+    let mut enforcer = Enforcer::new(model, MemoryAdapter::default())
         .await
         .map_err(|e| refused(sources.model_file, "cannot load the casbin policy", e))?;
     enforcer.enable_auto_save(false);

@@ -48,8 +48,8 @@ impl std::error::Error for LoadError {}
 pub enum Denial {
     #[error(
         "permission denied: `{principal}` may not read product `{product}`. Request access from its owner \
-         (team `{team}`: {owners}){contact}: run `meshgate access request {product} --purpose <why>` \
-         or send the Flight action `mesh.request_access` with {{\"product\": \"{product}\", \"purpose\": \"<why>\"}}"
+         (team `{team}`: {owners}){contact}: {how}",
+        how = meshgate_api::how_to_request(.product)
     )]
     NotPermitted {
         principal: String,

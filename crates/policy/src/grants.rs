@@ -1,21 +1,20 @@
 //! Grants: an owner's approval of an access request, layered on top of the policy files.
 //!
-//! A [`GrantLayer`] is the grants in force at one instant, read from the governance store,
-//! by (principal, product). A grant only ever admits a caller the files do not, and never
+//! A [`GrantLayer`] is a snapshot of the grants in force at one instant (the caller reads
+//! them from the governance store; this crate does no I/O), by (principal, product). A grant only ever admits a caller the files do not, and never
 //! one a deny line of the files matches: with the shipped deny-overrides-allow model, a
 //! grant admits when its terms exist and the files' deny-only check says no (constant time
 //! in the number of grants); with any other model effect, casbin loads the grants as extra
-//! `p` lines through the store's adapter and decides. A caller the files already admit is
+//! `p` lines ([`policy_line`]) and decides. A caller the files already admit is
 //! unaffected by grants. A grant-admitted caller sees what the product policy shows any
 //! reader, narrowed grant by grant: a cell is visible only if one single grant admits both
 //! its row and its column (see `resolve.rs`), never the union of one grant's rows with
 //! another's columns.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
+use meshgate_api::{Grant, Millis};
 use meshgate_catalog::Catalog;
-use meshgate_governance::{GovernanceStore, Grant, GrantAdapter, Millis};
 
 use crate::PolicySources;
 use crate::access::AccessControl;
@@ -46,41 +45,35 @@ impl GrantLayer {
     }
 }
 
+/// The casbin `p` line a grant in force contributes, next to the lines of the access rules
+/// file (whose deny lines still win).
+pub fn policy_line(grant: &Grant) -> Vec<String> {
+    vec![
+        grant.principal.clone(),
+        grant.domain.clone(),
+        grant.product.clone(),
+        "read".into(),
+        "allow".into(),
+    ]
+}
+
 impl GrantLayer {
-    /// The grants in force at `now` (as of store generation `generation`) over policy files
-    /// `sources`. A grant whose row filter does not parse is left out and logged: it admits
-    /// nobody (fail closed) rather than admitting without its filter. `files_check_denials`:
-    /// the files' model is deny-overrides-allow, so casbin need not load the grants.
-    pub(crate) async fn read(
+    /// The layer of `grants` (as of store generation `generation`) over policy files
+    /// `sources`. A grant not in force at `now` is left out, whatever the snapshot says; so
+    /// is a grant whose row filter does not parse (logged): it admits nobody (fail closed)
+    /// rather than admitting without its filter. `files_check_denials`: the files' model is
+    /// deny-overrides-allow, so casbin need not load the grants.
+    pub(crate) async fn new(
         catalog: &Catalog,
-        store: Arc<dyn GovernanceStore>,
+        grants: Vec<Grant>,
         sources: &PolicySources,
         files_check_denials: bool,
         generation: i64,
         now: Millis,
     ) -> Result<Self, LoadError> {
-        let grants = store
-            .grants_in_force(now)
-            .await
-            .map_err(|e| LoadError::new("governance store", None, None, e.to_string()))?;
-        let access = if files_check_denials {
-            None
-        } else {
-            Some(
-                AccessControl::load_with(
-                    &sources.access_model.name,
-                    &sources.access_model.text,
-                    &sources.access_rules.name,
-                    &sources.access_rules.text,
-                    catalog,
-                    GrantAdapter::new(store, now),
-                )
-                .await?,
-            )
-        };
         let mut terms: BTreeMap<(String, String), Vec<_>> = BTreeMap::new();
         let mut valid_until: Option<Millis> = None;
-        for grant in grants {
+        for grant in grants.into_iter().filter(|g| g.in_force(now)) {
             let filter = match grant.row_filter.as_deref().map(RowFilterTemplate::parse) {
                 None => None,
                 Some(Ok(template)) => Some(template),
@@ -95,6 +88,16 @@ impl GrantLayer {
                 .or_default()
                 .push((grant, filter));
         }
+        let access = if files_check_denials {
+            None
+        } else {
+            let lines = terms
+                .values()
+                .flatten()
+                .map(|(g, _)| policy_line(g))
+                .collect();
+            Some(AccessControl::load_with(sources, catalog, lines).await?)
+        };
         Ok(Self {
             access,
             terms,

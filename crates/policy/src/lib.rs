@@ -38,7 +38,9 @@ pub use access::AccessControl;
 pub use error::{Denial, LoadError};
 pub use grants::GrantLayer;
 pub use principal::Principal;
-pub use resolve::{BoundFilter, PolicySet, ResolvedColumn, ResolvedTablePolicy, default_treatment};
+pub use resolve::{
+    Admission, BoundFilter, PolicySet, ResolvedColumn, ResolvedTablePolicy, default_treatment,
+};
 pub use rules::{FilterKind, ProductPolicy};
 pub use subjects::{Subject, SubjectSet};
 pub use template::RowFilterTemplate;

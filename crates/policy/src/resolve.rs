@@ -66,18 +66,29 @@ pub struct ResolvedTablePolicy {
     pub table: String,
     /// `<product>@v<version>`.
     pub policy_id: String,
-    /// The caller sees rows matching any of these...
-    pub grants: Vec<BoundFilter>,
-    /// ...and all of these.
+    /// How the caller got in, and so which rows they may see...
+    pub admission: Admission,
+    /// ...that also match all of these.
     pub restrictions: Vec<BoundFilter>,
     /// Every column of the table in manifest order, with its treatment and the rule that
     /// decided it (`None` when the global default decided).
     pub columns: Vec<ResolvedColumn>,
-    /// The access grants that admitted the caller, by id (empty when the policy files did).
-    pub grant_ids: Vec<String>,
     /// Whether the caller's own leakproof predicates may enter the sealed scan (see
     /// [`ProductPolicy::pushdown_user_predicates`](crate::ProductPolicy)).
     pub pushdown_user_predicates: bool,
+}
+
+/// How a caller was admitted to a table, which decides the rows they may see before
+/// restrictions. Typed, so that "admitted by a grant" is never confused with a filter that
+/// happens to select every row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Admission {
+    /// By the policy files: the caller sees the rows any of these grant-type row filters of
+    /// the product policy selects (never empty).
+    Files(Vec<BoundFilter>),
+    /// By access grants (their ids, sorted): the caller sees every row the product policy
+    /// shows any reader; the rows the grants admit are among the restrictions.
+    Grants(Vec<String>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -111,14 +122,29 @@ impl ResolvedTablePolicy {
             .filter(|c| c.treatment != Treatment::Hidden)
     }
 
-    /// The ids of every rule that shaped this resolution, for audit.
-    pub fn applied_rules(&self) -> Vec<&str> {
-        let filters = self
-            .grants
+    /// The access grants that admitted the caller, by id (empty when the policy files did).
+    pub fn grant_ids(&self) -> &[String] {
+        match &self.admission {
+            Admission::Files(_) => &[],
+            Admission::Grants(ids) => ids,
+        }
+    }
+
+    /// The row filters applied, admitting ones first, for audit.
+    pub fn row_filter_rules(&self) -> impl Iterator<Item = &str> {
+        let admitting = match &self.admission {
+            Admission::Files(filters) => filters.as_slice(),
+            Admission::Grants(_) => &[],
+        };
+        admitting
             .iter()
             .chain(&self.restrictions)
-            .map(|f| f.rule.as_str());
-        filters
+            .map(|f| f.rule.as_str())
+    }
+
+    /// The ids of every rule that shaped this resolution, for audit.
+    pub fn applied_rules(&self) -> Vec<&str> {
+        self.row_filter_rules()
             .chain(self.columns.iter().filter_map(|c| c.rule.as_deref()))
             .collect()
     }
@@ -137,18 +163,18 @@ pub struct PolicySet {
 }
 
 impl PolicySet {
-    /// This policy version with the grants in force at `now` (as of store generation
-    /// `generation`) layered on (see [`GrantLayer::read`]).
+    /// This policy version with `grants`, a snapshot of the grants in force at `now` (as of
+    /// store generation `generation`), layered on (see [`GrantLayer::new`]).
     pub async fn with_grants(
         &self,
         catalog: &Catalog,
-        store: Arc<dyn meshgate_governance::GovernanceStore>,
+        grants: Vec<meshgate_api::Grant>,
         generation: i64,
-        now: meshgate_governance::Millis,
+        now: meshgate_api::Millis,
     ) -> Result<PolicySet, crate::LoadError> {
-        let layer = GrantLayer::read(
+        let layer = GrantLayer::new(
             catalog,
-            store,
+            grants,
             &self.sources,
             self.access.checks_denials(),
             generation,
@@ -261,7 +287,7 @@ impl GrantScope {
 }
 
 /// How a caller got in: by the policy files, or by grants (with their terms).
-enum Admission<'a> {
+enum Entry<'a> {
     Files,
     Grants(&'a [crate::grants::GrantTerms]),
 }
@@ -297,7 +323,7 @@ impl PolicySet {
         &self,
         principal: &Principal,
         product: &Product,
-    ) -> Result<(SubjectSet, Admission<'_>), Denial> {
+    ) -> Result<(SubjectSet, Entry<'_>), Denial> {
         if !principal.is_well_formed() {
             return Err(Denial::MalformedPrincipal {
                 principal: principal.id().to_string(),
@@ -313,7 +339,7 @@ impl PolicySet {
             .enforce(&subjects, &product.domain, &product.id)
             .map_err(engine_failure)?
         {
-            return Ok((subjects, Admission::Files));
+            return Ok((subjects, Entry::Files));
         }
         // Not by the files; by a grant in force? Only if no deny line of the files matches
         // (see `grants.rs`).
@@ -333,7 +359,7 @@ impl PolicySet {
                     (None, None) => false,
                 };
                 if admitted {
-                    return Ok((subjects, Admission::Grants(terms)));
+                    return Ok((subjects, Entry::Grants(terms)));
                 }
             }
         }
@@ -361,7 +387,7 @@ impl PolicySet {
         product: &Product,
         table: &Table,
     ) -> Result<ResolvedTablePolicy, Denial> {
-        let (subjects, admission) = self.admit(principal, product)?;
+        let (subjects, entry) = self.admit(principal, product)?;
         let policy = self
             .products
             .get(&product.id)
@@ -400,39 +426,40 @@ impl PolicySet {
             }
         }
         // A grant-admitted caller sees what the product policy shows any reader, narrowed
-        // per grant (see `GrantScope`).
-        let scope = match admission {
-            Admission::Grants(terms) => Some(GrantScope::bind(terms, principal)),
-            Admission::Files => None,
+        // per grant (see `GrantScope`); the files' row grants do not apply to them.
+        let scope = match entry {
+            Entry::Grants(terms) => Some(GrantScope::bind(terms, principal)),
+            Entry::Files => None,
         };
-        let grant_ids: Vec<String> = scope.as_ref().map(GrantScope::ids).unwrap_or_default();
-        if let Some(scope) = &scope {
-            if scope.grants.is_empty() {
-                return Err(unresolvable(
-                    "none of the access grants in force can be applied to this caller (a grant's \
-                     row filter needs an attribute the caller does not carry); ask the product's \
-                     owner to fix the grant"
-                        .into(),
-                ));
+        let admission = match &scope {
+            Some(scope) => {
+                if scope.grants.is_empty() {
+                    return Err(unresolvable(
+                        "none of the access grants in force can be applied to this caller (a grant's \
+                         row filter needs an attribute the caller does not carry); ask the product's \
+                         owner to fix the grant"
+                            .into(),
+                    ));
+                }
+                // Rows: those at least one grant admits.
+                if let Some(expr) = scope.rows(|_| true) {
+                    restrictions.push(BoundFilter {
+                        rule: scope.rule(),
+                        expr,
+                    });
+                }
+                Admission::Grants(scope.ids())
             }
-            let ids = scope.rule();
-            grants.push(BoundFilter {
-                rule: ids.clone(),
-                expr: Expr::value(sqlparser::ast::Value::Boolean(true)),
-            });
-            // Rows: those at least one grant admits.
-            if let Some(expr) = scope.rows(|_| true) {
-                restrictions.push(BoundFilter { rule: ids, expr });
+            None if grants.is_empty() => {
+                return Err(Denial::NoRowGrant {
+                    principal: principal.id().to_string(),
+                    product: product.id.clone(),
+                    table: format!("{}.{}", product.domain, table.name),
+                    policy: policy_id,
+                });
             }
-        }
-        if grants.is_empty() {
-            return Err(Denial::NoRowGrant {
-                principal: principal.id().to_string(),
-                product: product.id.clone(),
-                table: format!("{}.{}", product.domain, table.name),
-                policy: policy_id,
-            });
-        }
+            None => Admission::Files(grants),
+        };
 
         let mut columns = Vec::with_capacity(table.columns.len());
         for column in &table.columns {
@@ -512,10 +539,9 @@ impl PolicySet {
             domain: product.domain.clone(),
             table: table.name.clone(),
             policy_id,
-            grants,
+            admission,
             restrictions,
             columns,
-            grant_ids,
             pushdown_user_predicates: policy.pushdown_user_predicates,
         })
     }

@@ -32,7 +32,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 /// Storage settings for the whole gateway.
 #[derive(Debug, Clone, Deserialize)]
@@ -45,12 +45,21 @@ pub struct StorageConfig {
     #[serde(default)]
     pub products: BTreeMap<String, ProductStorage>,
     /// How long a table's file listing is reused before the bucket is listed again.
-    #[serde(default = "defaults::listing_ttl", deserialize_with = "duration")]
+    #[serde(
+        default = "defaults::listing_ttl",
+        deserialize_with = "crate::units::duration"
+    )]
     pub listing_ttl: Duration,
     /// Timeout of one storage request.
-    #[serde(default = "defaults::request_timeout", deserialize_with = "duration")]
+    #[serde(
+        default = "defaults::request_timeout",
+        deserialize_with = "crate::units::duration"
+    )]
     pub request_timeout: Duration,
-    #[serde(default = "defaults::connect_timeout", deserialize_with = "duration")]
+    #[serde(
+        default = "defaults::connect_timeout",
+        deserialize_with = "crate::units::duration"
+    )]
     pub connect_timeout: Duration,
     /// Retries of a failed request (transient errors only).
     #[serde(default = "defaults::max_retries")]
@@ -235,44 +244,9 @@ pub fn expand_template(text: &str, product: &str, bucket: &str) -> String {
         .replace("{bucket}", bucket)
 }
 
-/// Parse `250ms`, `10s`, `2m` or `1h`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration (e.g. 500ms, 10s, 2m)"))?;
-    let seconds = match unit.trim() {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => return Err(format!("`{text}` is not a duration (units: ms, s, m, h)")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
-}
-
-fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    parse_duration(&text).map_err(serde::de::Error::custom)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
-        assert!(parse_duration("10").is_err());
-        assert!(parse_duration("fast").is_err());
-    }
 
     #[test]
     fn product_settings_override_the_default() {

@@ -19,9 +19,11 @@ pub mod error;
 pub mod io;
 mod lake;
 mod mesh_store;
+pub mod units;
 
-pub use config::{ProductStorage, StaticCredentials, StorageConfig, StorageKind, parse_duration};
+pub use config::{ProductStorage, StaticCredentials, StorageConfig, StorageKind};
 pub use error::{Problem, ProductStorageError, StorageError, find_storage_error};
 pub use io::{IoCounters, IoReport, ProductIo};
 pub use lake::{FileVerdict, LakeStatus, Lakes, ProductLake, TableFiles, key_of};
 pub use mesh_store::MeshStore;
+pub use units::{parse_duration, parse_size};

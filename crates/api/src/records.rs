@@ -1,4 +1,5 @@
-//! The records the governance store keeps: access requests, grants and audit records.
+//! The records of governance: access requests, grants, audit records and flows, as the store
+//! keeps them and as every front door (Flight actions, `mesh_catalog`, the CLI) returns them.
 
 use std::fmt;
 use std::str::FromStr;
