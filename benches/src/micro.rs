@@ -8,69 +8,13 @@ use std::time::{Duration, Instant};
 
 use arrow::array::{ArrayRef, DictionaryArray, StringArray};
 use arrow::datatypes::Int32Type;
-use async_trait::async_trait;
+use meshgate::api::{Grant, GrantState};
 use meshgate::catalog::{Product, Table};
-use meshgate::governance::{
-    AccessRequest, AuditOutcome, AuditRecord, GovernanceStore, Grant, GrantState, Millis,
-    RequestState, StoreError, StoredAudit,
-};
 use meshgate::policy::{PolicySet, Principal};
 use meshgate::protect::{MaskKind, MasterKey, TokenKey};
 use meshgate_reference as reference;
 
 use crate::BenchError;
-
-/// A read-only store holding `n` grants in force, for resolution only.
-#[derive(Debug)]
-struct Grants(Vec<Grant>);
-
-#[async_trait]
-impl GovernanceStore for Grants {
-    async fn insert_request(&self, _: &AccessRequest) -> Result<(), StoreError> {
-        Ok(())
-    }
-    async fn request(&self, _: &str) -> Result<Option<AccessRequest>, StoreError> {
-        Ok(None)
-    }
-    async fn requests(&self) -> Result<Vec<AccessRequest>, StoreError> {
-        Ok(Vec::new())
-    }
-    async fn decide_request(
-        &self,
-        _: &AccessRequest,
-        _: RequestState,
-        _: Option<&Grant>,
-    ) -> Result<bool, StoreError> {
-        Ok(false)
-    }
-    async fn grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {
-        Ok(self.0.iter().find(|g| g.id == id).cloned())
-    }
-    async fn grants(&self) -> Result<Vec<Grant>, StoreError> {
-        Ok(self.0.clone())
-    }
-    async fn update_grant(&self, _: &Grant, _: GrantState) -> Result<bool, StoreError> {
-        Ok(false)
-    }
-    async fn expire(&self, _: Millis) -> Result<(), StoreError> {
-        Ok(())
-    }
-    async fn grant_generation(&self) -> Result<i64, StoreError> {
-        Ok(1)
-    }
-    async fn grants_in_force(&self, now: Millis) -> Result<Vec<Grant>, StoreError> {
-        Ok(self.0.iter().filter(|g| g.in_force(now)).cloned().collect())
-    }
-    async fn record_query(&self, _: &AuditRecord) -> Result<(), StoreError> {
-        Ok(())
-    }
-    async fn finish_query(&self, _: &str, _: &AuditOutcome) -> Result<(), StoreError> {
-        Ok(())
-    }
-    async fn audit(&self) -> Result<Vec<StoredAudit>, StoreError> {
-        Ok(Vec::new())
-    }
-}
 
 /// What one query's policy resolution does for one table, with `grants` grants in force
 /// (each to a different consumer, all on `payments.transactions`).
@@ -92,29 +36,27 @@ impl Resolution {
             .await
             .map_err(|e| BenchError::setup("policies")(e.to_string()))?;
         let now = meshgate::governance::now_millis();
-        let store = Grants(
-            (0..grants)
-                .map(|i| Grant {
-                    id: format!("g-{i}"),
-                    request_id: None,
-                    principal: format!("consumer-{i}"),
-                    product: "payments.transactions".into(),
-                    domain: "payments".into(),
-                    columns: None,
-                    row_filter: Some("lob = 'CCB'".into()),
-                    purpose: "benchmark".into(),
-                    state: GrantState::Active,
-                    approved_by: "pay-owner".into(),
-                    created_at: now,
-                    valid_until: now + 86_400_000,
-                    changed_at: now,
-                    changed_by: "pay-owner".into(),
-                    change_reason: None,
-                })
-                .collect(),
-        );
+        let snapshot: Vec<Grant> = (0..grants)
+            .map(|i| Grant {
+                id: format!("g-{i}"),
+                request_id: None,
+                principal: format!("consumer-{i}"),
+                product: "payments.transactions".into(),
+                domain: "payments".into(),
+                columns: None,
+                row_filter: Some("lob = 'CCB'".into()),
+                purpose: "benchmark".into(),
+                state: GrantState::Active,
+                approved_by: "pay-owner".into(),
+                created_at: now,
+                valid_until: now + 86_400_000,
+                changed_at: now,
+                changed_by: "pay-owner".into(),
+                change_reason: None,
+            })
+            .collect();
         let policies = policies
-            .with_grants(&catalog, Arc::new(store), 1, now)
+            .with_grants(&catalog, snapshot, 1, now)
             .await
             .map_err(|e| BenchError::setup("grants")(e.to_string()))?;
         let (product, table) = catalog
