@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use meshgate::governance::{
     AccessRequest, AuditOutcome, AuditQuery, AuditRecord, Decision, GovernanceStore, Grant,
-    GrantState, Millis, NewRequest, QueryStatus, RequestState, StoreError, StoredAudit,
+    GrantState, Millis, NewRequest, QueryStatus, RequestState, StoreError, StoredAudit, VisibleTo,
 };
 use meshgate::{Gateway, Governance};
 use meshgate_reference as reference;
@@ -54,8 +54,14 @@ impl GovernanceStore for MemoryStore {
         Ok(self.state()?.requests.get(id).cloned())
     }
 
-    async fn requests(&self) -> Result<Vec<AccessRequest>, StoreError> {
-        Ok(self.state()?.requests.values().cloned().collect())
+    async fn requests(
+        &self,
+        visible: Option<&VisibleTo>,
+    ) -> Result<Vec<AccessRequest>, StoreError> {
+        let state = self.state()?;
+        let shown =
+            |r: &&AccessRequest| visible.is_none_or(|v| v.sees(&r.requester, [r.product.as_str()]));
+        Ok(state.requests.values().filter(shown).cloned().collect())
     }
 
     async fn decide_request(
@@ -80,8 +86,10 @@ impl GovernanceStore for MemoryStore {
         Ok(self.state()?.grants.get(id).cloned())
     }
 
-    async fn grants(&self) -> Result<Vec<Grant>, StoreError> {
-        Ok(self.state()?.grants.values().cloned().collect())
+    async fn grants(&self, visible: Option<&VisibleTo>) -> Result<Vec<Grant>, StoreError> {
+        let state = self.state()?;
+        let shown = |g: &&Grant| visible.is_none_or(|v| v.sees(&g.principal, [g.product.as_str()]));
+        Ok(state.grants.values().filter(shown).cloned().collect())
     }
 
     async fn update_grant(

@@ -68,8 +68,9 @@ impl Governance {
     }
 }
 
-/// What the audit keeps.
-#[derive(Debug, Clone, Default)]
+/// What the audit keeps (`[audit]` in `meshgate.toml`).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct AuditSettings {
     /// Store each statement's text next to its hash. Off by default: statements can carry
     /// personal data in their literals.

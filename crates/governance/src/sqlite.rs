@@ -19,7 +19,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::error::StoreError;
-use crate::store::{AuditQuery, GovernanceStore};
+use crate::store::{AuditQuery, GovernanceStore, VisibleTo};
 use meshgate_api::{
     AccessRequest, AuditColumn, AuditOutcome, AuditRecord, AuditTable, Grant, GrantState, Millis,
     QueryStatus, RequestState, StoredAudit,
@@ -140,13 +140,24 @@ impl SqliteStore {
             .transpose()
     }
 
-    /// Every row `sql` selects, mapped.
-    async fn all<T>(
+    /// The rows of `table` (`access_requests` or `grants`: constants, never input) that
+    /// `visible` may see, by the record's `subject` column and its product, mapped.
+    async fn visible<T>(
         &self,
-        sql: &str,
+        table: &'static str,
+        subject: &'static str,
+        visible: Option<&VisibleTo>,
         map: fn(&SqliteRow) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
-        sqlx::query(sql)
+        let (everyone, principal, products) = visibility(visible);
+        let sql = format!(
+            "SELECT * FROM {table} WHERE ?1 OR {subject} = ?2 \
+             OR product IN (SELECT value FROM json_each(?3)) ORDER BY created_at, id"
+        );
+        sqlx::query(&sql)
+            .bind(everyone)
+            .bind(principal)
+            .bind(products)
             .fetch_all(&self.pool)
             .await?
             .iter()
@@ -191,6 +202,15 @@ fn from_json(text: Option<String>) -> Result<Option<Vec<String>>, StoreError> {
 
 fn list_json(list: &[String]) -> String {
     serde_json::to_string(list).unwrap_or_else(|_| "[]".into())
+}
+
+/// A viewer's rule as query parameters: (sees everything, their id, the products they
+/// decide as a JSON array).
+fn visibility(visible: Option<&VisibleTo>) -> (bool, String, String) {
+    match visible {
+        None => (true, String::new(), "[]".to_string()),
+        Some(v) => (false, v.principal.clone(), list_json(&v.products)),
+    }
 }
 
 fn parse<T: FromStr<Err = String>>(text: String) -> Result<T, StoreError> {
@@ -311,12 +331,12 @@ impl GovernanceStore for SqliteStore {
         .await
     }
 
-    async fn requests(&self) -> Result<Vec<AccessRequest>, StoreError> {
-        self.all(
-            "SELECT * FROM access_requests ORDER BY created_at, id",
-            request_from,
-        )
-        .await
+    async fn requests(
+        &self,
+        visible: Option<&VisibleTo>,
+    ) -> Result<Vec<AccessRequest>, StoreError> {
+        self.visible("access_requests", "requester", visible, request_from)
+            .await
     }
 
     async fn decide_request(
@@ -356,8 +376,8 @@ impl GovernanceStore for SqliteStore {
             .await
     }
 
-    async fn grants(&self) -> Result<Vec<Grant>, StoreError> {
-        self.all("SELECT * FROM grants ORDER BY created_at, id", grant_from)
+    async fn grants(&self, visible: Option<&VisibleTo>) -> Result<Vec<Grant>, StoreError> {
+        self.visible("grants", "principal", visible, grant_from)
             .await
     }
 
@@ -511,10 +531,7 @@ impl GovernanceStore for SqliteStore {
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<StoredAudit>, StoreError> {
         // The page: ids of the newest matching records. The viewer's rule and the filters are
         // evaluated here, on the indexes, not by reading the log into memory.
-        let (everyone, principal, products) = match &query.visible_to {
-            None => (true, String::new(), "[]".to_string()),
-            Some(v) => (false, v.principal.clone(), list_json(&v.products)),
-        };
+        let (everyone, principal, products) = visibility(query.visible_to.as_ref());
         let f = &query.filter;
         let limit = f.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
         let ids: Vec<String> = sqlx::query_scalar(

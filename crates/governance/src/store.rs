@@ -19,7 +19,9 @@ pub trait GovernanceStore: Send + Sync + std::fmt::Debug {
 
     async fn request(&self, id: &str) -> Result<Option<AccessRequest>, StoreError>;
 
-    async fn requests(&self) -> Result<Vec<AccessRequest>, StoreError>;
+    /// The requests `visible` may see (`None`: every request), oldest first.
+    async fn requests(&self, visible: Option<&VisibleTo>)
+    -> Result<Vec<AccessRequest>, StoreError>;
 
     /// Replace a request whose state is still `expected`, and insert the grant an approval
     /// creates, in one transaction. `false` when the request was no longer `expected`.
@@ -32,7 +34,8 @@ pub trait GovernanceStore: Send + Sync + std::fmt::Debug {
 
     async fn grant(&self, id: &str) -> Result<Option<Grant>, StoreError>;
 
-    async fn grants(&self) -> Result<Vec<Grant>, StoreError>;
+    /// The grants `visible` may see (`None`: every grant), oldest first.
+    async fn grants(&self, visible: Option<&VisibleTo>) -> Result<Vec<Grant>, StoreError>;
 
     /// Replace a grant whose state is still `expected`. `false` when it was not.
     async fn update_grant(&self, updated: &Grant, expected: GrantState)

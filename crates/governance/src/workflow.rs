@@ -395,12 +395,14 @@ impl<'a> Workflow<'a> {
         viewer: &Viewer,
     ) -> Result<Vec<AccessRequest>, GovernanceError> {
         self.store.expire(now_millis()).await?;
+        let visible = self.visibility(viewer);
         Ok(self
             .store
-            .requests()
+            .requests(visible.as_ref())
             .await?
             .into_iter()
-            .filter(|r| self.sees(viewer, &r.requester, &r.product))
+            // The store applied the rule; again here, so a store that did not shows no more.
+            .filter(|r| sees(visible.as_ref(), &r.requester, &r.product))
             .collect())
     }
 
@@ -416,12 +418,6 @@ impl<'a> Workflow<'a> {
                 .map(|p| p.id.clone())
                 .collect(),
         })
-    }
-
-    /// May `viewer` see a record made by `subject` about `product`?
-    fn sees(&self, viewer: &Viewer, subject: &str, product: &str) -> bool {
-        self.visibility(viewer)
-            .is_none_or(|v| v.sees(subject, [product]))
     }
 
     /// The store read that applies `viewer`'s rule (see [`Workflow::visibility`]).
@@ -474,22 +470,20 @@ impl<'a> Workflow<'a> {
         let query = self.audit_query(viewer, AuditFilter::default());
         let records = self.store.audit(&query).await?;
         Ok(flows(&records, |record, product| {
-            query
-                .visible_to
-                .as_ref()
-                .is_none_or(|v| v.sees(&record.record.principal, [product]))
+            sees(query.visible_to.as_ref(), &record.record.principal, product)
         }))
     }
 
     /// Grants `viewer` may see (same rule as requests).
     pub async fn visible_grants(&self, viewer: &Viewer) -> Result<Vec<Grant>, GovernanceError> {
         self.store.expire(now_millis()).await?;
+        let visible = self.visibility(viewer);
         Ok(self
             .store
-            .grants()
+            .grants(visible.as_ref())
             .await?
             .into_iter()
-            .filter(|g| self.sees(viewer, &g.principal, &g.product))
+            .filter(|g| sees(visible.as_ref(), &g.principal, &g.product))
             .collect())
     }
 }
@@ -513,6 +507,12 @@ impl Viewer {
             auditor: roles.into_iter().any(|r| r == AUDITOR_ROLE),
         }
     }
+}
+
+/// May a viewer with `visible` (`None`: an auditor) see a record made by `subject` about
+/// `product`?
+fn sees(visible: Option<&VisibleTo>, subject: &str, product: &str) -> bool {
+    visible.is_none_or(|v| v.sees(subject, [product]))
 }
 
 /// `column` or `table.column` -> `table.column`, checked against the product. Empty means

@@ -257,7 +257,7 @@ async fn requests_are_checked_rejected_and_cancelled() {
         .unwrap();
     let cancelled = flow.cancel("intern", &other.id).await.unwrap();
     assert_eq!(cancelled.state, RequestState::Cancelled);
-    assert!(store.grants().await.unwrap().is_empty());
+    assert!(store.grants(None).await.unwrap().is_empty());
 
     // Who sees which requests.
     let intern = Viewer {
@@ -613,4 +613,74 @@ async fn audit_reads_apply_the_viewers_rule_and_one_page_in_the_store() {
         .unwrap();
     assert_eq!(ids(&mine), expect(&|r| r.principal == "intern", usize::MAX));
     assert!(mine.iter().all(|r| r.record.statement.is_some()));
+}
+
+/// Requests and grants are read with the viewer's rule applied by the store itself.
+#[tokio::test]
+async fn request_and_grant_reads_apply_the_viewers_rule_in_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path()).await;
+    let catalog = catalog();
+    let flow = Workflow::new(store.as_ref(), &catalog);
+    for (who, product) in [
+        ("intern", "reference.counterparties"),
+        ("intern", "markets.trades"),
+        ("ccb-fraud", "markets.trades"),
+        ("ccb-fraud", "reference.counterparties"),
+    ] {
+        flow.request(who, ask(product, &[])).await.unwrap();
+    }
+    let seen = |requests: Vec<AccessRequest>| {
+        requests
+            .into_iter()
+            .map(|r| (r.requester, r.product))
+            .collect::<Vec<_>>()
+    };
+    let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+    let own = VisibleTo {
+        principal: "intern".into(),
+        products: vec![],
+    };
+    assert_eq!(
+        seen(store.requests(Some(&own)).await.unwrap()),
+        [
+            pair("intern", "reference.counterparties"),
+            pair("intern", "markets.trades")
+        ]
+    );
+    let owner = VisibleTo {
+        principal: "someone".into(),
+        products: vec!["markets.trades".into()],
+    };
+    assert_eq!(
+        seen(store.requests(Some(&owner)).await.unwrap()),
+        [
+            pair("intern", "markets.trades"),
+            pair("ccb-fraud", "markets.trades")
+        ]
+    );
+    assert_eq!(store.requests(None).await.unwrap().len(), 4);
+
+    // Grants: approve the two requests on reference.counterparties as its owner.
+    let check = no_filter_check();
+    let ref_owner = &catalog
+        .product("reference.counterparties")
+        .unwrap()
+        .owner
+        .owners[0];
+    for request in store.requests(None).await.unwrap() {
+        if request.product == "reference.counterparties" {
+            flow.approve(ref_owner, &request.id, Approval::default(), &check)
+                .await
+                .unwrap();
+        }
+    }
+    let principals =
+        |grants: Vec<Grant>| grants.into_iter().map(|g| g.principal).collect::<Vec<_>>();
+    assert_eq!(
+        principals(store.grants(Some(&own)).await.unwrap()),
+        ["intern"]
+    );
+    assert!(store.grants(Some(&owner)).await.unwrap().is_empty());
+    assert_eq!(store.grants(None).await.unwrap().len(), 2);
 }

@@ -25,8 +25,9 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-/// Where events go.
-#[derive(Debug, Clone, Default)]
+/// Where events go (`[lineage]` in `meshgate.toml`).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct LineageConfig {
     /// Append events to this file, one JSON object per line.
     pub file: Option<PathBuf>,

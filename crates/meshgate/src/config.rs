@@ -104,36 +104,17 @@ struct FileConfig {
     /// The governance store's SQLite file (access requests, grants, audit).
     #[serde(default = "default_state")]
     state: PathBuf,
+    /// `[audit]`: what the audit log keeps (the engine's own settings type).
     #[serde(default)]
-    audit: AuditSection,
+    audit: AuditSettings,
+    /// `[lineage]`: OpenLineage events per query, off unless `file` or `url` is set (the
+    /// lineage crate's own type; `file` is relative to this file).
     #[serde(default)]
-    lineage: LineageSection,
-}
-
-/// `[lineage]`: OpenLineage events per query (off unless `file` or `url` is set).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LineageSection {
-    /// Append events to this file (JSON lines).
-    file: Option<PathBuf>,
-    /// POST events here, e.g. `http://marquez:5000/api/v1/lineage`.
-    url: Option<String>,
-    /// The job namespace (default `mesh.consumers`).
-    namespace: Option<String>,
+    lineage: LineageConfig,
 }
 
 fn default_state() -> PathBuf {
     PathBuf::from("state/meshgate.db")
-}
-
-/// `[audit]`: what the audit log keeps.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AuditSection {
-    /// Keep each statement's text (not only its hash). Statements can carry personal data
-    /// in literals, so this is off by default.
-    #[serde(default)]
-    keep_statements: bool,
 }
 
 /// `[flight]`: the server's protocol settings.
@@ -307,13 +288,10 @@ impl ServeConfig {
                 limits,
                 parquet_pushdown: parsed.parquet_pushdown,
                 governance: Governance::Sqlite(resolve(&parsed.state)),
-                audit: AuditSettings {
-                    keep_statements: parsed.audit.keep_statements,
-                },
+                audit: parsed.audit.clone(),
                 lineage: LineageConfig {
                     file: parsed.lineage.file.as_deref().map(resolve),
-                    url: parsed.lineage.url.clone(),
-                    namespace: parsed.lineage.namespace.clone(),
+                    ..parsed.lineage.clone()
                 },
             },
         })
@@ -563,6 +541,30 @@ mod tests {
             let text = format!("{base}{section}\n");
             let error = toml::from_str::<FileConfig>(&text).unwrap_err().to_string();
             assert!(error.contains(bad), "{section}: {error}");
+        }
+    }
+
+    #[test]
+    fn audit_and_lineage_sections_are_the_engines_own_types() {
+        let base = "products = \"p\"\npolicies = \"q\"\n";
+        let parsed: FileConfig = toml::from_str(&format!(
+            "{base}[audit]\nkeep_statements = true\n[lineage]\nfile = \"events.jsonl\"\nnamespace = \"ns\"\n"
+        ))
+        .unwrap();
+        assert!(parsed.audit.keep_statements);
+        assert_eq!(
+            parsed.lineage.file.as_deref(),
+            Some(Path::new("events.jsonl"))
+        );
+        assert_eq!(parsed.lineage.namespace.as_deref(), Some("ns"));
+        assert_eq!(parsed.lineage.url, None);
+        let defaults: FileConfig = toml::from_str(base).unwrap();
+        assert!(!defaults.audit.keep_statements && !defaults.lineage.is_enabled());
+        for misspelt in ["[audit]\nkeep_statement = true", "[lineage]\nuri = \"x\""] {
+            assert!(
+                toml::from_str::<FileConfig>(&format!("{base}{misspelt}\n")).is_err(),
+                "{misspelt}"
+            );
         }
     }
 
