@@ -19,21 +19,20 @@ for arg in "$@"; do
     if [ "$arg" = "--smoke" ]; then profile=dev; fi
 done
 
-# datafusion-flight-sql-server pulls in Substrait, whose build generates code with protoc.
-if ! command -v protoc >/dev/null 2>&1; then
-    echo "benches/run.sh: installing protoc (Debian package protobuf-compiler)" >&2
-    sudo_if_needed=""
-    if [ "$(id -u)" != 0 ]; then sudo_if_needed=sudo; fi
-    $sudo_if_needed apt-get install -y -q protobuf-compiler >/dev/null ||
-        { $sudo_if_needed apt-get update -q >/dev/null && $sudo_if_needed apt-get install -y -q protobuf-compiler >/dev/null; }
-fi
+. tests/need-protoc.sh
 
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r benches/requirements.txt
 
-cargo build --quiet --locked --profile "$profile" --manifest-path benches/Cargo.toml --bin meshgate-bench
 dir=release
-if [ "$profile" = dev ]; then dir=debug; fi
+if [ "$profile" = dev ]; then
+    # The test command's selection (every package, its tests and binaries): the same features
+    # for every crate, so a smoke run after `cargo test --workspace` compiles only the harness.
+    cargo build --quiet --locked --workspace --tests --bins
+    dir=debug
+else
+    cargo build --quiet --locked --release -p meshgate-bench --bin meshgate-bench
+fi
 exec "$CARGO_TARGET_DIR/$dir/meshgate-bench" --python "$venv/bin/python" "$@"

@@ -31,12 +31,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let batches = session.collect(&sql).await?;
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-    let first: Vec<_> = batches
-        .iter()
-        .take(1)
-        .map(|b| b.slice(0, b.num_rows().min(5)))
-        .collect();
-    println!("{}", pretty_format_batches(&first)?);
+    // Every batch's rows, up to SHOWN in all: a result comes in several batches.
+    const SHOWN: usize = 10;
+    let mut shown = Vec::new();
+    let mut left = SHOWN;
+    for batch in &batches {
+        if left == 0 {
+            break;
+        }
+        let take = batch.num_rows().min(left);
+        shown.push(batch.slice(0, take));
+        left -= take;
+    }
+    println!("{}", pretty_format_batches(&shown)?);
+    if rows > SHOWN {
+        println!("(the first {SHOWN} rows shown)");
+    }
     println!("{user}: {rows} rows");
     Ok(())
 }

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use arrow_flight::sql::CommandGetTables;
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use futures::TryStreamExt;
-use grants::grant;
+use grants::{grant, grant_before_a_deny_rule};
 use meshgate::{Gateway, Session};
 use meshgate_lake_server::LakeServer;
 use meshgate_reference as reference;
@@ -1289,11 +1289,20 @@ async fn governance_state_combinations_never_widen_access() {
     .await;
     assert!(hidden.unwrap_err().contains("legal_name"));
 
-    // A deny line wins over any grant: the auditor reads no product data.
-    grant(gateway, "auditor", &[], None).await.unwrap();
+    // A deny line wins over any grant: the auditor's request is refused up front, and a
+    // grant approved before the rule existed admits nothing.
+    let refused = grant(gateway, "auditor", &[], None).await.unwrap_err();
+    assert!(refused.contains("deny rule"), "{refused}");
+    let behind = grant_before_a_deny_rule(gateway, "auditor", &[])
+        .await
+        .unwrap();
     let mut auditor = flight::login(server.addr, "auditor").await;
     let denied = run_flight(&mut auditor, &count("true")).await.unwrap_err();
     assert!(denied.contains("permission denied"), "{denied}");
+    assert!(
+        denied.contains("deny rule") && denied.contains(&behind),
+        "the denial names the rule and the grant it overrides: {denied}"
+    );
 
     // Filters that would fail at query time are refused at approval.
     for failing in [

@@ -91,13 +91,21 @@ fn compose_services_build_the_image_and_run_in_order() {
         .map(|k| k.as_str().unwrap())
         .collect();
     assert_eq!(names, ["minio", "lake-setup", "seed", "gateway"]);
-    for built in ["seed", "gateway"] {
-        assert_eq!(
-            service(&compose, built)["build"].as_str(),
-            Some("."),
-            "{built} is built from ./Dockerfile"
-        );
-    }
+    // Built once, by the gateway; the seed job reuses that image and never pulls one.
+    assert_eq!(
+        service(&compose, "gateway")["build"].as_str(),
+        Some("."),
+        "the gateway is built from ./Dockerfile"
+    );
+    assert!(service(&compose, "seed")["build"].is_null(), "built once");
+    assert_eq!(
+        service(&compose, "seed")["image"],
+        service(&compose, "gateway")["image"]
+    );
+    assert_eq!(
+        service(&compose, "seed")["pull_policy"].as_str(),
+        Some("never")
+    );
     let depends = |name: &str, on: &str| {
         service(&compose, name)["depends_on"][on]["condition"]
             .as_str()
@@ -123,6 +131,20 @@ fn compose_services_build_the_image_and_run_in_order() {
         ["serve", "--config", "/etc/meshgate/meshgate.toml"]
     );
     let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
+    // Dependencies cached between builds, never root, and a health check the binary answers
+    // (`meshgate health`, tested in cli.rs).
+    assert!(dockerfile.contains("--mount=type=cache,target=/usr/local/cargo/registry"));
+    assert!(dockerfile.contains("--mount=type=cache,target=/src/target"));
+    let user = dockerfile
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("USER "))
+        .expect("a USER line");
+    assert!(user != "root" && user != "0", "runs as {user}");
+    assert!(
+        dockerfile.contains("HEALTHCHECK") && dockerfile.contains("CMD [\"meshgate\", \"health\""),
+        "{dockerfile}"
+    );
     for copy in [
         "COPY deploy/meshgate.toml /etc/meshgate/meshgate.toml",
         "COPY products /usr/share/meshgate/products",

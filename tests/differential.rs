@@ -2,7 +2,7 @@
 //! generated queries Q (filters, joins, aggregates, windows, subqueries, CTEs, UNION ALL,
 //! ORDER BY ... LIMIT) over the reference mesh, Q run by P through meshgate must give exactly
 //! what Q gives on a plain DataFusion engine over hand-built views that apply P's policy
-//! literally (shared/reference-mesh.md, "What each principal sees"): its row filter, masks
+//! literally (docs/reference-mesh.md, "What each principal sees"): its row filter, masks
 //! and tokens computed here by an independent implementation. Where the views refuse a query
 //! (a denied product, a hidden column), meshgate must refuse it too. And no answer may
 //! contain a value P may not see.

@@ -3,6 +3,7 @@
 //! oversized and malformed requests, query limits, and the drain on shutdown.
 
 use crate::support::flight as support;
+use crate::support::pki::{Pki, certificate_authority, issue};
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,10 +15,7 @@ use arrow_flight::{Action, FlightDescriptor};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use meshgate::engine::QueryLimits;
 use meshgate::flight::{FlightConfig, JwtConfig, JwtKey, PrincipalNamespace, TlsConfig};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
+use rcgen::{ExtendedKeyUsagePurpose, KeyPair};
 use serde_json::json;
 use support::{
     ENDLESS, TestServer, cancel, code, fetch, fetch_in_background, login, message, start,
@@ -418,46 +416,6 @@ async fn without_identity_providers_a_jwt_is_just_an_unknown_token() {
 
 // ---------------------------------------------------------------------------------------
 // TLS
-
-struct Pki {
-    ca_pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-fn certificate_authority(name: &str) -> Pki {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let key = KeyPair::generate().unwrap();
-    let ca_pem = params.self_signed(&key).unwrap().pem();
-    Pki {
-        ca_pem,
-        issuer: Issuer::new(params, key),
-    }
-}
-
-/// A certificate and its key (PEM) signed by `pki`.
-fn issue(
-    pki: &Pki,
-    names: &[&str],
-    common_name: &str,
-    usage: ExtendedKeyUsagePurpose,
-) -> (String, String) {
-    let mut params =
-        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, common_name);
-    params.extended_key_usages = vec![usage];
-    let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &pki.issuer).unwrap();
-    (cert.pem(), key.serialize_pem())
-}
 
 async fn tls_server(pki: &Pki, mutual: bool, required: bool) -> TestServer {
     let (cert, key) = issue(

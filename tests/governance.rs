@@ -10,7 +10,7 @@ use crate::support::views;
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use meshgate::governance::{Approval, NewRequest};
+use meshgate::governance::{Approval, GovernanceError, NewRequest, Workflow};
 use meshgate::{Gateway, GatewayError, Governance, Session};
 use meshgate_lake_server::LakeServer;
 use tempfile::TempDir;
@@ -149,13 +149,20 @@ async fn a_grant_applies_from_the_next_query_and_a_revocation_too() {
         [["15000", "1"]]
     );
 
-    // Suspended, resumed, revoked: each from the very next query.
+    // Suspended, resumed, revoked: each from the very next query. The denial says the
+    // grant is suspended (and why), not that there is none.
     gateway
         .workflow()
-        .suspend("ref-owner", &grant, None)
+        .suspend("ref-owner", &grant, Some("quarterly review".into()))
         .await
         .unwrap();
-    assert!(query(&gateway, "intern", sql).await.is_err());
+    let suspended = query(&gateway, "intern", sql).await.unwrap_err();
+    assert!(
+        suspended.contains(&format!("grant `{grant}`"))
+            && suspended.contains("is suspended (reason: quarterly review)")
+            && suspended.contains("resume"),
+        "{suspended}"
+    );
     gateway
         .workflow()
         .resume("ref-owner", &grant, None)
@@ -186,7 +193,7 @@ async fn truth_tax_id(id: i64) -> String {
 }
 
 #[tokio::test]
-async fn grants_never_override_a_deny_and_bad_filters_are_refused_at_approval() {
+async fn a_deny_rule_refuses_the_request_up_front_and_bad_filters_are_refused_at_approval() {
     let (gateway, _lake, _state) = gateway().await;
     let ask = |product: &str| NewRequest {
         product: product.into(),
@@ -194,9 +201,51 @@ async fn grants_never_override_a_deny_and_bad_filters_are_refused_at_approval() 
         purpose: "audit sampling".into(),
         valid_days: None,
     };
-    let request = gateway
+    // access.csv denies auditors every product, and a deny wins over any grant: asking
+    // cannot help, so the request is refused now, with that reason, not approved in vain.
+    let refused = gateway
         .workflow()
         .request("auditor", ask("reference.counterparties"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, GovernanceError::Conflict(_)),
+        "{refused:?}"
+    );
+    let text = refused.to_string();
+    assert!(
+        text.contains("deny rule") && text.contains("`reference.counterparties`"),
+        "{text}"
+    );
+    assert!(!text.contains("Request access"), "{text}");
+    // Their query's denial says the same, not "request access".
+    let denied = query(
+        &gateway,
+        "auditor",
+        "SELECT count(*) FROM reference.counterparties",
+    )
+    .await
+    .unwrap_err();
+    assert!(denied.contains("deny rule"), "{denied}");
+    assert!(!denied.contains("Request access"), "{denied}");
+
+    // A request made before the rule existed: its approval is refused with the reason.
+    let blind = Workflow::new(gateway.governance().as_ref(), gateway.catalog());
+    let early = blind
+        .request("auditor", ask("reference.counterparties"))
+        .await
+        .unwrap();
+    let err = approve(&gateway, "ref-owner", &early.id, Approval::default())
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains("deny rule") && err.contains("would not take effect"),
+        "{err}"
+    );
+
+    let request = gateway
+        .workflow()
+        .request("intern", ask("reference.counterparties"))
         .await
         .unwrap();
     let bad = Approval {
@@ -219,15 +268,6 @@ async fn grants_never_override_a_deny_and_bad_filters_are_refused_at_approval() 
     approve(&gateway, "ref-owner", &request.id, Approval::default())
         .await
         .unwrap();
-    // access.csv denies auditors every product; a grant does not lift a deny.
-    let err = query(
-        &gateway,
-        "auditor",
-        "SELECT count(*) FROM reference.counterparties",
-    )
-    .await
-    .unwrap_err();
-    assert!(err.contains("permission denied"), "{err}");
 }
 
 #[tokio::test]
@@ -628,8 +668,10 @@ async fn a_grant_stops_admitting_the_moment_it_expires() {
     );
     let err = query(&gateway, "intern", sql).await.unwrap_err();
     assert!(
-        err.contains("may not read product `reference.counterparties`"),
-        "{err}"
+        err.contains(&format!(
+            "grant `{grant}` on product `reference.counterparties` expired at 20"
+        )) && err.contains("Request access again"),
+        "the denial says the grant expired, and what to do: {err}"
     );
     // And the records say so once anyone looks.
     let grants = gateway

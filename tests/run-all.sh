@@ -14,6 +14,8 @@ trap 'rm -rf "$scratch"' EXIT
 
 step() { printf '\n== %s (%ss)\n' "$*" "$SECONDS"; }
 
+. tests/need-protoc.sh
+
 step "format"
 cargo fmt --all --check
 
@@ -34,7 +36,7 @@ step "examples for embedders"
 # Built with the whole workspace, as `cargo test` built it: `cargo run -p meshgate` alone
 # would resolve other features and rebuild the stack. Each example checks its own outcome
 # and exits non-zero when it is wrong; the greps pin what a reader is promised.
-cargo build --quiet --locked --workspace --tests --examples
+cargo build --quiet --locked --workspace --tests --bins --examples
 example() {
     local name="$1"
     shift
@@ -43,6 +45,10 @@ example() {
 }
 example embedded
 grep -q "cib-reporting: 15000 rows" "$scratch/embedded.out"
+# A result in several batches: every row is shown, not the first batch's.
+example embedded risk-officer "SELECT lob, count(*) AS n FROM payments.transactions GROUP BY lob"
+grep -q "risk-officer: 3 rows" "$scratch/embedded.out"
+[ "$(grep -cE '^\| (AWM|CCB|CIB) ' "$scratch/embedded.out")" = 3 ]
 example own_mesh
 grep -q "emea-analyst: 2 rows" "$scratch/own_mesh.out"
 grep -q "controller: 4 rows" "$scratch/own_mesh.out"
@@ -61,15 +67,12 @@ fi
 step "python flight sql tests"
 # Same target selection as the test build (dev-dependency features unify the same way),
 # so this reuses the binary the integration tests were built with instead of rebuilding.
-cargo build --quiet --locked --workspace --tests
+cargo build --quiet --locked --workspace --tests --bins
 MESHGATE_BIN="$CARGO_TARGET_DIR/debug/meshgate" "$venv/bin/pytest" -q tests/python
 
-step "benchmark harness: smoke run, lints, unit tests"
+step "benchmark harness: smoke run (its lints and unit tests ran with the workspace)"
 # A CI-sized run of every configuration (tiny TPC-H, one run each, debug build) so that the
 # harness cannot rot; its report goes to the scratch directory, never benches/RESULTS.md.
 MESHGATE_VENV="$venv" benches/run.sh --smoke --data-dir "$scratch/bench"
-cargo fmt --manifest-path benches/Cargo.toml --check
-cargo clippy --manifest-path benches/Cargo.toml --all-targets --locked -- -D warnings
-cargo test --manifest-path benches/Cargo.toml --locked --lib
 
 step "all tests passed"

@@ -1,4 +1,4 @@
-//! The reference mesh (`shared/reference-mesh.md`) as a benchmark: a few queries its
+//! The reference mesh (`docs/reference-mesh.md`) as a benchmark: a few queries its
 //! consumers would run, each as one principal, through meshgate (in process and over Flight
 //! SQL) and through that principal's twin: embedded DataFusion over the same files with the
 //! published policy written by hand as views, calling meshgate's own mask and token

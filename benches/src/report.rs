@@ -386,7 +386,7 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "\n## Reference mesh (median ms; `shared/reference-mesh.md`)\n\n\
+            "\n## Reference mesh (median ms; `docs/reference-mesh.md`)\n\n\
              Each query runs as the principal named, on the mesh's local files: `twin` is embedded \
              DataFusion with that principal's published policy written by hand as views (meshgate's \
              mask and token functions, same key: identical answers), `meshgate` the library session, \

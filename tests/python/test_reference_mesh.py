@@ -1,6 +1,6 @@
 """The reference mesh through Flight SQL with the ADBC driver (DB-API), as a consumer sees it.
 
-Checks the rows of shared/reference-mesh.md's "What each principal sees" for cib-reporting,
+Checks the rows of docs/reference-mesh.md's "What each principal sees" for cib-reporting,
 risk-officer and intern (and token agreement across principals), plus per-caller metadata.
 """
 

@@ -5,7 +5,7 @@
 #![allow(dead_code)] // each test binary uses a different part
 
 use meshgate::Gateway;
-use meshgate::governance::{Approval, NewRequest};
+use meshgate::governance::{Approval, NewRequest, Workflow};
 
 /// The grant's id, or why the request or the approval was refused.
 pub async fn grant(
@@ -14,9 +14,29 @@ pub async fn grant(
     columns: &[&str],
     row_filter: Option<&str>,
 ) -> Result<String, String> {
+    grant_with(gateway, gateway.workflow(), principal, columns, row_filter).await
+}
+
+/// A grant made by a workflow that does not consult the access rules: how a grant comes to
+/// stand behind a deny line added after it was approved.
+pub async fn grant_before_a_deny_rule(
+    gateway: &Gateway,
+    principal: &str,
+    columns: &[&str],
+) -> Result<String, String> {
+    let blind = Workflow::new(gateway.governance().as_ref(), gateway.catalog());
+    grant_with(gateway, blind, principal, columns, None).await
+}
+
+async fn grant_with(
+    gateway: &Gateway,
+    workflow: Workflow<'_>,
+    principal: &str,
+    columns: &[&str],
+    row_filter: Option<&str>,
+) -> Result<String, String> {
     let columns: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
-    let request = gateway
-        .workflow()
+    let request = workflow
         .request(
             principal,
             NewRequest {
@@ -35,8 +55,7 @@ pub async fn grant(
         valid_days: None,
         comment: None,
     };
-    gateway
-        .workflow()
+    workflow
         .approve("ref-owner", &request.id, approval, &check)
         .await
         .map(|(_, g)| g.id)

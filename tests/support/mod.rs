@@ -1,8 +1,9 @@
 //! What the test modules share: the Flight SQL test server and clients, access grants
 //! through the workflow, the raw files and protections re-implemented independently, and
-//! each principal's policy as literal views.
+//! each principal's policy as literal views, and a test certificate authority.
 
 pub mod flight;
 pub mod grants;
+pub mod pki;
 pub mod truth;
 pub mod views;

@@ -1,6 +1,6 @@
 //! What integration tests check meshgate against, written independently of meshgate: the
 //! reference mesh's raw files, read straight from the S3 server's disk, and the published
-//! protections (shared/reference-mesh.md) re-implemented from their description.
+//! protections (docs/reference-mesh.md) re-implemented from their description.
 
 #![allow(dead_code)] // each test binary uses a different part
 

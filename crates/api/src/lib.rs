@@ -22,5 +22,6 @@ pub use actions::{
 };
 pub use records::{
     AccessRequest, AuditColumn, AuditOutcome, AuditRecord, AuditTable, DAY_MILLIS, Decision, Flow,
-    Grant, GrantState, Millis, QueryStatus, RequestState, StoredAudit, TableAccess, now_millis,
+    Grant, GrantState, Millis, QueryStatus, RequestState, StoredAudit, TableAccess, iso8601,
+    now_millis,
 };

@@ -19,6 +19,29 @@ pub fn now_millis() -> Millis {
 
 pub const DAY_MILLIS: Millis = 24 * 60 * 60 * 1000;
 
+/// `at` as ISO 8601 in UTC (`2026-11-30T12:03:25.000Z`): how every front door shows a time.
+pub fn iso8601(at: Millis) -> String {
+    let days = at.div_euclid(DAY_MILLIS);
+    let in_day = at.rem_euclid(DAY_MILLIS);
+    // Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (h, m, s, ms) = (
+        in_day / 3_600_000,
+        in_day / 60_000 % 60,
+        in_day / 1000 % 60,
+        in_day % 1000,
+    );
+    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{ms:03}Z")
+}
+
 macro_rules! state_enum {
     ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$doc])*
@@ -232,4 +255,17 @@ pub struct Flow {
     pub rows: u64,
     pub first_access: Millis,
     pub last_access: Millis,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_as_iso_8601_utc() {
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso8601(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(iso8601(1_795_953_805_123), "2026-11-29T12:03:25.123Z");
+        assert_eq!(iso8601(-1), "1969-12-31T23:59:59.999Z");
+    }
 }

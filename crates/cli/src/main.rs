@@ -1,24 +1,45 @@
-//! The `meshgate` command: `demo` serves the reference mesh, `serve` a configured mesh.
+//! The `meshgate` command: `demo` serves the reference mesh, `serve` a configured mesh,
+//! `check` validates a configuration without serving it; the client commands (`sql`,
+//! `products`, `access`, `flows`) talk to a running gateway as a principal.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
 use arrow::array::RecordBatch;
-use clap::{Parser, Subcommand};
-use client::{Client, literal};
+use clap::{CommandFactory, Parser, Subcommand};
+use client::{Client, Credentials, Target, literal};
 use meshgate::config::ServeConfig;
 use meshgate::flight::FlightConfig;
 use meshgate::{Gateway, GatewayConfig};
 use meshgate_reference::{self as reference, Generated};
+use output::Output;
 
 mod client;
+mod output;
 mod terminal;
+
+const EXAMPLES: &str = "\
+Examples:
+  meshgate demo                                   serve the reference mesh on 127.0.0.1:50051
+  meshgate keygen --out secrets/master.key        a master key for tokenization
+  meshgate check meshgate.toml                    validate a configuration, then exit
+  meshgate serve --config meshgate.toml           serve it
+  export MESHGATE_USER=cib-reporting MESHGATE_PASSWORD=cib-reporting-pw
+  meshgate sql 'SELECT lob, count(*) FROM reference.counterparties GROUP BY lob'
+  meshgate products search trades --output json
+  meshgate access request payments.transactions --purpose 'fraud model' --days 30
+  meshgate completions bash > ~/.local/share/bash-completion/completions/meshgate";
 
 #[derive(Parser)]
 #[command(
     name = "meshgate",
     version,
-    about = "A query gateway for a data mesh, speaking Arrow Flight SQL"
+    about = "A query gateway for a data mesh, speaking Arrow Flight SQL",
+    long_about = "A query gateway for a data mesh, speaking Arrow Flight SQL. Each data product \
+                  is read in place from its own bucket; its owner's row filters, masks, tokens \
+                  and hidden columns are enforced beneath every query.",
+    after_help = EXAMPLES
 )]
 struct Cli {
     #[command(subcommand)]
@@ -28,28 +49,66 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Generate the reference mesh (on first run) and serve it over Flight SQL.
+    #[command(after_help = "Example:\n  meshgate demo --listen 0.0.0.0:50051 --data-dir /tmp/mesh")]
     Demo {
-        /// Address to serve Flight SQL on.
+        /// Address to serve Flight SQL on (host:port; port 0 picks a free one).
         #[arg(long, default_value = "127.0.0.1:50051")]
         listen: String,
         /// Where the generated mesh lives (default: $MESHGATE_DATA_DIR or ~/.local/share/meshgate/reference-mesh).
-        #[arg(long)]
+        #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
         /// Append OpenLineage events (one per query start and end) to this file.
-        #[arg(long)]
+        #[arg(long, value_name = "FILE")]
         lineage_file: Option<PathBuf>,
         /// POST OpenLineage events to this URL (e.g. Marquez's http://localhost:5000/api/v1/lineage).
-        #[arg(long)]
+        #[arg(long, value_name = "URL")]
         lineage_url: Option<String>,
     },
-    /// Serve the mesh described by a configuration file.
+    /// Serve the mesh described by a configuration file (see docs/configuration.md).
+    #[command(
+        after_help = "Example:\n  meshgate serve --config /etc/meshgate/meshgate.toml\n\nSIGHUP reloads the policy directory; SIGTERM drains running queries, then stops."
+    )]
     Serve {
         /// The configuration file (meshgate.toml).
-        #[arg(long)]
+        #[arg(long, value_name = "FILE")]
         config: PathBuf,
         /// Address to serve Flight SQL on (overrides the file's `listen`).
         #[arg(long)]
         listen: Option<String>,
+    },
+    /// Validate a configuration as `serve` would (file, users, manifests, policies, storage,
+    /// each product's files), report what would start but serve less than meant, and exit.
+    #[command(
+        after_help = "Exit status: 0 when it would serve (warnings allowed unless --strict), 1 otherwise.\n\nExample:\n  meshgate check meshgate.toml --strict"
+    )]
+    Check {
+        /// The configuration file (meshgate.toml).
+        config: PathBuf,
+        /// Fail on warnings too (for CI).
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Generate a master key (the secret tokens are derived from).
+    #[command(
+        after_help = "Example:\n  meshgate keygen --out secrets/master.key\n  then in meshgate.toml: master_key_file = \"secrets/master.key\"\n\nTokens depend on the key: keep it secret, back it up, and never change it for a running mesh."
+    )]
+    Keygen {
+        /// Write the key to this file (readable by its owner only) instead of printing it.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run one SQL query on a gateway as the logged-in principal.
+    #[command(
+        after_help = "Examples:\n  meshgate sql 'SELECT * FROM reference.counterparties LIMIT 5'\n  echo 'SELECT 1' | meshgate sql - --output csv"
+    )]
+    Sql {
+        /// The query (`-` or nothing: read it from standard input).
+        query: Option<String>,
+        #[command(flatten)]
+        connection: Connection,
     },
     /// Find data products (name, description, tags, columns) on a running gateway.
     Products {
@@ -70,6 +129,7 @@ enum Command {
         product: Option<String>,
     },
     /// Hash a password for a users file (reads the password from stdin).
+    #[command(after_help = "Example:\n  printf '%s' \"$PASSWORD\" | meshgate hash-password")]
     HashPassword,
     /// Upload the reference mesh's data into its three buckets on an S3-compatible server
     /// (credentials from $MESHGATE_SEED_ACCESS_KEY_ID and $MESHGATE_SEED_SECRET_ACCESS_KEY).
@@ -78,54 +138,128 @@ enum Command {
         #[arg(long)]
         endpoint: String,
     },
+    /// Exit 0 if a gateway answers Flight calls at an address, 1 if not (for health checks).
+    #[command(after_help = "Example:\n  meshgate health --server 127.0.0.1:50051")]
+    Health {
+        #[command(flatten)]
+        address: Address,
+    },
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Example:\n  meshgate completions bash > ~/.local/share/bash-completion/completions/meshgate"
+    )]
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (meshgate.1 and one per subcommand) into a directory.
+    Man {
+        /// The directory to write the pages into.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+}
+
+/// Where a gateway is and how to trust it.
+#[derive(clap::Args)]
+struct Address {
+    /// The gateway: host:port, grpc://host:port or grpc+tls://host:port.
+    #[arg(long, env = "MESHGATE_SERVER", default_value = "127.0.0.1:50051")]
+    server: String,
+    /// Connect with TLS (implied by grpc+tls:// and https:// addresses).
+    #[arg(long)]
+    tls: bool,
+    /// The CA certificate (PEM) that signed the gateway's certificate (default: the system's roots).
+    #[arg(long, env = "MESHGATE_CA", value_name = "PEM")]
+    ca: Option<PathBuf>,
 }
 
 /// How the client commands reach a gateway and who they act as.
 #[derive(clap::Args)]
 struct Connection {
-    /// The gateway's Flight SQL address.
-    #[arg(
-        long,
-        env = "MESHGATE_SERVER",
-        default_value = "http://127.0.0.1:50051"
-    )]
-    server: String,
-    /// The principal to act as.
+    #[command(flatten)]
+    address: Address,
+    /// A client certificate (PEM) for mutual TLS; it names the principal unless a user or token is given.
+    #[arg(long, requires = "key", value_name = "PEM")]
+    cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, requires = "cert", value_name = "PEM")]
+    key: Option<PathBuf>,
+    /// The principal to act as, with its password.
     #[arg(long, env = "MESHGATE_USER")]
-    user: String,
-    /// Its password (better: set $MESHGATE_PASSWORD).
+    user: Option<String>,
+    /// The user's password (better: set $MESHGATE_PASSWORD, which no process list shows).
     #[arg(long, env = "MESHGATE_PASSWORD", hide_env_values = true)]
-    password: String,
+    password: Option<String>,
+    /// A bearer token instead of a user and password, e.g. your identity provider's JWT
+    /// (better: set $MESHGATE_TOKEN).
+    #[arg(long, env = "MESHGATE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// How to print results: a table for people, json or csv for scripts.
+    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    output: Output,
 }
 
 impl Connection {
     async fn client(&self) -> Result<Client, String> {
-        Client::connect(&self.server, &self.user, &self.password).await
+        let target = Target {
+            server: self.address.server.clone(),
+            tls: self.address.tls,
+            ca: self.address.ca.clone(),
+            identity: self.cert.clone().zip(self.key.clone()),
+        };
+        // A token wins over a password; a certificate alone names the principal.
+        let credentials = match (&self.token, &self.user, &self.password) {
+            (Some(token), _, _) => Credentials::Token(token.clone()),
+            (None, Some(user), Some(password)) => Credentials::Password {
+                user: user.clone(),
+                password: password.clone(),
+            },
+            (None, Some(user), None) => {
+                return Err(format!(
+                    "no password for `{user}`: set $MESHGATE_PASSWORD (or --password)"
+                ));
+            }
+            (None, None, _) if target.identity.is_some() => Credentials::Certificate,
+            (None, None, _) => {
+                return Err(
+                    "say who you are: --user with $MESHGATE_PASSWORD, --token (or $MESHGATE_TOKEN), \
+                     or a client certificate (--cert and --key)"
+                        .into(),
+                );
+            }
+        };
+        Client::connect(&target, &credentials).await
     }
 }
 
 #[derive(Subcommand)]
 enum ProductsCommand {
     /// Products whose id, name, description, tags or columns mention TEXT.
+    #[command(after_help = "Example:\n  meshgate products search counterparty --output json")]
     Search {
+        /// Text to look for (case-insensitive).
         text: String,
         #[command(flatten)]
         connection: Connection,
     },
-    /// One product: owner, SLOs, freshness, your access, its columns.
+    /// One product: owner, SLOs, freshness, your access, its columns as you see them.
+    #[command(after_help = "Example:\n  meshgate products show reference.counterparties")]
     Show {
+        /// The product id (`<domain>.<name>`).
         product: String,
         #[command(flatten)]
         connection: Connection,
     },
     /// Write a product as an ODPS product file plus one ODCS v3.1 contract per table.
     Export {
+        /// The product id (`<domain>.<name>`).
         product: String,
         /// The directory of product manifests.
-        #[arg(long, default_value = "products")]
+        #[arg(long, default_value = "products", value_name = "DIR")]
         products_dir: PathBuf,
         /// Where to write the files.
-        #[arg(long)]
+        #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
     /// Read ODPS product files and ODCS contracts (any fields kept) into product manifests.
@@ -134,7 +268,7 @@ enum ProductsCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// The directory of product manifests to write `<product>.yaml` into.
-        #[arg(long, default_value = "products")]
+        #[arg(long, default_value = "products", value_name = "DIR")]
         products_dir: PathBuf,
     },
 }
@@ -142,7 +276,11 @@ enum ProductsCommand {
 #[derive(Subcommand)]
 enum AccessCommand {
     /// Ask a product's owner for access.
+    #[command(
+        after_help = "Example:\n  meshgate access request payments.transactions --purpose 'fraud model' --columns amount,lob --days 30"
+    )]
     Request {
+        /// The product id (`<domain>.<name>`).
         product: String,
         /// What the access is for.
         #[arg(long)]
@@ -158,12 +296,17 @@ enum AccessCommand {
     },
     /// Withdraw your pending request.
     Cancel {
+        /// The request's id (from `meshgate access list`).
         request_id: String,
         #[command(flatten)]
         connection: Connection,
     },
     /// Owners: approve a request, optionally narrower than asked.
+    #[command(
+        after_help = "Example:\n  meshgate access approve req-0193... --row-filter \"lob = 'CIB'\" --days 30"
+    )]
     Approve {
+        /// The request's id (from `meshgate access list`).
         request_id: String,
         /// Only these of the requested columns.
         #[arg(long, value_delimiter = ',')]
@@ -174,6 +317,7 @@ enum AccessCommand {
         /// Fewer days than requested.
         #[arg(long)]
         days: Option<u32>,
+        /// A note for the requester.
         #[arg(long)]
         comment: Option<String>,
         #[command(flatten)]
@@ -181,7 +325,9 @@ enum AccessCommand {
     },
     /// Owners: reject a request.
     Reject {
+        /// The request's id (from `meshgate access list`).
         request_id: String,
+        /// Why, for the requester.
         #[arg(long)]
         comment: Option<String>,
         #[command(flatten)]
@@ -189,7 +335,9 @@ enum AccessCommand {
     },
     /// Owners: end a grant (refused from the next query on).
     Revoke {
+        /// The grant's id (from `meshgate access list`).
         grant_id: String,
+        /// Why, for the grantee and the audit.
         #[arg(long)]
         reason: Option<String>,
         #[command(flatten)]
@@ -197,7 +345,9 @@ enum AccessCommand {
     },
     /// Owners: pause a grant.
     Suspend {
+        /// The grant's id (from `meshgate access list`).
         grant_id: String,
+        /// Why, for the grantee (their denials quote it) and the audit.
         #[arg(long)]
         reason: Option<String>,
         #[command(flatten)]
@@ -205,7 +355,9 @@ enum AccessCommand {
     },
     /// Owners: resume a paused grant.
     Resume {
+        /// The grant's id (from `meshgate access list`).
         grant_id: String,
+        /// Why, for the audit.
         #[arg(long)]
         reason: Option<String>,
         #[command(flatten)]
@@ -218,22 +370,43 @@ enum AccessCommand {
     },
 }
 
-fn print_batches(batches: &[RecordBatch]) -> Result<(), String> {
-    if batches.iter().all(|b| b.num_rows() == 0) {
-        println!("(none)");
-        return Ok(());
-    }
-    // Cells hold other people's text (purposes, comments): shown, never obeyed.
-    let batches = terminal::safe_batches(batches)?;
-    let table = arrow::util::pretty::pretty_format_batches(&batches).map_err(|e| e.to_string())?;
-    println!("{}", terminal::safe(&table.to_string()));
+fn print(text: &str) {
+    println!("{}", terminal::safe(text));
+}
+
+/// A listing as `format`.
+fn print_rows(batches: &[RecordBatch], format: Output) -> Result<(), String> {
+    print(&output::rows(batches, format)?);
     Ok(())
 }
 
-fn print_json(value: &serde_json::Value) -> Result<(), String> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
-    println!("{}", terminal::safe(&text));
+/// Several listings as one JSON object for scripts, or one after another under titles.
+fn print_sections(sections: &[(&str, Vec<RecordBatch>)], format: Output) -> Result<(), String> {
+    if format == Output::Json {
+        let mut object = serde_json::Map::new();
+        for (name, batches) in sections {
+            let rows: serde_json::Value =
+                serde_json::from_str(&output::rows(batches, Output::Json)?)
+                    .map_err(|e| e.to_string())?;
+            object.insert(name.to_string(), rows);
+        }
+        let text = serde_json::to_string_pretty(&object).map_err(|e| e.to_string())?;
+        print(&terminal::safe_json(&text));
+        return Ok(());
+    }
+    for (index, (name, batches)) in sections.iter().enumerate() {
+        if index > 0 {
+            println!();
+        }
+        println!("{name}:");
+        print_rows(batches, format)?;
+    }
     Ok(())
+}
+
+/// A progress line for a long step, on stderr.
+fn progress(start: Instant) -> impl Fn(&str) + Sync {
+    move |step: &str| eprintln!("  [{:>5.1}s] {step}", start.elapsed().as_secs_f64())
 }
 
 async fn products(command: ProductsCommand) -> Result<(), String> {
@@ -291,7 +464,8 @@ async fn products(command: ProductsCommand) -> Result<(), String> {
                    OR lower(tags) LIKE {pattern}) \
                  ORDER BY product_id"
             );
-            print_batches(&connection.client().await?.query(&sql).await?)
+            let found = connection.client().await?.query(&sql).await?;
+            print_rows(&found, connection.output)
         }
         ProductsCommand::Show {
             product,
@@ -311,7 +485,6 @@ async fn products(command: ProductsCommand) -> Result<(), String> {
                     "no data product `{product}`; try `meshgate products search <text>`"
                 ));
             }
-            print_batches(&about)?;
             let columns = client
                 .query(&format!(
                     "SELECT table_name, column_name, data_type, classification, tags, your_treatment \
@@ -319,7 +492,15 @@ async fn products(command: ProductsCommand) -> Result<(), String> {
                      ORDER BY table_name, ordinal_position"
                 ))
                 .await?;
-            print_batches(&columns)
+            match connection.output {
+                // One record, too wide for a row: a field per line, then the columns.
+                Output::Table => {
+                    print(&output::vertical(&about)?);
+                    println!();
+                    print_rows(&columns, Output::Table)
+                }
+                format => print_sections(&[("product", about), ("columns", columns)], format),
+            }
         }
     }
 }
@@ -329,7 +510,9 @@ async fn access(command: AccessCommand) -> Result<(), String> {
     // Each arm runs one typed action of the API contract and prints its reply.
     async fn run<A: MeshAction>(connection: Connection, body: A) -> Result<(), String> {
         let reply = connection.client().await?.action(&body).await?;
-        print_json(&serde_json::to_value(reply).map_err(|e| e.to_string())?)
+        let value = serde_json::to_value(reply).map_err(|e| e.to_string())?;
+        print(&output::record(value, connection.output)?);
+        Ok(())
     }
     let change = |grant_id, reason| GrantChange { grant_id, reason };
     match command {
@@ -400,23 +583,21 @@ async fn access(command: AccessCommand) -> Result<(), String> {
         } => run(connection, ResumeGrant(change(grant_id, reason))).await,
         AccessCommand::List { connection } => {
             let mut client = connection.client().await?;
-            println!("Access requests:");
-            print_batches(
-                &client
-                    .query(
-                        "SELECT request_id, requester, product_id, state, columns, purpose, created_at, decided_by \
-                         FROM mesh_catalog.access_requests ORDER BY created_at",
-                    )
-                    .await?,
-            )?;
-            println!("Grants:");
-            print_batches(
-                &client
-                    .query(
-                        "SELECT grant_id, principal, product_id, state, columns, row_filter, valid_until, approved_by \
-                         FROM mesh_catalog.grants ORDER BY created_at",
-                    )
-                    .await?,
+            let requests = client
+                .query(
+                    "SELECT request_id, requester, product_id, state, columns, purpose, created_at, decided_by \
+                     FROM mesh_catalog.access_requests ORDER BY created_at",
+                )
+                .await?;
+            let grants = client
+                .query(
+                    "SELECT grant_id, principal, product_id, state, columns, row_filter, valid_until, approved_by \
+                     FROM mesh_catalog.grants ORDER BY created_at",
+                )
+                .await?;
+            print_sections(
+                &[("requests", requests), ("grants", grants)],
+                connection.output,
             )
         }
     }
@@ -442,7 +623,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(message) => {
             eprintln!("error: {}", terminal::safe(&message));
             ExitCode::FAILURE
@@ -450,7 +631,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<(), String> {
+async fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
         Command::Demo {
             listen,
@@ -458,8 +639,17 @@ async fn run(cli: Cli) -> Result<(), String> {
             lineage_file,
             lineage_url,
         } => {
+            // The port first: a port in use fails now, not after the data is generated.
+            let listener = meshgate::flight::bind(&listen)
+                .await
+                .map_err(|e| e.to_string())?;
             let data_dir = data_dir.unwrap_or_else(reference::default_data_dir);
-            let demo = reference::demo(&data_dir)
+            let start = Instant::now();
+            eprintln!(
+                "meshgate demo: preparing the reference mesh in {} (the first run generates it, a few seconds)",
+                data_dir.display()
+            );
+            let demo = reference::demo_with(&data_dir, &progress(start))
                 .await
                 .map_err(|e| e.to_string())?;
             let how = match demo.generated {
@@ -481,18 +671,45 @@ async fn run(cli: Cli) -> Result<(), String> {
             let mut config = demo.config;
             config.lineage.file = lineage_file;
             config.lineage.url = lineage_url;
-            serve(config, FlightConfig::default(), &listen, true, None).await
+            serve(config, FlightConfig::default(), listener, true, None).await?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Serve { config, listen } => {
             let loaded = ServeConfig::load(&config).map_err(|e| e.to_string())?;
             let listen = listen
                 .or(loaded.listen)
                 .unwrap_or_else(|| "127.0.0.1:50051".to_string());
+            let listener = meshgate::flight::bind(&listen)
+                .await
+                .map_err(|e| e.to_string())?;
             let policies = Some(loaded.policies_dir);
-            serve(loaded.gateway, loaded.flight, &listen, false, policies).await
+            serve(loaded.gateway, loaded.flight, listener, false, policies).await?;
+            Ok(ExitCode::SUCCESS)
         }
-        Command::Products { command } => products(command).await,
-        Command::Access { command } => access(command).await,
+        Command::Check { config, strict } => check(&config, strict).await,
+        Command::Keygen { out, force } => {
+            keygen(out, force)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sql { query, connection } => {
+            let query = match query.as_deref() {
+                None | Some("-") => {
+                    let mut text = String::new();
+                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                        .map_err(|e| format!("cannot read the query from standard input: {e}"))?;
+                    text
+                }
+                Some(text) => text.to_string(),
+            };
+            if query.trim().is_empty() {
+                return Err("no query: give one as an argument or on standard input".into());
+            }
+            let batches = connection.client().await?.query(&query).await?;
+            print_rows(&batches, connection.output)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Products { command } => products(command).await.map(|()| ExitCode::SUCCESS),
+        Command::Access { command } => access(command).await.map(|()| ExitCode::SUCCESS),
         Command::Flows {
             connection,
             product,
@@ -505,7 +722,9 @@ async fn run(cli: Cli) -> Result<(), String> {
                  first_access, last_access FROM mesh_catalog.flows{filter} \
                  ORDER BY product_id, consumer_app"
             );
-            print_batches(&connection.client().await?.query(&sql).await?)
+            let flows = connection.client().await?.query(&sql).await?;
+            print_rows(&flows, connection.output)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::SeedReference { endpoint } => {
             let var = |name: &str| std::env::var(name).map_err(|_| format!("set ${name}"));
@@ -513,10 +732,12 @@ async fn run(cli: Cli) -> Result<(), String> {
                 var("MESHGATE_SEED_ACCESS_KEY_ID")?,
                 var("MESHGATE_SEED_SECRET_ACCESS_KEY")?,
             );
-            let generated =
-                reference::upload(|bucket| reference::s3_store(&endpoint, bucket, &key, &secret))
-                    .await
-                    .map_err(|e| e.to_string())?;
+            let generated = reference::upload_with(
+                |bucket| reference::s3_store(&endpoint, bucket, &key, &secret),
+                &progress(Instant::now()),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
             println!(
                 "reference data {}",
                 if generated == Generated::Created {
@@ -525,7 +746,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                     "already in place"
                 }
             );
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::HashPassword => {
             let mut password = String::new();
@@ -537,15 +758,124 @@ async fn run(cli: Cli) -> Result<(), String> {
                 return Err("empty password".into());
             }
             println!("{}", meshgate::policy::hash_password(password)?);
-            Ok(())
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Health { address } => {
+            let target = Target {
+                server: address.server,
+                tls: address.tls,
+                ca: address.ca,
+                identity: None,
+            };
+            Client::probe(&target).await?;
+            println!("ok: a gateway answers at {}", target.server);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "meshgate",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { out } => {
+            std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+            let written = man_pages(Cli::command(), "meshgate", &out)?;
+            println!("wrote {written} man pages into {}", out.display());
+            Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Write `command`'s page and its subcommands' (`meshgate-access-request.1`); how many.
+fn man_pages(command: clap::Command, name: &str, out: &std::path::Path) -> Result<usize, String> {
+    let mut written = 0;
+    for sub in command.get_subcommands().filter(|c| c.get_name() != "help") {
+        let sub_name = format!("{name}-{}", sub.get_name());
+        written += man_pages(sub.clone(), &sub_name, out)?;
+    }
+    let path = out.join(format!("{name}.1"));
+    let mut page = Vec::new();
+    clap_mangen::Man::new(command)
+        .title(name.to_uppercase())
+        .render(&mut page)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::write(&path, page).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(written + 1)
+}
+
+/// `meshgate keygen`: a new master key, printed or written to a file only its owner reads.
+fn keygen(out: Option<PathBuf>, force: bool) -> Result<(), String> {
+    let key = meshgate::protect::MasterKey::generate_hex();
+    let Some(path) = out else {
+        println!("{}", key.as_str());
+        return Ok(());
+    };
+    if path.exists() && !force {
+        return Err(format!(
+            "{} exists; a new key changes every token: pass --force to replace it",
+            path.display()
+        ));
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    std::io::Write::write_all(&mut file, format!("{}\n", key.as_str()).as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    eprintln!(
+        "wrote a new master key to {} (readable by you only)\n  in meshgate.toml: master_key_file = \"{}\"\n  keep it secret and backed up: tokens are derived from it",
+        path.display(),
+        path.display()
+    );
+    Ok(())
+}
+
+/// `meshgate check`: load and open everything `serve` would, with a throwaway governance
+/// store (the configured one is neither created nor migrated), report, and exit.
+async fn check(path: &std::path::Path, strict: bool) -> Result<ExitCode, String> {
+    let loaded = ServeConfig::load(path).map_err(|e| e.to_string())?;
+    let mut config = loaded.gateway;
+    let products = config.catalog.products().count();
+    let scratch = std::env::temp_dir().join(format!("meshgate-check-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
+    config.governance = meshgate::Governance::Sqlite(scratch.join("check.db"));
+    let opened = Gateway::open(config).await;
+    let warnings = match &opened {
+        Ok(gateway) => meshgate::check::warnings(gateway).await,
+        Err(_) => Vec::new(),
+    };
+    let _ = std::fs::remove_dir_all(&scratch);
+    let gateway = opened.map_err(|e| format!("{}: {e}", path.display()))?;
+    for warning in &warnings {
+        eprintln!("warning: {}", terminal::safe(&warning.to_string()));
+    }
+    let policies = gateway.policies();
+    println!(
+        "{}: {products} products, {} with a product policy, policy version {}; {} warning(s)",
+        path.display(),
+        policies.product_policies().count(),
+        policies.fingerprint(),
+        warnings.len()
+    );
+    if strict && !warnings.is_empty() {
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn serve(
     config: GatewayConfig,
     flight: FlightConfig,
-    listen: &str,
+    listener: tokio::net::TcpListener,
     demo: bool,
     policies_dir: Option<PathBuf>,
 ) -> Result<(), String> {
@@ -554,29 +884,22 @@ async fn serve(
         tokio::spawn(reload_on_hangup(gateway.clone(), dir));
     }
     for lake in gateway.lake_status().await {
-        match &lake.error {
-            Some(error) => eprintln!("  warning: {}", terminal::safe(error)),
-            None => println!(
+        if lake.error.is_none() && lake.files > 0 {
+            println!(
                 "  {}: {} files, {} bytes in bucket {}{}",
                 lake.product,
                 lake.files,
                 lake.bytes,
                 lake.bucket,
                 lake.last_modified
-                    .map(|t| format!(", newest {}", t.format("%Y-%m-%d %H:%M:%S UTC")))
+                    .map(|t| format!(", newest {}", t.format("%Y-%m-%dT%H:%M:%SZ")))
                     .unwrap_or_default()
-            ),
-        }
-        for (file, reason) in &lake.refused_files {
-            eprintln!(
-                "  warning: {}: file `{file}` is not served: {reason}",
-                lake.product
             );
         }
     }
-    let listener = meshgate::flight::bind(listen)
-        .await
-        .map_err(|e| e.to_string())?;
+    for warning in meshgate::check::warnings(&gateway).await {
+        eprintln!("  warning: {}", terminal::safe(&warning.to_string()));
+    }
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     if demo {
         println!(
@@ -590,6 +913,9 @@ async fn serve(
         );
         println!(
             "    cur = conn.cursor(); cur.execute(\"SELECT * FROM reference.counterparties\"); print(cur.fetch_arrow_table())"
+        );
+        println!(
+            "  or: MESHGATE_USER=cib-reporting MESHGATE_PASSWORD=cib-reporting-pw meshgate sql --server {addr} 'SELECT * FROM reference.counterparties LIMIT 5'"
         );
     }
     // Tests and scripts wait for this line.
@@ -660,5 +986,37 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--help` explains every argument, positional ones included, of every command.
+    #[test]
+    fn every_argument_of_every_command_has_help() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id != "help" && id != "version" && arg.get_help().is_none() {
+                    missing.push(format!("{path} <{id}>"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let command = Cli::command();
+        command.clone().debug_assert();
+        let mut missing = Vec::new();
+        walk(&command, "meshgate", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
+        assert!(
+            command
+                .get_after_help()
+                .is_some_and(|h| h.to_string().contains("meshgate sql")),
+            "the top-level help shows examples"
+        );
     }
 }

@@ -20,15 +20,32 @@ pub fn safe_cell(text: &str) -> String {
     escape(text, |_| false)
 }
 
+/// JSON text (from a serializer, which escapes C0 controls already) with the characters a
+/// terminal acts on escaped the JSON way (`\u009b`), so it stays JSON.
+pub fn safe_json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c != '\n' && dangerous(c, |_| false) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn dangerous(c: char, keep: impl Fn(char) -> bool) -> bool {
+    // C0, DEL and the C1 controls (U+0080-U+009F, which some terminals act on alone),
+    // and the bidirectional overrides that reorder what is shown.
+    (c.is_control() && !keep(c))
+        || ('\u{202A}'..='\u{202E}').contains(&c)
+        || ('\u{2066}'..='\u{2069}').contains(&c)
+}
+
 fn escape(text: &str, keep: impl Fn(char) -> bool) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        // C0, DEL and the C1 controls (U+0080-U+009F, which some terminals act on alone),
-        // and the bidirectional overrides that reorder what is shown.
-        let dangerous = (c.is_control() && !keep(c))
-            || ('\u{202A}'..='\u{202E}').contains(&c)
-            || ('\u{2066}'..='\u{2069}').contains(&c);
-        if dangerous {
+        if dangerous(c, &keep) {
             out.push_str(&c.escape_unicode().to_string());
         } else {
             out.push(c);
@@ -88,5 +105,9 @@ mod tests {
             "right-to-left \\u{202e}txt.exe"
         );
         assert_eq!(safe("plain ünïcode"), "plain ünïcode");
+        let json = safe_json("{\"a\": \"x\u{9b}31m\u{202e}y\"}");
+        assert_eq!(json, "{\"a\": \"x\\u009b31m\\u202ey\"}");
+        let back: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(back["a"], "x\u{9b}31m\u{202e}y");
     }
 }

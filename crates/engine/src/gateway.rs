@@ -69,7 +69,14 @@ impl Gateway {
     /// The access workflow (requests, approvals, grants) over this gateway's store and
     /// catalog. Its decisions are enforced from the next query on.
     pub fn workflow(&self) -> Workflow<'_> {
-        self.shared.workflow()
+        self.shared.workflow(None)
+    }
+
+    /// [`Gateway::workflow`] acting for `caller`: a request of theirs is checked against the
+    /// access rules with their own roles and attributes (from their token, say), not only
+    /// those the user directory knows.
+    pub fn workflow_for<'a>(&'a self, caller: &'a Principal) -> Workflow<'a> {
+        self.shared.workflow(Some(caller))
     }
 
     /// Whether `filter` can serve as a grant's row filter on `product` (what

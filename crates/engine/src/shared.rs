@@ -12,8 +12,8 @@ use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::{SessionState, SessionStateBuilder, context::SessionConfig};
-use meshgate_catalog::Catalog;
-use meshgate_governance::{GovernanceStore, Workflow, now_millis};
+use meshgate_catalog::{Catalog, Product};
+use meshgate_governance::{AccessRules, GovernanceStore, Workflow, now_millis};
 use meshgate_lineage::Lineage;
 use meshgate_policy::{PolicySet, UserDirectory};
 use meshgate_protect::{KeyOrigin, MasterKey};
@@ -219,9 +219,15 @@ impl Shared {
         }
     }
 
-    /// The access workflow over this gateway's store and catalog.
-    pub(crate) fn workflow(&self) -> Workflow<'_> {
-        Workflow::new(self.governance.as_ref(), &self.catalog)
+    /// The access workflow over this gateway's store and catalog (see [`Rules`]).
+    pub(crate) fn workflow<'a>(
+        &'a self,
+        caller: Option<&'a meshgate_policy::Principal>,
+    ) -> Workflow<'a> {
+        Workflow::new(self.governance.as_ref(), &self.catalog).with_rules(Rules {
+            shared: self,
+            caller,
+        })
     }
 
     /// What each product's lake holds now (see [`crate::Gateway::lake_status`]).
@@ -262,11 +268,18 @@ impl Shared {
         if fresh(&current, generation, now) {
             return Ok(current);
         }
-        let grants = self
+        let mut grants = self
             .governance
             .grants_in_force(now)
             .await
             .map_err(|e| unavailable(&e))?;
+        // Not in force, so they admit nobody: they only let a denial say why.
+        grants.extend(
+            self.governance
+                .lapsed_grants(now)
+                .await
+                .map_err(|e| unavailable(&e))?,
+        );
         let layered = Arc::new(
             current
                 .with_grants(&self.catalog, grants, generation, now)
@@ -277,5 +290,43 @@ impl Shared {
         self.policies
             .compare_and_swap(&current, Arc::clone(&layered));
         Ok(layered)
+    }
+}
+
+/// The access rules as a workflow consults them: the policy files in force, with the caller's
+/// own principal (roles from its token included) for the caller, and the user directory's
+/// for anyone else (a requester whose request an owner approves). A principal only a token
+/// asserts and who is not the caller is checked by its id alone; its queries are still
+/// refused by any rule that matches its roles.
+pub(crate) struct Rules<'a> {
+    pub(crate) shared: &'a Shared,
+    pub(crate) caller: Option<&'a meshgate_policy::Principal>,
+}
+
+impl AccessRules for Rules<'_> {
+    fn grant_can_open(&self, principal: &str, product: &Product) -> Result<(), String> {
+        let principal = match self.caller.filter(|c| c.id() == principal) {
+            Some(caller) => caller.clone(),
+            None => self
+                .shared
+                .users
+                .principal(principal)
+                .cloned()
+                .unwrap_or_else(|| meshgate_policy::Principal::new(principal)),
+        };
+        match self
+            .shared
+            .policies
+            .load()
+            .closed_by_rule(&principal, product)
+        {
+            Ok(false) => Ok(()),
+            Ok(true) => Err(format!(
+                "a deny rule of the access rules closes `{}` to `{}`, and a deny rule wins over any grant",
+                product.id,
+                principal.id()
+            )),
+            Err(denial) => Err(denial.to_string()),
+        }
     }
 }

@@ -200,7 +200,7 @@ impl SystemSchema {
     }
 
     fn workflow(&self) -> Workflow<'_> {
-        self.scope.shared().workflow()
+        self.scope.shared().workflow(Some(self.scope.principal()))
     }
 
     async fn products(&self) -> Result<Arc<dyn TableProvider>> {

@@ -49,7 +49,7 @@ pub(crate) async fn run(
     body: &[u8],
 ) -> Result<Vec<u8>, Status> {
     let actor = principal.id();
-    let workflow = gateway.workflow();
+    let workflow = gateway.workflow_for(principal);
     let viewer = Gateway::viewer(principal);
     match Action::parse(name, body).map_err(api_status)? {
         Action::RequestAccess(b) => reply::<RequestAccess>(

@@ -32,4 +32,4 @@ pub use meshgate_api::{
 };
 pub use sqlite::SqliteStore;
 pub use store::{AuditFilter, AuditQuery, GovernanceStore, VisibleTo};
-pub use workflow::{AUDITOR_ROLE, Approval, NewRequest, Viewer, Workflow};
+pub use workflow::{AUDITOR_ROLE, AccessRules, Approval, NewRequest, Viewer, Workflow};

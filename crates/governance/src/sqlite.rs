@@ -452,6 +452,20 @@ impl GovernanceStore for SqliteStore {
             .collect()
     }
 
+    async fn lapsed_grants(&self, now: Millis) -> Result<Vec<Grant>, StoreError> {
+        sqlx::query(
+            "SELECT * FROM grants WHERE state = 'suspended' \
+             OR (state IN ('active', 'expired') AND valid_until <= ? AND valid_until > ?) ORDER BY id",
+        )
+        .bind(now)
+        .bind(now - crate::store::LAPSED_WINDOW_DAYS * meshgate_api::DAY_MILLIS)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(grant_from)
+        .collect()
+    }
+
     async fn record_query(&self, a: &AuditRecord) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         let status = match a.decision {

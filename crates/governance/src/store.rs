@@ -53,6 +53,15 @@ pub trait GovernanceStore: Send + Sync + std::fmt::Debug {
     /// Grants in force at `now`, the snapshot the engine layers on the policy files.
     async fn grants_in_force(&self, now: Millis) -> Result<Vec<Grant>, StoreError>;
 
+    /// Grants that are not in force at `now` but explain a denial: suspended ones, and those
+    /// that ran out in the last [`LAPSED_WINDOW_DAYS`] days. They admit nobody; a denial names
+    /// them ("your grant is suspended") instead of saying there is none. A store without them
+    /// (the default) only makes denials less specific.
+    async fn lapsed_grants(&self, now: Millis) -> Result<Vec<Grant>, StoreError> {
+        let _ = now;
+        Ok(Vec::new())
+    }
+
     /// Write a query's audit record durably. The query must not send anything unless this
     /// returned `Ok`.
     async fn record_query(&self, record: &AuditRecord) -> Result<(), StoreError>;
@@ -64,6 +73,9 @@ pub trait GovernanceStore: Send + Sync + std::fmt::Debug {
     /// and the filters itself, so answering "my last 20 queries" never reads the whole log.
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<StoredAudit>, StoreError>;
 }
+
+/// How long after it ran out a grant still explains a denial.
+pub const LAPSED_WINDOW_DAYS: i64 = 90;
 
 /// Which audit records a store read returns. [`crate::Workflow`] builds `visible_to` from
 /// the viewer; the rest is the reader's own narrowing.

@@ -57,11 +57,29 @@ pub struct Approval {
 /// table); `Err` says what is wrong.
 pub type FilterCheck<'a> = &'a (dyn Fn(&Product, &str) -> Result<(), String> + Sync);
 
+/// Whether the access rules in force close a product to a principal whatever a grant says
+/// (a deny line). The engine answers it from its policy files; a request or an approval that
+/// could never take effect is refused up front with that reason.
+pub trait AccessRules: Send + Sync {
+    /// `Err(why)` when no grant could open `product` to `principal`.
+    fn grant_can_open(&self, principal: &str, product: &Product) -> Result<(), String>;
+}
+
 /// The access workflow over a store and the catalog.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct Workflow<'a> {
     store: &'a dyn GovernanceStore,
     catalog: &'a Catalog,
+    rules: Option<std::sync::Arc<dyn AccessRules + 'a>>,
+}
+
+impl std::fmt::Debug for Workflow<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workflow")
+            .field("store", &self.store)
+            .field("rules", &self.rules.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 fn new_id(prefix: &str) -> String {
@@ -70,7 +88,34 @@ fn new_id(prefix: &str) -> String {
 
 impl<'a> Workflow<'a> {
     pub fn new(store: &'a dyn GovernanceStore, catalog: &'a Catalog) -> Self {
-        Self { store, catalog }
+        Self {
+            store,
+            catalog,
+            rules: None,
+        }
+    }
+
+    /// This workflow, refusing requests and approvals that the access rules would make
+    /// pointless (see [`AccessRules`]).
+    pub fn with_rules(self, rules: impl AccessRules + 'a) -> Self {
+        Self {
+            rules: Some(std::sync::Arc::new(rules)),
+            ..self
+        }
+    }
+
+    fn grant_can_open(
+        &self,
+        principal: &str,
+        product: &Product,
+        then: &str,
+    ) -> Result<(), GovernanceError> {
+        match &self.rules {
+            Some(rules) => rules
+                .grant_can_open(principal, product)
+                .map_err(|why| GovernanceError::Conflict(format!("{why}; {then}"))),
+            None => Ok(()),
+        }
     }
 
     fn product(&self, id: &str) -> Result<&'a Product, GovernanceError> {
@@ -125,6 +170,11 @@ impl<'a> Workflow<'a> {
             )));
         }
         let columns = qualify_columns(product, &new.columns)?;
+        self.grant_can_open(
+            requester,
+            product,
+            "a request cannot change that: ask the governance team, or the product's owner, to change the rule",
+        )?;
         let now = now_millis();
         let request = AccessRequest {
             id: new_id("req"),
@@ -196,6 +246,11 @@ impl<'a> Workflow<'a> {
         }
         let product = self.product(&request.product)?;
         self.must_decide(product, actor, "approve this request")?;
+        self.grant_can_open(
+            &request.requester,
+            product,
+            "an approval would not take effect: reject the request, or have the rule changed first",
+        )?;
         let columns = if approval.columns.is_empty() {
             request.columns.clone()
         } else {

@@ -207,26 +207,143 @@ pub struct ServeConfig {
     pub policies_dir: PathBuf,
 }
 
+/// A configuration file that cannot be used: the file, where known the line and column
+/// (1-based) and that line's text, and what is wrong.
 #[derive(Debug, thiserror::Error)]
-#[error("{file}: {message}")]
 pub struct ConfigError {
     pub file: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    /// The line as written in the file (never with a `${VAR}` value substituted, which
+    /// could be a secret).
+    pub source_line: Option<String>,
     pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(column) = self.column {
+                write!(f, ":{column}")?;
+            }
+        }
+        write!(f, ": {}", self.message)?;
+        if let (Some(line), Some(text)) = (self.line, &self.source_line) {
+            write!(f, "\n{line:>5} | {text}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigError {
+    fn at(file: &str, text: &str, offset: Option<usize>, message: String) -> Self {
+        let (line, column, source_line) = match offset {
+            Some(offset) => {
+                let before = &text[..offset.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                let source_line = text.lines().nth(line - 1).map(str::to_string);
+                (Some(line), Some(column), source_line)
+            }
+            None => (None, None, None),
+        };
+        Self {
+            file: file.to_string(),
+            line,
+            column,
+            source_line,
+            message,
+        }
+    }
+}
+
+/// Parse `text` (the file `file`) into its sections, with `${VAR}` references replaced by
+/// the environment's values. The references are substituted inside the parsed string values
+/// (never spliced into the TOML text, where a quote in a value could change the file's
+/// meaning) and the result is parsed again, so an error points at the line and column
+/// as written.
+fn parse_file(file: &str, text: &str) -> Result<FileConfig, ConfigError> {
+    let toml_error = |e: toml::de::Error, text: &str| {
+        let offset = e.span().map(|s| s.start);
+        ConfigError::at(file, text, offset, e.message().trim_end().to_string())
+    };
+    let document = toml::de::DeTable::parse(text).map_err(|e| toml_error(e, text))?;
+    let mut edits = Vec::new();
+    for (_, value) in document.get_ref() {
+        interpolate_spanned(value, &mut edits)
+            .map_err(|(offset, message)| ConfigError::at(file, text, Some(offset), message))?;
+    }
+    let mut rewritten = text.to_string();
+    edits.sort_by_key(|(range, _): &(std::ops::Range<usize>, String)| {
+        std::cmp::Reverse(range.start)
+    });
+    for (range, replacement) in edits {
+        rewritten.replace_range(range, &replacement);
+    }
+    // The substituted values are single-line basic strings, so lines keep their numbers;
+    // the line shown is the original's.
+    toml::from_str::<FileConfig>(&rewritten).map_err(|e| {
+        let mut error = toml_error(e, &rewritten);
+        if let Some(line) = error.line {
+            error.source_line = text.lines().nth(line - 1).map(str::to_string);
+        }
+        error
+    })
+}
+
+/// The edits that replace each string value holding `${VAR}` with a basic string of its
+/// substituted value; `Err((offset, why))` for a reference that cannot be substituted.
+fn interpolate_spanned(
+    value: &toml::Spanned<toml::de::DeValue<'_>>,
+    edits: &mut Vec<(std::ops::Range<usize>, String)>,
+) -> Result<(), (usize, String)> {
+    match value.get_ref() {
+        toml::de::DeValue::String(text) if text.contains("${") => {
+            let substituted = substitute(text, &mut |name| {
+                std::env::var(name).map_err(|_| format!("environment variable `{name}` is not set"))
+            })
+            .map_err(|e| (value.span().start, e))?;
+            edits.push((value.span(), basic_string(&substituted)));
+        }
+        toml::de::DeValue::Array(items) => {
+            for item in items {
+                interpolate_spanned(item, edits)?;
+            }
+        }
+        toml::de::DeValue::Table(table) => {
+            for (_, item) in table {
+                interpolate_spanned(item, edits)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// `text` as a TOML basic string on one line.
+fn basic_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 impl ServeConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let file = path.display().to_string();
-        let err = |message: String| ConfigError {
-            file: file.clone(),
-            message,
-        };
+        let err = |message: String| ConfigError::at(&file, "", None, message);
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        let mut value: toml::Value = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
-        interpolate(&mut value).map_err(&err)?;
-        let mut parsed: FileConfig = value
-            .try_into()
-            .map_err(|e: toml::de::Error| err(e.to_string()))?;
+        let mut parsed = parse_file(&file, &text)?;
         let base = path.parent().unwrap_or(Path::new("."));
         let resolve = |p: &Path| {
             if p.is_absolute() {
@@ -488,21 +605,6 @@ fn collect_references(value: &toml::Value, names: &mut std::collections::BTreeSe
     }
 }
 
-/// Replace `${VAR}` in every string value with the variable's value.
-fn interpolate(value: &mut toml::Value) -> Result<(), String> {
-    match value {
-        toml::Value::String(text) => {
-            *text = substitute(text, &mut |name| {
-                std::env::var(name).map_err(|_| format!("environment variable `{name}` is not set"))
-            })?;
-        }
-        toml::Value::Array(items) => items.iter_mut().try_for_each(interpolate)?,
-        toml::Value::Table(table) => table.iter_mut().try_for_each(|(_, v)| interpolate(v))?,
-        _ => {}
-    }
-    Ok(())
-}
-
 /// `text` with each `${NAME}` replaced by `value(NAME)`: the one reader of references, for
 /// loading a file and for listing what it needs.
 fn substitute(
@@ -527,6 +629,7 @@ fn substitute(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     #[test]
     fn every_section_reads_its_durations_and_sizes_with_one_parser_and_names_a_bad_key() {
@@ -587,19 +690,118 @@ mod tests {
     }
 
     #[test]
-    fn interpolation_is_per_value_and_refuses_unknown_variables() {
-        let mut value: toml::Value =
-            toml::from_str("a = \"x${PATH}y\"\nb = [\"${PATH}\"]").unwrap();
-        interpolate(&mut value).unwrap();
+    fn interpolation_is_per_value_and_errors_point_at_line_and_column() {
         let path = std::env::var("PATH").unwrap();
-        assert_eq!(value["a"].as_str().unwrap(), format!("x{path}y"));
-        let mut value: toml::Value =
-            toml::from_str("a = \"${MESHGATE_SURELY_UNSET_VARIABLE}\"").unwrap();
+        let parsed = parse_file(
+            "m.toml",
+            "products = \"x${PATH}y\"\npolicies = \"${PATH}\"\n",
+        )
+        .unwrap();
+        assert_eq!(parsed.products, PathBuf::from(format!("x{path}y")));
+        // A value with quotes, backslashes and line breaks stays one string: it cannot add keys.
+        let tricky = "a\" \nlisten = \"0.0.0.0:1\\";
+        let document: toml::Table =
+            toml::from_str(&format!("a = {}", basic_string(tricky))).unwrap();
+        assert_eq!(document.len(), 1);
+        assert_eq!(document["a"].as_str(), Some(tricky));
+        // An unset variable: refused at the place of its reference.
+        let unset = parse_file(
+            "m.toml",
+            "products = \"p\"\npolicies = \"${MESHGATE_SURELY_UNSET_VARIABLE}\"\n",
+        )
+        .unwrap_err();
+        assert_eq!((unset.line, unset.column), (Some(2), Some(12)), "{unset}");
         assert!(
-            interpolate(&mut value)
-                .unwrap_err()
-                .contains("MESHGATE_SURELY_UNSET_VARIABLE")
+            unset.message.contains("MESHGATE_SURELY_UNSET_VARIABLE"),
+            "{unset}"
         );
+        // A type error after a substituted value: its own line and column, the line as written.
+        let error = parse_file(
+            "m.toml",
+            "products = \"${PATH}\"\npolicies = \"p\"\n[limits]\nmax_concurrent = \"eight\"\n",
+        )
+        .unwrap_err();
+        assert_eq!((error.line, error.column), (Some(4), Some(18)), "{error}");
+        let shown = error.to_string();
+        assert!(shown.starts_with("m.toml:4:18: "), "{shown}");
+        assert!(shown.contains("max_concurrent = \"eight\""), "{shown}");
+        // A misspelt key, and a syntax error.
+        let error = parse_file(
+            "m.toml",
+            "products = \"p\"\npolicies = \"p\"\nlisen = \"x\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(error.line, Some(3), "{error}");
+        assert!(error.message.contains("lisen"), "{error}");
+        let error = parse_file("m.toml", "products = \"p\"\npolicies = = 1\n").unwrap_err();
+        assert_eq!(error.line, Some(2), "{error}");
+    }
+
+    /// The fields the code accepts in one section, as serde names them when it refuses an
+    /// unknown key there (`expected one of `a`, `b``).
+    fn fields_of(section: &str) -> BTreeSet<String> {
+        let probe = match section {
+            "" => "products = \"p\"\npolicies = \"p\"\nzz_probe = 1\n".to_string(),
+            "auth.jwt" => {
+                "products = \"p\"\npolicies = \"p\"\n[[auth.jwt]]\nzz_probe = 1\n".to_string()
+            }
+            other => format!("products = \"p\"\npolicies = \"p\"\n[{other}]\nzz_probe = 1\n"),
+        };
+        let error = toml::from_str::<FileConfig>(&probe).unwrap_err();
+        let message = error.message();
+        let expected = message
+            .split_once("expected")
+            .unwrap_or_else(|| panic!("[{section}]: {message}"))
+            .1;
+        expected
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn the_reference_documents_every_key() {
+        let doc = include_str!("../../../docs/configuration.md");
+        let sections = [
+            ("## Top level", ""),
+            ("## `[limits]`", "limits"),
+            ("## `[flight]`", "flight"),
+            ("## `[tls]`", "tls"),
+            ("## `[[auth.jwt]]`", "auth.jwt"),
+            ("## `[storage]`", "storage"),
+            ("## `[storage.default]`", "storage.default"),
+            ("## `[audit]`", "audit"),
+            ("## `[lineage]`", "lineage"),
+        ];
+        for (heading, section) in sections {
+            let start = doc
+                .find(heading)
+                .unwrap_or_else(|| panic!("docs/configuration.md has no `{heading}`"));
+            let body = &doc[start + heading.len()..];
+            let body = &body[..body.find("\n## ").unwrap_or(body.len())];
+            let documented: BTreeSet<String> = body
+                .lines()
+                .filter_map(|l| l.strip_prefix("| `"))
+                .filter_map(|l| l.split_once('`'))
+                .map(|(key, _)| key.to_string())
+                .collect();
+            assert_eq!(
+                documented,
+                fields_of(section),
+                "docs/configuration.md, {heading}: the documented keys differ from the code's"
+            );
+        }
+        let example = doc
+            .split("## A complete example")
+            .nth(1)
+            .and_then(|e| e.split("```toml\n").nth(1))
+            .and_then(|e| e.split("\n```").next())
+            .expect("the complete example");
+        let parsed: FileConfig = toml::from_str(example).unwrap();
+        assert_eq!(parsed.auth.jwt.len(), 2);
+        assert_eq!(parsed.storage.products.len(), 3);
     }
 
     const SECTIONS: &str = r#"

@@ -31,6 +31,12 @@
 //! # Ok(()) }
 //! ```
 
+/// The README's Rust snippets, compiled (and so kept true) as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
+
+pub mod check;
 pub mod config;
 
 pub use meshgate_api as api;

@@ -42,21 +42,78 @@ impl fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
+/// Why a caller the access rules do not admit is not admitted: what they can do about it
+/// differs (ask for access, ask for a resumption, ask again, or ask for the rule to change).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotAdmitted {
+    /// Neither the access rules nor a grant in force admit them.
+    NoGrant,
+    /// A deny line of the access rules matches them; no grant can open the product.
+    DeniedByRule {
+        rules_file: String,
+        /// Their grant in force that the rule overrides, if any.
+        grant: Option<String>,
+    },
+    /// Their grant is suspended by the owner.
+    GrantSuspended {
+        grant: String,
+        reason: Option<String>,
+    },
+    /// Their grant ran out.
+    GrantExpired {
+        grant: String,
+        at: meshgate_api::Millis,
+    },
+}
+
+fn not_permitted(principal: &str, product: &str, owner: &str, why: &NotAdmitted) -> String {
+    let how = meshgate_api::how_to_request(product);
+    match why {
+        NotAdmitted::NoGrant => format!(
+            "permission denied: `{principal}` may not read product `{product}`. Request access from {owner}: {how}"
+        ),
+        NotAdmitted::DeniedByRule { rules_file, grant } => {
+            let grant = grant
+                .as_ref()
+                .map(|g| {
+                    format!(" (their grant `{g}` is active, but a deny rule wins over any grant)")
+                })
+                .unwrap_or_default();
+            format!(
+                "permission denied: `{principal}` may not read product `{product}`: a deny rule of the access rules \
+                 (`{rules_file}`) closes it to them{grant}. A grant cannot open it; only a change of that rule can: \
+                 ask the governance team or {owner}"
+            )
+        }
+        NotAdmitted::GrantSuspended { grant, reason } => {
+            let reason = reason
+                .as_ref()
+                .map(|r| format!(" (reason: {r})"))
+                .unwrap_or_default();
+            format!(
+                "permission denied: `{principal}`'s grant `{grant}` on product `{product}` is suspended{reason}. \
+                 Ask {owner} to resume it"
+            )
+        }
+        NotAdmitted::GrantExpired { grant, at } => format!(
+            "permission denied: `{principal}`'s grant `{grant}` on product `{product}` expired at {}. \
+                 Request access again from {owner}: {how}",
+            meshgate_api::iso8601(*at)
+        ),
+    }
+}
+
 /// Why a caller may not read a table. Every variant is a denial: nothing partial is returned.
 /// Messages name the product and say what to do; they never contain data.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Denial {
-    #[error(
-        "permission denied: `{principal}` may not read product `{product}`. Request access from its owner \
-         (team `{team}`: {owners}){contact}: {how}",
-        how = meshgate_api::how_to_request(.product)
-    )]
+    #[error("{}", not_permitted(.principal, .product, .owner, .why))]
     NotPermitted {
         principal: String,
         product: String,
-        team: String,
-        owners: String,
-        contact: String,
+        /// Who decides, and how to reach them: `its owner (team `t`: a, b) via #channel`.
+        owner: String,
+        why: Box<NotAdmitted>,
     },
     #[error(
         "permission denied: product `{product}` has no row/column policy, so nobody may read it; its owner (team `{team}`) must publish one"

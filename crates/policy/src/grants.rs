@@ -32,6 +32,10 @@ pub struct GrantLayer {
     pub(crate) access: Option<AccessControl>,
     /// Grants in force by (principal, product), with their parsed row filters.
     pub(crate) terms: BTreeMap<(String, String), Vec<GrantTerms>>,
+    /// Grants of the snapshot not in force (suspended, or expired), by (principal, product):
+    /// they admit nobody, but a denial says that the caller's grant is suspended or expired
+    /// rather than that they have none.
+    pub(crate) lapsed: BTreeMap<(String, String), Vec<Grant>>,
     /// The store's grant generation this layer was read at.
     pub generation: i64,
     /// The first instant a grant of this layer stops being in force.
@@ -59,7 +63,8 @@ pub fn policy_line(grant: &Grant) -> Vec<String> {
 
 impl GrantLayer {
     /// The layer of `grants` (as of store generation `generation`) over policy files
-    /// `sources`. A grant not in force at `now` is left out, whatever the snapshot says; so
+    /// `sources`. A grant not in force at `now` admits nobody, whatever the snapshot says
+    /// (it only explains a denial); so
     /// is a grant whose row filter does not parse (logged): it admits nobody (fail closed)
     /// rather than admitting without its filter. `files_check_denials`: the files' model is
     /// deny-overrides-allow, so casbin need not load the grants.
@@ -73,7 +78,15 @@ impl GrantLayer {
     ) -> Result<Self, LoadError> {
         let mut terms: BTreeMap<(String, String), Vec<_>> = BTreeMap::new();
         let mut valid_until: Option<Millis> = None;
-        for grant in grants.into_iter().filter(|g| g.in_force(now)) {
+        let mut lapsed: BTreeMap<(String, String), Vec<Grant>> = BTreeMap::new();
+        for grant in grants {
+            if !grant.in_force(now) {
+                lapsed
+                    .entry((grant.principal.clone(), grant.product.clone()))
+                    .or_default()
+                    .push(grant);
+                continue;
+            }
             let filter = match grant.row_filter.as_deref().map(RowFilterTemplate::parse) {
                 None => None,
                 Some(Ok(template)) => Some(template),
@@ -101,6 +114,7 @@ impl GrantLayer {
         Ok(Self {
             access,
             terms,
+            lapsed,
             generation,
             valid_until,
         })

@@ -35,7 +35,7 @@ use std::sync::Arc;
 use meshgate_catalog::Catalog;
 
 pub use access::AccessControl;
-pub use error::{Denial, LoadError};
+pub use error::{Denial, LoadError, NotAdmitted};
 pub use grants::GrantLayer;
 pub use principal::Principal;
 pub use resolve::{

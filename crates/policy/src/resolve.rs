@@ -16,7 +16,7 @@ use meshgate_catalog::{Catalog, Column, Product, Table};
 use sqlparser::ast::Expr;
 
 use crate::access::AccessControl;
-use crate::error::Denial;
+use crate::error::{Denial, NotAdmitted};
 use crate::grants::GrantLayer;
 use crate::principal::Principal;
 use crate::rules::{FilterKind, ProductPolicy};
@@ -343,11 +343,10 @@ impl PolicySet {
         }
         // Not by the files; by a grant in force? Only if no deny line of the files matches
         // (see `grants.rs`).
+        let key = (principal.id().to_string(), product.id.clone());
+        let mut why = NotAdmitted::NoGrant;
         if let Some(layer) = &self.grants {
-            let terms = layer
-                .terms
-                .get(&(principal.id().to_string(), product.id.clone()))
-                .filter(|t| !t.is_empty());
+            let terms = layer.terms.get(&key).filter(|t| !t.is_empty());
             if let Some(terms) = terms {
                 let denied = self.access.denies(&subjects, &product.domain, &product.id);
                 let admitted = match (denied, &layer.access) {
@@ -361,7 +360,35 @@ impl PolicySet {
                 if admitted {
                     return Ok((subjects, Entry::Grants(terms)));
                 }
+                why = NotAdmitted::DeniedByRule {
+                    rules_file: self.rules_file_name(),
+                    grant: terms.first().map(|(g, _)| g.id.clone()),
+                };
+            } else if let Some(lapsed) = layer.lapsed.get(&key) {
+                // The most recent of the caller's grants explains the denial.
+                if let Some(grant) = lapsed
+                    .iter()
+                    .max_by_key(|g| g.changed_at.max(g.valid_until))
+                {
+                    why = if grant.state == meshgate_api::GrantState::Suspended {
+                        NotAdmitted::GrantSuspended {
+                            grant: grant.id.clone(),
+                            reason: grant.change_reason.clone(),
+                        }
+                    } else {
+                        NotAdmitted::GrantExpired {
+                            grant: grant.id.clone(),
+                            at: grant.valid_until,
+                        }
+                    };
+                }
             }
+        }
+        if why == NotAdmitted::NoGrant && self.closed_by_rule(principal, product)? {
+            why = NotAdmitted::DeniedByRule {
+                rules_file: self.rules_file_name(),
+                grant: None,
+            };
         }
         let contact = product
             .support
@@ -374,10 +401,42 @@ impl PolicySet {
         Err(Denial::NotPermitted {
             principal: principal.id().to_string(),
             product: product.id.clone(),
-            team: product.owner.team.clone(),
-            owners: product.owner.owners.join(", "),
-            contact,
+            owner: format!(
+                "its owner (team `{}`: {}){contact}",
+                product.owner.team,
+                product.owner.owners.join(", ")
+            ),
+            why: Box::new(why),
         })
+    }
+
+    /// The access rules' file name, without the directory it was read from (a denial goes to
+    /// the caller, who has no business with the gateway's paths).
+    fn rules_file_name(&self) -> String {
+        let name = &self.sources.access_rules.name;
+        std::path::Path::new(name)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| name.clone())
+    }
+
+    /// Does a deny line of the access rules close `product` to `principal`, so that no grant
+    /// could admit them? `false` when the model's effect is not deny-overrides-allow (the
+    /// question has no answer apart from casbin's whole decision).
+    pub fn closed_by_rule(&self, principal: &Principal, product: &Product) -> Result<bool, Denial> {
+        if !principal.is_well_formed() {
+            return Err(Denial::MalformedPrincipal {
+                principal: principal.id().to_string(),
+            });
+        }
+        let subjects = self.access.subjects(principal, &product.domain);
+        match self.access.denies(&subjects, &product.domain, &product.id) {
+            Some(denied) => denied.map_err(|reason| Denial::EngineFailure {
+                product: product.id.clone(),
+                reason,
+            }),
+            None => Ok(false),
+        }
     }
 
     /// Resolve what `principal` sees of one table. Any doubt is a [`Denial`].

@@ -1,5 +1,5 @@
 //! The reference mesh's policies, resolved for every principal, against the table in
-//! `shared/reference-mesh.md` ("What each principal sees"). Also: load errors name file,
+//! `docs/reference-mesh.md` ("What each principal sees"). Also: load errors name file,
 //! line and rule.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers panic to fail the test

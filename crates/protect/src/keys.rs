@@ -85,6 +85,15 @@ impl MasterKey {
         Ok(Self { bytes, origin })
     }
 
+    /// A new random key (32 bytes from a CSPRNG seeded by the operating system), hex-encoded as
+    /// [`MasterKey::from_file`] and [`MASTER_KEY_ENV`] read it: what `meshgate keygen` writes.
+    pub fn generate_hex() -> Zeroizing<String> {
+        use rand::RngCore;
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        rand::rng().fill_bytes(bytes.as_mut());
+        Zeroizing::new(hex::encode(bytes.as_ref()))
+    }
+
     /// Read the key from [`MASTER_KEY_ENV`]. `Ok(None)` when the variable is not set.
     pub fn from_env() -> Result<Option<Self>, KeyError> {
         match std::env::var(MASTER_KEY_ENV) {
@@ -196,6 +205,14 @@ mod tests {
             key.token_key("reference").bytes(),
             key.token_key("reference").bytes()
         );
+    }
+
+    #[test]
+    fn generated_keys_load_and_differ() {
+        let (a, b) = (MasterKey::generate_hex(), MasterKey::generate_hex());
+        assert_eq!(a.len(), 64);
+        assert_ne!(*a, *b);
+        assert!(MasterKey::from_hex(&a, "test", KeyOrigin::File).is_ok());
     }
 
     #[test]

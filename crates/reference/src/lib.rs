@@ -1,4 +1,4 @@
-//! The reference mesh of `shared/reference-mesh.md`: three products in three buckets, six
+//! The reference mesh of `docs/reference-mesh.md`: three products in three buckets, six
 //! principals, and deterministic data (same bytes on every machine).
 //!
 //! The manifests and policies are the repository's own files (`products/`, `policies/`),
@@ -173,19 +173,25 @@ impl std::fmt::Debug for DataFile {
 /// The reference data: every Parquet file of every product, generated deterministically
 /// (the same bytes on every machine).
 pub fn data_files() -> Result<Vec<DataFile>, ReferenceError> {
+    data_files_with(&|_| {})
+}
+
+/// What a long step reports as it goes (`generating markets.trades`): the demo prints it.
+pub type Progress<'a> = &'a (dyn Fn(&str) + Sync);
+
+/// [`data_files`], reporting each table as it is generated.
+pub fn data_files_with(progress: Progress<'_>) -> Result<Vec<DataFile>, ReferenceError> {
+    type Generate = fn() -> Result<RecordBatch, ReferenceError>;
     let catalog = catalog()?;
     let mut out = Vec::new();
-    for (domain, table, batch, rows_per_file, rows_per_group) in [
-        (
-            "reference",
-            "counterparties",
-            counterparties()?,
-            10_000,
-            4_000,
-        ),
-        ("payments", "transactions", transactions()?, 100_000, 20_000),
-        ("markets", "trades", trades()?, 25_000, 10_000),
-    ] {
+    let tables: [(&str, &str, Generate, usize, usize); 3] = [
+        ("reference", "counterparties", counterparties, 10_000, 4_000),
+        ("payments", "transactions", transactions, 100_000, 20_000),
+        ("markets", "trades", trades, 25_000, 10_000),
+    ];
+    for (domain, table, generate, rows_per_file, rows_per_group) in tables {
+        progress(&format!("generating {domain}.{table}"));
+        let batch = generate()?;
         let (product, table_def) = catalog
             .table(domain, table)
             .ok_or_else(|| ReferenceError::Invalid(format!("{domain}.{table}")))?;
@@ -213,6 +219,14 @@ const MARKER: &str = ".meshgate-reference";
 pub async fn upload(
     store_for: impl Fn(&str) -> Result<Arc<dyn ObjectStore>, ReferenceError>,
 ) -> Result<Generated, ReferenceError> {
+    upload_with(store_for, &|_| {}).await
+}
+
+/// [`upload`], reporting its steps.
+pub async fn upload_with(
+    store_for: impl Fn(&str) -> Result<Arc<dyn ObjectStore>, ReferenceError>,
+    progress: Progress<'_>,
+) -> Result<Generated, ReferenceError> {
     let catalog = catalog()?;
     let upload_error = |bucket: &str, e: object_store::Error| ReferenceError::Upload {
         bucket: bucket.to_string(),
@@ -235,7 +249,16 @@ pub async fn upload(
     if complete {
         return Ok(Generated::Reused);
     }
-    for file in data_files()? {
+    let files = data_files_with(progress)?;
+    let (count, total) = (
+        files.len(),
+        files.iter().map(|f| f.bytes.len()).sum::<usize>(),
+    );
+    progress(&format!(
+        "uploading {count} files ({:.1} MB)",
+        total as f64 / 1e6
+    ));
+    for file in files {
         store_for(&file.bucket)?
             .put(
                 &ObjectPath::from(file.key.as_str()),
@@ -301,6 +324,11 @@ pub fn reader_key(bucket: &str) -> String {
 /// it is not there yet, and configure a gateway to read it over HTTP with one key per
 /// bucket. Secret keys are random for each start and never written anywhere.
 pub async fn demo(data_dir: &Path) -> Result<Demo, ReferenceError> {
+    demo_with(data_dir, &|_| {}).await
+}
+
+/// [`demo`], reporting the first run's generation and upload as it goes.
+pub async fn demo_with(data_dir: &Path, progress: Progress<'_>) -> Result<Demo, ReferenceError> {
     let catalog = catalog()?;
     let root = data_dir.join("s3");
     let buckets: Vec<String> = catalog
@@ -357,8 +385,11 @@ pub async fn demo(data_dir: &Path) -> Result<Demo, ReferenceError> {
         message: e.to_string(),
     })?
     .map_err(io(data_dir))?;
-    let generated =
-        upload(|bucket| s3_store(&endpoint, bucket, &seeder.access_key, &seeder.secret_key)).await;
+    let generated = upload_with(
+        |bucket| s3_store(&endpoint, bucket, &seeder.access_key, &seeder.secret_key),
+        progress,
+    )
+    .await;
     drop(lock);
     let generated = generated?;
 

@@ -433,7 +433,14 @@ fn open_product(
         Some(StorageKind::Local) => {
             let path = settings.path.as_deref().ok_or_else(|| err("a local lake needs `path`".into()))?;
             let path = std::path::PathBuf::from(expand(path));
-            std::fs::create_dir_all(&path).map_err(|e| err(format!("cannot create {}: {e}", path.display())))?;
+            // Never created here: a mistyped path would otherwise serve empty tables.
+            if !path.is_dir() {
+                return Err(err(format!(
+                    "the local lake `{}` does not exist or is not a directory (`path` in [storage]); \
+                     create it and put the product's files under it",
+                    path.display()
+                )));
+            }
             let store = LocalFileSystem::new_with_prefix(&path).map_err(|e| err(e.to_string()))?;
             Ok(ProductLake {
                 product: product.id.clone(),

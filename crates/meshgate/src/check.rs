@@ -1,0 +1,77 @@
+//! What a gateway would start with that still needs its operator: the warnings `meshgate
+//! check` reports and `meshgate serve` prints at start. Everything that is an error (a file
+//! that does not parse, a policy naming an unknown column, a missing lake directory) already
+//! stops [`crate::config::ServeConfig::load`] or [`Gateway::open`]; these are the states that
+//! start but serve less than the operator meant.
+
+use meshgate_engine::Gateway;
+
+/// One thing to look at, about one product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    pub product: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.product, self.message)
+    }
+}
+
+/// The warnings about `gateway`'s products: no product policy (everyone is denied), a
+/// column hidden from every reader because it has no classification and no rule names it,
+/// a lake that cannot be read or holds no file of the product's tables (empty tables), and
+/// files left out of every scan.
+pub async fn warnings(gateway: &Gateway) -> Vec<Warning> {
+    let policies = gateway.policies();
+    let mut out = Vec::new();
+    for product in gateway.catalog().products() {
+        let Some(policy) = policies.product_policy(&product.id) else {
+            out.push(Warning {
+                product: product.id.clone(),
+                message: format!(
+                    "no product policy (policies/products/{}.toml): every query of it is denied",
+                    product.id
+                ),
+            });
+            continue;
+        };
+        for table in product.tables.iter().filter(|t| !t.is_view()) {
+            for column in &table.columns {
+                let ruled = policy
+                    .columns
+                    .iter()
+                    .any(|r| r.table == table.name && r.column == column.name);
+                if column.classification.is_none() && column.tags.is_empty() && !ruled {
+                    out.push(Warning {
+                        product: product.id.clone(),
+                        message: format!(
+                            "column `{}.{}` has no classification and no rule: it is hidden from every reader \
+                             (classify it `internal` or `public` in the contract to show it, or give it a rule)",
+                            table.name, column.name
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    for lake in gateway.lake_status().await {
+        let warn = |message: String| Warning {
+            product: lake.product.clone(),
+            message,
+        };
+        match &lake.error {
+            Some(error) => out.push(warn(format!("its lake cannot be read: {error}"))),
+            None if lake.files == 0 => out.push(warn(format!(
+                "no data files in bucket `{}` for its tables: queries return empty tables",
+                lake.bucket
+            ))),
+            None => {}
+        }
+        for (file, reason) in &lake.refused_files {
+            out.push(warn(format!("file `{file}` is not served: {reason}")));
+        }
+    }
+    out
+}
