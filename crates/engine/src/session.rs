@@ -97,6 +97,14 @@ impl Session {
         sql: &str,
         params: Option<&[ScalarValue]>,
     ) -> Result<Query, GatewayError> {
+        erased(self.plan_query(sql, params)).await
+    }
+
+    async fn plan_query(
+        &self,
+        sql: &str,
+        params: Option<&[ScalarValue]>,
+    ) -> Result<Query, GatewayError> {
         let admission = self.shared.admission();
         let deadline = admission
             .limits()
@@ -158,6 +166,14 @@ impl Session {
         sql: &str,
         params: Option<&[ScalarValue]>,
     ) -> Result<Prepared, GatewayError> {
+        erased(self.plan_prepared(sql, params)).await
+    }
+
+    async fn plan_prepared(
+        &self,
+        sql: &str,
+        params: Option<&[ScalarValue]>,
+    ) -> Result<Prepared, GatewayError> {
         let admission = self.shared.admission();
         let deadline = admission
             .limits()
@@ -204,21 +220,37 @@ impl Session {
     /// same source (see [`crate::listing`]). Empty when no policy version can be had (the
     /// governance store is down): nothing is visible.
     pub async fn listing(&self) -> Listing {
-        let Ok(scope) = self.scope().await else {
-            return Listing::default();
-        };
-        let mut tables = listing::tables(&scope).await;
-        let schemas = listing::schemas(&scope);
-        tables.extend(system::listing(scope).await);
-        Listing { schemas, tables }
+        erased(async {
+            let Ok(scope) = self.scope().await else {
+                return Listing::default();
+            };
+            let mut tables = listing::tables(&scope).await;
+            let schemas = listing::schemas(&scope);
+            tables.extend(system::listing(scope).await);
+            Listing { schemas, tables }
+        })
+        .await
     }
 
     /// Every table and view this principal may read, with the columns it sees (the product
     /// part of [`Session::listing`]).
     pub async fn tables(&self) -> Vec<VisibleTable> {
-        match self.scope().await {
-            Ok(scope) => listing::tables(&scope).await,
-            Err(_) => Vec::new(),
-        }
+        erased(async {
+            match self.scope().await {
+                Ok(scope) => listing::tables(&scope).await,
+                Err(_) => Vec::new(),
+            }
+        })
+        .await
     }
+}
+
+/// `future` behind a `dyn Future + Send` box. The public async methods await their work
+/// through it so that their futures' types stay small: a calling crate (the Flight server,
+/// which needs every future `Send`) then proves `Send` of one box, not again through every
+/// layer of planning and DataFusion beneath it (see also `shared::Template`).
+fn erased<'a, T>(
+    future: impl std::future::Future<Output = T> + Send + 'a,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>> {
+    Box::pin(future)
 }

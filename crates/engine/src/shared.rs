@@ -26,6 +26,21 @@ use crate::lake_table::{LakeTable, RawTables};
 use crate::limits::{Admission, YieldAfterJoins};
 use crate::names::{CATALOG, SYSTEM_SCHEMA};
 
+/// DataFusion's session template, behind a trait object for the compiler's sake: a
+/// `SessionState` reaches `LogicalPlan` (its prepared plans), a recursive type whose `Send`
+/// and `Sync` the compiler derives again from scratch wherever a future holding the gateway
+/// must be `Send`: in each Flight method, some 4 s of type checking apiece (170 s for the
+/// Flight crate). Behind `dyn Template` the answer is the trait's bound, proven once here.
+trait Template: Send + Sync + std::fmt::Debug {
+    fn state(&self) -> &SessionState;
+}
+
+impl Template for SessionState {
+    fn state(&self) -> &SessionState {
+        self
+    }
+}
+
 /// Functions consumers may not call: they describe the deployment, not the mesh.
 const HIDDEN_FUNCTIONS: &[&str] = &["version"];
 
@@ -41,8 +56,8 @@ pub(crate) struct Shared {
     /// query gets its own object store registry on top, to count its own requests.
     runtime: Arc<RuntimeEnv>,
     /// A fully configured DataFusion session (functions, options) that every query's state
-    /// is copied from.
-    template: SessionState,
+    /// is copied from (see [`Template`] for why it is behind a trait object).
+    template: Box<dyn Template>,
     /// The raw (unprotected) scan of each product table. Never registered in any catalog:
     /// reachable only through a `ProtectedTable`.
     raw_tables: RawTables,
@@ -149,7 +164,7 @@ impl Shared {
             master_key: config.master_key,
             lakes,
             runtime,
-            template,
+            template: Box::new(template),
             raw_tables,
             admission: Admission::new(config.limits),
             governance,
@@ -190,7 +205,7 @@ impl Shared {
     }
 
     pub(crate) fn template(&self) -> &SessionState {
-        &self.template
+        self.template.state()
     }
 
     pub(crate) fn admission(&self) -> &Admission {
@@ -212,7 +227,7 @@ impl Shared {
     /// What compiling a caller's policy into a protected table takes.
     pub(crate) fn compiler(&self) -> Compiler<'_> {
         Compiler {
-            template: &self.template,
+            template: self.template.state(),
             raw_tables: &self.raw_tables,
             lakes: &self.lakes,
             master_key: &self.master_key,
