@@ -375,6 +375,31 @@ fn configuration_errors_name_file_line_and_column() {
     );
 }
 
+/// A port in use fails the demo at once, before any data is generated.
+#[test]
+fn demo_on_a_port_in_use_fails_before_generating_anything() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let data = tempfile::tempdir().unwrap();
+    let output = meshgate()
+        .args([
+            "demo",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&port.to_string()), "{stderr}");
+    assert!(
+        std::fs::read_dir(data.path()).unwrap().next().is_none(),
+        "nothing generated into the data directory"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_answers_for_a_serving_gateway_only() {
     let server = flight::default_server().await;
