@@ -107,7 +107,7 @@ def test_the_access_loop_from_the_cli(server):
     assert PRODUCT in out and "false" in out
 
     code, out, err = cli(server, "intern", "access", "request", PRODUCT, "--purpose", "KYC sample",
-                         "--columns", "counterparty_id,country", "--days", "7")
+                         "--columns", "counterparty_id,country", "--days", "7", "--output", "json")
     assert code == 0, err
     request_id = json.loads(out)["id"]
 
@@ -118,7 +118,7 @@ def test_the_access_loop_from_the_cli(server):
     assert code == 0, err
     assert request_id in out and "pending" in out
 
-    code, out, err = cli(server, "ref-owner", "access", "approve", request_id, "--days", "3")
+    code, out, err = cli(server, "ref-owner", "access", "approve", request_id, "--days", "3", "-o", "json")
     assert code == 0, err
     grant_id = json.loads(out)["grant"]["id"]
     try:
@@ -127,7 +127,8 @@ def test_the_access_loop_from_the_cli(server):
         assert code == 0, err
         assert "country" in out and "legal_name" not in out, "only the granted columns are visible"
     finally:
-        code, out, err = cli(server, "ref-owner", "access", "revoke", grant_id, "--reason", "sample taken")
+        code, out, err = cli(server, "ref-owner", "access", "revoke", grant_id, "--reason", "sample taken",
+                             "-o", "json")
         assert code == 0, err
     assert json.loads(out)["state"] == "revoked"
     assert "may not read product" in error_of(server, "intern", f"SELECT count(*) FROM {PRODUCT}")
