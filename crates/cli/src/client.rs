@@ -160,14 +160,11 @@ impl Client {
                 "`--ca` and `--cert` need TLS: use `--tls` or a grpc+tls:// address (not {uri})"
             ));
         }
+        // A refused or unreachable connection is not about TLS: a plain client reaching a
+        // TLS port connects, and its first call fails (see `failed`).
         let channel = endpoint.connect().await.map_err(|e| {
-            let hint = if tls {
-                ""
-            } else {
-                " (if it serves TLS, add --tls)"
-            };
             format!(
-                "cannot reach the gateway at {}: {}{hint}",
+                "cannot reach the gateway at {}: {}",
                 target.server,
                 transport_text(&e)
             )

@@ -850,7 +850,7 @@ async fn check(path: &std::path::Path, strict: bool) -> Result<ExitCode, String>
     config.governance = meshgate::Governance::Sqlite(scratch.join("check.db"));
     let opened = Gateway::open(config).await;
     let warnings = match &opened {
-        Ok(gateway) => meshgate::check::warnings(gateway).await,
+        Ok(gateway) => meshgate::check::warnings(gateway, &gateway.lake_status().await),
         Err(_) => Vec::new(),
     };
     let _ = std::fs::remove_dir_all(&scratch);
@@ -883,7 +883,9 @@ async fn serve(
     if let Some(dir) = policies_dir {
         tokio::spawn(reload_on_hangup(gateway.clone(), dir));
     }
-    for lake in gateway.lake_status().await {
+    // Listed once: the lines below and the warnings after them.
+    let lakes = gateway.lake_status().await;
+    for lake in &lakes {
         if lake.error.is_none() && lake.files > 0 {
             println!(
                 "  {}: {} files, {} bytes in bucket {}{}",
@@ -897,7 +899,7 @@ async fn serve(
             );
         }
     }
-    for warning in meshgate::check::warnings(&gateway).await {
+    for warning in meshgate::check::warnings(&gateway, &lakes) {
         eprintln!("  warning: {}", terminal::safe(&warning.to_string()));
     }
     let addr = listener.local_addr().map_err(|e| e.to_string())?;

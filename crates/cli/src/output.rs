@@ -2,7 +2,10 @@
 //! (`--output`). Times are ISO 8601 in UTC in every format, and every string is made safe
 //! for a terminal first (see [`crate::terminal`]), whatever the format.
 
-use arrow::array::RecordBatch;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use serde_json::Value;
 
@@ -120,36 +123,33 @@ pub fn iso_times(value: &mut Value) {
     }
 }
 
-/// A governance record (an action's reply) as `format`: `field: value` lines for people,
-/// the JSON object for scripts.
+/// A governance record (an action's reply) as `format`: `field | value` lines for people
+/// (as [`vertical`] shows a row), the JSON object for scripts, one CSV row under its header.
+/// Nested fields are named with dots (`grant.valid_until`).
 pub fn record(mut value: Value, format: Output) -> Result<String, String> {
     iso_times(&mut value);
-    match format {
-        Output::Json => Ok(terminal::safe_json(
+    if format == Output::Json {
+        return Ok(terminal::safe_json(
             &serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?,
-        )),
-        Output::Table | Output::Csv => {
-            let mut lines = Vec::new();
-            flatten("", &value, &mut lines);
-            let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-            if format == Output::Csv {
-                let (names, values): (Vec<_>, Vec<_>) = lines.into_iter().unzip();
-                let quote = |s: &String| {
-                    if s.contains([',', '"', '\n']) {
-                        format!("\"{}\"", s.replace('"', "\"\""))
-                    } else {
-                        s.clone()
-                    }
-                };
-                let row = |cells: &[String]| cells.iter().map(quote).collect::<Vec<_>>().join(",");
-                return Ok(format!("{}\n{}", row(&names), row(&values)));
-            }
-            Ok(lines
-                .iter()
-                .map(|(k, v)| format!("{k:width$} | {v}"))
-                .collect::<Vec<_>>()
-                .join("\n"))
-        }
+        ));
+    }
+    let mut fields = Vec::new();
+    flatten("", &value, &mut fields);
+    let (names, values): (Vec<_>, Vec<_>) = fields.into_iter().unzip();
+    let schema = Schema::new(
+        names
+            .iter()
+            .map(|n| Field::new(n, DataType::Utf8, false))
+            .collect::<Vec<_>>(),
+    );
+    let columns = values
+        .into_iter()
+        .map(|v| Arc::new(StringArray::from(vec![v])) as ArrayRef)
+        .collect();
+    let row = RecordBatch::try_new(Arc::new(schema), columns).map_err(|e| e.to_string())?;
+    match format {
+        Output::Csv => rows(&[row], Output::Csv),
+        _ => vertical(&[row]),
     }
 }
 
@@ -166,7 +166,7 @@ fn flatten(prefix: &str, value: &Value, out: &mut Vec<(String, String)>) {
             }
         }
         Value::Null => out.push((prefix.to_string(), String::new())),
-        Value::String(text) => out.push((prefix.to_string(), terminal::safe_cell(text))),
+        Value::String(text) => out.push((prefix.to_string(), text.clone())),
         Value::Array(items) => {
             let items: Vec<String> = items
                 .iter()
@@ -175,7 +175,7 @@ fn flatten(prefix: &str, value: &Value, out: &mut Vec<(String, String)>) {
                     other => other.to_string(),
                 })
                 .collect();
-            out.push((prefix.to_string(), terminal::safe_cell(&items.join(", "))));
+            out.push((prefix.to_string(), items.join(", ")));
         }
         other => out.push((prefix.to_string(), other.to_string())),
     }
@@ -184,10 +184,9 @@ fn flatten(prefix: &str, value: &Value, out: &mut Vec<(String, String)>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
-    use arrow::array::{Int64Array, StringArray, TimestampMillisecondArray};
-    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use arrow::array::{Int64Array, TimestampMillisecondArray};
+    use arrow::datatypes::TimeUnit;
 
     fn batch() -> RecordBatch {
         let schema = Schema::new(vec![

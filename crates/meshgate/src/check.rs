@@ -5,6 +5,7 @@
 //! start but serve less than the operator meant.
 
 use meshgate_engine::Gateway;
+use meshgate_storage::LakeStatus;
 
 /// One thing to look at, about one product.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,9 +22,10 @@ impl std::fmt::Display for Warning {
 
 /// The warnings about `gateway`'s products: no product policy (everyone is denied), a
 /// column hidden from every reader because it has no classification and no rule names it,
-/// a lake that cannot be read or holds no file of the product's tables (empty tables), and
-/// files left out of every scan.
-pub async fn warnings(gateway: &Gateway) -> Vec<Warning> {
+/// and, from `lakes` (what [`Gateway::lake_status`] found, read once by the caller), a lake
+/// that cannot be read or holds no file of the product's tables (empty tables), and files
+/// left out of every scan.
+pub fn warnings(gateway: &Gateway, lakes: &[LakeStatus]) -> Vec<Warning> {
     let policies = gateway.policies();
     let mut out = Vec::new();
     for product in gateway.catalog().products() {
@@ -56,7 +58,7 @@ pub async fn warnings(gateway: &Gateway) -> Vec<Warning> {
             }
         }
     }
-    for lake in gateway.lake_status().await {
+    for lake in lakes {
         let warn = |message: String| Warning {
             product: lake.product.clone(),
             message,

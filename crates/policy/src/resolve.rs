@@ -384,7 +384,7 @@ impl PolicySet {
                 }
             }
         }
-        if why == NotAdmitted::NoGrant && self.closed_by_rule(principal, product)? {
+        if why == NotAdmitted::NoGrant && self.deny_line_matches(&subjects, product)? {
             why = NotAdmitted::DeniedByRule {
                 rules_file: self.rules_file_name(),
                 grant: None,
@@ -429,8 +429,11 @@ impl PolicySet {
                 principal: principal.id().to_string(),
             });
         }
-        let subjects = self.access.subjects(principal, &product.domain);
-        match self.access.denies(&subjects, &product.domain, &product.id) {
+        self.deny_line_matches(&self.access.subjects(principal, &product.domain), product)
+    }
+
+    fn deny_line_matches(&self, subjects: &SubjectSet, product: &Product) -> Result<bool, Denial> {
+        match self.access.denies(subjects, &product.domain, &product.id) {
             Some(denied) => denied.map_err(|reason| Denial::EngineFailure {
                 product: product.id.clone(),
                 reason,
