@@ -174,6 +174,18 @@ struct Address {
     ca: Option<PathBuf>,
 }
 
+impl Address {
+    /// Where to connect, presenting `identity` (a certificate and its key) if given.
+    fn target(&self, identity: Option<(PathBuf, PathBuf)>) -> Target {
+        Target {
+            server: self.server.clone(),
+            tls: self.tls,
+            ca: self.ca.clone(),
+            identity,
+        }
+    }
+}
+
 /// How the client commands reach a gateway and who they act as.
 #[derive(clap::Args)]
 struct Connection {
@@ -202,12 +214,7 @@ struct Connection {
 
 impl Connection {
     async fn client(&self) -> Result<Client, String> {
-        let target = Target {
-            server: self.address.server.clone(),
-            tls: self.address.tls,
-            ca: self.address.ca.clone(),
-            identity: self.cert.clone().zip(self.key.clone()),
-        };
+        let target = self.address.target(self.cert.clone().zip(self.key.clone()));
         // A token wins over a password; a certificate alone names the principal.
         let credentials = match (&self.token, &self.user, &self.password) {
             (Some(token), _, _) => Credentials::Token(token.clone()),
@@ -761,12 +768,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Health { address } => {
-            let target = Target {
-                server: address.server,
-                tls: address.tls,
-                ca: address.ca,
-                identity: None,
-            };
+            let target = address.target(None);
             Client::probe(&target).await?;
             println!("ok: a gateway answers at {}", target.server);
             Ok(ExitCode::SUCCESS)
