@@ -38,7 +38,7 @@ impl MemoryStore {
     fn state(&self) -> Result<MutexGuard<'_, State>, StoreError> {
         self.state
             .lock()
-            .map_err(|_| StoreError("the store's lock is poisoned".into()))
+            .map_err(|_| StoreError::Other("the store's lock is poisoned".into()))
     }
 }
 

@@ -20,3 +20,4 @@ mod lakes;
 mod layers;
 mod policies;
 mod reference_mesh;
+mod store;

@@ -266,6 +266,7 @@ pub async fn gateway(
         parquet_pushdown: false,
         governance: Governance::Sqlite(state_dir.join("meshgate.db")),
         audit: AuditSettings::default(),
+        replica: None,
         lineage: LineageConfig::default(),
     };
     Gateway::open(config)

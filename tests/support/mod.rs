@@ -5,5 +5,6 @@
 pub mod flight;
 pub mod grants;
 pub mod pki;
+pub mod postgres;
 pub mod truth;
 pub mod views;

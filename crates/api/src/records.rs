@@ -176,6 +176,10 @@ pub struct AuditRecord {
     pub decision: Decision,
     pub tables: Vec<AuditTable>,
     pub error: Option<String>,
+    /// The gateway replica that answered (`replica` in `meshgate.toml`): with several replicas
+    /// on one store, which process ran the query under which policy version.
+    #[serde(default)]
+    pub replica: Option<String>,
 }
 
 impl AuditRecord {

@@ -80,6 +80,7 @@ impl Auditor<'_> {
             decision,
             tables,
             error,
+            replica: self.shared.replica().map(str::to_string),
         }
     }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use meshgate_catalog::Catalog;
-use meshgate_governance::{GovernanceStore, SqliteStore};
+use meshgate_governance::{GovernanceStore, PostgresOptions, PostgresStore, SqliteStore};
 use meshgate_lineage::LineageConfig;
 use meshgate_policy::{PolicySources, UserDirectory};
 use meshgate_protect::MasterKey;
@@ -43,6 +43,9 @@ pub struct GatewayConfig {
     /// queries are refused.
     pub governance: Governance,
     pub audit: AuditSettings,
+    /// This gateway's name among the replicas that share one store, written on each of its
+    /// audit records (`None`: records name no replica).
+    pub replica: Option<String>,
     /// OpenLineage events for every query (off unless a file or URL is set).
     pub lineage: LineageConfig,
 }
@@ -52,6 +55,8 @@ pub struct GatewayConfig {
 pub enum Governance {
     /// The embedded default: a SQLite file (created, and migrated, on open).
     Sqlite(PathBuf),
+    /// A PostgreSQL database that every replica of the gateway shares (migrated on open).
+    Postgres(PostgresOptions),
     /// A store opened by the embedding application.
     Store(Arc<dyn GovernanceStore>),
 }
@@ -64,6 +69,12 @@ impl Governance {
                 .await
                 .map(|s| Arc::new(s) as Arc<dyn GovernanceStore>)
                 .map_err(|e| GatewayError::Config(e.to_string())),
+            Self::Postgres(options) => PostgresStore::open(&options)
+                .await
+                .map(|s| Arc::new(s) as Arc<dyn GovernanceStore>)
+                .map_err(|e| {
+                    GatewayError::Config(format!("PostgreSQL store at {}: {e}", options.url))
+                }),
         }
     }
 }

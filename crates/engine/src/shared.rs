@@ -65,6 +65,7 @@ pub(crate) struct Shared {
     admission: Admission,
     governance: Arc<dyn GovernanceStore>,
     audit: AuditSettings,
+    replica: Option<String>,
     lineage: Option<Lineage>,
     /// Held while the grants in force are re-read, so concurrent queries re-read once.
     grant_refresh: tokio::sync::Mutex<()>,
@@ -169,6 +170,7 @@ impl Shared {
             admission: Admission::new(config.limits),
             governance,
             audit: config.audit,
+            replica: config.replica,
             lineage,
             grant_refresh: tokio::sync::Mutex::new(()),
         })
@@ -214,6 +216,10 @@ impl Shared {
 
     pub(crate) fn governance(&self) -> &Arc<dyn GovernanceStore> {
         &self.governance
+    }
+
+    pub(crate) fn replica(&self) -> Option<&str> {
+        self.replica.as_deref()
     }
 
     pub(crate) fn audit_settings(&self) -> &AuditSettings {

@@ -12,14 +12,19 @@
 //!   result batch leaves (the engine refuses the query if the write fails);
 //! - **data flows** ([`flows()`]): the audit folded into product -> consumer app edges;
 //! - **the store** ([`GovernanceStore`]): a small trait with an embedded SQLite default
-//!   ([`SqliteStore`], versioned migrations). The engine reads the grants in force from it and
-//!   hands the policy crate a snapshot.
+//!   ([`SqliteStore`]) and a PostgreSQL store that many gateway replicas share
+//!   ([`PostgresStore`]), each with versioned migrations. The engine reads the grants in force
+//!   from it and hands the policy crate a snapshot.
 //!
 //! It decides nothing about rows and columns: an active grant admits a caller, the policy
 //! crate still decides what they see.
 
 mod error;
 pub mod flows;
+mod migrations;
+mod postgres;
+mod rows;
+mod sql_store;
 mod sqlite;
 mod store;
 pub mod workflow;
@@ -30,6 +35,7 @@ pub use meshgate_api::{
     AccessRequest, AuditColumn, AuditOutcome, AuditRecord, AuditTable, DAY_MILLIS, Decision, Flow,
     Grant, GrantState, Millis, QueryStatus, RequestState, StoredAudit, TableAccess, now_millis,
 };
+pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::SqliteStore;
 pub use store::{AuditFilter, AuditQuery, GovernanceStore, VisibleTo};
 pub use workflow::{AUDITOR_ROLE, AccessRules, Approval, NewRequest, Viewer, Workflow};

@@ -66,6 +66,7 @@ use meshgate_catalog::Catalog;
 use meshgate_engine::QueryLimits;
 use meshgate_engine::{AuditSettings, GatewayConfig, Governance, LineageConfig};
 use meshgate_flight::{FlightConfig, JwtConfig, JwtKey, PrincipalNamespace, TlsConfig};
+use meshgate_governance::PostgresOptions;
 use meshgate_policy::{PolicySources, UserDirectory};
 use meshgate_protect::MasterKey;
 use meshgate_storage::{StorageConfig, StorageKind, units};
@@ -101,9 +102,16 @@ struct FileConfig {
     tls: Option<TlsSection>,
     #[serde(default)]
     auth: AuthSection,
-    /// The governance store's SQLite file (access requests, grants, audit).
+    /// The governance store (access requests, grants, audit): a SQLite file, or a
+    /// `postgres://` URL (without its password: see `[store]`).
     #[serde(default = "default_state")]
-    state: PathBuf,
+    state: String,
+    /// `[store]`: how a PostgreSQL store is reached.
+    #[serde(default)]
+    store: StoreSection,
+    /// This gateway's name on its audit records (default: the host name and listen port).
+    #[serde(default)]
+    replica: Option<String>,
     /// `[audit]`: what the audit log keeps (the engine's own settings type).
     #[serde(default)]
     audit: AuditSettings,
@@ -113,8 +121,107 @@ struct FileConfig {
     lineage: LineageConfig,
 }
 
-fn default_state() -> PathBuf {
-    PathBuf::from("state/meshgate.db")
+fn default_state() -> String {
+    "state/meshgate.db".to_string()
+}
+
+/// `[store]`: a PostgreSQL store's password (named, never written) and pool.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreSection {
+    /// The variable holding the password...
+    #[serde(default)]
+    password_env: Option<String>,
+    /// ...or a file holding it (a mounted secret).
+    #[serde(default)]
+    password_file: Option<PathBuf>,
+    #[serde(default)]
+    max_connections: Option<u32>,
+    /// How long a query waits for a store connection before it is refused.
+    #[serde(default, deserialize_with = "units::optional_duration")]
+    acquire_timeout: Option<Duration>,
+}
+
+/// Where governance lives: a PostgreSQL URL with its password read from where `[store]`
+/// names, or a SQLite file relative to the configuration.
+fn governance(
+    parsed: &FileConfig,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+) -> Result<Governance, String> {
+    let store = &parsed.store;
+    if !PostgresOptions::is_postgres_url(&parsed.state) {
+        if store.password_env.is_some() || store.password_file.is_some() {
+            return Err(format!(
+                "[store] sets a password, but `state` ({}) is a SQLite file: use a postgres:// URL \
+                 or remove the password",
+                parsed.state
+            ));
+        }
+        return Ok(Governance::Sqlite(resolve(Path::new(&parsed.state))));
+    }
+    if url_has_password(&parsed.state) {
+        return Err(
+            "`state` holds a password: write the URL without it and name where the password is \
+             with [store] password_env or password_file"
+                .into(),
+        );
+    }
+    let mut options = PostgresOptions::new(parsed.state.clone());
+    options.password = match (&store.password_env, &store.password_file) {
+        (Some(_), Some(_)) => {
+            return Err("[store]: set password_env or password_file, not both".into());
+        }
+        (Some(variable), None) => Some(
+            std::env::var(variable)
+                .map_err(|_| format!("[store] password_env names `{variable}`, which is not set"))?
+                .into(),
+        ),
+        (None, Some(file)) => {
+            let file = resolve(file);
+            let text = zeroize::Zeroizing::new(
+                std::fs::read_to_string(&file)
+                    .map_err(|e| format!("[store] password_file {}: {e}", file.display()))?,
+            );
+            Some(text.trim_end_matches(['\n', '\r']).to_string().into())
+        }
+        (None, None) => None,
+    };
+    if let Some(n) = store.max_connections {
+        options.max_connections = n;
+    }
+    if let Some(t) = store.acquire_timeout {
+        options.acquire_timeout = t;
+    }
+    Ok(Governance::Postgres(options))
+}
+
+/// `postgres://user:password@host/...` or `?password=`: a secret written in the file.
+fn url_has_password(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let userinfo = authority.rsplit_once('@').map(|(u, _)| u);
+    userinfo.is_some_and(|u| u.contains(':'))
+        || rest
+            .split_once('?')
+            .is_some_and(|(_, q)| q.split('&').any(|kv| kv.starts_with("password=")))
+}
+
+/// The default replica name: this host's name and the port the gateway listens on, which
+/// tells apart replicas on one host as well as on many.
+fn default_replica(listen: Option<&str>) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "meshgate".into());
+    match listen
+        .and_then(|l| l.rsplit_once(':'))
+        .map(|(_, port)| port)
+    {
+        Some(port) => format!("{host}:{port}"),
+        None => host,
+    }
 }
 
 /// `[flight]`: the server's protocol settings.
@@ -390,7 +497,7 @@ impl ServeConfig {
         let limits = limits(&parsed.limits);
         let flight = flight(&parsed, &resolve).map_err(&err)?;
         Ok(Self {
-            listen: parsed.listen,
+            listen: parsed.listen.clone(),
             policies_dir,
             flight,
             gateway: GatewayConfig {
@@ -404,8 +511,14 @@ impl ServeConfig {
                 spill_dir: parsed.spill_dir.as_deref().map(resolve),
                 limits,
                 parquet_pushdown: parsed.parquet_pushdown,
-                governance: Governance::Sqlite(resolve(&parsed.state)),
+                governance: governance(&parsed, &resolve).map_err(&err)?,
                 audit: parsed.audit.clone(),
+                replica: Some(
+                    parsed
+                        .replica
+                        .clone()
+                        .unwrap_or_else(|| default_replica(parsed.listen.as_deref())),
+                ),
                 lineage: LineageConfig {
                     file: parsed.lineage.file.as_deref().map(resolve),
                     ..parsed.lineage.clone()

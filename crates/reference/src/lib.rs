@@ -424,6 +424,7 @@ pub async fn demo_with(data_dir: &Path, progress: Progress<'_>) -> Result<Demo, 
         parquet_pushdown: false,
         governance: Governance::Sqlite(data_dir.join("state").join("meshgate.db")),
         audit: meshgate_engine::AuditSettings::default(),
+        replica: None,
         lineage: meshgate_engine::LineageConfig::default(),
     };
     Ok(Demo {

@@ -1,19 +1,135 @@
-//! The access workflow and the store, on a real SQLite file and the reference manifests.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The governance store's contract, run against both stores: the embedded SQLite file and a
+//! real PostgreSQL server (a cluster of its own per test, see `support/postgres.rs`). Each test
+//! is written once against `dyn GovernanceStore` and the access workflow over it, with the
+//! reference manifests; `both!` runs it on each store.
 
-use std::path::Path;
 use std::sync::Arc;
 
-use meshgate_catalog::Catalog;
-use meshgate_governance::*;
+use meshgate::catalog::Catalog;
+use meshgate::governance::*;
 
-fn catalog() -> Catalog {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../products");
-    Catalog::load_dir(&dir).unwrap()
+use crate::support::postgres::Postgres;
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Sqlite,
+    Postgres,
 }
 
-fn no_filter_check() -> impl Fn(&meshgate_catalog::Product, &str) -> Result<(), String> + Sync {
-    |_p: &meshgate_catalog::Product, f: &str| {
+/// Where a test's store lives; opening it again reaches the same records.
+struct Place {
+    dir: tempfile::TempDir,
+    postgres: Option<(Postgres, String)>,
+}
+
+impl Place {
+    fn new(kind: Kind) -> Self {
+        let postgres = match kind {
+            Kind::Sqlite => None,
+            Kind::Postgres => {
+                let server = Postgres::start();
+                let url = server.database("meshgate");
+                Some((server, url))
+            }
+        };
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            postgres,
+        }
+    }
+
+    fn sqlite_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("state/meshgate.db")
+    }
+
+    /// The store at schema `version` (`None`: the newest).
+    async fn open_at(&self, version: Option<i64>) -> Arc<dyn GovernanceStore> {
+        match &self.postgres {
+            None => Arc::new(
+                SqliteStore::open_at(&self.sqlite_path(), version)
+                    .await
+                    .unwrap(),
+            ),
+            Some((server, url)) => Arc::new(
+                PostgresStore::open_at(&server.options(url), version)
+                    .await
+                    .unwrap(),
+            ),
+        }
+    }
+
+    async fn open(&self) -> Arc<dyn GovernanceStore> {
+        self.open_at(None).await
+    }
+
+    async fn applied_migrations(&self) -> Vec<i64> {
+        match &self.postgres {
+            None => SqliteStore::open(&self.sqlite_path())
+                .await
+                .unwrap()
+                .applied_migrations()
+                .await
+                .unwrap(),
+            Some((server, url)) => PostgresStore::open(&server.options(url))
+                .await
+                .unwrap()
+                .applied_migrations()
+                .await
+                .unwrap(),
+        }
+    }
+
+    fn all_migrations(&self) -> Vec<i64> {
+        match &self.postgres {
+            None => vec![1, 2, 3],
+            Some(_) => vec![1, 2],
+        }
+    }
+
+    /// The schema version before the audit's `replica` column.
+    fn before_replica(&self) -> i64 {
+        match &self.postgres {
+            None => 2,
+            Some(_) => 1,
+        }
+    }
+}
+
+/// Each test, once per store.
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Kind::Sqlite).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Kind::Postgres).await
+            })*
+        }
+    };
+}
+
+both!(
+    request_approve_revoke_and_who_may_do_what,
+    requests_are_checked_rejected_and_cancelled,
+    grants_and_requests_expire_and_state_survives_a_reopen,
+    audit_records_round_trip_and_fold_into_flows,
+    audit_reads_apply_the_viewers_rule_and_one_page_in_the_store,
+    request_and_grant_reads_apply_the_viewers_rule_in_the_store,
+    an_old_store_is_upgraded_and_keeps_its_records,
+    two_gateways_on_one_store_see_each_others_decisions,
+);
+
+fn catalog() -> Catalog {
+    meshgate_reference::catalog().unwrap()
+}
+
+fn no_filter_check() -> impl Fn(&meshgate::catalog::Product, &str) -> Result<(), String> + Sync {
+    |_p: &meshgate::catalog::Product, f: &str| {
         if f.contains("nope") {
             Err("unknown column nope".into())
         } else {
@@ -31,18 +147,9 @@ fn ask(product: &str, columns: &[&str]) -> NewRequest {
     }
 }
 
-async fn store(dir: &Path) -> Arc<SqliteStore> {
-    Arc::new(
-        SqliteStore::open(&dir.join("state/meshgate.db"))
-            .await
-            .unwrap(),
-    )
-}
-
-#[tokio::test]
-async fn request_approve_revoke_and_who_may_do_what() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store(dir.path()).await;
+async fn request_approve_revoke_and_who_may_do_what(kind: Kind) {
+    let place = Place::new(kind);
+    let store = place.open().await;
     let catalog = catalog();
     let flow = Workflow::new(store.as_ref(), &catalog);
     let check = no_filter_check();
@@ -187,10 +294,9 @@ async fn request_approve_revoke_and_who_may_do_what() {
     assert!(matches!(err, GovernanceError::Conflict(_)), "{err}");
 }
 
-#[tokio::test]
-async fn requests_are_checked_rejected_and_cancelled() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store(dir.path()).await;
+async fn requests_are_checked_rejected_and_cancelled(kind: Kind) {
+    let place = Place::new(kind);
+    let store = place.open().await;
     let catalog = catalog();
     let flow = Workflow::new(store.as_ref(), &catalog);
 
@@ -291,13 +397,12 @@ async fn requests_are_checked_rejected_and_cancelled() {
     );
 }
 
-#[tokio::test]
-async fn grants_and_requests_expire_and_state_survives_a_reopen() {
-    let dir = tempfile::tempdir().unwrap();
+async fn grants_and_requests_expire_and_state_survives_a_reopen(kind: Kind) {
+    let place = Place::new(kind);
     let catalog = catalog();
     let (grant_id, request_id) = {
-        let store = store(dir.path()).await;
-        assert_eq!(store.applied_migrations().await.unwrap(), [1, 2]);
+        let store = place.open().await;
+        assert_eq!(place.applied_migrations().await, place.all_migrations());
         let flow = Workflow::new(store.as_ref(), &catalog);
         let check = no_filter_check();
         let r = flow
@@ -322,10 +427,10 @@ async fn grants_and_requests_expire_and_state_survives_a_reopen() {
             .unwrap();
         (grant.id, pending.id)
     };
-    let store = store(dir.path()).await;
+    let store = place.open().await;
     assert_eq!(
-        store.applied_migrations().await.unwrap(),
-        [1, 2],
+        place.applied_migrations().await,
+        place.all_migrations(),
         "migrations run once"
     );
     let now = now_millis();
@@ -348,10 +453,9 @@ async fn grants_and_requests_expire_and_state_survives_a_reopen() {
     );
 }
 
-#[tokio::test]
-async fn audit_records_round_trip_and_fold_into_flows() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store(dir.path()).await;
+async fn audit_records_round_trip_and_fold_into_flows(kind: Kind) {
+    let place = Place::new(kind);
+    let store = place.open().await;
     let record =
         |id: &str, principal: &str, app: Option<&str>, decision: Decision, at: i64| AuditRecord {
             query_id: id.into(),
@@ -385,6 +489,7 @@ async fn audit_records_round_trip_and_fold_into_flows() {
                 ],
             }],
             error: None,
+            replica: Some("replica-a".into()),
         };
     store
         .record_query(&record(
@@ -465,10 +570,9 @@ async fn audit_records_round_trip_and_fold_into_flows() {
 
 /// The store applies the viewer's rule and the reader's filters itself and returns one page
 /// (the newest records), oldest first; what it returns is what the rule says.
-#[tokio::test]
-async fn audit_reads_apply_the_viewers_rule_and_one_page_in_the_store() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store(dir.path()).await;
+async fn audit_reads_apply_the_viewers_rule_and_one_page_in_the_store(kind: Kind) {
+    let place = Place::new(kind);
+    let store = place.open().await;
     let catalog = catalog();
     let record = |id: usize, principal: &str, product: &str| AuditRecord {
         query_id: format!("q{id:03}"),
@@ -491,6 +595,7 @@ async fn audit_reads_apply_the_viewers_rule_and_one_page_in_the_store() {
             columns: vec![],
         }],
         error: None,
+        replica: None,
     };
     // 60 records: intern on counterparties, cib-reporting on trades, in turn.
     let mut all = Vec::new();
@@ -616,10 +721,9 @@ async fn audit_reads_apply_the_viewers_rule_and_one_page_in_the_store() {
 }
 
 /// Requests and grants are read with the viewer's rule applied by the store itself.
-#[tokio::test]
-async fn request_and_grant_reads_apply_the_viewers_rule_in_the_store() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store(dir.path()).await;
+async fn request_and_grant_reads_apply_the_viewers_rule_in_the_store(kind: Kind) {
+    let place = Place::new(kind);
+    let store = place.open().await;
     let catalog = catalog();
     let flow = Workflow::new(store.as_ref(), &catalog);
     for (who, product) in [
@@ -683,4 +787,98 @@ async fn request_and_grant_reads_apply_the_viewers_rule_in_the_store() {
     );
     assert!(store.grants(Some(&owner)).await.unwrap().is_empty());
     assert_eq!(store.grants(None).await.unwrap().len(), 2);
+}
+
+/// A store written by a gateway of the previous schema opens under this one: its records are
+/// read back whole, and new records use the new column.
+async fn an_old_store_is_upgraded_and_keeps_its_records(kind: Kind) {
+    let place = Place::new(kind);
+    let catalog = catalog();
+    let old = place.open_at(Some(place.before_replica())).await;
+    let request = Workflow::new(old.as_ref(), &catalog)
+        .request("intern", ask("reference.counterparties", &[]))
+        .await
+        .unwrap();
+    let mut record = AuditRecord {
+        query_id: "before".into(),
+        started_at: 1,
+        principal: "intern".into(),
+        app: None,
+        client: None,
+        method: "library".into(),
+        statement_sha256: "cd".repeat(32),
+        statement: None,
+        policy_version: "p1".into(),
+        decision: Decision::Deny,
+        tables: vec![],
+        error: Some("not permitted".into()),
+        replica: None,
+    };
+    // The old schema has no replica column: an old gateway writes without it.
+    old.record_query(&record).await.unwrap_err();
+    drop(old);
+    let old = place.open_at(Some(place.before_replica())).await;
+    assert!(old.audit(&AuditQuery::default()).await.unwrap().is_empty());
+    drop(old);
+
+    let store = place.open().await;
+    assert_eq!(place.applied_migrations().await, place.all_migrations());
+    assert_eq!(
+        store.request(&request.id).await.unwrap().unwrap(),
+        request,
+        "the old store's request is read back whole"
+    );
+    store.record_query(&record).await.unwrap();
+    record.query_id = "after".into();
+    record.started_at = 2;
+    record.replica = Some("gw-b".into());
+    store.record_query(&record).await.unwrap();
+    let audit = store.audit(&AuditQuery::default()).await.unwrap();
+    let replicas: Vec<_> = audit.iter().map(|a| a.record.replica.clone()).collect();
+    assert_eq!(replicas, [None, Some("gw-b".to_string())]);
+}
+
+/// Two gateways (two pools) on one store: a decision taken through one changes the grant
+/// generation the other reads, and two owners deciding one request at once cannot both win.
+async fn two_gateways_on_one_store_see_each_others_decisions(kind: Kind) {
+    let place = Place::new(kind);
+    let a = place.open().await;
+    let b = place.open().await;
+    let catalog = catalog();
+    let check = no_filter_check();
+    let seen_by_b = b.grant_generation().await.unwrap();
+    let request = Workflow::new(a.as_ref(), &catalog)
+        .request("intern", ask("reference.counterparties", &[]))
+        .await
+        .unwrap();
+    let (flow_a, flow_b) = (
+        Workflow::new(a.as_ref(), &catalog),
+        Workflow::new(b.as_ref(), &catalog),
+    );
+    let (on_a, on_b) = tokio::join!(
+        flow_a.approve("ref-owner", &request.id, Approval::default(), &check),
+        flow_b.reject("ref-owner", &request.id, Some("no".into())),
+    );
+    assert!(
+        on_a.is_ok() != on_b.is_ok(),
+        "exactly one decision wins: {on_a:?} {on_b:?}"
+    );
+    let decided = b.request(&request.id).await.unwrap().unwrap();
+    match on_a {
+        Ok((_, grant)) => {
+            assert_eq!(decided.state, RequestState::Approved);
+            assert!(b.grant_generation().await.unwrap() > seen_by_b);
+            let in_force = b.grants_in_force(now_millis()).await.unwrap();
+            assert_eq!(in_force, [grant.clone()]);
+            // Revoked through b: a no longer has it in force.
+            let before = a.grant_generation().await.unwrap();
+            Workflow::new(b.as_ref(), &catalog)
+                .revoke("ref-owner", &grant.id, Some("left the team".into()))
+                .await
+                .unwrap();
+            assert!(a.grant_generation().await.unwrap() > before);
+            assert!(a.grants_in_force(now_millis()).await.unwrap().is_empty());
+        }
+        Err(_) => assert_eq!(decided.state, RequestState::Rejected),
+    }
 }

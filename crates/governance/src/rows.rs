@@ -1,0 +1,405 @@
+//! Records to and from table rows, shared by the SQLite and PostgreSQL stores: both keep the
+//! same tables and columns (times as milliseconds in 64-bit integers, lists as JSON text), so
+//! a record is bound and read back by one piece of code whichever store holds it.
+
+use std::collections::BTreeMap;
+
+use sqlx::query::Query;
+use sqlx::{ColumnIndex, Database, Decode, Encode, Row, Type};
+
+use crate::error::StoreError;
+use meshgate_api::{
+    AccessRequest, AuditColumn, AuditRecord, AuditTable, Decision, Grant, QueryStatus, StoredAudit,
+};
+
+/// Typed reads of a row's columns by name, for any sqlx row.
+pub(crate) trait Fields {
+    fn text(&self, column: &str) -> Result<String, StoreError>;
+    fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError>;
+    fn int(&self, column: &str) -> Result<i64, StoreError>;
+    fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError>;
+}
+
+impl<R> Fields for R
+where
+    R: Row,
+    for<'c> &'c str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn text(&self, column: &str) -> Result<String, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+    fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+    fn int(&self, column: &str) -> Result<i64, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+    fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+}
+
+pub(crate) fn to_json(list: &Option<Vec<String>>) -> Option<String> {
+    list.as_ref().map(|l| list_json(l))
+}
+
+pub(crate) fn from_json(text: Option<String>) -> Result<Option<Vec<String>>, StoreError> {
+    text.map(|t| {
+        serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("a list `{t}`: {e}")))
+    })
+    .transpose()
+}
+
+pub(crate) fn list_json(list: &[String]) -> String {
+    serde_json::to_string(list).unwrap_or_else(|_| "[]".into())
+}
+
+fn parse<T: std::str::FromStr<Err = String>>(text: String) -> Result<T, StoreError> {
+    text.parse().map_err(StoreError::Corrupt)
+}
+
+fn unsigned(value: Option<i64>) -> Option<u64> {
+    value.map(|v| u64::try_from(v).unwrap_or(0))
+}
+
+pub(crate) fn signed(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// The status a new audit record starts in.
+pub(crate) fn initial_status(decision: Decision) -> QueryStatus {
+    match decision {
+        Decision::Allow => QueryStatus::Running,
+        Decision::Deny => QueryStatus::Denied,
+        Decision::Error => QueryStatus::Failed,
+    }
+}
+
+/// The columns of `access_requests`, in the order [`bind_request`] binds them.
+pub(crate) const INSERT_REQUEST: &str = "INSERT INTO access_requests (id, requester, product, \
+     columns, purpose, valid_days, state, created_at, expires_at, decided_at, decided_by, \
+     decision_comment, grant_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+
+/// The columns of `grants`, in the order [`bind_grant`] binds them.
+pub(crate) const INSERT_GRANT: &str = "INSERT INTO grants (id, request_id, principal, product, \
+     domain, columns, row_filter, purpose, state, approved_by, created_at, valid_until, \
+     changed_at, changed_by, change_reason) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
+
+/// The columns of `audit`, in the order [`bind_audit`] binds them.
+pub(crate) const INSERT_AUDIT: &str = "INSERT INTO audit (query_id, started_at, principal, app, \
+     client, method, statement_sha256, statement, policy_version, decision, status, error, \
+     replica) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+
+pub(crate) const INSERT_AUDIT_TABLE: &str = "INSERT INTO audit_tables (query_id, product, tbl, \
+     access, policy_id, row_filters, grant_ids) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+pub(crate) const INSERT_AUDIT_COLUMN: &str = "INSERT INTO audit_columns (query_id, product, tbl, \
+     col, treatment, rule) VALUES ($1, $2, $3, $4, $5, $6)";
+
+pub(crate) const DECIDE_REQUEST: &str = "UPDATE access_requests SET state = $1, decided_at = $2, \
+     decided_by = $3, decision_comment = $4, grant_id = $5 WHERE id = $6 AND state = $7";
+
+pub(crate) const UPDATE_GRANT: &str = "UPDATE grants SET state = $1, valid_until = $2, \
+     changed_at = $3, changed_by = $4, change_reason = $5 WHERE id = $6 AND state = $7";
+
+pub(crate) const EXPIRE_REQUESTS: &str = "UPDATE access_requests SET state = 'expired', \
+     decided_at = $1 WHERE state = 'pending' AND expires_at <= $1";
+
+pub(crate) const EXPIRE_GRANTS: &str = "UPDATE grants SET state = 'expired', changed_at = $1, \
+     changed_by = 'meshgate', change_reason = 'valid_until passed' \
+     WHERE state IN ('active', 'suspended') AND valid_until <= $1";
+
+pub(crate) const BUMP_GENERATION: &str =
+    "UPDATE grant_generation SET value = value + 1 WHERE id = 1";
+
+pub(crate) const GENERATION: &str = "SELECT value FROM grant_generation WHERE id = 1";
+
+pub(crate) const GRANTS_IN_FORCE: &str =
+    "SELECT * FROM grants WHERE state = 'active' AND valid_until > $1 ORDER BY id";
+
+/// `$1`: now, `$2`: the start of the lapsed window.
+pub(crate) const LAPSED_GRANTS: &str = "SELECT * FROM grants WHERE state = 'suspended' \
+     OR (state IN ('active', 'expired') AND valid_until <= $1 AND valid_until > $2) ORDER BY id";
+
+pub(crate) const FINISH_QUERY: &str = "UPDATE audit SET status = $1, rows_returned = $2, \
+     bytes_returned = $3, duration_ms = $4, finished_at = $5, error = COALESCE($6, error) \
+     WHERE query_id = $7";
+
+/// A query whose arguments every store binds the same way.
+pub(crate) trait Binds<'q> {
+    fn text(self, value: &'q str) -> Self;
+    fn opt_text(self, value: Option<&'q str>) -> Self;
+    fn owned_opt_text(self, value: Option<String>) -> Self;
+    fn int(self, value: i64) -> Self;
+    fn opt_int(self, value: Option<i64>) -> Self;
+}
+
+impl<'q, DB> Binds<'q> for Query<'q, DB, <DB as Database>::Arguments<'q>>
+where
+    DB: Database,
+    &'q str: Encode<'q, DB> + Type<DB>,
+    Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    Option<String>: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+    Option<i64>: Encode<'q, DB> + Type<DB>,
+{
+    fn text(self, value: &'q str) -> Self {
+        self.bind(value)
+    }
+    fn opt_text(self, value: Option<&'q str>) -> Self {
+        self.bind(value)
+    }
+    fn owned_opt_text(self, value: Option<String>) -> Self {
+        self.bind(value)
+    }
+    fn int(self, value: i64) -> Self {
+        self.bind(value)
+    }
+    fn opt_int(self, value: Option<i64>) -> Self {
+        self.bind(value)
+    }
+}
+
+pub(crate) fn bind_request<'q, Q: Binds<'q>>(q: Q, r: &'q AccessRequest) -> Q {
+    q.text(&r.id)
+        .text(&r.requester)
+        .text(&r.product)
+        .owned_opt_text(to_json(&r.columns))
+        .text(&r.purpose)
+        .int(i64::from(r.valid_days))
+        .text(r.state.as_str())
+        .int(r.created_at)
+        .int(r.expires_at)
+        .opt_int(r.decided_at)
+        .opt_text(r.decided_by.as_deref())
+        .opt_text(r.decision_comment.as_deref())
+        .opt_text(r.grant_id.as_deref())
+}
+
+pub(crate) fn bind_grant<'q, Q: Binds<'q>>(q: Q, g: &'q Grant) -> Q {
+    q.text(&g.id)
+        .opt_text(g.request_id.as_deref())
+        .text(&g.principal)
+        .text(&g.product)
+        .text(&g.domain)
+        .owned_opt_text(to_json(&g.columns))
+        .opt_text(g.row_filter.as_deref())
+        .text(&g.purpose)
+        .text(g.state.as_str())
+        .text(&g.approved_by)
+        .int(g.created_at)
+        .int(g.valid_until)
+        .int(g.changed_at)
+        .text(&g.changed_by)
+        .opt_text(g.change_reason.as_deref())
+}
+
+/// [`DECIDE_REQUEST`]'s arguments.
+pub(crate) fn bind_decision<'q, Q: Binds<'q>>(q: Q, r: &'q AccessRequest, expected: &'q str) -> Q {
+    q.text(r.state.as_str())
+        .opt_int(r.decided_at)
+        .opt_text(r.decided_by.as_deref())
+        .opt_text(r.decision_comment.as_deref())
+        .opt_text(r.grant_id.as_deref())
+        .text(&r.id)
+        .text(expected)
+}
+
+/// [`UPDATE_GRANT`]'s arguments.
+pub(crate) fn bind_grant_update<'q, Q: Binds<'q>>(q: Q, g: &'q Grant, expected: &'q str) -> Q {
+    q.text(g.state.as_str())
+        .int(g.valid_until)
+        .int(g.changed_at)
+        .text(&g.changed_by)
+        .opt_text(g.change_reason.as_deref())
+        .text(&g.id)
+        .text(expected)
+}
+
+pub(crate) fn bind_audit<'q, Q: Binds<'q>>(q: Q, a: &'q AuditRecord) -> Q {
+    q.text(&a.query_id)
+        .int(a.started_at)
+        .text(&a.principal)
+        .opt_text(a.app.as_deref())
+        .opt_text(a.client.as_deref())
+        .text(&a.method)
+        .text(&a.statement_sha256)
+        .opt_text(a.statement.as_deref())
+        .text(&a.policy_version)
+        .text(a.decision.as_str())
+        .text(initial_status(a.decision).as_str())
+        .opt_text(a.error.as_deref())
+        .opt_text(a.replica.as_deref())
+}
+
+pub(crate) fn bind_audit_table<'q, Q: Binds<'q>>(q: Q, query_id: &'q str, t: &'q AuditTable) -> Q {
+    q.text(query_id)
+        .text(&t.product)
+        .text(&t.table)
+        .text(t.access.as_str())
+        .opt_text(t.policy_id.as_deref())
+        .owned_opt_text(Some(list_json(&t.row_filters)))
+        .owned_opt_text(Some(list_json(&t.grant_ids)))
+}
+
+pub(crate) fn bind_audit_column<'q, Q: Binds<'q>>(
+    q: Q,
+    query_id: &'q str,
+    t: &'q AuditTable,
+    c: &'q AuditColumn,
+) -> Q {
+    q.text(query_id)
+        .text(&t.product)
+        .text(&t.table)
+        .text(&c.name)
+        .text(&c.treatment)
+        .opt_text(c.rule.as_deref())
+}
+
+/// [`FINISH_QUERY`]'s arguments.
+pub(crate) fn bind_outcome<'q, Q: Binds<'q>>(
+    q: Q,
+    query_id: &'q str,
+    o: &'q meshgate_api::AuditOutcome,
+) -> Q {
+    q.text(o.status.as_str())
+        .int(signed(o.rows_returned))
+        .int(signed(o.bytes_returned))
+        .int(signed(o.duration_ms))
+        .int(meshgate_api::now_millis())
+        .opt_text(o.error.as_deref())
+        .text(query_id)
+}
+
+pub(crate) fn request_from(row: &impl Fields) -> Result<AccessRequest, StoreError> {
+    Ok(AccessRequest {
+        id: row.text("id")?,
+        requester: row.text("requester")?,
+        product: row.text("product")?,
+        columns: from_json(row.opt_text("columns")?)?,
+        purpose: row.text("purpose")?,
+        valid_days: u32::try_from(row.int("valid_days")?).unwrap_or(0),
+        state: parse(row.text("state")?)?,
+        created_at: row.int("created_at")?,
+        expires_at: row.int("expires_at")?,
+        decided_at: row.opt_int("decided_at")?,
+        decided_by: row.opt_text("decided_by")?,
+        decision_comment: row.opt_text("decision_comment")?,
+        grant_id: row.opt_text("grant_id")?,
+    })
+}
+
+pub(crate) fn grant_from(row: &impl Fields) -> Result<Grant, StoreError> {
+    Ok(Grant {
+        id: row.text("id")?,
+        request_id: row.opt_text("request_id")?,
+        principal: row.text("principal")?,
+        product: row.text("product")?,
+        domain: row.text("domain")?,
+        columns: from_json(row.opt_text("columns")?)?,
+        row_filter: row.opt_text("row_filter")?,
+        purpose: row.text("purpose")?,
+        state: parse(row.text("state")?)?,
+        approved_by: row.text("approved_by")?,
+        created_at: row.int("created_at")?,
+        valid_until: row.int("valid_until")?,
+        changed_at: row.int("changed_at")?,
+        changed_by: row.text("changed_by")?,
+        change_reason: row.opt_text("change_reason")?,
+    })
+}
+
+/// One page of the audit log from its three tables' rows (each in write order): the records,
+/// with their tables and columns, oldest first as `audit` is ordered.
+pub(crate) fn audit_page(
+    audit: &[impl Fields],
+    tables: &[impl Fields],
+    columns: &[impl Fields],
+) -> Result<Vec<StoredAudit>, StoreError> {
+    let mut by_table: BTreeMap<(String, String, String), Vec<AuditColumn>> = BTreeMap::new();
+    for row in columns {
+        by_table
+            .entry((
+                row.text("query_id")?,
+                row.text("product")?,
+                row.text("tbl")?,
+            ))
+            .or_default()
+            .push(AuditColumn {
+                name: row.text("col")?,
+                treatment: row.text("treatment")?,
+                rule: row.opt_text("rule")?,
+            });
+    }
+    let mut by_query: BTreeMap<String, Vec<AuditTable>> = BTreeMap::new();
+    for row in tables {
+        let query_id = row.text("query_id")?;
+        let product = row.text("product")?;
+        let table = row.text("tbl")?;
+        let cols = by_table
+            .remove(&(query_id.clone(), product.clone(), table.clone()))
+            .unwrap_or_default();
+        by_query.entry(query_id).or_default().push(AuditTable {
+            product,
+            table,
+            access: parse(row.text("access")?)?,
+            policy_id: row.opt_text("policy_id")?,
+            row_filters: from_json(row.opt_text("row_filters")?)?.unwrap_or_default(),
+            grant_ids: from_json(row.opt_text("grant_ids")?)?.unwrap_or_default(),
+            columns: cols,
+        });
+    }
+    audit
+        .iter()
+        .map(|row| {
+            let query_id = row.text("query_id")?;
+            Ok(StoredAudit {
+                record: AuditRecord {
+                    tables: by_query.remove(&query_id).unwrap_or_default(),
+                    query_id,
+                    started_at: row.int("started_at")?,
+                    principal: row.text("principal")?,
+                    app: row.opt_text("app")?,
+                    client: row.opt_text("client")?,
+                    method: row.text("method")?,
+                    statement_sha256: row.text("statement_sha256")?,
+                    statement: row.opt_text("statement")?,
+                    policy_version: row.text("policy_version")?,
+                    decision: parse(row.text("decision")?)?,
+                    error: row.opt_text("error")?,
+                    replica: row.opt_text("replica")?,
+                },
+                status: parse(row.text("status")?)?,
+                rows_returned: unsigned(row.opt_int("rows_returned")?),
+                bytes_returned: unsigned(row.opt_int("bytes_returned")?),
+                duration_ms: unsigned(row.opt_int("duration_ms")?),
+                finished_at: row.opt_int("finished_at")?,
+            })
+        })
+        .collect()
+}
+
+/// The arguments of a viewer's rule: (sees everything, their id, the products they decide
+/// as a JSON array).
+pub(crate) fn visibility(visible: Option<&crate::VisibleTo>) -> (bool, String, String) {
+    match visible {
+        None => (true, String::new(), "[]".to_string()),
+        Some(v) => (false, v.principal.clone(), list_json(&v.products)),
+    }
+}
+
+/// `(principal, since, until, limit)` of an audit read, as the page queries bind them
+/// (`-1`: no limit, which both stores read as `LIMIT ALL`).
+pub(crate) fn audit_filter(
+    filter: &crate::AuditFilter,
+) -> (Option<String>, Option<i64>, Option<i64>, Option<i64>) {
+    (
+        filter.principal.clone(),
+        filter.since,
+        filter.until,
+        filter.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX)),
+    )
+}

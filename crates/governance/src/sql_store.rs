@@ -1,0 +1,180 @@
+//! What the SQLite and PostgreSQL stores do alike, written once: both keep the same tables
+//! and bind the same statements (SQLite reads PostgreSQL's `$n` placeholders too), and differ
+//! only in how they connect and in the few reads that use each database's JSON functions
+//! (`visible`, `audit_page`), which each store implements itself.
+
+/// `impl GovernanceStore` for a store with a `pool` field and the inherent `one`, `visible`
+/// and `audit_page` reads.
+macro_rules! governance_store {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::GovernanceStore for $store {
+            async fn insert_request(&self, r: &AccessRequest) -> Result<(), StoreError> {
+                rows::bind_request(sqlx::query(rows::INSERT_REQUEST), r)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn request(&self, id: &str) -> Result<Option<AccessRequest>, StoreError> {
+                self.one(
+                    "SELECT * FROM access_requests WHERE id = $1",
+                    id,
+                    rows::request_from,
+                )
+                .await
+            }
+
+            async fn requests(
+                &self,
+                visible: Option<&VisibleTo>,
+            ) -> Result<Vec<AccessRequest>, StoreError> {
+                self.visible("access_requests", "requester", visible, rows::request_from)
+                    .await
+            }
+
+            async fn decide_request(
+                &self,
+                r: &AccessRequest,
+                expected: RequestState,
+                grant: Option<&Grant>,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let changed =
+                    rows::bind_decision(sqlx::query(rows::DECIDE_REQUEST), r, expected.as_str())
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                if changed != 1 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                if let Some(grant) = grant {
+                    rows::bind_grant(sqlx::query(rows::INSERT_GRANT), grant)
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query(rows::BUMP_GENERATION).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {
+                self.one("SELECT * FROM grants WHERE id = $1", id, rows::grant_from)
+                    .await
+            }
+
+            async fn grants(&self, visible: Option<&VisibleTo>) -> Result<Vec<Grant>, StoreError> {
+                self.visible("grants", "principal", visible, rows::grant_from)
+                    .await
+            }
+
+            async fn update_grant(
+                &self,
+                g: &Grant,
+                expected: GrantState,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let changed =
+                    rows::bind_grant_update(sqlx::query(rows::UPDATE_GRANT), g, expected.as_str())
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                if changed != 1 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                sqlx::query(rows::BUMP_GENERATION).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn expire(&self, now: Millis) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(rows::EXPIRE_REQUESTS)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                let grants = sqlx::query(rows::EXPIRE_GRANTS)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if grants > 0 {
+                    sqlx::query(rows::BUMP_GENERATION).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn grant_generation(&self) -> Result<i64, StoreError> {
+                Ok(sqlx::query(rows::GENERATION)
+                    .fetch_one(&self.pool)
+                    .await?
+                    .try_get(0)?)
+            }
+
+            async fn grants_in_force(&self, now: Millis) -> Result<Vec<Grant>, StoreError> {
+                sqlx::query(rows::GRANTS_IN_FORCE)
+                    .bind(now)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(rows::grant_from)
+                    .collect()
+            }
+
+            async fn lapsed_grants(&self, now: Millis) -> Result<Vec<Grant>, StoreError> {
+                sqlx::query(rows::LAPSED_GRANTS)
+                    .bind(now)
+                    .bind(now - crate::store::LAPSED_WINDOW_DAYS * meshgate_api::DAY_MILLIS)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(rows::grant_from)
+                    .collect()
+            }
+
+            async fn record_query(&self, a: &AuditRecord) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                rows::bind_audit(sqlx::query(rows::INSERT_AUDIT), a)
+                    .execute(&mut *tx)
+                    .await?;
+                for t in &a.tables {
+                    rows::bind_audit_table(sqlx::query(rows::INSERT_AUDIT_TABLE), &a.query_id, t)
+                        .execute(&mut *tx)
+                        .await?;
+                    for c in &t.columns {
+                        rows::bind_audit_column(
+                            sqlx::query(rows::INSERT_AUDIT_COLUMN),
+                            &a.query_id,
+                            t,
+                            c,
+                        )
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn finish_query(
+                &self,
+                query_id: &str,
+                o: &AuditOutcome,
+            ) -> Result<(), StoreError> {
+                rows::bind_outcome(sqlx::query(rows::FINISH_QUERY), query_id, o)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn audit(&self, query: &AuditQuery) -> Result<Vec<StoredAudit>, StoreError> {
+                self.audit_page(query).await
+            }
+        }
+    };
+}
+
+pub(crate) use governance_store;
