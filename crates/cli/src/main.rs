@@ -44,6 +44,16 @@ Examples:
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How the gateway logs to standard error: `text` for people, `json` (one object per
+    /// line) for log pipelines. Neither carries a row value, a filter literal or key material.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -63,6 +73,9 @@ enum Command {
         /// POST OpenLineage events to this URL (e.g. Marquez's http://localhost:5000/api/v1/lineage).
         #[arg(long, value_name = "URL")]
         lineage_url: Option<String>,
+        /// Serve /metrics, /healthz and /readyz over HTTP here (`off`: not at all).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
+        http: String,
     },
     /// Serve the mesh described by a configuration file (see docs/configuration.md).
     #[command(
@@ -75,6 +88,10 @@ enum Command {
         /// Address to serve Flight SQL on (overrides the file's `listen`).
         #[arg(long)]
         listen: Option<String>,
+        /// Serve /metrics, /healthz and /readyz over HTTP here (overrides `[http] listen`;
+        /// `off`: not at all).
+        #[arg(long, value_name = "ADDR")]
+        http: Option<String>,
     },
     /// Validate a configuration as `serve` would (file, users, manifests, policies, storage,
     /// each product's files), report what would start but serve less than meant, and exit.
@@ -611,14 +628,21 @@ async fn access(command: AccessCommand) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
+    let cli = Cli::parse();
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,datafusion=warn".into()),
         )
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = Cli::parse();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -645,11 +669,23 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             data_dir,
             lineage_file,
             lineage_url,
+            http,
         } => {
             // The port first: a port in use fails now, not after the data is generated.
             let listener = meshgate::flight::bind(&listen)
                 .await
                 .map_err(|e| e.to_string())?;
+            // The operations port is a convenience here: taken, the demo runs without it.
+            let ops = match http.as_str() {
+                "off" => None,
+                addr => match meshgate::flight::bind(addr).await {
+                    Ok(l) => Some(l),
+                    Err(e) => {
+                        eprintln!("warning: no /metrics for this demo: {e} (use --http ADDR)");
+                        None
+                    }
+                },
+            };
             let data_dir = data_dir.unwrap_or_else(reference::default_data_dir);
             let start = Instant::now();
             eprintln!(
@@ -678,10 +714,18 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             let mut config = demo.config;
             config.lineage.file = lineage_file;
             config.lineage.url = lineage_url;
-            serve(config, FlightConfig::default(), listener, true, None).await?;
+            let listeners = Listeners {
+                flight: listener,
+                ops,
+            };
+            serve(config, FlightConfig::default(), listeners, true, None).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve { config, listen } => {
+        Command::Serve {
+            config,
+            listen,
+            http,
+        } => {
             let loaded = ServeConfig::load(&config).map_err(|e| e.to_string())?;
             let listen = listen
                 .or(loaded.listen)
@@ -689,8 +733,20 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             let listener = meshgate::flight::bind(&listen)
                 .await
                 .map_err(|e| e.to_string())?;
+            let ops = match http.or(loaded.http).filter(|a| a != "off") {
+                Some(addr) => Some(
+                    meshgate::flight::bind(&addr)
+                        .await
+                        .map_err(|e| format!("the operations listener: {e}"))?,
+                ),
+                None => None,
+            };
             let policies = Some(loaded.policies_dir);
-            serve(loaded.gateway, loaded.flight, listener, false, policies).await?;
+            let listeners = Listeners {
+                flight: listener,
+                ops,
+            };
+            serve(loaded.gateway, loaded.flight, listeners, false, policies).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config, strict } => check(&config, strict).await,
@@ -874,13 +930,23 @@ async fn check(path: &std::path::Path, strict: bool) -> Result<ExitCode, String>
     Ok(ExitCode::SUCCESS)
 }
 
+/// Where `serve` answers: Flight SQL, and optionally the operations endpoints.
+struct Listeners {
+    flight: tokio::net::TcpListener,
+    ops: Option<tokio::net::TcpListener>,
+}
+
 async fn serve(
     config: GatewayConfig,
     flight: FlightConfig,
-    listener: tokio::net::TcpListener,
+    listeners: Listeners,
     demo: bool,
     policies_dir: Option<PathBuf>,
 ) -> Result<(), String> {
+    let Listeners {
+        flight: listener,
+        ops,
+    } = listeners;
     let gateway = Gateway::open(config).await.map_err(|e| e.to_string())?;
     if let Some(dir) = policies_dir {
         tokio::spawn(reload_on_hangup(gateway.clone(), dir));
@@ -922,12 +988,27 @@ async fn serve(
             "  or: MESHGATE_USER=cib-reporting MESHGATE_PASSWORD=cib-reporting-pw meshgate sql --server {addr} 'SELECT * FROM reference.counterparties LIMIT 5'"
         );
     }
+    let (stop_ops, ops_stopped) = tokio::sync::oneshot::channel::<()>();
+    if let Some(ops) = ops {
+        let ops_addr = ops.local_addr().map_err(|e| e.to_string())?;
+        println!("operations on http://{ops_addr} (/metrics, /healthz, /readyz)");
+        let gateway = gateway.clone();
+        tokio::spawn(async move {
+            let stopped = async {
+                let _ = ops_stopped.await;
+            };
+            if let Err(e) = meshgate::flight::serve_ops(gateway, ops, stopped).await {
+                tracing::error!(error = %e, "the operations listener stopped");
+            }
+        });
+    }
     // Tests and scripts wait for this line.
     println!("listening on {addr}");
     let shutdown = async {
         shutdown_signal().await;
         eprintln!("shutting down: finishing running queries");
     };
+    let _stop_ops = stop_ops; // dropped when serving ends: the operations listener stops too
     meshgate::flight::serve(gateway, listener, flight, shutdown)
         .await
         .map_err(|e| e.to_string())

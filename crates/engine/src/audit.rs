@@ -26,9 +26,11 @@ use meshgate_governance::{
 };
 use meshgate_lineage::Lineage;
 use meshgate_policy::{Principal, ResolvedTablePolicy};
+use meshgate_storage::IoCounters;
 use sha2::{Digest, Sha256};
 
 use crate::error::GatewayError;
+use crate::metrics::Metrics;
 use crate::protected::{ProtectedScanExec, visit_scans};
 use crate::scope::QueryScope;
 use crate::shared::Shared;
@@ -98,6 +100,18 @@ impl Auditor<'_> {
             GatewayError::Denied(_) | GatewayError::NotAllowed(_) => Decision::Deny,
             _ => Decision::Error,
         };
+        let metrics = self.shared.metrics();
+        if let GatewayError::Denied(denial) = error {
+            metrics.denial(denial.reason());
+        }
+        let took = u64::try_from(now_millis().saturating_sub(started_at)).unwrap_or(0);
+        metrics.query(
+            self.method,
+            error.code(),
+            std::time::Duration::from_millis(took),
+            0,
+            0,
+        );
         let record = self.record(
             sql,
             started_at,
@@ -106,7 +120,10 @@ impl Auditor<'_> {
             tables_touched(None, scope),
             Some(error.redacted()),
         );
-        if let Err(e) = self.shared.governance().record_query(&record).await {
+        let writing = Instant::now();
+        let written = self.shared.governance().record_query(&record).await;
+        metrics.audit_write("start", writing.elapsed(), written.is_ok());
+        if let Err(e) = written {
             tracing::error!(error = %e, principal = self.principal.id(), "cannot record a refused query in the audit log");
         }
     }
@@ -128,25 +145,28 @@ impl Auditor<'_> {
             tables_touched(Some(plan), scope),
             None,
         );
+        let writing = Instant::now();
+        let written = self.shared.governance().record_query(&record).await;
         self.shared
-            .governance()
-            .record_query(&record)
-            .await
-            .map_err(|e| {
-                let query_id = &record.query_id;
-                tracing::error!(error = %e, query = %query_id, "audit log unavailable; query refused");
-                GatewayError::Unavailable(
-                    "the audit log cannot be written, so the gateway refuses queries; try again later \
-                     (operators: see the gateway's log)"
-                        .into(),
-                )
-            })?;
+            .metrics()
+            .audit_write("start", writing.elapsed(), written.is_ok());
+        written.map_err(|e| {
+            let query_id = &record.query_id;
+            tracing::error!(error = %e, query = %query_id, "audit log unavailable; query refused");
+            GatewayError::Unavailable(
+                "the audit log in the governance store cannot be written, so the gateway refuses \
+                 queries; try again later (operators: see the gateway's log and /readyz)"
+                    .into(),
+            )
+        })?;
         let lineage = self.shared.lineage().cloned();
         if let Some(lineage) = &lineage {
             lineage.started(&record);
         }
         Ok(AuditHandle {
             store: Arc::clone(self.shared.governance()),
+            metrics: Arc::clone(self.shared.metrics()),
+            io: None,
             lineage,
             record: Arc::new(record),
             started,
@@ -228,9 +248,20 @@ fn tables_touched(plan: Option<&Arc<dyn ExecutionPlan>>, scope: &QueryScope) -> 
 #[derive(Debug, Clone)]
 pub(crate) struct AuditHandle {
     store: Arc<dyn GovernanceStore>,
+    metrics: Arc<Metrics>,
+    /// What the query asked of storage, counted into the metrics when it ends.
+    io: Option<Arc<IoCounters>>,
     lineage: Option<Lineage>,
     record: Arc<AuditRecord>,
     started: Instant,
+}
+
+impl AuditHandle {
+    /// The handle of a query reading through `io`.
+    pub(crate) fn with_io(mut self, io: Arc<IoCounters>) -> Self {
+        self.io = Some(io);
+        self
+    }
 }
 
 /// A result stream that records its outcome in the audit log (and lineage) when it ends or
@@ -258,14 +289,25 @@ impl Audited {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
+        let took = self.handle.started.elapsed();
         let outcome = AuditOutcome {
             status,
             rows_returned: self.rows,
             bytes_returned: self.bytes,
-            duration_ms: u64::try_from(self.handle.started.elapsed().as_millis())
-                .unwrap_or(u64::MAX),
+            duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
             error,
         };
+        let metrics = Arc::clone(&self.handle.metrics);
+        metrics.query(
+            &self.handle.record.method,
+            status.as_str(),
+            took,
+            self.rows,
+            self.bytes,
+        );
+        if let Some(io) = &self.handle.io {
+            metrics.storage(&io.report());
+        }
         if let Some(lineage) = &self.handle.lineage {
             lineage.finished(&self.handle.record, &outcome, now_millis());
         }
@@ -277,8 +319,13 @@ impl Audited {
             tracing::warn!(query = %id, "no runtime to record the query's outcome");
             return;
         };
+        metrics.audit_queued(1);
         runtime.spawn(async move {
-            if let Err(e) = store.finish_query(&id, &outcome).await {
+            let writing = Instant::now();
+            let written = store.finish_query(&id, &outcome).await;
+            metrics.audit_write("end", writing.elapsed(), written.is_ok());
+            metrics.audit_queued(-1);
+            if let Err(e) = written {
                 tracing::error!(query = %id, error = %e, "cannot record the query's outcome");
             }
         });

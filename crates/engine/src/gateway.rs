@@ -46,6 +46,34 @@ impl Gateway {
         self.shared.users().principal(name).cloned()
     }
 
+    /// The gateway's operational counters (see [`crate::metrics`]).
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        self.shared.metrics()
+    }
+
+    /// Every metric in Prometheus' text format, with the gauges read now.
+    pub fn render_metrics(&self) -> String {
+        self.shared.metrics().render(self.shared.gauges())
+    }
+
+    /// Is the governance store answering now? (`/readyz`: a replica that cannot reach it
+    /// refuses every query, so it should get none.)
+    pub async fn store_reachable(&self) -> Result<(), String> {
+        self.shared
+            .governance()
+            .grant_generation()
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// The key that signs what this gateway hands out for `purpose` (see
+    /// [`meshgate_protect::MasterKey::signing_key`]): the same on every replica that shares
+    /// the master secret.
+    pub fn signing_key(&self, purpose: &str) -> zeroize::Zeroizing<[u8; 32]> {
+        self.shared.master_key().signing_key(purpose)
+    }
+
     /// The static users' names: identities that only a password (or a certificate naming
     /// them) proves, which no token issuer may assert.
     pub fn user_names(&self) -> Vec<String> {

@@ -51,6 +51,7 @@ mod leakproof;
 mod limits;
 mod listing;
 mod lockdown;
+pub mod metrics;
 mod names;
 mod params;
 mod plan;

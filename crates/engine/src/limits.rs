@@ -118,6 +118,15 @@ impl Admission {
         &self.limits
     }
 
+    /// `(running, queued)` queries now.
+    pub(crate) fn load(&self) -> (usize, usize) {
+        let total = self.limits.max_concurrent.max(1);
+        (
+            total.saturating_sub(self.slots.available_permits()),
+            self.waiting.load(Ordering::SeqCst),
+        )
+    }
+
     fn share(&self, principal: &str) -> Result<Arc<Share>, GatewayError> {
         let mut shares = self
             .shares

@@ -118,7 +118,8 @@ impl Query {
             self.deadline,
             Arc::clone(&self.slot),
         ));
-        Ok(Box::pin(Audited::new(guarded, self.audit.clone())))
+        let audit = self.audit.clone().with_io(Arc::clone(&self.io));
+        Ok(Box::pin(Audited::new(guarded, audit)))
     }
 
     /// Cancels the query's streams, now or whenever they are polled next.

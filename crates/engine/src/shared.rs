@@ -66,6 +66,7 @@ pub(crate) struct Shared {
     governance: Arc<dyn GovernanceStore>,
     audit: AuditSettings,
     replica: Option<String>,
+    metrics: Arc<crate::metrics::Metrics>,
     lineage: Option<Lineage>,
     /// Held while the grants in force are re-read, so concurrent queries re-read once.
     grant_refresh: tokio::sync::Mutex<()>,
@@ -171,6 +172,7 @@ impl Shared {
             governance,
             audit: config.audit,
             replica: config.replica,
+            metrics: Arc::default(),
             lineage,
             grant_refresh: tokio::sync::Mutex::new(()),
         })
@@ -218,6 +220,24 @@ impl Shared {
         &self.governance
     }
 
+    pub(crate) fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
+    }
+
+    /// The gauges read now: running and queued queries, memory held in the shared pool.
+    pub(crate) fn gauges(&self) -> crate::metrics::Gauges {
+        let (queries_running, queries_queued) = self.admission.load();
+        crate::metrics::Gauges {
+            queries_running,
+            queries_queued,
+            memory_reserved_bytes: self.runtime.memory_pool.reserved(),
+        }
+    }
+
+    pub(crate) fn master_key(&self) -> &MasterKey {
+        &self.master_key
+    }
+
     pub(crate) fn replica(&self) -> Option<&str> {
         self.replica.as_deref()
     }
@@ -261,11 +281,19 @@ impl Shared {
     /// the store's grant generation moved or a grant's time ran out, so a decision applies
     /// from the very next query. A store that cannot be read refuses the query.
     pub(crate) async fn current_policies(&self) -> Result<Arc<PolicySet>, GatewayError> {
+        let started = std::time::Instant::now();
+        let current = self.current_policies_untimed().await;
+        self.metrics.policy_resolution(started.elapsed());
+        current
+    }
+
+    async fn current_policies_untimed(&self) -> Result<Arc<PolicySet>, GatewayError> {
         let unavailable = |e: &dyn std::fmt::Display| {
             tracing::error!(error = %e, "governance store unavailable; refusing queries");
             GatewayError::Unavailable(
-                "the gateway cannot read its grants, so it refuses queries; try again later \
-                 (operators: see the gateway's log)"
+                "the governance store cannot be read, so the gateway cannot tell which grants \
+                 are in force and refuses queries; try again later (operators: see the \
+                 gateway's log and /readyz)"
                     .into(),
             )
         };

@@ -9,10 +9,15 @@
 //! - with mutual TLS and no header: the client certificate's common name.
 //!
 //! The handshake takes any of these and answers with `authorization: Bearer <session token>`
-//! in the response headers, where JDBC and ADBC look for it.
+//! in the response headers, where JDBC and ADBC look for it. A session token is signed with a
+//! key derived from the master secret and carries its principal and its end, so every replica
+//! of the gateway accepts it; a principal from the user directory is looked up again on each
+//! use (a user removed from the file is refused), one asserted by a token issuer travels in
+//! the signed token. Closing a session is remembered by the replica that closed it.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_SAFE_NO_PAD};
@@ -25,6 +30,10 @@ use tonic::{Request, Status};
 use crate::jwt::{self, JwtVerifier};
 use crate::session_options::SessionOptions;
 use crate::sessions::Sessions;
+use crate::tickets::{Kind, TicketSigner};
+
+/// What a session token starts with: a bearer value that is one is never tried as a JWT.
+const SESSION_TOKEN_PREFIX: &str = "mgs1.";
 
 /// Standard base64 that accepts input with or without padding.
 const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
@@ -49,47 +58,96 @@ pub(crate) struct Authenticator {
     gateway: Gateway,
     jwt: Vec<JwtVerifier>,
     token_ttl: Duration,
+    signer: TicketSigner,
     sessions: Mutex<Sessions>,
 }
 
 impl Authenticator {
     pub(crate) fn new(gateway: Gateway, jwt: Vec<JwtVerifier>, token_ttl: Duration) -> Self {
+        let signer = TicketSigner::with_key(&gateway.signing_key("meshgate flight sessions v1"));
         Self {
             gateway,
             jwt,
             token_ttl,
+            signer,
             sessions: Mutex::default(),
         }
     }
 
-    /// Issue a session token (random, never derived from credentials) for an authenticated
-    /// caller. It lives `token_ttl`, or less if the caller's own credential ends sooner; a
-    /// session token presented again carries its own end, so renewal never extends it.
+    /// Issue a session token for an authenticated caller: signed, with a random part (two
+    /// logins never share a token), never derived from the credentials. It lives
+    /// `token_ttl`, or less if the caller's own credential ends sooner; a session token
+    /// presented again carries its own end, so renewal never extends it.
     pub(crate) fn issue(&self, caller: Caller) -> Result<String, Status> {
-        let mut bytes = [0u8; 32];
-        rand::rng().fill_bytes(&mut bytes);
-        let token = URL_SAFE_NO_PAD.encode(bytes);
         let ttl_end = SystemTime::now() + self.token_ttl;
         let expires = caller.expires.map_or(ttl_end, |end| end.min(ttl_end));
+        let end_millis = u64::try_from(
+            expires
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis(),
+        )
+        .unwrap_or(u64::MAX);
+        let mut nonce = [0u8; 16];
+        rand::rng().fill_bytes(&mut nonce);
+        // A directory user is looked up again on use; anyone else travels in the token.
+        let from_directory =
+            self.gateway.known_principal(caller.principal.id()).as_ref() == Some(&caller.principal);
+        let asserted = if from_directory {
+            Vec::new()
+        } else {
+            serde_json::to_vec(&(caller.principal.roles(), caller.principal.attributes()))
+                .map_err(|_| Status::internal("the session token cannot be made; log in again"))?
+        };
+        let signed = self.signer.sign(
+            Kind::Session,
+            caller.principal.id(),
+            &[&end_millis.to_be_bytes(), &nonce, &asserted],
+        )?;
+        let token = format!("{SESSION_TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(signed));
         let mut sessions = self
             .sessions
             .lock()
             .map_err(|_| Status::internal("the session store failed; log in again"))?;
         // Options set in the session presented carry over to the renewed one.
-        let options = caller
+        if let Some(options) = caller
             .session
             .as_deref()
             .and_then(|s| sessions.options(s).cloned())
-            .unwrap_or_default();
-        sessions.insert(token.clone(), caller.principal, expires, true, options);
+        {
+            sessions.insert(token.clone(), caller.principal, expires, false, options);
+        }
         Ok(token)
     }
 
+    /// The principal and end of a session token this gateway (any replica) signed, unless it
+    /// ended, was closed here, or names a directory user who is no longer there.
     fn session_principal(&self, token: &str) -> Option<(Principal, SystemTime)> {
-        self.sessions.lock().ok()?.issued(token)
+        let signed = URL_SAFE_NO_PAD
+            .decode(token.strip_prefix(SESSION_TOKEN_PREFIX)?)
+            .ok()?;
+        let (id, fields) = self.signer.open(Kind::Session, &signed)?;
+        let [end, _nonce, asserted]: [Vec<u8>; 3] = fields.try_into().ok()?;
+        let end = UNIX_EPOCH + Duration::from_millis(u64::from_be_bytes(end.try_into().ok()?));
+        if end <= SystemTime::now() || self.sessions.lock().ok()?.is_closed(token) {
+            return None;
+        }
+        let principal = if asserted.is_empty() {
+            self.gateway.known_principal(&id)?
+        } else {
+            let (roles, attributes): (BTreeSet<String>, BTreeMap<String, String>) =
+                serde_json::from_slice(&asserted).ok()?;
+            let principal = roles
+                .into_iter()
+                .fold(Principal::new(id), Principal::with_role);
+            attributes
+                .into_iter()
+                .fold(principal, |p, (k, v)| p.with_attribute(k, v))
+        };
+        Some((principal, end))
     }
 
-    /// End the caller's session: a token this server issued stops working, and the
+    /// End the caller's session: its token stops working on this replica, and the
     /// session's options are forgotten. `false` when the call had no session to close.
     pub(crate) fn close(&self, caller: &Caller) -> bool {
         let Some(session) = &caller.session else {
@@ -97,6 +155,17 @@ impl Authenticator {
         };
         if let Ok(mut sessions) = self.sessions.lock() {
             sessions.remove(session);
+            if session.starts_with(SESSION_TOKEN_PREFIX)
+                && let Some(end) = caller.expires
+            {
+                sessions.insert(
+                    session.clone(),
+                    caller.principal.clone(),
+                    end,
+                    true,
+                    SessionOptions::default(),
+                );
+            }
         }
         true
     }
@@ -124,7 +193,8 @@ impl Authenticator {
             .lock()
             .map_err(|_| Status::internal("the session store failed; log in again"))?;
         if !sessions.set_options(session, options.clone()) {
-            // A caller who sends a JWT on every call: keep its options until the JWT ends.
+            // The first options of this session (a token or a JWT sent on every call): kept
+            // until the credential ends.
             sessions.insert(
                 session.clone(),
                 caller.principal.clone(),
@@ -167,7 +237,10 @@ impl Authenticator {
                     client: None,
                 });
             }
-            if !self.jwt.is_empty() && jwt::looks_like_jwt(rest) {
+            if !rest.starts_with(SESSION_TOKEN_PREFIX)
+                && !self.jwt.is_empty()
+                && jwt::looks_like_jwt(rest)
+            {
                 let verified = jwt::verify(&self.jwt, rest)
                     .map_err(|e| Status::unauthenticated(e.to_string()))?;
                 return Ok(Caller {

@@ -21,6 +21,7 @@ mod auth;
 mod columns;
 mod edge;
 mod jwt;
+pub mod ops;
 mod params;
 mod running;
 mod served;
@@ -44,6 +45,7 @@ use zeroize::Zeroizing;
 
 pub use edge::{edge_schema, to_edge};
 pub use jwt::{JwtConfig, JwtKey, PrincipalNamespace, TokenError};
+pub use ops::serve_ops;
 pub use service::MeshFlightService;
 pub use session_options::{
     CloseSessionRequest, CloseSessionResult, CloseSessionStatus, GetSessionOptionsRequest,

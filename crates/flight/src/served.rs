@@ -37,6 +37,114 @@ fn caller_error(status: Status) -> Status {
 
 type Answer<T> = Result<Response<T>, Status>;
 
+/// The Flight SQL commands, as metric labels: a closed list, so a caller's bytes never
+/// become a label value.
+const COMMANDS: &[&str] = &[
+    "CommandStatementQuery",
+    "CommandStatementSubstraitPlan",
+    "CommandPreparedStatementQuery",
+    "CommandStatementUpdate",
+    "CommandPreparedStatementUpdate",
+    "CommandStatementIngest",
+    "CommandGetCatalogs",
+    "CommandGetDbSchemas",
+    "CommandGetTables",
+    "CommandGetTableTypes",
+    "CommandGetPrimaryKeys",
+    "CommandGetExportedKeys",
+    "CommandGetImportedKeys",
+    "CommandGetCrossReference",
+    "CommandGetSqlInfo",
+    "CommandGetXdbcTypeInfo",
+    "TicketStatementQuery",
+];
+
+/// The command a `google.protobuf.Any` carries, as a label (`other` when it is none of them).
+fn command_label(any: &[u8]) -> &'static str {
+    use prost::Message;
+    let Ok(any) = arrow_flight::sql::Any::decode(any) else {
+        return "other";
+    };
+    let name = any.type_url.rsplit('.').next().unwrap_or("");
+    COMMANDS
+        .iter()
+        .find(|c| **c == name)
+        .copied()
+        .unwrap_or("other")
+}
+
+/// An action's type, as a label: the Flight SQL and meshgate actions by name, anything else
+/// `other`.
+fn action_label(action: &str) -> &'static str {
+    const FLIGHT_SQL: &[&str] = &[
+        "CreatePreparedStatement",
+        "ClosePreparedStatement",
+        "CreatePreparedSubstraitPlan",
+        "BeginTransaction",
+        "EndTransaction",
+        "BeginSavepoint",
+        "EndSavepoint",
+        "CancelQuery",
+        "CancelFlightInfo",
+        "RenewFlightEndpoint",
+        "SetSessionOptions",
+        "GetSessionOptions",
+        "CloseSession",
+    ];
+    FLIGHT_SQL
+        .iter()
+        .copied()
+        .chain(meshgate_api::ACTIONS.iter().map(|(name, _)| *name))
+        .find(|a| *a == action)
+        .unwrap_or("other")
+}
+
+/// A gRPC status as a label.
+fn status_label(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "ok",
+        Code::Cancelled => "cancelled",
+        Code::Unknown => "unknown",
+        Code::InvalidArgument => "invalid_argument",
+        Code::DeadlineExceeded => "deadline_exceeded",
+        Code::NotFound => "not_found",
+        Code::AlreadyExists => "already_exists",
+        Code::PermissionDenied => "permission_denied",
+        Code::ResourceExhausted => "resource_exhausted",
+        Code::FailedPrecondition => "failed_precondition",
+        Code::Aborted => "aborted",
+        Code::OutOfRange => "out_of_range",
+        Code::Unimplemented => "unimplemented",
+        Code::Internal => "internal",
+        Code::Unavailable => "unavailable",
+        Code::DataLoss => "data_loss",
+        Code::Unauthenticated => "unauthenticated",
+    }
+}
+
+impl Served {
+    /// Answer `method` (`command`: its Flight SQL command) and count it: its status and how
+    /// long until the first response (streams run on after).
+    async fn observed<T>(
+        &self,
+        method: &'static str,
+        command: &'static str,
+        answer: impl Future<Output = Answer<T>>,
+    ) -> Answer<T> {
+        let started = std::time::Instant::now();
+        let result = answer.await.map_err(caller_error);
+        let status = match &result {
+            Ok(_) => "ok",
+            Err(s) => status_label(s.code()),
+        };
+        self.0
+            .gateway()
+            .metrics()
+            .rpc(method, command, status, started.elapsed());
+        result
+    }
+}
+
 #[tonic::async_trait]
 impl FlightService for Served {
     type HandshakeStream = <MeshFlightService as FlightService>::HandshakeStream;
@@ -51,55 +159,88 @@ impl FlightService for Served {
         &self,
         request: Request<Streaming<HandshakeRequest>>,
     ) -> Answer<Self::HandshakeStream> {
-        self.0.handshake(request).await.map_err(caller_error)
+        self.observed("Handshake", "none", self.0.handshake(request))
+            .await
     }
 
     async fn list_flights(&self, request: Request<Criteria>) -> Answer<Self::ListFlightsStream> {
-        let request = self.0.authenticated(request).await?;
-        self.0.list_flights(request).await.map_err(caller_error)
+        self.observed("ListFlights", "none", async {
+            let request = self.0.authenticated(request).await?;
+            self.0.list_flights(request).await
+        })
+        .await
     }
 
     async fn get_flight_info(&self, request: Request<FlightDescriptor>) -> Answer<FlightInfo> {
-        let request = self.0.authenticated(request).await?;
-        self.0.get_flight_info(request).await.map_err(caller_error)
+        let command = command_label(&request.get_ref().cmd);
+        self.observed("GetFlightInfo", command, async {
+            let request = self.0.authenticated(request).await?;
+            self.0.get_flight_info(request).await
+        })
+        .await
     }
 
     async fn poll_flight_info(&self, request: Request<FlightDescriptor>) -> Answer<PollInfo> {
-        let request = self.0.authenticated(request).await?;
-        self.0.poll_flight_info(request).await.map_err(caller_error)
+        let command = command_label(&request.get_ref().cmd);
+        self.observed("PollFlightInfo", command, async {
+            let request = self.0.authenticated(request).await?;
+            self.0.poll_flight_info(request).await
+        })
+        .await
     }
 
     async fn get_schema(&self, request: Request<FlightDescriptor>) -> Answer<SchemaResult> {
-        let request = self.0.authenticated(request).await?;
-        self.0.get_schema(request).await.map_err(caller_error)
+        let command = command_label(&request.get_ref().cmd);
+        self.observed("GetSchema", command, async {
+            let request = self.0.authenticated(request).await?;
+            self.0.get_schema(request).await
+        })
+        .await
     }
 
     async fn do_get(&self, request: Request<Ticket>) -> Answer<Self::DoGetStream> {
-        let request = self.0.authenticated(request).await?;
-        self.0.do_get(request).await.map_err(caller_error)
+        let command = command_label(&request.get_ref().ticket);
+        self.observed("DoGet", command, async {
+            let request = self.0.authenticated(request).await?;
+            self.0.do_get(request).await
+        })
+        .await
     }
 
     async fn do_put(&self, request: Request<Streaming<FlightData>>) -> Answer<Self::DoPutStream> {
-        let request = self.0.authenticated(request).await?;
-        self.0.do_put(request).await.map_err(caller_error)
+        self.observed("DoPut", "none", async {
+            let request = self.0.authenticated(request).await?;
+            self.0.do_put(request).await
+        })
+        .await
     }
 
     async fn do_exchange(
         &self,
         request: Request<Streaming<FlightData>>,
     ) -> Answer<Self::DoExchangeStream> {
-        let request = self.0.authenticated(request).await?;
-        self.0.do_exchange(request).await.map_err(caller_error)
+        self.observed("DoExchange", "none", async {
+            let request = self.0.authenticated(request).await?;
+            self.0.do_exchange(request).await
+        })
+        .await
     }
 
     async fn do_action(&self, request: Request<Action>) -> Answer<Self::DoActionStream> {
-        let request = self.0.authenticated(request).await?;
-        self.0.do_action(request).await.map_err(caller_error)
+        let action = action_label(&request.get_ref().r#type);
+        self.observed("DoAction", action, async {
+            let request = self.0.authenticated(request).await?;
+            self.0.do_action(request).await
+        })
+        .await
     }
 
     async fn list_actions(&self, request: Request<Empty>) -> Answer<Self::ListActionsStream> {
-        let request = self.0.authenticated(request).await?;
-        self.0.list_actions(request).await.map_err(caller_error)
+        self.observed("ListActions", "none", async {
+            let request = self.0.authenticated(request).await?;
+            self.0.list_actions(request).await
+        })
+        .await
     }
 }
 

@@ -105,14 +105,19 @@ impl MeshFlightService {
             .collect::<Result<Vec<_>, _>>()?;
         let sql_info = sql_info(&gateway).map_err(|e| format!("building SqlInfo: {e}"))?;
         let xdbc = xdbc_type_info().map_err(|e| format!("building XDBC type info: {e}"))?;
+        let tickets = TicketSigner::with_key(&gateway.signing_key("meshgate flight tickets v1"));
         Ok(Self {
             auth: Authenticator::new(gateway.clone(), jwt, config.token_ttl),
             gateway,
-            tickets: TicketSigner::new(),
+            tickets,
             running: Arc::new(Running::default()),
             sql_info,
             xdbc,
         })
+    }
+
+    pub(crate) fn gateway(&self) -> &Gateway {
+        &self.gateway
     }
 
     pub(crate) fn running(&self) -> Arc<Running> {

@@ -1,11 +1,13 @@
-//! Sessions: the tokens the handshake issues and the options each session has set.
+//! What a replica remembers of sessions: the options each has set, and the tokens closed
+//! before their end.
 //!
-//! A session never outlives the credential it came from: every entry carries the absolute
-//! instant its credential ends (a password login's session TTL, a JWT's `exp`), and a token
-//! presented to the handshake again yields a new token that ends no later than the old one.
-//! The store is bounded twice, so that no caller can grow it without limit: per principal
-//! (logging in again and again evicts that principal's oldest sessions, nobody else's) and
-//! in total (beyond it the session closest to its end goes first).
+//! Session tokens themselves are signed and carry their principal and end (see `auth.rs`),
+//! so any replica accepts them; this is only what cannot be in a token. A session never
+//! outlives the credential it came from: every entry carries the absolute instant its
+//! credential ends (a password login's session TTL, a JWT's `exp`). The store is bounded
+//! twice, so that no caller can grow it without limit: per principal (logging in again and
+//! again evicts that principal's oldest entries, nobody else's) and in total (beyond it the
+//! entry closest to its end goes first).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::SystemTime;
@@ -24,9 +26,8 @@ struct Entry {
     principal: Principal,
     /// When the session ends, whatever is presented after.
     expires: SystemTime,
-    /// Issued by the handshake (a token that authenticates), as opposed to options kept
-    /// for a caller who sends a JWT on every call (the JWT authenticates, not this entry).
-    issued: bool,
+    /// Closed by its caller: the token no longer authenticates on this replica.
+    closed: bool,
     options: SessionOptions,
 }
 
@@ -61,14 +62,14 @@ impl Sessions {
         self.entries.len()
     }
 
-    /// Record a session under `key` for `principal` until `expires`: an issued token, or
-    /// (`issued = false`) a JWT caller's options.
+    /// Record a session under `key` for `principal` until `expires`: its options, or
+    /// (`closed`) that it was closed.
     pub(crate) fn insert(
         &mut self,
         key: String,
         principal: Principal,
         expires: SystemTime,
-        issued: bool,
+        closed: bool,
         options: SessionOptions,
     ) {
         let now = SystemTime::now();
@@ -107,31 +108,29 @@ impl Sessions {
             Entry {
                 principal,
                 expires,
-                issued,
+                closed,
                 options,
             },
         );
     }
 
-    /// The principal of an issued token and when its session ends, if it has not ended.
-    pub(crate) fn issued(&self, token: &str) -> Option<(Principal, SystemTime)> {
-        let entry = self.entries.get(token)?;
-        (entry.issued && entry.expires > SystemTime::now())
-            .then(|| (entry.principal.clone(), entry.expires))
+    /// Was the session under `token` closed here?
+    pub(crate) fn is_closed(&self, token: &str) -> bool {
+        self.entries.get(token).is_some_and(|e| e.closed)
     }
 
     /// The options of a live session.
     pub(crate) fn options(&self, key: &str) -> Option<&SessionOptions> {
         self.entries
             .get(key)
-            .filter(|e| e.expires > SystemTime::now())
+            .filter(|e| !e.closed && e.expires > SystemTime::now())
             .map(|e| &e.options)
     }
 
     /// Set the options of a live session; `false` if there is none under `key`.
     pub(crate) fn set_options(&mut self, key: &str, options: SessionOptions) -> bool {
         match self.entries.get_mut(key) {
-            Some(entry) if entry.expires > SystemTime::now() => {
+            Some(entry) if !entry.closed && entry.expires > SystemTime::now() => {
                 entry.options = options;
                 true
             }
@@ -183,7 +182,7 @@ mod tests {
             "o".into(),
             other,
             later(60),
-            true,
+            false,
             SessionOptions::default(),
         );
         let busy = Principal::new("busy");
@@ -192,17 +191,17 @@ mod tests {
                 format!("b{i}"),
                 busy.clone(),
                 later(60),
-                true,
+                false,
                 SessionOptions::default(),
             );
         }
         assert_eq!(sessions.len(), 4);
         assert!(
-            sessions.issued("o").is_some(),
+            sessions.options("o").is_some(),
             "another principal's session stays"
         );
-        assert!(sessions.issued("b0").is_none(), "the oldest went first");
-        assert!(sessions.issued("b9").is_some());
+        assert!(sessions.options("b0").is_none(), "the oldest went first");
+        assert!(sessions.options("b9").is_some());
     }
 
     #[test]
@@ -213,7 +212,7 @@ mod tests {
                 format!("s{i}"),
                 Principal::new(format!("p{i}")),
                 later(60 + i),
-                true,
+                false,
                 SessionOptions::default(),
             );
         }
@@ -221,51 +220,59 @@ mod tests {
             "ended".into(),
             Principal::new("q"),
             SystemTime::now() - Duration::from_secs(1),
-            true,
+            false,
             SessionOptions::default(),
         );
         assert!(
-            sessions.issued("ended").is_none(),
+            sessions.options("ended").is_none(),
             "an ended session authenticates nobody"
         );
         sessions.insert(
             "new".into(),
             Principal::new("r"),
             later(60),
-            true,
+            false,
             SessionOptions::default(),
         );
         assert_eq!(sessions.len(), 4);
         assert!(
-            sessions.issued("s0").is_some(),
+            sessions.options("s0").is_some(),
             "the ended session made room"
         );
         sessions.insert(
             "newer".into(),
             Principal::new("t"),
             later(60),
-            true,
+            false,
             SessionOptions::default(),
         );
         assert_eq!(sessions.len(), 4);
         assert!(
-            sessions.issued("s0").is_none(),
+            sessions.options("s0").is_none(),
             "then the one closest to its end"
         );
-        assert!(sessions.issued("newer").is_some());
+        assert!(sessions.options("newer").is_some());
     }
 
     #[test]
-    fn options_kept_for_a_jwt_caller_do_not_authenticate() {
+    fn a_closed_session_is_remembered_and_keeps_no_options() {
         let mut sessions = Sessions::default();
         sessions.insert(
-            "a.jwt.token".into(),
+            "t".into(),
             Principal::new("svc"),
             later(60),
             false,
             SessionOptions::default(),
         );
-        assert!(sessions.issued("a.jwt.token").is_none());
-        assert!(sessions.options("a.jwt.token").is_some());
+        assert!(!sessions.is_closed("t") && sessions.options("t").is_some());
+        sessions.insert(
+            "t".into(),
+            Principal::new("svc"),
+            later(60),
+            true,
+            SessionOptions::default(),
+        );
+        assert!(sessions.is_closed("t") && sessions.options("t").is_none());
+        assert!(!sessions.set_options("t", SessionOptions::default()));
     }
 }

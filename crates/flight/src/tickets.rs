@@ -2,13 +2,13 @@
 //! principal.
 //!
 //! A handle carries what the server needs to run it again (the SQL, bound parameters) and
-//! the principal it was issued to, signed with a key that exists only in this server process
-//! (HMAC-SHA256). When used, the signature and the principal are checked, and the statement
-//! is planned again under the caller's identity and the policy version in force then: a
-//! handle is never a capability to data.
+//! the principal it was issued to, signed (HMAC-SHA256) with a key derived from the master
+//! secret, so any replica sharing that secret accepts it and nothing else can make one. When
+//! used, the signature and the principal are checked, and the statement is planned again
+//! under the caller's identity and the policy version in force then: a handle is never a
+//! capability to data. Session tokens are signed the same way, as their own kind.
 
 use hmac::{Hmac, KeyInit, Mac};
-use rand::RngCore;
 use sha2::Sha256;
 use tonic::Status;
 
@@ -20,6 +20,7 @@ const VERSION: u8 = 2;
 pub(crate) enum Kind {
     Statement = 1,
     Prepared = 2,
+    Session = 3,
 }
 
 pub(crate) struct TicketSigner {
@@ -27,10 +28,17 @@ pub(crate) struct TicketSigner {
 }
 
 impl TicketSigner {
+    /// A signer with a random key: its handles are accepted by this process only.
+    #[cfg(test)]
     pub(crate) fn new() -> Self {
+        use rand::RngCore;
         let mut key = [0u8; 32];
         rand::rng().fill_bytes(&mut key);
         Self { key }
+    }
+
+    pub(crate) fn with_key(key: &[u8; 32]) -> Self {
+        Self { key: *key }
     }
 
     fn mac(&self) -> Result<Hmac<Sha256>, Status> {
@@ -58,45 +66,48 @@ impl TicketSigner {
         Ok(out)
     }
 
-    /// The fields of a handle of `kind` issued to `principal` by this server.
+    /// The fields of a handle of `kind` issued to `principal` by this gateway.
     pub(crate) fn verify(
         &self,
         kind: Kind,
         handle: &[u8],
         principal: &str,
     ) -> Result<Vec<Vec<u8>>, Status> {
-        let invalid = || {
+        let (owner, fields) = self.open(kind, handle).ok_or_else(|| {
             Status::invalid_argument(
-                "invalid ticket or handle: it was not issued by this server (or the server restarted); run the statement again",
+                "invalid ticket or handle: it was not issued by this gateway (or its master key changed); run the statement again",
             )
-        };
-        if handle.len() < 2 + 32 || handle[0] != VERSION || handle[1] != kind as u8 {
-            return Err(invalid());
-        }
-        let (body, tag) = handle.split_at(handle.len() - 32);
-        let mut mac = self.mac()?;
-        mac.update(body);
-        mac.verify_slice(tag).map_err(|_| invalid())?;
-        let mut parts = Vec::new();
-        let mut rest = &body[2..];
-        while !rest.is_empty() {
-            let len_bytes: [u8; 4] = rest
-                .get(..4)
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(invalid)?;
-            let len = u32::from_be_bytes(len_bytes) as usize;
-            let part = rest.get(4..4 + len).ok_or_else(invalid)?;
-            parts.push(part.to_vec());
-            rest = &rest[4 + len..];
-        }
-        let mut parts = parts.into_iter();
-        let owner = parts.next().ok_or_else(invalid)?;
-        if owner != principal.as_bytes() {
+        })?;
+        if owner != principal {
             return Err(Status::permission_denied(
                 "this ticket or handle was issued to another principal; they cannot be shared or replayed",
             ));
         }
-        Ok(parts.collect())
+        Ok(fields)
+    }
+
+    /// The principal and fields of a handle of `kind` this gateway signed; `None` for
+    /// anything else (another kind, another key, tampered, truncated).
+    pub(crate) fn open(&self, kind: Kind, handle: &[u8]) -> Option<(String, Vec<Vec<u8>>)> {
+        if handle.len() < 2 + 32 || handle[0] != VERSION || handle[1] != kind as u8 {
+            return None;
+        }
+        let (body, tag) = handle.split_at(handle.len() - 32);
+        let mut mac = self.mac().ok()?;
+        mac.update(body);
+        mac.verify_slice(tag).ok()?;
+        let mut parts = Vec::new();
+        let mut rest = &body[2..];
+        while !rest.is_empty() {
+            let len_bytes: [u8; 4] = rest.get(..4)?.try_into().ok()?;
+            let len = u32::from_be_bytes(len_bytes) as usize;
+            let part = rest.get(4..4 + len)?;
+            parts.push(part.to_vec());
+            rest = &rest[4 + len..];
+        }
+        let mut parts = parts.into_iter();
+        let owner = String::from_utf8(parts.next()?).ok()?;
+        Some((owner, parts.collect()))
     }
 }
 

@@ -112,6 +112,9 @@ struct FileConfig {
     /// This gateway's name on its audit records (default: the host name and listen port).
     #[serde(default)]
     replica: Option<String>,
+    /// `[http]`: the operations endpoints.
+    #[serde(default)]
+    http: HttpSection,
     /// `[audit]`: what the audit log keeps (the engine's own settings type).
     #[serde(default)]
     audit: AuditSettings,
@@ -123,6 +126,14 @@ struct FileConfig {
 
 fn default_state() -> String {
     "state/meshgate.db".to_string()
+}
+
+/// `[http]`: where `/metrics`, `/healthz` and `/readyz` answer (off unless set).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpSection {
+    #[serde(default)]
+    listen: Option<String>,
 }
 
 /// `[store]`: a PostgreSQL store's password (named, never written) and pool.
@@ -308,6 +319,8 @@ struct LimitsConfig {
 #[derive(Debug)]
 pub struct ServeConfig {
     pub listen: Option<String>,
+    /// Where the operations endpoints answer (`[http] listen`; `None`: not served).
+    pub http: Option<String>,
     pub gateway: GatewayConfig,
     pub flight: FlightConfig,
     /// The policy directory, re-read on every reload (SIGHUP).
@@ -498,6 +511,7 @@ impl ServeConfig {
         let flight = flight(&parsed, &resolve).map_err(&err)?;
         Ok(Self {
             listen: parsed.listen.clone(),
+            http: parsed.http.listen.clone(),
             policies_dir,
             flight,
             gateway: GatewayConfig {

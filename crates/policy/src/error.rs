@@ -66,6 +66,25 @@ pub enum NotAdmitted {
     },
 }
 
+impl Denial {
+    /// A short, stable name of why: a metric label, never carrying who or what.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::NotPermitted { why, .. } => match **why {
+                NotAdmitted::NoGrant => "no_grant",
+                NotAdmitted::DeniedByRule { .. } => "denied_by_rule",
+                NotAdmitted::GrantSuspended { .. } => "grant_suspended",
+                NotAdmitted::GrantExpired { .. } => "grant_expired",
+            },
+            Self::NoPolicy { .. } => "no_policy",
+            Self::NoRowGrant { .. } => "no_row_grant",
+            Self::Unresolvable { .. } => "unresolvable_policy",
+            Self::MalformedPrincipal { .. } => "malformed_principal",
+            Self::EngineFailure { .. } => "policy_engine_failure",
+        }
+    }
+}
+
 fn not_permitted(principal: &str, product: &str, owner: &str, why: &NotAdmitted) -> String {
     let how = meshgate_api::how_to_request(product);
     match why {

@@ -18,6 +18,7 @@ use zeroize::Zeroizing;
 pub const MASTER_KEY_ENV: &str = "MESHGATE_MASTER_KEY";
 
 const HKDF_SALT: &[u8] = b"meshgate.tokenize.v1";
+const SIGNING_SALT: &[u8] = b"meshgate.signing.v1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -125,6 +126,26 @@ impl MasterKey {
         self.origin
     }
 
+    /// A key for signing what the gateway hands out and takes back (statement tickets,
+    /// prepared handles, session tokens), one per `purpose`. Derived from the master secret,
+    /// so every replica sharing that secret accepts what another issued; separate from every
+    /// token domain's key (another salt). The demo key is public, so under it each process
+    /// draws a random key instead: a demo's handles never outlive it, and nobody can forge
+    /// one from the published phrase.
+    pub fn signing_key(&self, purpose: &str) -> Zeroizing<[u8; 32]> {
+        let mut okm = Zeroizing::new([0u8; 32]);
+        if self.origin == KeyOrigin::Demo {
+            use rand::RngCore;
+            rand::rng().fill_bytes(okm.as_mut());
+            return okm;
+        }
+        let hk = Hkdf::<Sha256>::new(Some(SIGNING_SALT), &self.bytes);
+        if hk.expand(purpose.as_bytes(), okm.as_mut()).is_err() {
+            unreachable!("HKDF expand of 32 bytes");
+        }
+        okm
+    }
+
     /// The key of one token domain.
     pub fn token_key(&self, domain: &str) -> TokenKey {
         let hk = Hkdf::<Sha256>::new(Some(HKDF_SALT), &self.bytes);
@@ -204,6 +225,23 @@ mod tests {
         assert_eq!(
             key.token_key("reference").bytes(),
             key.token_key("reference").bytes()
+        );
+    }
+
+    #[test]
+    fn signing_keys_are_shared_by_one_secret_and_never_derived_from_the_demo_key() {
+        let key = MasterKey::from_bytes(&[7u8; 32]).unwrap();
+        let same = MasterKey::from_bytes(&[7u8; 32]).unwrap();
+        assert_eq!(*key.signing_key("tickets"), *same.signing_key("tickets"));
+        assert_ne!(*key.signing_key("tickets"), *key.signing_key("sessions"));
+        assert_ne!(
+            key.signing_key("reference").as_ref(),
+            key.token_key("reference").bytes()
+        );
+        let demo = MasterKey::demo();
+        assert_ne!(
+            *demo.signing_key("tickets"),
+            *MasterKey::demo().signing_key("tickets")
         );
     }
 
