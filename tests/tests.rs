@@ -20,4 +20,5 @@ mod lakes;
 mod layers;
 mod policies;
 mod reference_mesh;
+mod replicas;
 mod store;

@@ -186,6 +186,26 @@ impl Postgres {
         format!("postgres://{USER}@127.0.0.1:{}/{name}", self.port)
     }
 
+    /// Rows of `sql` in database `name`, one line each, columns separated by `|`.
+    pub fn query(&self, name: &str, sql: &str) -> Vec<String> {
+        let output = Command::new(self.bin.join("psql"))
+            .args(["-h"])
+            .arg(self.root.path())
+            .args(["-p", &self.port.to_string(), "-U", USER, "-d", name])
+            .args(["-v", "ON_ERROR_STOP=1", "-At", "-c", sql])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
     /// Options for a store in database `name` (created by [`Self::database`]).
     pub fn options(&self, url: &str) -> PostgresOptions {
         let mut options = PostgresOptions::new(url);

@@ -482,6 +482,7 @@ impl SystemSchema {
             .int("duration_ms", rows.iter().map(|a| count(a.duration_ms)))
             .time("finished_at", rows.iter().map(|a| a.finished_at))
             .text("error", rows.iter().map(|a| a.record.error.as_ref()))
+            .text("replica", rows.iter().map(|a| a.record.replica.as_ref()))
             .table()
     }
 

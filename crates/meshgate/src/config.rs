@@ -775,6 +775,60 @@ mod tests {
     }
 
     #[test]
+    fn a_postgres_state_takes_its_password_only_by_reference() {
+        let dir = tempfile::tempdir().unwrap();
+        let resolve = |p: &Path| dir.path().join(p);
+        let store = |text: &str| {
+            let parsed: FileConfig =
+                toml::from_str(&format!("products = \"p\"\npolicies = \"q\"\n{text}\n")).unwrap();
+            governance(&parsed, &resolve)
+        };
+        let Ok(Governance::Sqlite(path)) = store("state = \"s/m.db\"") else {
+            panic!("a path is a SQLite file")
+        };
+        assert_eq!(path, dir.path().join("s/m.db"));
+        for written in [
+            "state = \"postgres://meshgate:hunter2@db/m\"",
+            "state = \"postgresql://meshgate@db/m?sslmode=require&password=hunter2\"",
+        ] {
+            let error = store(written).unwrap_err();
+            assert!(
+                error.contains("holds a password") && !error.contains("hunter2"),
+                "{error}"
+            );
+        }
+        std::fs::write(dir.path().join("pw"), "s3cret\n").unwrap();
+        let Ok(Governance::Postgres(options)) = store(
+            "state = \"postgres://meshgate@db:5432/m\"\n[store]\npassword_file = \"pw\"\nmax_connections = 3",
+        ) else {
+            panic!("a postgres:// URL is a PostgreSQL store")
+        };
+        assert_eq!(
+            options.password.as_deref().map(String::as_str),
+            Some("s3cret")
+        );
+        assert_eq!(options.max_connections, 3);
+        assert!(
+            !format!("{options:?}").contains("s3cret"),
+            "Debug never shows it"
+        );
+        let missing = store(
+            "state = \"postgres://meshgate@db/m\"\n[store]\npassword_env = \"MESHGATE_TEST_NOT_SET_ANYWHERE\"",
+        )
+        .unwrap_err();
+        assert!(
+            missing.contains("MESHGATE_TEST_NOT_SET_ANYWHERE"),
+            "{missing}"
+        );
+        let sqlite_with_password =
+            store("state = \"m.db\"\n[store]\npassword_env = \"X\"").unwrap_err();
+        assert!(
+            sqlite_with_password.contains("SQLite"),
+            "{sqlite_with_password}"
+        );
+    }
+
+    #[test]
     fn audit_and_lineage_sections_are_the_engines_own_types() {
         let base = "products = \"p\"\npolicies = \"q\"\n";
         let parsed: FileConfig = toml::from_str(&format!(
@@ -899,6 +953,8 @@ mod tests {
             ("## `[[auth.jwt]]`", "auth.jwt"),
             ("## `[storage]`", "storage"),
             ("## `[storage.default]`", "storage.default"),
+            ("## `[http]`", "http"),
+            ("## `[store]`", "store"),
             ("## `[audit]`", "audit"),
             ("## `[lineage]`", "lineage"),
         ];
