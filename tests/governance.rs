@@ -407,7 +407,10 @@ async fn a_query_is_refused_when_its_audit_record_cannot_be_written() {
     )
     .await;
     let err = query(&gateway, "ref-owner", sql).await.unwrap_err();
-    assert!(err.contains("audit log cannot be written"), "{err}");
+    assert!(
+        err.contains("audit log in the governance store cannot be written"),
+        "{err}"
+    );
     let err = session(&gateway, "ref-owner").query(sql).await.unwrap_err();
     assert!(matches!(err, GatewayError::Unavailable(_)), "{err:?}");
 }
