@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use meshgate::governance::{PostgresOptions, PostgresStore};
+use meshgate::governance::PostgresOptions;
 
 pub const USER: &str = "meshgate";
 pub const PASSWORD: &str = "test-secret-for-the-store";
@@ -212,17 +212,6 @@ impl Postgres {
         options.password = Some(PASSWORD.to_string().into());
         options.acquire_timeout = Duration::from_secs(3);
         options
-    }
-
-    /// A store in a new database.
-    pub async fn store(&self, name: &str) -> PostgresStore {
-        let url = self.database(name);
-        PostgresStore::open(&self.options(&url)).await.unwrap()
-    }
-
-    /// The server's log, to explain a failure.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.root.path().join("server.log")).unwrap_or_default()
     }
 }
 

@@ -429,8 +429,41 @@ fn print_sections(sections: &[(&str, Vec<RecordBatch>)], format: Output) -> Resu
 }
 
 /// A progress line for a long step, on stderr.
+/// Set once, from `--log-format`: with JSON logs, what the gateway says on standard error
+/// goes through the log as JSON too, so every line a log pipeline reads parses.
+static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[derive(Clone, Copy)]
+enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+/// Tell the operator something on standard error: a line of text, or a JSON log event.
+fn say(level: Level, message: &str) {
+    if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+        match level {
+            Level::Info => tracing::info!("{message}"),
+            Level::Warn => tracing::warn!("{message}"),
+            Level::Error => tracing::error!("{message}"),
+        }
+    } else {
+        match level {
+            Level::Info => eprintln!("{message}"),
+            Level::Warn => eprintln!("warning: {message}"),
+            Level::Error => eprintln!("error: {message}"),
+        }
+    }
+}
+
 fn progress(start: Instant) -> impl Fn(&str) + Sync {
-    move |step: &str| eprintln!("  [{:>5.1}s] {step}", start.elapsed().as_secs_f64())
+    move |step: &str| {
+        say(
+            Level::Info,
+            &format!("  [{:>5.1}s] {step}", start.elapsed().as_secs_f64()),
+        )
+    }
 }
 
 async fn products(command: ProductsCommand) -> Result<(), String> {
@@ -635,6 +668,10 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info,datafusion=warn".into()),
         )
         .with_writer(std::io::stderr);
+    JSON_LOGS.store(
+        cli.log_format == LogFormat::Json,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     match cli.log_format {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs
@@ -656,7 +693,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(message) => {
-            eprintln!("error: {}", terminal::safe(&message));
+            say(Level::Error, &terminal::safe(&message));
             ExitCode::FAILURE
         }
     }
@@ -681,16 +718,22 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 addr => match meshgate::flight::bind(addr).await {
                     Ok(l) => Some(l),
                     Err(e) => {
-                        eprintln!("warning: no /metrics for this demo: {e} (use --http ADDR)");
+                        say(
+                            Level::Warn,
+                            &format!("no /metrics for this demo: {e} (use --http ADDR)"),
+                        );
                         None
                     }
                 },
             };
             let data_dir = data_dir.unwrap_or_else(reference::default_data_dir);
             let start = Instant::now();
-            eprintln!(
-                "meshgate demo: preparing the reference mesh in {} (the first run generates it, a few seconds)",
-                data_dir.display()
+            say(
+                Level::Info,
+                &format!(
+                    "meshgate demo: preparing the reference mesh in {} (the first run generates it, a few seconds)",
+                    data_dir.display()
+                ),
             );
             let demo = reference::demo_with(&data_dir, &progress(start))
                 .await
@@ -968,7 +1011,7 @@ async fn serve(
         }
     }
     for warning in meshgate::check::warnings(&gateway, &lakes) {
-        eprintln!("  warning: {}", terminal::safe(&warning.to_string()));
+        say(Level::Warn, &terminal::safe(&warning.to_string()));
     }
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     if demo {
@@ -1006,7 +1049,7 @@ async fn serve(
     println!("listening on {addr}");
     let shutdown = async {
         shutdown_signal().await;
-        eprintln!("shutting down: finishing running queries");
+        say(Level::Info, "shutting down: finishing running queries");
     };
     let _stop_ops = stop_ops; // dropped when serving ends: the operations listener stops too
     meshgate::flight::serve(gateway, listener, flight, shutdown)
@@ -1021,7 +1064,10 @@ async fn reload_on_hangup(gateway: Gateway, dir: PathBuf) {
     {
         use tokio::signal::unix::{SignalKind, signal};
         let Ok(mut hangup) = signal(SignalKind::hangup()) else {
-            eprintln!("warning: cannot listen for SIGHUP; policies reload only on restart");
+            say(
+                Level::Warn,
+                "cannot listen for SIGHUP; policies reload only on restart",
+            );
             return;
         };
         while hangup.recv().await.is_some() {
@@ -1034,13 +1080,19 @@ async fn reload_on_hangup(gateway: Gateway, dir: PathBuf) {
                 Err(e) => Err(e.to_string()),
             };
             match loaded {
-                Ok(version) => eprintln!(
-                    "policies reloaded from {}: version {version}",
-                    dir.display()
+                Ok(version) => say(
+                    Level::Info,
+                    &format!(
+                        "policies reloaded from {}: version {version}",
+                        dir.display()
+                    ),
                 ),
-                Err(e) => eprintln!(
-                    "error: policy reload from {} failed; still enforcing version {current}: {e}",
-                    dir.display()
+                Err(e) => say(
+                    Level::Error,
+                    &format!(
+                        "policy reload from {} failed; still enforcing version {current}: {e}",
+                        dir.display()
+                    ),
                 ),
             }
         }
