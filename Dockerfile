@@ -27,7 +27,7 @@ COPY policies /usr/share/meshgate/policies
 COPY deploy/meshgate.toml /etc/meshgate/meshgate.toml
 # Never root: the gateway needs to write only its state (and the demo's lakes) under /data.
 USER meshgate
-EXPOSE 50051
+EXPOSE 50051 9464
 VOLUME /data
 # A Flight round trip to the gateway itself (answering, even with a refusal, is healthy).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \

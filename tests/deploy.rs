@@ -1,9 +1,13 @@
-//! docker-compose.yml, checked without a Docker engine: it parses, its services and their
-//! dependencies are what the deployment needs, its environment provides every variable the
-//! image's configuration (deploy/meshgate.toml) needs, and the MinIO setup matches the
-//! manifests. Then the same topology runs for real, minus Docker: an S3 server with the
-//! users lake-setup.sh creates, the `seed` service's command, and the `gateway` service's
-//! command with its configuration and environment, queried over Flight SQL.
+//! The deployments, checked without a Docker engine or a Kubernetes cluster.
+//!
+//! docker-compose.yml: it parses, its services and their dependencies are what the
+//! deployment needs, its environment provides every variable the image's configuration
+//! (deploy/meshgate.toml) needs, the MinIO setup matches the manifests, and nginx balances
+//! over both replicas. deploy/kubernetes: replicas with readiness on `/readyz`, secrets by
+//! reference only, a disruption budget that matches the pods. Then the compose topology runs
+//! for real, minus Docker: an S3 server with the users lake-setup.sh creates, a PostgreSQL
+//! server, the `seed` service's command, both gateway replicas with their configuration and
+//! environment, and one address in front of them, queried over Flight SQL.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -17,6 +21,8 @@ use meshgate_reference as reference;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tonic::transport::Channel;
 
+use crate::support::postgres::{self, Postgres};
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
@@ -27,7 +33,12 @@ fn repo() -> PathBuf {
 fn compose() -> serde_yaml::Value {
     let text = std::fs::read_to_string(repo().join("docker-compose.yml")).unwrap();
     let mut value: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
-    value.apply_merge().unwrap();
+    // A merge can bring in a mapping that merges another (the replicas' shared environment
+    // merges the reader keys): merge until none is left.
+    for _ in 0..4 {
+        value.apply_merge().unwrap();
+    }
+    assert!(!serde_yaml::to_string(&value).unwrap().contains("<<"));
     value
 }
 
@@ -90,22 +101,35 @@ fn compose_services_build_the_image_and_run_in_order() {
         .keys()
         .map(|k| k.as_str().unwrap())
         .collect();
-    assert_eq!(names, ["minio", "lake-setup", "seed", "gateway"]);
-    // Built once, by the gateway; the seed job reuses that image and never pulls one.
     assert_eq!(
-        service(&compose, "gateway")["build"].as_str(),
+        names,
+        [
+            "minio",
+            "lake-setup",
+            "seed",
+            "postgres",
+            "gateway-a",
+            "gateway-b",
+            "gateway"
+        ]
+    );
+    // Built once, by gateway-a; the seed job and gateway-b reuse that image, never pull one.
+    assert_eq!(
+        service(&compose, "gateway-a")["build"].as_str(),
         Some("."),
         "the gateway is built from ./Dockerfile"
     );
-    assert!(service(&compose, "seed")["build"].is_null(), "built once");
-    assert_eq!(
-        service(&compose, "seed")["image"],
-        service(&compose, "gateway")["image"]
-    );
-    assert_eq!(
-        service(&compose, "seed")["pull_policy"].as_str(),
-        Some("never")
-    );
+    for reuses in ["seed", "gateway-b"] {
+        assert!(service(&compose, reuses)["build"].is_null(), "built once");
+        assert_eq!(
+            service(&compose, reuses)["image"],
+            service(&compose, "gateway-a")["image"]
+        );
+        assert_eq!(
+            service(&compose, reuses)["pull_policy"].as_str(),
+            Some("never")
+        );
+    }
     let depends = |name: &str, on: &str| {
         service(&compose, name)["depends_on"][on]["condition"]
             .as_str()
@@ -117,19 +141,35 @@ fn compose_services_build_the_image_and_run_in_order() {
         depends("seed", "lake-setup"),
         "service_completed_successfully"
     );
-    assert_eq!(depends("gateway", "seed"), "service_completed_successfully");
+    for replica in ["gateway-a", "gateway-b"] {
+        assert_eq!(depends(replica, "seed"), "service_completed_successfully");
+        assert_eq!(depends(replica, "postgres"), "service_healthy");
+        assert_eq!(depends("gateway", replica), "service_healthy");
+        // Each runs the configuration the image carries, with the repository's products and
+        // policies where that configuration expects them.
+        assert_eq!(
+            strings(&service(&compose, replica)["command"]),
+            ["serve", "--config", "/etc/meshgate/meshgate.toml"]
+        );
+    }
+    // One address: nginx, balancing gRPC calls over both replicas.
     assert_eq!(
         strings(&service(&compose, "gateway")["ports"]),
         ["50051:50051"]
     );
-
-    // The gateway runs the configuration the image carries, with the repository's products
-    // and policies where that configuration expects them.
-    let command = strings(&service(&compose, "gateway")["command"]);
     assert_eq!(
-        command,
-        ["serve", "--config", "/etc/meshgate/meshgate.toml"]
+        strings(&service(&compose, "gateway")["volumes"]),
+        ["./deploy/nginx.conf:/etc/nginx/nginx.conf:ro"]
     );
+    let nginx = std::fs::read_to_string(repo().join("deploy/nginx.conf")).unwrap();
+    for line in [
+        "server gateway-a:50051;",
+        "server gateway-b:50051;",
+        "listen 50051 http2;",
+        "grpc_pass grpc://gateways;",
+    ] {
+        assert!(nginx.contains(line), "deploy/nginx.conf lacks `{line}`");
+    }
     let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
     // Dependencies cached between builds, never root, and a health check the binary answers
     // (`meshgate health`, tested in cli.rs).
@@ -172,24 +212,49 @@ fn compose_services_build_the_image_and_run_in_order() {
 #[test]
 fn compose_environment_matches_the_gateways_configuration_and_the_lake_setup() {
     let compose = compose();
-    let gateway = environment(&compose, "gateway");
+    let gateway = environment(&compose, "gateway-a");
+    let other = environment(&compose, "gateway-b");
     let setup = environment(&compose, "lake-setup");
     let seed = environment(&compose, "seed");
+    let postgres = environment(&compose, "postgres");
     let config = std::fs::read_to_string(repo().join("deploy/meshgate.toml")).unwrap();
 
-    // Every variable the configuration needs is set for the gateway...
+    // Every variable the configuration needs is set for each replica...
     let required = meshgate::config::required_environment(&config, &products()).unwrap();
-    assert!(
-        required.contains("MESHGATE_S3_ENDPOINT") && required.contains("MESHGATE_MASTER_KEY"),
-        "{required:?}"
-    );
-    let missing: Vec<_> = required
-        .iter()
-        .filter(|name| !gateway.contains_key(*name))
-        .collect();
-    assert!(missing.is_empty(), "the gateway service lacks {missing:?}");
+    for name in [
+        "MESHGATE_S3_ENDPOINT",
+        "MESHGATE_MASTER_KEY",
+        "MESHGATE_STORE_PASSWORD",
+        "MESHGATE_STORE_HOST",
+        "MESHGATE_REPLICA",
+    ] {
+        assert!(required.contains(name), "{name}: {required:?}");
+    }
+    for replica in [&gateway, &other] {
+        let missing: Vec<_> = required
+            .iter()
+            .filter(|name| !replica.contains_key(*name))
+            .collect();
+        assert!(missing.is_empty(), "a gateway replica lacks {missing:?}");
+    }
     let key = hex::decode(&gateway["MESHGATE_MASTER_KEY"]).unwrap();
     assert!(key.len() >= 32);
+    // ...the same for both but their names: one master key (what one signs, the other
+    // accepts), one store.
+    for (name, value) in &gateway {
+        if name == "MESHGATE_REPLICA" {
+            assert_ne!(Some(value), other.get(name));
+        } else {
+            assert_eq!(Some(value), other.get(name), "{name}");
+        }
+    }
+    assert_eq!(
+        postgres.get("POSTGRES_PASSWORD"),
+        gateway.get("MESHGATE_STORE_PASSWORD")
+    );
+    assert!(config.contains("postgres://meshgate@${MESHGATE_STORE_HOST}:5432/meshgate"));
+    assert_eq!(postgres["POSTGRES_USER"], "meshgate");
+    assert_eq!(postgres["POSTGRES_DB"], "meshgate");
 
     // ...and the lake setup creates exactly the manifests' buckets, with the very keys the
     // gateway will use for each (lake-setup.sh derives the variable names from the bucket).
@@ -292,70 +357,122 @@ async fn the_compose_topology_serves_the_reference_mesh() {
         String::from_utf8_lossy(&seeded.stderr)
     );
 
-    // gateway: the image's configuration (its files where the image has them), the
-    // service's environment, the lake's address for `minio`.
+    // postgres: a server of the test's own, with the compose service's user and database.
+    let pg = Postgres::start();
+    pg.database("meshgate");
+
+    // gateway-a and gateway-b: the image's configuration (its files where the image has
+    // them), each service's environment, the test's servers for `minio` and `postgres`.
     let config_dir = tempfile::tempdir().unwrap();
     let config = std::fs::read_to_string(repo().join("deploy/meshgate.toml"))
         .unwrap()
         .replace("/usr/share/meshgate", &repo().display().to_string())
-        .replace("/data/", &format!("{}/", config_dir.path().display()))
-        .replace("0.0.0.0:50051", "127.0.0.1:0");
+        .replace("0.0.0.0:50051", "127.0.0.1:0")
+        .replace("0.0.0.0:9464", "127.0.0.1:0")
+        .replace(":5432/", &format!(":{}/", pg.port()));
     std::fs::write(config_dir.path().join("meshgate.toml"), config).unwrap();
-    let mut env = environment(&compose, "gateway");
-    env.insert("MESHGATE_S3_ENDPOINT".into(), endpoint.clone());
-    let mut gateway = tokio::process::Command::new(env!("CARGO_BIN_EXE_meshgate"))
-        .args(["serve", "--config"])
-        .arg(config_dir.path().join("meshgate.toml"))
-        .env_clear()
-        .envs(&env)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(gateway.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
-            .await
-            .expect("the gateway starts")
-            .unwrap()
-            .expect("the gateway prints its address");
-        if let Some(addr) = line.strip_prefix("listening on ") {
-            break addr.to_string();
-        }
-    };
+    let mut replicas = Vec::new();
+    for name in ["gateway-a", "gateway-b"] {
+        let mut env = environment(&compose, name);
+        env.insert("MESHGATE_S3_ENDPOINT".into(), endpoint.clone());
+        env.insert("MESHGATE_STORE_HOST".into(), "127.0.0.1".into());
+        env.insert("MESHGATE_STORE_PASSWORD".into(), postgres::PASSWORD.into());
+        let mut gateway = tokio::process::Command::new(env!("CARGO_BIN_EXE_meshgate"))
+            .args(["serve", "--config"])
+            .arg(config_dir.path().join("meshgate.toml"))
+            .env_clear()
+            .envs(&env)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(gateway.stdout.take().unwrap()).lines();
+        let mut ops = None;
+        let addr: SocketAddr = loop {
+            let line = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
+                .await
+                .expect("the gateway starts")
+                .unwrap()
+                .expect("the gateway prints its address");
+            if let Some(rest) = line.strip_prefix("operations on http://") {
+                ops = rest.split_whitespace().next().map(str::to_string);
+            }
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                break addr.parse().unwrap();
+            }
+        };
+        replicas.push((gateway, addr, ops.expect("the operations listener is on")));
+    }
 
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut client = FlightSqlServiceClient::new(channel);
-    client
+    // gateway: one address in front of both. nginx balances calls; this stand-in balances
+    // connections, which is enough to land a client's calls on either replica.
+    let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let front_addr = front.local_addr().unwrap();
+    let backends: Vec<SocketAddr> = replicas.iter().map(|(_, addr, _)| *addr).collect();
+    tokio::spawn(async move {
+        for turn in 0.. {
+            let Ok((mut inbound, _)) = front.accept().await else {
+                return;
+            };
+            let backend = backends[turn % backends.len()];
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(backend).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+
+    // A client logs in through the one address (landing on one replica) and queries through
+    // it again on a new connection (landing on the other) with its session token.
+    let sql = "SELECT count(*) AS n, min(lob) AS lo, max(lob) AS hi FROM reference.counterparties";
+    let connect = async || {
+        Channel::from_shared(format!("http://{front_addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    };
+    let mut first = FlightSqlServiceClient::new(connect().await);
+    first
         .handshake("cib-reporting", "cib-reporting-pw")
         .await
         .unwrap();
-    let info = client
-        .execute(
-            "SELECT count(*) AS n, min(lob) AS lo, max(lob) AS hi FROM reference.counterparties"
-                .into(),
-            None,
-        )
-        .await
-        .unwrap();
-    let ticket = info.endpoint[0].ticket.clone().unwrap();
-    let batches: Vec<_> = client
-        .do_get(ticket)
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
-    let row = arrow::util::pretty::pretty_format_batches(&batches)
-        .unwrap()
-        .to_string();
-    assert!(row.contains("| 15000 | CIB | CIB |"), "{row}");
-    // The gateway read each product with that product's own key, and only read.
+    let token = first.token().cloned().unwrap();
+    let mut second = FlightSqlServiceClient::new(connect().await);
+    second.set_token(token);
+    for client in [&mut first, &mut second] {
+        let info = client.execute(sql.into(), None).await.unwrap();
+        let ticket = info.endpoint[0].ticket.clone().unwrap();
+        let batches: Vec<_> = client
+            .do_get(ticket)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        let row = arrow::util::pretty::pretty_format_batches(&batches)
+            .unwrap()
+            .to_string();
+        assert!(row.contains("| 15000 | CIB | CIB |"), "{row}");
+    }
+    // Both replicas answered, into the one audit in PostgreSQL.
+    let replicas_in_audit = pg.query("meshgate", "SELECT DISTINCT replica FROM audit ORDER BY 1");
+    assert_eq!(replicas_in_audit, ["gateway-a", "gateway-b"]);
+    // Each is ready by its probe.
+    for (_, _, ops) in &replicas {
+        let mut stream = tokio::net::TcpStream::connect(ops.as_str()).await.unwrap();
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        stream
+            .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    }
+    // Each replica read each product with that product's own key, and only read.
     let requests = lake.requests();
     let reads: Vec<_> = requests
         .iter()
@@ -366,5 +483,89 @@ async fn the_compose_topology_serves_the_reference_mesh() {
         })
         .collect();
     assert!(!reads.is_empty() && reads.iter().all(|r| r.is_read() && r.allowed));
-    gateway.kill().await.unwrap();
+    for (mut gateway, _, _) in replicas {
+        gateway.kill().await.unwrap();
+    }
+}
+
+#[test]
+fn kubernetes_replicas_are_probed_budgeted_and_take_secrets_by_reference() {
+    let text = std::fs::read_to_string(repo().join("deploy/kubernetes/meshgate.yaml")).unwrap();
+    let docs: Vec<serde_yaml::Value> = text
+        .split("\n---\n")
+        .map(|d| serde_yaml::from_str(d).unwrap())
+        .collect();
+    let kind = |k: &str| {
+        docs.iter()
+            .find(|d| d["kind"].as_str() == Some(k))
+            .unwrap_or_else(|| panic!("a {k}"))
+    };
+    let deployment = kind("Deployment");
+    let labels = &deployment["spec"]["selector"]["matchLabels"];
+    assert_eq!(
+        &deployment["spec"]["template"]["metadata"]["labels"],
+        labels
+    );
+    assert_eq!(&kind("Service")["spec"]["selector"], labels);
+    let budget = kind("PodDisruptionBudget");
+    assert_eq!(&budget["spec"]["selector"]["matchLabels"], labels);
+    let replicas = deployment["spec"]["replicas"].as_i64().unwrap();
+    let min_available = budget["spec"]["minAvailable"].as_i64().unwrap();
+    assert!(replicas >= 2 && min_available >= 1 && min_available < replicas);
+
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        strings(&container["args"])[..3],
+        ["serve", "--config", "/etc/meshgate/meshgate.toml"]
+    );
+    // Probes on the operations listener the image's configuration opens.
+    let config = std::fs::read_to_string(repo().join("deploy/meshgate.toml")).unwrap();
+    assert!(config.contains("listen = \"0.0.0.0:9464\""));
+    let metrics_port = container["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"].as_str() == Some("metrics"))
+        .unwrap()["containerPort"]
+        .as_i64();
+    assert_eq!(metrics_port, Some(9464));
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    // Longer than the drain, so running queries finish before the pod is killed.
+    assert!(
+        deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+            .as_i64()
+            .unwrap()
+            > 30
+    );
+
+    // Every variable the configuration needs is set; every secret only by reference.
+    let env: BTreeMap<String, &serde_yaml::Value> = container["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap().to_string(), e))
+        .collect();
+    let required = meshgate::config::required_environment(&config, &products()).unwrap();
+    let missing: Vec<_> = required.iter().filter(|n| !env.contains_key(*n)).collect();
+    assert!(missing.is_empty(), "the Deployment lacks {missing:?}");
+    for (name, entry) in &env {
+        let secret = ["KEY", "PASSWORD", "SECRET"]
+            .iter()
+            .any(|word| name.contains(word));
+        if secret {
+            assert!(
+                entry["value"].is_null(),
+                "{name} is written in the manifest"
+            );
+            assert!(
+                !entry["valueFrom"]["secretKeyRef"]["name"].is_null(),
+                "{name} comes from a Secret"
+            );
+        }
+    }
+    assert_eq!(
+        env["MESHGATE_REPLICA"]["valueFrom"]["fieldRef"]["fieldPath"], "metadata.name",
+        "each pod names itself on its audit records"
+    );
 }

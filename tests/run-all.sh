@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test meshgate has, on a fresh machine: formatting, lints, Rust unit and integration
-# tests, doc tests, the examples for embedders, and the Python Flight SQL client tests (ADBC) in a
-# virtualenv this script creates. Builds are reused from $CARGO_TARGET_DIR
+# tests (the governance store's on real PostgreSQL servers, installed from Debian's package
+# when missing), doc tests, the examples for embedders, and the Python Flight SQL client tests
+# (ADBC) in a virtualenv this script creates. Builds are reused from $CARGO_TARGET_DIR
 # (default ~/.cache/meshgate/target) and the venv from ~/.cache/meshgate/venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,7 @@ trap 'rm -rf "$scratch"' EXIT
 step() { printf '\n== %s (%ss)\n' "$*" "$SECONDS"; }
 
 . tests/need-protoc.sh
+. tests/need-postgres.sh
 
 step "format"
 cargo fmt --all --check

@@ -666,8 +666,9 @@ fn jwt(section: &JwtSection, resolve: &dyn Fn(&Path) -> PathBuf) -> Result<JwtCo
 }
 
 /// Every environment variable a configuration file needs, given the products it serves as
-/// `(product id, bucket)`: its `${VAR}` references, each product's credential variables, and
-/// the master key's when no key file is configured. For deployment checks.
+/// `(product id, bucket)`: its `${VAR}` references, each product's credential variables, the
+/// store's password variable, and the master key's when no key file is configured. For
+/// deployment checks.
 pub fn required_environment(
     text: &str,
     products: &[(String, String)],
@@ -699,6 +700,13 @@ pub fn required_environment(
                 template, product, bucket,
             ));
         }
+    }
+    if let Some(variable) = value
+        .get("store")
+        .and_then(|s| s.get("password_env"))
+        .and_then(|v| v.as_str())
+    {
+        names.insert(variable.to_string());
     }
     if let Some(issuers) = value
         .get("auth")
