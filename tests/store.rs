@@ -869,7 +869,7 @@ async fn two_gateways_on_one_store_see_each_others_decisions(kind: Kind) {
             assert_eq!(decided.state, RequestState::Approved);
             assert!(b.grant_generation().await.unwrap() > seen_by_b);
             let in_force = b.grants_in_force(now_millis()).await.unwrap();
-            assert_eq!(in_force, [grant.clone()]);
+            assert_eq!(in_force, std::slice::from_ref(&grant));
             // Revoked through b: a no longer has it in force.
             let before = a.grant_generation().await.unwrap();
             Workflow::new(b.as_ref(), &catalog)
