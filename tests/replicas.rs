@@ -49,20 +49,24 @@ struct Replica {
 }
 
 impl Replica {
-    /// Start a replica named `name` on the shared store.
+    /// Start a replica named `name` on the shared store, with its own copy of the policy
+    /// files (`<dir>/policies-<name>`), as each machine of a deployment has.
     async fn start(dir: &Path, pg: &Postgres, name: &str) -> Self {
         let config = dir.join(format!("meshgate-{name}.toml"));
         let repo = repo();
         let data = crate::support::truth::data_dir();
+        let policies = dir.join(format!("policies-{name}"));
+        crate::cli::copy_dir(&repo.join("policies"), &policies);
         std::fs::write(
             &config,
             format!(
-                "products = \"{repo}/products\"\npolicies = \"{repo}/policies\"\n\
+                "products = \"{repo}/products\"\npolicies = \"{policies}\"\n\
                  users = \"{repo}/policies/users.toml\"\nmaster_key_file = \"master.key\"\n\
                  state = \"postgres://{user}@127.0.0.1:{port}/{DATABASE}\"\nreplica = \"{name}\"\n\
                  [store]\npassword_env = \"{PASSWORD_ENV}\"\nacquire_timeout = \"2s\"\n\
                  [storage.default]\nkind = \"local\"\npath = \"{data}/s3/{{bucket}}\"\n",
                 repo = repo.display(),
+                policies = policies.display(),
                 user = postgres::USER,
                 port = pg.port(),
                 data = data.display(),
@@ -161,6 +165,16 @@ impl Replica {
         (status, body)
     }
 
+    /// Send SIGHUP: the replica reloads its policy files.
+    fn hang_up(&self) {
+        let pid = self.child.id().expect("running").to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+
     async fn kill(&mut self) {
         self.child.kill().await.unwrap();
     }
@@ -174,7 +188,7 @@ impl Replica {
 /// A PostgreSQL server, three replicas on it, and the reference mesh's data.
 struct Cluster {
     pg: Postgres,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     replicas: Vec<Replica>,
 }
 
@@ -191,11 +205,7 @@ async fn cluster() -> Cluster {
     for name in ["a", "b", "c"] {
         replicas.push(Replica::start(dir.path(), &pg, name).await);
     }
-    Cluster {
-        pg,
-        _dir: dir,
-        replicas,
-    }
+    Cluster { pg, dir, replicas }
 }
 
 /// The gRPC code of a client error; a broken connection (a replica killed under the call)
@@ -568,4 +578,63 @@ async fn a_store_that_goes_away_refuses_every_query_until_it_is_back() {
         );
         assert_eq!(replica.http("/readyz").await.0, 200);
     }
+}
+
+/// The policy version of each audit record, oldest first, as `(replica, version)`.
+fn versions(pg: &Postgres) -> Vec<(String, String)> {
+    pg.query(
+        DATABASE,
+        "SELECT replica, policy_version FROM audit ORDER BY seq",
+    )
+    .into_iter()
+    .filter_map(|l| {
+        l.split_once('|')
+            .map(|(r, v)| (r.to_string(), v.to_string()))
+    })
+    .collect()
+}
+
+/// A rolling policy change: one replica reloads new files (SIGHUP) while the others still
+/// serve the old ones, and the audit says which version answered each query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn during_a_rolling_policy_change_the_audit_names_the_version_that_answered() {
+    let cluster = cluster().await;
+    let [a, b, _] = &cluster.replicas[..] else {
+        unreachable!()
+    };
+    let (mut on_a, token) = a.login("cib-reporting").await;
+    let mut on_b = b.with_token(&token).await;
+    run(&mut on_a, &load_statement(1, 1)).await.unwrap();
+    run(&mut on_b, &load_statement(1, 2)).await.unwrap();
+    let before = versions(&cluster.pg);
+    let old = before[0].1.clone();
+    assert!(before.iter().all(|(_, v)| *v == old), "{before:?}");
+
+    // New files on a only (a comment is enough to make a new version), then SIGHUP.
+    let policy = cluster
+        .dir
+        .path()
+        .join("policies-a/products/reference.counterparties.toml");
+    let mut text = std::fs::read_to_string(&policy).unwrap();
+    text.push_str("\n# rolled out to replica a first\n");
+    std::fs::write(&policy, text).unwrap();
+    a.hang_up();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut n = 10;
+    let new = loop {
+        n += 1;
+        run(&mut on_a, &load_statement(2, n)).await.unwrap();
+        let latest = versions(&cluster.pg).pop().unwrap();
+        if latest.1 != old {
+            assert_eq!(latest.0, "a");
+            break latest.1;
+        }
+        assert!(Instant::now() < deadline, "replica a did not reload");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // b still answers with the old version, and its record says so.
+    run(&mut on_b, &load_statement(3, 1)).await.unwrap();
+    let latest = versions(&cluster.pg).pop().unwrap();
+    assert_eq!(latest, ("b".to_string(), old));
+    assert_ne!(new, latest.1);
 }

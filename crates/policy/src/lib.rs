@@ -27,8 +27,8 @@ mod template;
 mod treatment;
 pub mod users;
 
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -140,18 +140,27 @@ impl PolicySet {
             }
             products.insert(policy.product.clone(), policy);
         }
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        // The version is the files' content, named by file name only: replicas that hold the
+        // same files in different directories (or built by another compiler) report the
+        // same version on their audit records, and any change to a file is a new one.
+        let mut hasher = Sha256::new();
         for source in std::iter::once(&sources.access_model)
             .chain([&sources.access_rules])
             .chain(&sources.products)
         {
-            source.name.hash(&mut hasher);
-            source.text.hash(&mut hasher);
+            let file = Path::new(&source.name)
+                .file_name()
+                .map_or_else(|| source.name.clone(), |f| f.to_string_lossy().into_owned());
+            for part in [file.as_bytes(), source.text.as_bytes()] {
+                hasher.update((part.len() as u64).to_be_bytes());
+                hasher.update(part);
+            }
         }
+        let digest = hasher.finalize();
         Ok(Self {
             access: Arc::new(access),
             products: Arc::new(products),
-            fingerprint: format!("{:016x}", hasher.finish()),
+            fingerprint: hex::encode(&digest[..8]),
             sources: Arc::new(sources.clone()),
             grants: None,
         })
