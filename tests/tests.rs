@@ -22,3 +22,4 @@ mod policies;
 mod reference_mesh;
 mod replicas;
 mod store;
+mod traces;

@@ -48,6 +48,16 @@ struct Cli {
     /// line) for log pipelines. Neither carries a row value, a filter literal or key material.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Send traces over OTLP/gRPC to this collector (e.g. http://otel-collector:4317): a
+    /// span per RPC continuing the caller's W3C `traceparent`, with the query's planning,
+    /// audit write and execution as children. Spans carry no statement, value or key.
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "OTEL_EXPORTER_OTLP_ENDPOINT"
+    )]
+    otlp_endpoint: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -662,24 +672,6 @@ async fn access(command: AccessCommand) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,datafusion=warn".into()),
-        )
-        .with_writer(std::io::stderr);
-    JSON_LOGS.store(
-        cli.log_format == LogFormat::Json,
-        std::sync::atomic::Ordering::Relaxed,
-    );
-    match cli.log_format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .init(),
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -690,13 +682,86 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    // The OTLP exporter's gRPC client runs on this runtime.
+    let entered = runtime.enter();
+    let tracer = match cli
+        .otlp_endpoint
+        .as_deref()
+        .map(tracer_provider)
+        .transpose()
+    {
+        Ok(tracer) => tracer,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,datafusion=warn".into());
+    JSON_LOGS.store(
+        cli.log_format == LogFormat::Json,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    {
+        use tracing_subscriber::Layer as _;
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+        let logs = match cli.log_format {
+            LogFormat::Text => logs.boxed(),
+            LogFormat::Json => logs
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(false)
+                .boxed(),
+        };
+        let traces = tracer.as_ref().map(|provider| {
+            use opentelemetry::trace::TracerProvider;
+            tracing_opentelemetry::layer().with_tracer(provider.tracer("meshgate"))
+        });
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(logs)
+            .with(traces)
+            .init();
+    }
+    drop(entered);
+    let code = match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(message) => {
             say(Level::Error, &terminal::safe(&message));
             ExitCode::FAILURE
         }
+    };
+    if let Some(provider) = tracer {
+        // Send the spans still queued before the process ends.
+        let _ = runtime
+            .block_on(async { tokio::task::spawn_blocking(move || provider.shutdown()).await });
     }
+    code
+}
+
+/// The OTLP trace pipeline: batches of spans to `endpoint` over gRPC, and the W3C trace
+/// context read from callers' headers.
+fn tracer_provider(endpoint: &str) -> Result<opentelemetry_sdk::trace::SdkTracerProvider, String> {
+    use opentelemetry_otlp::WithExportConfig;
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint)
+        .build()
+        .map_err(|e| format!("OTLP exporter for {endpoint}: {e}"))?;
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    Ok(opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name("meshgate")
+                .build(),
+        )
+        .build())
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, String> {

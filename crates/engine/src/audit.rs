@@ -269,6 +269,8 @@ impl AuditHandle {
 pub(crate) struct Audited {
     inner: SendableRecordBatchStream,
     handle: AuditHandle,
+    /// The query's execution, entered at every poll: it ends when the stream does.
+    span: tracing::Span,
     rows: u64,
     bytes: u64,
     done: bool,
@@ -279,6 +281,7 @@ impl Audited {
         Self {
             inner,
             handle,
+            span: tracing::info_span!("execute", otel.name = "execute"),
             rows: 0,
             bytes: 0,
             done: false,
@@ -336,6 +339,8 @@ impl Stream for Audited {
     type Item = Result<RecordBatch, DataFusionError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let span = self.span.clone();
+        let _entered = span.enter();
         let poll = self.inner.as_mut().poll_next(cx);
         match &poll {
             Poll::Ready(Some(Ok(batch))) => {

@@ -3,7 +3,9 @@
 //! [`crate::audit`], and lists through [`crate::listing`]; it decides nothing itself.
 
 use std::sync::Arc;
+
 use std::time::Instant;
+use tracing::Instrument;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::common::ScalarValue;
@@ -105,6 +107,16 @@ impl Session {
         sql: &str,
         params: Option<&[ScalarValue]>,
     ) -> Result<Query, GatewayError> {
+        // Spans name the steps only: no statement, no principal, no value.
+        let span = tracing::info_span!("query", otel.name = "query");
+        self.plan_query_in(sql, params).instrument(span).await
+    }
+
+    async fn plan_query_in(
+        &self,
+        sql: &str,
+        params: Option<&[ScalarValue]>,
+    ) -> Result<Query, GatewayError> {
         let admission = self.shared.admission();
         let deadline = admission
             .limits()
@@ -123,6 +135,7 @@ impl Session {
             let large = parsed.large;
             shape::plan_on(large, plan::plan_to_run(&scope, parsed, params)).await
         };
+        let planning = planning.instrument(tracing::info_span!("plan", otel.name = "plan"));
         let planned = match deadline {
             Some((at, limit)) => tokio::time::timeout_at(at.into(), planning)
                 .await
@@ -145,6 +158,7 @@ impl Session {
         let audit = self
             .auditor()
             .allowed(sql, &scope, started_at, started, &physical)
+            .instrument(tracing::info_span!("audit", otel.name = "audit"))
             .await?;
         Ok(Query::new(
             physical,
@@ -166,7 +180,8 @@ impl Session {
         sql: &str,
         params: Option<&[ScalarValue]>,
     ) -> Result<Prepared, GatewayError> {
-        erased(self.plan_prepared(sql, params)).await
+        let span = tracing::info_span!("plan", otel.name = "plan");
+        erased(self.plan_prepared(sql, params).instrument(span)).await
     }
 
     async fn plan_prepared(

@@ -122,21 +122,58 @@ fn status_label(code: Code) -> &'static str {
     }
 }
 
+/// The caller's W3C trace context (`traceparent`, `tracestate`), for the call's span to
+/// continue; empty when tracing is off (no propagator is installed then).
+fn trace_parent(metadata: &tonic::metadata::MetadataMap) -> opentelemetry::Context {
+    struct Headers<'a>(&'a tonic::metadata::MetadataMap);
+    impl opentelemetry::propagation::Extractor for Headers<'_> {
+        fn get(&self, key: &str) -> Option<&str> {
+            self.0.get(key).and_then(|v| v.to_str().ok())
+        }
+        fn keys(&self) -> Vec<&str> {
+            self.0
+                .keys()
+                .filter_map(|k| match k {
+                    tonic::metadata::KeyRef::Ascii(k) => Some(k.as_str()),
+                    tonic::metadata::KeyRef::Binary(_) => None,
+                })
+                .collect()
+        }
+    }
+    opentelemetry::global::get_text_map_propagator(|p| p.extract(&Headers(metadata)))
+}
+
 impl Served {
-    /// Answer `method` (`command`: its Flight SQL command) and count it: its status and how
-    /// long until the first response (streams run on after).
+    /// Answer `method` (`command`: its Flight SQL command) in a span of its own that
+    /// continues the caller's trace (`parent`), and count it: its status and how long until
+    /// the first response (streams run on after, in the query's `execute` span).
     async fn observed<T>(
         &self,
         method: &'static str,
         command: &'static str,
+        parent: opentelemetry::Context,
         answer: impl Future<Output = Answer<T>>,
     ) -> Answer<T> {
+        use tracing::Instrument;
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        let span = tracing::info_span!(
+            "rpc",
+            otel.name = method,
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.method = method,
+            flight_sql.command = command,
+            rpc.grpc.status = tracing::field::Empty,
+        );
+        // No tracing pipeline (tracing off): nothing to continue.
+        let _ = span.set_parent(parent);
         let started = std::time::Instant::now();
-        let result = answer.await.map_err(caller_error);
+        let result = answer.instrument(span.clone()).await.map_err(caller_error);
         let status = match &result {
             Ok(_) => "ok",
             Err(s) => status_label(s.code()),
         };
+        span.record("rpc.grpc.status", status);
         self.0
             .gateway()
             .metrics()
@@ -159,12 +196,14 @@ impl FlightService for Served {
         &self,
         request: Request<Streaming<HandshakeRequest>>,
     ) -> Answer<Self::HandshakeStream> {
-        self.observed("Handshake", "none", self.0.handshake(request))
+        let parent = trace_parent(request.metadata());
+        self.observed("Handshake", "none", parent, self.0.handshake(request))
             .await
     }
 
     async fn list_flights(&self, request: Request<Criteria>) -> Answer<Self::ListFlightsStream> {
-        self.observed("ListFlights", "none", async {
+        let parent = trace_parent(request.metadata());
+        self.observed("ListFlights", "none", parent, async {
             let request = self.0.authenticated(request).await?;
             self.0.list_flights(request).await
         })
@@ -173,7 +212,8 @@ impl FlightService for Served {
 
     async fn get_flight_info(&self, request: Request<FlightDescriptor>) -> Answer<FlightInfo> {
         let command = command_label(&request.get_ref().cmd);
-        self.observed("GetFlightInfo", command, async {
+        let parent = trace_parent(request.metadata());
+        self.observed("GetFlightInfo", command, parent, async {
             let request = self.0.authenticated(request).await?;
             self.0.get_flight_info(request).await
         })
@@ -182,7 +222,8 @@ impl FlightService for Served {
 
     async fn poll_flight_info(&self, request: Request<FlightDescriptor>) -> Answer<PollInfo> {
         let command = command_label(&request.get_ref().cmd);
-        self.observed("PollFlightInfo", command, async {
+        let parent = trace_parent(request.metadata());
+        self.observed("PollFlightInfo", command, parent, async {
             let request = self.0.authenticated(request).await?;
             self.0.poll_flight_info(request).await
         })
@@ -191,7 +232,8 @@ impl FlightService for Served {
 
     async fn get_schema(&self, request: Request<FlightDescriptor>) -> Answer<SchemaResult> {
         let command = command_label(&request.get_ref().cmd);
-        self.observed("GetSchema", command, async {
+        let parent = trace_parent(request.metadata());
+        self.observed("GetSchema", command, parent, async {
             let request = self.0.authenticated(request).await?;
             self.0.get_schema(request).await
         })
@@ -200,7 +242,8 @@ impl FlightService for Served {
 
     async fn do_get(&self, request: Request<Ticket>) -> Answer<Self::DoGetStream> {
         let command = command_label(&request.get_ref().ticket);
-        self.observed("DoGet", command, async {
+        let parent = trace_parent(request.metadata());
+        self.observed("DoGet", command, parent, async {
             let request = self.0.authenticated(request).await?;
             self.0.do_get(request).await
         })
@@ -208,7 +251,8 @@ impl FlightService for Served {
     }
 
     async fn do_put(&self, request: Request<Streaming<FlightData>>) -> Answer<Self::DoPutStream> {
-        self.observed("DoPut", "none", async {
+        let parent = trace_parent(request.metadata());
+        self.observed("DoPut", "none", parent, async {
             let request = self.0.authenticated(request).await?;
             self.0.do_put(request).await
         })
@@ -219,7 +263,8 @@ impl FlightService for Served {
         &self,
         request: Request<Streaming<FlightData>>,
     ) -> Answer<Self::DoExchangeStream> {
-        self.observed("DoExchange", "none", async {
+        let parent = trace_parent(request.metadata());
+        self.observed("DoExchange", "none", parent, async {
             let request = self.0.authenticated(request).await?;
             self.0.do_exchange(request).await
         })
@@ -228,7 +273,8 @@ impl FlightService for Served {
 
     async fn do_action(&self, request: Request<Action>) -> Answer<Self::DoActionStream> {
         let action = action_label(&request.get_ref().r#type);
-        self.observed("DoAction", action, async {
+        let parent = trace_parent(request.metadata());
+        self.observed("DoAction", action, parent, async {
             let request = self.0.authenticated(request).await?;
             self.0.do_action(request).await
         })
@@ -236,7 +282,8 @@ impl FlightService for Served {
     }
 
     async fn list_actions(&self, request: Request<Empty>) -> Answer<Self::ListActionsStream> {
-        self.observed("ListActions", "none", async {
+        let parent = trace_parent(request.metadata());
+        self.observed("ListActions", "none", parent, async {
             let request = self.0.authenticated(request).await?;
             self.0.list_actions(request).await
         })
