@@ -38,14 +38,14 @@ use views::{
 
 /// Concrete values the attacks aim at, read from the raw files: counterparty 12 is CIB's,
 /// 17 CCB's, 19 AWM's (the reference mesh's LOB is `counterparty_id % 10`).
-struct Targets {
-    cib_tax: String,
-    cib_email: String,
-    card: String,
-    trader: String,
+pub(crate) struct Targets {
+    pub(crate) cib_tax: String,
+    pub(crate) cib_email: String,
+    pub(crate) card: String,
+    pub(crate) trader: String,
 }
 
-async fn targets() -> Targets {
+pub(crate) async fn targets() -> Targets {
     let raw = raw_engine().await;
     let one = |sql: &'static str| {
         let raw = raw.clone();
@@ -86,9 +86,9 @@ enum Expect {
     Explain,
 }
 
-struct Attack {
+pub(crate) struct Attack {
     name: &'static str,
-    sql: String,
+    pub(crate) sql: String,
     expect: Expect,
     /// The first cell each named principal must get, written out by hand.
     spot: &'static [(&'static str, &'static str)],
@@ -116,7 +116,7 @@ fn spotted(
     }
 }
 
-fn attacks(t: &Targets) -> Vec<Attack> {
+pub(crate) fn attacks(t: &Targets) -> Vec<Attack> {
     let tax_token = token("reference", &t.cib_tax);
     let card_token = token("payments", &t.card);
     let email_local = t

@@ -1,7 +1,10 @@
 //! OpenTelemetry traces: `meshgate --otlp-endpoint` sends a span per RPC that continues the
 //! caller's W3C `traceparent`, with the query's planning, audit write and execution as
-//! children, to a real OTLP/gRPC receiver (the collector's own protocol, served here); and no
-//! span carries a statement's literal or a value the query returned.
+//! children, to a real OTLP/gRPC receiver (the collector's own protocol, served here). Then
+//! the attack suite's statements run against the same process as several principals, and
+//! its three operational sinks (the spans, the JSON log, `/metrics`) are grepped: none holds
+//! a value a query returned, a clear value the attacks probe for (they are the statements'
+//! literals too) or key material.
 
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -45,7 +48,7 @@ impl TraceService for Receiver {
 const LITERAL: &str = "zz-trace-literal-41c7";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn spans_continue_the_callers_trace_and_carry_no_value() {
+async fn spans_continue_the_callers_trace_and_no_sink_holds_a_value_under_attack() {
     let receiver = Receiver::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let collector = listener.local_addr().unwrap();
@@ -57,35 +60,39 @@ async fn spans_continue_the_callers_trace_and_carry_no_value() {
             .await
     });
 
+    let logs = tempfile::NamedTempFile::new().unwrap();
     let mut gateway = tokio::process::Command::new(env!("CARGO_BIN_EXE_meshgate"))
         .arg("--otlp-endpoint")
         .arg(format!("http://{collector}"))
-        .args([
-            "demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--http",
-            "off",
-            "--data-dir",
-        ])
+        .args(["--log-format", "json", "demo", "--listen", "127.0.0.1:0"])
+        .args(["--http", "127.0.0.1:0", "--data-dir"])
         .arg(crate::support::truth::data_dir())
         .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .env(
+            "RUST_LOG",
+            "debug,datafusion=warn,h2=warn,hyper=warn,tower=warn,sqlx=warn",
+        )
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(logs.reopen().unwrap())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(gateway.stdout.take().unwrap()).lines();
+    let mut ops = None;
     let addr = loop {
         let line = tokio::time::timeout(Duration::from_secs(120), lines.next_line())
             .await
             .expect("the demo starts")
             .unwrap()
             .expect("the demo prints its address");
+        if let Some(rest) = line.strip_prefix("operations on http://") {
+            ops = rest.split_whitespace().next().map(str::to_string);
+        }
         if let Some(addr) = line.strip_prefix("listening on ") {
             break addr.to_string();
         }
     };
+    let ops = ops.expect("the operations listener");
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
 
     let channel = Channel::from_shared(format!("http://{addr}"))
@@ -204,17 +211,65 @@ async fn spans_continue_the_callers_trace_and_carry_no_value() {
         "the execution runs under DoGet"
     );
 
-    // Nothing a span says is a value or a literal of the statement.
-    let everything = format!("{:?}", receiver.0.lock().unwrap());
-    assert!(
-        !everything.contains(LITERAL),
-        "a statement literal reached a span"
-    );
-    for value in &values {
-        assert!(
-            !everything.contains(value.as_str()),
-            "{value} reached a span"
-        );
+    // The attack suite's statements, as principals who may see some, all or none of it.
+    let targets = crate::attacks::targets().await;
+    let attacks = crate::attacks::attacks(&targets);
+    for user in ["intern", "cib-reporting", "risk-officer"] {
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client = FlightSqlServiceClient::new(channel);
+        client.handshake(user, &format!("{user}-pw")).await.unwrap();
+        for attack in &attacks {
+            // Refused or answered, it does not matter here: only what reaches the sinks.
+            if let Ok(info) = client.execute(attack.sql.clone(), None).await {
+                let _ = fetch(&mut client, &info).await;
+            }
+        }
+    }
+    // Let the last spans be exported and the last outcomes logged.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let metrics = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(ops.as_str()).await.unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        response
+    };
+    assert!(metrics.contains("meshgate_denials_total"), "{metrics}");
+    let log = std::fs::read_to_string(logs.path()).unwrap();
+    assert!(log.lines().count() > 10, "the debug log was written");
+    for line in log.lines() {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("not one JSON object ({e}): {line}"));
+    }
+    let spans = format!("{:?}", receiver.0.lock().unwrap());
+    let secrets = [
+        LITERAL,
+        &targets.cib_tax,
+        &targets.cib_email,
+        &targets.card,
+        &targets.trader,
+        "meshgate demo master key",
+    ];
+    for (sink, content) in [
+        ("a span", &spans),
+        ("the log", &log),
+        ("/metrics", &metrics),
+    ] {
+        for secret in secrets
+            .iter()
+            .copied()
+            .chain(values.iter().map(String::as_str))
+        {
+            assert!(!content.contains(secret), "`{secret}` reached {sink}");
+        }
     }
     gateway.kill().await.unwrap();
 }
