@@ -291,6 +291,16 @@ async fn tokens_handles_and_decisions_travel_between_replicas() {
         let rows = run(&mut replica.with_token(&token).await, counterparties).await;
         assert_eq!(rows, Ok(15000), "replica {}", replica.name);
     }
+    // A statement ticket from A's GetFlightInfo is redeemed on C, as a load balancer that
+    // spreads calls sends it.
+    let info = a
+        .with_token(&token)
+        .await
+        .execute(counterparties.into(), None)
+        .await
+        .unwrap();
+    let (_, batches) = fetch(&mut c.with_token(&token).await, &info).await.unwrap();
+    assert_eq!(row_count(&batches), 15000);
     // A forged token (another key) is refused everywhere.
     let forged = format!("{}x", &token[..token.len() - 1]);
     let refused = run(&mut b.with_token(&forged).await, counterparties).await;
