@@ -70,7 +70,7 @@ async fn spans_continue_the_callers_trace_and_no_sink_holds_a_value_under_attack
         .env("OTEL_BSP_SCHEDULE_DELAY", "100")
         .env(
             "RUST_LOG",
-            "debug,datafusion=warn,h2=warn,hyper=warn,tower=warn,sqlx=warn",
+            "debug,sqlparser=debug,datafusion_optimizer=trace,h2=warn,hyper=warn,tower=warn,sqlx=warn",
         )
         .stdout(Stdio::piped())
         .stderr(logs.reopen().unwrap())

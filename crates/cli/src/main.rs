@@ -696,8 +696,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,datafusion=warn".into());
+    let filter = VALUE_CARRYING_TARGETS.iter().fold(
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| "info,datafusion=warn".into()),
+        |filter, target| match format!("{target}=warn").parse() {
+            Ok(cap) => filter.add_directive(cap),
+            Err(_) => filter,
+        },
+    );
     JSON_LOGS.store(
         cli.log_format == LogFormat::Json,
         std::sync::atomic::Ordering::Relaxed,
@@ -741,6 +747,29 @@ fn main() -> ExitCode {
     }
     code
 }
+
+/// Libraries whose debug logs print statements, plans or values (the SQL parser logs every
+/// token, literals included; DataFusion logs plans with their literals). They log at `warn`
+/// at most, whatever `RUST_LOG` says: a log line or a span event would otherwise carry what
+/// only the caller may see.
+const VALUE_CARRYING_TARGETS: &[&str] = &[
+    "sqlparser",
+    "datafusion",
+    "datafusion_sql",
+    "datafusion_expr",
+    "datafusion_optimizer",
+    "datafusion_physical_optimizer",
+    "datafusion_physical_plan",
+    "datafusion_physical_expr",
+    "datafusion_execution",
+    "datafusion_datasource",
+    "datafusion_datasource_parquet",
+    "datafusion_pruning",
+    "datafusion_common",
+    "parquet",
+    "arrow",
+    "arrow_flight",
+];
 
 /// The OTLP trace pipeline: batches of spans to `endpoint` over gRPC, and the W3C trace
 /// context read from callers' headers.
