@@ -498,30 +498,7 @@ async fn prepared_statement_handles_belong_to_their_principal() {
     let sql = "SELECT card_number FROM payments.transactions WHERE txn_id = $1";
     let prepared = risk.prepare(sql.to_string(), None).await.unwrap();
     // The handle, as a client would see it on the wire, replayed by another principal.
-    let create = risk
-        .do_action(Action {
-            r#type: "CreatePreparedStatement".into(),
-            body: arrow_flight::sql::ActionCreatePreparedStatementRequest {
-                query: sql.into(),
-                transaction_id: None,
-            }
-            .as_any()
-            .encode_to_vec()
-            .into(),
-        })
-        .await
-        .unwrap()
-        .try_next()
-        .await
-        .unwrap()
-        .unwrap();
-    let result: arrow_flight::sql::ActionCreatePreparedStatementResult =
-        Any::decode(create.body.as_ref())
-            .unwrap()
-            .unpack()
-            .unwrap()
-            .unwrap();
-    let handle = result.prepared_statement_handle;
+    let handle = support::prepared_handle(&mut risk, sql).await;
     let command = CommandPreparedStatementQuery {
         prepared_statement_handle: handle.clone(),
     };

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::sql::client::FlightSqlServiceClient;
-use arrow_flight::sql::{Any, CommandPreparedStatementQuery, ProstMessageExt};
+use arrow_flight::sql::{CommandPreparedStatementQuery, ProstMessageExt};
 use arrow_flight::{Action, FlightDescriptor};
 use futures::TryStreamExt;
 use prost::Message;
@@ -335,30 +335,9 @@ async fn tokens_handles_and_decisions_travel_between_replicas() {
     );
 
     // A prepared handle made on A runs on B (its principal's token from A)...
-    let create = intern_a
-        .do_action(Action {
-            r#type: "CreatePreparedStatement".into(),
-            body: arrow_flight::sql::ActionCreatePreparedStatementRequest {
-                query: counterparties.into(),
-                transaction_id: None,
-            }
-            .as_any()
-            .encode_to_vec()
-            .into(),
-        })
+    let handle = crate::support::flight::prepared_handle(&mut intern_a, counterparties)
         .await
-        .unwrap()
-        .try_next()
-        .await
-        .unwrap()
-        .unwrap();
-    let created: arrow_flight::sql::ActionCreatePreparedStatementResult =
-        Any::decode(create.body.as_ref())
-            .unwrap()
-            .unpack()
-            .unwrap()
-            .unwrap();
-    let handle = created.prepared_statement_handle.to_vec();
+        .to_vec();
     assert!(
         run_prepared(b.channel().await, &intern_token, &handle)
             .await

@@ -175,6 +175,39 @@ pub async fn cancel(
     Ok(CancelStatus::try_from(result.status).expect("a known status"))
 }
 
+/// The handle of a prepared statement as a client sees it on the wire (the
+/// CreatePreparedStatement action's answer), to replay it elsewhere.
+pub async fn prepared_handle(
+    client: &mut FlightSqlServiceClient<Channel>,
+    sql: &str,
+) -> bytes::Bytes {
+    use arrow_flight::sql::ProstMessageExt;
+    let create = client
+        .do_action(Action {
+            r#type: "CreatePreparedStatement".into(),
+            body: arrow_flight::sql::ActionCreatePreparedStatementRequest {
+                query: sql.into(),
+                transaction_id: None,
+            }
+            .as_any()
+            .encode_to_vec()
+            .into(),
+        })
+        .await
+        .unwrap()
+        .try_next()
+        .await
+        .unwrap()
+        .unwrap();
+    let result: arrow_flight::sql::ActionCreatePreparedStatementResult =
+        arrow_flight::sql::Any::decode(create.body.as_ref())
+            .unwrap()
+            .unpack()
+            .unwrap()
+            .unwrap();
+    result.prepared_statement_handle
+}
+
 pub fn row_count(batches: &[RecordBatch]) -> usize {
     batches.iter().map(RecordBatch::num_rows).sum()
 }

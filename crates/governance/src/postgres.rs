@@ -102,36 +102,6 @@ impl PostgresStore {
         Ok(Self { pool })
     }
 
-    /// Run statements on the store directly (operators' repairs, tests).
-    pub async fn execute_raw(&self, sql: &str) -> Result<(), StoreError> {
-        sqlx::raw_sql(sql).execute(&self.pool).await?;
-        Ok(())
-    }
-
-    /// The migration versions applied to this store, in order.
-    pub async fn applied_migrations(&self) -> Result<Vec<i64>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
-                .fetch_all(&self.pool)
-                .await?,
-        )
-    }
-
-    async fn one<T>(
-        &self,
-        sql: &str,
-        id: &str,
-        map: fn(&PgRow) -> Result<T, StoreError>,
-    ) -> Result<Option<T>, StoreError> {
-        sqlx::query(sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(map)
-            .transpose()
-    }
-
     /// See `SqliteStore::visible`: the same rule, in PostgreSQL's JSON functions.
     async fn visible<T>(
         &self,
@@ -202,4 +172,4 @@ impl PostgresStore {
     }
 }
 
-crate::sql_store::governance_store!(PostgresStore);
+crate::sql_store::governance_store!(PostgresStore, PgRow);

@@ -3,10 +3,44 @@
 //! only in how they connect and in the few reads that use each database's JSON functions
 //! (`visible`, `audit_page`), which each store implements itself.
 
-/// `impl GovernanceStore` for a store with a `pool` field and the inherent `one`, `visible`
-/// and `audit_page` reads.
+/// `impl GovernanceStore` for a store with a `pool` field (rows of type `$row`) and the
+/// inherent `visible` and `audit_page` reads, and the inherent helpers both stores share.
 macro_rules! governance_store {
-    ($store:ty) => {
+    ($store:ty, $row:ty) => {
+        impl $store {
+            /// Run statements on the store directly: for operators' repairs and for tests that
+            /// need a store in a particular state (a failing disk, an old schema).
+            pub async fn execute_raw(&self, sql: &str) -> Result<(), StoreError> {
+                sqlx::raw_sql(sql).execute(&self.pool).await?;
+                Ok(())
+            }
+
+            /// The migration versions applied to this store, in order.
+            pub async fn applied_migrations(&self) -> Result<Vec<i64>, StoreError> {
+                Ok(
+                    sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+                        .fetch_all(&self.pool)
+                        .await?,
+                )
+            }
+
+            /// The row `sql` selects by `id`, mapped.
+            async fn one<T>(
+                &self,
+                sql: &str,
+                id: &str,
+                map: fn(&$row) -> Result<T, StoreError>,
+            ) -> Result<Option<T>, StoreError> {
+                sqlx::query(sql)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .as_ref()
+                    .map(map)
+                    .transpose()
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::store::GovernanceStore for $store {
             async fn insert_request(&self, r: &AccessRequest) -> Result<(), StoreError> {

@@ -73,38 +73,6 @@ impl SqliteStore {
         Ok(Self { pool })
     }
 
-    /// Run statements on the store directly: for operators' repairs and for tests that
-    /// need a store in a particular state (a failing disk, an old schema).
-    pub async fn execute_raw(&self, sql: &str) -> Result<(), StoreError> {
-        sqlx::raw_sql(sql).execute(&self.pool).await?;
-        Ok(())
-    }
-
-    /// The migration versions applied to this store, in order.
-    pub async fn applied_migrations(&self) -> Result<Vec<i64>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
-                .fetch_all(&self.pool)
-                .await?,
-        )
-    }
-
-    /// The row `sql` selects by `id`, mapped.
-    async fn one<T>(
-        &self,
-        sql: &str,
-        id: &str,
-        map: fn(&SqliteRow) -> Result<T, StoreError>,
-    ) -> Result<Option<T>, StoreError> {
-        sqlx::query(sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(map)
-            .transpose()
-    }
-
     /// The rows of `table` (`access_requests` or `grants`: constants, never input) that
     /// `visible` may see, by the record's `subject` column and its product, mapped.
     async fn visible<T>(
@@ -178,4 +146,4 @@ impl SqliteStore {
     }
 }
 
-crate::sql_store::governance_store!(SqliteStore);
+crate::sql_store::governance_store!(SqliteStore, SqliteRow);
