@@ -156,6 +156,7 @@ impl GovernanceStore for MemoryStore {
             bytes_returned: None,
             duration_ms: None,
             finished_at: None,
+            workers: Vec::new(),
         });
         Ok(())
     }
@@ -172,6 +173,7 @@ impl GovernanceStore for MemoryStore {
             stored.bytes_returned = Some(outcome.bytes_returned);
             stored.duration_ms = Some(outcome.duration_ms);
             stored.finished_at = Some(meshgate::api::now_millis());
+            stored.workers = outcome.workers.clone();
             if outcome.error.is_some() {
                 stored.record.error = outcome.error.clone();
             }

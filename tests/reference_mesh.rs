@@ -714,7 +714,7 @@ async fn scan_statistics(
             let stats = StatisticsContext::new()
                 .compute(plan.as_ref(), &StatisticsArgs::new())
                 .expect("statistics");
-            let policy = scan.policy();
+            let policy = scan.policy().expect("planned by this gateway");
             out.push((
                 format!("{}.{}", policy.domain, policy.table),
                 stats.as_ref().clone(),

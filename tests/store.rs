@@ -510,6 +510,7 @@ async fn audit_records_round_trip_and_fold_into_flows(kind: Kind) {
                 bytes_returned: 100,
                 duration_ms: 3,
                 error: None,
+                workers: vec!["http://w1:50061/".into(), "http://w2:50061/".into()],
             },
         )
         .await
@@ -545,10 +546,12 @@ async fn audit_records_round_trip_and_fold_into_flows(kind: Kind) {
         (all[0].status, all[0].rows_returned),
         (QueryStatus::Ok, Some(5))
     );
+    assert_eq!(all[0].workers, ["http://w1:50061/", "http://w2:50061/"]);
     assert_eq!(
         (all[1].status, all[1].rows_returned),
         (QueryStatus::Running, None)
     );
+    assert!(all[1].workers.is_empty());
     assert_eq!(all[2].status, QueryStatus::Denied);
     assert_eq!(all[2].record, denied);
 

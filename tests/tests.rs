@@ -11,6 +11,7 @@ mod attacks;
 mod cli;
 mod deploy;
 mod differential;
+mod distributed;
 mod flight;
 mod flight_security;
 mod flight_sql;

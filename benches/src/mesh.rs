@@ -268,6 +268,7 @@ pub async fn gateway(
         audit: AuditSettings::default(),
         replica: None,
         lineage: LineageConfig::default(),
+        distribution: None,
     };
     Gateway::open(config)
         .await

@@ -223,6 +223,9 @@ pub struct AuditOutcome {
     pub bytes_returned: u64,
     pub duration_ms: u64,
     pub error: Option<String>,
+    /// The workers a distributed query's stages ran on (empty: it ran in the gateway).
+    #[serde(default)]
+    pub workers: Vec<String>,
 }
 
 /// An audit record as stored: the record and, once the query ended, its outcome.
@@ -234,6 +237,9 @@ pub struct StoredAudit {
     pub bytes_returned: Option<u64>,
     pub duration_ms: Option<u64>,
     pub finished_at: Option<Millis>,
+    /// The workers a distributed query's stages ran on (empty: it ran in the gateway alone).
+    #[serde(default)]
+    pub workers: Vec<String>,
 }
 
 impl StoredAudit {

@@ -2,7 +2,7 @@
 //! `check` validates a configuration without serving it; the client commands (`sql`,
 //! `products`, `access`, `flows`) talk to a running gateway as a principal.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -102,6 +102,19 @@ enum Command {
         /// `off`: not at all).
         #[arg(long, value_name = "ADDR")]
         http: Option<String>,
+    },
+    /// Run stages of large queries for the gateways of a mesh (its `[distributed]` section:
+    /// the same products, policies, storage and master key as its gateways).
+    #[command(
+        after_help = "Example:\n  meshgate worker --config /etc/meshgate/meshgate.toml --listen 0.0.0.0:50061\n\nThe worker runs only stages its gateways signed; SIGHUP reloads the policy directory (gateways and workers must hold the same version); SIGTERM stops."
+    )]
+    Worker {
+        /// The configuration file (meshgate.toml, with a [distributed] section).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Address to serve workers' gRPC on (overrides `[distributed] listen`).
+        #[arg(long)]
+        listen: Option<String>,
     },
     /// Validate a configuration as `serve` would (file, users, manifests, policies, storage,
     /// each product's files), report what would start but serve less than meant, and exit.
@@ -883,7 +896,25 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 flight: listener,
                 ops,
             };
+            if let Some(settings) = &loaded.distributed
+                && let Some(network) = &settings.network
+            {
+                network.start_probing(settings.probe_interval).await;
+                let live = meshgate::engine::WorkerNetwork::live(network.as_ref());
+                say(
+                    Level::Info,
+                    &format!(
+                        "distributing large queries over {} of {} workers that answer",
+                        live.len(),
+                        meshgate::engine::WorkerNetwork::configured(network.as_ref()).len()
+                    ),
+                );
+            }
             serve(loaded.gateway, loaded.flight, listeners, false, policies).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Worker { config, listen } => {
+            worker(&config, listen).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config, strict } => check(&config, strict).await,
@@ -1154,6 +1185,29 @@ async fn serve(
 /// On SIGHUP, re-read the policy directory and reload it whole. A directory that cannot be
 /// read or a policy that does not load changes nothing: the last good version stays in force.
 async fn reload_on_hangup(gateway: Gateway, dir: PathBuf) {
+    let current = gateway.clone();
+    reload_policies_on_hangup(
+        dir,
+        move || current.policies().fingerprint().to_string(),
+        move |sources| {
+            let gateway = gateway.clone();
+            async move {
+                gateway
+                    .reload_policies(&sources)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        },
+    )
+    .await
+}
+
+/// The SIGHUP loop of [`reload_on_hangup`], for a gateway or a worker.
+async fn reload_policies_on_hangup<R, F>(dir: PathBuf, current: impl Fn() -> String, reload: R)
+where
+    R: Fn(meshgate::policy::PolicySources) -> F,
+    F: std::future::Future<Output = Result<String, String>>,
+{
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -1165,12 +1219,9 @@ async fn reload_on_hangup(gateway: Gateway, dir: PathBuf) {
             return;
         };
         while hangup.recv().await.is_some() {
-            let current = gateway.policies().fingerprint().to_string();
+            let held = current();
             let loaded = match meshgate::policy::PolicySources::from_dir(&dir) {
-                Ok(sources) => gateway
-                    .reload_policies(&sources)
-                    .await
-                    .map_err(|e| e.to_string()),
+                Ok(sources) => reload(sources).await,
                 Err(e) => Err(e.to_string()),
             };
             match loaded {
@@ -1184,7 +1235,7 @@ async fn reload_on_hangup(gateway: Gateway, dir: PathBuf) {
                 Err(e) => say(
                     Level::Error,
                     &format!(
-                        "policy reload from {} failed; still enforcing version {current}: {e}",
+                        "policy reload from {} failed; still enforcing version {held}: {e}",
                         dir.display()
                     ),
                 ),
@@ -1193,8 +1244,70 @@ async fn reload_on_hangup(gateway: Gateway, dir: PathBuf) {
     }
     #[cfg(not(unix))]
     {
-        let _ = (gateway, dir);
+        let _ = (dir, current, reload);
     }
+}
+
+/// `meshgate worker`: the stages of large queries, for the gateways of the configuration's
+/// mesh.
+async fn worker(config: &Path, listen: Option<String>) -> Result<(), String> {
+    let loaded = ServeConfig::load(config).map_err(|e| e.to_string())?;
+    let Some(settings) = loaded.distributed else {
+        return Err(format!(
+            "{}: a worker needs a [distributed] section (see docs/configuration.md)",
+            config.display()
+        ));
+    };
+    let listen = listen.unwrap_or(settings.listen);
+    let listener = meshgate::flight::bind(&listen)
+        .await
+        .map_err(|e| e.to_string())?;
+    let node = std::sync::Arc::new(
+        meshgate::engine::WorkerNode::open(loaded.gateway)
+            .await
+            .map_err(|e| e.to_string())?,
+    );
+    let reloading = std::sync::Arc::clone(&node);
+    let current = std::sync::Arc::clone(&node);
+    tokio::spawn(reload_policies_on_hangup(
+        loaded.policies_dir,
+        move || current.policy_version(),
+        move |sources| {
+            let node = std::sync::Arc::clone(&reloading);
+            async move {
+                node.reload_policies(&sources)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        },
+    ));
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    say(
+        Level::Info,
+        &format!(
+            "worker holding policy version {}{}",
+            node.policy_version(),
+            if settings.server_tls.is_some() {
+                ", TLS"
+            } else {
+                ""
+            }
+        ),
+    );
+    // Tests and scripts wait for this line.
+    println!("worker listening on {addr}");
+    let server = meshgate::distributed::WorkerServer {
+        node,
+        signer: settings.signer,
+        tls: settings.server_tls,
+        peers_tls: settings.client_tls,
+        refused: std::sync::Arc::default(),
+        stages: std::sync::Arc::default(),
+    };
+    server
+        .serve(listener, shutdown_signal())
+        .await
+        .map_err(|e| format!("the worker stopped: {e}"))
 }
 
 /// Ctrl-C, or SIGTERM (what `docker stop` and Kubernetes send).

@@ -29,6 +29,7 @@ use meshgate_policy::{Principal, ResolvedTablePolicy};
 use meshgate_storage::IoCounters;
 use sha2::{Digest, Sha256};
 
+use crate::distribute::Workers;
 use crate::error::GatewayError;
 use crate::metrics::Metrics;
 use crate::protected::{ProtectedScanExec, visit_scans};
@@ -170,6 +171,7 @@ impl Auditor<'_> {
             lineage,
             record: Arc::new(record),
             started,
+            workers: None,
         })
     }
 }
@@ -180,7 +182,10 @@ impl Auditor<'_> {
 fn tables_read(plan: &Arc<dyn ExecutionPlan>) -> Vec<AuditTable> {
     let mut scans: Vec<(ResolvedTablePolicy, BTreeSet<String>)> = Vec::new();
     visit_scans(plan, &mut |scan: &ProtectedScanExec| {
-        let policy = scan.policy();
+        // Every scan the gateway plans carries its resolved policy.
+        let Some(policy) = scan.policy() else {
+            return;
+        };
         let schema = scan.schema();
         let read = schema
             .fields()
@@ -254,9 +259,17 @@ pub(crate) struct AuditHandle {
     lineage: Option<Lineage>,
     record: Arc<AuditRecord>,
     started: Instant,
+    /// For a distributed query, the workers its stages went to.
+    workers: Option<Arc<Workers>>,
 }
 
 impl AuditHandle {
+    /// The handle of a query whose stages go to `workers`.
+    pub(crate) fn with_workers(mut self, workers: Arc<Workers>) -> Self {
+        self.workers = Some(workers);
+        self
+    }
+
     /// The handle of a query reading through `io`.
     pub(crate) fn with_io(mut self, io: Arc<IoCounters>) -> Self {
         self.io = Some(io);
@@ -299,6 +312,12 @@ impl Audited {
             bytes_returned: self.bytes,
             duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
             error,
+            workers: self
+                .handle
+                .workers
+                .as_ref()
+                .map(|w| w.list())
+                .unwrap_or_default(),
         };
         let metrics = Arc::clone(&self.handle.metrics);
         metrics.query(

@@ -55,6 +55,7 @@ impl Compiler<'_> {
         &self,
         policy: ResolvedTablePolicy,
         io: Arc<IoCounters>,
+        fingerprint: &str,
     ) -> Result<ProtectedTable, String> {
         let raw = self
             .raw_tables
@@ -92,6 +93,7 @@ impl Compiler<'_> {
             row_filter,
             only_where,
             self.master_key,
+            fingerprint,
         )
         .map_err(|e| e.to_string())
     }

@@ -48,6 +48,8 @@ pub struct GatewayConfig {
     pub replica: Option<String>,
     /// OpenLineage events for every query (off unless a file or URL is set).
     pub lineage: LineageConfig,
+    /// Hand large queries to workers (`None`: every query runs in this process).
+    pub distribution: Option<crate::Distribution>,
 }
 
 /// Where access requests, grants and the audit log live.

@@ -74,6 +74,18 @@ pub(crate) fn denial_to_datafusion(denial: Denial) -> DataFusionError {
 }
 
 /// A cancellation or timeout raised by the query's guard.
+/// A worker a distributed query ran on could not be reached or went away while the query
+/// ran. Raised by the network to the workers (`meshgate-distributed`); the caller gets
+/// UNAVAILABLE naming the worker, and the gateway and other queries go on.
+#[derive(Debug, thiserror::Error)]
+#[error("worker {worker} {problem}; the query did not complete: run it again")]
+pub struct WorkerFailure {
+    /// The worker's address as configured.
+    pub worker: String,
+    /// What happened, written by meshgate (never a value).
+    pub problem: String,
+}
+
 fn find_abort(error: &DataFusionError) -> Option<GatewayError> {
     find_in_chain::<Abort>(error).map(|abort| match abort {
         Abort::Cancelled => GatewayError::Cancelled(abort.to_string()),
@@ -150,6 +162,9 @@ impl GatewayError {
         }
         if let Some(abort) = find_abort(error) {
             return abort;
+        }
+        if let Some(worker) = find_in_chain::<WorkerFailure>(error) {
+            return Self::Unavailable(worker.to_string());
         }
         if let DataFusionError::ResourcesExhausted(m) = error.find_root() {
             return Self::ResourceExhausted(format!(

@@ -18,11 +18,13 @@ use datafusion::datasource::physical_plan::{
     FileGroup, FileGroupPartitioner, FileScanConfigBuilder,
 };
 use datafusion::datasource::table_schema::TableSchema;
-use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::object_store::{ObjectStoreRegistry, ObjectStoreUrl};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use meshgate_catalog::{Product, Table};
 use meshgate_storage::{IoCounters, Lakes, key_of};
+use object_store::ObjectStore;
+use url::Url;
 
 /// The raw scan of each product table, by (domain, table).
 pub(crate) type RawTables = std::collections::HashMap<(String, String), Arc<LakeTable>>;
@@ -150,4 +152,37 @@ fn scan_schema(table: &Table, view_types: bool) -> SchemaRef {
         })
         .collect();
     Arc::new(Schema::new(fields))
+}
+
+/// A query's (or a worker's sealed scan's) object stores: the mesh store, and nothing else
+/// (no URL a query names can reach any other store).
+#[derive(Debug)]
+pub(crate) struct MeshStores {
+    mesh: Arc<dyn ObjectStore>,
+}
+
+impl MeshStores {
+    pub(crate) fn new(mesh: Arc<dyn ObjectStore>) -> Self {
+        Self { mesh }
+    }
+}
+
+impl ObjectStoreRegistry for MeshStores {
+    fn register_store(
+        &self,
+        _url: &Url,
+        _store: Arc<dyn ObjectStore>,
+    ) -> Option<Arc<dyn ObjectStore>> {
+        None
+    }
+
+    fn get_store(&self, url: &Url) -> Result<Arc<dyn ObjectStore>> {
+        if url.scheme() == "meshgate" && url.host_str() == Some("products") {
+            Ok(Arc::clone(&self.mesh))
+        } else {
+            Err(DataFusionError::Plan(format!(
+                "no storage is reachable at {url}"
+            )))
+        }
+    }
 }

@@ -44,6 +44,7 @@
 mod audit;
 mod compile;
 mod config;
+mod distribute;
 mod error;
 mod gateway;
 mod lake_table;
@@ -63,8 +64,12 @@ mod session;
 mod shape;
 mod shared;
 mod system;
+mod wire;
+mod worker;
 
 pub use config::{AuditSettings, GatewayConfig, Governance};
+pub use distribute::{Distribution, OnWorkerDown, WorkerNetwork};
+pub use error::WorkerFailure;
 pub use error::{Abort, GatewayError};
 pub use gateway::Gateway;
 pub use limits::{DEFAULT_QUERY_TIMEOUT, QueryLimits};
@@ -80,3 +85,5 @@ pub use shape::{
     MAX_EXPRESSION_DEPTH, MAX_EXPRESSIONS, MAX_RELATIONS, MAX_SET_OPERATIONS, PLANNING_STACK_BYTES,
 };
 pub use tokio_util::sync::CancellationToken;
+pub use wire::{SealCodec, SealRefusal};
+pub use worker::WorkerNode;

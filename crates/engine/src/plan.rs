@@ -6,18 +6,16 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::common::ScalarValue;
-use datafusion::error::{DataFusionError, Result};
+use datafusion::error::Result;
 use datafusion::execution::memory_pool::MemoryPool;
-use datafusion::execution::object_store::ObjectStoreRegistry;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::ExecutionPlan;
 use meshgate_policy::{PolicySet, Principal};
-use object_store::ObjectStore;
-use url::Url;
 
 use crate::error::GatewayError;
+use crate::lake_table::MeshStores;
 use crate::limits::QueryPool;
 use crate::names::CATALOG;
 use crate::params;
@@ -82,9 +80,9 @@ fn state(scope: &Arc<QueryScope>) -> SessionState {
         memory_pool,
         disk_manager: Arc::clone(&runtime.disk_manager),
         cache_manager: Arc::clone(&runtime.cache_manager),
-        object_store_registry: Arc::new(QueryStores {
-            mesh: shared.lakes().store(Some(Arc::clone(&scope.io))),
-        }),
+        object_store_registry: Arc::new(MeshStores::new(
+            shared.lakes().store(Some(Arc::clone(&scope.io))),
+        )),
     };
     let mut builder = SessionStateBuilder::new_from_existing(shared.template().clone())
         .with_catalog_list(Arc::new(SecureCatalogList::new(Arc::clone(scope))))
@@ -191,31 +189,4 @@ pub(crate) async fn plan_to_run(
         .await
         .map_err(GatewayError::from_planning)?;
     Ok((state, logical, physical))
-}
-
-/// A query's object stores: the counting mesh store, and nothing else (no URL a query names
-/// can reach any other store).
-#[derive(Debug)]
-struct QueryStores {
-    mesh: Arc<dyn ObjectStore>,
-}
-
-impl ObjectStoreRegistry for QueryStores {
-    fn register_store(
-        &self,
-        _url: &Url,
-        _store: Arc<dyn ObjectStore>,
-    ) -> Option<Arc<dyn ObjectStore>> {
-        None
-    }
-
-    fn get_store(&self, url: &Url) -> Result<Arc<dyn ObjectStore>> {
-        if url.scheme() == "meshgate" && url.host_str() == Some("products") {
-            Ok(Arc::clone(&self.mesh))
-        } else {
-            Err(DataFusionError::Plan(format!(
-                "no storage is reachable at {url}"
-            )))
-        }
-    }
 }

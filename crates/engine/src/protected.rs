@@ -32,6 +32,8 @@ use datafusion::common::{
 };
 use datafusion::datasource::TableType;
 use datafusion::execution::TaskContext;
+use datafusion::execution::object_store::ObjectStoreRegistry;
+use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::logical_expr::expr::{Case, ScalarFunction};
 use datafusion::logical_expr::expr_rewriter::unnormalize_col;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, col, lit};
@@ -75,6 +77,8 @@ pub struct ProtectedTable {
     schema: SchemaRef,
     /// `schema` as the planner's `DFSchema`, to type user predicates offered for pushdown.
     df_schema: DFSchema,
+    /// The policy files' version this was resolved under, which a worker must hold too.
+    fingerprint: String,
 }
 
 impl ProtectedTable {
@@ -91,6 +95,7 @@ impl ProtectedTable {
         row_filter: Option<Expr>,
         mut only_where: HashMap<String, Expr>,
         master_key: &MasterKey,
+        fingerprint: &str,
     ) -> Result<Self> {
         let raw_schema = raw.schema();
         let mut columns = Vec::new();
@@ -164,6 +169,7 @@ impl ProtectedTable {
             clear,
             schema,
             df_schema,
+            fingerprint: fingerprint.to_string(),
         })
     }
 
@@ -314,7 +320,8 @@ impl TableProvider for ProtectedTable {
             );
         }
         Ok(Arc::new(ProtectedScanExec::new(
-            Arc::clone(&self.policy),
+            SealIdent::of(&self.policy, &self.fingerprint),
+            Some(Arc::clone(&self.policy)),
             Arc::new(promised),
             plan,
             pushed,
@@ -323,23 +330,59 @@ impl TableProvider for ProtectedTable {
     }
 }
 
+/// Which sealed scan this is, for EXPLAIN, errors and the worker's checks: the table and the
+/// policy version it enforces. Nothing in it is secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SealIdent {
+    pub(crate) product: String,
+    pub(crate) domain: String,
+    pub(crate) table: String,
+    /// `<product>@v<version>`.
+    pub(crate) policy_id: String,
+    /// The policy files' version (see `PolicySet::fingerprint`).
+    pub(crate) fingerprint: String,
+}
+
+impl SealIdent {
+    fn of(policy: &ResolvedTablePolicy, fingerprint: &str) -> Arc<Self> {
+        Arc::new(Self {
+            product: policy.product.clone(),
+            domain: policy.domain.clone(),
+            table: policy.table.clone(),
+            policy_id: policy.policy_id.clone(),
+            fingerprint: fingerprint.to_string(),
+        })
+    }
+
+    fn qualified(&self) -> String {
+        format!("{}.{}", self.domain, self.table)
+    }
+}
+
 /// A protected scan, sealed: a leaf to every optimizer, opaque to EXPLAIN, without metrics
 /// and with no statistics but an inexact row count when the caller sees every row. See the
 /// module documentation.
 pub struct ProtectedScanExec {
-    policy: Arc<ResolvedTablePolicy>,
-    inner: Arc<dyn ExecutionPlan>,
+    pub(crate) ident: Arc<SealIdent>,
+    /// The resolved policy, on the gateway that planned the scan (for the audit); a worker
+    /// receives the compiled plan only (see [`crate::wire`]).
+    policy: Option<Arc<ResolvedTablePolicy>>,
+    pub(crate) inner: Arc<dyn ExecutionPlan>,
     properties: Arc<PlanProperties>,
     /// The caller's own predicates evaluated inside (shown in EXPLAIN; the policy's never).
     pushed: Vec<Expr>,
     /// The files' row count, only when no row filter applies (an upper bound when the
     /// caller's predicates were pushed inside).
-    rows: Option<usize>,
+    pub(crate) rows: Option<usize>,
+    /// On a worker, the stores the sealed subtree reads through (the worker's own mesh
+    /// store): the worker's session knows no product store, so only a sealed scan reads one.
+    pub(crate) stores: Option<Arc<dyn ObjectStoreRegistry>>,
 }
 
 impl ProtectedScanExec {
-    fn new(
-        policy: Arc<ResolvedTablePolicy>,
+    pub(crate) fn new(
+        ident: Arc<SealIdent>,
+        policy: Option<Arc<ResolvedTablePolicy>>,
         schema: SchemaRef,
         inner: Arc<dyn ExecutionPlan>,
         pushed: Vec<Expr>,
@@ -354,17 +397,35 @@ impl ProtectedScanExec {
             inner.boundedness(),
         );
         Self {
+            ident,
             policy,
             inner,
             properties: Arc::new(properties),
             pushed,
             rows,
+            stores: None,
         }
     }
 
-    /// The resolved policy this scan enforces.
-    pub fn policy(&self) -> &ResolvedTablePolicy {
-        &self.policy
+    /// The same scan over another inner plan (one task's share of the files), keeping
+    /// everything else.
+    pub(crate) fn with_inner(&self, inner: Arc<dyn ExecutionPlan>) -> Self {
+        let mut scan = Self::new(
+            Arc::clone(&self.ident),
+            self.policy.clone(),
+            self.schema(),
+            inner,
+            self.pushed.clone(),
+            self.rows,
+        );
+        scan.stores = self.stores.clone();
+        scan
+    }
+
+    /// The resolved policy this scan enforces (`None` on a worker, which holds the compiled
+    /// plan only).
+    pub fn policy(&self) -> Option<&ResolvedTablePolicy> {
+        self.policy.as_deref()
     }
 
     /// Columns the caller's own predicates pushed into this scan refer to (they are read
@@ -378,6 +439,11 @@ impl ProtectedScanExec {
         out.sort();
         out.dedup();
         out
+    }
+
+    /// The caller's pushed predicates as text (what EXPLAIN shows of them).
+    pub(crate) fn pushed_text(&self) -> Vec<String> {
+        self.pushed.iter().map(ToString::to_string).collect()
     }
 
     /// Metrics of the sealed plan, for operators and audit (never shown to consumers).
@@ -400,11 +466,8 @@ fn collect_metrics(plan: &Arc<dyn ExecutionPlan>, out: &mut Vec<MetricsSet>) {
 impl fmt::Debug for ProtectedScanExec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProtectedScanExec")
-            .field(
-                "table",
-                &format_args!("{}.{}", self.policy.domain, self.policy.table),
-            )
-            .field("policy", &self.policy.policy_id)
+            .field("table", &format_args!("{}", self.ident.qualified()))
+            .field("policy", &self.ident.policy_id)
             .finish_non_exhaustive()
     }
 }
@@ -421,15 +484,13 @@ impl DisplayAs for ProtectedScanExec {
             .collect();
         write!(
             f,
-            "ProtectedScanExec: table={}.{}, policy={}, columns=[{}]",
-            self.policy.domain,
-            self.policy.table,
-            self.policy.policy_id,
+            "ProtectedScanExec: table={}, policy={}, columns=[{}]",
+            self.ident.qualified(),
+            self.ident.policy_id,
             columns.join(", ")
         )?;
         if !self.pushed.is_empty() {
-            let pushed: Vec<String> = self.pushed.iter().map(ToString::to_string).collect();
-            write!(f, ", pushed=[{}]", pushed.join(", "))?;
+            write!(f, ", pushed=[{}]", self.pushed_text().join(", "))?;
         }
         Ok(())
     }
@@ -471,11 +532,13 @@ impl ExecutionPlan for ProtectedScanExec {
     /// sealed subtree is invisible to that walk, so the seal resets it itself.
     fn reset_state(self: Arc<Self>) -> Result<Arc<dyn ExecutionPlan>> {
         Ok(Arc::new(Self {
-            policy: Arc::clone(&self.policy),
+            ident: Arc::clone(&self.ident),
+            policy: self.policy.clone(),
             inner: reset_plan_states(Arc::clone(&self.inner))?,
             properties: Arc::clone(&self.properties),
             pushed: self.pushed.clone(),
             rows: self.rows,
+            stores: self.stores.clone(),
         }))
     }
 
@@ -484,14 +547,19 @@ impl ExecutionPlan for ProtectedScanExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
+        // On a worker the sealed subtree, and only it, reads through the worker's mesh store.
+        let context = match &self.stores {
+            None => context,
+            Some(stores) => Arc::new(with_stores(&context, Arc::clone(stores))),
+        };
         // Failures inside the seal (a corrupt file, a vanished object) name the product.
-        let policy = Arc::clone(&self.policy);
+        let ident = Arc::clone(&self.ident);
         let inner = self
             .inner
             .execute(partition, context)
-            .map_err(|e| sealed_error(e, &policy))?;
+            .map_err(|e| sealed_error(e, &ident))?;
         let schema = inner.schema();
-        let stream = inner.map_err(move |e| sealed_error(e, &policy));
+        let stream = inner.map_err(move |e| sealed_error(e, &ident));
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
     }
 
@@ -515,7 +583,32 @@ impl ExecutionPlan for ProtectedScanExec {
     }
 }
 
-fn sealed_error(error: DataFusionError, policy: &ResolvedTablePolicy) -> DataFusionError {
+/// `context` with `stores` as its only object stores (a worker's sealed scan reads, and is
+/// decoded, through the worker's mesh store and nothing else).
+pub(crate) fn with_stores(
+    context: &TaskContext,
+    stores: Arc<dyn ObjectStoreRegistry>,
+) -> TaskContext {
+    let runtime = context.runtime_env();
+    let runtime = RuntimeEnv {
+        memory_pool: Arc::clone(&runtime.memory_pool),
+        disk_manager: Arc::clone(&runtime.disk_manager),
+        cache_manager: Arc::clone(&runtime.cache_manager),
+        object_store_registry: stores,
+    };
+    TaskContext::new(
+        context.task_id(),
+        context.session_id(),
+        context.session_config().clone(),
+        context.scalar_functions().clone(),
+        context.higher_order_functions().clone(),
+        context.aggregate_functions().clone(),
+        context.window_functions().clone(),
+        Arc::new(runtime),
+    )
+}
+
+fn sealed_error(error: DataFusionError, policy: &SealIdent) -> DataFusionError {
     let storage = matches!(
         error.find_root(),
         DataFusionError::ObjectStore(_)

@@ -167,7 +167,7 @@ impl Query {
     /// The resolved policy of every protected scan in the plan.
     pub fn policies(&self) -> Vec<ResolvedTablePolicy> {
         let mut out = Vec::new();
-        visit_scans(&self.plan, &mut |scan| out.push(scan.policy().clone()));
+        visit_scans(&self.plan, &mut |scan| out.extend(scan.policy().cloned()));
         out
     }
 
@@ -175,10 +175,9 @@ impl Query {
     pub fn scan_report(&self) -> ScanReport {
         let mut report = ScanReport::default();
         visit_scans(&self.plan, &mut |scan| {
-            let policy = scan.policy();
             report
                 .tables
-                .push(format!("{}.{}", policy.domain, policy.table));
+                .push(format!("{}.{}", scan.ident.domain, scan.ident.table));
             for metrics in scan.inner_metrics() {
                 for metric in metrics.iter() {
                     match (metric.value(), metric.value().name()) {

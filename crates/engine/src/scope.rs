@@ -258,7 +258,7 @@ impl QueryScope {
     fn resolve_table(&self, product: &Product, table: &Table) -> Resolution {
         let policy = self.policies.resolve(&self.principal, product, table)?;
         let policy_id = policy.policy_id.clone();
-        self.shared.compiler().protected_table(policy, Arc::clone(&self.io)).map(|t| Resolved::Table(Arc::new(t))).map_err(|reason| {
+        self.shared.compiler().protected_table(policy, Arc::clone(&self.io), self.policies.fingerprint()).map(|t| Resolved::Table(Arc::new(t))).map_err(|reason| {
             // A policy that does not compile denies; it never falls back to raw data.
             tracing::error!(principal = self.principal.id(), product = %product.id, table = %table.name, %reason, "policy does not compile");
             Denial::Unresolvable {

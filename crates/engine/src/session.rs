@@ -15,6 +15,7 @@ use meshgate_governance::now_millis;
 use meshgate_policy::Principal;
 
 use crate::audit::Auditor;
+use crate::distribute;
 use crate::error::GatewayError;
 use crate::listing::{self, Listing, VisibleTable};
 use crate::query::{Prepared, Query, columns_of};
@@ -146,7 +147,17 @@ impl Session {
                 }),
             None => planning.await,
         };
-        let (state, logical, physical) = match planned {
+        // Large enough, and with workers to take it, the query is cut into stages for them.
+        let planned = match planned {
+            Ok((state, logical, physical)) => {
+                match distribute::distribute(&self.shared, &state, &logical, &physical).await {
+                    Ok(distributed) => Ok((state, logical, physical, distributed)),
+                    Err(error) => Err(error),
+                }
+            }
+            Err(error) => Err(error),
+        };
+        let (state, logical, physical, distributed) = match planned {
             Ok(planned) => planned,
             Err(error) => {
                 self.auditor()
@@ -155,14 +166,24 @@ impl Session {
                 return Err(error);
             }
         };
+        // The record names what the sealed scans read, as planned here (the distributed plan
+        // carries the same scans to the workers).
         let audit = self
             .auditor()
             .allowed(sql, &scope, started_at, started, &physical)
             .instrument(tracing::info_span!("audit", otel.name = "audit"))
             .await?;
+        let (plan, task, audit) = match distributed {
+            None => (physical, TaskContext::from(&state), audit),
+            Some(d) => (
+                d.plan,
+                TaskContext::from(&d.state),
+                audit.with_workers(d.workers),
+            ),
+        };
         Ok(Query::new(
-            physical,
-            Arc::new(TaskContext::from(&state)),
+            plan,
+            Arc::new(task),
             Arc::clone(&scope.io),
             &logical,
             slot,

@@ -21,10 +21,12 @@ use meshgate_storage::{LakeStatus, Lakes};
 
 use crate::compile::Compiler;
 use crate::config::{AuditSettings, GatewayConfig};
+use crate::distribute::Distribution;
 use crate::error::GatewayError;
 use crate::lake_table::{LakeTable, RawTables};
 use crate::limits::{Admission, YieldAfterJoins};
 use crate::names::{CATALOG, SYSTEM_SCHEMA};
+use crate::wire::{SealCodec, SealHost};
 
 /// DataFusion's session template, behind a trait object for the compiler's sake: a
 /// `SessionState` reaches `LogicalPlan` (its prepared plans), a recursive type whose `Send`
@@ -47,7 +49,8 @@ const HIDDEN_FUNCTIONS: &[&str] = &["version"];
 #[derive(Debug)]
 pub(crate) struct Shared {
     catalog: Arc<Catalog>,
-    policies: ArcSwap<PolicySet>,
+    /// Shared with the seal codec, which checks a sealed scan it receives against it.
+    policies: Arc<ArcSwap<PolicySet>>,
     users: UserDirectory,
     master_key: MasterKey,
     lakes: Lakes,
@@ -70,6 +73,9 @@ pub(crate) struct Shared {
     lineage: Option<Lineage>,
     /// Held while the grants in force are re-read, so concurrent queries re-read once.
     grant_refresh: tokio::sync::Mutex<()>,
+    distribution: Option<Distribution>,
+    /// Encodes sealed scans for workers (and decodes them, for stages this node runs).
+    seal_codec: SealCodec,
 }
 
 impl Shared {
@@ -117,6 +123,14 @@ impl Shared {
             parquet.pushdown_filters = true;
             parquet.reorder_filters = true;
         }
+        if config.distribution.is_some() {
+            // Plans are made in process and distributed afterwards; DataFusion Distributed
+            // cannot cut a plan with a physical uncorrelated scalar subquery.
+            session_config
+                .options_mut()
+                .optimizer
+                .enable_physical_uncorrelated_scalar_subquery = false;
+        }
         let mut template = SessionStateBuilder::new()
             .with_config(session_config)
             .with_runtime_env(Arc::clone(&runtime))
@@ -159,9 +173,11 @@ impl Shared {
                 meshgate_protect::MASTER_KEY_ENV
             );
         }
+        let policies = Arc::new(ArcSwap::from_pointee(policies));
+        let seal_codec = seal_codec(&lakes, &config.master_key, &policies);
         Ok(Self {
             catalog,
-            policies: ArcSwap::from_pointee(policies),
+            policies,
             users: config.users.unwrap_or_default(),
             master_key: config.master_key,
             lakes,
@@ -175,7 +191,17 @@ impl Shared {
             metrics: Arc::default(),
             lineage,
             grant_refresh: tokio::sync::Mutex::new(()),
+            distribution: config.distribution,
+            seal_codec,
         })
+    }
+
+    pub(crate) fn distribution(&self) -> Option<&Distribution> {
+        self.distribution.as_ref()
+    }
+
+    pub(crate) fn seal_codec(&self) -> SealCodec {
+        self.seal_codec.clone()
     }
 
     pub(crate) fn catalog(&self) -> &Arc<Catalog> {
@@ -378,4 +404,19 @@ impl AccessRules for Rules<'_> {
             Err(denial) => Err(denial.to_string()),
         }
     }
+}
+
+/// The seal codec of a node holding `lakes`, `master_key` and `policies`: a sealed scan it is
+/// sent reads through its own stores, with its own key, and only under its own policy version.
+pub(crate) fn seal_codec(
+    lakes: &Lakes,
+    master_key: &MasterKey,
+    policies: &Arc<ArcSwap<PolicySet>>,
+) -> SealCodec {
+    let stores = Arc::new(crate::lake_table::MeshStores::new(lakes.store(None)));
+    SealCodec::new(Arc::new(SealHost::new(
+        stores,
+        master_key.clone(),
+        Arc::clone(policies),
+    )))
 }

@@ -483,6 +483,11 @@ impl SystemSchema {
             .time("finished_at", rows.iter().map(|a| a.finished_at))
             .text("error", rows.iter().map(|a| a.record.error.as_ref()))
             .text("replica", rows.iter().map(|a| a.record.replica.as_ref()))
+            .text(
+                "workers",
+                rows.iter()
+                    .map(|a| (!a.workers.is_empty()).then(|| a.workers.join(", "))),
+            )
             .table()
     }
 

@@ -29,6 +29,11 @@ pub(crate) const SQLITE: Steps = &[
         "audit replica",
         include_str!("../migrations/sqlite/0003_audit_replica.sql"),
     ),
+    (
+        4,
+        "audit workers",
+        include_str!("../migrations/sqlite/0004_audit_workers.sql"),
+    ),
 ];
 
 pub(crate) const POSTGRES: Steps = &[
@@ -41,6 +46,11 @@ pub(crate) const POSTGRES: Steps = &[
         2,
         "audit replica",
         include_str!("../migrations/postgres/0002_audit_replica.sql"),
+    ),
+    (
+        3,
+        "audit workers",
+        include_str!("../migrations/postgres/0003_audit_workers.sql"),
     ),
 ];
 

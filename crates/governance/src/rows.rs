@@ -125,8 +125,8 @@ pub(crate) const LAPSED_GRANTS: &str = "SELECT * FROM grants WHERE state = 'susp
      OR (state IN ('active', 'expired') AND valid_until <= $1 AND valid_until > $2) ORDER BY id";
 
 pub(crate) const FINISH_QUERY: &str = "UPDATE audit SET status = $1, rows_returned = $2, \
-     bytes_returned = $3, duration_ms = $4, finished_at = $5, error = COALESCE($6, error) \
-     WHERE query_id = $7";
+     bytes_returned = $3, duration_ms = $4, finished_at = $5, error = COALESCE($6, error), \
+     workers = $7 WHERE query_id = $8";
 
 /// A query whose arguments every store binds the same way.
 pub(crate) trait Binds<'q> {
@@ -271,6 +271,7 @@ pub(crate) fn bind_outcome<'q, Q: Binds<'q>>(
         .int(signed(o.duration_ms))
         .int(meshgate_api::now_millis())
         .opt_text(o.error.as_deref())
+        .owned_opt_text((!o.workers.is_empty()).then(|| list_json(&o.workers)))
         .text(query_id)
 }
 
@@ -377,6 +378,7 @@ pub(crate) fn audit_page(
                 bytes_returned: unsigned(row.opt_int("bytes_returned")?),
                 duration_ms: unsigned(row.opt_int("duration_ms")?),
                 finished_at: row.opt_int("finished_at")?,
+                workers: from_json(row.opt_text("workers")?)?.unwrap_or_default(),
             })
         })
         .collect()

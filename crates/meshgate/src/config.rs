@@ -58,13 +58,17 @@
 //! ```
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use std::collections::BTreeMap;
 
 use meshgate_catalog::Catalog;
+use meshgate_distributed::{ClientTls, Network, ServerTls, StageSigner};
 use meshgate_engine::QueryLimits;
-use meshgate_engine::{AuditSettings, GatewayConfig, Governance, LineageConfig};
+use meshgate_engine::{
+    AuditSettings, Distribution, GatewayConfig, Governance, LineageConfig, OnWorkerDown,
+};
 use meshgate_flight::{FlightConfig, JwtConfig, JwtKey, PrincipalNamespace, TlsConfig};
 use meshgate_governance::PostgresOptions;
 use meshgate_policy::{PolicySources, UserDirectory};
@@ -122,6 +126,143 @@ struct FileConfig {
     /// lineage crate's own type; `file` is relative to this file).
     #[serde(default)]
     lineage: LineageConfig,
+    /// `[distributed]`: workers for large queries (a gateway's) and where a worker listens.
+    #[serde(default)]
+    distributed: Option<DistributedSection>,
+}
+
+/// `[distributed]`: how gateways hand large queries to workers, and how workers serve.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DistributedSection {
+    /// The workers' addresses (`http://host:port`, or `https://` with `ca`).
+    #[serde(default)]
+    workers: Vec<String>,
+    /// Queries whose sealed scans read at least this much go to workers (default 64MiB).
+    #[serde(default, deserialize_with = "units::optional_size")]
+    min_scan_bytes: Option<usize>,
+    /// Parquet bytes one partition of a task reads (default 16MiB).
+    #[serde(default, deserialize_with = "units::optional_size")]
+    bytes_per_partition: Option<usize>,
+    /// `skip` (default) or `local`.
+    #[serde(default)]
+    on_worker_down: Option<String>,
+    /// How often the gateway asks each worker whether it answers (default 5s).
+    #[serde(default, deserialize_with = "units::optional_duration")]
+    probe_interval: Option<Duration>,
+    /// How long a signed stage plan stays valid (default 60s).
+    #[serde(default, deserialize_with = "units::optional_duration")]
+    stage_ttl: Option<Duration>,
+    /// `meshgate worker`: where it listens (default 127.0.0.1:50061).
+    #[serde(default)]
+    listen: Option<String>,
+    /// TLS between gateways and workers: the mesh's CA (PEM)...
+    #[serde(default)]
+    ca: Option<PathBuf>,
+    /// ...this node's certificate and key, presented to workers by a gateway and to gateways
+    /// by a worker; with `ca` set, a worker accepts only certificates the CA signed.
+    #[serde(default)]
+    cert: Option<PathBuf>,
+    #[serde(default)]
+    key: Option<PathBuf>,
+    /// The name in the workers' certificates, when it is not the host of their address.
+    #[serde(default)]
+    domain: Option<String>,
+}
+
+/// A loaded `[distributed]` section.
+#[derive(Debug)]
+pub struct DistributedSettings {
+    /// The network to the workers (a gateway probes it while it serves).
+    pub network: Option<Arc<Network>>,
+    /// `meshgate worker`: where it listens, how it checks and how it reaches its peers.
+    pub listen: String,
+    pub signer: Arc<StageSigner>,
+    pub server_tls: Option<ServerTls>,
+    pub client_tls: Option<ClientTls>,
+    pub probe_interval: Duration,
+}
+
+fn distributed(
+    section: &DistributedSection,
+    master_key: &MasterKey,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+) -> Result<(DistributedSettings, Option<Distribution>), String> {
+    let signer = Arc::new(
+        StageSigner::new(
+            master_key,
+            section
+                .stage_ttl
+                .unwrap_or(meshgate_distributed::DEFAULT_TTL),
+        )
+        .map_err(|e| format!("[distributed]: {e}"))?,
+    );
+    let ca = section
+        .ca
+        .as_deref()
+        .map(|p| read(&resolve(p)))
+        .transpose()?;
+    let identity = match (&section.cert, &section.key) {
+        (Some(cert), Some(key)) => Some((read(&resolve(cert))?, read(&resolve(key))?)),
+        (None, None) => None,
+        _ => return Err("[distributed]: set both `cert` and `key`, or neither".into()),
+    };
+    let client_tls = ca.clone().map(|ca_pem| ClientTls {
+        ca_pem,
+        identity: identity.clone(),
+        domain: section.domain.clone(),
+    });
+    let server_tls = match (&identity, &ca) {
+        (Some((cert_pem, key_pem)), ca) => Some(ServerTls {
+            cert_pem: cert_pem.clone(),
+            key_pem: key_pem.clone(),
+            client_ca_pem: ca.clone(),
+        }),
+        (None, Some(_)) => None,
+        (None, None) => None,
+    };
+    let mut workers = Vec::with_capacity(section.workers.len());
+    for worker in &section.workers {
+        let url = url::Url::parse(worker)
+            .map_err(|e| format!("[distributed] workers: `{worker}` is not an address: {e}"))?;
+        if url.scheme() == "https" && client_tls.is_none() {
+            return Err(format!(
+                "[distributed] workers: `{worker}` is https, which needs `ca`"
+            ));
+        }
+        workers.push(url);
+    }
+    let on_worker_down = match section.on_worker_down.as_deref() {
+        None | Some("skip") => OnWorkerDown::Skip,
+        Some("local") => OnWorkerDown::Local,
+        Some(other) => {
+            return Err(format!(
+                "[distributed] on_worker_down: `{other}` is not `skip` or `local`"
+            ));
+        }
+    };
+    let network = (!workers.is_empty())
+        .then(|| Network::new(workers, Arc::clone(&signer), client_tls.clone()));
+    let distribution = network.as_ref().map(|network| Distribution {
+        network: Arc::clone(network) as Arc<dyn meshgate_engine::WorkerNetwork>,
+        min_scan_bytes: section.min_scan_bytes.unwrap_or(64 << 20) as u64,
+        bytes_per_partition: section.bytes_per_partition.unwrap_or(16 << 20),
+        on_worker_down,
+    });
+    Ok((
+        DistributedSettings {
+            network,
+            listen: section
+                .listen
+                .clone()
+                .unwrap_or_else(|| "127.0.0.1:50061".into()),
+            signer,
+            server_tls,
+            client_tls,
+            probe_interval: section.probe_interval.unwrap_or(Duration::from_secs(5)),
+        },
+        distribution,
+    ))
 }
 
 fn default_state() -> String {
@@ -325,6 +466,8 @@ pub struct ServeConfig {
     pub flight: FlightConfig,
     /// The policy directory, re-read on every reload (SIGHUP).
     pub policies_dir: PathBuf,
+    /// `[distributed]`, when present.
+    pub distributed: Option<DistributedSettings>,
 }
 
 /// A configuration file that cannot be used: the file, where known the line and column
@@ -509,7 +652,16 @@ impl ServeConfig {
         }
         let limits = limits(&parsed.limits);
         let flight = flight(&parsed, &resolve).map_err(&err)?;
+        let (distributed, distribution) = match &parsed.distributed {
+            Some(section) => {
+                let (settings, distribution) =
+                    distributed(section, &master_key, &resolve).map_err(&err)?;
+                (Some(settings), distribution)
+            }
+            None => (None, None),
+        };
         Ok(Self {
+            distributed,
             listen: parsed.listen.clone(),
             http: parsed.http.listen.clone(),
             policies_dir,
@@ -537,6 +689,7 @@ impl ServeConfig {
                     file: parsed.lineage.file.as_deref().map(resolve),
                     ..parsed.lineage.clone()
                 },
+                distribution,
             },
         })
     }

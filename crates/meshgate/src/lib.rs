@@ -41,6 +41,7 @@ pub mod config;
 
 pub use meshgate_api as api;
 pub use meshgate_catalog as catalog;
+pub use meshgate_distributed as distributed;
 pub use meshgate_engine as engine;
 pub use meshgate_flight as flight;
 pub use meshgate_governance as governance;

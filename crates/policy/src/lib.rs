@@ -143,14 +143,24 @@ impl PolicySet {
         // The version is the files' content, named by file name only: replicas that hold the
         // same files in different directories (or built by another compiler) report the
         // same version on their audit records, and any change to a file is a new one.
-        let mut hasher = Sha256::new();
-        for source in std::iter::once(&sources.access_model)
-            .chain([&sources.access_rules])
-            .chain(&sources.products)
-        {
-            let file = Path::new(&source.name)
+        // Product policies in file-name order: the same files read from a directory or
+        // embedded in a binary (in another order) are the same version.
+        let file_name = |source: &Source| {
+            Path::new(&source.name)
                 .file_name()
-                .map_or_else(|| source.name.clone(), |f| f.to_string_lossy().into_owned());
+                .map_or_else(|| source.name.clone(), |f| f.to_string_lossy().into_owned())
+        };
+        let mut by_name: Vec<(String, &Source)> =
+            sources.products.iter().map(|s| (file_name(s), s)).collect();
+        by_name.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut hasher = Sha256::new();
+        for (file, source) in [
+            (file_name(&sources.access_model), &sources.access_model),
+            (file_name(&sources.access_rules), &sources.access_rules),
+        ]
+        .into_iter()
+        .chain(by_name)
+        {
             for part in [file.as_bytes(), source.text.as_bytes()] {
                 hasher.update((part.len() as u64).to_be_bytes());
                 hasher.update(part);

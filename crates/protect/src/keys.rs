@@ -19,6 +19,7 @@ pub const MASTER_KEY_ENV: &str = "MESHGATE_MASTER_KEY";
 
 const HKDF_SALT: &[u8] = b"meshgate.tokenize.v1";
 const SIGNING_SALT: &[u8] = b"meshgate.signing.v1";
+const KEY_ID_SALT: &[u8] = b"meshgate.key-id.v1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -144,6 +145,18 @@ impl MasterKey {
             unreachable!("HKDF expand of 32 bytes");
         }
         okm
+    }
+
+    /// A public name of this master key: 8 bytes derived under their own salt, which tell
+    /// nothing about the key or any key derived from it. A plan sent to a worker carries it,
+    /// so a worker holding another master key refuses instead of tokenizing differently.
+    pub fn key_id(&self) -> String {
+        let hk = Hkdf::<Sha256>::new(Some(KEY_ID_SALT), &self.bytes);
+        let mut okm = [0u8; 8];
+        if hk.expand(b"key-id", &mut okm).is_err() {
+            unreachable!("HKDF expand of 8 bytes");
+        }
+        hex::encode(okm)
     }
 
     /// The key of one token domain.

@@ -38,6 +38,10 @@ impl MaskUdf {
     pub fn udf(kind: MaskKind) -> Arc<ScalarUDF> {
         Arc::new(ScalarUDF::new_from_impl(Self::new(kind)))
     }
+
+    pub fn kind(&self) -> &MaskKind {
+        &self.kind
+    }
 }
 
 impl ScalarUDFImpl for MaskUdf {
@@ -91,6 +95,12 @@ impl TokenizeUdf {
 
     pub fn udf(key: TokenKey) -> Arc<ScalarUDF> {
         Arc::new(ScalarUDF::new_from_impl(Self::new(key)))
+    }
+
+    /// The token domain (never the key: a plan sent to a worker names the domain, and the
+    /// worker derives the key from its own master key).
+    pub fn domain(&self) -> &str {
+        self.key.domain()
     }
 }
 

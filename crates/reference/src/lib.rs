@@ -426,6 +426,7 @@ pub async fn demo_with(data_dir: &Path, progress: Progress<'_>) -> Result<Demo, 
         audit: meshgate_engine::AuditSettings::default(),
         replica: None,
         lineage: meshgate_engine::LineageConfig::default(),
+        distribution: None,
     };
     Ok(Demo {
         lake,

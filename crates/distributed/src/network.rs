@@ -1,0 +1,274 @@
+//! The gateway's view of its workers: a signed (and, with TLS configured, mutually
+//! authenticated) channel to each, which of them answer, and failures that name the worker.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use async_trait::async_trait;
+use datafusion::common::{DataFusionError, Result};
+use datafusion::execution::TaskContext;
+use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
+use datafusion_distributed::grpc::{BoxCloneSyncChannel, create_worker_client};
+use datafusion_distributed::{
+    ChannelResolver, CoordinatorToWorkerMsg, ExecuteTaskRequest, GetWorkerInfoRequest,
+    GetWorkerInfoResponse, SetPlanRequest, WorkerChannel, WorkerToCoordinatorMsg,
+};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use http::HeaderMap;
+use meshgate_engine::{WorkerFailure, WorkerNetwork};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+use url::Url;
+
+use crate::client::Signing;
+use crate::signing::StageSigner;
+
+/// TLS towards workers: the CA that signed their certificates and, for mutual TLS, this
+/// node's own certificate and key (PEM).
+#[derive(Clone)]
+pub struct ClientTls {
+    pub ca_pem: Vec<u8>,
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// The name the workers' certificates carry, when it is not the host of their URL.
+    pub domain: Option<String>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("mutual", &self.identity.is_some())
+            .field("domain", &self.domain)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long a worker has to answer a probe or a connection attempt.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A gateway's (or worker's) channels to workers.
+pub struct Network {
+    workers: Vec<Url>,
+    signer: Arc<StageSigner>,
+    tls: Option<ClientTls>,
+    channels: Mutex<HashMap<Url, BoxCloneSyncChannel>>,
+    live: RwLock<BTreeSet<Url>>,
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network")
+            .field("workers", &self.workers)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Network {
+    /// Channels to `workers`, signed by `signer`; every worker counts as live until probed.
+    pub fn new(workers: Vec<Url>, signer: Arc<StageSigner>, tls: Option<ClientTls>) -> Arc<Self> {
+        let live = workers.iter().cloned().collect();
+        Arc::new(Self {
+            workers,
+            signer,
+            tls,
+            channels: Mutex::default(),
+            live: RwLock::new(live),
+        })
+    }
+
+    fn channel(&self, url: &Url) -> Result<BoxCloneSyncChannel> {
+        if let Ok(channels) = self.channels.lock()
+            && let Some(channel) = channels.get(url)
+        {
+            return Ok(channel.clone());
+        }
+        let mut endpoint = Endpoint::from_shared(url.to_string())
+            .map_err(|e| failure(url, format!("is not a valid address: {e}")))?
+            .connect_timeout(PROBE_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(10));
+        if let Some(tls) = &self.tls {
+            let mut config =
+                ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
+            if let Some((cert, key)) = &tls.identity {
+                config = config.identity(Identity::from_pem(cert, key));
+            }
+            if let Some(domain) = &tls.domain {
+                config = config.domain_name(domain.clone());
+            }
+            endpoint = endpoint
+                .tls_config(config)
+                .map_err(|e| failure(url, format!("TLS configuration: {e}")))?;
+        }
+        let channel = BoxCloneSyncChannel::new(Signing {
+            inner: endpoint.connect_lazy(),
+            signer: Arc::clone(&self.signer),
+        });
+        if let Ok(mut channels) = self.channels.lock() {
+            channels.insert(url.clone(), channel.clone());
+        }
+        Ok(channel)
+    }
+
+    /// Ask every configured worker whether it answers, and remember who did.
+    pub async fn probe(&self) {
+        let mut live = BTreeSet::new();
+        for url in &self.workers {
+            let answered = match self.channel(url) {
+                Ok(channel) => {
+                    let mut client = create_worker_client(channel);
+                    matches!(
+                        tokio::time::timeout(
+                            PROBE_TIMEOUT,
+                            client.get_worker_info(GetWorkerInfoRequest {})
+                        )
+                        .await,
+                        Ok(Ok(_))
+                    )
+                }
+                Err(_) => false,
+            };
+            if answered {
+                live.insert(url.clone());
+            } else {
+                tracing::warn!(worker = %url, "a worker does not answer");
+            }
+        }
+        if let Ok(mut current) = self.live.write() {
+            *current = live;
+        }
+    }
+
+    /// Probe now, then every `interval` for as long as the network is in use.
+    pub async fn start_probing(self: &Arc<Self>, interval: Duration) {
+        self.probe().await;
+        let network = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let Some(network) = network.upgrade() else {
+                    return;
+                };
+                network.probe().await;
+            }
+        });
+    }
+}
+
+impl WorkerNetwork for Network {
+    fn configured(&self) -> Vec<Url> {
+        self.workers.clone()
+    }
+
+    fn live(&self) -> Vec<Url> {
+        self.live
+            .read()
+            .map(|l| l.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl ChannelResolver for Network {
+    async fn get_worker_client_for_url(&self, url: &Url) -> Result<Box<dyn WorkerChannel>> {
+        let channel = self.channel(url)?;
+        Ok(Box::new(Named {
+            url: url.clone(),
+            inner: create_worker_client(channel),
+        }))
+    }
+}
+
+fn failure(url: &Url, problem: String) -> DataFusionError {
+    DataFusionError::External(Box::new(WorkerFailure {
+        worker: url.to_string(),
+        problem,
+    }))
+}
+
+/// A worker's errors that are the network's or the worker's refusal (not the query's own)
+/// become a [`WorkerFailure`] naming the worker.
+fn named(url: &Url, error: DataFusionError) -> DataFusionError {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    while let Some(e) = current {
+        if e.downcast_ref::<WorkerFailure>().is_some() {
+            return error;
+        }
+        if let Some(status) = e.downcast_ref::<tonic::Status>() {
+            let problem = match status.code() {
+                tonic::Code::PermissionDenied => {
+                    format!("refused the stage ({})", status.message())
+                }
+                tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
+                    "went away or cannot be reached".to_string()
+                }
+                code => format!("failed ({code:?})"),
+            };
+            return failure(url, problem);
+        }
+        current = e.source();
+    }
+    error
+}
+
+/// A worker's channel whose failures name the worker.
+struct Named {
+    url: Url,
+    inner: Box<dyn WorkerChannel>,
+}
+
+#[async_trait]
+impl WorkerChannel for Named {
+    async fn coordinator_channel(
+        &mut self,
+        headers: HeaderMap,
+        set_plan_request: SetPlanRequest,
+        c2w_stream: BoxStream<'static, CoordinatorToWorkerMsg>,
+        metrics: ExecutionPlanMetricsSet,
+        task_ctx: &Arc<TaskContext>,
+    ) -> Result<BoxStream<'static, Result<WorkerToCoordinatorMsg>>> {
+        let url = self.url.clone();
+        let stream = self
+            .inner
+            .coordinator_channel(headers, set_plan_request, c2w_stream, metrics, task_ctx)
+            .await
+            .map_err(|e| named(&url, e))?;
+        Ok(stream.map(move |m| m.map_err(|e| named(&url, e))).boxed())
+    }
+
+    async fn execute_task(
+        &mut self,
+        headers: HeaderMap,
+        request: ExecuteTaskRequest,
+        metrics: ExecutionPlanMetricsSet,
+        task_ctx: &Arc<TaskContext>,
+    ) -> Result<Vec<BoxStream<'static, Result<RecordBatch>>>> {
+        let url = self.url.clone();
+        let streams = self
+            .inner
+            .execute_task(headers, request, metrics, task_ctx)
+            .await
+            .map_err(|e| named(&url, e))?;
+        Ok(streams
+            .into_iter()
+            .map(|s| {
+                let url = url.clone();
+                s.map(move |b| b.map_err(|e| named(&url, e))).boxed()
+            })
+            .collect())
+    }
+
+    async fn get_worker_info(
+        &mut self,
+        request: GetWorkerInfoRequest,
+    ) -> Result<GetWorkerInfoResponse> {
+        let url = self.url.clone();
+        self.inner
+            .get_worker_info(request)
+            .await
+            .map_err(|e| named(&url, e))
+    }
+}

@@ -1,0 +1,172 @@
+//! Workers for distributed execution: `meshgate worker` processes on loopback, over the
+//! reference mesh's files, and the gateway configuration that hands every query to them.
+//!
+//! The master key is the demo key's bytes taken as an ordinary key: tokens come out exactly
+//! as the reference mesh's truth computes them, and stage signatures are derived from it as
+//! any deployment's are (the demo key itself cannot sign stages).
+
+#![allow(dead_code)] // each test module uses a different part
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use meshgate::distributed::{DEFAULT_TTL, Network, StageSigner};
+use meshgate::engine::{Distribution, OnWorkerDown, WorkerNetwork};
+use meshgate::protect::MasterKey;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Child;
+
+use crate::support::truth::data_dir;
+
+/// The demo key's bytes (SHA-256 of its public phrase), as a key file holds them.
+pub fn key_hex() -> String {
+    hex::encode(Sha256::digest(
+        b"meshgate demo master key - public, never use for real data",
+    ))
+}
+
+/// The same bytes as an ordinary master key.
+pub fn master_key() -> MasterKey {
+    MasterKey::from_bytes(&Sha256::digest(
+        b"meshgate demo master key - public, never use for real data",
+    ))
+    .unwrap()
+}
+
+pub fn signer() -> Arc<StageSigner> {
+    Arc::new(StageSigner::new(&master_key(), DEFAULT_TTL).unwrap())
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// One `meshgate worker` process.
+pub struct Worker {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub config: PathBuf,
+    /// The policy directory this worker reads (its own copy).
+    pub policies: PathBuf,
+}
+
+impl Worker {
+    pub fn url(&self) -> url::Url {
+        url::Url::parse(&format!("http://{}", self.addr)).unwrap()
+    }
+
+    /// Reload the worker's policy directory (SIGHUP) and wait until it has.
+    pub async fn reload(&self) {
+        let pid = self.child.id().expect("the worker runs");
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Workers of one test.
+pub struct Cluster {
+    pub workers: Vec<Worker>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// `n` workers over the reference mesh's local files.
+    pub async fn start(n: usize) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("master.key"), key_hex()).unwrap();
+        let mut workers = Vec::with_capacity(n);
+        for i in 0..n {
+            workers.push(Self::spawn(dir.path(), i).await);
+        }
+        Self { workers, dir }
+    }
+
+    async fn spawn(dir: &Path, i: usize) -> Worker {
+        let repo = repo();
+        let policies = dir.join(format!("policies-{i}"));
+        crate::cli::copy_dir(&repo.join("policies"), &policies);
+        let config = dir.join(format!("worker-{i}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "products = \"{repo}/products\"\npolicies = \"{policies}\"\n\
+                 master_key_file = \"master.key\"\n\
+                 [storage.default]\nkind = \"local\"\npath = \"{data}/s3/{{bucket}}\"\n\
+                 [distributed]\nlisten = \"127.0.0.1:0\"\n",
+                repo = repo.display(),
+                policies = policies.display(),
+                data = data_dir().display(),
+            ),
+        )
+        .unwrap();
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_meshgate"))
+            .args(["worker", "--config"])
+            .arg(&config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let addr = loop {
+            let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+                .await
+                .expect("the worker starts within a minute")
+                .unwrap()
+                .expect("the worker prints its address");
+            if let Some(addr) = line.strip_prefix("worker listening on ") {
+                break addr.parse().unwrap();
+            }
+        };
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Worker {
+            child,
+            addr,
+            config,
+            policies,
+        }
+    }
+
+    pub fn urls(&self) -> Vec<url::Url> {
+        self.workers.iter().map(Worker::url).collect()
+    }
+
+    /// The network to these workers, probed.
+    pub async fn network(&self) -> Arc<Network> {
+        let network = Network::new(self.urls(), signer(), None);
+        network.probe().await;
+        assert_eq!(
+            network.live().len(),
+            self.workers.len(),
+            "every worker answers its probe"
+        );
+        network
+    }
+
+    /// Hand every query that reads a product to these workers, in small tasks (so that a
+    /// table's files are split across workers).
+    pub async fn distribution(&self) -> Distribution {
+        Distribution {
+            network: self.network().await,
+            min_scan_bytes: 0,
+            bytes_per_partition: 64 << 10,
+            on_worker_down: OnWorkerDown::Skip,
+        }
+    }
+
+    /// Make `config` a gateway of this cluster.
+    pub async fn configure(&self, config: &mut meshgate::GatewayConfig) {
+        config.master_key = master_key();
+        config.distribution = Some(self.distribution().await);
+    }
+}
