@@ -652,13 +652,51 @@ async fn run_flight(
 async fn every_attack_as_every_principal() {
     let (gateway, _lake) = library_gateway().await;
     let server = flight::default_server().await;
+    attack_suite(&gateway, &server).await;
+}
+
+/// The same suite with every query that reads a product cut into stages for three worker
+/// processes, through the library and over Flight SQL: the answers must be the views', and
+/// the worker-side seal must leak nothing the in-process one does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_attack_as_every_principal_on_workers() {
+    let cluster = crate::support::cluster::Cluster::start(3).await;
+    let distribution = cluster.distribution().await;
+    let on_workers = distribution.clone();
+    let (gateway, _lake) = local_gateway(move |config| {
+        config.parquet_pushdown = true;
+        config.master_key = crate::support::cluster::master_key();
+        config.distribution = Some(on_workers);
+    })
+    .await;
+    let server = flight::start_with(meshgate::flight::FlightConfig::default(), move |config| {
+        config.master_key = crate::support::cluster::master_key();
+        config.distribution = Some(distribution);
+    })
+    .await;
+    attack_suite(&gateway, &server).await;
+    let auditor = session(&gateway, "auditor");
+    let distributed = run_gateway(
+        &auditor,
+        "SELECT count(*) FROM mesh_catalog.audit WHERE workers IS NOT NULL",
+    )
+    .await
+    .unwrap();
+    assert_ne!(
+        distributed[0][0].as_deref(),
+        Some("0"),
+        "the attacks ran on the workers"
+    );
+}
+
+async fn attack_suite(gateway: &Gateway, server: &flight::TestServer) {
     let targets = targets().await;
     let attacks = attacks(&targets);
     let mut failures = Vec::new();
     for principal in principals() {
         let views = reference_engine(&principal).await;
         let forbidden = forbidden_values(&principal).await;
-        let session = session(&gateway, principal.name);
+        let session = session(gateway, principal.name);
         let mut client = flight::login(server.addr, principal.name).await;
         for attack in &attacks {
             let (expected, oracle_fires) = match &attack.expect {

@@ -489,8 +489,27 @@ fn setting(name: &str, default: u64) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_principal_gets_exactly_its_policy_applied_literally() {
     let per_reader = setting("MESHGATE_DIFF_QUERIES", 200);
-    let seed = setting("MESHGATE_DIFF_SEED", 0x6d65_7368_6761_7465);
     let (gateway, _lake) = local_gateway(|_| {}).await;
+    differential_suite(&gateway, per_reader).await;
+}
+
+/// The same generated queries with every one that reads a product cut into stages for three
+/// worker processes: the answers must be the literal views', as in one process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_principal_gets_exactly_its_policy_applied_literally_on_workers() {
+    let per_reader = setting("MESHGATE_DIFF_QUERIES_DISTRIBUTED", 60);
+    let cluster = crate::support::cluster::Cluster::start(3).await;
+    let distribution = cluster.distribution().await;
+    let (gateway, _lake) = local_gateway(move |config| {
+        config.master_key = crate::support::cluster::master_key();
+        config.distribution = Some(distribution);
+    })
+    .await;
+    differential_suite(&gateway, per_reader).await;
+}
+
+async fn differential_suite(gateway: &meshgate::Gateway, per_reader: u64) {
+    let seed = setting("MESHGATE_DIFF_SEED", 0x6d65_7368_6761_7465);
     let literals = literals().await;
     let mut failures = Vec::new();
     for principal in principals() {

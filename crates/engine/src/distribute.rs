@@ -17,6 +17,7 @@ use datafusion::execution::context::QueryPlanner;
 use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::recursive_query::RecursiveQueryExec;
 use datafusion_distributed::{
     ChannelResolver, DistributedExec, DistributedExt, SessionStateBuilderExt, WorkerChannel,
     WorkerResolver,
@@ -103,6 +104,12 @@ pub(crate) async fn distribute(
     if scans == 0 || scan_bytes(physical) < distribution.min_scan_bytes {
         return Ok(None);
     }
+    // A recursive query re-runs its recursive term until it is empty: a term cut into
+    // stages on workers cannot be re-run, so recursive queries run in process.
+    if recursive(physical) {
+        tracing::debug!("a recursive query runs in process");
+        return Ok(None);
+    }
     let live = distribution.network.live();
     let configured = distribution.network.configured().len();
     if live.is_empty() {
@@ -150,6 +157,10 @@ pub(crate) async fn distribute(
         plan,
         workers,
     }))
+}
+
+fn recursive(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    plan.is::<RecursiveQueryExec>() || plan.children().into_iter().any(recursive)
 }
 
 /// Hands DataFusion Distributed the plan this gateway already made (sealed scans included),
