@@ -83,6 +83,39 @@ async fn every_principal_gets_the_same_answers_from_workers_as_in_process() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 
+    // EXPLAIN shows the stages and tasks, each sealed scan as opaque as in one process.
+    let cib = distributed.session(
+        distributed
+            .authenticate("cib-reporting", "cib-reporting-pw")
+            .unwrap(),
+    );
+    let mut plans = String::new();
+    for sql in [
+        "EXPLAIN SELECT * FROM reference.counterparties WHERE country = 'US'",
+        "EXPLAIN VERBOSE SELECT tax_id, count(*) FROM reference.counterparties GROUP BY tax_id",
+        "EXPLAIN SELECT a.lob, count(*) FROM reference.counterparties a \
+         JOIN reference.counterparties b ON a.counterparty_id = b.counterparty_id GROUP BY a.lob",
+    ] {
+        for row in run_gateway(&cib, sql).await.unwrap() {
+            plans.push_str(row[1].as_deref().unwrap_or(""));
+            plans.push('\n');
+        }
+    }
+    for shown in [
+        "DistributedExec",
+        "Stage 1",
+        "tasks",
+        "ProtectedScanExec: table=reference.counterparties, policy=reference.counterparties@v1",
+    ] {
+        assert!(plans.contains(shown), "EXPLAIN lacks `{shown}`:\n{plans}");
+    }
+    for secret in ["'CIB'", "lob =", "mask_", "tokenize", &cluster::key_hex()] {
+        assert!(
+            !plans.contains(secret),
+            "EXPLAIN shows `{secret}`:\n{plans}"
+        );
+    }
+
     // The queries really ran on the workers: the audit names them.
     let auditor = distributed.session(distributed.authenticate("auditor", "auditor-pw").unwrap());
     let rows = run_gateway(

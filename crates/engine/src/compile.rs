@@ -93,8 +93,8 @@ impl Compiler<'_> {
             row_filter,
             only_where,
             self.master_key,
-            fingerprint,
         )
+        .map(|table| table.resolved_under(fingerprint))
         .map_err(|e| e.to_string())
     }
 

@@ -16,11 +16,13 @@ use datafusion::common::Result;
 use datafusion::execution::context::QueryPlanner;
 use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{PlanType, StringifiedPlan};
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::explain::ExplainExec;
 use datafusion::physical_plan::recursive_query::RecursiveQueryExec;
 use datafusion_distributed::{
     ChannelResolver, DistributedExec, DistributedExt, SessionStateBuilderExt, WorkerChannel,
-    WorkerResolver,
+    WorkerResolver, display_plan_ascii,
 };
 use url::Url;
 
@@ -161,6 +163,59 @@ pub(crate) async fn distribute(
 
 fn recursive(plan: &Arc<dyn ExecutionPlan>) -> bool {
     plan.is::<RecursiveQueryExec>() || plan.children().into_iter().any(recursive)
+}
+
+/// `EXPLAIN` of a query that would be distributed: the stages and tasks it would run as,
+/// each sealed scan shown as in one process (table, policy id, columns, the caller's own
+/// pushed predicates; never the row filter, a mask or a key). `None` for anything else.
+pub(crate) async fn explain(
+    shared: &Shared,
+    state: &SessionState,
+    logical: &LogicalPlan,
+) -> Result<Option<Arc<dyn ExecutionPlan>>, GatewayError> {
+    let LogicalPlan::Explain(explain) = logical else {
+        return Ok(None);
+    };
+    if shared.distribution().is_none() {
+        return Ok(None);
+    }
+    let query = state
+        .optimize(explain.plan.as_ref())
+        .map_err(GatewayError::from_planning)?;
+    let physical = state
+        .create_physical_plan(&query)
+        .await
+        .map_err(GatewayError::from_planning)?;
+    let Some(distributed) = distribute(shared, state, &query, &physical).await? else {
+        return Ok(None);
+    };
+    let mut plans: Vec<StringifiedPlan> = explain
+        .stringified_plans
+        .iter()
+        .filter(|p| {
+            matches!(
+                p.plan_type,
+                PlanType::InitialLogicalPlan
+                    | PlanType::AnalyzedLogicalPlan { .. }
+                    | PlanType::FinalAnalyzedLogicalPlan
+                    | PlanType::OptimizedLogicalPlan { .. }
+            )
+        })
+        .cloned()
+        .collect();
+    plans.push(StringifiedPlan::new(
+        PlanType::FinalLogicalPlan,
+        query.display_indent().to_string(),
+    ));
+    plans.push(StringifiedPlan::new(
+        PlanType::FinalPhysicalPlan,
+        display_plan_ascii(distributed.plan.as_ref(), false),
+    ));
+    Ok(Some(Arc::new(ExplainExec::new(
+        Arc::clone(explain.schema.inner()),
+        plans,
+        explain.verbose,
+    ))))
 }
 
 /// Hands DataFusion Distributed the plan this gateway already made (sealed scans included),

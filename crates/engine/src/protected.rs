@@ -95,7 +95,6 @@ impl ProtectedTable {
         row_filter: Option<Expr>,
         mut only_where: HashMap<String, Expr>,
         master_key: &MasterKey,
-        fingerprint: &str,
     ) -> Result<Self> {
         let raw_schema = raw.schema();
         let mut columns = Vec::new();
@@ -169,8 +168,14 @@ impl ProtectedTable {
             clear,
             schema,
             df_schema,
-            fingerprint: fingerprint.to_string(),
+            fingerprint: String::new(),
         })
+    }
+
+    /// The policy files' version the policy was resolved under (what a worker checks).
+    pub(crate) fn resolved_under(mut self, fingerprint: &str) -> Self {
+        self.fingerprint = fingerprint.to_string();
+        self
     }
 
     /// Whether a user predicate may be evaluated inside the seal (see [`crate::leakproof`]):

@@ -150,8 +150,16 @@ impl Session {
         // Large enough, and with workers to take it, the query is cut into stages for them.
         let planned = match planned {
             Ok((state, logical, physical)) => {
-                match distribute::distribute(&self.shared, &state, &logical, &physical).await {
-                    Ok(distributed) => Ok((state, logical, physical, distributed)),
+                match distribute::explain(&self.shared, &state, &logical).await {
+                    Ok(Some(explained)) => Ok((state, logical, explained, None)),
+                    Ok(None) => {
+                        match distribute::distribute(&self.shared, &state, &logical, &physical)
+                            .await
+                        {
+                            Ok(distributed) => Ok((state, logical, physical, distributed)),
+                            Err(error) => Err(error),
+                        }
+                    }
                     Err(error) => Err(error),
                 }
             }

@@ -1118,6 +1118,7 @@ mod tests {
             ("## `[store]`", "store"),
             ("## `[audit]`", "audit"),
             ("## `[lineage]`", "lineage"),
+            ("## `[distributed]`", "distributed"),
         ];
         for (heading, section) in sections {
             let start = doc
