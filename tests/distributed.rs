@@ -610,3 +610,118 @@ async fn no_stage_carries_a_credential_or_a_key() {
         );
     }
 }
+
+/// A query that keeps every worker busy until it is stopped (a self-join on inequality).
+const LONG: &str = "SELECT count(*) FROM payments.transactions a \
+                    JOIN payments.transactions b ON a.amount < b.amount";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_query_fails_that_query_clearly_and_the_rest_go_on() {
+    let mut cluster = Cluster::start(3).await;
+    let network = cluster.network().await;
+    let distribution = Distribution {
+        network: Arc::clone(&network) as Arc<dyn meshgate::engine::WorkerNetwork>,
+        min_scan_bytes: 0,
+        bytes_per_partition: 64 << 10,
+        on_worker_down: OnWorkerDown::Skip,
+    };
+    let (gateway, _lake) = local_gateway(move |config| {
+        config.master_key = cluster::master_key();
+        config.distribution = Some(distribution);
+    })
+    .await;
+    let (local, _lake_b) = local_gateway(|_| {}).await;
+    let user = "risk-officer";
+    let session = gateway.session(gateway.authenticate(user, "risk-officer-pw").unwrap());
+    let running = {
+        let session = session.clone();
+        tokio::spawn(async move { session.collect(LONG).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert!(!running.is_finished(), "the query is still running");
+    let killed = cluster.workers[1].url();
+    cluster.workers[1].child.start_kill().unwrap();
+    let error = tokio::time::timeout(std::time::Duration::from_secs(60), running)
+        .await
+        .expect("the query ends once its worker is gone")
+        .unwrap()
+        .expect_err("the query cannot complete without its worker");
+    assert_eq!(error.code(), "unavailable", "{error}");
+    assert!(
+        error.to_string().contains(killed.as_str()),
+        "the error names the worker that went away: {error}"
+    );
+
+    // The gateway goes on: the next query runs on the workers that answer.
+    network.probe().await;
+    assert_eq!(
+        meshgate::engine::WorkerNetwork::live(network.as_ref()).len(),
+        2
+    );
+    let sql = "SELECT currency, count(*), sum(amount) FROM payments.transactions GROUP BY currency";
+    let expected = run_gateway(
+        &local.session(local.authenticate(user, "risk-officer-pw").unwrap()),
+        sql,
+    )
+    .await
+    .unwrap();
+    let actual = run_gateway(&session, sql).await.unwrap();
+    assert_eq!(sorted(&actual), sorted(&expected));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_down_at_planning_time_is_skipped_or_the_query_runs_in_process() {
+    let mut cluster = Cluster::start(3).await;
+    let down = cluster.workers[2].url();
+    cluster.workers[2].child.kill().await.unwrap();
+    let sql = "SELECT lob, count(*) FROM reference.counterparties GROUP BY lob";
+    for (setting, expect_workers) in [(OnWorkerDown::Skip, true), (OnWorkerDown::Local, false)] {
+        let network = Network::new(cluster.urls(), cluster::signer(), None);
+        network.probe().await;
+        let distribution = Distribution {
+            network: network as Arc<dyn meshgate::engine::WorkerNetwork>,
+            min_scan_bytes: 0,
+            bytes_per_partition: 64 << 10,
+            on_worker_down: setting,
+        };
+        let (gateway, _lake) = local_gateway(move |config| {
+            config.master_key = cluster::master_key();
+            config.distribution = Some(distribution);
+        })
+        .await;
+        let session = gateway.session(
+            gateway
+                .authenticate("risk-officer", "risk-officer-pw")
+                .unwrap(),
+        );
+        let query = session.query(sql).await.unwrap();
+        let rows = query.collect().await.unwrap();
+        assert!(!rows.is_empty());
+        drop(query);
+        // The record of that query names the workers its stages ran on, never the one down.
+        let auditor = gateway.session(gateway.authenticate("auditor", "auditor-pw").unwrap());
+        // (The outcome is written as the stream ends, a moment later.)
+        let mut workers = None;
+        for _ in 0..50 {
+            let last = run_gateway(
+                &auditor,
+                "SELECT status, workers FROM mesh_catalog.audit \
+                 WHERE principal = 'risk-officer' ORDER BY started_at DESC LIMIT 1",
+            )
+            .await
+            .unwrap();
+            if last[0][0].as_deref() == Some("ok") {
+                workers = last[0][1].clone();
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        match expect_workers {
+            true => {
+                let workers = workers.expect("the stages ran on workers");
+                assert!(!workers.contains(down.as_str()), "{workers}");
+            }
+            false => assert_eq!(workers, None, "{setting:?}: the query ran in process"),
+        }
+    }
+}
