@@ -110,6 +110,8 @@ fn compose_services_build_the_image_and_run_in_order() {
             "postgres",
             "gateway-a",
             "gateway-b",
+            "worker-1",
+            "worker-2",
             "gateway"
         ]
     );
@@ -119,7 +121,7 @@ fn compose_services_build_the_image_and_run_in_order() {
         Some("."),
         "the gateway is built from ./Dockerfile"
     );
-    for reuses in ["seed", "gateway-b"] {
+    for reuses in ["seed", "gateway-b", "worker-1", "worker-2"] {
         assert!(service(&compose, reuses)["build"].is_null(), "built once");
         assert_eq!(
             service(&compose, reuses)["image"],
@@ -150,6 +152,33 @@ fn compose_services_build_the_image_and_run_in_order() {
         assert_eq!(
             strings(&service(&compose, replica)["command"]),
             ["serve", "--config", "/etc/meshgate/meshgate.toml"]
+        );
+    }
+    // Workers run the same file in worker mode, with the lakes' keys and the master key but
+    // never the store's password; the gateways list them.
+    let gateway_env = environment(&compose, "gateway-a");
+    for worker in ["worker-1", "worker-2"] {
+        assert_eq!(depends(worker, "seed"), "service_completed_successfully");
+        assert_eq!(
+            strings(&service(&compose, worker)["command"]),
+            ["worker", "--config", "/etc/meshgate/meshgate.toml"]
+        );
+        let env = environment(&compose, worker);
+        assert!(
+            !env.contains_key("MESHGATE_STORE_PASSWORD"),
+            "{worker} holds the store password"
+        );
+        assert_eq!(
+            env["MESHGATE_MASTER_KEY"],
+            gateway_env["MESHGATE_MASTER_KEY"]
+        );
+        assert!(
+            [
+                &gateway_env["MESHGATE_WORKER_1"],
+                &gateway_env["MESHGATE_WORKER_2"]
+            ]
+            .contains(&&format!("http://{worker}:50061")),
+            "the gateways list {worker}"
         );
     }
     // One address: nginx, balancing gRPC calls over both replicas.
@@ -371,10 +400,52 @@ async fn the_compose_topology_serves_the_reference_mesh() {
         .replace("0.0.0.0:9464", "127.0.0.1:0")
         .replace(":5432/", &format!(":{}/", pg.port()));
     std::fs::write(config_dir.path().join("meshgate.toml"), config).unwrap();
+    // worker-1 and worker-2: the same file in worker mode, each service's environment.
+    let config = std::fs::read_to_string(config_dir.path().join("meshgate.toml"))
+        .unwrap()
+        .replace("0.0.0.0:50061", "127.0.0.1:0")
+        // Small tasks, so that the small reference mesh is cut into stages at all.
+        .replace("[distributed]\n", "[distributed]\nbytes_per_partition = \"64KiB\"\n");
+    std::fs::write(config_dir.path().join("meshgate.toml"), config).unwrap();
+    let mut workers = Vec::new();
+    for name in ["worker-1", "worker-2"] {
+        let mut env = environment(&compose, name);
+        env.insert("MESHGATE_S3_ENDPOINT".into(), endpoint.clone());
+        let mut worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_meshgate"))
+            .args(["worker", "--config"])
+            .arg(config_dir.path().join("meshgate.toml"))
+            .env_clear()
+            .envs(&env)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(worker.stdout.take().unwrap()).lines();
+        let addr: SocketAddr = loop {
+            let line = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
+                .await
+                .expect("the worker starts")
+                .unwrap()
+                .expect("the worker prints its address");
+            if let Some(addr) = line.strip_prefix("worker listening on ") {
+                break addr.parse().unwrap();
+            }
+        };
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        workers.push((worker, addr));
+    }
+
     let mut replicas = Vec::new();
     for name in ["gateway-a", "gateway-b"] {
         let mut env = environment(&compose, name);
         env.insert("MESHGATE_S3_ENDPOINT".into(), endpoint.clone());
+        for (i, (_, addr)) in workers.iter().enumerate() {
+            env.insert(
+                format!("MESHGATE_WORKER_{}", i + 1),
+                format!("http://{addr}"),
+            );
+        }
         env.insert("MESHGATE_STORE_HOST".into(), "127.0.0.1".into());
         env.insert("MESHGATE_STORE_PASSWORD".into(), postgres::PASSWORD.into());
         let mut gateway = tokio::process::Command::new(env!("CARGO_BIN_EXE_meshgate"))
@@ -457,9 +528,23 @@ async fn the_compose_topology_serves_the_reference_mesh() {
             .to_string();
         assert!(row.contains("| 15000 | CIB | CIB |"), "{row}");
     }
-    // Both replicas answered, into the one audit in PostgreSQL.
+    // Both replicas answered, into the one audit in PostgreSQL, and their stages ran on
+    // the workers.
     let replicas_in_audit = pg.query("meshgate", "SELECT DISTINCT replica FROM audit ORDER BY 1");
     assert_eq!(replicas_in_audit, ["gateway-a", "gateway-b"]);
+    // (An outcome is written as the stream ends, a moment after the client has its rows.)
+    let mut distributed = Vec::new();
+    for _ in 0..50 {
+        distributed = pg.query(
+            "meshgate",
+            "SELECT count(*) FROM audit WHERE workers IS NOT NULL AND status = 'ok'",
+        );
+        if distributed == ["2"] {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(distributed, ["2"], "both queries ran on the workers");
     // Each is ready by its probe.
     for (_, _, ops) in &replicas {
         let mut stream = tokio::net::TcpStream::connect(ops.as_str()).await.unwrap();
@@ -485,6 +570,9 @@ async fn the_compose_topology_serves_the_reference_mesh() {
     assert!(!reads.is_empty() && reads.iter().all(|r| r.is_read() && r.allowed));
     for (mut gateway, _, _) in replicas {
         gateway.kill().await.unwrap();
+    }
+    for (mut worker, _) in workers {
+        worker.kill().await.unwrap();
     }
 }
 
@@ -568,4 +656,53 @@ fn kubernetes_replicas_are_probed_budgeted_and_take_secrets_by_reference() {
         env["MESHGATE_REPLICA"]["valueFrom"]["fieldRef"]["fieldPath"], "metadata.name",
         "each pod names itself on its audit records"
     );
+
+    // The workers: the same file in worker mode, every variable it needs but the store's
+    // password, secrets by reference, each by the stable name the gateways list.
+    let workers = kind("StatefulSet");
+    let worker = &workers["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        strings(&worker["args"])[..3],
+        ["worker", "--config", "/etc/meshgate/meshgate.toml"]
+    );
+    let worker_env: BTreeMap<String, &serde_yaml::Value> = worker["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap().to_string(), e))
+        .collect();
+    let missing: Vec<_> = required
+        .iter()
+        .filter(|n| *n != "MESHGATE_STORE_PASSWORD" && !worker_env.contains_key(*n))
+        .collect();
+    assert!(missing.is_empty(), "the workers lack {missing:?}");
+    assert!(!worker_env.contains_key("MESHGATE_STORE_PASSWORD"));
+    for (name, entry) in &worker_env {
+        if ["KEY", "PASSWORD", "SECRET"]
+            .iter()
+            .any(|w| name.contains(w))
+        {
+            assert!(
+                entry["value"].is_null(),
+                "{name} is written in the manifest"
+            );
+        }
+    }
+    let service_name = workers["spec"]["serviceName"].as_str().unwrap();
+    let headless = docs
+        .iter()
+        .find(|d| d["kind"] == "Service" && d["metadata"]["name"].as_str() == Some(service_name))
+        .expect("the workers' headless service");
+    assert_eq!(headless["spec"]["clusterIP"].as_str(), Some("None"));
+    let replicas = workers["spec"]["replicas"].as_i64().unwrap();
+    for i in 0..replicas {
+        let url = format!(
+            "http://{}-{i}.{service_name}:50061",
+            workers["metadata"]["name"].as_str().unwrap()
+        );
+        let listed = [&env["MESHGATE_WORKER_1"], &env["MESHGATE_WORKER_2"]]
+            .iter()
+            .any(|e| e["value"].as_str() == Some(url.as_str()));
+        assert!(listed, "the gateways list {url}");
+    }
 }

@@ -1251,7 +1251,7 @@ where
 /// `meshgate worker`: the stages of large queries, for the gateways of the configuration's
 /// mesh.
 async fn worker(config: &Path, listen: Option<String>) -> Result<(), String> {
-    let loaded = ServeConfig::load(config).map_err(|e| e.to_string())?;
+    let loaded = ServeConfig::load_worker(config).map_err(|e| e.to_string())?;
     let Some(settings) = loaded.distributed else {
         return Err(format!(
             "{}: a worker needs a [distributed] section (see docs/configuration.md)",

@@ -456,6 +456,13 @@ struct LimitsConfig {
     memory: Option<usize>,
 }
 
+/// Who reads a configuration file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Gateway,
+    Worker,
+}
+
 /// A loaded configuration file.
 #[derive(Debug)]
 pub struct ServeConfig {
@@ -603,6 +610,16 @@ fn basic_string(text: &str) -> String {
 
 impl ServeConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_as(path, Role::Gateway)
+    }
+
+    /// The configuration as `meshgate worker` reads it: the same file, without what only a
+    /// gateway opens (a worker reads no governance store, so it needs no store password).
+    pub fn load_worker(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_as(path, Role::Worker)
+    }
+
+    fn load_as(path: &Path, role: Role) -> Result<Self, ConfigError> {
         let file = path.display().to_string();
         let err = |message: String| ConfigError::at(&file, "", None, message);
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
@@ -677,7 +694,11 @@ impl ServeConfig {
                 spill_dir: parsed.spill_dir.as_deref().map(resolve),
                 limits,
                 parquet_pushdown: parsed.parquet_pushdown,
-                governance: governance(&parsed, &resolve).map_err(&err)?,
+                governance: match role {
+                    Role::Gateway => governance(&parsed, &resolve).map_err(&err)?,
+                    // Never opened: a worker's engine (`WorkerNode`) has no store.
+                    Role::Worker => Governance::Sqlite(PathBuf::new()),
+                },
                 audit: parsed.audit.clone(),
                 replica: Some(
                     parsed
