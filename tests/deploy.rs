@@ -405,7 +405,10 @@ async fn the_compose_topology_serves_the_reference_mesh() {
         .unwrap()
         .replace("0.0.0.0:50061", "127.0.0.1:0")
         // Small tasks, so that the small reference mesh is cut into stages at all.
-        .replace("[distributed]\n", "[distributed]\nbytes_per_partition = \"64KiB\"\n");
+        .replace(
+            "[distributed]\n",
+            "[distributed]\nbytes_per_partition = \"64KiB\"\n",
+        );
     std::fs::write(config_dir.path().join("meshgate.toml"), config).unwrap();
     let mut workers = Vec::new();
     for name in ["worker-1", "worker-2"] {
