@@ -81,8 +81,8 @@ impl Place {
 
     fn all_migrations(&self) -> Vec<i64> {
         match &self.postgres {
-            None => vec![1, 2, 3],
-            Some(_) => vec![1, 2],
+            None => vec![1, 2, 3, 4],
+            Some(_) => vec![1, 2, 3],
         }
     }
 

@@ -14,6 +14,7 @@
 //! so that the report measures exactly the same code.
 
 pub mod concurrency;
+pub mod distributed;
 pub mod engines;
 pub mod limits;
 pub mod mesh;

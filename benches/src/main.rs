@@ -12,11 +12,13 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use meshgate::protect::MasterKey;
 use meshgate_bench::concurrency;
+use meshgate_bench::distributed;
 use meshgate_bench::engines::{Engine, flight_client};
 use meshgate_bench::limits;
 use meshgate_bench::mesh::{self, Lake, password};
 use meshgate_bench::micro;
 use meshgate_bench::refmesh;
+use meshgate_bench::report;
 use meshgate_bench::report::{
     Limit, MeshQueryInfo, Micro, Report, Run, Target, TimingSafe, fmt_ratio,
 };
@@ -230,6 +232,32 @@ async fn run(args: Args) -> Result<(), BenchError> {
         ));
     }
 
+    // Distributed: one gateway and two workers, against DataFusion Distributed itself on
+    // the same files with no enforcement (workers in this process, on their own runtimes).
+    let mesh_workers = distributed::meshgate_workers(2, || {
+        let mut config = mesh::gateway_config(&data, &Lake::Local, &state.join("worker"), true)?;
+        config.master_key = distributed::master_key();
+        Ok(config)
+    })?;
+    let mut config = mesh::gateway_config(&data, &Lake::Local, &state.join("distributed"), true)?;
+    distributed::distribute(&mut config, &mesh_workers).await?;
+    let on_workers = meshgate::Gateway::open(config)
+        .await
+        .map_err(|e| BenchError::setup("meshgate on workers")(e.to_string()))?;
+    let plain_workers = distributed::plain_workers(2)?;
+    let plain = distributed::plain_coordinator(&data, &plain_workers).await?;
+    let mesh_distributed = session(&on_workers, "bench-all")?;
+    configs.push((
+        "meshgate-distributed".into(),
+        "meshgate in process as `bench-all`, every query cut into stages for two meshgate workers (signed stages, sealed scans re-checked on the workers), gRPC on loopback".into(),
+        Engine::Meshgate(mesh_distributed.clone()),
+    ));
+    configs.push((
+        "datafusion-distributed".into(),
+        format!("DataFusion Distributed 4.0 itself: a coordinator and two plain workers over the same files, no authentication, no policy (the peer without enforcement), gRPC on loopback, {} MiB per partition like meshgate's", distributed::BYTES_PER_PARTITION >> 20),
+        Engine::DataFusion(plain.clone()),
+    ));
+
     let selected: Vec<(&str, &str)> = QUERIES
         .iter()
         .copied()
@@ -299,6 +327,25 @@ async fn run(args: Args) -> Result<(), BenchError> {
                     .push(format!("{query} on {name}: {}", run.verdict));
             }
         }
+    }
+
+    progress(started, "distributed: stages and bytes shuffled per query");
+    for (query, sql) in &selected {
+        let mut entry = report::Distributed::default();
+        let before = mesh_workers.bytes_sent();
+        if mesh_distributed.collect(sql).await.is_ok() {
+            entry.shuffled = Some(mesh_workers.bytes_sent() - before);
+        }
+        let before = plain_workers.bytes_sent();
+        if Engine::DataFusion(plain.clone()).run(sql).await.is_ok() {
+            entry.shuffled_peer = Some(plain_workers.bytes_sent() - before);
+        }
+        if let Ok(batches) = mesh_distributed.collect(&format!("EXPLAIN {sql}")).await
+            && let Ok(text) = arrow::util::pretty::pretty_format_batches(&batches)
+        {
+            entry.stages = Some(text.to_string().matches(" Stage ").count());
+        }
+        report.distributed.insert(query.to_string(), entry);
     }
 
     progress(started, "the reference mesh");

@@ -100,7 +100,7 @@ fn add_schema(ctx: &SessionContext, schema: &str) -> Result<(), BenchError> {
     Ok(())
 }
 
-async fn register_schema(
+pub async fn register_schema(
     ctx: &SessionContext,
     schema: &str,
     data: &TpchData,
@@ -214,6 +214,19 @@ pub async fn gateway(
     state_dir: &Path,
     pushdown_user_predicates: bool,
 ) -> Result<Gateway, BenchError> {
+    let config = gateway_config(data, lake, state_dir, pushdown_user_predicates)?;
+    Gateway::open(config)
+        .await
+        .map_err(|e| BenchError::setup("meshgate")(e.to_string()))
+}
+
+/// The configuration [`gateway`] opens (workers open the same).
+pub fn gateway_config(
+    data: &TpchData,
+    lake: &Lake,
+    state_dir: &Path,
+    pushdown_user_predicates: bool,
+) -> Result<GatewayConfig, BenchError> {
     let manifest = tpch::manifest(data)?;
     let catalog = Catalog::from_sources([("products/tpch.benchmark.yaml", manifest.as_str())])
         .map_err(|e| BenchError::setup("the TPC-H product")(e.to_string()))?;
@@ -270,9 +283,7 @@ pub async fn gateway(
         lineage: LineageConfig::default(),
         distribution: None,
     };
-    Gateway::open(config)
-        .await
-        .map_err(|e| BenchError::setup("meshgate")(e.to_string()))
+    Ok(config)
 }
 
 /// Serve `gateway` over Flight SQL on a free port until the returned sender is dropped.

@@ -27,6 +27,8 @@ pub struct Report {
     /// `pushdown_user_predicates = false` against the default, query by query.
     pub timing_safe: Vec<TimingSafe>,
     pub concurrency: BTreeMap<String, Vec<Load>>,
+    /// Query -> what the distributed configurations moved between processes.
+    pub distributed: BTreeMap<String, Distributed>,
     /// Notes about the run (peers not run, setup facts).
     pub notes: Vec<String>,
     pub targets: Vec<Target>,
@@ -71,6 +73,20 @@ impl Run {
         }
     }
 }
+
+/// What one query's distributed runs moved: bytes the workers sent (shuffles and results)
+/// and the stages meshgate cut it into.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Distributed {
+    pub shuffled: Option<u64>,
+    pub shuffled_peer: Option<u64>,
+    pub stages: Option<usize>,
+}
+
+/// Assumed for the scaling model: 10 GbE between machines, bytes per second.
+const MODEL_BANDWIDTH: f64 = 1.25e9;
+/// Assumed for the scaling model: cores per worker machine.
+const MODEL_CORES: f64 = 8.0;
 
 /// One query run in turn with callers' predicates pushed into the sealed scan (the default)
 /// and kept out of it (`pushdown_user_predicates = false`).
@@ -186,6 +202,7 @@ impl Report {
             let _ = writeln!(out, "- `{name}`: {what}");
         }
         self.tpch_tables(&mut out);
+        self.distributed_table(&mut out);
         self.mesh_table(&mut out);
         let _ = writeln!(out, "\n## Physical limits and transfer\n");
         let _ = writeln!(
@@ -280,12 +297,122 @@ impl Report {
         cell(&self.tpch, query, config)
     }
 
+    fn distributed_table(&self, out: &mut String) {
+        if self.distributed.is_empty() {
+            return;
+        }
+        let (md, m, dd) = ("meshgate-distributed", "meshgate", "datafusion-distributed");
+        let _ = writeln!(
+            out,
+            "\n## TPC-H distributed: one gateway and two workers (median ms)\n\n\
+             `{md}` is meshgate with every query cut into stages for two workers; `{dd}` is \
+             DataFusion Distributed itself on the same files with no enforcement. All of them share \
+             this machine's cores, so `distributing` (= {md} ÷ {m}, in process) is what distribution \
+             costs, not what more machines buy. `enforcement` = {md} ÷ {dd}. `shuffled` is the bytes \
+             the workers sent (shuffles and results, Arrow IPC, lz4).\n"
+        );
+        let _ = writeln!(
+            out,
+            "| query | {m} | {md} | {dd} | distributing | enforcement | stages | shuffled (meshgate) | shuffled (peer) |\n|---|---|---|---|---|---|---|---|---|"
+        );
+        let mb =
+            |b: Option<u64>| b.map_or("-".to_string(), |b| format!("{:.1} MB", b as f64 / 1e6));
+        for query in self.tpch.keys() {
+            let d = self.distributed.get(query).cloned().unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "| {query} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                self.cell(query, m),
+                self.cell(query, md),
+                self.cell(query, dd),
+                self.ratio_cell(query, md, m),
+                self.ratio_cell(query, md, dd),
+                d.stages.map_or("-".into(), |s| s.to_string()),
+                mb(d.shuffled),
+                mb(d.shuffled_peer),
+            );
+        }
+        let _ = writeln!(
+            out,
+            "| **geomean** | | | | **{}** | **{}** | | | |",
+            fmt_ratio(self.geomean(md, m)),
+            fmt_ratio(self.geomean(md, dd))
+        );
+
+        // The model: leaf stages (the scans and partial aggregates, nearly all of TPC-H's work)
+        // divide over the machines; each stage adds a fixed latency, measured here as the
+        // in-process overhead per stage; the shuffled bytes cross a real network.
+        let mut per_stage = Vec::new();
+        let mut rows = Vec::new();
+        for query in self.tpch.keys() {
+            let (Some(t_local), Some(t_dist)) = (
+                self.tpch
+                    .get(query)
+                    .and_then(|r| r.get(m))
+                    .and_then(Run::median),
+                self.tpch
+                    .get(query)
+                    .and_then(|r| r.get(md))
+                    .and_then(Run::median),
+            ) else {
+                continue;
+            };
+            let d = self.distributed.get(query).cloned().unwrap_or_default();
+            let stages = d.stages.unwrap_or(1).max(1) as f64;
+            per_stage.push(((t_dist - t_local) / stages).max(0.0));
+            rows.push((
+                query.clone(),
+                t_local,
+                stages,
+                d.shuffled.unwrap_or(0) as f64,
+            ));
+        }
+        let Some(latency) = crate::stats::percentile(&per_stage, 0.5) else {
+            return;
+        };
+        let cores_here = self
+            .machine
+            .get("cores")
+            .and_then(|c| c.parse::<f64>().ok())
+            .unwrap_or(2.0);
+        let _ = writeln!(
+            out,
+            "\n### A scaling model for N machines\n\n\
+             This machine cannot show scaling (its {cores_here} cores run the gateway and both workers), so \
+             the numbers above are turned into a model: `T(N) = T1 × {cores_here} / (N × c) + s × L + B / W`, \
+             with `T1` the in-process time here, `N` workers of `c` = {MODEL_CORES} cores, `s` the query's \
+             stages, `L` = {latency:.1} ms the median overhead per stage measured above (planning, \
+             signing and encoding stages, gRPC on loopback), `B` the bytes shuffled and `W` = 10 GbE. \
+             It assumes the leaf stages (scans, filters, partial aggregates) hold the work and split \
+             evenly, and ignores skew and the coordinator's final stage; it is a model, not a measurement.\n"
+        );
+        let _ = writeln!(
+            out,
+            "| query | here (ms) | N=2 | N=4 | N=8 | N=16 |\n|---|---|---|---|---|---|"
+        );
+        for (query, t_local, stages, bytes) in rows {
+            let model = |n: f64| {
+                t_local * cores_here / (n * MODEL_CORES)
+                    + stages * latency
+                    + bytes / MODEL_BANDWIDTH * 1000.0
+            };
+            let _ = writeln!(
+                out,
+                "| {query} | {t_local:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                model(2.0),
+                model(4.0),
+                model(8.0),
+                model(16.0)
+            );
+        }
+    }
+
     fn tpch_tables(&self, out: &mut String) {
         let configs: Vec<&str> = self.configs.iter().map(|(n, _)| n.as_str()).collect();
         let engines: Vec<&str> = configs
             .iter()
             .copied()
-            .filter(|c| !c.contains('/') && *c != "meshgate-s3")
+            .filter(|c| !c.contains('/') && *c != "meshgate-s3" && !c.ends_with("-distributed"))
             .collect();
         let _ = writeln!(
             out,

@@ -1303,6 +1303,7 @@ async fn worker(config: &Path, listen: Option<String>) -> Result<(), String> {
         peers_tls: settings.client_tls,
         refused: std::sync::Arc::default(),
         stages: std::sync::Arc::default(),
+        sent: std::sync::Arc::default(),
     };
     server
         .serve(listener, shutdown_signal())

@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
 use http::{Request, Response};
+use http_body_util::BodyExt;
 use tonic::body::Body;
 use tower::{Layer, Service};
 
@@ -50,17 +51,20 @@ pub struct GuardLayer {
     signer: Arc<StageSigner>,
     seen: Arc<Seen>,
     refused: Arc<std::sync::atomic::AtomicU64>,
+    sent: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl GuardLayer {
     pub(crate) fn new(
         signer: Arc<StageSigner>,
         refused: Arc<std::sync::atomic::AtomicU64>,
+        sent: Arc<std::sync::atomic::AtomicU64>,
     ) -> Self {
         Self {
             signer,
             seen: Arc::default(),
             refused,
+            sent,
         }
     }
 }
@@ -74,6 +78,7 @@ impl<S> Layer<S> for GuardLayer {
             signer: Arc::clone(&self.signer),
             seen: Arc::clone(&self.seen),
             refused: Arc::clone(&self.refused),
+            sent: Arc::clone(&self.sent),
         }
     }
 }
@@ -85,6 +90,7 @@ pub struct Guard<S> {
     signer: Arc<StageSigner>,
     seen: Arc<Seen>,
     refused: Arc<std::sync::atomic::AtomicU64>,
+    sent: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl<S, B> Service<Request<Body>> for Guard<S>
@@ -105,10 +111,11 @@ where
     fn call(&mut self, request: Request<Body>) -> Self::Future {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let (signer, seen, refused) = (
+        let (signer, seen, refused, sent) = (
             Arc::clone(&self.signer),
             Arc::clone(&self.seen),
             Arc::clone(&self.refused),
+            Arc::clone(&self.sent),
         );
         Box::pin(async move {
             let (parts, body) = request.into_parts();
@@ -140,7 +147,18 @@ where
             match checked {
                 Ok(body) => {
                     let response = inner.call(Request::from_parts(parts, body)).await?;
-                    Ok(response.map(Body::new))
+                    // What the worker sends (stage outputs: shuffles and results), counted.
+                    Ok(response.map(|body| {
+                        Body::new(body.map_frame(move |frame| {
+                            if let Some(data) = frame.data_ref() {
+                                sent.fetch_add(
+                                    data.len() as u64,
+                                    std::sync::atomic::Ordering::Relaxed,
+                                );
+                            }
+                            frame
+                        }))
+                    }))
                 }
                 Err(refusal) => {
                     refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -49,6 +49,8 @@ pub struct WorkerServer {
     pub refused: Arc<AtomicU64>,
     /// Stages this worker ran since start.
     pub stages: Arc<AtomicU64>,
+    /// Bytes this worker sent since start (stage outputs: shuffles and results).
+    pub sent: Arc<AtomicU64>,
 }
 
 /// The session every stage runs in: the seal codec of this worker, and signed channels to its
@@ -100,7 +102,11 @@ impl WorkerServer {
             builder = builder.tls_config(config)?;
         }
         builder
-            .layer(GuardLayer::new(Arc::clone(&self.signer), self.refused))
+            .layer(GuardLayer::new(
+                Arc::clone(&self.signer),
+                self.refused,
+                self.sent,
+            ))
             .add_service(worker.into_worker_server())
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
             .await

@@ -1,8 +1,12 @@
 //! What opening a gateway takes: [`GatewayConfig`], where governance lives, what the audit
 //! keeps. Plain data; [`crate::Gateway::open`] turns it into the shared state.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
+
+use datafusion_distributed::ChannelResolver;
+use url::Url;
 
 use meshgate_catalog::Catalog;
 use meshgate_governance::{GovernanceStore, PostgresOptions, PostgresStore, SqliteStore};
@@ -49,7 +53,7 @@ pub struct GatewayConfig {
     /// OpenLineage events for every query (off unless a file or URL is set).
     pub lineage: LineageConfig,
     /// Hand large queries to workers (`None`: every query runs in this process).
-    pub distribution: Option<crate::Distribution>,
+    pub distribution: Option<Distribution>,
 }
 
 /// Where access requests, grants and the audit log live.
@@ -88,4 +92,35 @@ pub struct AuditSettings {
     /// Store each statement's text next to its hash. Off by default: statements can carry
     /// personal data in their literals.
     pub keep_statements: bool,
+}
+
+/// The workers a gateway may hand stages to and the way to them: signed channels, and which
+/// workers answer now. Implemented by `meshgate-distributed`.
+pub trait WorkerNetwork: ChannelResolver + Send + Sync + fmt::Debug {
+    /// Every configured worker.
+    fn configured(&self) -> Vec<Url>;
+    /// The configured workers that answered their last probe.
+    fn live(&self) -> Vec<Url>;
+}
+
+/// What to do when a configured worker does not answer at planning time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnWorkerDown {
+    /// Distribute over the workers that answer (in process when none does).
+    #[default]
+    Skip,
+    /// Run the query in process unless every worker answers.
+    Local,
+}
+
+/// How this gateway distributes queries.
+#[derive(Clone, Debug)]
+pub struct Distribution {
+    pub network: Arc<dyn WorkerNetwork>,
+    /// Queries whose sealed scans read at least this many bytes of Parquet are distributed
+    /// (0: every query that reads a product).
+    pub min_scan_bytes: u64,
+    /// Bytes of Parquet one partition of a task reads; fewer means more tasks.
+    pub bytes_per_partition: usize,
+    pub on_worker_down: OnWorkerDown,
 }

@@ -8,7 +8,6 @@
 //! [`WorkerNetwork`] the embedder provides (`meshgate-distributed`).
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -26,41 +25,11 @@ use datafusion_distributed::{
 };
 use url::Url;
 
+use crate::config::{OnWorkerDown, WorkerNetwork};
 use crate::error::GatewayError;
 use crate::protected::visit_scans;
 use crate::shared::Shared;
 use crate::wire;
-
-/// The workers a gateway may hand stages to and the way to them: signed channels, and which
-/// workers answer now. Implemented by `meshgate-distributed`.
-pub trait WorkerNetwork: ChannelResolver + Send + Sync + fmt::Debug {
-    /// Every configured worker.
-    fn configured(&self) -> Vec<Url>;
-    /// The configured workers that answered their last probe.
-    fn live(&self) -> Vec<Url>;
-}
-
-/// What to do when a configured worker does not answer at planning time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OnWorkerDown {
-    /// Distribute over the workers that answer (in process when none does).
-    #[default]
-    Skip,
-    /// Run the query in process unless every worker answers.
-    Local,
-}
-
-/// How this gateway distributes queries.
-#[derive(Clone, Debug)]
-pub struct Distribution {
-    pub network: Arc<dyn WorkerNetwork>,
-    /// Queries whose sealed scans read at least this many bytes of Parquet are distributed
-    /// (0: every query that reads a product).
-    pub min_scan_bytes: u64,
-    /// Bytes of Parquet one partition of a task reads; fewer means more tasks.
-    pub bytes_per_partition: usize,
-    pub on_worker_down: OnWorkerDown,
-}
 
 /// A query as distributed: the state it runs in (which carries the workers, the channels and
 /// the seal codec), its plan, and the workers its stages went to (filled as it runs).

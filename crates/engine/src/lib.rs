@@ -68,7 +68,7 @@ mod wire;
 mod worker;
 
 pub use config::{AuditSettings, GatewayConfig, Governance};
-pub use distribute::{Distribution, OnWorkerDown, WorkerNetwork};
+pub use config::{Distribution, OnWorkerDown, WorkerNetwork};
 pub use error::WorkerFailure;
 pub use error::{Abort, GatewayError};
 pub use gateway::Gateway;

@@ -20,8 +20,8 @@ use meshgate_protect::{KeyOrigin, MasterKey};
 use meshgate_storage::{LakeStatus, Lakes};
 
 use crate::compile::Compiler;
+use crate::config::Distribution;
 use crate::config::{AuditSettings, GatewayConfig};
-use crate::distribute::Distribution;
 use crate::error::GatewayError;
 use crate::lake_table::{LakeTable, RawTables};
 use crate::limits::{Admission, YieldAfterJoins};
