@@ -725,3 +725,94 @@ async fn a_worker_down_at_planning_time_is_skipped_or_the_query_runs_in_process(
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_mutual_tls_only_nodes_with_the_meshs_certificate_reach_a_worker() {
+    use crate::support::pki;
+    use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+    let ca = pki::certificate_authority("mesh CA");
+    // A worker serves with its certificate and presents it to its peers.
+    let (cert, key) = pki::issue_for(&ca, &["localhost"], "worker", vec![ServerAuth, ClientAuth]);
+    let cluster = Cluster::start_with(2, Some((&ca.ca_pem, &cert, &key))).await;
+    let (gateway_cert, gateway_key) = pki::issue(&ca, &["gateway"], "gateway", ClientAuth);
+    let tls = |identity: Option<(Vec<u8>, Vec<u8>)>| meshgate::distributed::ClientTls {
+        ca_pem: ca.ca_pem.clone().into_bytes(),
+        identity,
+        domain: Some("localhost".into()),
+    };
+
+    // Without a certificate the TLS handshake fails: the worker answers nothing.
+    let anonymous = Network::new(cluster.urls(), cluster::signer(), Some(tls(None)));
+    anonymous.probe().await;
+    assert!(
+        meshgate::engine::WorkerNetwork::live(anonymous.as_ref()).is_empty(),
+        "a client without the mesh's certificate reaches no worker"
+    );
+    // Another CA's certificate does no better.
+    let other = pki::certificate_authority("another CA");
+    let (foreign_cert, foreign_key) = pki::issue(&other, &["gateway"], "gateway", ClientAuth);
+    let foreign = Network::new(
+        cluster.urls(),
+        cluster::signer(),
+        Some(tls(Some((
+            foreign_cert.into_bytes(),
+            foreign_key.into_bytes(),
+        )))),
+    );
+    foreign.probe().await;
+    assert!(meshgate::engine::WorkerNetwork::live(foreign.as_ref()).is_empty());
+
+    // With the mesh's certificate, queries run on the workers (shuffles between them too).
+    let network = Network::new(
+        cluster.urls(),
+        cluster::signer(),
+        Some(tls(Some((
+            gateway_cert.into_bytes(),
+            gateway_key.into_bytes(),
+        )))),
+    );
+    network.probe().await;
+    assert_eq!(
+        meshgate::engine::WorkerNetwork::live(network.as_ref()).len(),
+        2
+    );
+    let distribution = Distribution {
+        network,
+        min_scan_bytes: 0,
+        bytes_per_partition: 64 << 10,
+        on_worker_down: OnWorkerDown::Skip,
+    };
+    let (gateway, _lake) = local_gateway(move |config| {
+        config.master_key = cluster::master_key();
+        config.distribution = Some(distribution);
+    })
+    .await;
+    let (local, _lake_b) = local_gateway(|_| {}).await;
+    let sql = "SELECT c.lob, count(*) FROM payments.transactions t JOIN reference.counterparties c \
+               ON t.counterparty_id = c.counterparty_id GROUP BY c.lob";
+    let on_workers = gateway.session(
+        gateway
+            .authenticate("risk-officer", "risk-officer-pw")
+            .unwrap(),
+    );
+    let in_process = local.session(
+        local
+            .authenticate("risk-officer", "risk-officer-pw")
+            .unwrap(),
+    );
+    assert_eq!(
+        sorted(&run_gateway(&on_workers, sql).await.unwrap()),
+        sorted(&run_gateway(&in_process, sql).await.unwrap())
+    );
+    let explain = run_gateway(&on_workers, &format!("EXPLAIN {sql}"))
+        .await
+        .unwrap();
+    assert!(
+        explain
+            .iter()
+            .flatten()
+            .flatten()
+            .any(|t| t.contains("Stage 1")),
+        "the query was cut into stages"
+    );
+}

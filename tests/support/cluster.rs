@@ -55,11 +55,13 @@ pub struct Worker {
     pub config: PathBuf,
     /// The policy directory this worker reads (its own copy).
     pub policies: PathBuf,
+    /// `http` or, with TLS, `https`.
+    pub scheme: &'static str,
 }
 
 impl Worker {
     pub fn url(&self) -> url::Url {
-        url::Url::parse(&format!("http://{}", self.addr)).unwrap()
+        url::Url::parse(&format!("{}://{}", self.scheme, self.addr)).unwrap()
     }
 
     /// Reload the worker's policy directory (SIGHUP) and wait until it has.
@@ -82,16 +84,35 @@ pub struct Cluster {
 impl Cluster {
     /// `n` workers over the reference mesh's local files.
     pub async fn start(n: usize) -> Self {
+        Self::start_with(n, None).await
+    }
+
+    /// `n` workers serving TLS with `tls` (`ca`, `cert`, `key` PEM): only clients with a
+    /// certificate from that CA connect.
+    pub async fn start_with(n: usize, tls: Option<(&str, &str, &str)>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("master.key"), key_hex()).unwrap();
+        let mut extra = String::new();
+        if let Some((ca, cert, key)) = tls {
+            for (file, pem) in [("ca.pem", ca), ("node.pem", cert), ("node.key", key)] {
+                std::fs::write(dir.path().join(file), pem).unwrap();
+            }
+            extra.push_str(
+                "ca = \"ca.pem\"\ncert = \"node.pem\"\nkey = \"node.key\"\ndomain = \"localhost\"\n",
+            );
+        }
         let mut workers = Vec::with_capacity(n);
         for i in 0..n {
-            workers.push(Self::spawn(dir.path(), i).await);
+            let mut worker = Self::spawn(dir.path(), i, &extra).await;
+            if tls.is_some() {
+                worker.scheme = "https";
+            }
+            workers.push(worker);
         }
         Self { workers, dir }
     }
 
-    async fn spawn(dir: &Path, i: usize) -> Worker {
+    async fn spawn(dir: &Path, i: usize, extra: &str) -> Worker {
         let repo = repo();
         let policies = dir.join(format!("policies-{i}"));
         crate::cli::copy_dir(&repo.join("policies"), &policies);
@@ -102,7 +123,7 @@ impl Cluster {
                 "products = \"{repo}/products\"\npolicies = \"{policies}\"\n\
                  master_key_file = \"master.key\"\n\
                  [storage.default]\nkind = \"local\"\npath = \"{data}/s3/{{bucket}}\"\n\
-                 [distributed]\nlisten = \"127.0.0.1:0\"\n",
+                 [distributed]\nlisten = \"127.0.0.1:0\"\n{extra}",
                 repo = repo.display(),
                 policies = policies.display(),
                 data = data_dir().display(),
@@ -134,6 +155,7 @@ impl Cluster {
             addr,
             config,
             policies,
+            scheme: "http",
         }
     }
 

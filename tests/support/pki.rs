@@ -38,12 +38,22 @@ pub fn issue(
     common_name: &str,
     usage: ExtendedKeyUsagePurpose,
 ) -> (String, String) {
+    issue_for(pki, names, common_name, vec![usage])
+}
+
+/// [`issue`] for several uses (a node that serves and is a client too).
+pub fn issue_for(
+    pki: &Pki,
+    names: &[&str],
+    common_name: &str,
+    usages: Vec<ExtendedKeyUsagePurpose>,
+) -> (String, String) {
     let mut params =
         CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
     params
         .distinguished_name
         .push(DnType::CommonName, common_name);
-    params.extended_key_usages = vec![usage];
+    params.extended_key_usages = usages;
     let key = KeyPair::generate().unwrap();
     let cert = params.signed_by(&key, &pki.issuer).unwrap();
     (cert.pem(), key.serialize_pem())
