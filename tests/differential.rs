@@ -497,7 +497,7 @@ async fn every_principal_gets_exactly_its_policy_applied_literally() {
 /// worker processes: the answers must be the literal views', as in one process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_principal_gets_exactly_its_policy_applied_literally_on_workers() {
-    let per_reader = setting("MESHGATE_DIFF_QUERIES_DISTRIBUTED", 60);
+    let per_reader = setting("MESHGATE_DIFF_QUERIES_DISTRIBUTED", 40);
     let cluster = crate::support::cluster::Cluster::start(3).await;
     let distribution = cluster.distribution().await;
     let (gateway, _lake) = local_gateway(move |config| {
