@@ -2,7 +2,7 @@
 //! which, and the distributed plan it becomes (DataFusion Distributed cuts it into stages).
 //!
 //! The decision is taken on the query as planned here, sealed scans and all: a query whose
-//! sealed scans read at least [`Distribution::min_scan_bytes`] is distributed, any other runs
+//! sealed scans read at least [`crate::Distribution::min_scan_bytes`] is distributed, any other runs
 //! in process as before. The sealed scans travel as the gateway compiled them
 //! ([`crate::wire`]); how a stage reaches a worker (signed, over TLS) is the business of the
 //! [`WorkerNetwork`] the embedder provides (`meshgate-distributed`).
