@@ -424,18 +424,7 @@ async fn the_compose_topology_serves_the_reference_mesh() {
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        let mut lines = BufReader::new(worker.stdout.take().unwrap()).lines();
-        let addr: SocketAddr = loop {
-            let line = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
-                .await
-                .expect("the worker starts")
-                .unwrap()
-                .expect("the worker prints its address");
-            if let Some(addr) = line.strip_prefix("worker listening on ") {
-                break addr.parse().unwrap();
-            }
-        };
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let addr = crate::support::cluster::listening_address(&mut worker).await;
         workers.push((worker, addr));
     }
 

@@ -13,7 +13,7 @@ use meshgate::Gateway;
 use meshgate::distributed::Network;
 use meshgate::distributed::guard::SET_PLAN_PATH;
 use meshgate::distributed::signing::{EXPIRES_HEADER, SIGNATURE_HEADER};
-use meshgate::engine::{Distribution, OnWorkerDown};
+use meshgate::engine::OnWorkerDown;
 use meshgate_lake_server::LakeServer;
 use sha2::{Digest, Sha256};
 
@@ -234,20 +234,10 @@ impl Recorder {
         demo.config.master_key = cluster::master_key();
         edit(&mut demo.config);
         let storage = demo.config.storage.clone();
-        demo.config.distribution = Some(Distribution {
-            network: Network::new(
-                vec![url.clone(), {
-                    let mut other = url.clone();
-                    other.set_host(Some("localhost")).unwrap();
-                    other
-                }],
-                cluster::signer(),
-                None,
-            ),
-            min_scan_bytes: 0,
-            bytes_per_partition: 64 << 10,
-            on_worker_down: OnWorkerDown::Skip,
-        });
+        let mut other = url.clone();
+        other.set_host(Some("localhost")).unwrap();
+        let network = Network::new(vec![url.clone(), other], cluster::signer(), None);
+        demo.config.distribution = Some(cluster::distribution(network, OnWorkerDown::Skip));
         (
             Gateway::open(demo.config).await.unwrap(),
             demo.lake,
@@ -619,12 +609,7 @@ const LONG: &str = "SELECT count(*) FROM payments.transactions a \
 async fn a_worker_killed_mid_query_fails_that_query_clearly_and_the_rest_go_on() {
     let mut cluster = Cluster::start(3).await;
     let network = cluster.network().await;
-    let distribution = Distribution {
-        network: Arc::clone(&network) as Arc<dyn meshgate::engine::WorkerNetwork>,
-        min_scan_bytes: 0,
-        bytes_per_partition: 64 << 10,
-        on_worker_down: OnWorkerDown::Skip,
-    };
+    let distribution = cluster::distribution(Arc::clone(&network), OnWorkerDown::Skip);
     let (gateway, _lake) = local_gateway(move |config| {
         config.master_key = cluster::master_key();
         config.distribution = Some(distribution);
@@ -678,12 +663,7 @@ async fn a_worker_down_at_planning_time_is_skipped_or_the_query_runs_in_process(
     for (setting, expect_workers) in [(OnWorkerDown::Skip, true), (OnWorkerDown::Local, false)] {
         let network = Network::new(cluster.urls(), cluster::signer(), None);
         network.probe().await;
-        let distribution = Distribution {
-            network: network as Arc<dyn meshgate::engine::WorkerNetwork>,
-            min_scan_bytes: 0,
-            bytes_per_partition: 64 << 10,
-            on_worker_down: setting,
-        };
+        let distribution = cluster::distribution(network, setting);
         let (gateway, _lake) = local_gateway(move |config| {
             config.master_key = cluster::master_key();
             config.distribution = Some(distribution);
@@ -776,12 +756,7 @@ async fn with_mutual_tls_only_nodes_with_the_meshs_certificate_reach_a_worker() 
         meshgate::engine::WorkerNetwork::live(network.as_ref()).len(),
         2
     );
-    let distribution = Distribution {
-        network,
-        min_scan_bytes: 0,
-        bytes_per_partition: 64 << 10,
-        on_worker_down: OnWorkerDown::Skip,
-    };
+    let distribution = cluster::distribution(network, OnWorkerDown::Skip);
     let (gateway, _lake) = local_gateway(move |config| {
         config.master_key = cluster::master_key();
         config.distribution = Some(distribution);

@@ -75,6 +75,24 @@ impl Worker {
     }
 }
 
+/// The address a `meshgate worker` process (stdout piped) says it listens on; its output is
+/// read on in the background, so it never blocks on a full pipe.
+pub async fn listening_address(worker: &mut Child) -> SocketAddr {
+    let mut lines = BufReader::new(worker.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .expect("the worker starts within a minute")
+            .unwrap()
+            .expect("the worker prints its address");
+        if let Some(addr) = line.strip_prefix("worker listening on ") {
+            break addr.parse().unwrap();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    addr
+}
+
 /// Workers of one test.
 pub struct Cluster {
     pub workers: Vec<Worker>,
@@ -138,18 +156,7 @@ impl Cluster {
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let addr = loop {
-            let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-                .await
-                .expect("the worker starts within a minute")
-                .unwrap()
-                .expect("the worker prints its address");
-            if let Some(addr) = line.strip_prefix("worker listening on ") {
-                break addr.parse().unwrap();
-            }
-        };
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let addr = listening_address(&mut child).await;
         Worker {
             child,
             addr,
@@ -178,17 +185,22 @@ impl Cluster {
     /// Hand every query that reads a product to these workers, in small tasks (so that a
     /// table's files are split across workers).
     pub async fn distribution(&self) -> Distribution {
-        Distribution {
-            network: self.network().await,
-            min_scan_bytes: 0,
-            bytes_per_partition: 64 << 10,
-            on_worker_down: OnWorkerDown::Skip,
-        }
+        distribution(self.network().await, OnWorkerDown::Skip)
     }
 
     /// Make `config` a gateway of this cluster.
     pub async fn configure(&self, config: &mut meshgate::GatewayConfig) {
         config.master_key = master_key();
         config.distribution = Some(self.distribution().await);
+    }
+}
+
+/// Every query that reads a product handed to `network`'s workers, in small tasks.
+pub fn distribution(network: Arc<Network>, on_worker_down: OnWorkerDown) -> Distribution {
+    Distribution {
+        network,
+        min_scan_bytes: 0,
+        bytes_per_partition: 64 << 10,
+        on_worker_down,
     }
 }

@@ -155,15 +155,20 @@ fn scan_schema(table: &Table, view_types: bool) -> SchemaRef {
 }
 
 /// A query's (or a worker's sealed scan's) object stores: the mesh store, and nothing else
-/// (no URL a query names can reach any other store).
+/// (no URL a query names can reach any other store). [`MeshStores::none`] reaches no store
+/// at all: a worker's sessions, which read only through a sealed scan.
 #[derive(Debug)]
 pub(crate) struct MeshStores {
-    mesh: Arc<dyn ObjectStore>,
+    mesh: Option<Arc<dyn ObjectStore>>,
 }
 
 impl MeshStores {
     pub(crate) fn new(mesh: Arc<dyn ObjectStore>) -> Self {
-        Self { mesh }
+        Self { mesh: Some(mesh) }
+    }
+
+    pub(crate) fn none() -> Self {
+        Self { mesh: None }
     }
 }
 
@@ -177,12 +182,13 @@ impl ObjectStoreRegistry for MeshStores {
     }
 
     fn get_store(&self, url: &Url) -> Result<Arc<dyn ObjectStore>> {
-        if url.scheme() == "meshgate" && url.host_str() == Some("products") {
-            Ok(Arc::clone(&self.mesh))
-        } else {
-            Err(DataFusionError::Plan(format!(
+        match &self.mesh {
+            Some(mesh) if url.scheme() == "meshgate" && url.host_str() == Some("products") => {
+                Ok(Arc::clone(mesh))
+            }
+            _ => Err(DataFusionError::Plan(format!(
                 "no storage is reachable at {url}"
-            )))
+            ))),
         }
     }
 }

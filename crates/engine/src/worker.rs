@@ -7,18 +7,15 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::memory_pool::FairSpillPool;
-use datafusion::execution::object_store::ObjectStoreRegistry;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use meshgate_catalog::Catalog;
 use meshgate_policy::{PolicySet, PolicySources};
 use meshgate_storage::Lakes;
-use object_store::ObjectStore;
-use url::Url;
 
 use crate::config::GatewayConfig;
 use crate::error::GatewayError;
+use crate::lake_table::MeshStores;
 use crate::shared::seal_codec;
 use crate::wire::SealCodec;
 
@@ -41,7 +38,8 @@ impl WorkerNode {
             .map_err(|e| GatewayError::Config(e.to_string()))?;
         // The worker's sessions reach no store at all: only a sealed scan reads, through the
         // stores the seal codec gives it.
-        let mut runtime = RuntimeEnvBuilder::new().with_object_store_registry(Arc::new(NoStores));
+        let mut runtime =
+            RuntimeEnvBuilder::new().with_object_store_registry(Arc::new(MeshStores::none()));
         if let Some(limit) = config.memory_limit {
             runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
         }
@@ -79,25 +77,5 @@ impl WorkerNode {
         let fingerprint = policies.fingerprint().to_string();
         self.policies.store(Arc::new(policies));
         Ok(fingerprint)
-    }
-}
-
-/// No object store at all: a worker's sessions read nothing but through a sealed scan.
-#[derive(Debug)]
-struct NoStores;
-
-impl ObjectStoreRegistry for NoStores {
-    fn register_store(
-        &self,
-        _url: &Url,
-        _store: Arc<dyn ObjectStore>,
-    ) -> Option<Arc<dyn ObjectStore>> {
-        None
-    }
-
-    fn get_store(&self, url: &Url) -> Result<Arc<dyn ObjectStore>> {
-        Err(DataFusionError::Plan(format!(
-            "a worker reads no storage at {url} outside a sealed scan"
-        )))
     }
 }
