@@ -280,8 +280,15 @@ fn check_warns_of_each_silent_start() {
     let empty_lake = |dir: &std::path::Path| {
         std::fs::remove_dir_all(dir.join("lakes/shop-orders/data")).unwrap();
     };
+    // A worker nobody runs (the discard port refuses connections).
+    let worker_down = |dir: &std::path::Path| {
+        let config = dir.join("meshgate.toml");
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push_str("\n[distributed]\nworkers = [\"http://127.0.0.1:9\"]\n");
+        std::fs::write(&config, text).unwrap();
+    };
     type BreakIt<'a> = &'a dyn Fn(&std::path::Path);
-    let cases: [(BreakIt, &str); 3] = [
+    let cases: [(BreakIt, &str); 4] = [
         (
             &remove_policy,
             "warning: shop.orders: no product policy (policies/products/shop.orders.toml): every query of it is denied",
@@ -293,6 +300,10 @@ fn check_warns_of_each_silent_start() {
         (
             &empty_lake,
             "warning: shop.orders: no data files in bucket `shop-orders`",
+        ),
+        (
+            &worker_down,
+            "warning: worker http://127.0.0.1:9/: does not answer (is `meshgate worker` running there",
         ),
     ];
     for (break_it, warning) in cases {

@@ -143,27 +143,31 @@ pub fn meshgate_workers(
     })
 }
 
-/// A gateway configuration that hands every query to `workers`.
-pub async fn distribute(config: &mut GatewayConfig, workers: &Workers) -> Result<(), BenchError> {
+/// A gateway configuration that hands every query to the workers at `urls`; the network,
+/// to see which of them it counts as live.
+pub async fn distribute(
+    config: &mut GatewayConfig,
+    urls: &[Url],
+) -> Result<Arc<Network>, BenchError> {
     let signer = Arc::new(
         StageSigner::new(&master_key(), meshgate::distributed::DEFAULT_TTL)
             .map_err(|e| BenchError::setup("stage signatures")(e.to_string()))?,
     );
-    let network = Network::new(workers.urls.clone(), signer, None);
+    let network = Network::new(urls.to_vec(), signer, None);
     network.probe().await;
-    if network.live().len() != workers.urls.len() {
+    if network.live().len() != urls.len() {
         return Err(BenchError::setup("meshgate workers")(
             "a worker does not answer".into(),
         ));
     }
     config.master_key = master_key();
     config.distribution = Some(Distribution {
-        network,
+        network: Arc::clone(&network) as Arc<dyn WorkerNetwork>,
         min_scan_bytes: 0,
         bytes_per_partition: BYTES_PER_PARTITION,
         on_worker_down: OnWorkerDown::Skip,
     });
-    Ok(())
+    Ok(network)
 }
 
 /// `n` plain DataFusion Distributed workers (no authentication, no policy), counting the
@@ -252,4 +256,103 @@ where
             }))
         })
     }
+}
+
+/// meshgate workers as processes of their own (this binary with `--serve-worker`), which the
+/// fault pass kills with SIGKILL. Each ends when this process drops it or goes away (its
+/// standard input closes).
+pub struct WorkerProcesses {
+    pub urls: Vec<Url>,
+    children: Vec<tokio::process::Child>,
+}
+
+impl WorkerProcesses {
+    /// Start `n` workers: this binary with `args` and `--serve-worker`, each printing the
+    /// address it listens on.
+    pub async fn spawn(n: usize, args: &[String]) -> Result<Self, BenchError> {
+        use tokio::io::AsyncBufReadExt;
+        let setup = BenchError::setup("worker processes");
+        let exe = std::env::current_exe().map_err(|e| setup(e.to_string()))?;
+        let mut processes = Self {
+            urls: Vec::with_capacity(n),
+            children: Vec::with_capacity(n),
+        };
+        for _ in 0..n {
+            let mut child = tokio::process::Command::new(&exe)
+                .args(args)
+                .arg("--serve-worker")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| setup(format!("{}: {e}", exe.display())))?;
+            let stdout = child
+                .stdout
+                .take()
+                .ok_or_else(|| setup("no standard output".into()))?;
+            processes.children.push(child);
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            let line = tokio::time::timeout(std::time::Duration::from_secs(120), lines.next_line())
+                .await
+                .map_err(|_| setup("a worker did not start within 120 s".into()))?
+                .map_err(|e| setup(e.to_string()))?
+                .ok_or_else(|| setup("a worker exited before listening".into()))?;
+            let addr = line
+                .strip_prefix("worker listening on ")
+                .ok_or_else(|| setup(format!("unexpected first line: {line}")))?;
+            processes
+                .urls
+                .push(Url::parse(&format!("http://{addr}")).map_err(|e| setup(e.to_string()))?);
+        }
+        Ok(processes)
+    }
+
+    /// SIGKILL worker `i`, without waiting for it.
+    pub fn kill(&mut self, i: usize) -> Result<(), BenchError> {
+        let setup = BenchError::setup("killing a worker");
+        self.children
+            .get_mut(i)
+            .ok_or_else(|| setup(format!("no worker {i}")))?
+            .start_kill()
+            .map_err(|e| setup(e.to_string()))
+    }
+}
+
+/// The worker process's side: serve `config`'s worker on a free loopback port, print
+/// `worker listening on ADDR`, and stop when standard input closes (the harness is gone).
+pub async fn serve_worker_process(config: GatewayConfig) -> Result<(), BenchError> {
+    use std::io::Write as _;
+    use tokio::io::AsyncReadExt;
+    let setup = BenchError::setup("a worker process");
+    let signer = Arc::new(
+        StageSigner::new(&master_key(), meshgate::distributed::DEFAULT_TTL)
+            .map_err(|e| setup(e.to_string()))?,
+    );
+    let node = WorkerNode::open(config)
+        .await
+        .map_err(|e| setup(e.to_string()))?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| setup(e.to_string()))?;
+    let addr = listener.local_addr().map_err(|e| setup(e.to_string()))?;
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "worker listening on {addr}")
+        .and_then(|()| stdout.flush())
+        .map_err(|e| setup(e.to_string()))?;
+    let orphaned = async {
+        let mut sink = Vec::new();
+        let _ = tokio::io::stdin().read_to_end(&mut sink).await;
+    };
+    WorkerServer {
+        node: Arc::new(node),
+        signer,
+        tls: None,
+        peers_tls: None,
+        refused: Arc::default(),
+        stages: Arc::default(),
+        sent: Arc::default(),
+    }
+    .serve(listener, orphaned)
+    .await
+    .map_err(|e| setup(e.to_string()))
 }

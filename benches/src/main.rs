@@ -66,6 +66,10 @@ struct Args {
     /// CI-sized: scale 0.01, one run, no warm-up, short load and micro-benchmarks.
     #[arg(long)]
     smoke: bool,
+    /// Serve one meshgate worker over this scale's data and print its address (the fault
+    /// pass starts worker processes this way).
+    #[arg(long, hide = true)]
+    serve_worker: bool,
 }
 
 #[tokio::main]
@@ -78,10 +82,29 @@ async fn main() {
         args.load_seconds = 0.5;
         args.max_grants = 1_000;
     }
-    if let Err(e) = run(args).await {
+    let outcome = if args.serve_worker {
+        serve_worker(args).await
+    } else {
+        run(args).await
+    };
+    if let Err(e) = outcome {
         eprintln!("meshgate-bench: {e}");
         std::process::exit(1);
     }
+}
+
+/// One worker process of the fault pass: the same catalog, policies, lake and key as the
+/// gateway, state of its own.
+async fn serve_worker(args: Args) -> Result<(), BenchError> {
+    let base = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    let dir = base.join(format!("tpch-sf{}", args.scale));
+    let data = tpch::generate(&dir, args.scale)?;
+    let state = dir
+        .join("state")
+        .join(format!("worker-{}", std::process::id()));
+    let mut config = mesh::gateway_config(&data, &Lake::Local, &state, true)?;
+    config.master_key = distributed::master_key();
+    distributed::serve_worker_process(config).await
 }
 
 fn progress(started: Instant, what: &str) {
@@ -240,7 +263,7 @@ async fn run(args: Args) -> Result<(), BenchError> {
         Ok(config)
     })?;
     let mut config = mesh::gateway_config(&data, &Lake::Local, &state.join("distributed"), true)?;
-    distributed::distribute(&mut config, &mesh_workers).await?;
+    distributed::distribute(&mut config, &mesh_workers.urls).await?;
     let on_workers = meshgate::Gateway::open(config)
         .await
         .map_err(|e| BenchError::setup("meshgate on workers")(e.to_string()))?;
@@ -348,6 +371,18 @@ async fn run(args: Args) -> Result<(), BenchError> {
         report.distributed.insert(query.to_string(), entry);
     }
 
+    progress(started, "distributed: a worker process killed mid-query");
+    failures += fault_section(
+        &args,
+        &base,
+        &data,
+        &state,
+        &selected,
+        &fingerprints,
+        &mut report,
+    )
+    .await?;
+
     progress(started, "the reference mesh");
     failures += mesh_section(&args, &base, &master_key, &mut report).await?;
 
@@ -425,6 +460,237 @@ async fn run(args: Args) -> Result<(), BenchError> {
 /// Warm up, then time `args.iterations` runs of `sql`; the first timed run's rows are the
 /// answer to verify. A failing run ends the measurement with an `error:` verdict; otherwise
 /// the verdict is left for the caller to give once answers are compared.
+/// Kill one of three worker processes with SIGKILL in the middle of the query the
+/// distributed configuration took longest on: that query fails clearly, naming the worker;
+/// the gateway goes on, and the next queries run on the other two with the same answers.
+async fn fault_section(
+    args: &Args,
+    base: &Path,
+    data: &TpchData,
+    state: &Path,
+    selected: &[(&str, &str)],
+    fingerprints: &BTreeMap<(String, String), Fingerprint>,
+    report: &mut report::Report,
+) -> Result<usize, BenchError> {
+    // The longest query cut into stages (a query of one stage runs on the gateway alone).
+    let stages = |q: &str| {
+        report
+            .distributed
+            .get(q)
+            .and_then(|d| d.stages)
+            .unwrap_or(0)
+    };
+    let median = |q: &str| {
+        report
+            .tpch
+            .get(q)
+            .and_then(|r| r.get("meshgate-distributed"))
+            .and_then(report::Run::median)
+            .unwrap_or(0.0)
+    };
+    let Some((query, sql)) = selected.iter().copied().max_by(|(a, _), (b, _)| {
+        (stages(a) > 1)
+            .cmp(&(stages(b) > 1))
+            .then(median(a).total_cmp(&median(b)))
+    }) else {
+        return Ok(0);
+    };
+    let staged = stages(query) > 1;
+    let next: Vec<(&str, &str)> = std::iter::once((query, sql))
+        .chain(
+            selected
+                .iter()
+                .copied()
+                .filter(|(q, _)| *q != query)
+                .take(1),
+        )
+        .collect();
+    let answer = |query: &str, batches: &[arrow::array::RecordBatch]| -> String {
+        let mine = verify::rows(batches).map(|rows| verify::fingerprint(&rows));
+        match (
+            mine,
+            fingerprints.get(&("datafusion".to_string(), query.to_string())),
+        ) {
+            (Ok(a), Some(b)) if &a == b => "ok".into(),
+            (Ok(a), Some(b)) => format!(
+                "differs from datafusion's ({} rows against {})",
+                a.rows, b.rows
+            ),
+            (Ok(_), None) => "not checked (no datafusion answer)".into(),
+            (Err(e), _) => format!("unreadable: {e}"),
+        }
+    };
+    // A kill that lands after the victim's part of the query is done proves nothing: try
+    // again, on fresh workers, earlier in the query.
+    let mut attempt = None;
+    let fractions: &[f64] = if staged { &[0.4, 0.2, 0.1] } else { &[0.4] };
+    for (round, &fraction) in fractions.iter().enumerate() {
+        let outcome = kill_mid_query(
+            args,
+            base,
+            data,
+            &state.join(format!("fault-{round}")),
+            (query, sql),
+            &next,
+            fraction,
+            &answer,
+        )
+        .await?;
+        let mistimed = !outcome.1.is_empty();
+        attempt = Some((round + 1, outcome));
+        if !mistimed {
+            break;
+        }
+    }
+    let Some((attempts, (mut fault, mut mistimed))) = attempt else {
+        return Ok(0);
+    };
+    if !staged {
+        mistimed.push(format!(
+            "no query is cut into stages at this scale: {query} ran on the gateway alone"
+        ));
+    }
+    fault.attempts = attempts;
+    // Only a smoke run (tiny queries, over in a moment) may end with every kill too late.
+    let timing_fails = !args.smoke && !mistimed.is_empty();
+    let mut problems: Vec<String> = fault.problems.drain(..).collect();
+    let failed = usize::from(!problems.is_empty() || timing_fails);
+    problems.extend(mistimed);
+    fault.verdict = if problems.is_empty() {
+        "ok".into()
+    } else {
+        problems.join("; ")
+    };
+    if failed > 0 {
+        report
+            .notes
+            .push(format!("worker killed mid-query: {}", fault.verdict));
+    }
+    report.fault = Some(fault);
+    Ok(failed)
+}
+
+/// Three worker processes, one gateway over them; run `query` once whole, then again with
+/// one worker killed `fraction` of the way through, then `next` on the other two. Returns
+/// what happened, with its problems, and what says the kill came too late to prove anything.
+#[allow(clippy::too_many_arguments)]
+async fn kill_mid_query(
+    args: &Args,
+    base: &Path,
+    data: &TpchData,
+    state: &Path,
+    (query, sql): (&str, &str),
+    next: &[(&str, &str)],
+    fraction: f64,
+    answer: &dyn Fn(&str, &[arrow::array::RecordBatch]) -> String,
+) -> Result<(report::Fault, Vec<String>), BenchError> {
+    const WORKERS: usize = 3;
+    const VICTIM: usize = 1;
+    let mut workers = distributed::WorkerProcesses::spawn(
+        WORKERS,
+        &[
+            "--scale".into(),
+            args.scale.to_string(),
+            "--data-dir".into(),
+            base.display().to_string(),
+        ],
+    )
+    .await?;
+    let mut config = mesh::gateway_config(data, &Lake::Local, state, true)?;
+    let network = distributed::distribute(&mut config, &workers.urls).await?;
+    let gateway = meshgate::Gateway::open(config)
+        .await
+        .map_err(|e| BenchError::setup("meshgate on worker processes")(e.to_string()))?;
+    let session = gateway
+        .known_principal("bench-all")
+        .map(|p| gateway.session(p))
+        .ok_or_else(|| BenchError::setup("meshgate")("no principal bench-all".into()))?;
+    let mut fault = report::Fault {
+        query: query.to_string(),
+        workers: WORKERS,
+        ..report::Fault::default()
+    };
+    let mut mistimed = Vec::new();
+
+    let timer = Instant::now();
+    let full = session
+        .collect(sql)
+        .await
+        .map_err(|e| BenchError::Query(format!("{query} on worker processes: {e}")))?;
+    fault.full_ms = timer.elapsed().as_secs_f64() * 1e3;
+    let verdict = answer(query, &full);
+    if verdict != "ok" {
+        fault
+            .problems
+            .push(format!("before the kill, the answer {verdict}"));
+    }
+
+    let running = {
+        let session = session.clone();
+        let sql = sql.to_string();
+        tokio::spawn(async move { session.collect(&sql).await })
+    };
+    let timer = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(fault.full_ms * fraction / 1e3)).await;
+    if running.is_finished() {
+        mistimed.push("the query finished before the kill".to_string());
+    }
+    workers.kill(VICTIM)?;
+    fault.killed_at_ms = timer.elapsed().as_secs_f64() * 1e3;
+    let killed = workers.urls[VICTIM].to_string();
+    match tokio::time::timeout(Duration::from_secs(120), running).await {
+        Ok(Ok(Err(e))) => {
+            fault.error_after_ms = Some(timer.elapsed().as_secs_f64() * 1e3 - fault.killed_at_ms);
+            fault.code = e.code().to_string();
+            fault.error = e.to_string();
+            fault.names_worker = fault.error.contains(&killed);
+            if fault.code != "unavailable" || !fault.names_worker {
+                fault
+                    .problems
+                    .push("the error is not an UNAVAILABLE naming the worker".into());
+            }
+        }
+        Ok(Ok(Ok(_))) => {
+            mistimed.push("the query completed: the killed worker's part was done".into())
+        }
+        Ok(Err(e)) => fault.problems.push(format!("the query's task failed: {e}")),
+        Err(_) => fault
+            .problems
+            .push("no answer within 120 s of the kill".into()),
+    }
+    if mistimed.is_empty() {
+        fault.live_after = meshgate::engine::WorkerNetwork::live(network.as_ref()).len();
+        if fault.live_after != WORKERS - 1 {
+            fault
+                .problems
+                .push(format!("{} workers live after the kill", fault.live_after));
+        }
+    } else {
+        // No query saw the worker go: a probe finds out, as the gateway's prober would.
+        network.probe().await;
+        fault.live_after = meshgate::engine::WorkerNetwork::live(network.as_ref()).len();
+    }
+
+    for (query, sql) in next {
+        let timer = Instant::now();
+        let verdict = match session.collect(sql).await {
+            Ok(batches) => answer(query, &batches),
+            Err(e) => format!("error: {e}"),
+        };
+        if verdict != "ok" {
+            fault
+                .problems
+                .push(format!("after the kill, {query}: {verdict}"));
+        }
+        fault.next.push((
+            query.to_string(),
+            timer.elapsed().as_secs_f64() * 1e3,
+            verdict,
+        ));
+    }
+    Ok((fault, mistimed))
+}
+
 async fn measure(
     engine: &Engine,
     sql: &str,

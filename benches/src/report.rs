@@ -29,6 +29,8 @@ pub struct Report {
     pub concurrency: BTreeMap<String, Vec<Load>>,
     /// Query -> what the distributed configurations moved between processes.
     pub distributed: BTreeMap<String, Distributed>,
+    /// A worker process killed with SIGKILL in the middle of a query.
+    pub fault: Option<Fault>,
     /// Notes about the run (peers not run, setup facts).
     pub notes: Vec<String>,
     pub targets: Vec<Target>,
@@ -81,6 +83,36 @@ pub struct Distributed {
     pub shuffled: Option<u64>,
     pub shuffled_peer: Option<u64>,
     pub stages: Option<usize>,
+}
+
+/// A worker killed with SIGKILL in the middle of a TPC-H query on one gateway and worker
+/// processes: what the query returned, and whether the gateway went on.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Fault {
+    pub query: String,
+    pub workers: usize,
+    /// The query's time on all workers, before the kill.
+    pub full_ms: f64,
+    /// When the worker was killed, from the query's start.
+    pub killed_at_ms: f64,
+    /// From the kill to the query's error (none: the query did not fail).
+    pub error_after_ms: Option<f64>,
+    /// The query's error code and text as the caller saw them.
+    pub code: String,
+    pub error: String,
+    /// Whether the error named the worker that was killed.
+    pub names_worker: bool,
+    /// Workers the gateway counted as live right after the error.
+    pub live_after: usize,
+    /// The next queries on the remaining workers: query, ms, `ok` or what went wrong.
+    pub next: Vec<(String, f64, String)>,
+    /// `ok`, or what the fault pass found wrong.
+    pub verdict: String,
+    /// Kills it took to land one while the victim still had work (each on fresh workers,
+    /// earlier in the query).
+    pub attempts: usize,
+    #[serde(skip)]
+    pub problems: Vec<String>,
 }
 
 /// Assumed for the scaling model: 10 GbE between machines, bytes per second.
@@ -203,6 +235,7 @@ impl Report {
         }
         self.tpch_tables(&mut out);
         self.distributed_table(&mut out);
+        self.fault_section(&mut out);
         self.mesh_table(&mut out);
         let _ = writeln!(out, "\n## Physical limits and transfer\n");
         let _ = writeln!(
@@ -403,6 +436,50 @@ impl Report {
                 model(4.0),
                 model(8.0),
                 model(16.0)
+            );
+        }
+    }
+
+    fn fault_section(&self, out: &mut String) {
+        let Some(f) = &self.fault else {
+            return;
+        };
+        let _ = writeln!(
+            out,
+            "\n### A worker killed mid-query\n\n\
+             One gateway and {} `meshgate worker` processes (the harness's own binary, \
+             `--serve-worker`) on loopback. `{}` took {:.0} ms on all of them; a second run's worker \
+             was killed with SIGKILL {:.0} ms after the query started. **Verdict: {}.**\n",
+            f.workers, f.query, f.full_ms, f.killed_at_ms, f.verdict
+        );
+        match f.error_after_ms {
+            Some(after) => {
+                let _ = writeln!(
+                    out,
+                    "- The query failed {after:.0} ms after the kill with `{}`{}: `{}`",
+                    f.code,
+                    if f.names_worker {
+                        ", naming the killed worker"
+                    } else {
+                        ", **without naming the worker**"
+                    },
+                    f.error.replace('`', "'"),
+                );
+            }
+            None => {
+                let _ = writeln!(out, "- The query did not fail.");
+            }
+        }
+        let _ = writeln!(
+            out,
+            "- Kills made: {} (a kill after the victim's part was done is repeated earlier, on fresh workers).\n\
+             - Workers the gateway counted as live right after: {} of {}.",
+            f.attempts, f.live_after, f.workers
+        );
+        for (query, ms, verdict) in &f.next {
+            let _ = writeln!(
+                out,
+                "- Next: `{query}` on the remaining workers in {ms:.0} ms, answer {verdict}."
             );
         }
     }

@@ -1074,11 +1074,19 @@ async fn check(path: &std::path::Path, strict: bool) -> Result<ExitCode, String>
     let scratch = std::env::temp_dir().join(format!("meshgate-check-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
     config.governance = meshgate::Governance::Sqlite(scratch.join("check.db"));
+    let workers = match (&loaded.distributed, &config.distribution) {
+        (Some(settings), Some(distribution)) => match &settings.network {
+            Some(network) => meshgate::check::worker_warnings(network, distribution).await,
+            None => Vec::new(),
+        },
+        _ => Vec::new(),
+    };
     let opened = Gateway::open(config).await;
-    let warnings = match &opened {
+    let mut warnings = match &opened {
         Ok(gateway) => meshgate::check::warnings(gateway, &gateway.lake_status().await),
         Err(_) => Vec::new(),
     };
+    warnings.extend(workers);
     let _ = std::fs::remove_dir_all(&scratch);
     let gateway = opened.map_err(|e| format!("{}: {e}", path.display()))?;
     for warning in &warnings {

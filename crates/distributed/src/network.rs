@@ -53,7 +53,9 @@ pub struct Network {
     signer: Arc<StageSigner>,
     tls: Option<ClientTls>,
     channels: Mutex<HashMap<Url, BoxCloneSyncChannel>>,
-    live: RwLock<BTreeSet<Url>>,
+    /// Shared with every channel handed out, so that a worker seen going away mid-query is
+    /// left out of the next query's plan without waiting for the next probe.
+    live: Arc<RwLock<BTreeSet<Url>>>,
 }
 
 impl std::fmt::Debug for Network {
@@ -74,7 +76,7 @@ impl Network {
             signer,
             tls,
             channels: Mutex::default(),
-            live: RwLock::new(live),
+            live: Arc::new(RwLock::new(live)),
         })
     }
 
@@ -118,17 +120,7 @@ impl Network {
         let mut live = BTreeSet::new();
         for url in &self.workers {
             let answered = match self.channel(url) {
-                Ok(channel) => {
-                    let mut client = create_worker_client(channel);
-                    matches!(
-                        tokio::time::timeout(
-                            PROBE_TIMEOUT,
-                            client.get_worker_info(GetWorkerInfoRequest {})
-                        )
-                        .await,
-                        Ok(Ok(_))
-                    )
-                }
+                Ok(channel) => answers(channel).await,
                 Err(_) => false,
             };
             if answered {
@@ -176,10 +168,27 @@ impl ChannelResolver for Network {
     async fn get_worker_client_for_url(&self, url: &Url) -> Result<Box<dyn WorkerChannel>> {
         let channel = self.channel(url)?;
         Ok(Box::new(Named {
-            url: url.clone(),
+            worker: Worker {
+                url: url.clone(),
+                live: Arc::clone(&self.live),
+                channel: channel.clone(),
+            },
             inner: create_worker_client(channel),
         }))
     }
+}
+
+/// Whether the worker behind `channel` answers a probe in time.
+async fn answers(channel: BoxCloneSyncChannel) -> bool {
+    let mut client = create_worker_client(channel);
+    matches!(
+        tokio::time::timeout(
+            PROBE_TIMEOUT,
+            client.get_worker_info(GetWorkerInfoRequest {})
+        )
+        .await,
+        Ok(Ok(_))
+    )
 }
 
 fn failure(url: &Url, problem: String) -> DataFusionError {
@@ -189,34 +198,70 @@ fn failure(url: &Url, problem: String) -> DataFusionError {
     }))
 }
 
-/// A worker's errors that are the network's or the worker's refusal (not the query's own)
-/// become a [`WorkerFailure`] naming the worker.
-fn named(url: &Url, error: DataFusionError) -> DataFusionError {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(&error);
-    while let Some(e) = current {
-        if e.downcast_ref::<WorkerFailure>().is_some() {
-            return error;
+/// A worker as its channel's failures see it.
+#[derive(Clone)]
+struct Worker {
+    url: Url,
+    live: Arc<RwLock<BTreeSet<Url>>>,
+    channel: BoxCloneSyncChannel,
+}
+
+impl Worker {
+    /// A worker's errors that are the network's or the worker's refusal (not the query's own)
+    /// become a [`WorkerFailure`] naming the worker. A worker that went away counts as down
+    /// until it answers a probe again.
+    fn named(&self, error: DataFusionError) -> DataFusionError {
+        let mut current: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+        while let Some(e) = current {
+            if e.downcast_ref::<WorkerFailure>().is_some() {
+                return error;
+            }
+            if let Some(status) = e.downcast_ref::<tonic::Status>() {
+                let problem = match status.code() {
+                    tonic::Code::PermissionDenied => {
+                        format!("refused the stage ({})", status.message())
+                    }
+                    tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
+                        self.went_away();
+                        "went away or cannot be reached".to_string()
+                    }
+                    code => format!("failed ({code:?})"),
+                };
+                return failure(&self.url, problem);
+            }
+            current = e.source();
         }
-        if let Some(status) = e.downcast_ref::<tonic::Status>() {
-            let problem = match status.code() {
-                tonic::Code::PermissionDenied => {
-                    format!("refused the stage ({})", status.message())
-                }
-                tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
-                    "went away or cannot be reached".to_string()
-                }
-                code => format!("failed ({code:?})"),
-            };
-            return failure(url, problem);
-        }
-        current = e.source();
+        error
     }
-    error
+
+    /// Leave the worker out of the next plans at once, then ask it: one that still answers
+    /// (the error was its peer's, say) is back within a probe's time.
+    fn went_away(&self) {
+        let removed = self
+            .live
+            .write()
+            .map(|mut live| live.remove(&self.url))
+            .unwrap_or(false);
+        if !removed {
+            return;
+        }
+        tracing::warn!(worker = %self.url, "a worker went away; no query uses it until it answers a probe");
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let worker = self.clone();
+            runtime.spawn(async move {
+                if answers(worker.channel).await
+                    && let Ok(mut live) = worker.live.write()
+                {
+                    live.insert(worker.url);
+                }
+            });
+        }
+    }
 }
 
 /// A worker's channel whose failures name the worker.
 struct Named {
-    url: Url,
+    worker: Worker,
     inner: Box<dyn WorkerChannel>,
 }
 
@@ -230,13 +275,13 @@ impl WorkerChannel for Named {
         metrics: ExecutionPlanMetricsSet,
         task_ctx: &Arc<TaskContext>,
     ) -> Result<BoxStream<'static, Result<WorkerToCoordinatorMsg>>> {
-        let url = self.url.clone();
+        let worker = self.worker.clone();
         let stream = self
             .inner
             .coordinator_channel(headers, set_plan_request, c2w_stream, metrics, task_ctx)
             .await
-            .map_err(|e| named(&url, e))?;
-        Ok(stream.map(move |m| m.map_err(|e| named(&url, e))).boxed())
+            .map_err(|e| worker.named(e))?;
+        Ok(stream.map(move |m| m.map_err(|e| worker.named(e))).boxed())
     }
 
     async fn execute_task(
@@ -246,17 +291,16 @@ impl WorkerChannel for Named {
         metrics: ExecutionPlanMetricsSet,
         task_ctx: &Arc<TaskContext>,
     ) -> Result<Vec<BoxStream<'static, Result<RecordBatch>>>> {
-        let url = self.url.clone();
         let streams = self
             .inner
             .execute_task(headers, request, metrics, task_ctx)
             .await
-            .map_err(|e| named(&url, e))?;
+            .map_err(|e| self.worker.named(e))?;
         Ok(streams
             .into_iter()
             .map(|s| {
-                let url = url.clone();
-                s.map(move |b| b.map_err(|e| named(&url, e))).boxed()
+                let worker = self.worker.clone();
+                s.map(move |b| b.map_err(|e| worker.named(e))).boxed()
             })
             .collect())
     }
@@ -265,10 +309,9 @@ impl WorkerChannel for Named {
         &mut self,
         request: GetWorkerInfoRequest,
     ) -> Result<GetWorkerInfoResponse> {
-        let url = self.url.clone();
         self.inner
             .get_worker_info(request)
             .await
-            .map_err(|e| named(&url, e))
+            .map_err(|e| self.worker.named(e))
     }
 }

@@ -4,19 +4,21 @@
 //! stops [`crate::config::ServeConfig::load`] or [`Gateway::open`]; these are the states that
 //! start but serve less than the operator meant.
 
-use meshgate_engine::Gateway;
+use meshgate_distributed::Network;
+use meshgate_engine::{Distribution, Gateway, OnWorkerDown, WorkerNetwork};
 use meshgate_storage::LakeStatus;
 
-/// One thing to look at, about one product.
+/// One thing to look at, about one product or one worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Warning {
-    pub product: String,
+    /// The product's id, or `worker <url>`.
+    pub subject: String,
     pub message: String,
 }
 
 impl std::fmt::Display for Warning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.product, self.message)
+        write!(f, "{}: {}", self.subject, self.message)
     }
 }
 
@@ -31,7 +33,7 @@ pub fn warnings(gateway: &Gateway, lakes: &[LakeStatus]) -> Vec<Warning> {
     for product in gateway.catalog().products() {
         let Some(policy) = policies.product_policy(&product.id) else {
             out.push(Warning {
-                product: product.id.clone(),
+                subject: product.id.clone(),
                 message: format!(
                     "no product policy (policies/products/{}.toml): every query of it is denied",
                     product.id
@@ -47,7 +49,7 @@ pub fn warnings(gateway: &Gateway, lakes: &[LakeStatus]) -> Vec<Warning> {
                     .any(|r| r.table == table.name && r.column == column.name);
                 if column.classification.is_none() && column.tags.is_empty() && !ruled {
                     out.push(Warning {
-                        product: product.id.clone(),
+                        subject: product.id.clone(),
                         message: format!(
                             "column `{}.{}` has no classification and no rule: it is hidden from every reader \
                              (classify it `internal` or `public` in the contract to show it, or give it a rule)",
@@ -60,7 +62,7 @@ pub fn warnings(gateway: &Gateway, lakes: &[LakeStatus]) -> Vec<Warning> {
     }
     for lake in lakes {
         let warn = |message: String| Warning {
-            product: lake.product.clone(),
+            subject: lake.product.clone(),
             message,
         };
         match &lake.error {
@@ -76,4 +78,27 @@ pub fn warnings(gateway: &Gateway, lakes: &[LakeStatus]) -> Vec<Warning> {
         }
     }
     out
+}
+
+/// The workers of `[distributed]` that do not answer a probe now, and what the gateway does
+/// about each while it stays down.
+pub async fn worker_warnings(network: &Network, distribution: &Distribution) -> Vec<Warning> {
+    network.probe().await;
+    let live = network.live();
+    let consequence = match distribution.on_worker_down {
+        OnWorkerDown::Skip => "queries are planned on the workers that answer",
+        OnWorkerDown::Local => "every query that would be distributed runs in process",
+    };
+    network
+        .configured()
+        .into_iter()
+        .filter(|url| !live.contains(url))
+        .map(|url| Warning {
+            subject: format!("worker {url}"),
+            message: format!(
+                "does not answer (is `meshgate worker` running there, with this mesh's \
+                 master key and TLS settings?): while it is down, {consequence}"
+            ),
+        })
+        .collect()
 }
