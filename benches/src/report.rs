@@ -371,6 +371,25 @@ impl Report {
             fmt_ratio(self.geomean(md, m)),
             fmt_ratio(self.geomean(md, dd))
         );
+        let more: Vec<&str> = self
+            .distributed
+            .iter()
+            .filter(|(_, d)| match (d.shuffled, d.shuffled_peer) {
+                (Some(mine), Some(peer)) => mine > 1_000_000 && mine as f64 > 1.5 * peer as f64,
+                _ => false,
+            })
+            .map(|(q, _)| q.as_str())
+            .collect();
+        if !more.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nmeshgate shuffles over 1.5 × the peer's bytes on {}: there the plan is cut \
+                 differently. The peer plans with the files' byte sizes and column statistics, which \
+                 sealed scans do not report (see Targets); that is the first suspect, not yet \
+                 analysed query by query.",
+                more.join(", ")
+            );
+        }
 
         // The model: leaf stages (the scans and partial aggregates, nearly all of TPC-H's work)
         // divide over the machines; each stage adds a fixed latency, measured here as the
@@ -423,12 +442,16 @@ impl Report {
             out,
             "| query | here (ms) | N=2 | N=4 | N=8 | N=16 |\n|---|---|---|---|---|---|"
         );
+        let mut not_worth_it = Vec::new();
         for (query, t_local, stages, bytes) in rows {
             let model = |n: f64| {
                 t_local * cores_here / (n * MODEL_CORES)
                     + stages * latency
                     + bytes / MODEL_BANDWIDTH * 1000.0
             };
+            if model(16.0) >= t_local {
+                not_worth_it.push(query.clone());
+            }
             let _ = writeln!(
                 out,
                 "| {query} | {t_local:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
@@ -436,6 +459,16 @@ impl Report {
                 model(4.0),
                 model(8.0),
                 model(16.0)
+            );
+        }
+        if !not_worth_it.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nFor {} the model never beats one process: small queries cut into many stages \
+                 pay the per-stage latency and win little from more cores. The gateway's default \
+                 `min_scan_bytes` (64 MiB of Parquet read) keeps such queries in process; this \
+                 benchmark sets it to 0 to distribute every query.",
+                not_worth_it.join(", ")
             );
         }
     }
