@@ -222,7 +222,11 @@ impl Worker {
                         format!("refused the stage ({})", status.message())
                     }
                     tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
-                        self.went_away();
+                        // A status with a source is the channel's own (connection refused or
+                        // reset): the worker is gone. One the worker sent is its answer.
+                        if std::error::Error::source(status).is_some() {
+                            self.went_away();
+                        }
                         "went away or cannot be reached".to_string()
                     }
                     code => format!("failed ({code:?})"),
