@@ -16,6 +16,7 @@ mod flight;
 mod flight_security;
 mod flight_sql;
 mod fuzz;
+mod golden;
 mod governance;
 mod lakes;
 mod layers;

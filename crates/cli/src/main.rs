@@ -128,6 +128,11 @@ enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// Test a mesh's policies (its `products/` and `policies/` folders) before they are live.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Generate a master key (the secret tokens are derived from).
     #[command(
         after_help = "Example:\n  meshgate keygen --out secrets/master.key\n  then in meshgate.toml: master_key_file = \"secrets/master.key\"\n\nTokens depend on the key: keep it secret, back it up, and never change it for a running mesh."
@@ -278,6 +283,51 @@ impl Connection {
         };
         Client::connect(&target, &credentials).await
     }
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Check golden decision files (what each caller must see of each table) against the
+    /// policies, like `opa test`: exit 1 on any decision made otherwise than written.
+    #[command(
+        after_help = "Example:\n  meshgate policy test .                      # policies/tests/*.toml\n  meshgate policy test . --write              # write down what the policies decide now"
+    )]
+    Test {
+        /// The mesh directory: `products/` (manifests) and `policies/` (access.conf,
+        /// access.csv, products/*.toml, users.toml and tests/*.toml).
+        mesh: PathBuf,
+        /// Golden files (default: every `policies/tests/*.toml`).
+        files: Vec<PathBuf>,
+        /// Rewrite each file's decisions with what the policies decide now; with no file yet,
+        /// write `policies/tests/decisions.toml` for every user and table.
+        #[arg(long)]
+        write: bool,
+    },
+    /// Does a change widen access? Every caller the files can tell apart, every table: rows,
+    /// columns and treatments before and after. Exit 0 when nothing widens, 2 when access
+    /// widens (or may: what cannot be proven narrower counts), unless `--approved-by` says
+    /// who approved it; 1 on errors.
+    #[command(
+        after_help = "Example:\n  git worktree add /tmp/main main\n  meshgate policy diff /tmp/main . --format markdown > diff.md"
+    )]
+    Diff {
+        /// The mesh directory before the change (`products/`, `policies/`).
+        before: PathBuf,
+        /// The mesh directory after the change.
+        after: PathBuf,
+        /// `markdown` (for a pull request) or `json` (for tools).
+        #[arg(long, default_value = "markdown")]
+        format: DiffFormat,
+        /// Who approved a widening: the report names them and the exit code is 0.
+        #[arg(long)]
+        approved_by: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum DiffFormat {
+    Markdown,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -918,6 +968,18 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config, strict } => check(&config, strict).await,
+        Command::Policy {
+            command: PolicyCommand::Test { mesh, files, write },
+        } => policy_test(&mesh, files, write).await,
+        Command::Policy {
+            command:
+                PolicyCommand::Diff {
+                    before,
+                    after,
+                    format,
+                    approved_by,
+                },
+        } => policy_diff(&before, &after, format, approved_by).await,
         Command::Keygen { out, force } => {
             keygen(out, force)?;
             Ok(ExitCode::SUCCESS)
@@ -1105,6 +1167,187 @@ async fn check(path: &std::path::Path, strict: bool) -> Result<ExitCode, String>
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// A mesh directory as the policy commands read it: `products/` (manifests), `policies/`
+/// (access rules, product policies) and, when present, `policies/users.toml`.
+struct MeshDir {
+    catalog: meshgate::catalog::Catalog,
+    policies: meshgate::policy::PolicySet,
+    users: Option<meshgate::policy::UserDirectory>,
+}
+
+impl MeshDir {
+    async fn load(mesh: &Path) -> Result<Self, String> {
+        let catalog = meshgate::catalog::Catalog::load_dir(&mesh.join("products"))
+            .map_err(|e| e.to_string())?;
+        let policies_dir = mesh.join("policies");
+        let sources =
+            meshgate::policy::PolicySources::from_dir(&policies_dir).map_err(|e| e.to_string())?;
+        let policies = meshgate::policy::PolicySet::load(&catalog, &sources)
+            .await
+            .map_err(|e| e.to_string())?;
+        let users_file = policies_dir.join("users.toml");
+        let users = match std::fs::read_to_string(&users_file) {
+            Ok(text) => Some(
+                meshgate::policy::UserDirectory::parse(&users_file.display().to_string(), &text)
+                    .map_err(|e| e.to_string())?,
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(format!("{}: {e}", users_file.display())),
+        };
+        Ok(Self {
+            catalog,
+            policies,
+            users,
+        })
+    }
+
+    fn as_diff_side(&self) -> meshgate::policy::diff::Mesh<'_> {
+        meshgate::policy::diff::Mesh {
+            catalog: &self.catalog,
+            policies: &self.policies,
+            users: self.users.as_ref(),
+        }
+    }
+}
+
+/// `meshgate policy diff`: what a change of a mesh's files does to what anyone sees.
+async fn policy_diff(
+    before: &Path,
+    after: &Path,
+    format: DiffFormat,
+    approved_by: Option<String>,
+) -> Result<ExitCode, String> {
+    let (was, is) = (MeshDir::load(before).await?, MeshDir::load(after).await?);
+    let report = meshgate::policy::diff::diff(was.as_diff_side(), is.as_diff_side());
+    let widens = report.widens();
+    match format {
+        DiffFormat::Markdown => {
+            let mut text = report.markdown();
+            if widens && let Some(who) = &approved_by {
+                text.push_str(&format!("\nThe widening is approved by {who}.\n"));
+            }
+            print!("{}", terminal::safe(&text));
+        }
+        DiffFormat::Json => {
+            let mut value = serde_json::to_value(&report).map_err(|e| e.to_string())?;
+            if let Some(map) = value.as_object_mut() {
+                map.insert("widens".into(), serde_json::Value::Bool(widens));
+                map.insert(
+                    "approved_by".into(),
+                    approved_by
+                        .clone()
+                        .map_or(serde_json::Value::Null, serde_json::Value::String),
+                );
+            }
+            println!("{value}");
+        }
+    }
+    Ok(if widens && approved_by.is_none() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `meshgate policy test`: golden decision files against a mesh directory's policies.
+async fn policy_test(mesh: &Path, files: Vec<PathBuf>, write: bool) -> Result<ExitCode, String> {
+    use meshgate::policy::golden::{Caller, GoldenFile};
+    let MeshDir {
+        catalog,
+        policies,
+        users,
+    } = MeshDir::load(mesh).await?;
+    let tests_dir = mesh.join("policies").join("tests");
+    let files = if files.is_empty() {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(&tests_dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        found.sort();
+        found
+    } else {
+        files
+    };
+    if files.is_empty() {
+        if !write {
+            return Err(format!(
+                "no golden decision files in {} (`meshgate policy test {} --write` writes one \
+                 with what the policies decide now, to review and commit)",
+                tests_dir.display(),
+                mesh.display()
+            ));
+        }
+        let mut cases = Vec::new();
+        for user in users.iter().flat_map(|u| u.names()) {
+            for product in catalog.products() {
+                for table in product.tables.iter().filter(|t| !t.is_view()) {
+                    let caller = Caller::User(user.to_string());
+                    let name = format!("{}.{}", product.domain, table.name);
+                    let outcome = meshgate::policy::golden::outcome(
+                        &policies,
+                        &catalog,
+                        users.as_ref(),
+                        &caller,
+                        &name,
+                    )?;
+                    cases.push((caller, name, outcome));
+                }
+            }
+        }
+        let path = tests_dir.join("decisions.toml");
+        std::fs::create_dir_all(&tests_dir).map_err(|e| format!("{}: {e}", tests_dir.display()))?;
+        let text = meshgate::policy::golden::render(GOLDEN_HEADER, &cases);
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        println!("wrote {} decisions to {}", cases.len(), path.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut failed = 0usize;
+    let mut checked = 0usize;
+    for file in &files {
+        let name = file.display().to_string();
+        let text = std::fs::read_to_string(file).map_err(|e| format!("{name}: {e}"))?;
+        let golden = GoldenFile::parse(&name, &text).map_err(|e| e.to_string())?;
+        if write {
+            let header: String = text
+                .lines()
+                .take_while(|l| l.starts_with('#') || l.trim().is_empty())
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let rewritten =
+                golden.rewrite(header.trim_end(), &policies, &catalog, users.as_ref())?;
+            std::fs::write(file, rewritten).map_err(|e| format!("{name}: {e}"))?;
+            println!("{name}: rewrote {} decisions", golden.decisions.len());
+            continue;
+        }
+        checked += golden.decisions.len();
+        for mismatch in golden.check(&policies, &catalog, users.as_ref()) {
+            failed += 1;
+            println!("FAIL {}", terminal::safe(&mismatch.to_string()));
+        }
+    }
+    if write {
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{checked} decisions in {} file(s) under policy version {}: {} passed, {failed} failed",
+        files.len(),
+        policies.fingerprint(),
+        checked - failed
+    );
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+const GOLDEN_HEADER: &str = "# What each caller sees of each table: golden decisions for `meshgate policy test`.\n\
+# Written by `meshgate policy test --write`; review every line before committing it.";
 
 /// Where `serve` answers: Flight SQL, and optionally the operations endpoints.
 struct Listeners {

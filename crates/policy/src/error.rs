@@ -164,3 +164,27 @@ pub enum Denial {
     #[error("policy engine failure while checking access to `{product}`; denying: {reason}")]
     EngineFailure { product: String, reason: String },
 }
+
+impl Denial {
+    /// Every [`Denial::kind`].
+    pub const KINDS: &'static [&'static str] = &[
+        "not-permitted",
+        "no-policy",
+        "no-row-grant",
+        "unresolvable",
+        "malformed-principal",
+        "engine-failure",
+    ];
+
+    /// The kind of denial, stable for golden decision files and tools.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Denial::NotPermitted { .. } => "not-permitted",
+            Denial::NoPolicy { .. } => "no-policy",
+            Denial::NoRowGrant { .. } => "no-row-grant",
+            Denial::Unresolvable { .. } => "unresolvable",
+            Denial::MalformedPrincipal { .. } => "malformed-principal",
+            Denial::EngineFailure { .. } => "engine-failure",
+        }
+    }
+}

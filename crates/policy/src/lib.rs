@@ -10,14 +10,19 @@
 //!   attributes such as `lob = ${principal.lob}`) and column treatments (`clear`, `hidden`,
 //!   `mask(<kind>)`, `tokenize(<token domain>)`);
 //! - **resolution** ([`resolve`]): once per query, per (caller, table), both layers collapse
-//!   into a [`ResolvedTablePolicy`] whose attributes are literals.
+//!   into a [`ResolvedTablePolicy`] whose attributes are literals;
+//! - **golden decision files** ([`golden`]): what each caller must see of each table,
+//!   checked against that same resolution (`meshgate policy test`); and **diffs**
+//!   ([`diff`]): whether a change of the files widens what anyone sees (`meshgate policy diff`).
 //!
 //! Everything fails closed. A file that does not validate does not load (errors name file,
 //! line and rule); a caller the rules do not clearly cover is denied; a sensitive column no
 //! rule covers is hidden ([`default_treatment`]).
 
 pub mod access;
+pub mod diff;
 mod error;
+pub mod golden;
 pub mod grants;
 mod principal;
 pub mod resolve;

@@ -302,6 +302,11 @@ impl PolicySet {
         &self.access
     }
 
+    /// The files this version was loaded from.
+    pub fn sources(&self) -> &crate::PolicySources {
+        &self.sources
+    }
+
     pub fn product_policy(&self, product: &str) -> Option<&ProductPolicy> {
         self.products.get(product)
     }

@@ -1,0 +1,396 @@
+//! `meshgate policy test`: golden decision files (what each caller must see of each table)
+//! against a mesh directory's policies. The reference mesh ships its own file, which pins
+//! `docs/reference-mesh.md`'s table; a change of what anyone sees fails it, naming the file,
+//! the line, the caller, the table and what differs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// `meshgate policy test <mesh> [extra]`: (success, stdout, stderr).
+fn policy_test(mesh: &Path, extra: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_meshgate"))
+        .args(["policy", "test"])
+        .arg(mesh)
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+/// The reference mesh's products and policies (golden file included) in a scratch directory.
+fn reference_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    crate::cli::copy_dir(&repo().join("products"), &dir.path().join("products"));
+    crate::cli::copy_dir(&repo().join("policies"), &dir.path().join("policies"));
+    dir
+}
+
+fn edit(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let changed = text.replacen(from, to, 1);
+    assert_ne!(changed, text, "`{from}` is in {}", path.display());
+    std::fs::write(path, changed).unwrap();
+}
+
+#[test]
+fn the_reference_meshs_golden_decisions_hold() {
+    let (ok, stdout, stderr) = policy_test(&repo(), &[]);
+    assert!(ok, "{stdout}{stderr}");
+    // Six principals, three tables.
+    assert!(stdout.contains("18 decisions in 1 file(s)"), "{stdout}");
+    assert!(stdout.contains("18 passed, 0 failed"), "{stdout}");
+}
+
+/// The golden file says what `docs/reference-mesh.md` says, cell by cell for a few cells
+/// (the file is what the test above checks against the policies).
+#[test]
+fn the_golden_file_is_the_reference_meshs_table() {
+    let text = std::fs::read_to_string(repo().join("policies/tests/reference-mesh.toml")).unwrap();
+    let golden = meshgate::policy::golden::GoldenFile::parse("reference-mesh.toml", &text).unwrap();
+    use meshgate::policy::golden::{Caller, Outcome};
+    let find = |user: &str, table: &str| {
+        golden
+            .decisions
+            .iter()
+            .find(|d| d.caller == Caller::User(user.into()) && d.table == table)
+            .map(|d| d.expected.clone())
+            .unwrap_or_else(|| panic!("no decision for {user} on {table}"))
+    };
+    let Outcome::Sees { rows, columns } = find("cib-reporting", "reference.counterparties") else {
+        panic!("cib-reporting sees counterparties")
+    };
+    assert_eq!(rows, "lob = 'CIB'");
+    assert_eq!(columns["tax_id"], "tokenize(reference)");
+    assert_eq!(columns["contact_email"], "mask(email)");
+    assert_eq!(columns["internal_rating"], "hidden");
+    assert_eq!(columns["legal_name"], "clear");
+    let Outcome::Sees { rows, columns } = find("risk-officer", "payments.transactions") else {
+        panic!("risk-officer sees transactions")
+    };
+    assert_eq!(rows, "true");
+    assert_eq!(columns["card_number"], "mask(show-last-4)");
+    assert_eq!(
+        find("cib-reporting", "payments.transactions"),
+        Outcome::Denied("not-permitted".into())
+    );
+    for table in [
+        "reference.counterparties",
+        "payments.transactions",
+        "markets.trades",
+    ] {
+        for user in ["auditor", "intern"] {
+            assert!(
+                matches!(find(user, table), Outcome::Denied(_)),
+                "{user} is denied {table}"
+            );
+        }
+    }
+}
+
+/// Each kind of change fails the file where it changes what someone sees, and says how.
+#[test]
+fn a_change_of_what_anyone_sees_fails_with_where_and_how() {
+    type Change<'a> = &'a dyn Fn(&Path);
+    let widen_rows = |mesh: &Path| {
+        edit(
+            &mesh.join("policies/products/payments.transactions.toml"),
+            "where = \"lob = ${principal.lob}\"",
+            "where = \"true\"",
+        )
+    };
+    let unmask = |mesh: &Path| {
+        edit(
+            &mesh.join("policies/products/payments.transactions.toml"),
+            "treatment = \"mask(show-last-4)\"",
+            "treatment = \"clear\"",
+        )
+    };
+    let new_column = |mesh: &Path| {
+        edit(
+            &mesh.join("products/markets.trades.yaml"),
+            "      - name: trade_date\n",
+            "      - name: desk\n        logicalType: string\n        physicalType: VARCHAR\n        classification: internal\n      - name: trade_date\n",
+        )
+    };
+    let cases: [(Change, &[&str]); 3] = [
+        (
+            &widen_rows,
+            &[
+                "ccb-fraud on payments.transactions",
+                "rows: expected `lob = 'CCB'`, got `true`",
+            ],
+        ),
+        (
+            &unmask,
+            &[
+                "risk-officer on payments.transactions",
+                "column card_number: expected mask(show-last-4), got clear",
+            ],
+        ),
+        (
+            &new_column,
+            &["column desk: clear, but the file has no decision for it"],
+        ),
+    ];
+    for (change, expected) in cases {
+        let mesh = reference_copy();
+        change(mesh.path());
+        let (ok, stdout, stderr) = policy_test(mesh.path(), &[]);
+        assert!(!ok, "the change fails the golden file: {stdout}{stderr}");
+        for line in expected {
+            assert!(
+                stdout.contains(line),
+                "expected `{line}` in:\n{stdout}{stderr}"
+            );
+        }
+        assert!(
+            stdout.contains("reference-mesh.toml:"),
+            "a failure names its file and line: {stdout}"
+        );
+    }
+}
+
+/// `--write` writes down what the policies decide (for every user and table when there is no
+/// file yet), and the result passes as written.
+#[test]
+fn write_records_the_decisions_and_they_pass() {
+    let mesh = reference_copy();
+    std::fs::remove_dir_all(mesh.path().join("policies/tests")).unwrap();
+    let (ok, _, stderr) = policy_test(mesh.path(), &[]);
+    assert!(!ok);
+    assert!(stderr.contains("--write"), "says how to start: {stderr}");
+
+    let (ok, stdout, stderr) = policy_test(mesh.path(), &["--write"]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("wrote 18 decisions"), "{stdout}");
+    let (ok, stdout, stderr) = policy_test(mesh.path(), &[]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("18 passed, 0 failed"), "{stdout}");
+
+    // After a deliberate change, --write takes it in and the file passes again.
+    edit(
+        &mesh
+            .path()
+            .join("policies/products/payments.transactions.toml"),
+        "treatment = \"mask(show-last-4)\"",
+        "treatment = \"hidden\"",
+    );
+    assert!(!policy_test(mesh.path(), &[]).0);
+    assert!(policy_test(mesh.path(), &["--write"]).0);
+    let (ok, stdout, _) = policy_test(mesh.path(), &[]);
+    assert!(ok, "{stdout}");
+}
+
+/// A caller described by roles and attributes, not a user of the file: the LOB row filter
+/// binds its `lob`, and without the role the access rules do not let it in.
+#[test]
+fn a_caller_can_be_described_by_its_attributes() {
+    let mesh = reference_copy();
+    let file = mesh.path().join("policies/tests/attributes.toml");
+    let columns = "counterparty_id = \"clear\", legal_name = \"clear\", lob = \"clear\", \
+                   country = \"clear\", tax_id = \"tokenize(reference)\", \
+                   contact_email = \"mask(email)\", internal_rating = \"hidden\", \
+                   onboarded_on = \"clear\"";
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[[decision]]
+caller = {{ roles = ["lob-system"], attributes = {{ lob = "AWM" }} }}
+table = "reference.counterparties"
+rows = "lob = 'AWM'"
+columns = {{ {columns} }}
+
+[[decision]]
+caller = {{ roles = [], attributes = {{ lob = "AWM" }} }}
+table = "reference.counterparties"
+denied = "not-permitted"
+"#
+        ),
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let (ok, stdout, stderr) = policy_test(mesh.path(), &[path]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("2 passed, 0 failed"), "{stdout}");
+
+    // The same file with the other LOB fails on the rows.
+    edit(&file, "rows = \"lob = 'AWM'\"", "rows = \"lob = 'CIB'\"");
+    let (ok, stdout, _) = policy_test(mesh.path(), &[path]);
+    assert!(!ok);
+    assert!(
+        stdout.contains("rows: expected `lob = 'CIB'`, got `lob = 'AWM'`"),
+        "{stdout}"
+    );
+
+    // --write keeps the described callers as they were written.
+    assert!(policy_test(mesh.path(), &[path, "--write"]).0);
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        written.contains("caller = { roles = [\"lob-system\"], attributes = { lob = \"AWM\" } }"),
+        "{written}"
+    );
+    assert!(policy_test(mesh.path(), &[path]).0);
+}
+
+/// `meshgate policy diff <before> <after> [extra]`: (exit code, stdout, stderr).
+fn policy_diff(before: &Path, after: &Path, extra: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_meshgate"))
+        .args(["policy", "diff"])
+        .arg(before)
+        .arg(after)
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+/// Each prepared change reported as what it does, with the exit code a CI job reads.
+#[test]
+fn policy_diff_reports_each_kind_of_change() {
+    let payments = "policies/products/payments.transactions.toml";
+    let counterparties = "policies/products/reference.counterparties.toml";
+    type Change<'a> = &'a dyn Fn(&Path);
+    let widened_filter = |mesh: &Path| {
+        edit(
+            &mesh.join(payments),
+            "where = \"lob = ${principal.lob}\"",
+            "where = \"lob = ${principal.lob} OR lob = 'AWM'\"",
+        )
+    };
+    let removed_mask = |mesh: &Path| {
+        edit(
+            &mesh.join(counterparties),
+            "treatment = \"mask(email)\"",
+            "treatment = \"clear\"",
+        )
+    };
+    let role_on_clear_rule = |mesh: &Path| {
+        edit(
+            &mesh.join(counterparties),
+            "to = [\"role:firmwide-risk\", \"role:reference-owner\"]",
+            "to = [\"role:firmwide-risk\", \"role:reference-owner\", \"role:lob-system\"]",
+        )
+    };
+    let narrowed_filter = |mesh: &Path| {
+        edit(
+            &mesh.join(payments),
+            "where = \"lob = ${principal.lob}\"",
+            "where = \"lob = ${principal.lob} AND amount < 1000\"",
+        )
+    };
+    let reformat = |mesh: &Path| {
+        let path = mesh.join(counterparties);
+        let text = std::fs::read_to_string(&path).unwrap();
+        // Comments, spacing and the order of two rules: the same decisions.
+        let (head, rest) = text.split_at(text.find("[[column]]").unwrap());
+        let mut rules: Vec<&str> = rest.split("\n\n").collect();
+        rules.swap(0, 1);
+        let changed = format!(
+            "# reformatted\n{}\n{}\n",
+            head.replace(" = ", "  =  "),
+            rules.join("\n\n# next rule\n\n")
+        );
+        std::fs::write(&path, changed).unwrap();
+    };
+    let cases: [(&str, Change, i32, &[&str]); 5] = [
+        (
+            "a widened row filter",
+            &widened_filter,
+            2,
+            &[
+                "**Access widens.**",
+                "| widened | ccb-fraud | payments.transactions | rows | `lob = 'CCB'` | `lob = 'CCB' OR lob = 'AWM'` |",
+            ],
+        ),
+        (
+            "a removed mask",
+            &removed_mask,
+            2,
+            &[
+                "| widened | cib-reporting | reference.counterparties | column contact_email | `mask(email)` | `clear` |",
+            ],
+        ),
+        (
+            "a role added to a clear rule",
+            &role_on_clear_rule,
+            2,
+            &[
+                "| widened | ccb-fraud | reference.counterparties | column internal_rating | `hidden` | `clear` |",
+            ],
+        ),
+        (
+            "a narrowed row filter",
+            &narrowed_filter,
+            0,
+            &[
+                "Access only narrows.",
+                "| narrowed | ccb-fraud | payments.transactions | rows | `lob = 'CCB'` | `lob = 'CCB' AND amount < 1000` |",
+            ],
+        ),
+        (
+            "a no-op reformat",
+            &reformat,
+            0,
+            &["**No change** of what anyone sees."],
+        ),
+    ];
+    for (what, change, code, expected) in cases {
+        let after = reference_copy();
+        change(after.path());
+        let (got, stdout, stderr) = policy_diff(&repo(), after.path(), &[]);
+        assert_eq!(got, code, "{what}: exit code\n{stdout}{stderr}");
+        for line in expected {
+            assert!(
+                stdout.contains(line),
+                "{what}: expected `{line}` in:\n{stdout}{stderr}"
+            );
+        }
+        if code == 0 {
+            assert!(!stdout.contains("| widened |"), "{what}: {stdout}");
+        }
+    }
+}
+
+/// JSON for tools, and an approval that lets a widening through while still reporting it.
+#[test]
+fn policy_diff_speaks_json_and_takes_an_approval() {
+    let after = reference_copy();
+    edit(
+        &after
+            .path()
+            .join("policies/products/reference.counterparties.toml"),
+        "treatment = \"mask(email)\"",
+        "treatment = \"clear\"",
+    );
+    let (code, stdout, stderr) = policy_diff(&repo(), after.path(), &["--format", "json"]);
+    assert_eq!(code, 2, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["widens"], true);
+    let changes = report["changes"].as_array().unwrap();
+    assert!(
+        changes.iter().any(|c| c["caller"] == "cib-reporting"
+            && c["aspect"] == "column contact_email"
+            && c["direction"] == "widened"),
+        "{stdout}"
+    );
+    let (code, stdout, _) =
+        policy_diff(&repo(), after.path(), &["--approved-by", "jane (CR-1042)"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("approved by jane (CR-1042)"), "{stdout}");
+}
