@@ -394,3 +394,81 @@ fn policy_diff_speaks_json_and_takes_an_approval() {
     assert_eq!(code, 0);
     assert!(stdout.contains("approved by jane (CR-1042)"), "{stdout}");
 }
+
+/// `meshgate product init`: a new product's files load with the mesh, nobody reads it until
+/// its owner opens it, and opening it is a widening the diff reports.
+#[test]
+fn product_init_starts_a_product_nobody_reads_yet() {
+    let mesh = reference_copy();
+    let init = || {
+        Command::new(env!("CARGO_BIN_EXE_meshgate"))
+            .args(["product", "init", "payments.refunds", "--mesh"])
+            .arg(mesh.path())
+            .output()
+            .unwrap()
+    };
+    let output = init();
+    assert!(output.status.success(), "{output:?}");
+    for file in [
+        "products/payments.refunds.yaml",
+        "policies/products/payments.refunds.toml",
+        "lakes/payments.refunds/bucket-policy.json",
+        "lakes/payments.refunds/minio.sh",
+        ".ci/products/payments.refunds.yml",
+    ] {
+        assert!(mesh.path().join(file).is_file(), "{file}");
+    }
+    let policy: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            mesh.path()
+                .join("lakes/payments.refunds/bucket-policy.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        policy["Statement"][0]["Resource"][0],
+        "arn:aws:s3:::payments-refunds"
+    );
+    // A second init replaces nothing.
+    let again = init();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("never replaces a file"));
+
+    // The mesh loads with it, and nobody sees anything new.
+    let (code, stdout, stderr) = policy_diff(&repo(), mesh.path(), &[]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("**No change**"), "{stdout}");
+    assert!(
+        policy_test(mesh.path(), &[]).0,
+        "the golden decisions still hold"
+    );
+
+    // The owner opens it to a role: the diff names the new access, and nothing else.
+    let policy = mesh.path().join("policies/products/payments.refunds.toml");
+    let mut text = std::fs::read_to_string(&policy).unwrap();
+    text.push_str(
+        "\n[[row_filter]]\nid = \"readers\"\ntable = \"refunds\"\nkind = \"grant\"\nto = [\"role:refunds-readers\"]\nwhere = \"true\"\n",
+    );
+    std::fs::write(&policy, text).unwrap();
+    let access = mesh.path().join("policies/access.csv");
+    let mut text = std::fs::read_to_string(&access).unwrap();
+    text.push_str("\np, role:refunds-readers, payments, payments.refunds, read, allow\n");
+    std::fs::write(&access, text).unwrap();
+    let (code, stdout, _) = policy_diff(&repo(), mesh.path(), &["--format", "json"]);
+    assert_eq!(code, 2, "{stdout}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let changes = report["changes"].as_array().unwrap();
+    assert!(
+        changes.iter().any(|c| c["table"] == "payments.refunds"
+            && c["aspect"] == "access"
+            && c["caller"].as_str().unwrap().contains("refunds-readers")),
+        "{stdout}"
+    );
+    assert!(
+        changes
+            .iter()
+            .all(|c| c["table"] == "payments.refunds" && c["aspect"] == "access"),
+        "only the new product's access changes: {stdout}"
+    );
+}

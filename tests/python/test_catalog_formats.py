@@ -75,3 +75,20 @@ def test_export_is_valid_odcs_and_import_round_trips(tmp_path):
                            "--products-dir", str(tmp_path / "refused")], capture_output=True, text=True)
     assert done.returncode != 0 and "did you mean `tags`" in done.stderr
     assert not (tmp_path / "refused").exists()
+
+
+def test_product_init_writes_a_valid_odcs_contract(tmp_path):
+    """The blueprint's contract is ODCS v3.1 as written, and exports as ODCS too."""
+    schema = odcs_schema()
+    meshgate("product", "init", "payments.refunds", "--mesh", str(tmp_path))
+    contract = yaml.safe_load((tmp_path / "products" / "payments.refunds.yaml").read_text())
+    jsonschema.Draft201909Validator(schema).validate(contract)
+    assert contract["team"]["name"] == "payments-data"
+    assert contract["support"][0]["channel"] == "#payments-data"
+    # Every column is classified or tagged: none is sensitive by accident.
+    for column in contract["schema"][0]["properties"]:
+        assert "classification" in column or column.get("tags"), column["name"]
+    out = tmp_path / "exported"
+    meshgate("products", "export", "payments.refunds", "--products-dir", str(tmp_path / "products"), "--out", str(out))
+    for exported in out.glob("*.odcs.yaml"):
+        jsonschema.Draft201909Validator(schema).validate(yaml.safe_load(exported.read_text()))

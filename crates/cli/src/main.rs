@@ -155,7 +155,9 @@ enum Command {
         #[command(flatten)]
         connection: Connection,
     },
-    /// Find data products (name, description, tags, columns) on a running gateway.
+    /// Find data products (name, description, tags, columns) on a running gateway; start a
+    /// new one (`product init`).
+    #[command(visible_alias = "product")]
     Products {
         #[command(subcommand)]
         command: ProductsCommand,
@@ -347,6 +349,24 @@ enum ProductsCommand {
         product: String,
         #[command(flatten)]
         connection: Connection,
+    },
+    /// Start a new product in a mesh directory: its contract, a policy that lets nobody read
+    /// yet, its bucket's read-only key and a CI job for its decisions.
+    #[command(
+        after_help = "Example:\n  meshgate product init payments.refunds --team payments-core --support '#payments'"
+    )]
+    Init {
+        /// The product id (`<domain>.<name>`).
+        product: String,
+        /// The mesh directory (`products/`, `policies/`).
+        #[arg(long, default_value = ".", value_name = "DIR")]
+        mesh: PathBuf,
+        /// The owning team (default: `<domain>-data`).
+        #[arg(long)]
+        team: Option<String>,
+        /// Where consumers ask for help (default: `#<domain>-data`).
+        #[arg(long)]
+        support: Option<String>,
     },
     /// Write a product as an ODPS product file plus one ODCS v3.1 contract per table.
     Export {
@@ -541,6 +561,45 @@ fn progress(start: Instant) -> impl Fn(&str) + Sync {
 
 async fn products(command: ProductsCommand) -> Result<(), String> {
     match command {
+        ProductsCommand::Init {
+            product,
+            mesh,
+            team,
+            support,
+        } => {
+            let blueprint = meshgate::blueprint::Blueprint {
+                product,
+                team,
+                support_channel: support,
+            };
+            let files = blueprint.files().map_err(|e| e.to_string())?;
+            // Nothing is written if anything would be replaced.
+            for file in &files {
+                let path = mesh.join(&file.path);
+                if path.exists() {
+                    return Err(format!(
+                        "{} exists: `product init` never replaces a file (is `{}` already a product?)",
+                        path.display(),
+                        blueprint.product
+                    ));
+                }
+            }
+            for file in &files {
+                let path = mesh.join(&file.path);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| format!("{}: {e}", parent.display()))?;
+                }
+                std::fs::write(&path, &file.text)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                println!("wrote {}", path.display());
+            }
+            println!(
+                "next: edit the contract's columns and the policy's readers, then `meshgate policy test {} --write`",
+                mesh.display()
+            );
+            Ok(())
+        }
         ProductsCommand::Export {
             product,
             products_dir,

@@ -36,6 +36,7 @@
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;
 
+pub mod blueprint;
 pub mod check;
 pub mod config;
 
