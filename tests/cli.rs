@@ -227,19 +227,25 @@ pub(crate) fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
-/// `meshgate check <dir>/meshgate.toml [extra]`: (success, stdout, stderr).
-fn check(dir: &std::path::Path, extra: &[&str]) -> (bool, String, String) {
-    let output = meshgate()
-        .arg("check")
-        .arg(dir.join("meshgate.toml"))
-        .args(extra)
-        .output()
-        .unwrap();
+/// `meshgate <args>`: (exit status, stdout, stderr).
+pub(crate) fn run<S: AsRef<std::ffi::OsStr>>(
+    args: impl IntoIterator<Item = S>,
+) -> (std::process::ExitStatus, String, String) {
+    let output = meshgate().args(args).output().unwrap();
     (
-        output.status.success(),
+        output.status,
         String::from_utf8(output.stdout).unwrap(),
         String::from_utf8(output.stderr).unwrap(),
     )
+}
+
+/// `meshgate check <dir>/meshgate.toml [extra]`: (success, stdout, stderr).
+fn check(dir: &std::path::Path, extra: &[&str]) -> (bool, String, String) {
+    let config = dir.join("meshgate.toml");
+    let (status, stdout, stderr) = run([std::ffi::OsStr::new("check"), config.as_os_str()]
+        .into_iter()
+        .chain(extra.iter().map(std::ffi::OsStr::new)));
+    (status.success(), stdout, stderr)
 }
 
 #[test]

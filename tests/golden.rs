@@ -3,8 +3,8 @@
 //! `docs/reference-mesh.md`'s table; a change of what anyone sees fails it, naming the file,
 //! the line, the caller, the table and what differs.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -13,19 +13,23 @@ fn repo() -> PathBuf {
         .unwrap()
 }
 
+/// `meshgate policy <command> <paths> [extra]`.
+fn policy(
+    command: &str,
+    paths: &[&Path],
+    extra: &[&str],
+) -> (std::process::ExitStatus, String, String) {
+    let args = [OsStr::new("policy"), OsStr::new(command)]
+        .into_iter()
+        .chain(paths.iter().map(|p| p.as_os_str()))
+        .chain(extra.iter().map(OsStr::new));
+    crate::cli::run(args)
+}
+
 /// `meshgate policy test <mesh> [extra]`: (success, stdout, stderr).
 fn policy_test(mesh: &Path, extra: &[&str]) -> (bool, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_meshgate"))
-        .args(["policy", "test"])
-        .arg(mesh)
-        .args(extra)
-        .output()
-        .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8(output.stdout).unwrap(),
-        String::from_utf8(output.stderr).unwrap(),
-    )
+    let (status, stdout, stderr) = policy("test", &[mesh], extra);
+    (status.success(), stdout, stderr)
 }
 
 /// The reference mesh's products and policies (golden file included) in a scratch directory.
@@ -246,18 +250,8 @@ denied = "not-permitted"
 
 /// `meshgate policy diff <before> <after> [extra]`: (exit code, stdout, stderr).
 fn policy_diff(before: &Path, after: &Path, extra: &[&str]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_meshgate"))
-        .args(["policy", "diff"])
-        .arg(before)
-        .arg(after)
-        .args(extra)
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8(output.stdout).unwrap(),
-        String::from_utf8(output.stderr).unwrap(),
-    )
+    let (status, stdout, stderr) = policy("diff", &[before, after], extra);
+    (status.code().unwrap_or(-1), stdout, stderr)
 }
 
 /// Each prepared change reported as what it does, with the exit code a CI job reads.
@@ -401,14 +395,11 @@ fn policy_diff_speaks_json_and_takes_an_approval() {
 fn product_init_starts_a_product_nobody_reads_yet() {
     let mesh = reference_copy();
     let init = || {
-        Command::new(env!("CARGO_BIN_EXE_meshgate"))
-            .args(["product", "init", "payments.refunds", "--mesh"])
-            .arg(mesh.path())
-            .output()
-            .unwrap()
+        let args = ["product", "init", "payments.refunds", "--mesh"].map(OsStr::new);
+        crate::cli::run(args.into_iter().chain([mesh.path().as_os_str()]))
     };
-    let output = init();
-    assert!(output.status.success(), "{output:?}");
+    let (status, stdout, stderr) = init();
+    assert!(status.success(), "{stdout}{stderr}");
     for file in [
         "products/payments.refunds.yaml",
         "policies/products/payments.refunds.toml",
@@ -431,9 +422,9 @@ fn product_init_starts_a_product_nobody_reads_yet() {
         "arn:aws:s3:::payments-refunds"
     );
     // A second init replaces nothing.
-    let again = init();
-    assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("never replaces a file"));
+    let (status, _, stderr) = init();
+    assert!(!status.success());
+    assert!(stderr.contains("never replaces a file"), "{stderr}");
 
     // The mesh loads with it, and nobody sees anything new.
     let (code, stdout, stderr) = policy_diff(&repo(), mesh.path(), &[]);

@@ -125,22 +125,45 @@ pub fn meshgate_workers(
         Box::new(move |listener, sent| {
             Box::pin(async move {
                 let config = config.ok_or("no configuration")?;
-                let node = WorkerNode::open(config).await.map_err(|e| e.to_string())?;
-                WorkerServer {
-                    node: Arc::new(node),
+                serve_worker(
+                    config,
                     signer,
-                    tls: None,
-                    peers_tls: None,
-                    refused: Arc::default(),
-                    stages: Arc::default(),
+                    listener,
                     sent,
-                }
-                .serve(listener, std::future::pending())
+                    std::future::pending(),
+                    |_| Ok(()),
+                )
                 .await
-                .map_err(|e| e.to_string())
             })
         })
     })
+}
+
+/// Open `config`'s worker node and serve it on `listener` until `shutdown`, counting the
+/// bytes it sends in `sent`; `listening` hears the address once the node is open (its error
+/// stops the worker).
+async fn serve_worker(
+    config: GatewayConfig,
+    signer: Arc<StageSigner>,
+    listener: tokio::net::TcpListener,
+    sent: Arc<AtomicU64>,
+    shutdown: impl Future<Output = ()>,
+    listening: impl FnOnce(std::net::SocketAddr) -> Result<(), String>,
+) -> Result<(), String> {
+    let node = WorkerNode::open(config).await.map_err(|e| e.to_string())?;
+    listening(listener.local_addr().map_err(|e| e.to_string())?)?;
+    WorkerServer {
+        node: Arc::new(node),
+        signer,
+        tls: None,
+        peers_tls: None,
+        refused: Arc::default(),
+        stages: Arc::default(),
+        sent,
+    }
+    .serve(listener, shutdown)
+    .await
+    .map_err(|e| e.to_string())
 }
 
 /// A gateway configuration that hands every query to the workers at `urls`; the network,
@@ -328,31 +351,21 @@ pub async fn serve_worker_process(config: GatewayConfig) -> Result<(), BenchErro
         StageSigner::new(&master_key(), meshgate::distributed::DEFAULT_TTL)
             .map_err(|e| setup(e.to_string()))?,
     );
-    let node = WorkerNode::open(config)
-        .await
-        .map_err(|e| setup(e.to_string()))?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .map_err(|e| setup(e.to_string()))?;
-    let addr = listener.local_addr().map_err(|e| setup(e.to_string()))?;
-    let mut stdout = std::io::stdout();
-    writeln!(stdout, "worker listening on {addr}")
-        .and_then(|()| stdout.flush())
         .map_err(|e| setup(e.to_string()))?;
     let orphaned = async {
         let mut sink = Vec::new();
         let _ = tokio::io::stdin().read_to_end(&mut sink).await;
     };
-    WorkerServer {
-        node: Arc::new(node),
-        signer,
-        tls: None,
-        peers_tls: None,
-        refused: Arc::default(),
-        stages: Arc::default(),
-        sent: Arc::default(),
-    }
-    .serve(listener, orphaned)
-    .await
-    .map_err(|e| setup(e.to_string()))
+    // The harness waits for this line.
+    let announce = |addr| {
+        let mut stdout = std::io::stdout();
+        writeln!(stdout, "worker listening on {addr}")
+            .and_then(|()| stdout.flush())
+            .map_err(|e| e.to_string())
+    };
+    serve_worker(config, signer, listener, Arc::default(), orphaned, announce)
+        .await
+        .map_err(setup)
 }

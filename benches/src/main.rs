@@ -536,13 +536,21 @@ async fn fault_section(
             &answer,
         )
         .await?;
-        let mistimed = !outcome.1.is_empty();
+        let mistimed = !outcome.mistimed.is_empty();
         attempt = Some((round + 1, outcome));
         if !mistimed {
             break;
         }
     }
-    let Some((attempts, (mut fault, mut mistimed))) = attempt else {
+    let Some((
+        attempts,
+        KillAttempt {
+            mut fault,
+            mut problems,
+            mut mistimed,
+        },
+    )) = attempt
+    else {
         return Ok(0);
     };
     if !staged {
@@ -553,7 +561,6 @@ async fn fault_section(
     fault.attempts = attempts;
     // Only a smoke run (tiny queries, over in a moment) may end with every kill too late.
     let timing_fails = !args.smoke && !mistimed.is_empty();
-    let mut problems: Vec<String> = fault.problems.drain(..).collect();
     let failed = usize::from(!problems.is_empty() || timing_fails);
     problems.extend(mistimed);
     fault.verdict = if problems.is_empty() {
@@ -570,9 +577,16 @@ async fn fault_section(
     Ok(failed)
 }
 
+/// What one kill found: what happened, what went wrong, and what says the kill came too late
+/// (or too early) to prove anything.
+struct KillAttempt {
+    fault: report::Fault,
+    problems: Vec<String>,
+    mistimed: Vec<String>,
+}
+
 /// Three worker processes, one gateway over them; run `query` once whole, then again with
-/// one worker killed `fraction` of the way through, then `next` on the other two. Returns
-/// what happened, with its problems, and what says the kill came too late to prove anything.
+/// one worker killed `fraction` of the way through, then `next` on the other two.
 #[allow(clippy::too_many_arguments)]
 async fn kill_mid_query(
     args: &Args,
@@ -583,7 +597,7 @@ async fn kill_mid_query(
     next: &[(&str, &str)],
     fraction: f64,
     answer: &dyn Fn(&str, &[arrow::array::RecordBatch]) -> String,
-) -> Result<(report::Fault, Vec<String>), BenchError> {
+) -> Result<KillAttempt, BenchError> {
     const WORKERS: usize = 3;
     const VICTIM: usize = 1;
     let mut workers = distributed::WorkerProcesses::spawn(
@@ -610,6 +624,7 @@ async fn kill_mid_query(
         workers: WORKERS,
         ..report::Fault::default()
     };
+    let mut problems = Vec::new();
     let mut mistimed = Vec::new();
 
     let timer = Instant::now();
@@ -620,9 +635,7 @@ async fn kill_mid_query(
     fault.full_ms = timer.elapsed().as_secs_f64() * 1e3;
     let verdict = answer(query, &full);
     if verdict != "ok" {
-        fault
-            .problems
-            .push(format!("before the kill, the answer {verdict}"));
+        problems.push(format!("before the kill, the answer {verdict}"));
     }
 
     let running = {
@@ -645,25 +658,19 @@ async fn kill_mid_query(
             fault.error = e.to_string();
             fault.names_worker = fault.error.contains(&killed);
             if fault.code != "unavailable" || !fault.names_worker {
-                fault
-                    .problems
-                    .push("the error is not an UNAVAILABLE naming the worker".into());
+                problems.push("the error is not an UNAVAILABLE naming the worker".into());
             }
         }
         Ok(Ok(Ok(_))) => {
             mistimed.push("the query completed: the killed worker's part was done".into())
         }
-        Ok(Err(e)) => fault.problems.push(format!("the query's task failed: {e}")),
-        Err(_) => fault
-            .problems
-            .push("no answer within 120 s of the kill".into()),
+        Ok(Err(e)) => problems.push(format!("the query's task failed: {e}")),
+        Err(_) => problems.push("no answer within 120 s of the kill".into()),
     }
     if mistimed.is_empty() {
         fault.live_after = meshgate::engine::WorkerNetwork::live(network.as_ref()).len();
         if fault.live_after != WORKERS - 1 {
-            fault
-                .problems
-                .push(format!("{} workers live after the kill", fault.live_after));
+            problems.push(format!("{} workers live after the kill", fault.live_after));
         }
     } else {
         // No query saw the worker go: a probe finds out, as the gateway's prober would.
@@ -678,9 +685,7 @@ async fn kill_mid_query(
             Err(e) => format!("error: {e}"),
         };
         if verdict != "ok" {
-            fault
-                .problems
-                .push(format!("after the kill, {query}: {verdict}"));
+            problems.push(format!("after the kill, {query}: {verdict}"));
         }
         fault.next.push((
             query.to_string(),
@@ -688,7 +693,11 @@ async fn kill_mid_query(
             verdict,
         ));
     }
-    Ok((fault, mistimed))
+    Ok(KillAttempt {
+        fault,
+        problems,
+        mistimed,
+    })
 }
 
 async fn measure(

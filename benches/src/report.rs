@@ -111,8 +111,6 @@ pub struct Fault {
     /// Kills it took to land one while the victim still had work (each on fresh workers,
     /// earlier in the query).
     pub attempts: usize,
-    #[serde(skip)]
-    pub problems: Vec<String>,
 }
 
 /// Assumed for the scaling model: 10 GbE between machines, bytes per second.
