@@ -6,7 +6,7 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
         .canonicalize()
@@ -33,14 +33,14 @@ fn policy_test(mesh: &Path, extra: &[&str]) -> (bool, String, String) {
 }
 
 /// The reference mesh's products and policies (golden file included) in a scratch directory.
-fn reference_copy() -> tempfile::TempDir {
+pub(crate) fn reference_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     crate::cli::copy_dir(&repo().join("products"), &dir.path().join("products"));
     crate::cli::copy_dir(&repo().join("policies"), &dir.path().join("policies"));
     dir
 }
 
-fn edit(path: &Path, from: &str, to: &str) {
+pub(crate) fn edit(path: &Path, from: &str, to: &str) {
     let text = std::fs::read_to_string(path).unwrap();
     let changed = text.replacen(from, to, 1);
     assert_ne!(changed, text, "`{from}` is in {}", path.display());
@@ -139,7 +139,8 @@ fn a_change_of_what_anyone_sees_fails_with_where_and_how() {
             &unmask,
             &[
                 "risk-officer on payments.transactions",
-                "column card_number: expected mask(show-last-4), got clear",
+                // The global rule `card-data-never-clear` keeps the floor: a token, not clear.
+                "column card_number: expected mask(show-last-4), got tokenize(payments)",
             ],
         ),
         (
@@ -274,7 +275,24 @@ fn policy_diff_reports_each_kind_of_change() {
             "treatment = \"clear\"",
         )
     };
+    // The markets owner opens trader ids to LOB systems: the pii floor lets it through
+    // for callers of the markets domain only.
     let role_on_clear_rule = |mesh: &Path| {
+        let trades = mesh.join("policies/products/markets.trades.toml");
+        edit(
+            &trades,
+            "except = [\"role:firmwide-risk\"]",
+            "except = [\"role:firmwide-risk\", \"role:lob-system\"]",
+        );
+        edit(
+            &trades,
+            "to = [\"role:firmwide-risk\"]",
+            "to = [\"role:firmwide-risk\", \"role:lob-system\"]",
+        );
+    };
+    // The same for a restricted column: the global floor keeps it hidden from everyone
+    // outside the reference domain, so nothing changes.
+    let clear_rule_held_by_the_floor = |mesh: &Path| {
         edit(
             &mesh.join(counterparties),
             "to = [\"role:firmwide-risk\", \"role:reference-owner\"]",
@@ -302,7 +320,7 @@ fn policy_diff_reports_each_kind_of_change() {
         );
         std::fs::write(&path, changed).unwrap();
     };
-    let cases: [(&str, Change, i32, &[&str]); 5] = [
+    let cases: [(&str, Change, i32, &[&str]); 6] = [
         (
             "a widened row filter",
             &widened_filter,
@@ -317,7 +335,8 @@ fn policy_diff_reports_each_kind_of_change() {
             &removed_mask,
             2,
             &[
-                "| widened | cib-reporting | reference.counterparties | column contact_email | `mask(email)` | `clear` |",
+                // The global pii floor still tokenizes it outside the reference domain.
+                "| widened | cib-reporting | reference.counterparties | column contact_email | `mask(email)` | `tokenize(reference)` |",
             ],
         ),
         (
@@ -325,8 +344,14 @@ fn policy_diff_reports_each_kind_of_change() {
             &role_on_clear_rule,
             2,
             &[
-                "| widened | ccb-fraud | reference.counterparties | column internal_rating | `hidden` | `clear` |",
+                "| widened | cib-reporting | markets.trades | column trader_id | `tokenize(markets)` | `clear` |",
             ],
+        ),
+        (
+            "a clear rule the global floor holds back",
+            &clear_rule_held_by_the_floor,
+            0,
+            &["**No change** of what anyone sees."],
         ),
         (
             "a narrowed row filter",

@@ -250,7 +250,11 @@ column = "lob"
 treatment = "mask(show-last-4)"
 to = ["*"]
 "#;
-    let (gateway, _lake) = gateway_with(sources(policy, ANALYSTS)).await;
+    // The masks themselves are the subject here, so without the global floors (which
+    // would hide the restricted `internal_rating` from an analyst).
+    let mut without_floors = sources(policy, ANALYSTS);
+    without_floors.global = None;
+    let (gateway, _lake) = gateway_with(without_floors).await;
     let session = gateway.session(Principal::new("ann").with_role("analyst"));
     let columns = "counterparty_id, legal_name, country, tax_id, contact_email, internal_rating, onboarded_on, lob";
     let sql = format!("SELECT {columns} FROM reference.counterparties ORDER BY counterparty_id");
@@ -847,4 +851,60 @@ async fn a_product_can_keep_callers_predicates_out_of_the_scan() {
     let (above, _) = scanned(isolated, 30_000).await;
     assert!(!pushed, "no predicate of the caller's enters the scan");
     assert_eq!(below, above, "the same rows are read whatever the bound");
+}
+
+/// A column the product's policy forgot follows the global rules at query time: the pii
+/// floor tokenizes it for readers outside the product's domain; where no global rule
+/// selects the caller, the built-in default hides it.
+#[tokio::test]
+async fn a_column_the_product_forgot_follows_the_global_rule() {
+    let reference = reference::policy_sources()
+        .products
+        .into_iter()
+        .find(|s| s.name.ends_with("reference.counterparties.toml"))
+        .unwrap()
+        .text;
+    let forgotten: Vec<&str> = reference
+        .split("\n[[")
+        .enumerate()
+        .filter(|(i, block)| *i == 0 || !block.contains("column = \"contact_email\""))
+        .map(|(_, block)| block)
+        .collect();
+    let policy = forgotten.join("\n[[");
+    assert!(!policy.contains("contact_email"), "{policy}");
+    let (gateway, _lake) = gateway_with(sources(&policy, "")).await;
+    let user = |name: &str| gateway.authenticate(name, &format!("{name}-pw")).unwrap();
+
+    let sql = "SELECT contact_email FROM reference.counterparties";
+    for reader in ["cib-reporting", "ccb-fraud"] {
+        let rows = strings(&gateway, user(reader), sql).await;
+        assert_eq!(
+            rows.len(),
+            if reader == "cib-reporting" {
+                15_000
+            } else {
+                9_000
+            }
+        );
+        assert!(
+            rows.iter().all(|r| r[0]
+                .as_deref()
+                .is_some_and(|v| v.starts_with("tok_") && !v.contains('@'))),
+            "{reader}: {:?}",
+            &rows[..3]
+        );
+    }
+    // Exempt from the floor (risk: by the global rule; the owner: its domain) and with no
+    // product rule: hidden.
+    for exempt in ["risk-officer", "ref-owner"] {
+        let error = gateway
+            .session(user(exempt))
+            .collect(sql)
+            .await
+            .expect_err("hidden for them");
+        assert!(
+            error.to_string().contains("contact_email"),
+            "{exempt}: {error}"
+        );
+    }
 }

@@ -20,6 +20,7 @@ mod golden;
 mod governance;
 mod lakes;
 mod layers;
+mod lint;
 mod policies;
 mod reference_mesh;
 mod replicas;

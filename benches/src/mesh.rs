@@ -237,6 +237,7 @@ pub fn gateway_config(
             "policies/products/tpch.benchmark.toml",
             tpch::product_policy(pushdown_user_predicates),
         )],
+        global: None,
     };
     let mut users = String::new();
     for user in tpch::PRINCIPALS {

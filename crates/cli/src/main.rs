@@ -128,6 +128,24 @@ enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// Check every contract and policy of a mesh directory against the global rules and each
+    /// other: each finding with file, line, check id and the fix.
+    #[command(
+        after_help = "Exit status: 0 with no error (warnings allowed unless --strict), 1 otherwise.\n\nExample:\n  meshgate lint . --strict\n  meshgate lint . --base /tmp/main      # also: a breaking change needs a new major version"
+    )]
+    Lint {
+        /// The mesh directory: `products/` (contracts) and `policies/`.
+        mesh: PathBuf,
+        /// The same directory before the change (for the breaking-change check).
+        #[arg(long)]
+        base: Option<PathBuf>,
+        /// Fail on warnings too (for CI).
+        #[arg(long)]
+        strict: bool,
+        /// `text` (for people) or `json` (for tools).
+        #[arg(long, default_value = "text")]
+        format: LintFormat,
+    },
     /// Test a mesh's policies (its `products/` and `policies/` folders) before they are live.
     Policy {
         #[command(subcommand)]
@@ -324,6 +342,12 @@ enum PolicyCommand {
         #[arg(long)]
         approved_by: Option<String>,
     },
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LintFormat {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -1027,6 +1051,12 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config, strict } => check(&config, strict).await,
+        Command::Lint {
+            mesh,
+            base,
+            strict,
+            format,
+        } => lint(&mesh, base.as_deref(), strict, format).await,
         Command::Policy {
             command: PolicyCommand::Test { mesh, files, write },
         } => policy_test(&mesh, files, write).await,
@@ -1304,6 +1334,43 @@ async fn policy_diff(
     }
     Ok(if widens && approved_by.is_none() {
         ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `meshgate lint`: every finding, then a summary; exit 1 on an error (or a warning, with
+/// `--strict`).
+async fn lint(
+    mesh: &Path,
+    base: Option<&Path>,
+    strict: bool,
+    format: LintFormat,
+) -> Result<ExitCode, String> {
+    let report = meshgate::lint::lint(mesh, base).await;
+    match format {
+        LintFormat::Text => {
+            for finding in &report.findings {
+                println!("{}", terminal::safe(&finding.to_string()));
+            }
+            println!(
+                "{} contract(s), {} product policy file(s): {} error(s), {} warning(s)",
+                report.contracts,
+                report.policies,
+                report.errors(),
+                report.warnings()
+            );
+        }
+        LintFormat::Json => {
+            println!(
+                "{}",
+                serde_json::to_string(&report).map_err(|e| e.to_string())?
+            );
+        }
+    }
+    let failed = report.errors() > 0 || (strict && report.warnings() > 0);
+    Ok(if failed {
+        ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })

@@ -178,3 +178,21 @@ impl Compiler<'_> {
         Ok(())
     }
 }
+
+/// Whether a row-filter template type-checks as a boolean over `table` as its manifest
+/// declares it, with every caller attribute bound to a sample string: what `meshgate lint`
+/// checks before a gateway ever loads the policy (which checks it again, against its own
+/// planner).
+pub fn type_check_row_filter(
+    table: &meshgate_catalog::Table,
+    template: &meshgate_policy::RowFilterTemplate,
+) -> Result<(), String> {
+    let state = datafusion::execution::SessionStateBuilder::new()
+        .with_default_features()
+        .build();
+    let schema = DFSchema::try_from(table.arrow_schema()).map_err(|e| e.to_string())?;
+    let bound = template
+        .bind_with(|_| Some("sample".to_string()))
+        .map_err(|a| format!("attribute `{a}`"))?;
+    filter_expr(&state, &schema, &bound).map(|_| ())
+}

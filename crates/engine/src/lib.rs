@@ -67,6 +67,7 @@ mod system;
 mod wire;
 mod worker;
 
+pub use compile::type_check_row_filter;
 pub use config::{AuditSettings, GatewayConfig, Governance};
 pub use config::{Distribution, OnWorkerDown, WorkerNetwork};
 pub use error::WorkerFailure;

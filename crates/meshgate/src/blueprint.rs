@@ -161,8 +161,10 @@ fn policy(product: &str, table: &str, team: &str) -> String {
         r#"# Who may read {product}, and what they see. Owner: team {team}.
 #
 # Safe defaults from `meshgate product init`: no row filter grants rows, so nobody may read
-# the product yet; columns no rule names follow the global rule (clear when classified public
-# or internal, hidden otherwise: `customer_email` is hidden from everyone). To open it, give
+# the product yet. A column no rule here names follows the mesh's global rules
+# (policies/global.toml; in the reference mesh, personal data is tokenized outside its
+# domain), and where none applies, it is clear when classified public or internal and hidden
+# otherwise. `meshgate lint` lists each column left that way. To open the product, give
 # readers rows and treat the personal data, for example:
 #
 #   [[row_filter]]
@@ -228,8 +230,9 @@ echo "secret key: $secret"
 fn ci(product: &str) -> String {
     format!(
         r#"# CI for {product} (GitHub Actions syntax; the steps are plain commands for any CI).
-# Every change of the mesh directory: the decisions must hold as written, and a change that
-# widens access fails unless a reviewer approves it.
+# Every change of the mesh directory: it lints clean (global rules, names, required fields,
+# a breaking change only with a new major version), the decisions hold as written, and a
+# change that widens access fails unless a reviewer approves it.
 name: {product} policy
 on:
   pull_request:
@@ -241,12 +244,14 @@ jobs:
       - uses: actions/checkout@v4
         with:
           fetch-depth: 0
+      - name: the mesh before the change
+        run: git worktree add /tmp/base "origin/${{{{ github.base_ref }}}}"
+      - name: contracts and policies against the global rules and each other
+        run: meshgate lint . --strict --base /tmp/base
       - name: the decisions hold
         run: meshgate policy test .
       - name: does it widen access?
-        run: |
-          git worktree add /tmp/base "origin/${{{{ github.base_ref }}}}"
-          meshgate policy diff /tmp/base . --format markdown | tee policy-diff.md
+        run: meshgate policy diff /tmp/base . --format markdown | tee policy-diff.md
 "#
     )
 }

@@ -39,6 +39,7 @@ pub struct ReadmeDoctests;
 pub mod blueprint;
 pub mod check;
 pub mod config;
+pub mod lint;
 
 pub use meshgate_api as api;
 pub use meshgate_catalog as catalog;

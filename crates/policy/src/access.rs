@@ -37,6 +37,9 @@ pub struct AccessControl {
     /// effect is deny-overrides-allow: grants are then admitted without loading them into
     /// casbin (see [`AccessControl::denies`]).
     denials: Option<Enforcer>,
+    /// Per domain, the roles a `g` line grants in that domain alone (not `*`): the roles
+    /// of the domain, whose holders global rules count as its members.
+    domain_roles: std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
 }
 
 impl std::fmt::Debug for AccessControl {
@@ -137,6 +140,19 @@ impl AccessControl {
             })?;
         let (policies, groupings) = parse_rules(sources.rules_file, sources.rules_text, catalog)?;
         let rules = policies.len() + groupings.len();
+        let mut domain_roles: std::collections::BTreeMap<_, std::collections::BTreeSet<_>> =
+            Default::default();
+        for line in &groupings {
+            if let [_, role, domain] = line.as_slice()
+                && domain != "*"
+                && let Some(role) = role.strip_prefix("role:")
+            {
+                domain_roles
+                    .entry(domain.clone())
+                    .or_default()
+                    .insert(role.to_string());
+            }
+        }
         // With deny-overrides-allow, a grant (one allow line) admits exactly the callers no
         // deny line matches. Knowing that from the files' lines alone keeps resolution
         // independent of how many grants are in force; casbin evaluates its matcher on every
@@ -167,6 +183,7 @@ impl AccessControl {
             enforcer,
             rules,
             denials,
+            domain_roles,
         };
         // A model that cannot evaluate our request shape must fail now, not on the first query.
         access
@@ -221,6 +238,11 @@ impl AccessControl {
         self.enforcer
             .enforce((subjects.casbin_encoding(), domain, product, READ))
             .map_err(|e| e.to_string())
+    }
+
+    /// The roles `g` lines grant in `domain` alone (see [`AccessControl`]'s field).
+    pub fn domain_roles(&self, domain: &str) -> Option<&std::collections::BTreeSet<String>> {
+        self.domain_roles.get(domain)
     }
 
     pub fn rule_count(&self) -> usize {

@@ -174,7 +174,7 @@ pub fn diff(before: Mesh<'_>, after: Mesh<'_>) -> Report {
 }
 
 /// The callers the versions can tell apart (see the module doc).
-fn callers(meshes: &[Mesh<'_>]) -> Vec<Caller> {
+pub fn callers(meshes: &[Mesh<'_>]) -> Vec<Caller> {
     let mut users = BTreeSet::new();
     let mut roles = BTreeSet::new();
     let mut attribute_sets: BTreeSet<BTreeMap<String, String>> = BTreeSet::new();

@@ -9,6 +9,8 @@
 //! - **product policies** ([`rules`]): per table, row filters (templates over caller
 //!   attributes such as `lob = ${principal.lob}`) and column treatments (`clear`, `hidden`,
 //!   `mask(<kind>)`, `tokenize(<token domain>)`);
+//! - **global rules** ([`global`]): the governance team's floors by tag and classification,
+//!   which every product policy may narrow and none may widen;
 //! - **resolution** ([`resolve`]): once per query, per (caller, table), both layers collapse
 //!   into a [`ResolvedTablePolicy`] whose attributes are literals;
 //! - **golden decision files** ([`golden`]): what each caller must see of each table,
@@ -22,6 +24,7 @@
 pub mod access;
 pub mod diff;
 mod error;
+pub mod global;
 pub mod golden;
 pub mod grants;
 mod principal;
@@ -41,10 +44,12 @@ use meshgate_catalog::Catalog;
 
 pub use access::AccessControl;
 pub use error::{Denial, LoadError, NotAdmitted};
+pub use global::GlobalRules;
 pub use grants::GrantLayer;
 pub use principal::Principal;
 pub use resolve::{
-    Admission, BoundFilter, PolicySet, ResolvedColumn, ResolvedTablePolicy, default_treatment,
+    Admission, BoundFilter, ColumnDecision, PolicySet, ResolvedColumn, ResolvedTablePolicy,
+    default_treatment,
 };
 pub use rules::{FilterKind, ProductPolicy};
 pub use subjects::{Subject, SubjectSet};
@@ -84,10 +89,13 @@ pub struct PolicySources {
     pub access_rules: Source,
     /// One row/column policy per product (`products/*.toml`).
     pub products: Vec<Source>,
+    /// The governance team's global rules (`global.toml`), when the mesh has them.
+    pub global: Option<Source>,
 }
 
 impl PolicySources {
-    /// Read `access.conf`, `access.csv` and `products/*.toml` from a policy directory.
+    /// Read `access.conf`, `access.csv`, `products/*.toml` and, when present, `global.toml`
+    /// from a policy directory.
     pub fn from_dir(dir: &Path) -> Result<Self, LoadError> {
         let products_dir = dir.join("products");
         let mut files: Vec<_> = std::fs::read_dir(&products_dir)
@@ -103,7 +111,21 @@ impl PolicySources {
             .filter(|p| p.extension().is_some_and(|e| e == "toml"))
             .collect();
         files.sort();
+        let global_file = dir.join("global.toml");
+        let global = match global_file.try_exists() {
+            Ok(true) => Some(Source::read(&global_file)?),
+            Ok(false) => None,
+            Err(e) => {
+                return Err(LoadError::new(
+                    &global_file.display().to_string(),
+                    None,
+                    None,
+                    e.to_string(),
+                ));
+            }
+        };
         Ok(Self {
+            global,
             access_model: Source::read(&dir.join("access.conf"))?,
             access_rules: Source::read(&dir.join("access.csv"))?,
             products: files
@@ -145,6 +167,11 @@ impl PolicySet {
             }
             products.insert(policy.product.clone(), policy);
         }
+        let global = sources
+            .global
+            .as_ref()
+            .map(|s| GlobalRules::parse(&s.name, &s.text, catalog))
+            .transpose()?;
         // The version is the files' content, named by file name only: replicas that hold the
         // same files in different directories (or built by another compiler) report the
         // same version on their audit records, and any change to a file is a new one.
@@ -165,6 +192,7 @@ impl PolicySet {
         ]
         .into_iter()
         .chain(by_name)
+        .chain(sources.global.as_ref().map(|s| (file_name(s), s)))
         {
             for part in [file.as_bytes(), source.text.as_bytes()] {
                 hasher.update((part.len() as u64).to_be_bytes());
@@ -178,6 +206,7 @@ impl PolicySet {
             fingerprint: hex::encode(&digest[..8]),
             sources: Arc::new(sources.clone()),
             grants: None,
+            global: global.map(Arc::new),
         })
     }
 }

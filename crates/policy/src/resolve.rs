@@ -7,7 +7,9 @@
 //! 4. at least one grant-type row filter must select the caller; the caller's attributes
 //!    must fill every template that applies;
 //! 5. each column gets exactly one treatment: `hidden` beats a mask or token, which beats
-//!    `clear`; a column no rule covers gets the global default (see [`default_treatment`]).
+//!    `clear`; the global rules' floor then applies (see [`crate::global`]): a product rule
+//!    clearer than it gives way to it; a column no rule of either kind covers gets the
+//!    built-in default (see [`default_treatment`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -150,6 +152,43 @@ impl ResolvedTablePolicy {
     }
 }
 
+/// What decides one column for one caller: the product rule that applies to them (hidden
+/// before a protection before clear) and the global rules' floor.
+#[derive(Debug, Clone)]
+pub struct ColumnDecision<'a> {
+    pub product_rule: Option<&'a crate::rules::ColumnRule>,
+    pub floor: Option<(Treatment, &'a crate::global::GlobalColumnRule)>,
+}
+
+impl ColumnDecision<'_> {
+    /// The treatment, and the rule that decided it (`None`: the built-in default): the
+    /// product rule unless it is clearer than the floor (see [`crate::global`]).
+    pub fn outcome(&self, column: &Column) -> (Treatment, Option<String>) {
+        match (self.product_rule, &self.floor) {
+            (Some(mine), Some((floor, global)))
+                if crate::global::under_floor(&mine.treatment, floor) =>
+            {
+                (floor.clone(), Some(global.rule_name()))
+            }
+            (Some(mine), _) => (mine.treatment.clone(), Some(mine.origin.id.clone())),
+            (None, Some((floor, global))) => (floor.clone(), Some(global.rule_name())),
+            (None, None) => (default_treatment(column), None),
+        }
+    }
+
+    /// The product rule, when the global floor overrides it.
+    pub fn overridden(&self) -> Option<&crate::rules::ColumnRule> {
+        match (self.product_rule, &self.floor) {
+            (Some(mine), Some((floor, _)))
+                if crate::global::under_floor(&mine.treatment, floor) =>
+            {
+                Some(mine)
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Everything the policy layer knows, loaded and validated together. Immutable: a reload
 /// builds a new one and swaps it in whole.
 #[derive(Debug)]
@@ -160,6 +199,8 @@ pub struct PolicySet {
     /// The sources this version was built from, to layer grants on them.
     pub(crate) sources: Arc<crate::PolicySources>,
     pub(crate) grants: Option<Arc<GrantLayer>>,
+    /// The governance team's floors (`policies/global.toml`), when present.
+    pub(crate) global: Option<Arc<crate::global::GlobalRules>>,
 }
 
 impl PolicySet {
@@ -187,6 +228,7 @@ impl PolicySet {
             fingerprint: self.fingerprint.clone(),
             sources: Arc::clone(&self.sources),
             grants: Some(Arc::new(layer)),
+            global: self.global.clone(),
         })
     }
 
@@ -528,44 +570,16 @@ impl PolicySet {
             None => Admission::Files(grants),
         };
 
+        let caller = crate::global::Caller {
+            subjects: &subjects,
+            in_domain: self.in_domain(principal, &subjects, product),
+        };
         let mut columns = Vec::with_capacity(table.columns.len());
         for column in &table.columns {
-            let applicable: Vec<_> = policy
-                .columns
-                .iter()
-                .filter(|r| r.table == table.name && r.column == column.name)
-                .filter(|r| subjects.selected_by(&r.to, &r.except))
-                .collect();
-            let pick = |wanted: fn(&Treatment) -> bool| {
-                applicable
-                    .iter()
-                    .filter(|r| wanted(&r.treatment))
-                    .collect::<Vec<_>>()
-            };
-            let hidden = pick(|t| *t == Treatment::Hidden);
-            let protections = pick(Treatment::is_protection);
-            let clears = pick(|t| *t == Treatment::Clear);
-            let (treatment, rule) = if let Some(rule) = hidden.first() {
-                (Treatment::Hidden, Some(rule.origin.id.clone()))
-            } else if let Some(rule) = protections.first() {
-                // Load-time checks make two protections for one caller impossible; if it
-                // happens anyway, refuse rather than pick one.
-                if let Some(second) = protections.iter().find(|r| r.treatment != rule.treatment) {
-                    return Err(unresolvable(format!(
-                        "column `{}` resolves to both `{}` (rule `{}`) and `{}` (rule `{}`)",
-                        column.name,
-                        rule.treatment,
-                        rule.origin.id,
-                        second.treatment,
-                        second.origin.id
-                    )));
-                }
-                (rule.treatment.clone(), Some(rule.origin.id.clone()))
-            } else if let Some(rule) = clears.first() {
-                (Treatment::Clear, Some(rule.origin.id.clone()))
-            } else {
-                (default_treatment(column), None)
-            };
+            let (treatment, rule) = self
+                .decide_column(policy, &caller, product, table, column)
+                .map_err(unresolvable)?
+                .outcome(column);
             columns.push(ResolvedColumn {
                 name: column.name.clone(),
                 treatment,
@@ -611,6 +625,100 @@ impl PolicySet {
             columns,
             pushdown_user_predicates: policy.pushdown_user_predicates,
         })
+    }
+
+    /// What the product's rules and the global rules each say of one column for one caller
+    /// (see [`ColumnDecision`]).
+    fn decide_column<'a>(
+        &'a self,
+        policy: &'a ProductPolicy,
+        caller: &crate::global::Caller<'_>,
+        product: &Product,
+        table: &Table,
+        column: &Column,
+    ) -> Result<ColumnDecision<'a>, String> {
+        let applicable: Vec<_> = policy
+            .columns
+            .iter()
+            .filter(|r| r.table == table.name && r.column == column.name)
+            .filter(|r| caller.subjects.selected_by(&r.to, &r.except))
+            .collect();
+        let first = |wanted: fn(&Treatment) -> bool| {
+            applicable.iter().copied().find(|r| wanted(&r.treatment))
+        };
+        let product_rule = if let Some(rule) = first(|t| *t == Treatment::Hidden) {
+            Some(rule)
+        } else if let Some(rule) = first(Treatment::is_protection) {
+            // Load-time checks make two protections for one caller impossible; if it
+            // happens anyway, refuse rather than pick one.
+            if let Some(second) = applicable
+                .iter()
+                .find(|r| r.treatment.is_protection() && r.treatment != rule.treatment)
+            {
+                return Err(format!(
+                    "column `{}` resolves to both `{}` (rule `{}`) and `{}` (rule `{}`)",
+                    column.name, rule.treatment, rule.origin.id, second.treatment, second.origin.id
+                ));
+            }
+            Some(rule)
+        } else {
+            first(|t| *t == Treatment::Clear)
+        };
+        let floor = match &self.global {
+            Some(global) => global
+                .floor(product, column, caller)
+                .map_err(|m| format!("global rules: {m}"))?,
+            None => None,
+        };
+        Ok(ColumnDecision {
+            product_rule,
+            floor,
+        })
+    }
+
+    /// [`PolicySet::resolve`]'s decision for one column, before grants narrow it: `None`
+    /// when the product has no policy. For `meshgate lint`, which asks whether a product
+    /// rule gives way to a global one.
+    pub fn column_decision(
+        &self,
+        principal: &Principal,
+        product: &Product,
+        table: &Table,
+        column: &Column,
+    ) -> Result<Option<ColumnDecision<'_>>, String> {
+        let Some(policy) = self.products.get(&product.id) else {
+            return Ok(None);
+        };
+        let subjects = self.access.subjects(principal, &product.domain);
+        let caller = crate::global::Caller {
+            subjects: &subjects,
+            in_domain: self.in_domain(principal, &subjects, product),
+        };
+        self.decide_column(policy, &caller, product, table, column)
+            .map(Some)
+    }
+
+    /// Whether the caller belongs to `product`'s own domain, as global rules' subject
+    /// `domain:${product.domain}` means it: its `domain` attribute names the domain, it owns
+    /// or is a delegate of the product, or it holds a role the access rules grant in that
+    /// domain alone.
+    pub fn in_domain(
+        &self,
+        principal: &Principal,
+        subjects: &SubjectSet,
+        product: &Product,
+    ) -> bool {
+        principal.attribute("domain") == Some(product.domain.as_str())
+            || product.owner.decides(principal.id())
+            || self
+                .access
+                .domain_roles(&product.domain)
+                .is_some_and(|roles| !roles.is_disjoint(subjects.roles()))
+    }
+
+    /// The governance team's global rules, when the mesh has them.
+    pub fn global(&self) -> Option<&crate::global::GlobalRules> {
+        self.global.as_deref()
     }
 
     /// Resolve by SQL name (`<domain>.<table>`), for callers that only have the name.

@@ -67,6 +67,10 @@ const PRODUCT_POLICIES: &[(&str, &str)] = &[
         include_str!("../../../policies/products/markets.trades.toml"),
     ),
 ];
+const GLOBAL_RULES: (&str, &str) = (
+    "policies/global.toml",
+    include_str!("../../../policies/global.toml"),
+);
 const USERS: (&str, &str) = (
     "policies/users.toml",
     include_str!("../../../policies/users.toml"),
@@ -122,6 +126,7 @@ pub fn policy_sources() -> PolicySources {
             .iter()
             .map(|(name, text)| Source::new(*name, *text))
             .collect(),
+        global: Some(Source::new(GLOBAL_RULES.0, GLOBAL_RULES.1)),
     }
 }
 
