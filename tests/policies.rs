@@ -24,13 +24,13 @@ fn repo() -> PathBuf {
         .unwrap()
 }
 
-fn data_dir() -> PathBuf {
+pub(crate) fn data_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("reference-mesh")
 }
 
 /// The reference mesh's configuration and the in-process S3 server serving it (keep it
 /// alive while the gateway runs).
-async fn demo_config() -> (GatewayConfig, LakeServer) {
+pub(crate) async fn demo_config() -> (GatewayConfig, LakeServer) {
     let demo = reference::demo(&data_dir()).await.unwrap();
     (demo.config, demo.lake)
 }
@@ -612,7 +612,6 @@ async fn views_cannot_carry_rules_of_their_own() {
 #[tokio::test]
 async fn sighup_reloads_policies_and_a_failed_reload_keeps_the_last_good_version() {
     use arrow_flight::sql::client::FlightSqlServiceClient;
-    use tokio::io::{AsyncBufReadExt, BufReader};
 
     let repo = repo();
     let (_, _seeded) = demo_config().await;
@@ -635,32 +634,14 @@ async fn sighup_reloads_policies_and_a_failed_reload_keeps_the_last_good_version
         dir.path().join("meshgate.toml"),
         format!(
             "products = \"{}/products\"\npolicies = \"policies\"\nusers = \"policies/users.toml\"\n\
-             master_key_file = \"master.key\"\n[storage.default]\nkind = \"local\"\npath = \"{}/{{bucket}}\"\n",
+             master_key_file = \"master.key\"\nwatch = \"0s\"\n[storage.default]\nkind = \"local\"\npath = \"{}/{{bucket}}\"\n",
             repo.display(),
             data_dir().join("s3").display()
         ),
     )
     .unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_meshgate"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(dir.path().join("meshgate.toml"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = stdout
-            .next_line()
-            .await
-            .unwrap()
-            .expect("the server's stdout");
-        if let Some(addr) = line.strip_prefix("listening on ") {
-            break addr.to_string();
-        }
-    };
-    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (mut child, addr, mut stderr) =
+        crate::publish::serve(&dir.path().join("meshgate.toml")).await;
     let pid = child.id().unwrap().to_string();
     let mut hangup = async |expect: &str| {
         let status = std::process::Command::new("kill")
@@ -668,21 +649,8 @@ async fn sighup_reloads_policies_and_a_failed_reload_keeps_the_last_good_version
             .status()
             .unwrap();
         assert!(status.success());
-        let wait = async {
-            loop {
-                let line = stderr
-                    .next_line()
-                    .await
-                    .unwrap()
-                    .expect("the server's stderr");
-                if line.contains("policies reloaded") || line.contains("policy reload") {
-                    return line;
-                }
-            }
-        };
-        let line = tokio::time::timeout(std::time::Duration::from_secs(30), wait)
-            .await
-            .unwrap();
+        // Either outcome: "published the mesh from ..." or "publishing the mesh from ... failed".
+        let line = crate::publish::line_with(&mut stderr, "the mesh from").await;
         assert!(line.contains(expect), "{line}");
     };
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
@@ -707,7 +675,7 @@ async fn sighup_reloads_policies_and_a_failed_reload_keeps_the_last_good_version
     let mut text = std::fs::read_to_string(&access).unwrap();
     text.push_str("p, cib-reporting, reference, reference.counterparties, read, deny\n");
     std::fs::write(&access, &text).unwrap();
-    hangup("policies reloaded").await;
+    hangup("published the mesh").await;
     assert_eq!(
         count("cib-reporting").await,
         Err(tonic::Code::PermissionDenied)
@@ -717,14 +685,14 @@ async fn sighup_reloads_policies_and_a_failed_reload_keeps_the_last_good_version
     // A bad policy file and then an unreadable directory: both refused, the revocation stays
     // and everyone else keeps their access.
     std::fs::write(&access, text.replace("read, deny", "Read, deny")).unwrap();
-    hangup("policy reload from").await;
+    hangup("failed; still serving policy version").await;
     assert_eq!(
         count("cib-reporting").await,
         Err(tonic::Code::PermissionDenied)
     );
     assert_eq!(count("risk-officer").await, Ok(()));
     std::fs::rename(&policies, dir.path().join("gone")).unwrap();
-    hangup("still enforcing version").await;
+    hangup("failed; still serving policy version").await;
     assert_eq!(
         count("cib-reporting").await,
         Err(tonic::Code::PermissionDenied)

@@ -151,7 +151,7 @@ async fn request_approve_revoke_and_who_may_do_what(kind: Kind) {
     let place = Place::new(kind);
     let store = place.open().await;
     let catalog = catalog();
-    let flow = Workflow::new(store.as_ref(), &catalog);
+    let flow = Workflow::new(store.as_ref(), std::sync::Arc::new(catalog.clone()));
     let check = no_filter_check();
     let generation = store.grant_generation().await.unwrap();
 
@@ -298,7 +298,7 @@ async fn requests_are_checked_rejected_and_cancelled(kind: Kind) {
     let place = Place::new(kind);
     let store = place.open().await;
     let catalog = catalog();
-    let flow = Workflow::new(store.as_ref(), &catalog);
+    let flow = Workflow::new(store.as_ref(), std::sync::Arc::new(catalog.clone()));
 
     let err = flow
         .request("intern", ask("reference.nothing", &[]))
@@ -403,7 +403,7 @@ async fn grants_and_requests_expire_and_state_survives_a_reopen(kind: Kind) {
     let (grant_id, request_id) = {
         let store = place.open().await;
         assert_eq!(place.applied_migrations().await, place.all_migrations());
-        let flow = Workflow::new(store.as_ref(), &catalog);
+        let flow = Workflow::new(store.as_ref(), std::sync::Arc::new(catalog.clone()));
         let check = no_filter_check();
         let r = flow
             .request("intern", ask("reference.counterparties", &[]))
@@ -691,7 +691,7 @@ async fn audit_reads_apply_the_viewers_rule_and_one_page_in_the_store(kind: Kind
 
     // Through the workflow: an owner of markets.trades sees its records, not the statements
     // of others; intern sees only theirs.
-    let flow = Workflow::new(store.as_ref(), &catalog);
+    let flow = Workflow::new(store.as_ref(), std::sync::Arc::new(catalog.clone()));
     let owner_id = catalog
         .product("markets.trades")
         .unwrap()
@@ -728,7 +728,7 @@ async fn request_and_grant_reads_apply_the_viewers_rule_in_the_store(kind: Kind)
     let place = Place::new(kind);
     let store = place.open().await;
     let catalog = catalog();
-    let flow = Workflow::new(store.as_ref(), &catalog);
+    let flow = Workflow::new(store.as_ref(), std::sync::Arc::new(catalog.clone()));
     for (who, product) in [
         ("intern", "reference.counterparties"),
         ("intern", "markets.trades"),
@@ -798,7 +798,7 @@ async fn an_old_store_is_upgraded_and_keeps_its_records(kind: Kind) {
     let place = Place::new(kind);
     let catalog = catalog();
     let old = place.open_at(Some(place.before_replica())).await;
-    let request = Workflow::new(old.as_ref(), &catalog)
+    let request = Workflow::new(old.as_ref(), std::sync::Arc::new(catalog.clone()))
         .request("intern", ask("reference.counterparties", &[]))
         .await
         .unwrap();
@@ -850,13 +850,13 @@ async fn two_gateways_on_one_store_see_each_others_decisions(kind: Kind) {
     let catalog = catalog();
     let check = no_filter_check();
     let seen_by_b = b.grant_generation().await.unwrap();
-    let request = Workflow::new(a.as_ref(), &catalog)
+    let request = Workflow::new(a.as_ref(), std::sync::Arc::new(catalog.clone()))
         .request("intern", ask("reference.counterparties", &[]))
         .await
         .unwrap();
     let (flow_a, flow_b) = (
-        Workflow::new(a.as_ref(), &catalog),
-        Workflow::new(b.as_ref(), &catalog),
+        Workflow::new(a.as_ref(), std::sync::Arc::new(catalog.clone())),
+        Workflow::new(b.as_ref(), std::sync::Arc::new(catalog.clone())),
     );
     let (on_a, on_b) = tokio::join!(
         flow_a.approve("ref-owner", &request.id, Approval::default(), &check),
@@ -875,7 +875,7 @@ async fn two_gateways_on_one_store_see_each_others_decisions(kind: Kind) {
             assert_eq!(in_force, std::slice::from_ref(&grant));
             // Revoked through b: a no longer has it in force.
             let before = a.grant_generation().await.unwrap();
-            Workflow::new(b.as_ref(), &catalog)
+            Workflow::new(b.as_ref(), std::sync::Arc::new(catalog.clone()))
                 .revoke("ref-owner", &grant.id, Some("left the team".into()))
                 .await
                 .unwrap();

@@ -22,6 +22,7 @@ mod lakes;
 mod layers;
 mod lint;
 mod policies;
+mod publish;
 mod reference_mesh;
 mod replicas;
 mod store;

@@ -17,6 +17,7 @@ use output::Output;
 
 mod client;
 mod output;
+mod publish;
 mod terminal;
 
 const EXAMPLES: &str = "\
@@ -1024,7 +1025,11 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 ),
                 None => None,
             };
-            let policies = Some(loaded.policies_dir);
+            let mesh_dirs = Some(publish::MeshDirs {
+                products: loaded.products_dir,
+                policies: loaded.policies_dir,
+                watch: loaded.watch,
+            });
             let listeners = Listeners {
                 flight: listener,
                 ops,
@@ -1043,7 +1048,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                     ),
                 );
             }
-            serve(loaded.gateway, loaded.flight, listeners, false, policies).await?;
+            serve(loaded.gateway, loaded.flight, listeners, false, mesh_dirs).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Worker { config, listen } => {
@@ -1232,12 +1237,14 @@ async fn check(path: &std::path::Path, strict: bool) -> Result<ExitCode, String>
         },
         _ => Vec::new(),
     };
+    let unpublished = meshgate::check::storage_warnings(&config.catalog, &config.storage);
     let opened = Gateway::open(config).await;
     let mut warnings = match &opened {
         Ok(gateway) => meshgate::check::warnings(gateway, &gateway.lake_status().await),
         Err(_) => Vec::new(),
     };
     warnings.extend(workers);
+    warnings.extend(unpublished);
     let _ = std::fs::remove_dir_all(&scratch);
     let gateway = opened.map_err(|e| format!("{}: {e}", path.display()))?;
     for warning in &warnings {
@@ -1486,15 +1493,15 @@ async fn serve(
     flight: FlightConfig,
     listeners: Listeners,
     demo: bool,
-    policies_dir: Option<PathBuf>,
+    mesh_dirs: Option<publish::MeshDirs>,
 ) -> Result<(), String> {
     let Listeners {
         flight: listener,
         ops,
     } = listeners;
     let gateway = Gateway::open(config).await.map_err(|e| e.to_string())?;
-    if let Some(dir) = policies_dir {
-        tokio::spawn(reload_on_hangup(gateway.clone(), dir));
+    if let Some(dirs) = mesh_dirs {
+        tokio::spawn(publish::publish_on_change(gateway.clone(), dirs));
     }
     // Listed once: the lines below and the warnings after them.
     let lakes = gateway.lake_status().await;
@@ -1559,27 +1566,9 @@ async fn serve(
         .map_err(|e| e.to_string())
 }
 
-/// On SIGHUP, re-read the policy directory and reload it whole. A directory that cannot be
-/// read or a policy that does not load changes nothing: the last good version stays in force.
-async fn reload_on_hangup(gateway: Gateway, dir: PathBuf) {
-    let current = gateway.clone();
-    reload_policies_on_hangup(
-        dir,
-        move || current.policies().fingerprint().to_string(),
-        move |sources| {
-            let gateway = gateway.clone();
-            async move {
-                gateway
-                    .reload_policies(&sources)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-        },
-    )
-    .await
-}
-
-/// The SIGHUP loop of [`reload_on_hangup`], for a gateway or a worker.
+/// On SIGHUP, re-read a worker's policy directory and reload it whole. A directory that
+/// cannot be read or a policy that does not load changes nothing: the last good version
+/// stays in force.
 async fn reload_policies_on_hangup<R, F>(dir: PathBuf, current: impl Fn() -> String, reload: R)
 where
     R: Fn(meshgate::policy::PolicySources) -> F,

@@ -63,6 +63,7 @@ pub(crate) fn scan_bytes(plan: &Arc<dyn ExecutionPlan>) -> u64 {
 /// enough, with workers to run it; `None` to run it in process.
 pub(crate) async fn distribute(
     shared: &Shared,
+    scope: &crate::scope::QueryScope,
     state: &SessionState,
     logical: &LogicalPlan,
     physical: &Arc<dyn ExecutionPlan>,
@@ -107,7 +108,7 @@ pub(crate) async fn distribute(
             network: Arc::clone(&distribution.network),
             workers: Arc::clone(&workers),
         })
-        .with_distributed_user_codec(shared.seal_codec())
+        .with_distributed_user_codec(scope.mesh().seal_codec.clone())
         .with_distributed_desired_task_count_handler(wire::desired_task_count)
         .with_distributed_scale_up_leaf_node_handler(wire::scale_up)
         .with_distributed_file_scan_config_bytes_per_partition(
@@ -139,6 +140,7 @@ fn recursive(plan: &Arc<dyn ExecutionPlan>) -> bool {
 /// pushed predicates; never the row filter, a mask or a key). `None` for anything else.
 pub(crate) async fn explain(
     shared: &Shared,
+    scope: &crate::scope::QueryScope,
     state: &SessionState,
     logical: &LogicalPlan,
 ) -> Result<Option<Arc<dyn ExecutionPlan>>, GatewayError> {
@@ -155,7 +157,7 @@ pub(crate) async fn explain(
         .create_physical_plan(&query)
         .await
         .map_err(GatewayError::from_planning)?;
-    let Some(distributed) = distribute(shared, state, &query, &physical).await? else {
+    let Some(distributed) = distribute(shared, scope, state, &query, &physical).await? else {
         return Ok(None);
     };
     let mut plans: Vec<StringifiedPlan> = explain

@@ -80,8 +80,16 @@ impl Gateway {
         self.shared.users().names().map(str::to_string).collect()
     }
 
-    pub fn catalog(&self) -> &Catalog {
+    /// The catalog in force now (a publish replaces it; hold the returned one for a
+    /// consistent view).
+    pub fn catalog(&self) -> Arc<Catalog> {
         self.shared.catalog()
+    }
+
+    /// When the mesh version in force was published (milliseconds since the epoch): the
+    /// gateway's start, or its last [`Gateway::publish`].
+    pub fn published_at(&self) -> i64 {
+        self.shared.mesh().published_at
     }
 
     /// The policy version in force now (each query layers the grants in force on it).
@@ -110,7 +118,10 @@ impl Gateway {
     /// Whether `filter` can serve as a grant's row filter on `product` (what
     /// [`Workflow::approve`] needs to check an approval).
     pub fn check_grant_filter(&self, product: &Product, filter: &str) -> Result<(), String> {
-        self.shared.compiler().check_grant_filter(product, filter)
+        let mesh = self.shared.mesh();
+        self.shared
+            .compiler(&mesh)
+            .check_grant_filter(product, filter)
     }
 
     /// Which governance records `principal` sees (the rule is governance's, see
@@ -154,9 +165,25 @@ impl Gateway {
     /// Load new policy sources and, only if they validate, make them the version in force.
     /// On error the previous version stays in force.
     pub async fn reload_policies(&self, sources: &PolicySources) -> Result<String, GatewayError> {
-        let policies = PolicySet::load(self.shared.catalog(), sources).await?;
+        let policies = PolicySet::load(&self.shared.catalog(), sources).await?;
         let fingerprint = policies.fingerprint().to_string();
         self.shared.replace_policies(policies)?;
         Ok(fingerprint)
+    }
+
+    /// Publish a new version of the mesh: `catalog` (products added, changed or removed)
+    /// with the policies of `sources`. Only if all of it checks (the policies against the
+    /// catalog, every product's lake opened with the gateway's storage settings, every row
+    /// filter compiled) does it become the version the next query sees; queries running now
+    /// finish on the version they started with. On error the previous version stays in
+    /// force, untouched. Returns the new policy version.
+    pub async fn publish(
+        &self,
+        catalog: Catalog,
+        sources: &PolicySources,
+    ) -> Result<String, GatewayError> {
+        let mesh = self.shared.publish(catalog, sources).await?;
+        let version = mesh.policies.load().fingerprint().to_string();
+        Ok(version)
     }
 }

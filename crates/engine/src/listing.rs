@@ -73,7 +73,7 @@ pub(crate) fn tables_in(scope: &QueryScope, domain: &str) -> Vec<Resolved> {
 /// Every table and view the caller may read, with the columns they see.
 pub(crate) async fn tables(scope: &Arc<QueryScope>) -> Vec<VisibleTable> {
     scope.prepare_listing().await;
-    let catalog = scope.shared().catalog();
+    let catalog = scope.catalog();
     let mut out = Vec::new();
     for domain in catalog.domains() {
         for resolved in tables_in(scope, domain) {
@@ -112,7 +112,7 @@ pub(crate) async fn tables(scope: &Arc<QueryScope>) -> Vec<VisibleTable> {
 /// would ask for); in one they may read, a column hidden from them, or a table or view that
 /// does not resolve for them, is absent, as in every other listing.
 pub(crate) async fn columns(scope: &Arc<QueryScope>) -> Vec<ListedColumn<'_>> {
-    let catalog = scope.shared().catalog();
+    let catalog = scope.catalog();
     let mut out = Vec::new();
     for product in catalog.products() {
         let admitted = scope

@@ -21,7 +21,7 @@ use crate::names::CATALOG;
 use crate::params;
 use crate::providers::SecureCatalogList;
 use crate::scope::{QueryScope, ViewPlanner};
-use crate::shared::Shared;
+use crate::shared::{MeshState, Shared};
 use crate::{lockdown, shape};
 
 /// The longest statement accepted (a guard against oversized requests, not a feature).
@@ -52,12 +52,13 @@ impl ViewPlanner for Planner {
 /// A scope for one query of `principal` under `policies`.
 pub(crate) fn scope(
     shared: Arc<Shared>,
+    (mesh, policies): (Arc<MeshState>, Arc<PolicySet>),
     principal: Principal,
-    policies: Arc<PolicySet>,
     default_schema: Option<String>,
 ) -> Arc<QueryScope> {
     Arc::new(QueryScope::new(
         shared,
+        mesh,
         Arc::new(Planner),
         principal,
         policies,
@@ -81,7 +82,7 @@ fn state(scope: &Arc<QueryScope>) -> SessionState {
         disk_manager: Arc::clone(&runtime.disk_manager),
         cache_manager: Arc::clone(&runtime.cache_manager),
         object_store_registry: Arc::new(MeshStores::new(
-            shared.lakes().store(Some(Arc::clone(&scope.io))),
+            scope.mesh().lakes.store(Some(Arc::clone(&scope.io))),
         )),
     };
     let mut builder = SessionStateBuilder::new_from_existing(shared.template().clone())

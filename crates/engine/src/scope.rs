@@ -22,7 +22,7 @@ use meshgate_storage::IoCounters;
 use crate::error::GatewayError;
 use crate::names::{CATALOG, TableKind};
 use crate::protected::ProtectedTable;
-use crate::shared::Shared;
+use crate::shared::{MeshState, Shared};
 
 /// Plans a published view's definition as the scope's caller. The query layer implements
 /// it (planning needs the catalog this scope feeds, so it sits above).
@@ -90,6 +90,8 @@ pub(crate) type Resolution = Result<Resolved, Denial>;
 #[derive(Debug)]
 pub(crate) struct QueryScope {
     shared: Arc<Shared>,
+    /// The mesh version this query runs on, from its start to its end.
+    mesh: Arc<MeshState>,
     planner: Arc<dyn ViewPlanner>,
     principal: Principal,
     policies: Arc<PolicySet>,
@@ -111,6 +113,7 @@ pub(crate) struct QueryScope {
 impl QueryScope {
     pub(crate) fn new(
         shared: Arc<Shared>,
+        mesh: Arc<MeshState>,
         planner: Arc<dyn ViewPlanner>,
         principal: Principal,
         policies: Arc<PolicySet>,
@@ -118,6 +121,7 @@ impl QueryScope {
     ) -> Self {
         Self {
             shared,
+            mesh,
             planner,
             principal,
             policies,
@@ -146,11 +150,7 @@ impl QueryScope {
                 TableReference::Full { .. } => None,
             };
             if let Some(schema) = schema
-                && self
-                    .shared
-                    .catalog()
-                    .table(schema, reference.table())
-                    .is_some()
+                && self.mesh.catalog.table(schema, reference.table()).is_some()
             {
                 named.insert((schema.to_string(), reference.table().to_string()));
             }
@@ -177,7 +177,7 @@ impl QueryScope {
             .collect();
         keys.into_iter()
             .filter_map(|key| {
-                let (product, table) = self.shared.catalog().table(&key.0, &key.1)?;
+                let (product, table) = self.mesh.catalog.table(&key.0, &key.1)?;
                 let outcome = match resolved.get(key) {
                     Some(Ok(Resolved::Table(t))) => Ok(Some(t.policy().policy_id.clone())),
                     Some(Ok(Resolved::View { .. })) => Ok(None),
@@ -202,6 +202,16 @@ impl QueryScope {
 
     pub(crate) fn shared(&self) -> &Shared {
         &self.shared
+    }
+
+    /// The mesh version of this query.
+    pub(crate) fn mesh(&self) -> &MeshState {
+        &self.mesh
+    }
+
+    /// The catalog of this query's mesh version.
+    pub(crate) fn catalog(&self) -> &meshgate_catalog::Catalog {
+        &self.mesh.catalog
     }
 
     /// The schema unqualified names resolve in, if the session set one.
@@ -245,7 +255,7 @@ impl QueryScope {
         if let Some(hit) = self.cached(&key) {
             return Some(hit);
         }
-        let (product, table) = self.shared.catalog().table(domain, name)?;
+        let (product, table) = self.mesh.catalog.table(domain, name)?;
         let resolution = match &table.view {
             // Boxed: planning a view resolves the tables it reads, possibly views again.
             Some(sql) => Box::pin(self.plan_view(product, table, sql)).await,
@@ -258,7 +268,7 @@ impl QueryScope {
     fn resolve_table(&self, product: &Product, table: &Table) -> Resolution {
         let policy = self.policies.resolve(&self.principal, product, table)?;
         let policy_id = policy.policy_id.clone();
-        self.shared.compiler().protected_table(policy, Arc::clone(&self.io), self.policies.fingerprint()).map(|t| Resolved::Table(Arc::new(t))).map_err(|reason| {
+        self.shared.compiler(&self.mesh).protected_table(policy, Arc::clone(&self.io), self.policies.fingerprint()).map(|t| Resolved::Table(Arc::new(t))).map_err(|reason| {
             // A policy that does not compile denies; it never falls back to raw data.
             tracing::error!(principal = self.principal.id(), product = %product.id, table = %table.name, %reason, "policy does not compile");
             Denial::Unresolvable {
@@ -331,8 +341,8 @@ impl QueryScope {
             return;
         }
         let names: Vec<(String, String)> = self
-            .shared
-            .catalog()
+            .mesh
+            .catalog
             .products()
             .flat_map(|p| p.tables.iter().map(|t| (p.domain.clone(), t.name.clone())))
             .collect();
@@ -346,7 +356,7 @@ impl QueryScope {
     /// appear once resolved (see [`QueryScope::prepare_listing`]).
     pub(crate) fn visible(&self, domain: &str) -> Vec<Resolved> {
         let mut out = Vec::new();
-        for (product, table) in self.shared.catalog().tables_in_domain(domain) {
+        for (product, table) in self.mesh.catalog.tables_in_domain(domain) {
             let key = (domain.to_string(), table.name.clone());
             let resolution = match self.cached(&key) {
                 Some(hit) => hit,

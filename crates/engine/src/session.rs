@@ -72,8 +72,8 @@ impl Session {
     async fn scope(&self) -> Result<Arc<QueryScope>, GatewayError> {
         Ok(plan::scope(
             Arc::clone(&self.shared),
-            self.principal.clone(),
             self.shared.current_policies().await?,
+            self.principal.clone(),
             self.default_schema.clone(),
         ))
     }
@@ -150,11 +150,17 @@ impl Session {
         // Large enough, and with workers to take it, the query is cut into stages for them.
         let planned = match planned {
             Ok((state, logical, physical)) => {
-                match distribute::explain(&self.shared, &state, &logical).await {
+                match distribute::explain(&self.shared, &scope, &state, &logical).await {
                     Ok(Some(explained)) => Ok((state, logical, explained, None)),
                     Ok(None) => {
-                        match distribute::distribute(&self.shared, &state, &logical, &physical)
-                            .await
+                        match distribute::distribute(
+                            &self.shared,
+                            &scope,
+                            &state,
+                            &logical,
+                            &physical,
+                        )
+                        .await
                         {
                             Ok(distributed) => Ok((state, logical, physical, distributed)),
                             Err(error) => Err(error),

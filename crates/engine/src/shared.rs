@@ -46,14 +46,35 @@ impl Template for SessionState {
 /// Functions consumers may not call: they describe the deployment, not the mesh.
 const HIDDEN_FUNCTIONS: &[&str] = &["version"];
 
+/// One published version of the mesh: its catalog, its policies, the lakes and raw tables
+/// of its products. A query holds one version from its start to its end; publishing builds
+/// a new one, checks it whole and swaps it in, so a query never sees a product of one
+/// version with the policies of another.
+#[derive(Debug)]
+pub(crate) struct MeshState {
+    pub(crate) catalog: Arc<Catalog>,
+    /// The policy version of this catalog, layered with the grants in force (the grant
+    /// refresh and a policy reload swap it). Shared with the seal codec, which checks a
+    /// sealed scan it receives against it.
+    pub(crate) policies: Arc<ArcSwap<PolicySet>>,
+    pub(crate) lakes: Lakes,
+    /// The raw (unprotected) scan of each product table. Never registered in any catalog:
+    /// reachable only through a `ProtectedTable`.
+    pub(crate) raw_tables: RawTables,
+    /// Encodes sealed scans for workers (and decodes them, for stages this node runs).
+    pub(crate) seal_codec: SealCodec,
+    /// When this version was published (milliseconds since the epoch).
+    pub(crate) published_at: i64,
+}
+
 #[derive(Debug)]
 pub(crate) struct Shared {
-    catalog: Arc<Catalog>,
-    /// Shared with the seal codec, which checks a sealed scan it receives against it.
-    policies: Arc<ArcSwap<PolicySet>>,
+    /// The mesh version in force; see [`MeshState`].
+    mesh: ArcSwap<MeshState>,
+    /// Where new products' lakes are opened from, on publish.
+    storage: meshgate_storage::StorageConfig,
     users: UserDirectory,
     master_key: MasterKey,
-    lakes: Lakes,
     /// The runtime every query shares: memory pool, spill directory and the caches (Parquet
     /// metadata above all, so footers are read once per file, not once per session). Each
     /// query gets its own object store registry on top, to count its own requests.
@@ -61,9 +82,6 @@ pub(crate) struct Shared {
     /// A fully configured DataFusion session (functions, options) that every query's state
     /// is copied from (see [`Template`] for why it is behind a trait object).
     template: Box<dyn Template>,
-    /// The raw (unprotected) scan of each product table. Never registered in any catalog:
-    /// reachable only through a `ProtectedTable`.
-    raw_tables: RawTables,
     /// Running slots and the queue for them.
     admission: Admission,
     governance: Arc<dyn GovernanceStore>,
@@ -74,8 +92,6 @@ pub(crate) struct Shared {
     /// Held while the grants in force are re-read, so concurrent queries re-read once.
     grant_refresh: tokio::sync::Mutex<()>,
     distribution: Option<Distribution>,
-    /// Encodes sealed scans for workers (and decodes them, for stages this node runs).
-    seal_codec: SealCodec,
 }
 
 impl Shared {
@@ -83,14 +99,6 @@ impl Shared {
     /// shared runtime. Any problem is an error; nothing is half-opened.
     pub(crate) async fn open(config: GatewayConfig) -> Result<Self, GatewayError> {
         let catalog = Arc::new(config.catalog);
-        if catalog.domains().contains(SYSTEM_SCHEMA) {
-            return Err(GatewayError::Config(format!(
-                "the domain name `{SYSTEM_SCHEMA}` is reserved for the mesh catalog's own tables"
-            )));
-        }
-        let policies = PolicySet::load(&catalog, &config.policies).await?;
-        let lakes = Lakes::open(&catalog, &config.storage)
-            .map_err(|e| GatewayError::Config(e.to_string()))?;
 
         let mut runtime = RuntimeEnvBuilder::new();
         if let Some(limit) = config.memory_limit {
@@ -143,24 +151,14 @@ impl Shared {
                 .map_err(|e| GatewayError::Config(e.to_string()))?;
         }
 
-        let parquet_options = template.table_options().parquet.clone();
-        let view_types = parquet_options.global.schema_force_view_types;
-        let mut raw_tables = RawTables::new();
-        for product in catalog.products() {
-            for table in product.tables.iter().filter(|t| !t.is_view()) {
-                let format = ParquetFormat::default().with_options(parquet_options.clone());
-                let raw = LakeTable::new(Arc::clone(product), table.clone(), view_types, format);
-                raw_tables.insert((product.domain.clone(), table.name.clone()), Arc::new(raw));
-            }
-        }
-
-        Compiler {
-            template: &template,
-            raw_tables: &raw_tables,
-            lakes: &lakes,
-            master_key: &config.master_key,
-        }
-        .validate_row_filters(&policies, &catalog)?;
+        let mesh = MeshState::build(
+            &template,
+            Arc::clone(&catalog),
+            &config.policies,
+            &config.storage,
+            &config.master_key,
+        )
+        .await?;
 
         let governance = config.governance.open().await?;
         let lineage = config
@@ -173,17 +171,13 @@ impl Shared {
                 meshgate_protect::MASTER_KEY_ENV
             );
         }
-        let policies = Arc::new(ArcSwap::from_pointee(policies));
-        let seal_codec = seal_codec(&lakes, &config.master_key, &policies);
         Ok(Self {
-            catalog,
-            policies,
+            mesh: ArcSwap::from_pointee(mesh),
+            storage: config.storage,
             users: config.users.unwrap_or_default(),
             master_key: config.master_key,
-            lakes,
             runtime,
             template: Box::new(template),
-            raw_tables,
             admission: Admission::new(config.limits),
             governance,
             audit: config.audit,
@@ -192,42 +186,65 @@ impl Shared {
             lineage,
             grant_refresh: tokio::sync::Mutex::new(()),
             distribution: config.distribution,
-            seal_codec,
         })
+    }
+
+    /// The mesh version in force now.
+    pub(crate) fn mesh(&self) -> Arc<MeshState> {
+        self.mesh.load_full()
+    }
+
+    /// Make `catalog` with `sources` the mesh version in force, once the whole of it checks
+    /// (policies against the catalog, every product's lake opened, every row filter
+    /// compiled). On error the previous version stays in force, untouched.
+    pub(crate) async fn publish(
+        &self,
+        catalog: Catalog,
+        sources: &meshgate_policy::PolicySources,
+    ) -> Result<Arc<MeshState>, GatewayError> {
+        let mesh = Arc::new(
+            MeshState::build(
+                self.template.state(),
+                Arc::new(catalog),
+                sources,
+                &self.storage,
+                &self.master_key,
+            )
+            .await?,
+        );
+        self.mesh.store(Arc::clone(&mesh));
+        if let Some(lineage) = &self.lineage {
+            lineage.set_catalog(Arc::clone(&mesh.catalog));
+        }
+        Ok(mesh)
     }
 
     pub(crate) fn distribution(&self) -> Option<&Distribution> {
         self.distribution.as_ref()
     }
 
-    pub(crate) fn seal_codec(&self) -> SealCodec {
-        self.seal_codec.clone()
-    }
-
-    pub(crate) fn catalog(&self) -> &Arc<Catalog> {
-        &self.catalog
+    /// The catalog in force now.
+    pub(crate) fn catalog(&self) -> Arc<Catalog> {
+        Arc::clone(&self.mesh.load().catalog)
     }
 
     /// The policy version in force now, without the grants (see [`Self::current_policies`]).
     pub(crate) fn policies(&self) -> Arc<PolicySet> {
-        self.policies.load_full()
+        self.mesh.load().policies.load_full()
     }
 
-    /// Make `policies` the version in force, once they compile against every table. On
-    /// error the previous version stays in force.
+    /// Make `policies` the version in force for the catalog in force, once they compile
+    /// against every table. On error the previous version stays in force.
     pub(crate) fn replace_policies(&self, policies: PolicySet) -> Result<(), GatewayError> {
-        self.compiler()
-            .validate_row_filters(&policies, &self.catalog)?;
-        self.policies.store(Arc::new(policies));
+        let mesh = self.mesh.load_full();
+        self.compiler(&mesh)
+            .validate_row_filters(&policies, &mesh.catalog)?;
+        mesh.policies.store(Arc::new(policies));
         Ok(())
     }
 
     pub(crate) fn users(&self) -> &UserDirectory {
         &self.users
-    }
-
-    pub(crate) fn lakes(&self) -> &Lakes {
-        &self.lakes
     }
 
     pub(crate) fn runtime(&self) -> &Arc<RuntimeEnv> {
@@ -276,22 +293,23 @@ impl Shared {
         self.lineage.as_ref()
     }
 
-    /// What compiling a caller's policy into a protected table takes.
-    pub(crate) fn compiler(&self) -> Compiler<'_> {
+    /// What compiling a caller's policy into a protected table of `mesh` takes.
+    pub(crate) fn compiler<'a>(&'a self, mesh: &'a MeshState) -> Compiler<'a> {
         Compiler {
             template: self.template.state(),
-            raw_tables: &self.raw_tables,
-            lakes: &self.lakes,
+            raw_tables: &mesh.raw_tables,
+            lakes: &mesh.lakes,
             master_key: &self.master_key,
         }
     }
 
-    /// The access workflow over this gateway's store and catalog (see [`Rules`]).
+    /// The access workflow over this gateway's store and the catalog in force (see
+    /// [`Rules`]).
     pub(crate) fn workflow<'a>(
         &'a self,
         caller: Option<&'a meshgate_policy::Principal>,
     ) -> Workflow<'a> {
-        Workflow::new(self.governance.as_ref(), &self.catalog).with_rules(Rules {
+        Workflow::new(self.governance.as_ref(), self.catalog()).with_rules(Rules {
             shared: self,
             caller,
         })
@@ -300,20 +318,28 @@ impl Shared {
     /// What each product's lake holds now (see [`crate::Gateway::lake_status`]).
     pub(crate) async fn lake_status(&self) -> Vec<LakeStatus> {
         let cache = Some(self.runtime.cache_manager.get_file_metadata_cache());
-        self.lakes.status(&self.catalog, cache).await
+        let mesh = self.mesh();
+        mesh.lakes.status(&mesh.catalog, cache).await
     }
 
     /// The policy version in force with the grants in force now. Re-reads the grants when
     /// the store's grant generation moved or a grant's time ran out, so a decision applies
     /// from the very next query. A store that cannot be read refuses the query.
-    pub(crate) async fn current_policies(&self) -> Result<Arc<PolicySet>, GatewayError> {
+    /// With them, the mesh version they belong to.
+    pub(crate) async fn current_policies(
+        &self,
+    ) -> Result<(Arc<MeshState>, Arc<PolicySet>), GatewayError> {
         let started = std::time::Instant::now();
-        let current = self.current_policies_untimed().await;
+        let mesh = self.mesh();
+        let current = self.current_policies_untimed(&mesh).await;
         self.metrics.policy_resolution(started.elapsed());
-        current
+        current.map(|policies| (mesh, policies))
     }
 
-    async fn current_policies_untimed(&self) -> Result<Arc<PolicySet>, GatewayError> {
+    async fn current_policies_untimed(
+        &self,
+        mesh: &MeshState,
+    ) -> Result<Arc<PolicySet>, GatewayError> {
         let unavailable = |e: &dyn std::fmt::Display| {
             tracing::error!(error = %e, "governance store unavailable; refusing queries");
             GatewayError::Unavailable(
@@ -334,12 +360,12 @@ impl Shared {
             .await
             .map_err(|e| unavailable(&e))?;
         let now = now_millis();
-        let current = self.policies.load_full();
+        let current = mesh.policies.load_full();
         if fresh(&current, generation, now) {
             return Ok(current);
         }
         let _refresh = self.grant_refresh.lock().await;
-        let current = self.policies.load_full();
+        let current = mesh.policies.load_full();
         if fresh(&current, generation, now) {
             return Ok(current);
         }
@@ -357,12 +383,12 @@ impl Shared {
         );
         let layered = Arc::new(
             current
-                .with_grants(&self.catalog, grants, generation, now)
+                .with_grants(&mesh.catalog, grants, generation, now)
                 .await
                 .map_err(|e| unavailable(&e))?,
         );
         // A policy reload that happened meanwhile wins; its grants are layered next query.
-        self.policies
+        mesh.policies
             .compare_and_swap(&current, Arc::clone(&layered));
         Ok(layered)
     }
@@ -389,12 +415,7 @@ impl AccessRules for Rules<'_> {
                 .cloned()
                 .unwrap_or_else(|| meshgate_policy::Principal::new(principal)),
         };
-        match self
-            .shared
-            .policies
-            .load()
-            .closed_by_rule(&principal, product)
-        {
+        match self.shared.policies().closed_by_rule(&principal, product) {
             Ok(false) => Ok(()),
             Ok(true) => Err(format!(
                 "a deny rule of the access rules closes `{}` to `{}`, and a deny rule wins over any grant",
@@ -403,6 +424,54 @@ impl AccessRules for Rules<'_> {
             )),
             Err(denial) => Err(denial.to_string()),
         }
+    }
+}
+
+impl MeshState {
+    /// A mesh version: `catalog` with the policies of `sources`, each product's lake opened
+    /// from `storage`, and every row filter compiled. Any problem is an error.
+    pub(crate) async fn build(
+        template: &SessionState,
+        catalog: Arc<Catalog>,
+        sources: &meshgate_policy::PolicySources,
+        storage: &meshgate_storage::StorageConfig,
+        master_key: &MasterKey,
+    ) -> Result<Self, GatewayError> {
+        if catalog.domains().contains(SYSTEM_SCHEMA) {
+            return Err(GatewayError::Config(format!(
+                "the domain name `{SYSTEM_SCHEMA}` is reserved for the mesh catalog's own tables"
+            )));
+        }
+        let policies = PolicySet::load(&catalog, sources).await?;
+        let lakes =
+            Lakes::open(&catalog, storage).map_err(|e| GatewayError::Config(e.to_string()))?;
+        let parquet_options = template.table_options().parquet.clone();
+        let view_types = parquet_options.global.schema_force_view_types;
+        let mut raw_tables = RawTables::new();
+        for product in catalog.products() {
+            for table in product.tables.iter().filter(|t| !t.is_view()) {
+                let format = ParquetFormat::default().with_options(parquet_options.clone());
+                let raw = LakeTable::new(Arc::clone(product), table.clone(), view_types, format);
+                raw_tables.insert((product.domain.clone(), table.name.clone()), Arc::new(raw));
+            }
+        }
+        Compiler {
+            template,
+            raw_tables: &raw_tables,
+            lakes: &lakes,
+            master_key,
+        }
+        .validate_row_filters(&policies, &catalog)?;
+        let policies = Arc::new(ArcSwap::from_pointee(policies));
+        let seal_codec = seal_codec(&lakes, master_key, &policies);
+        Ok(Self {
+            catalog,
+            policies,
+            lakes,
+            raw_tables,
+            seal_codec,
+            published_at: now_millis(),
+        })
     }
 }
 

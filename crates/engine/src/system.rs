@@ -210,7 +210,7 @@ impl SystemSchema {
         } else {
             (
                 shared.lake_status().await,
-                shared.catalog().products().collect(),
+                self.scope.catalog().products().collect(),
             )
         };
         let policies = self.scope.policies();
@@ -293,7 +293,7 @@ impl SystemSchema {
     }
 
     fn tables(&self) -> Result<Arc<dyn TableProvider>> {
-        let catalog = self.scope.shared().catalog();
+        let catalog = self.scope.catalog();
         let rows: Vec<_> = catalog
             .products()
             .filter(|_| !self.empty)

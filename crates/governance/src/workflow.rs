@@ -69,7 +69,7 @@ pub trait AccessRules: Send + Sync {
 #[derive(Clone)]
 pub struct Workflow<'a> {
     store: &'a dyn GovernanceStore,
-    catalog: &'a Catalog,
+    catalog: std::sync::Arc<Catalog>,
     rules: Option<std::sync::Arc<dyn AccessRules + 'a>>,
 }
 
@@ -87,7 +87,9 @@ fn new_id(prefix: &str) -> String {
 }
 
 impl<'a> Workflow<'a> {
-    pub fn new(store: &'a dyn GovernanceStore, catalog: &'a Catalog) -> Self {
+    /// A workflow over `store` for the products of `catalog` (the version in force: a
+    /// gateway hands in the one it serves now).
+    pub fn new(store: &'a dyn GovernanceStore, catalog: std::sync::Arc<Catalog>) -> Self {
         Self {
             store,
             catalog,
@@ -118,10 +120,10 @@ impl<'a> Workflow<'a> {
         }
     }
 
-    fn product(&self, id: &str) -> Result<&'a Product, GovernanceError> {
+    fn product(&self, id: &str) -> Result<&Product, GovernanceError> {
         self.catalog.product(id).map(|p| p.as_ref()).ok_or_else(|| {
             GovernanceError::NotFound(format!(
-                "no data product `{id}`; list them with `SELECT id FROM mesh.mesh_catalog.products`"
+                "no data product `{id}`; list them with `SELECT product_id FROM mesh.mesh_catalog.products`"
             ))
         })
     }

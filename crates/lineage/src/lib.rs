@@ -74,7 +74,8 @@ fn time(millis: i64) -> String {
 pub struct Lineage {
     tx: mpsc::Sender<Value>,
     dropped: Arc<AtomicU64>,
-    catalog: Arc<Catalog>,
+    /// The catalog in force (a publish swaps it): where each product's files live.
+    catalog: Arc<arc_swap::ArcSwap<Catalog>>,
     namespace: String,
 }
 
@@ -92,12 +93,17 @@ impl Lineage {
         Self {
             tx,
             dropped,
-            catalog,
+            catalog: Arc::new(arc_swap::ArcSwap::new(catalog)),
             namespace: config
                 .namespace
                 .clone()
                 .unwrap_or_else(|| "mesh.consumers".into()),
         }
+    }
+
+    /// The catalog a newly published mesh version brings.
+    pub fn set_catalog(&self, catalog: Arc<Catalog>) {
+        self.catalog.store(catalog);
     }
 
     /// Events dropped so far (queue full, or the endpoint refused them).
@@ -141,12 +147,13 @@ impl Lineage {
         let mut inputs = Vec::new();
         let mut lineage = serde_json::Map::new();
         // Inputs are the tables whose data the query read (not those it only described).
+        let catalog = self.catalog.load();
         for read in record
             .tables
             .iter()
             .filter(|t| t.access == meshgate_governance::TableAccess::Read)
         {
-            let Some(product) = self.catalog.product(&read.product) else {
+            let Some(product) = catalog.product(&read.product) else {
                 continue;
             };
             let Some(table) = product.tables.iter().find(|t| t.name == read.table) else {

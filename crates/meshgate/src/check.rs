@@ -80,6 +80,24 @@ pub fn warnings(gateway: &Gateway, lakes: &[LakeStatus]) -> Vec<Warning> {
     out
 }
 
+/// Storage settings for a product the catalog does not have: a product still to be
+/// published, or a misspelt id (whose product then reads with the default settings).
+pub fn storage_warnings(
+    catalog: &meshgate_catalog::Catalog,
+    storage: &meshgate_storage::StorageConfig,
+) -> Vec<Warning> {
+    storage
+        .products
+        .keys()
+        .filter(|id| catalog.product(id).is_none())
+        .map(|id| Warning {
+            subject: id.clone(),
+            message: "storage is configured for a product the catalog does not have: it applies once a                       product with this id is published (if the id is misspelt, fix it: the product it                       meant reads with the default settings)"
+                .into(),
+        })
+        .collect()
+}
+
 /// The workers of `[distributed]` that do not answer a probe now, and what the gateway does
 /// about each while it stays down.
 pub async fn worker_warnings(network: &Network, distribution: &Distribution) -> Vec<Warning> {

@@ -84,6 +84,9 @@ struct FileConfig {
     listen: Option<String>,
     products: PathBuf,
     policies: PathBuf,
+    /// How often `serve` looks at `products` and `policies` for a change to publish.
+    #[serde(default, deserialize_with = "units::optional_duration")]
+    watch: Option<std::time::Duration>,
     #[serde(default)]
     users: Option<PathBuf>,
     #[serde(default)]
@@ -463,6 +466,9 @@ enum Role {
     Worker,
 }
 
+/// How often `serve` looks for a changed mesh directory when `watch` is not set.
+pub const DEFAULT_WATCH: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A loaded configuration file.
 #[derive(Debug)]
 pub struct ServeConfig {
@@ -473,6 +479,11 @@ pub struct ServeConfig {
     pub flight: FlightConfig,
     /// The policy directory, re-read on every reload (SIGHUP).
     pub policies_dir: PathBuf,
+    /// The product manifests' directory, re-read on every publish.
+    pub products_dir: PathBuf,
+    /// How often `serve` looks for a changed mesh directory to publish (`None`: only on
+    /// SIGHUP).
+    pub watch: Option<std::time::Duration>,
     /// `[distributed]`, when present.
     pub distributed: Option<DistributedSettings>,
 }
@@ -634,8 +645,13 @@ impl ServeConfig {
         };
         let resolve_str = |p: &str| resolve(Path::new(p)).display().to_string();
 
-        let catalog =
-            Catalog::load_dir(&resolve(&parsed.products)).map_err(|e| err(e.to_string()))?;
+        let products_dir = resolve(&parsed.products);
+        let catalog = Catalog::load_dir(&products_dir).map_err(|e| err(e.to_string()))?;
+        let watch = match parsed.watch {
+            None => Some(DEFAULT_WATCH),
+            Some(d) if d.is_zero() => None,
+            Some(d) => Some(d),
+        };
         let policies_dir = resolve(&parsed.policies);
         let policies = PolicySources::from_dir(&policies_dir).map_err(|e| err(e.to_string()))?;
         let users = match &parsed.users {
@@ -682,6 +698,8 @@ impl ServeConfig {
             listen: parsed.listen.clone(),
             http: parsed.http.listen.clone(),
             policies_dir,
+            products_dir,
+            watch,
             flight,
             gateway: GatewayConfig {
                 catalog,

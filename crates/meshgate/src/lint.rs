@@ -85,11 +85,26 @@ impl Report {
 /// Lint the mesh directory `mesh` (`products/`, `policies/`); with `base`, the same
 /// directory before the change, for the breaking-change check.
 pub async fn lint(mesh: &Path, base: Option<&Path>) -> Report {
+    let base_products = base.map(|b| b.join("products"));
+    lint_dirs(
+        &mesh.join("products"),
+        &mesh.join("policies"),
+        base_products.as_deref(),
+    )
+    .await
+}
+
+/// [`lint`] with the contracts and the policies in directories of their own (as a
+/// gateway's configuration names them); `base_products`: the contracts before the change.
+pub async fn lint_dirs(
+    products_dir: &Path,
+    policies_dir: &Path,
+    base_products: Option<&Path>,
+) -> Report {
     let mut findings = Vec::new();
-    let (catalog, texts) = contracts(&mesh.join("products"), &mut findings);
-    let policies_dir = mesh.join("policies");
-    let users = users(&policies_dir, &mut findings);
-    let global = match PolicySources::from_dir(&policies_dir) {
+    let (catalog, texts) = contracts(products_dir, &mut findings);
+    let users = users(policies_dir, &mut findings);
+    let global = match PolicySources::from_dir(policies_dir) {
         Err(e) => {
             findings.push(load_error("policy-files", &e, "make the file readable"));
             None
@@ -106,9 +121,9 @@ pub async fn lint(mesh: &Path, base: Option<&Path>) -> Report {
             manifest_checks(&catalog, &texts, None, &mut findings);
         }
     }
-    if let Some(base) = base {
+    if let Some(base) = base_products {
         let mut ignored = Vec::new();
-        let (before, _) = contracts(&base.join("products"), &mut ignored);
+        let (before, _) = contracts(base, &mut ignored);
         breaking_changes(&before, &catalog, &texts, &mut findings);
     }
     findings.sort_by(|a, b| {
@@ -397,6 +412,14 @@ fn policy_checks(
     }]);
     for product in catalog.products() {
         let Some(policy) = policies.product_policy(&product.id) else {
+            // A policy file that does not load is already an error of its own.
+            let own_file = format!("{}.toml", product.id);
+            if findings
+                .iter()
+                .any(|f| f.check == "product-policy" && f.file.ends_with(&own_file))
+            {
+                continue;
+            }
             findings.push(finding(
                 Severity::Warning,
                 &product.source,

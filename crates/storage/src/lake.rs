@@ -90,15 +90,9 @@ impl Lakes {
 
     /// Open a store for every product of the catalog.
     pub fn open(catalog: &Catalog, config: &StorageConfig) -> Result<Self, StorageError> {
+        // Settings for a product the catalog does not have yet are kept for the day it is
+        // published (`meshgate check` warns of them, in case of a misspelt id).
         let mut lakes = BTreeMap::new();
-        for product_id in config.products.keys() {
-            if catalog.product(product_id).is_none() {
-                return Err(StorageError::Config {
-                    product: product_id.clone(),
-                    message: "storage is configured for a product the catalog does not have".into(),
-                });
-            }
-        }
         for product in catalog.products() {
             let settings = match config.products.get(&product.id) {
                 Some(own) => own.over(&config.default),

@@ -1,0 +1,158 @@
+//! Publishing without a restart: `serve` watches its mesh directories (`products`,
+//! `policies`) and, on a change or on SIGHUP, lints them as `meshgate lint` does and
+//! publishes them into the running gateway ([`Gateway::publish`]: checked whole, swapped
+//! atomically). A change that fails keeps the last good version serving, and says why.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use meshgate::Gateway;
+use std::hash::{Hash, Hasher};
+
+use crate::{Level, say};
+
+/// Where a served mesh's files live, and how often to look at them.
+pub(crate) struct MeshDirs {
+    pub(crate) products: PathBuf,
+    pub(crate) policies: PathBuf,
+    /// `None`: only on SIGHUP.
+    pub(crate) watch: Option<Duration>,
+}
+
+impl MeshDirs {
+    /// A fingerprint of every file the mesh is read from (names and contents), to notice a
+    /// change; `None` when a directory cannot be read.
+    fn fingerprint(&self) -> Option<u64> {
+        let mut files = Vec::new();
+        for dir in [&self.products, &self.policies] {
+            collect(dir, &mut files).ok()?;
+        }
+        files.sort();
+        // Only to notice a change; the policy version itself is the gateway's hash.
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        for file in files {
+            let text = std::fs::read(&file).ok()?;
+            file.hash(&mut hasher);
+            text.hash(&mut hasher);
+        }
+        Some(hasher.finish())
+    }
+
+    /// Lint the directories and publish them. `Ok`: the new policy version.
+    async fn publish(&self, gateway: &Gateway) -> Result<String, String> {
+        let report = meshgate::lint::lint_dirs(&self.products, &self.policies, None).await;
+        for warning in report
+            .findings
+            .iter()
+            .filter(|f| f.severity == meshgate::lint::Severity::Warning)
+        {
+            say(Level::Warn, &crate::terminal::safe(&warning.to_string()));
+        }
+        let errors: Vec<String> = report
+            .findings
+            .iter()
+            .filter(|f| f.severity == meshgate::lint::Severity::Error)
+            .map(|f| f.to_string())
+            .collect();
+        if !errors.is_empty() {
+            return Err(format!(
+                "{} lint error(s):\n{}",
+                errors.len(),
+                errors.join("\n")
+            ));
+        }
+        let catalog =
+            meshgate::catalog::Catalog::load_dir(&self.products).map_err(|e| e.to_string())?;
+        let sources =
+            meshgate::policy::PolicySources::from_dir(&self.policies).map_err(|e| e.to_string())?;
+        gateway
+            .publish(catalog, &sources)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn collect(dir: &std::path::Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect(&path, out)?;
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Publish `dirs` into `gateway` on SIGHUP, and whenever their files change (every
+/// `dirs.watch`). Each attempt is reported; a failed one leaves the gateway as it was.
+pub(crate) async fn publish_on_change(gateway: Gateway, dirs: MeshDirs) {
+    let mut seen = dirs.fingerprint();
+    #[cfg(unix)]
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(signal) => Some(signal),
+        Err(_) => {
+            say(
+                Level::Warn,
+                "cannot listen for SIGHUP; the mesh is published only when its files change",
+            );
+            None
+        }
+    };
+    let mut tick = dirs.watch.map(tokio::time::interval);
+    loop {
+        #[cfg(unix)]
+        let hangup_received = async {
+            match hangup.as_mut() {
+                Some(signal) => signal.recv().await.is_some(),
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hangup_received = std::future::pending::<bool>();
+        let ticked = async {
+            match tick.as_mut() {
+                Some(tick) => {
+                    tick.tick().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let forced = tokio::select! {
+            received = hangup_received => {
+                if !received {
+                    return;
+                }
+                true
+            }
+            () = ticked => false,
+        };
+        let now = dirs.fingerprint();
+        if !forced && (now.is_none() || now == seen) {
+            continue;
+        }
+        // Remembered whatever the outcome: a change that fails is reported once, and
+        // retried when the files change again (or on SIGHUP).
+        seen = now;
+        let held = gateway.policies().fingerprint().to_string();
+        match dirs.publish(&gateway).await {
+            Ok(version) => say(
+                Level::Info,
+                &format!(
+                    "published the mesh from {} and {}: {} product(s), policy version {version}",
+                    dirs.products.display(),
+                    dirs.policies.display(),
+                    gateway.catalog().products().count()
+                ),
+            ),
+            Err(e) => say(
+                Level::Error,
+                &crate::terminal::safe(&format!(
+                    "publishing the mesh from {} and {} failed; still serving policy version {held}: {e}",
+                    dirs.products.display(),
+                    dirs.policies.display()
+                )),
+            ),
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! Publishing without a restart: a product owner's whole loop, from an empty directory to
+//! the next Flight SQL query of a running `meshgate serve` (`product init`, edits, `lint`,
+//! `policy test`, then the files land in the served mesh directory and are published), and
+//! a broken change that leaves the last good version serving.
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{AsArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::cli::{copy_dir, run};
+use crate::golden::{edit, repo};
+use crate::policies::{data_dir, demo_config};
+use crate::support::flight::{fetch, login};
+
+/// `meshgate serve --config <config>` on a free port: the process, the address it listens
+/// on, and its stderr's lines.
+pub(crate) async fn serve(
+    config: &Path,
+) -> (
+    tokio::process::Child,
+    String,
+    tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_meshgate"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = stdout
+            .next_line()
+            .await
+            .unwrap()
+            .expect("the server's stdout");
+        if let Some(addr) = line.strip_prefix("listening on ") {
+            break addr.to_string();
+        }
+    };
+    let stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    (child, addr, stderr)
+}
+
+/// Waits for a line of the server's stderr containing `wanted`, and returns it.
+pub(crate) async fn line_with(
+    stderr: &mut tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+    wanted: &str,
+) -> String {
+    let mut seen = Vec::new();
+    let wait = async {
+        loop {
+            let line = stderr
+                .next_line()
+                .await
+                .unwrap()
+                .expect("the server's stderr");
+            if line.contains(wanted) {
+                return line;
+            }
+            seen.push(line);
+        }
+    };
+    match tokio::time::timeout(Duration::from_secs(60), wait).await {
+        Ok(line) => line,
+        Err(_) => panic!("no line with `{wanted}` in:\n{}", seen.join("\n")),
+    }
+}
+
+/// `sql` as `user` over Flight SQL: the batches, or the error's text.
+async fn query(
+    addr: std::net::SocketAddr,
+    user: &str,
+    sql: &str,
+) -> Result<Vec<RecordBatch>, String> {
+    let mut client = login(addr, user).await;
+    let info = client
+        .execute(sql.to_string(), None)
+        .await
+        .map_err(|e| e.to_string())?;
+    fetch(&mut client, &info)
+        .await
+        .map(|(_, batches)| batches)
+        .map_err(|e| e.to_string())
+}
+
+fn write_refunds(lake: &Path) {
+    let dir = lake.join("payments-refunds/data/refunds");
+    std::fs::create_dir_all(&dir).unwrap();
+    let batch = RecordBatch::try_from_iter([
+        ("id", Arc::new(Int64Array::from(vec![1, 2, 3])) as _),
+        (
+            "customer_email",
+            Arc::new(StringArray::from(vec![
+                "ann@x.test",
+                "bob@y.test",
+                "cy@z.test",
+            ])) as _,
+        ),
+        (
+            "updated_at",
+            Arc::new(TimestampMicrosecondArray::from(vec![0, 1, 2])) as _,
+        ),
+    ])
+    .unwrap();
+    let file = std::fs::File::create(dir.join("part-0.parquet")).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+#[tokio::test]
+async fn a_product_published_into_a_running_gateway_is_queryable_by_the_next_query() {
+    let (_, _seeded) = demo_config().await;
+    let dir = tempfile::tempdir().unwrap();
+    let served = dir.path().join("mesh");
+    copy_dir(&repo().join("products"), &served.join("products"));
+    copy_dir(&repo().join("policies"), &served.join("policies"));
+    let lake = dir.path().join("lake");
+    write_refunds(&lake);
+    std::fs::write(dir.path().join("master.key"), "cd".repeat(32)).unwrap();
+    std::fs::write(
+        dir.path().join("meshgate.toml"),
+        format!(
+            "products = \"mesh/products\"\npolicies = \"mesh/policies\"\nusers = \"mesh/policies/users.toml\"\n\
+             master_key_file = \"master.key\"\nwatch = \"200ms\"\n\
+             [storage.default]\nkind = \"local\"\npath = \"{}/{{bucket}}\"\n\
+             [storage.products.\"payments.refunds\"]\nkind = \"local\"\npath = \"{}/{{bucket}}\"\n",
+            data_dir().join("s3").display(),
+            lake.display()
+        ),
+    )
+    .unwrap();
+    let (mut child, addr, mut stderr) = serve(&dir.path().join("meshgate.toml")).await;
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let refunds = "SELECT id, customer_email FROM payments.refunds ORDER BY id";
+    let unknown = query(addr, "ccb-fraud", refunds).await.unwrap_err();
+    assert!(unknown.contains("refunds"), "{unknown}");
+
+    // The owner's loop, from an empty directory.
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let args = [
+        "product",
+        "init",
+        "payments.refunds",
+        "--team",
+        "payments-core",
+        "--mesh",
+    ];
+    let (status, out, err) = run(args.iter().map(OsStr::new).chain([work.as_os_str()]));
+    assert!(status.success(), "{out}{err}");
+    let contract = work.join("products/payments.refunds.yaml");
+    edit(&contract, "replace-with-the-owner", "pay-owner");
+    let policy = work.join("policies/products/payments.refunds.toml");
+    let mut text = std::fs::read_to_string(&policy).unwrap();
+    text.push_str(
+        r#"
+[[row_filter]]
+id = "lob-systems-read-refunds"
+table = "refunds"
+kind = "grant"
+to = ["role:lob-system"]
+where = "true"
+
+[[column]]
+id = "emails-masked"
+table = "refunds"
+column = "customer_email"
+treatment = "mask(email)"
+to = ["*"]
+"#,
+    );
+    std::fs::write(&policy, text).unwrap();
+    std::fs::create_dir_all(work.join("policies/tests")).unwrap();
+    std::fs::write(
+        work.join("policies/tests/payments.refunds.toml"),
+        r#"
+[[decision]]
+principal = "ccb-fraud"
+table = "payments.refunds"
+rows = "true"
+[decision.columns]
+customer_email = "mask(email)"
+id = "clear"
+updated_at = "clear"
+
+[[decision]]
+principal = "intern"
+table = "payments.refunds"
+denied = "not-permitted"
+"#,
+    )
+    .unwrap();
+    // The change as a pull request sees it: the served mesh with the owner's files on top.
+    let checkout = dir.path().join("checkout");
+    copy_dir(&served, &checkout);
+    copy_dir(&work.join("products"), &checkout.join("products"));
+    copy_dir(&work.join("policies"), &checkout.join("policies"));
+    let access = checkout.join("policies/access.csv");
+    let mut text = std::fs::read_to_string(&access).unwrap();
+    text.push_str("p, role:lob-system, payments, payments.refunds, read, allow\n");
+    std::fs::write(&access, text).unwrap();
+    let (status, out, err) = run([
+        OsStr::new("lint"),
+        checkout.as_os_str(),
+        OsStr::new("--strict"),
+    ]);
+    assert!(status.success(), "lint: {out}{err}");
+    let (status, out, err) = run([
+        OsStr::new("policy"),
+        OsStr::new("test"),
+        checkout.as_os_str(),
+    ]);
+    assert!(status.success(), "policy test: {out}{err}");
+    assert!(out.contains("20 decisions in 2 file(s)"), "{out}");
+
+    // Merged: the files land in the served directory, and the gateway publishes them.
+    copy_dir(&checkout.join("products"), &served.join("products"));
+    copy_dir(&checkout.join("policies"), &served.join("policies"));
+    let published = line_with(&mut stderr, "published the mesh").await;
+    assert!(published.contains("4 product(s)"), "{published}");
+
+    // The next query sees it, with its treatments.
+    let batches = query(addr, "ccb-fraud", refunds).await.unwrap();
+    let emails: Vec<String> = batches
+        .iter()
+        .flat_map(|b| {
+            b.column(1)
+                .as_string_view_opt()
+                .map(|a| a.iter().map(|v| v.unwrap().to_string()).collect::<Vec<_>>())
+                .unwrap_or_else(|| {
+                    b.column(1)
+                        .as_string::<i32>()
+                        .iter()
+                        .map(|v| v.unwrap().to_string())
+                        .collect()
+                })
+        })
+        .collect();
+    assert_eq!(emails, ["***@x.test", "***@y.test", "***@z.test"]);
+    let denied = query(addr, "intern", refunds).await.unwrap_err();
+    assert!(denied.contains("payments.refunds"), "{denied}");
+    // Discoverable by every principal, readers or not.
+    for user in ["intern", "auditor", "cib-reporting"] {
+        let listed = query(
+            addr,
+            user,
+            "SELECT product_id FROM mesh.mesh_catalog.products WHERE product_id = 'payments.refunds'",
+        )
+        .await
+        .unwrap();
+        let rows: usize = listed.iter().map(RecordBatch::num_rows).sum();
+        assert_eq!(rows, 1, "{user} discovers the product");
+    }
+
+    // A broken change is refused whole: the last good version keeps serving, and says why.
+    edit(
+        &served.join("policies/products/payments.refunds.toml"),
+        "id = \"emails-masked\"\ntable = \"refunds\"\ncolumn = \"customer_email\"",
+        "id = \"emails-masked\"\ntable = \"refunds\"\ncolumn = \"customer_mail\"",
+    );
+    let refused = line_with(&mut stderr, "publishing the mesh").await;
+    assert!(
+        refused.contains("failed; still serving policy version"),
+        "{refused}"
+    );
+    let reason = line_with(&mut stderr, "customer_mail").await;
+    assert!(reason.contains("error[product-policy]"), "{reason}");
+    let batches = query(addr, "ccb-fraud", refunds).await.unwrap();
+    assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 3);
+    child.kill().await.unwrap();
+}
