@@ -6,7 +6,8 @@
 //! ```toml
 //! listen = "127.0.0.1:50051"
 //! products = "products"                 # directory of product manifests (ODCS YAML)
-//! policies = "policies"                 # access.conf, access.csv, products/*.toml (SIGHUP reloads)
+//! policies = "policies"                 # access.conf, access.csv, global.toml, products/*.toml
+//! watch = "2s"                           # publish changed files this often ("0s": on SIGHUP only)
 //! users = "policies/users.toml"         # optional: static users for password logins
 //! master_key_file = "secrets/master.key" # optional: else $MESHGATE_MASTER_KEY
 //! memory_limit = "2GiB"                  # optional: all queries together; beyond it they spill
