@@ -260,6 +260,30 @@ denied = "not-permitted"
         assert_eq!(rows, 1, "{user} discovers the product");
     }
 
+    // The catalog says when each product was published: the new one now, the others at
+    // the gateway's start (republishing them unchanged keeps their time).
+    let newest = query(
+        addr,
+        "intern",
+        "SELECT product_id FROM mesh.mesh_catalog.products WHERE published_at > \
+         (SELECT max(published_at) FROM mesh.mesh_catalog.products WHERE product_id <> 'payments.refunds')",
+    )
+    .await
+    .unwrap();
+    let newest: Vec<String> = newest
+        .iter()
+        .flat_map(|b| {
+            let column =
+                arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8).unwrap();
+            column
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(newest, ["payments.refunds"]);
+
     // A broken change is refused whole: the last good version keeps serving, and says why.
     edit(
         &served.join("policies/products/payments.refunds.toml"),

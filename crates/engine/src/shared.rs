@@ -65,6 +65,9 @@ pub(crate) struct MeshState {
     pub(crate) seal_codec: SealCodec,
     /// When this version was published (milliseconds since the epoch).
     pub(crate) published_at: i64,
+    /// When each product was published at the version it has here: kept from the previous
+    /// mesh version while its contract's version stays the same.
+    pub(crate) product_published_at: std::collections::BTreeMap<String, i64>,
 }
 
 #[derive(Debug)]
@@ -157,6 +160,7 @@ impl Shared {
             &config.policies,
             &config.storage,
             &config.master_key,
+            None,
         )
         .await?;
 
@@ -202,6 +206,7 @@ impl Shared {
         catalog: Catalog,
         sources: &meshgate_policy::PolicySources,
     ) -> Result<Arc<MeshState>, GatewayError> {
+        let previous = self.mesh();
         let mesh = Arc::new(
             MeshState::build(
                 self.template.state(),
@@ -209,6 +214,7 @@ impl Shared {
                 sources,
                 &self.storage,
                 &self.master_key,
+                Some(&previous),
             )
             .await?,
         );
@@ -436,6 +442,7 @@ impl MeshState {
         sources: &meshgate_policy::PolicySources,
         storage: &meshgate_storage::StorageConfig,
         master_key: &MasterKey,
+        previous: Option<&MeshState>,
     ) -> Result<Self, GatewayError> {
         if catalog.domains().contains(SYSTEM_SCHEMA) {
             return Err(GatewayError::Config(format!(
@@ -464,13 +471,27 @@ impl MeshState {
         .validate_row_filters(&policies, &catalog)?;
         let policies = Arc::new(ArcSwap::from_pointee(policies));
         let seal_codec = seal_codec(&lakes, master_key, &policies);
+        let published_at = now_millis();
+        let product_published_at = catalog
+            .products()
+            .map(|product| {
+                let kept = previous.and_then(|mesh| {
+                    let before = mesh.catalog.product(&product.id)?;
+                    (before.version == product.version)
+                        .then(|| mesh.product_published_at.get(&product.id).copied())
+                        .flatten()
+                });
+                (product.id.clone(), kept.unwrap_or(published_at))
+            })
+            .collect();
         Ok(Self {
             catalog,
             policies,
             lakes,
             raw_tables,
             seal_codec,
-            published_at: now_millis(),
+            published_at,
+            product_published_at,
         })
     }
 }

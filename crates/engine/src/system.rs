@@ -262,6 +262,12 @@ impl SystemSchema {
             )
             .text("bucket", products.iter().map(|p| Some(&p.location.bucket)))
             .time(
+                "published_at",
+                products
+                    .iter()
+                    .map(|p| self.scope.mesh().product_published_at.get(&p.id).copied()),
+            )
+            .time(
                 "last_modified",
                 products.iter().map(|p| {
                     lake(&p.id)
