@@ -149,6 +149,9 @@ pub struct GlobalColumnRule {
     pub to: Vec<GlobalSubject>,
     pub except: Vec<GlobalSubject>,
     pub description: Option<String>,
+    /// The treatment on each product of the catalog the rules were checked against,
+    /// parsed once at load (resolution looks it up on every query).
+    by_product: std::collections::BTreeMap<String, Treatment>,
 }
 
 impl GlobalColumnRule {
@@ -163,7 +166,12 @@ impl GlobalColumnRule {
 
     /// The treatment on `product`'s columns.
     pub fn treatment_on(&self, product: &Product) -> Result<Treatment, String> {
-        Treatment::parse(&self.treatment.replace(PRODUCT_DOMAIN, &product.domain))
+        self.by_product.get(&product.id).cloned().ok_or_else(|| {
+            format!(
+                "rule `{}` was not checked against product `{}` (load the rules with its catalog)",
+                self.origin.id, product.id
+            )
+        })
     }
 
     pub(crate) fn selects(&self, caller: &Caller<'_>) -> bool {
@@ -243,7 +251,7 @@ impl GlobalRules {
                     rule.treatment
                 )));
             }
-            let checked = GlobalColumnRule {
+            let mut checked = GlobalColumnRule {
                 origin: RuleOrigin {
                     file: file.to_string(),
                     line,
@@ -255,6 +263,7 @@ impl GlobalRules {
                 to,
                 except,
                 description: rule.description,
+                by_product: Default::default(),
             };
             // Check the treatment on a domain of the right shape even when no product is
             // covered yet: a rule that could never apply must not wait for the first product.
@@ -267,12 +276,14 @@ impl GlobalRules {
                 ));
             }
             for product in catalog.products() {
-                let treatment = checked.treatment_on(product).map_err(|m| {
-                    err(format!(
-                        "on product `{}` (domain `{}`): {m}",
-                        product.id, product.domain
-                    ))
-                })?;
+                let treatment =
+                    Treatment::parse(&checked.treatment.replace(PRODUCT_DOMAIN, &product.domain))
+                        .map_err(|m| {
+                        err(format!(
+                            "on product `{}` (domain `{}`): {m}",
+                            product.id, product.domain
+                        ))
+                    })?;
                 for table in product.tables.iter().filter(|t| !t.is_view()) {
                     for column in table.columns.iter().filter(|c| checked.covers(c)) {
                         treatment.output_type(&column.data_type).map_err(|m| {
@@ -283,6 +294,7 @@ impl GlobalRules {
                         })?;
                     }
                 }
+                checked.by_product.insert(product.id.clone(), treatment);
             }
             columns.push(checked);
         }
