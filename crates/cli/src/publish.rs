@@ -40,6 +40,8 @@ impl MeshDirs {
 
     /// Lint the directories and publish them. `Ok`: the new policy version.
     async fn publish(&self, gateway: &Gateway) -> Result<String, String> {
+        // Lint and load read the files separately: only what was linted may be published.
+        let linted = self.fingerprint();
         let report = meshgate::lint::lint_dirs(&self.products, &self.policies, None).await;
         for warning in report
             .findings
@@ -65,6 +67,13 @@ impl MeshDirs {
             meshgate::catalog::Catalog::load_dir(&self.products).map_err(|e| e.to_string())?;
         let sources =
             meshgate::policy::PolicySources::from_dir(&self.policies).map_err(|e| e.to_string())?;
+        if linted.is_none() || self.fingerprint() != linted {
+            return Err(
+                "the files changed while they were being checked; they are checked again at \
+                 the next look"
+                    .into(),
+            );
+        }
         gateway
             .publish(catalog, &sources)
             .await
