@@ -813,6 +813,7 @@ async fn get_tables_schemas_show_each_principal_its_columns() {
                 "mesh_catalog.flows",
                 "mesh_catalog.grants",
                 "mesh_catalog.products",
+                "mesh_catalog.quality",
                 "mesh_catalog.tables",
             ],
             "{}",

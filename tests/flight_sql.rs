@@ -209,6 +209,7 @@ async fn the_jdbc_drivers_call_sequence() {
         "flows",
         "grants",
         "products",
+        "quality",
         "tables",
     ];
     let expected: Vec<&str> = std::iter::once("trades")

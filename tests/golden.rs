@@ -386,6 +386,81 @@ fn policy_diff_reports_each_kind_of_change() {
     }
 }
 
+/// What the predicates alone cannot decide, `--data` counts over the products' lakes: a
+/// rewrite that adds rows of today's data is a widening, with the count; an equivalent one
+/// stays undecided (tomorrow's data may differ), with zero rows gained.
+#[tokio::test]
+async fn policy_diff_counts_over_the_data_what_it_cannot_decide() {
+    let (config, _lake) = crate::policies::demo_config().await;
+    let gateway = meshgate::Gateway::open(config).await.unwrap();
+    let risk = gateway
+        .authenticate("risk-officer", "risk-officer-pw")
+        .unwrap();
+    let batches = gateway
+        .session(risk)
+        .collect("SELECT count(*) FROM payments.transactions WHERE lob = 'AWM'")
+        .await
+        .unwrap();
+    let awm =
+        arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(batches[0].column(0))
+            .value(0);
+    assert!(awm > 0);
+    let dir = tempfile::tempdir().unwrap();
+    let root = repo();
+    std::fs::write(dir.path().join("master.key"), "cd".repeat(32)).unwrap();
+    let config = dir.path().join("meshgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "products = \"{0}/products\"\npolicies = \"{0}/policies\"\nmaster_key_file = \"master.key\"\n\
+             [storage.default]\nkind = \"local\"\npath = \"{1}/{{bucket}}\"\n",
+            root.display(),
+            crate::policies::data_dir().join("s3").display()
+        ),
+    )
+    .unwrap();
+    let payments = "policies/products/payments.transactions.toml";
+    let data = ["--data", config.to_str().unwrap()];
+
+    let widened = reference_copy();
+    edit(
+        &widened.path().join(payments),
+        "where = \"lob = ${principal.lob}\"",
+        "where = \"lob <> 'CIB'\"",
+    );
+    let (code, stdout, stderr) = policy_diff(&root, widened.path(), &[]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("| undecided | ccb-fraud | payments.transactions | rows | `lob = 'CCB'` | `lob <> 'CIB'` |"),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = policy_diff(&root, widened.path(), &data);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "| widened | ccb-fraud | payments.transactions | rows ({awm} rows gained, 0 lost in today's data) | `lob = 'CCB'` | `lob <> 'CIB'` |"
+        )),
+        "{stdout}{stderr}"
+    );
+
+    let rewritten = reference_copy();
+    edit(
+        &rewritten.path().join(payments),
+        "where = \"lob = ${principal.lob}\"",
+        "where = \"lob IN (${principal.lob})\"",
+    );
+    let (code, stdout, stderr) = policy_diff(&root, rewritten.path(), &data);
+    assert_eq!(
+        code, 2,
+        "undecided still counts as widening: {stdout}{stderr}"
+    );
+    assert!(
+        stdout.contains("| undecided | ccb-fraud | payments.transactions | rows (0 rows gained, 0 lost in today's data) | `lob = 'CCB'` | `lob IN ('CCB')` |"),
+        "{stdout}{stderr}"
+    );
+    assert!(!stdout.contains("| widened |"), "{stdout}");
+}
+
 /// JSON for tools, and an approval that lets a widening through while still reporting it.
 #[test]
 fn policy_diff_speaks_json_and_takes_an_approval() {

@@ -464,6 +464,7 @@ async fn mesh_catalog_tables_show_each_persona_their_part() {
             "flows",
             "grants",
             "products",
+            "quality",
             "tables"
         ]
     );

@@ -23,6 +23,7 @@ mod layers;
 mod lint;
 mod policies;
 mod publish;
+mod quality;
 mod reference_mesh;
 mod replicas;
 mod store;

@@ -8,7 +8,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::records::{AccessRequest, Grant};
+use crate::records::{AccessRequest, Grant, QualityCheck};
 
 /// One governance action: its wire name, what it does, and what it returns.
 pub trait MeshAction: Serialize + DeserializeOwned {
@@ -156,6 +156,15 @@ pub struct ListRequests {}
 #[serde(deny_unknown_fields)]
 pub struct ListGrants {}
 
+/// Owners: measure the quality rules of a product they decide now (or of every product they
+/// decide), instead of waiting for the schedule.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckQuality {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product: Option<String>,
+}
+
 /// Declares each action once: its trait impl, its variant of [`Action`] and its line in
 /// [`ACTIONS`].
 macro_rules! actions {
@@ -222,6 +231,8 @@ actions! {
         "Access requests you may see: {}";
     ListGrants => "mesh.list_grants", Vec<Grant>,
         "Grants you may see: {}";
+    CheckQuality => "mesh.check_quality", Vec<QualityCheck>,
+        "Owners: run the quality checks of your products now: {\"product\"?}";
 }
 
 /// How a consumer asks for access to `product`, for every message that tells them (a
@@ -272,7 +283,7 @@ mod tests {
             let parsed = Action::parse(name, &body).unwrap();
             assert_eq!(parsed.name(), name);
         }
-        assert_eq!(ACTIONS.len(), 9);
+        assert_eq!(ACTIONS.len(), 10);
     }
 
     #[test]

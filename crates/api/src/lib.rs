@@ -16,12 +16,12 @@ mod actions;
 mod records;
 
 pub use actions::{
-    ACTIONS, Action, ApiError, ApproveRequest, Approved, CancelRequest, GrantChange, ListGrants,
-    ListRequests, MeshAction, RejectRequest, RequestAccess, ResumeGrant, RevokeGrant, SuspendGrant,
-    how_to_request,
+    ACTIONS, Action, ApiError, ApproveRequest, Approved, CancelRequest, CheckQuality, GrantChange,
+    ListGrants, ListRequests, MeshAction, RejectRequest, RequestAccess, ResumeGrant, RevokeGrant,
+    SuspendGrant, how_to_request,
 };
 pub use records::{
     AccessRequest, AuditColumn, AuditOutcome, AuditRecord, AuditTable, DAY_MILLIS, Decision, Flow,
-    Grant, GrantState, Millis, QueryStatus, RequestState, StoredAudit, TableAccess, iso8601,
-    now_millis,
+    Grant, GrantState, Millis, QualityCheck, QueryStatus, RequestState, StoredAudit, TableAccess,
+    iso8601, now_millis,
 };

@@ -279,3 +279,26 @@ mod tests {
         assert_eq!(iso8601(-1), "1969-12-31T23:59:59.999Z");
     }
 }
+
+/// One quality rule's latest check, as `mesh.check_quality` returns it to a product's owner
+/// (`mesh_catalog.quality` has the same fields).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QualityCheck {
+    pub product: String,
+    pub version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    pub rule: String,
+    /// What the rule expects, e.g. `nullValues = 0 rows`.
+    pub expectation: String,
+    /// `passed`, `breached`, `failed`, `not_checked` or `pending`.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured: Option<f64>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_at: Option<Millis>,
+}

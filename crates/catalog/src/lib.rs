@@ -11,6 +11,7 @@
 
 pub mod manifest;
 pub mod odcs;
+pub mod quality;
 mod types;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,6 +20,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
+pub use quality::QualityRule;
 pub use types::{logical_type_of, parse_physical_type};
 
 /// The custom property holding a view's SQL.
@@ -68,6 +70,8 @@ pub struct Product {
     pub location: Location,
     pub tables: Vec<Table>,
     pub slos: Vec<Slo>,
+    /// The quality rules of its tables and columns, and its freshness SLO (see [`quality`]).
+    pub quality: Vec<QualityRule>,
     pub tags: Vec<String>,
     /// The manifest this product was read from (file name or other source label).
     pub source: String,
@@ -418,6 +422,7 @@ fn parse_manifest(file: &str, text: &str) -> Result<Product, CatalogError> {
         ));
     }
     let mut tables: Vec<Table> = Vec::new();
+    let mut quality_rules: Vec<QualityRule> = Vec::new();
     for (ti, object) in contract.schema.iter().enumerate() {
         let at = format!("schema[{ti}] ({})", object.name);
         if !is_sql_name(&object.name) {
@@ -515,6 +520,44 @@ fn parse_manifest(file: &str, text: &str) -> Result<Product, CatalogError> {
                 tags: property.tags.clone(),
             });
         }
+        let mut rules = Vec::new();
+        if let Some(list) = object.extra.get("quality") {
+            rules.extend(
+                quality::parse_list(&object.name, None, list).map_err(|m| invalid(&at, m))?,
+            );
+        }
+        for (ci, property) in object.properties.iter().enumerate() {
+            if let Some(list) = property.extra.get("quality") {
+                let at = format!("{at}.properties[{ci}] ({})", property.name);
+                rules.extend(
+                    quality::parse_list(&object.name, Some(&property.name), list)
+                        .map_err(|m| invalid(&at, m))?,
+                );
+            }
+        }
+        for rule in &mut rules {
+            if let quality::Check::Metric {
+                metric: quality::Metric::DuplicateValues(key),
+                ..
+            } = &rule.check
+                && let Some(unknown) = key.iter().find(|c| !columns.iter().any(|k| &k.name == *c))
+            {
+                return Err(invalid(
+                    &at,
+                    format!(
+                        "quality rule `{}` names `{unknown}`, which is not a column of the table",
+                        rule.id
+                    ),
+                ));
+            }
+            if view.is_some() {
+                rule.check = quality::Check::NotChecked {
+                    reason: "a view has no files of its own to measure; rules on its tables do"
+                        .into(),
+                };
+            }
+        }
+        quality_rules.extend(rules);
         tables.push(Table {
             name: object.name.clone(),
             physical_name: object
@@ -527,7 +570,7 @@ fn parse_manifest(file: &str, text: &str) -> Result<Product, CatalogError> {
         });
     }
 
-    let slos = contract
+    let slos: Vec<Slo> = contract
         .sla_properties
         .iter()
         .map(|s| Slo {
@@ -542,6 +585,10 @@ fn parse_manifest(file: &str, text: &str) -> Result<Product, CatalogError> {
             unit: s.unit.clone(),
         })
         .collect();
+
+    if let Some(freshness) = freshness(&slos) {
+        quality_rules.insert(0, freshness);
+    }
 
     let description = contract
         .description
@@ -561,9 +608,55 @@ fn parse_manifest(file: &str, text: &str) -> Result<Product, CatalogError> {
         location,
         tables,
         slos,
+        quality: quality_rules,
         tags: contract.tags.clone(),
         source: file.to_string(),
         contract,
+    })
+}
+
+/// The freshness the SLOs promise: data at most `latency` late, refreshed every `frequency`,
+/// so the newest file may be as old as both together.
+fn freshness(slos: &[Slo]) -> Option<QualityRule> {
+    let promised: Vec<&Slo> = slos
+        .iter()
+        .filter(|s| matches!(s.property.as_str(), "latency" | "frequency"))
+        .collect();
+    if promised.is_empty() {
+        return None;
+    }
+    let mut total = 0u64;
+    for slo in &promised {
+        match quality::seconds(&slo.value, slo.unit.as_deref()) {
+            Some(s) => total = total.saturating_add(s),
+            None => {
+                return Some(QualityRule {
+                    id: "freshness".into(),
+                    table: None,
+                    column: None,
+                    check: quality::Check::NotChecked {
+                        reason: format!(
+                            "the `{}` SLO `{} {}` is not a duration in s, m, h, d or w",
+                            slo.property,
+                            slo.value,
+                            slo.unit.as_deref().unwrap_or("")
+                        ),
+                    },
+                    dimension: Some("timeliness".into()),
+                    description: String::new(),
+                });
+            }
+        }
+    }
+    Some(QualityRule {
+        id: "freshness".into(),
+        table: None,
+        column: None,
+        check: quality::Check::Freshness {
+            max_age_seconds: total,
+        },
+        dimension: Some("timeliness".into()),
+        description: "the newest file is no older than the latency and frequency SLOs allow".into(),
     })
 }
 

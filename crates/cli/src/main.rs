@@ -18,6 +18,7 @@ use output::Output;
 mod client;
 mod output;
 mod publish;
+mod quality;
 mod terminal;
 
 const EXAMPLES: &str = "\
@@ -194,6 +195,21 @@ enum Command {
         #[arg(long)]
         product: Option<String>,
     },
+    /// Products' quality: each rule of their contracts and their freshness SLO, with the
+    /// latest check; `--check` (owners) measures your products now.
+    #[command(
+        after_help = "Examples:\n  meshgate quality\n  meshgate quality payments.transactions --check"
+    )]
+    Quality {
+        /// Only this product.
+        product: Option<String>,
+        /// Measure now (the product's owners and delegates; every product you decide
+        /// without a product) instead of showing the latest scheduled results.
+        #[arg(long)]
+        check: bool,
+        #[command(flatten)]
+        connection: Connection,
+    },
     /// Hash a password for a users file (reads the password from stdin).
     #[command(after_help = "Example:\n  printf '%s' \"$PASSWORD\" | meshgate hash-password")]
     HashPassword,
@@ -342,6 +358,11 @@ enum PolicyCommand {
         /// Who approved a widening: the report names them and the exit code is 0.
         #[arg(long)]
         approved_by: Option<String>,
+        /// Count, over the lakes of the mesh this configuration serves, the rows each change
+        /// of rows adds and removes (a change the predicates cannot decide widens if it adds
+        /// rows of today's data).
+        #[arg(long, value_name = "MESHGATE_TOML")]
+        data: Option<PathBuf>,
     },
 }
 
@@ -1002,7 +1023,15 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 flight: listener,
                 ops,
             };
-            serve(config, FlightConfig::default(), listeners, true, None).await?;
+            serve(
+                config,
+                FlightConfig::default(),
+                listeners,
+                true,
+                None,
+                Some(meshgate::config::DEFAULT_QUALITY_INTERVAL),
+            )
+            .await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve {
@@ -1048,7 +1077,15 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                     ),
                 );
             }
-            serve(loaded.gateway, loaded.flight, listeners, false, mesh_dirs).await?;
+            serve(
+                loaded.gateway,
+                loaded.flight,
+                listeners,
+                false,
+                mesh_dirs,
+                loaded.quality_interval,
+            )
+            .await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Worker { config, listen } => {
@@ -1072,8 +1109,9 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                     after,
                     format,
                     approved_by,
+                    data,
                 },
-        } => policy_diff(&before, &after, format, approved_by).await,
+        } => policy_diff(&before, &after, format, approved_by, data.as_deref()).await,
         Command::Keygen { out, force } => {
             keygen(out, force)?;
             Ok(ExitCode::SUCCESS)
@@ -1111,6 +1149,29 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             );
             let flows = connection.client().await?.query(&sql).await?;
             print_rows(&flows, connection.output)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Quality {
+            product,
+            check,
+            connection,
+        } => {
+            let mut client = connection.client().await?;
+            if check {
+                let body = meshgate::api::CheckQuality {
+                    product: product.clone(),
+                };
+                client.action(&body).await?;
+            }
+            let filter = product
+                .map(|p| format!(" WHERE product_id = {}", literal(&p)))
+                .unwrap_or_default();
+            let sql = format!(
+                "SELECT product_id, rule_id, expectation, status, measured, detail, checked_at \
+                 FROM mesh_catalog.quality{filter}"
+            );
+            let rows = client.query(&sql).await?;
+            print_rows(&rows, connection.output)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::SeedReference { endpoint } => {
@@ -1221,15 +1282,22 @@ fn keygen(out: Option<PathBuf>, force: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// Point `config` at a throwaway governance store in a fresh temporary directory (returned,
+/// for the caller to remove): tools that open a gateway to read, never to serve.
+fn scratch_store(config: &mut GatewayConfig, purpose: &str) -> Result<PathBuf, String> {
+    let scratch = std::env::temp_dir().join(format!("meshgate-{purpose}-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
+    config.governance = meshgate::Governance::Sqlite(scratch.join(format!("{purpose}.db")));
+    Ok(scratch)
+}
+
 /// `meshgate check`: load and open everything `serve` would, with a throwaway governance
 /// store (the configured one is neither created nor migrated), report, and exit.
 async fn check(path: &std::path::Path, strict: bool) -> Result<ExitCode, String> {
     let loaded = ServeConfig::load(path).map_err(|e| e.to_string())?;
     let mut config = loaded.gateway;
     let products = config.catalog.products().count();
-    let scratch = std::env::temp_dir().join(format!("meshgate-check-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
-    config.governance = meshgate::Governance::Sqlite(scratch.join("check.db"));
+    let scratch = scratch_store(&mut config, "check")?;
     let workers = match (&loaded.distributed, &config.distribution) {
         (Some(settings), Some(distribution)) => match &settings.network {
             Some(network) => meshgate::check::worker_warnings(network, distribution).await,
@@ -1313,9 +1381,13 @@ async fn policy_diff(
     after: &Path,
     format: DiffFormat,
     approved_by: Option<String>,
+    data: Option<&Path>,
 ) -> Result<ExitCode, String> {
     let (was, is) = (MeshDir::load(before).await?, MeshDir::load(after).await?);
-    let report = meshgate::policy::diff::diff(was.as_diff_side(), is.as_diff_side());
+    let mut report = meshgate::policy::diff::diff(was.as_diff_side(), is.as_diff_side());
+    if let Some(config) = data {
+        count_over_the_data(&mut report, config).await?;
+    }
     let widens = report.widens();
     match format {
         DiffFormat::Markdown => {
@@ -1344,6 +1416,60 @@ async fn policy_diff(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Count, over the lakes of the mesh `config` serves, the rows each change of rows or access
+/// adds and removes (see [`meshgate::policy::diff::Report::count_rows`]).
+async fn count_over_the_data(
+    report: &mut meshgate::policy::diff::Report,
+    config: &Path,
+) -> Result<(), String> {
+    use meshgate::policy::diff::Counted;
+    let mut gateway_config = ServeConfig::load(config)
+        .map_err(|e| e.to_string())?
+        .gateway;
+    let scratch = scratch_store(&mut gateway_config, "diff")?;
+    let opened = Gateway::open(gateway_config).await;
+    let mut counted = std::collections::HashMap::new();
+    if let Ok(gateway) = &opened {
+        for change in &report.changes {
+            let Some((before, after)) = change.predicates() else {
+                continue;
+            };
+            let key = (change.table.clone(), before.to_string(), after.to_string());
+            if counted.contains_key(&key) {
+                continue;
+            }
+            let Some((domain, table)) = change.table.split_once('.') else {
+                continue;
+            };
+            match gateway
+                .count_row_changes(domain, table, before, after)
+                .await
+            {
+                Ok((gained, lost)) => {
+                    counted.insert(key, Counted { gained, lost });
+                }
+                Err(e) => say(
+                    Level::Warn,
+                    &terminal::safe(&format!("rows of {} not counted: {e}", change.table)),
+                ),
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    opened.map_err(|e| {
+        format!(
+            "cannot open the mesh of {} to count rows: {e}",
+            config.display()
+        )
+    })?;
+    report.count_rows(|table, before, after| {
+        counted
+            .get(&(table.to_string(), before.to_string(), after.to_string()))
+            .copied()
+    });
+    Ok(())
 }
 
 /// `meshgate lint`: every finding, then a summary; exit 1 on an error (or a warning, with
@@ -1494,14 +1620,27 @@ async fn serve(
     listeners: Listeners,
     demo: bool,
     mesh_dirs: Option<publish::MeshDirs>,
+    quality_interval: Option<std::time::Duration>,
 ) -> Result<(), String> {
     let Listeners {
         flight: listener,
         ops,
     } = listeners;
     let gateway = Gateway::open(config).await.map_err(|e| e.to_string())?;
+    let published = std::sync::Arc::new(tokio::sync::Notify::new());
     if let Some(dirs) = mesh_dirs {
-        tokio::spawn(publish::publish_on_change(gateway.clone(), dirs));
+        tokio::spawn(publish::publish_on_change(
+            gateway.clone(),
+            dirs,
+            std::sync::Arc::clone(&published),
+        ));
+    }
+    if let Some(every) = quality_interval {
+        tokio::spawn(quality::check_on_schedule(
+            gateway.clone(),
+            every,
+            published,
+        ));
     }
     // Listed once: the lines below and the warnings after them.
     let lakes = gateway.lake_status().await;

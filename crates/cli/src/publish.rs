@@ -95,7 +95,13 @@ fn collect(dir: &std::path::Path, out: &mut Vec<PathBuf>) -> std::io::Result<()>
 
 /// Publish `dirs` into `gateway` on SIGHUP, and whenever their files change (every
 /// `dirs.watch`). Each attempt is reported; a failed one leaves the gateway as it was.
-pub(crate) async fn publish_on_change(gateway: Gateway, dirs: MeshDirs) {
+/// Each publish that succeeds notifies `published` (the quality checks measure the new
+/// version).
+pub(crate) async fn publish_on_change(
+    gateway: Gateway,
+    dirs: MeshDirs,
+    published: std::sync::Arc<tokio::sync::Notify>,
+) {
     let mut seen = dirs.fingerprint();
     #[cfg(unix)]
     let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
@@ -145,15 +151,18 @@ pub(crate) async fn publish_on_change(gateway: Gateway, dirs: MeshDirs) {
         seen = now;
         let held = gateway.policies().fingerprint().to_string();
         match dirs.publish(&gateway).await {
-            Ok(version) => say(
-                Level::Info,
-                &format!(
-                    "published the mesh from {} and {}: {} product(s), policy version {version}",
-                    dirs.products.display(),
-                    dirs.policies.display(),
-                    gateway.catalog().products().count()
-                ),
-            ),
+            Ok(version) => {
+                say(
+                    Level::Info,
+                    &format!(
+                        "published the mesh from {} and {}: {} product(s), policy version {version}",
+                        dirs.products.display(),
+                        dirs.policies.display(),
+                        gateway.catalog().products().count()
+                    ),
+                );
+                published.notify_one();
+            }
             Err(e) => say(
                 Level::Error,
                 &crate::terminal::safe(&format!(

@@ -186,4 +186,56 @@ impl Gateway {
         let version = mesh.policies.load().fingerprint().to_string();
         Ok(version)
     }
+
+    /// Measure the quality rules of the products `caller` decides (owns or is a delegate
+    /// of), or of every product when `caller` is `None` (the gateway's own schedule). With
+    /// `product`, that product only; a caller who does not decide it is refused. Results
+    /// are recorded for `mesh_catalog.quality` and returned with the measured values, which
+    /// only deciders get (see [`QualityResult::measured_for`](crate::QualityResult)).
+    pub async fn check_quality(
+        &self,
+        caller: Option<&Principal>,
+        product: Option<&str>,
+    ) -> Result<Vec<crate::QualityResult>, GatewayError> {
+        let catalog = self.shared.catalog();
+        if let Some(id) = product
+            && catalog.product(id).is_none()
+        {
+            return Err(GatewayError::NotFound(format!(
+                "there is no product `{id}`; mesh_catalog.products lists them"
+            )));
+        }
+        let decides = |p: &Product| caller.is_none_or(|c| p.owner.decides(c.id()));
+        let chosen: Vec<String> = catalog
+            .products()
+            .filter(|p| product.is_none_or(|id| p.id == id))
+            .filter(|p| decides(p))
+            .map(|p| p.id.clone())
+            .collect();
+        if chosen.is_empty() {
+            return Err(GatewayError::NotAllowed(match product {
+                Some(id) => format!(
+                    "only the owners and delegates of `{id}` run its quality checks; its latest results are in mesh_catalog.quality"
+                ),
+                None => "you own no product whose quality you could check; every product's latest results are in mesh_catalog.quality".into(),
+            }));
+        }
+        self.shared.check_quality(Some(&chosen)).await
+    }
+
+    /// For operators' tools (`meshgate policy diff --config`): how many rows of
+    /// `domain.table` the row predicate `after` adds to `before`, and removes, counted over
+    /// the product's raw files now. Not reachable from any front door: only a program that
+    /// holds the gateway (and so the lakes' credentials) can ask.
+    pub async fn count_row_changes(
+        &self,
+        domain: &str,
+        table: &str,
+        before: &str,
+        after: &str,
+    ) -> Result<(u64, u64), GatewayError> {
+        self.shared
+            .count_row_changes(domain, table, before, after)
+            .await
+    }
 }

@@ -38,7 +38,7 @@
 // checked by `tests/layers.rs`; ARCHITECTURE.md describes each layer):
 // 1. names, error, leakproof, lake_table, shape, lockdown, limits, params, config
 // 2. the rewrite: protected, compile
-// 3. shared (the state every session shares)
+// 3. quality (what checks measure), then shared (the state every session shares)
 // 4. the query layer, in this order: scope, listing, system, providers, plan, audit, query
 // 5. the faces: session, gateway
 mod audit;
@@ -58,6 +58,7 @@ mod params;
 mod plan;
 mod protected;
 mod providers;
+mod quality;
 mod query;
 mod scope;
 mod session;
@@ -80,6 +81,7 @@ pub use names::{CATALOG, SYSTEM_SCHEMA, TableKind};
 pub use params::check_parameters;
 pub use plan::MAX_STATEMENT_BYTES;
 pub use protected::{ProtectedScanExec, ProtectedTable};
+pub use quality::{QualityResult, QualityStatus};
 pub use query::{Column, Prepared, Query, ScanReport};
 pub use session::Session;
 pub use shape::{

@@ -121,11 +121,13 @@ const STORAGE_BYTES: Family = Family {
 };
 
 /// A point-in-time reading the gateway supplies when rendering.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Gauges {
     pub queries_running: usize,
     pub queries_queued: usize,
     pub memory_reserved_bytes: usize,
+    /// Per product id: its quality rules that breached in their latest check.
+    pub quality_breaches: Vec<(String, usize)>,
 }
 
 /// The counters and histograms of one gateway.
@@ -326,6 +328,16 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
             );
         }
+        if !gauges.quality_breaches.is_empty() {
+            let name = "meshgate_quality_breaches";
+            let _ = writeln!(
+                out,
+                "# HELP {name} Quality rules of a product (its freshness SLO included) that breached in their latest check.\n# TYPE {name} gauge"
+            );
+            for (product, breached) in &gauges.quality_breaches {
+                let _ = writeln!(out, "{name}{{product=\"{}\"}} {breached}", escape(product));
+            }
+        }
         out
     }
 }
@@ -405,8 +417,10 @@ mod tests {
         m.denial("no_grant");
         let text = m.render(Gauges {
             queries_running: 2,
+            quality_breaches: vec![("payments.transactions".into(), 1)],
             ..Gauges::default()
         });
+        assert!(text.contains("meshgate_quality_breaches{product=\"payments.transactions\"} 1"));
         assert!(text.contains(
             "meshgate_rpcs_total{method=\"DoGet\",command=\"CommandStatementQuery\",status=\"ok\"} 1"
         ));

@@ -43,6 +43,10 @@ impl Template for SessionState {
     }
 }
 
+/// The admission share quality checks run under, apart from every consumer's: checks take
+/// one running slot at most and never a consumer's share.
+const QUALITY_PRINCIPAL: &str = "(quality checks)";
+
 /// Functions consumers may not call: they describe the deployment, not the mesh.
 const HIDDEN_FUNCTIONS: &[&str] = &["version"];
 
@@ -95,6 +99,8 @@ pub(crate) struct Shared {
     /// Held while the grants in force are re-read, so concurrent queries re-read once.
     grant_refresh: tokio::sync::Mutex<()>,
     distribution: Option<Distribution>,
+    /// The latest quality results of every product.
+    quality: crate::quality::QualityBoard,
 }
 
 impl Shared {
@@ -190,7 +196,136 @@ impl Shared {
             lineage,
             grant_refresh: tokio::sync::Mutex::new(()),
             distribution: config.distribution,
+            quality: crate::quality::QualityBoard::default(),
         })
+    }
+
+    pub(crate) fn quality(&self) -> &crate::quality::QualityBoard {
+        &self.quality
+    }
+
+    /// Measure the quality rules of `products` (every product if `None`) in the mesh
+    /// version in force, one table at a time, each holding a running slot like a query
+    /// does, so checks never take more of the gateway than one consumer's query. Results
+    /// replace each product's previous ones.
+    pub(crate) async fn check_quality(
+        &self,
+        products: Option<&[String]>,
+    ) -> Result<Vec<crate::quality::QualityResult>, GatewayError> {
+        use meshgate_catalog::quality::Check;
+        let _one_run = self.quality.running.lock().await;
+        let mesh = self.mesh();
+        let chosen: Vec<Arc<Product>> = mesh
+            .catalog
+            .products()
+            .filter(|p| products.is_none_or(|ids| ids.contains(&p.id)))
+            .cloned()
+            .collect();
+        let lakes = self.lake_status().await;
+        let mut all = Vec::new();
+        for product in chosen {
+            let now = now_millis();
+            let mut results = Vec::with_capacity(product.quality.len());
+            for rule in &product.quality {
+                match rule.check {
+                    Check::Freshness { .. } => results.push(crate::quality::freshness(
+                        &product,
+                        rule,
+                        lakes.iter().find(|l| l.product == product.id),
+                        now,
+                    )),
+                    Check::NotChecked { .. } => {
+                        results.push(crate::quality::QualityResult::pending(&product, rule))
+                    }
+                    Check::Metric { .. } => {}
+                }
+            }
+            for table in product.tables.iter().filter(|t| !t.is_view()) {
+                let rules: Vec<&meshgate_catalog::QualityRule> = product
+                    .quality
+                    .iter()
+                    .filter(|r| {
+                        r.table.as_deref() == Some(table.name.as_str())
+                            && matches!(r.check, Check::Metric { .. })
+                    })
+                    .collect();
+                let Some(raw) = mesh
+                    .raw_tables
+                    .get(&(product.domain.clone(), table.name.clone()))
+                    .filter(|_| !rules.is_empty())
+                else {
+                    continue;
+                };
+                let _slot = self.admission.admit(QUALITY_PRINCIPAL, None).await?;
+                results.extend(
+                    crate::quality::measure_table(
+                        self.quality_state(&mesh),
+                        &product,
+                        (Arc::clone(raw), mesh.lakes.clone()),
+                        &rules,
+                        now_millis(),
+                    )
+                    .await,
+                );
+            }
+            // In the contract's order, as every reader lists them.
+            results.sort_by_key(|r| product.quality.iter().position(|q| *q == r.rule));
+            self.quality.record(&product.id, results.clone());
+            all.extend(results);
+        }
+        Ok(all)
+    }
+
+    /// Rows of `domain.table` that `after` selects and `before` does not, and the reverse,
+    /// over the raw files now (see [`crate::Gateway::count_row_changes`]).
+    pub(crate) async fn count_row_changes(
+        &self,
+        domain: &str,
+        table: &str,
+        before: &str,
+        after: &str,
+    ) -> Result<(u64, u64), GatewayError> {
+        let mesh = self.mesh();
+        let raw = mesh
+            .raw_tables
+            .get(&(domain.to_string(), table.to_string()))
+            .ok_or_else(|| GatewayError::NotFound(format!("no product table {domain}.{table}")))?;
+        let _slot = self.admission.admit(QUALITY_PRINCIPAL, None).await?;
+        crate::quality::count_row_changes(
+            self.quality_state(&mesh),
+            (Arc::clone(raw), mesh.lakes.clone()),
+            before,
+            after,
+        )
+        .await
+        .map_err(|e| {
+            GatewayError::InvalidQuery(format!("cannot count the rows of {domain}.{table}: {e}"))
+        })
+    }
+
+    /// A session for quality checks: the template, this mesh version's lakes as the only
+    /// store, memory capped like one query's. No catalog: a check reads its raw table
+    /// directly, and nothing else.
+    fn quality_state(&self, mesh: &MeshState) -> SessionState {
+        let memory_pool: Arc<dyn datafusion::execution::memory_pool::MemoryPool> =
+            match self.admission.limits().memory {
+                Some(cap) => Arc::new(crate::limits::QueryPool::new(
+                    Arc::clone(&self.runtime.memory_pool),
+                    cap,
+                )),
+                None => Arc::clone(&self.runtime.memory_pool),
+            };
+        let runtime = RuntimeEnv {
+            memory_pool,
+            disk_manager: Arc::clone(&self.runtime.disk_manager),
+            cache_manager: Arc::clone(&self.runtime.cache_manager),
+            object_store_registry: Arc::new(crate::lake_table::MeshStores::new(
+                mesh.lakes.store(None),
+            )),
+        };
+        SessionStateBuilder::new_from_existing(self.template().clone())
+            .with_runtime_env(Arc::new(runtime))
+            .build()
     }
 
     /// The mesh version in force now.
@@ -280,6 +415,18 @@ impl Shared {
             queries_running,
             queries_queued,
             memory_reserved_bytes: self.runtime.memory_pool.reserved(),
+            quality_breaches: self
+                .catalog()
+                .products()
+                .map(|p| {
+                    let results = self.quality.of(p);
+                    let breached = results
+                        .iter()
+                        .filter(|r| r.status == crate::quality::QualityStatus::Breached)
+                        .count();
+                    (p.id.clone(), breached)
+                })
+                .collect(),
         }
     }
 

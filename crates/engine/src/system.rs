@@ -11,7 +11,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+    ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
+    TimestampMillisecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::catalog::{MemTable, SchemaProvider, TableProvider};
@@ -22,6 +23,7 @@ use meshgate_governance::{AuditFilter, StoredAudit, Viewer, Workflow};
 
 use crate::listing::{self, VisibleTable};
 use crate::names::{CATALOG, SYSTEM_SCHEMA, TableKind};
+use crate::quality::QualityResult;
 use crate::scope::QueryScope;
 
 /// Declares each `mesh_catalog` table once: its variant, SQL name and description. What
@@ -66,6 +68,7 @@ system_tables! {
     AuditTables => "audit_tables", "The product tables each audited query touched, and the policy applied";
     AuditColumns => "audit_columns", "The columns each audited query read, with their treatment";
     Flows => "flows", "Data flows: which product's data reached which consumer application";
+    Quality => "quality", "Each product's quality rules and freshness SLO with their latest check (measured values for its owners)";
 }
 
 /// The `mesh_catalog` tables as listings show them (built for the caller, so their schemas
@@ -136,6 +139,13 @@ impl Columns {
         self
     }
 
+    fn real(mut self, name: &str, values: impl IntoIterator<Item = Option<f64>>) -> Self {
+        self.fields.push(Field::new(name, DataType::Float64, true));
+        self.arrays
+            .push(Arc::new(values.into_iter().collect::<Float64Array>()));
+        self
+    }
+
     fn flag(mut self, name: &str, values: impl IntoIterator<Item = Option<bool>>) -> Self {
         self.fields.push(Field::new(name, DataType::Boolean, true));
         self.arrays
@@ -191,6 +201,7 @@ impl SystemSchema {
             SystemTable::AuditTables => self.audit_tables().await,
             SystemTable::AuditColumns => self.audit_columns().await,
             SystemTable::Flows => self.flows().await,
+            SystemTable::Quality => self.quality(),
         }
     }
 
@@ -283,6 +294,12 @@ impl SystemSchema {
             )
             .flag("has_access", some(access.iter().copied()))
             .text(
+                "quality",
+                products
+                    .iter()
+                    .map(|p| crate::quality::summary(&shared.quality().of(p))),
+            )
+            .text(
                 "how_to_request",
                 products.iter().zip(&access).map(|(p, ok)| {
                     (!ok).then(|| {
@@ -295,6 +312,56 @@ impl SystemSchema {
                     })
                 }),
             )
+            .table()
+    }
+
+    /// Every quality rule of every product with its latest result (see [`crate::quality`]
+    /// for why measured values reach only the product's owners and delegates).
+    fn quality(&self) -> Result<Arc<dyn TableProvider>> {
+        let principal = self.scope.principal();
+        let board = self.scope.shared().quality();
+        let rows: Vec<(bool, QualityResult)> = self
+            .scope
+            .catalog()
+            .products()
+            .filter(|_| !self.empty)
+            .flat_map(|p| {
+                let decides = p.owner.decides(principal.id());
+                board.of(p).into_iter().map(move |r| (decides, r))
+            })
+            .collect();
+        Columns::default()
+            .text("product_id", rows.iter().map(|(_, r)| Some(&r.product)))
+            .text("version", rows.iter().map(|(_, r)| Some(&r.version)))
+            .text(
+                "table_name",
+                rows.iter().map(|(_, r)| r.rule.table.as_ref()),
+            )
+            .text(
+                "column_name",
+                rows.iter().map(|(_, r)| r.rule.column.as_ref()),
+            )
+            .text("rule_id", rows.iter().map(|(_, r)| Some(&r.rule.id)))
+            .text(
+                "dimension",
+                rows.iter().map(|(_, r)| r.rule.dimension.as_ref()),
+            )
+            .text(
+                "expectation",
+                rows.iter()
+                    .map(|(_, r)| Some(r.rule.expectation()).filter(|e| !e.is_empty())),
+            )
+            .text("status", rows.iter().map(|(_, r)| Some(r.status.as_str())))
+            .real(
+                "measured",
+                rows.iter().map(|(decides, r)| r.measured_for(*decides)),
+            )
+            .text(
+                "detail",
+                rows.iter()
+                    .map(|(_, r)| Some(&r.detail).filter(|d| !d.is_empty())),
+            )
+            .time("checked_at", rows.iter().map(|(_, r)| r.checked_at))
             .table()
     }
 

@@ -6,8 +6,9 @@
 //! Decisions take effect from the next query.
 
 use meshgate_api::{
-    Action, ApiError, ApproveRequest, Approved, CancelRequest, ListGrants, ListRequests,
-    MeshAction, RejectRequest, RequestAccess, ResumeGrant, RevokeGrant, SuspendGrant,
+    Action, ApiError, ApproveRequest, Approved, CancelRequest, CheckQuality, ListGrants,
+    ListRequests, MeshAction, QualityCheck, RejectRequest, RequestAccess, ResumeGrant, RevokeGrant,
+    SuspendGrant,
 };
 use meshgate_engine::Gateway;
 use meshgate_governance::{Approval, GovernanceError, NewRequest};
@@ -98,5 +99,28 @@ pub(crate) async fn run(
         }
         Action::ListRequests(_) => reply::<ListRequests>(workflow.visible_requests(&viewer).await),
         Action::ListGrants(_) => reply::<ListGrants>(workflow.visible_grants(&viewer).await),
+        Action::CheckQuality(b) => {
+            let results = gateway
+                .check_quality(Some(principal), b.product.as_deref())
+                .await
+                .map_err(crate::status::status)?;
+            let checks = results
+                .iter()
+                .map(|r| QualityCheck {
+                    product: r.product.clone(),
+                    version: r.version.clone(),
+                    table: r.rule.table.clone(),
+                    column: r.rule.column.clone(),
+                    rule: r.rule.id.clone(),
+                    expectation: r.rule.expectation(),
+                    status: r.status.as_str().to_string(),
+                    // Only the products the caller decides were checked.
+                    measured: r.measured_for(true),
+                    detail: r.detail.clone(),
+                    checked_at: r.checked_at,
+                })
+                .collect();
+            CheckQuality::encode_reply(&checks).map_err(api_status)
+        }
     }
 }

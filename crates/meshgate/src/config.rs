@@ -8,6 +8,7 @@
 //! products = "products"                 # directory of product manifests (ODCS YAML)
 //! policies = "policies"                 # access.conf, access.csv, global.toml, products/*.toml
 //! watch = "2s"                           # publish changed files this often ("0s": on SIGHUP only)
+//! quality_interval = "1h"                # measure products' quality rules this often ("0s": on demand only)
 //! users = "policies/users.toml"         # optional: static users for password logins
 //! master_key_file = "secrets/master.key" # optional: else $MESHGATE_MASTER_KEY
 //! memory_limit = "2GiB"                  # optional: all queries together; beyond it they spill
@@ -88,6 +89,9 @@ struct FileConfig {
     /// How often `serve` looks at `products` and `policies` for a change to publish.
     #[serde(default, deserialize_with = "units::optional_duration")]
     watch: Option<std::time::Duration>,
+    /// How often `serve` measures every product's quality rules.
+    #[serde(default, deserialize_with = "units::optional_duration")]
+    quality_interval: Option<std::time::Duration>,
     #[serde(default)]
     users: Option<PathBuf>,
     #[serde(default)]
@@ -470,6 +474,10 @@ enum Role {
 /// How often `serve` looks for a changed mesh directory when `watch` is not set.
 pub const DEFAULT_WATCH: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// How often `serve` and `demo` measure products' quality rules when `quality_interval` is
+/// not set (each check scans the tables its rules measure).
+pub const DEFAULT_QUALITY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// A loaded configuration file.
 #[derive(Debug)]
 pub struct ServeConfig {
@@ -485,6 +493,8 @@ pub struct ServeConfig {
     /// How often `serve` looks for a changed mesh directory to publish (`None`: only on
     /// SIGHUP).
     pub watch: Option<std::time::Duration>,
+    /// How often `serve` measures quality (`None`: on demand only).
+    pub quality_interval: Option<std::time::Duration>,
     /// `[distributed]`, when present.
     pub distributed: Option<DistributedSettings>,
 }
@@ -653,6 +663,11 @@ impl ServeConfig {
             Some(d) if d.is_zero() => None,
             Some(d) => Some(d),
         };
+        let quality_interval = match parsed.quality_interval {
+            None => Some(DEFAULT_QUALITY_INTERVAL),
+            Some(d) if d.is_zero() => None,
+            Some(d) => Some(d),
+        };
         let policies_dir = resolve(&parsed.policies);
         let policies = PolicySources::from_dir(&policies_dir).map_err(|e| err(e.to_string()))?;
         let users = match &parsed.users {
@@ -701,6 +716,7 @@ impl ServeConfig {
             policies_dir,
             products_dir,
             watch,
+            quality_interval,
             flight,
             gateway: GatewayConfig {
                 catalog,

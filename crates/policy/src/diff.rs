@@ -55,6 +55,33 @@ pub struct Change {
     pub before: String,
     pub after: String,
     pub direction: Direction,
+    /// For a change of rows: how many rows of the product's data it adds and removes now,
+    /// when the diff was given the data to count over (see [`Report::count_rows`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counted: Option<Counted>,
+}
+
+/// Rows a change of row predicate adds to and removes from what a caller sees, counted over
+/// the product's data as it is now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Counted {
+    pub gained: u64,
+    pub lost: u64,
+}
+
+impl Change {
+    /// The row predicates before and after, for a change of rows or of access (`None`
+    /// otherwise): `false` where the caller was or is denied.
+    pub fn predicates(&self) -> Option<(&str, &str)> {
+        fn side(text: &str) -> &str {
+            text.strip_prefix("sees rows ").unwrap_or("false")
+        }
+        match self.aspect.as_str() {
+            "rows" => Some((self.before.as_str(), self.after.as_str())),
+            "access" => Some((side(&self.before), side(&self.after))),
+            _ => None,
+        }
+    }
 }
 
 /// Every change between two versions.
@@ -67,6 +94,37 @@ pub struct Report {
 }
 
 impl Report {
+    /// Widened first, then undecided, then narrowed; by table, caller and aspect within.
+    fn sort(&mut self) {
+        self.changes.sort_by(|a, b| {
+            (a.direction, &a.table, &a.caller, &a.aspect).cmp(&(
+                b.direction,
+                &b.table,
+                &b.caller,
+                &b.aspect,
+            ))
+        });
+    }
+
+    /// Count, over the products' data, the rows each change of rows or access adds and
+    /// removes (`count(table, before, after)` gives them, or `None` where it cannot count).
+    /// A change the predicates alone cannot decide becomes a widening when it adds rows of
+    /// today's data; one that adds none stays undecided, since tomorrow's data may differ.
+    pub fn count_rows(&mut self, mut count: impl FnMut(&str, &str, &str) -> Option<Counted>) {
+        for change in &mut self.changes {
+            let Some((before, after)) = change.predicates() else {
+                continue;
+            };
+            change.counted = count(&change.table, before, after);
+            if change.direction == Direction::Undecided
+                && change.counted.is_some_and(|c| c.gained > 0)
+            {
+                change.direction = Direction::Widened;
+            }
+        }
+        self.sort();
+    }
+
     /// Whether any caller may see more (or possibly more) after the change.
     pub fn widens(&self) -> bool {
         self.changes
@@ -117,9 +175,18 @@ impl Report {
                 Direction::Undecided => "undecided",
                 Direction::Narrowed => "narrowed",
             };
+            let counted = change
+                .counted
+                .map(|c| {
+                    format!(
+                        " ({} rows gained, {} lost in today's data)",
+                        c.gained, c.lost
+                    )
+                })
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "| {mark} | {} | {} | {} | `{}` | `{}` |",
+                "| {mark} | {} | {} | {}{counted} | `{}` | `{}` |",
                 cell(&change.caller),
                 cell(&change.table),
                 cell(&change.aspect),
@@ -158,19 +225,13 @@ pub fn diff(before: Mesh<'_>, after: Mesh<'_>) -> Report {
             );
         }
     }
-    changes.sort_by(|a, b| {
-        (a.direction, &a.table, &a.caller, &a.aspect).cmp(&(
-            b.direction,
-            &b.table,
-            &b.caller,
-            &b.aspect,
-        ))
-    });
-    Report {
+    let mut report = Report {
         callers: callers.len(),
         tables: tables.len(),
         changes,
-    }
+    };
+    report.sort();
+    report
 }
 
 /// The callers the versions can tell apart (see the module doc).
@@ -234,6 +295,7 @@ fn compare(caller: &str, table: &str, before: &Outcome, after: &Outcome, out: &m
             before,
             after,
             direction,
+            counted: None,
         })
     };
     match (before, after) {
