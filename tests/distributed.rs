@@ -374,6 +374,69 @@ fn now() -> u64 {
 /// business only, risk-officer every row.
 const FILTERED: &str = "SELECT lob, count(*) FROM reference.counterparties GROUP BY lob";
 
+/// A contract change reaches a gateway and its workers separately. A worker that does not
+/// hold it yet refuses the gateway's stages (its mesh version differs: it would read the
+/// product as its own contract says), and once it has published its changed directory
+/// (watched like a gateway's), it runs them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_publishes_a_changed_contract_and_runs_the_gateways_stages_again() {
+    let cluster = Cluster::start(2).await;
+    let describe = |text: &str| {
+        let changed = text.replacen(
+            "One row per counterparty;",
+            "One row per counterparty (republished);",
+            1,
+        );
+        assert_ne!(changed, text);
+        changed
+    };
+    let distribution = cluster.distribution().await;
+    let (gateway, _lake) = local_gateway(move |config| {
+        let manifests = meshgate_reference::MANIFESTS.iter().map(|(name, text)| {
+            let text = if name.ends_with("reference.counterparties.yaml") {
+                describe(text)
+            } else {
+                text.to_string()
+            };
+            (*name, text)
+        });
+        config.catalog = meshgate::catalog::Catalog::from_sources(manifests).unwrap();
+        config.master_key = cluster::master_key();
+        config.distribution = Some(distribution);
+    })
+    .await;
+    let session = gateway.session(
+        gateway
+            .authenticate("risk-officer", "risk-officer-pw")
+            .unwrap(),
+    );
+    let error = run_gateway(&session, FILTERED).await.unwrap_err();
+    assert!(error.contains("policy version"), "{error}");
+
+    for worker in &cluster.workers {
+        let contract = worker.products.join("reference.counterparties.yaml");
+        let text = std::fs::read_to_string(&contract).unwrap();
+        std::fs::write(&contract, describe(&text)).unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match run_gateway(&session, FILTERED).await {
+            Ok(rows) => {
+                assert_eq!(rows.len(), 3, "{rows:?}");
+                break;
+            }
+            Err(error) => {
+                assert!(error.contains("policy version"), "{error}");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the worker did not publish its change: {error}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_refuse_unsigned_forged_replayed_and_expired_plans() {
     let cluster = Cluster::start(1).await;

@@ -55,6 +55,8 @@ pub struct Worker {
     pub config: PathBuf,
     /// The policy directory this worker reads (its own copy).
     pub policies: PathBuf,
+    /// The contracts' directory this worker reads (its own copy).
+    pub products: PathBuf,
     /// `http` or, with TLS, `https`.
     pub scheme: &'static str,
 }
@@ -134,15 +136,17 @@ impl Cluster {
         let repo = repo();
         let policies = dir.join(format!("policies-{i}"));
         crate::cli::copy_dir(&repo.join("policies"), &policies);
+        let products = dir.join(format!("products-{i}"));
+        crate::cli::copy_dir(&repo.join("products"), &products);
         let config = dir.join(format!("worker-{i}.toml"));
         std::fs::write(
             &config,
             format!(
-                "products = \"{repo}/products\"\npolicies = \"{policies}\"\n\
+                "products = \"{products}\"\npolicies = \"{policies}\"\nwatch = \"200ms\"\n\
                  master_key_file = \"master.key\"\n\
                  [storage.default]\nkind = \"local\"\npath = \"{data}/s3/{{bucket}}\"\n\
                  [distributed]\nlisten = \"127.0.0.1:0\"\n{extra}",
-                repo = repo.display(),
+                products = products.display(),
                 policies = policies.display(),
                 data = data_dir().display(),
             ),
@@ -162,6 +166,7 @@ impl Cluster {
             addr,
             config,
             policies,
+            products,
             scheme: "http",
         }
     }

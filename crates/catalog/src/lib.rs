@@ -90,6 +90,15 @@ pub struct Owner {
     pub delegates: Vec<String>,
 }
 
+impl Product {
+    /// The contract as meshgate read it, written out again (comments and layout gone): what
+    /// a node's mesh version is made of, so that two nodes holding the same contracts in
+    /// different files, or formatted differently, agree.
+    pub fn canonical_contract(&self) -> String {
+        serde_yaml::to_string(&self.contract).unwrap_or_else(|_| format!("{:?}", self.contract))
+    }
+}
+
 impl Owner {
     /// May `user` decide access to this product (an owner or a delegate)?
     pub fn decides(&self, user: &str) -> bool {

@@ -1630,7 +1630,7 @@ async fn serve(
     let published = std::sync::Arc::new(tokio::sync::Notify::new());
     if let Some(dirs) = mesh_dirs {
         tokio::spawn(publish::publish_on_change(
-            gateway.clone(),
+            publish::Target::Gateway(gateway.clone()),
             dirs,
             std::sync::Arc::clone(&published),
         ));
@@ -1705,54 +1705,6 @@ async fn serve(
         .map_err(|e| e.to_string())
 }
 
-/// On SIGHUP, re-read a worker's policy directory and reload it whole. A directory that
-/// cannot be read or a policy that does not load changes nothing: the last good version
-/// stays in force.
-async fn reload_policies_on_hangup<R, F>(dir: PathBuf, current: impl Fn() -> String, reload: R)
-where
-    R: Fn(meshgate::policy::PolicySources) -> F,
-    F: std::future::Future<Output = Result<String, String>>,
-{
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
-            say(
-                Level::Warn,
-                "cannot listen for SIGHUP; policies reload only on restart",
-            );
-            return;
-        };
-        while hangup.recv().await.is_some() {
-            let held = current();
-            let loaded = match meshgate::policy::PolicySources::from_dir(&dir) {
-                Ok(sources) => reload(sources).await,
-                Err(e) => Err(e.to_string()),
-            };
-            match loaded {
-                Ok(version) => say(
-                    Level::Info,
-                    &format!(
-                        "policies reloaded from {}: version {version}",
-                        dir.display()
-                    ),
-                ),
-                Err(e) => say(
-                    Level::Error,
-                    &format!(
-                        "policy reload from {} failed; still enforcing version {held}: {e}",
-                        dir.display()
-                    ),
-                ),
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = (dir, current, reload);
-    }
-}
-
 /// `meshgate worker`: the stages of large queries, for the gateways of the configuration's
 /// mesh.
 async fn worker(config: &Path, listen: Option<String>) -> Result<(), String> {
@@ -1772,19 +1724,16 @@ async fn worker(config: &Path, listen: Option<String>) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?,
     );
-    let reloading = std::sync::Arc::clone(&node);
-    let current = std::sync::Arc::clone(&node);
-    tokio::spawn(reload_policies_on_hangup(
-        loaded.policies_dir,
-        move || current.policy_version(),
-        move |sources| {
-            let node = std::sync::Arc::clone(&reloading);
-            async move {
-                node.reload_policies(&sources)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
+    // Like a gateway, a worker publishes its changed mesh directories (on a change or
+    // SIGHUP): its gateways' stages run only while both hold the same version.
+    tokio::spawn(publish::publish_on_change(
+        publish::Target::Worker(std::sync::Arc::clone(&node)),
+        publish::MeshDirs {
+            products: loaded.products_dir,
+            policies: loaded.policies_dir,
+            watch: loaded.watch,
         },
+        std::sync::Arc::new(tokio::sync::Notify::new()),
     ));
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     say(

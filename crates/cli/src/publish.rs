@@ -1,15 +1,46 @@
-//! Publishing without a restart: `serve` watches its mesh directories (`products`,
-//! `policies`) and, on a change or on SIGHUP, lints them as `meshgate lint` does and
-//! publishes them into the running gateway ([`Gateway::publish`]: checked whole, swapped
-//! atomically). A change that fails keeps the last good version serving, and says why.
+//! Publishing without a restart: `serve` and `worker` watch their mesh directories
+//! (`products`, `policies`) and, on a change or on SIGHUP, lint them as `meshgate lint` does
+//! and publish them into the running gateway ([`Gateway::publish`]) or worker
+//! ([`WorkerNode::publish`]): checked whole, swapped atomically. A change that fails keeps
+//! the last good version serving, and says why.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use meshgate::Gateway;
+use meshgate::engine::WorkerNode;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use crate::{Level, say};
+
+/// What a mesh directory is published into.
+#[derive(Clone)]
+pub(crate) enum Target {
+    Gateway(Gateway),
+    Worker(Arc<WorkerNode>),
+}
+
+impl Target {
+    fn version(&self) -> String {
+        match self {
+            Target::Gateway(gateway) => gateway.policies().fingerprint().to_string(),
+            Target::Worker(node) => node.policy_version(),
+        }
+    }
+
+    async fn publish(
+        &self,
+        catalog: meshgate::catalog::Catalog,
+        sources: &meshgate::policy::PolicySources,
+    ) -> Result<String, String> {
+        match self {
+            Target::Gateway(gateway) => gateway.publish(catalog, sources).await,
+            Target::Worker(node) => node.publish(catalog, sources).await,
+        }
+        .map_err(|e| e.to_string())
+    }
+}
 
 /// Where a served mesh's files live, and how often to look at them.
 pub(crate) struct MeshDirs {
@@ -39,7 +70,7 @@ impl MeshDirs {
     }
 
     /// Lint the directories and publish them. `Ok`: the new policy version.
-    async fn publish(&self, gateway: &Gateway) -> Result<String, String> {
+    async fn publish(&self, target: &Target) -> Result<String, String> {
         // Lint and load read the files separately: only what was linted may be published.
         let linted = self.fingerprint();
         let report = meshgate::lint::lint_dirs(&self.products, &self.policies, None).await;
@@ -74,10 +105,9 @@ impl MeshDirs {
                     .into(),
             );
         }
-        gateway
-            .publish(catalog, &sources)
-            .await
-            .map_err(|e| e.to_string())
+        let products = catalog.products().count();
+        let version = target.publish(catalog, &sources).await?;
+        Ok(format!("{products} product(s), policy version {version}"))
     }
 }
 
@@ -98,7 +128,7 @@ fn collect(dir: &std::path::Path, out: &mut Vec<PathBuf>) -> std::io::Result<()>
 /// Each publish that succeeds notifies `published` (the quality checks measure the new
 /// version).
 pub(crate) async fn publish_on_change(
-    gateway: Gateway,
+    target: Target,
     dirs: MeshDirs,
     published: std::sync::Arc<tokio::sync::Notify>,
 ) {
@@ -149,16 +179,15 @@ pub(crate) async fn publish_on_change(
         // Remembered whatever the outcome: a change that fails is reported once, and
         // retried when the files change again (or on SIGHUP).
         seen = now;
-        let held = gateway.policies().fingerprint().to_string();
-        match dirs.publish(&gateway).await {
-            Ok(version) => {
+        let held = target.version();
+        match dirs.publish(&target).await {
+            Ok(what) => {
                 say(
                     Level::Info,
                     &format!(
-                        "published the mesh from {} and {}: {} product(s), policy version {version}",
+                        "published the mesh from {} and {}: {what}",
                         dirs.products.display(),
                         dirs.policies.display(),
-                        gateway.catalog().products().count()
                     ),
                 );
                 published.notify_one();

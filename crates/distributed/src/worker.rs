@@ -11,7 +11,7 @@ use datafusion::execution::SessionState;
 use datafusion_distributed::{
     ChannelResolver, DistributedExt, Worker, WorkerQueryContext, WorkerSessionBuilder,
 };
-use meshgate_engine::{SealCodec, WorkerNode};
+use meshgate_engine::WorkerNode;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
@@ -53,10 +53,10 @@ pub struct WorkerServer {
     pub sent: Arc<AtomicU64>,
 }
 
-/// The session every stage runs in: the seal codec of this worker, and signed channels to its
-/// peers.
+/// The session every stage runs in: the seal codec of the mesh version this worker holds
+/// when the stage arrives, and signed channels to its peers.
 struct Sessions {
-    codec: SealCodec,
+    node: Arc<WorkerNode>,
     peers: Arc<Network>,
     stages: Arc<AtomicU64>,
 }
@@ -68,7 +68,7 @@ impl WorkerSessionBuilder for Sessions {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(ctx
             .builder
-            .with_distributed_user_codec(self.codec.clone())
+            .with_distributed_user_codec(self.node.seal_codec())
             .with_distributed_channel_resolver(
                 Arc::clone(&self.peers) as Arc<dyn ChannelResolver + Send + Sync>
             )
@@ -86,7 +86,7 @@ impl WorkerServer {
         // Peers are whatever a signed plan names: a plan comes from a gateway of this mesh.
         let peers = Network::new(Vec::new(), Arc::clone(&self.signer), self.peers_tls.clone());
         let worker = Worker::from_session_builder(Sessions {
-            codec: self.node.seal_codec(),
+            node: Arc::clone(&self.node),
             peers,
             stages: Arc::clone(&self.stages),
         })

@@ -11,7 +11,8 @@ use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use meshgate_catalog::Catalog;
 use meshgate_policy::{PolicySet, PolicySources};
-use meshgate_storage::Lakes;
+use meshgate_protect::MasterKey;
+use meshgate_storage::{Lakes, StorageConfig};
 
 use crate::config::GatewayConfig;
 use crate::error::GatewayError;
@@ -22,20 +23,55 @@ use crate::wire::SealCodec;
 /// One worker's engine.
 #[derive(Debug)]
 pub struct WorkerNode {
+    /// The mesh version this worker holds; publishing replaces it whole.
+    mesh: ArcSwap<WorkerMesh>,
+    /// Where products' lakes are opened from, on publish.
+    storage: StorageConfig,
+    master_key: MasterKey,
+    runtime: Arc<RuntimeEnv>,
+}
+
+/// A worker's mesh version: its catalog, its policies and the seal codec reading through
+/// its lakes under them.
+#[derive(Debug)]
+struct WorkerMesh {
     catalog: Arc<Catalog>,
     policies: Arc<ArcSwap<PolicySet>>,
-    runtime: Arc<RuntimeEnv>,
     codec: SealCodec,
+}
+
+impl WorkerMesh {
+    async fn build(
+        catalog: Catalog,
+        sources: &PolicySources,
+        storage: &StorageConfig,
+        master_key: &MasterKey,
+    ) -> Result<Self, GatewayError> {
+        let catalog = Arc::new(catalog);
+        let policies = PolicySet::load(&catalog, sources).await?;
+        let lakes =
+            Lakes::open(&catalog, storage).map_err(|e| GatewayError::Config(e.to_string()))?;
+        let policies = Arc::new(ArcSwap::from_pointee(policies));
+        let codec = seal_codec(&lakes, master_key, &policies);
+        Ok(Self {
+            catalog,
+            policies,
+            codec,
+        })
+    }
 }
 
 impl WorkerNode {
     /// Open the catalog, the policies and every product's lake as `config` says (its
     /// governance, users and lineage are a gateway's business and are not opened).
     pub async fn open(config: GatewayConfig) -> Result<Self, GatewayError> {
-        let catalog = Arc::new(config.catalog);
-        let policies = PolicySet::load(&catalog, &config.policies).await?;
-        let lakes = Lakes::open(&catalog, &config.storage)
-            .map_err(|e| GatewayError::Config(e.to_string()))?;
+        let mesh = WorkerMesh::build(
+            config.catalog,
+            &config.policies,
+            &config.storage,
+            &config.master_key,
+        )
+        .await?;
         // The worker's sessions reach no store at all: only a sealed scan reads, through the
         // stores the seal codec gives it.
         let mut runtime =
@@ -46,19 +82,18 @@ impl WorkerNode {
         let runtime = runtime
             .build_arc()
             .map_err(|e| GatewayError::Config(e.to_string()))?;
-        let policies = Arc::new(ArcSwap::from_pointee(policies));
-        let codec = seal_codec(&lakes, &config.master_key, &policies);
         Ok(Self {
-            catalog,
-            policies,
+            mesh: ArcSwap::from_pointee(mesh),
+            storage: config.storage,
+            master_key: config.master_key,
             runtime,
-            codec,
         })
     }
 
-    /// Decodes the sealed scans of the stages this worker is sent.
+    /// Decodes the sealed scans of the stages this worker is sent, under the mesh version
+    /// it holds now (a stage holds the codec it started with).
     pub fn seal_codec(&self) -> SealCodec {
-        self.codec.clone()
+        self.mesh.load().codec.clone()
     }
 
     /// The runtime every stage runs in (memory pool; no object store).
@@ -66,16 +101,33 @@ impl WorkerNode {
         Arc::clone(&self.runtime)
     }
 
-    /// The policy version this worker holds (the policy files' fingerprint).
+    /// The policy version this worker holds (the policy files' and contracts' fingerprint).
     pub fn policy_version(&self) -> String {
-        self.policies.load().fingerprint().to_string()
+        self.mesh.load().policies.load().fingerprint().to_string()
     }
 
     /// Load `sources` and make them the version in force; on error the previous stays.
     pub async fn reload_policies(&self, sources: &PolicySources) -> Result<String, GatewayError> {
-        let policies = PolicySet::load(&self.catalog, sources).await?;
+        let mesh = self.mesh.load();
+        let policies = PolicySet::load(&mesh.catalog, sources).await?;
         let fingerprint = policies.fingerprint().to_string();
-        self.policies.store(Arc::new(policies));
+        mesh.policies.store(Arc::new(policies));
         Ok(fingerprint)
+    }
+
+    /// Publish a new mesh version, as a gateway does ([`crate::Gateway::publish`]): the
+    /// catalog with the policies of `sources` and every product's lake, checked whole, then
+    /// swapped in; stages running now finish on the version they started with. On error the
+    /// previous version stays. Returns the new policy version, which its gateways' must match
+    /// for this worker to run their stages.
+    pub async fn publish(
+        &self,
+        catalog: Catalog,
+        sources: &PolicySources,
+    ) -> Result<String, GatewayError> {
+        let mesh = WorkerMesh::build(catalog, sources, &self.storage, &self.master_key).await?;
+        let version = mesh.policies.load().fingerprint().to_string();
+        self.mesh.store(Arc::new(mesh));
+        Ok(version)
     }
 }

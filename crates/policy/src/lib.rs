@@ -172,7 +172,7 @@ impl PolicySet {
             .as_ref()
             .map(|s| GlobalRules::parse(&s.name, &s.text, catalog))
             .transpose()?;
-        // The version is the files' content, named by file name only: replicas that hold the
+        // The version is the files' content (and the contracts', below), named by file name only: replicas that hold the
         // same files in different directories (or built by another compiler) report the
         // same version on their audit records, and any change to a file is a new one.
         // Product policies in file-name order: the same files read from a directory or
@@ -197,6 +197,15 @@ impl PolicySet {
             for part in [file.as_bytes(), source.text.as_bytes()] {
                 hasher.update((part.len() as u64).to_be_bytes());
                 hasher.update(part);
+            }
+        }
+        // The catalog too: a worker that holds other contracts than its gateway (a product
+        // published to one and not yet to the other) holds another version, and refuses
+        // the gateway's sealed scans rather than read what its own contract says.
+        for product in catalog.products() {
+            for part in [product.id.clone(), product.canonical_contract()] {
+                hasher.update((part.len() as u64).to_be_bytes());
+                hasher.update(part.as_bytes());
             }
         }
         let digest = hasher.finalize();
