@@ -49,7 +49,10 @@ def test_export_is_valid_odcs_and_import_round_trips(tmp_path):
     # Another tool edits a contract, adding fields meshgate does not read.
     edited = out / "reference.counterparties.counterparties.odcs.yaml"
     contract = yaml.safe_load(edited.read_text())
-    contract["schema"][0]["quality"] = [{"metric": "rowCount", "mustBeGreaterThan": 0}]
+    # (meshgate reads the quality rules it can run; the other tool's rule must survive too.)
+    contract["schema"][0]["quality"] = contract["schema"][0].get("quality", []) + [
+        {"metric": "rowCount", "mustBeGreaterThan": 0}
+    ]
     contract["schema"][0]["properties"][0]["authoritativeDefinitions"] = [
         {"type": "businessDefinition", "url": "https://wiki.example/counterparty-id"}
     ]
@@ -64,7 +67,7 @@ def test_export_is_valid_odcs_and_import_round_trips(tmp_path):
         if product == "reference.counterparties":
             assert back["schema"][0]["quality"] == contract["schema"][0]["quality"]
             assert back["schema"][0]["properties"][0]["authoritativeDefinitions"][0]["url"].endswith("counterparty-id")
-            del back["schema"][0]["quality"]
+            assert back["schema"][0]["quality"].pop() == {"metric": "rowCount", "mustBeGreaterThan": 0}
             del back["schema"][0]["properties"][0]["authoritativeDefinitions"]
         assert back == original, product
 
