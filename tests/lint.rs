@@ -267,3 +267,40 @@ fn a_breaking_change_needs_a_new_major_version() {
     let (code, stdout, _) = lint(path, &[]);
     assert_eq!(code, 0, "{stdout}");
 }
+
+/// A deprecated product past its sunset is refused at query time; lint says so, and how to
+/// retire it properly. A sunset that is no date, or a deprecated product without one, does
+/// not load.
+#[test]
+fn a_sunset_that_passed_is_a_warning_and_a_bad_one_an_error() {
+    let mesh = reference_copy();
+    let contract = mesh.path().join("products/reference.counterparties.yaml");
+    edit(
+        &contract,
+        "status: active",
+        "status: deprecated\ncustomProperties: [{property: sunset, value: 2001-02-03}]",
+    );
+    let (code, stdout, stderr) = lint(mesh.path(), &[]);
+    assert_eq!(code, 0, "a warning only: {stdout}{stderr}");
+    let line = line_of(
+        mesh.path(),
+        "products/reference.counterparties.yaml",
+        "status:",
+    );
+    assert!(
+        stdout.contains(&format!(
+            "products/reference.counterparties.yaml:{line}: warning[sunset-passed]: product `reference.counterparties` was served until 2001-02-03"
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("set `status: retired`"), "{stdout}");
+    let (code, _, _) = lint(mesh.path(), &["--strict"]);
+    assert_eq!(code, 1);
+    edit(&contract, "value: 2001-02-03", "value: soon");
+    let (code, stdout, _) = lint(mesh.path(), &[]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains("error[contract]") && stdout.contains("`sunset` must be a date"),
+        "{stdout}"
+    );
+}

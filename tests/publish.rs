@@ -301,3 +301,163 @@ denied = "not-permitted"
     assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 3);
     child.kill().await.unwrap();
 }
+
+/// A product's life after `active`: a deprecated one is served until its sunset, and every
+/// query that reads it says so (the result schema's metadata over Flight SQL, `warnings()`
+/// in the library); a retired one, or a deprecated one past its sunset, is refused with
+/// the reason and is no longer listed, while discovery keeps showing it.
+#[tokio::test]
+async fn a_deprecated_product_warns_until_its_sunset_and_a_retired_one_is_refused() {
+    let lifecycle = |counterparties: &str, payments: &str| {
+        let manifests = meshgate_reference::MANIFESTS.iter().map(|(name, text)| {
+            let text = if name.ends_with("reference.counterparties.yaml") {
+                text.replacen("status: active", counterparties, 1)
+            } else if name.ends_with("payments.transactions.yaml") {
+                text.replacen("status: active", payments, 1)
+            } else {
+                text.to_string()
+            };
+            (*name, text)
+        });
+        meshgate::catalog::Catalog::from_sources(manifests).unwrap()
+    };
+    let deprecated =
+        "status: deprecated\ncustomProperties: [{property: sunset, value: 2999-12-31}]";
+    let catalog = lifecycle(deprecated, "status: retired");
+    let server = crate::support::flight::start_with(
+        meshgate::flight::FlightConfig::default(),
+        move |config| config.catalog = catalog,
+    )
+    .await;
+    let mut client = login(server.addr, "risk-officer").await;
+    let warning = "product `reference.counterparties` (version 1.0.0) is deprecated and served until 2999-12-31 (UTC)";
+    let info = client
+        .execute(
+            "SELECT count(*) FROM reference.counterparties".to_string(),
+            None,
+        )
+        .await
+        .unwrap();
+    let (schema, batches) = fetch(&mut client, &info).await.unwrap();
+    assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 1);
+    for (what, metadata) in [
+        ("the stream", schema.metadata().clone()),
+        (
+            "the FlightInfo",
+            info.clone().try_decode_schema().unwrap().metadata().clone(),
+        ),
+    ] {
+        let said = metadata
+            .get(meshgate::engine::WARNINGS_METADATA_KEY)
+            .unwrap_or_else(|| panic!("{what} carries no warning: {metadata:?}"));
+        assert!(said.contains(warning), "{what}: {said}");
+    }
+    // A query that does not read it carries no warning.
+    let info = client
+        .execute("SELECT count(*) FROM markets.trades".to_string(), None)
+        .await
+        .unwrap();
+    let (schema, _) = fetch(&mut client, &info).await.unwrap();
+    assert!(schema.metadata().is_empty(), "{:?}", schema.metadata());
+    // The library says the same.
+    let risk = server
+        .gateway
+        .authenticate("risk-officer", "risk-officer-pw")
+        .unwrap();
+    let planned = server
+        .gateway
+        .session(risk.clone())
+        .query("SELECT c.lob FROM reference.counterparties c LIMIT 1")
+        .await
+        .unwrap();
+    assert_eq!(planned.warnings().len(), 1);
+    assert!(
+        planned.warnings()[0].contains(warning),
+        "{:?}",
+        planned.warnings()
+    );
+
+    // Retired: refused, saying why; not listed; still discoverable.
+    let refused = query(
+        server.addr,
+        "risk-officer",
+        "SELECT count(*) FROM payments.transactions",
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        refused.contains("product `payments.transactions` is no longer served: its owner (team `payments-core`) retired it"),
+        "{refused}"
+    );
+    let listed = query(
+        server.addr,
+        "risk-officer",
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'payments'",
+    )
+    .await
+    .unwrap();
+    assert_eq!(listed.iter().map(RecordBatch::num_rows).sum::<usize>(), 0);
+    let discovered = query(
+        server.addr,
+        "intern",
+        "SELECT product_id, status, sunset FROM mesh_catalog.products ORDER BY product_id",
+    )
+    .await
+    .unwrap();
+    let text: Vec<String> = discovered
+        .iter()
+        .flat_map(|b| {
+            (0..b.num_rows()).map(move |row| {
+                (0..3)
+                    .map(|c| {
+                        let column =
+                            arrow::compute::cast(b.column(c), &arrow::datatypes::DataType::Utf8)
+                                .unwrap();
+                        column.as_string::<i32>().value(row).to_string()
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+        })
+        .collect();
+    assert_eq!(
+        text,
+        [
+            "markets.trades active ",
+            "payments.transactions retired ",
+            "reference.counterparties deprecated 2999-12-31"
+        ]
+    );
+
+    // Past its sunset (published so), the deprecated product is refused too.
+    server
+        .gateway
+        .publish(
+            lifecycle(
+                "status: deprecated\ncustomProperties: [{property: sunset, value: 2000-01-01}]",
+                "status: active",
+            ),
+            &meshgate_reference::policy_sources(),
+        )
+        .await
+        .unwrap();
+    let refused = query(
+        server.addr,
+        "risk-officer",
+        "SELECT count(*) FROM reference.counterparties",
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        refused.contains("its last day served was 2000-01-01 (UTC)"),
+        "{refused}"
+    );
+    let back = query(
+        server.addr,
+        "risk-officer",
+        "SELECT count(*) FROM payments.transactions",
+    )
+    .await
+    .unwrap();
+    assert_eq!(back.iter().map(RecordBatch::num_rows).sum::<usize>(), 1);
+}

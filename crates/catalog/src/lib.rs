@@ -21,10 +21,14 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 pub use quality::QualityRule;
+
 pub use types::{logical_type_of, parse_physical_type};
 
 /// The custom property holding a view's SQL.
 pub const VIEW_DEFINITION: &str = "viewDefinition";
+/// The contract-level custom property that says until when a deprecated product is served
+/// (`YYYY-MM-DD`, UTC, inclusive).
+pub const SUNSET: &str = "sunset";
 
 /// Errors found while loading manifests. Each names the file and, where it can, the place in it.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +76,8 @@ pub struct Product {
     pub slos: Vec<Slo>,
     /// The quality rules of its tables and columns, and its freshness SLO (see [`quality`]).
     pub quality: Vec<QualityRule>,
+    /// For a `deprecated` product, the last day it is served (customProperties `sunset`).
+    pub sunset: Option<Sunset>,
     pub tags: Vec<String>,
     /// The manifest this product was read from (file name or other source label).
     pub source: String,
@@ -90,7 +96,38 @@ pub struct Owner {
     pub delegates: Vec<String>,
 }
 
+/// The last day a deprecated product is served: through that day (UTC), refused after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sunset {
+    /// As written, `YYYY-MM-DD`.
+    pub date: String,
+    /// The first moment it is no longer served (the next day, 00:00 UTC), in milliseconds
+    /// since the epoch.
+    pub ends_at: i64,
+}
+
+/// Where a product is in its life, at a moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifecycle<'a> {
+    /// Served, nothing to say.
+    Served,
+    /// Served until its sunset: consumers are warned.
+    Deprecated(&'a Sunset),
+    /// No longer served: `retired`, or deprecated past its sunset.
+    Retired(Option<&'a Sunset>),
+}
+
 impl Product {
+    /// Where this product is in its life at `now` (milliseconds since the epoch).
+    pub fn lifecycle(&self, now: i64) -> Lifecycle<'_> {
+        match (self.status.as_str(), &self.sunset) {
+            ("retired", sunset) => Lifecycle::Retired(sunset.as_ref()),
+            (_, Some(sunset)) if now >= sunset.ends_at => Lifecycle::Retired(Some(sunset)),
+            (_, Some(sunset)) => Lifecycle::Deprecated(sunset),
+            _ => Lifecycle::Served,
+        }
+    }
+
     /// The contract as meshgate read it, written out again (comments and layout gone): what
     /// a node's mesh version is made of, so that two nodes holding the same contracts in
     /// different files, or formatted differently, agree.
@@ -595,6 +632,8 @@ fn parse_manifest(file: &str, text: &str) -> Result<Product, CatalogError> {
         })
         .collect();
 
+    let sunset = parse_sunset(&contract, &invalid)?;
+
     if let Some(freshness) = freshness(&slos) {
         quality_rules.insert(0, freshness);
     }
@@ -618,10 +657,92 @@ fn parse_manifest(file: &str, text: &str) -> Result<Product, CatalogError> {
         tables,
         slos,
         quality: quality_rules,
+        sunset,
         tags: contract.tags.clone(),
         source: file.to_string(),
         contract,
     })
+}
+
+/// A deprecated product's `sunset`: required with `status: deprecated` (consumers must know
+/// until when), refused on any other status (it would retire an active product silently).
+fn parse_sunset(
+    contract: &manifest::Contract,
+    invalid: &dyn Fn(&str, String) -> CatalogError,
+) -> Result<Option<Sunset>, CatalogError> {
+    let written = contract
+        .custom_properties
+        .iter()
+        .find(|p| p.property == SUNSET)
+        .map(|p| match &p.value {
+            serde_yaml::Value::String(s) => s.clone(),
+            other => serde_yaml::to_string(other)
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        });
+    match (contract.status.as_str(), written) {
+        ("deprecated", None) => Err(invalid(
+            "customProperties",
+            format!(
+                "a deprecated product needs its last day served: customProperties `{SUNSET}: YYYY-MM-DD`"
+            ),
+        )),
+        ("deprecated", Some(date)) => {
+            let ends_at = day_after_millis(&date).ok_or_else(|| {
+                invalid(
+                    "customProperties",
+                    format!("`{SUNSET}` must be a date, YYYY-MM-DD; found `{date}`"),
+                )
+            })?;
+            Ok(Some(Sunset { date, ends_at }))
+        }
+        (status, Some(_)) => Err(invalid(
+            "customProperties",
+            format!("`{SUNSET}` is for a deprecated product; this one's status is `{status}`"),
+        )),
+        (_, None) => Ok(None),
+    }
+}
+
+/// The first millisecond after the day `YYYY-MM-DD` (UTC).
+fn day_after_millis(date: &str) -> Option<i64> {
+    let mut parts = date.split('-');
+    let (y, m, d) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || y.len() != 4 || m.len() != 2 || d.len() != 2 {
+        return None;
+    }
+    let (y, m, d): (i64, i64, i64) = (y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
+    let days_in = [
+        31,
+        if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) {
+            29
+        } else {
+            28
+        },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&m) || d < 1 || d > days_in[(m - 1) as usize] {
+        return None;
+    }
+    // Howard Hinnant's days-from-civil.
+    let yy = if m <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days + 1) * 86_400_000)
 }
 
 /// The freshness the SLOs promise: data at most `latency` late, refreshed every `frequency`,
@@ -743,6 +864,62 @@ schema:
       - {name: order_id, logicalType: integer, physicalType: BIGINT, required: true}
       - {name: email, physicalType: VARCHAR, tags: [pii]}
 "#;
+
+    #[test]
+    fn a_deprecated_product_states_its_sunset_and_retires_after_it() {
+        let deprecated = MINIMAL.replace(
+            "status: active",
+            "status: deprecated\ncustomProperties: [{property: sunset, value: 2027-02-28}]",
+        );
+        let catalog = Catalog::from_sources([("orders.yaml", deprecated)]).unwrap();
+        let product = catalog.product("sales.orders").unwrap();
+        let sunset = product.sunset.as_ref().unwrap();
+        // 2027-03-01T00:00:00Z
+        assert_eq!(sunset.ends_at, 1_803_859_200_000);
+        assert!(matches!(
+            product.lifecycle(sunset.ends_at - 1),
+            Lifecycle::Deprecated(_)
+        ));
+        assert!(matches!(
+            product.lifecycle(sunset.ends_at),
+            Lifecycle::Retired(Some(_))
+        ));
+        let active = Catalog::from_sources([("orders.yaml", MINIMAL)]).unwrap();
+        assert!(matches!(
+            active.product("sales.orders").unwrap().lifecycle(i64::MAX),
+            Lifecycle::Served
+        ));
+        for (status, extra, says) in [
+            ("deprecated", "", "needs its last day served"),
+            (
+                "deprecated",
+                "\ncustomProperties: [{property: sunset, value: 2027-02-30}]",
+                "must be a date",
+            ),
+            (
+                "deprecated",
+                "\ncustomProperties: [{property: sunset, value: next year}]",
+                "must be a date",
+            ),
+            (
+                "active",
+                "\ncustomProperties: [{property: sunset, value: 2027-02-28}]",
+                "is for a deprecated product",
+            ),
+        ] {
+            let text = MINIMAL.replace("status: active", &format!("status: {status}{extra}"));
+            let error = Catalog::from_sources([("orders.yaml", text)])
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(says), "{status}{extra}: {error}");
+        }
+        let retired = MINIMAL.replace("status: active", "status: retired");
+        let catalog = Catalog::from_sources([("orders.yaml", retired)]).unwrap();
+        assert!(matches!(
+            catalog.product("sales.orders").unwrap().lifecycle(0),
+            Lifecycle::Retired(None)
+        ));
+    }
 
     #[test]
     fn loads_a_minimal_contract() {

@@ -83,6 +83,10 @@ pub use plan::MAX_STATEMENT_BYTES;
 pub use protected::{ProtectedScanExec, ProtectedTable};
 pub use quality::{QualityResult, QualityStatus};
 pub use query::{Column, Prepared, Query, ScanReport};
+
+/// The result schema's metadata key under which front doors give a query's warnings (one
+/// per line; see [`Query::warnings`]).
+pub const WARNINGS_METADATA_KEY: &str = "meshgate.warnings";
 pub use session::Session;
 pub use shape::{
     MAX_EXPRESSION_DEPTH, MAX_EXPRESSIONS, MAX_RELATIONS, MAX_SET_OPERATIONS, PLANNING_STACK_BYTES,

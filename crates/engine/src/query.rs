@@ -30,6 +30,8 @@ pub struct Prepared {
     pub columns: Vec<Column>,
     /// `$1`, `$2`, ... with their types where the plan determines them (`Null` otherwise).
     pub parameters: SchemaRef,
+    /// See [`Query::warnings`].
+    pub warnings: Vec<String>,
 }
 
 /// A result column and the table it comes from, when it is a plain column of one.
@@ -53,6 +55,8 @@ pub struct Query {
     cancel: CancellationToken,
     /// Where this query's audit record went, to record its outcome.
     audit: AuditHandle,
+    /// What the consumer should know about what the query reads (a deprecated product).
+    warnings: Vec<String>,
 }
 
 /// What the sealed scans of a query read, for operators and audit (never shown to the
@@ -94,7 +98,20 @@ impl Query {
             deadline,
             cancel: CancellationToken::new(),
             audit,
+            warnings: Vec::new(),
         }
+    }
+
+    pub(crate) fn with_warnings(mut self, warnings: Vec<String>) -> Self {
+        self.warnings = warnings;
+        self
+    }
+
+    /// What the consumer should know about what this query reads: each deprecated product
+    /// it names, with its last day served. Flight SQL puts them in the result schema's
+    /// metadata ([`WARNINGS_METADATA_KEY`](crate::WARNINGS_METADATA_KEY)).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// The result schema (identical to the schema of every batch `execute` yields).

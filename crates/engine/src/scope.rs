@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use datafusion::catalog::{TableProvider, view::ViewTable};
 use datafusion::common::TableReference;
 use datafusion::logical_expr::LogicalPlan;
-use meshgate_catalog::{Product, Table};
+use meshgate_catalog::{Lifecycle, Product, Table};
 use meshgate_policy::{Denial, PolicySet, Principal};
 use meshgate_storage::IoCounters;
 
@@ -188,6 +188,36 @@ impl QueryScope {
             .collect()
     }
 
+    /// What the consumer should know about the products the statement (or a view it reads)
+    /// names: each deprecated one, with its last day served.
+    pub(crate) fn warnings(&self) -> Vec<String> {
+        let named = match self.named.lock() {
+            Ok(named) => named.clone(),
+            Err(_) => return Vec::new(),
+        };
+        let now = meshgate_governance::now_millis();
+        let mut products = BTreeSet::new();
+        for (domain, name) in &named {
+            if let Some((product, _)) = self.mesh.catalog.table(domain, name)
+                && let Lifecycle::Deprecated(sunset) = product.lifecycle(now)
+            {
+                products.insert((
+                    product.id.clone(),
+                    product.version.clone(),
+                    sunset.date.clone(),
+                ));
+            }
+        }
+        products
+            .into_iter()
+            .map(|(id, version, date)| {
+                format!(
+                    "product `{id}` (version {version}) is deprecated and served until {date} (UTC); mesh_catalog.products says what replaces it"
+                )
+            })
+            .collect()
+    }
+
     /// [`QueryScope::resolve`] for a name the statement itself (or a view it reads) uses.
     pub(crate) async fn resolve_named(
         self: &Arc<Self>,
@@ -256,6 +286,11 @@ impl QueryScope {
             return Some(hit);
         }
         let (product, table) = self.mesh.catalog.table(domain, name)?;
+        if let Some(retired) = retired(product) {
+            let resolution: Resolution = Err(retired);
+            self.store(key, resolution.clone());
+            return Some(resolution);
+        }
         let resolution = match &table.view {
             // Boxed: planning a view resolves the tables it reads, possibly views again.
             Some(sql) => Box::pin(self.plan_view(product, table, sql)).await,
@@ -373,4 +408,20 @@ impl QueryScope {
         }
         out
     }
+}
+
+/// Why `product` is no longer served, if it is not: `retired`, or deprecated past its sunset.
+fn retired(product: &Product) -> Option<Denial> {
+    let reason = match product.lifecycle(meshgate_governance::now_millis()) {
+        Lifecycle::Retired(Some(sunset)) => format!(
+            "its last day served was {} (UTC); ask its owner (team `{}`) what replaces it",
+            sunset.date, product.owner.team
+        ),
+        Lifecycle::Retired(None) => format!("its owner (team `{}`) retired it", product.owner.team),
+        Lifecycle::Served | Lifecycle::Deprecated(_) => return None,
+    };
+    Some(Denial::Retired {
+        product: product.id.clone(),
+        reason,
+    })
 }

@@ -203,7 +203,8 @@ impl Session {
             slot,
             deadline,
             audit,
-        ))
+        )
+        .with_warnings(scope.warnings()))
     }
 
     /// Plan a statement without running it: its result columns and, when no values are
@@ -246,6 +247,7 @@ impl Session {
             Ok(Prepared {
                 columns: columns_of(&logical),
                 parameters: params::parameter_schema(&logical)?,
+                warnings: scope.warnings(),
             })
         });
         if let Err(error) = &prepared {

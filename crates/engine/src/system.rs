@@ -300,6 +300,12 @@ impl SystemSchema {
                     .map(|p| crate::quality::summary(&shared.quality().of(p))),
             )
             .text(
+                "sunset",
+                products
+                    .iter()
+                    .map(|p| p.sunset.as_ref().map(|s| s.date.as_str())),
+            )
+            .text(
                 "how_to_request",
                 products.iter().zip(&access).map(|(p, ok)| {
                     (!ok).then(|| {

@@ -169,8 +169,14 @@ fn column_description(catalog: &Catalog, origin: &Origin<'_>, column: &str) -> O
         .map(|c| c.description.clone())
 }
 
-/// The schema of a statement's result as clients see it: edge types plus column metadata.
-pub(crate) fn result_schema(columns: &[Column], catalog: &Catalog) -> SchemaRef {
+/// The schema of a statement's result as clients see it: edge types plus column metadata,
+/// and the query's warnings (a deprecated product it reads) under
+/// [`meshgate_engine::WARNINGS_METADATA_KEY`].
+pub(crate) fn result_schema(
+    columns: &[Column],
+    warnings: &[String],
+    catalog: &Catalog,
+) -> SchemaRef {
     let fields: Vec<Field> = columns
         .iter()
         .map(|column| {
@@ -184,7 +190,17 @@ pub(crate) fn result_schema(columns: &[Column], catalog: &Catalog) -> SchemaRef 
             describe_field(&column.field, origin.as_ref(), remarks.as_deref())
         })
         .collect();
-    edge_schema(&Schema::new(fields))
+    let mut schema = Schema::new(fields);
+    if !warnings.is_empty() {
+        schema = schema.with_metadata(
+            [(
+                meshgate_engine::WARNINGS_METADATA_KEY.to_string(),
+                warnings.join("\n"),
+            )]
+            .into(),
+        );
+    }
+    edge_schema(&schema)
 }
 
 /// A table's schema as `GetTables` (with `include_schema`) presents it.

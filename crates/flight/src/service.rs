@@ -200,7 +200,7 @@ impl MeshFlightService {
             .await
             .map_err(status)?
             .with_cancel_token(cancel.clone());
-        let schema = result_schema(first.columns(), &self.gateway.catalog());
+        let schema = result_schema(first.columns(), first.warnings(), &self.gateway.catalog());
         let first = first.execute().map_err(status)?;
         let rest = stream::iter(rows)
             .then(move |row| {
@@ -474,7 +474,11 @@ impl FlightSqlService for MeshFlightService {
         }
         .as_any()
         .encode_to_vec();
-        let schema = result_schema(&prepared.columns, &self.gateway.catalog());
+        let schema = result_schema(
+            &prepared.columns,
+            &prepared.warnings,
+            &self.gateway.catalog(),
+        );
         Ok(Response::new(flight_info(
             &schema,
             ticket,
@@ -523,7 +527,11 @@ impl FlightSqlService for MeshFlightService {
             schema,
             params: Vec::new(),
         };
-        let dataset = result_schema(&prepared.columns, &self.gateway.catalog());
+        let dataset = result_schema(
+            &prepared.columns,
+            &prepared.warnings,
+            &self.gateway.catalog(),
+        );
         let parameter_schema = if prepared.parameters.fields().is_empty() {
             Bytes::new()
         } else {
@@ -593,7 +601,11 @@ impl FlightSqlService for MeshFlightService {
         if rows.is_empty() {
             check_parameters(prepared.parameters.fields().len(), None).map_err(status)?;
         }
-        let schema = result_schema(&prepared.columns, &self.gateway.catalog());
+        let schema = result_schema(
+            &prepared.columns,
+            &prepared.warnings,
+            &self.gateway.catalog(),
+        );
         Ok(Response::new(flight_info(
             &schema,
             query.as_any().encode_to_vec(),

@@ -318,6 +318,21 @@ fn manifest_checks(
                     .into(),
             );
         }
+        match product.lifecycle(meshgate_api::now_millis()) {
+            meshgate_catalog::Lifecycle::Retired(Some(sunset)) => push(
+                Severity::Warning,
+                line_starting(text, "status:"),
+                "sunset-passed",
+                format!(
+                    "product `{}` was served until {}: every query of it is refused now",
+                    product.id, sunset.date
+                ),
+                "remove its contract, or set `status: retired` to keep it in discovery".into(),
+            ),
+            meshgate_catalog::Lifecycle::Retired(None)
+            | meshgate_catalog::Lifecycle::Deprecated(_)
+            | meshgate_catalog::Lifecycle::Served => {}
+        }
         if product.support.is_empty() {
             push(
                 Severity::Error,

@@ -81,6 +81,7 @@ impl Denial {
             Self::Unresolvable { .. } => "unresolvable_policy",
             Self::MalformedPrincipal { .. } => "malformed_principal",
             Self::EngineFailure { .. } => "policy_engine_failure",
+            Self::Retired { .. } => "retired",
         }
     }
 }
@@ -163,6 +164,9 @@ pub enum Denial {
     MalformedPrincipal { principal: String },
     #[error("policy engine failure while checking access to `{product}`; denying: {reason}")]
     EngineFailure { product: String, reason: String },
+    /// The product is no longer served (`retired`, or deprecated past its sunset).
+    #[error("product `{product}` is no longer served: {reason}")]
+    Retired { product: String, reason: String },
 }
 
 impl Denial {
@@ -174,6 +178,7 @@ impl Denial {
         "unresolvable",
         "malformed-principal",
         "engine-failure",
+        "retired",
     ];
 
     /// The kind of denial, stable for golden decision files and tools.
@@ -185,6 +190,7 @@ impl Denial {
             Denial::Unresolvable { .. } => "unresolvable",
             Denial::MalformedPrincipal { .. } => "malformed-principal",
             Denial::EngineFailure { .. } => "engine-failure",
+            Denial::Retired { .. } => "retired",
         }
     }
 }
