@@ -213,6 +213,15 @@ impl Table {
         self.columns.iter().find(|c| c.name == name)
     }
 
+    /// The column names, `a, b, c`: for messages that say what a rule could have named.
+    pub fn column_names(&self) -> String {
+        self.columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// The table's full schema as the manifest declares it (all columns, unprotected).
     pub fn arrow_schema(&self) -> SchemaRef {
         Arc::new(Schema::new(

@@ -468,12 +468,7 @@ fn policy_checks(
                     &format!(
                         "write a boolean condition over the columns of `{}` ({})",
                         table.name,
-                        table
-                            .columns
-                            .iter()
-                            .map(|c| c.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        table.column_names()
                     ),
                 ));
             }

@@ -240,12 +240,7 @@ impl ProductPolicy {
                     "table `{}` has no column `{}` (columns: {})",
                     table.name,
                     rule.column,
-                    table
-                        .columns
-                        .iter()
-                        .map(|c| c.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    table.column_names()
                 ))
             })?;
             let treatment = Treatment::parse(&rule.treatment).map_err(err)?;
