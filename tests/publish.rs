@@ -330,7 +330,7 @@ async fn a_deprecated_product_warns_until_its_sunset_and_a_retired_one_is_refuse
     )
     .await;
     let mut client = login(server.addr, "risk-officer").await;
-    let warning = "product `reference.counterparties` (version 1.0.0) is deprecated and served until 2999-12-31 (UTC)";
+    let warning = "product `reference.counterparties` (version 1.0.0) is deprecated and served until 2999-12-31 (UTC); ask its owner (team `reference-data`) what replaces it";
     let info = client
         .execute(
             "SELECT count(*) FROM reference.counterparties".to_string(),

@@ -72,7 +72,10 @@ def test_a_deprecated_products_warning_reaches_adbc_and_a_retired_one_is_refused
         table = cur.fetch_arrow_table()
         assert table.column("n").to_pylist() == [30000]
         warnings = (table.schema.metadata or {}).get(b"meshgate.warnings", b"").decode()
-        assert "product `reference.counterparties` (version 1.0.0) is deprecated and served until 2999-12-31" in warnings
+        assert (
+            "product `reference.counterparties` (version 1.0.0) is deprecated and served until 2999-12-31 (UTC);"
+            " ask its owner (team `reference-data`) what replaces it"
+        ) in warnings
 
         cur.execute("SELECT count(*) AS n FROM markets.trades")
         assert b"meshgate.warnings" not in (cur.fetch_arrow_table().schema.metadata or {})

@@ -205,14 +205,15 @@ impl QueryScope {
                     product.id.clone(),
                     product.version.clone(),
                     sunset.date.clone(),
+                    product.owner.team.clone(),
                 ));
             }
         }
         products
             .into_iter()
-            .map(|(id, version, date)| {
+            .map(|(id, version, date, team)| {
                 format!(
-                    "product `{id}` (version {version}) is deprecated and served until {date} (UTC); mesh_catalog.products says what replaces it"
+                    "product `{id}` (version {version}) is deprecated and served until {date} (UTC); ask its owner (team `{team}`) what replaces it"
                 )
             })
             .collect()
