@@ -223,7 +223,7 @@ impl Gateway {
         self.shared.check_quality(Some(&chosen)).await
     }
 
-    /// For operators' tools (`meshgate policy diff --config`): how many rows of
+    /// For operators' tools (`meshgate policy diff --data`): how many rows of
     /// `domain.table` the row predicate `after` adds to `before`, and removes, counted over
     /// the product's raw files now. Not reachable from any front door: only a program that
     /// holds the gateway (and so the lakes' credentials) can ask.

@@ -7,6 +7,9 @@
 //! (the owner chose to publish the rule), but the measured number only reaches the product's
 //! owners and delegates (see [`QualityResult::measured_for`]), except a file's age, which
 //! `mesh_catalog.products.last_modified` already shows everyone.
+//!
+//! `policy diff --data` counts row changes over the same raw reads
+//! ([`count_row_changes`]), for operators only.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -295,18 +298,12 @@ pub(crate) async fn measure_table(
         let column = rule.column.as_deref().map(ident);
         let expr = match (metric, column) {
             (Metric::RowCount, _) => None,
-            (Metric::NullValues, Some(c)) => Some(sum(case(c.is_null())
-                .when(lit(true), lit(1i64))
-                .otherwise(lit(0i64))
-                .unwrap_or_else(|_| lit(0i64)))),
+            (Metric::NullValues, Some(c)) => Some(rows_where(c.is_null())),
             (Metric::MissingValues(values), Some(c)) => {
                 let as_text = datafusion::logical_expr::cast(c.clone(), DataType::Utf8);
                 let listed =
                     as_text.in_list(values.iter().map(|v| lit(v.clone())).collect(), false);
-                Some(sum(case(c.is_null().or(listed))
-                    .when(lit(true), lit(1i64))
-                    .otherwise(lit(0i64))
-                    .unwrap_or_else(|_| lit(0i64))))
+                Some(rows_where(c.is_null().or(listed)))
             }
             (Metric::DuplicateValues(key), _) if key.len() == 1 => {
                 let c = ident(&key[0]);
@@ -314,13 +311,16 @@ pub(crate) async fn measure_table(
             }
             _ => None,
         };
-        match expr {
-            Some(e) => {
-                slot.push(Some(aggregates.len()));
-                aggregates.push(e.alias(format!("m{}", aggregates.len())));
+        slot.push(match (expr, metric) {
+            (Some(e), _) => {
+                let at = aggregates.len();
+                aggregates.push(e.alias(format!("m{at}")));
+                Some(at)
             }
-            None => slot.push(Some(0).filter(|_| matches!(metric, Metric::RowCount))),
-        }
+            (None, Metric::RowCount) => Some(0),
+            // Measured apart: a key of several columns.
+            (None, _) => None,
+        });
     }
     let values = match one_row(table.clone().aggregate(vec![], aggregates)).await {
         Ok(v) => v,
@@ -390,22 +390,24 @@ pub(crate) async fn count_row_changes(
         ]))
     };
     let (before, after) = (selects(before)?, selects(after)?);
-    let indicator = |e: Expr| {
-        sum(case(e)
-            .when(lit(true), lit(1i64))
-            .otherwise(lit(0i64))
-            .unwrap_or_else(|_| lit(0i64)))
-    };
     let values = one_row(table.aggregate(
         vec![],
         vec![
-            indicator(after.clone().and(!before.clone())).alias("gained"),
-            indicator(before.and(!after)).alias("lost"),
+            rows_where(after.clone().and(!before.clone())).alias("gained"),
+            rows_where(before.and(!after)).alias("lost"),
         ],
     ))
     .await?;
     let at = |i: usize| u64::try_from(values.get(i).copied().unwrap_or(0)).unwrap_or(0);
     Ok((at(0), at(1)))
+}
+
+/// The number of rows where `condition` is true (NULL counts as false).
+fn rows_where(condition: Expr) -> Expr {
+    sum(case(condition)
+        .when(lit(true), lit(1i64))
+        .otherwise(lit(0i64))
+        .unwrap_or_else(|_| lit(0i64)))
 }
 
 /// Rows of a key of several columns that repeat an earlier row's key (rows with a null in

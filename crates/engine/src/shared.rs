@@ -221,9 +221,19 @@ impl Shared {
             .filter(|p| products.is_none_or(|ids| ids.contains(&p.id)))
             .cloned()
             .collect();
-        let lakes = self.lake_status().await;
+        let cache = Some(self.runtime.cache_manager.get_file_metadata_cache());
         let mut all = Vec::new();
         for product in chosen {
+            // Only the products checked are listed, and only those with a freshness rule.
+            let lake = if product
+                .quality
+                .iter()
+                .any(|r| matches!(r.check, Check::Freshness { .. }))
+            {
+                mesh.lakes.product_status(&product, cache.clone()).await
+            } else {
+                None
+            };
             let now = now_millis();
             let mut results = Vec::with_capacity(product.quality.len());
             for rule in &product.quality {
@@ -231,7 +241,7 @@ impl Shared {
                     Check::Freshness { .. } => results.push(crate::quality::freshness(
                         &product,
                         rule,
-                        lakes.iter().find(|l| l.product == product.id),
+                        lake.as_ref(),
                         now,
                     )),
                     Check::NotChecked { .. } => {

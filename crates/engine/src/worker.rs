@@ -31,11 +31,10 @@ pub struct WorkerNode {
     runtime: Arc<RuntimeEnv>,
 }
 
-/// A worker's mesh version: its catalog, its policies and the seal codec reading through
-/// its lakes under them.
+/// A worker's mesh version: its policies (checked against its catalog) and the seal codec
+/// reading through its lakes under them.
 #[derive(Debug)]
 struct WorkerMesh {
-    catalog: Arc<Catalog>,
     policies: Arc<ArcSwap<PolicySet>>,
     codec: SealCodec,
 }
@@ -47,17 +46,12 @@ impl WorkerMesh {
         storage: &StorageConfig,
         master_key: &MasterKey,
     ) -> Result<Self, GatewayError> {
-        let catalog = Arc::new(catalog);
         let policies = PolicySet::load(&catalog, sources).await?;
         let lakes =
             Lakes::open(&catalog, storage).map_err(|e| GatewayError::Config(e.to_string()))?;
         let policies = Arc::new(ArcSwap::from_pointee(policies));
         let codec = seal_codec(&lakes, master_key, &policies);
-        Ok(Self {
-            catalog,
-            policies,
-            codec,
-        })
+        Ok(Self { policies, codec })
     }
 }
 
@@ -104,15 +98,6 @@ impl WorkerNode {
     /// The policy version this worker holds (the policy files' and contracts' fingerprint).
     pub fn policy_version(&self) -> String {
         self.mesh.load().policies.load().fingerprint().to_string()
-    }
-
-    /// Load `sources` and make them the version in force; on error the previous stays.
-    pub async fn reload_policies(&self, sources: &PolicySources) -> Result<String, GatewayError> {
-        let mesh = self.mesh.load();
-        let policies = PolicySet::load(&mesh.catalog, sources).await?;
-        let fingerprint = policies.fingerprint().to_string();
-        mesh.policies.store(Arc::new(policies));
-        Ok(fingerprint)
     }
 
     /// Publish a new mesh version, as a gateway does ([`crate::Gateway::publish`]): the

@@ -269,49 +269,57 @@ impl Lakes {
         catalog: &Catalog,
         metadata_cache: Option<Arc<FileMetadataCache>>,
     ) -> Vec<LakeStatus> {
-        let store = self.store(None);
         let mut out = Vec::new();
         for product in catalog.products() {
-            let Some(lake) = self.lakes.get(&product.id) else {
-                continue;
-            };
-            let mut status = LakeStatus {
-                product: product.id.clone(),
-                bucket: lake.bucket.clone(),
-                files: 0,
-                bytes: 0,
-                last_modified: None,
-                refused_files: Vec::new(),
-                error: None,
-            };
-            for table in product.tables.iter().filter(|t| !t.is_view()) {
-                match self
-                    .table_files(store.as_ref(), metadata_cache.clone(), product, table)
-                    .await
-                {
-                    Ok(files) => {
-                        for file in &files.accepted {
-                            status.files += 1;
-                            status.bytes += file.size;
-                            status.last_modified =
-                                status.last_modified.max(Some(file.last_modified));
-                        }
-                        status.refused_files.extend(
-                            files
-                                .refused
-                                .iter()
-                                .map(|(f, why)| (key_of(&f.location), why.clone())),
-                        );
-                    }
-                    Err(error) => {
-                        status.error = Some(error.to_string());
-                        break;
-                    }
-                }
+            if let Some(status) = self.product_status(product, metadata_cache.clone()).await {
+                out.push(status);
             }
-            out.push(status);
         }
         out
+    }
+
+    /// [`Lakes::status`] of one product (`None` if its lake is not open here).
+    pub async fn product_status(
+        &self,
+        product: &Product,
+        metadata_cache: Option<Arc<FileMetadataCache>>,
+    ) -> Option<LakeStatus> {
+        let lake = self.lakes.get(&product.id)?;
+        let store = self.store(None);
+        let mut status = LakeStatus {
+            product: product.id.clone(),
+            bucket: lake.bucket.clone(),
+            files: 0,
+            bytes: 0,
+            last_modified: None,
+            refused_files: Vec::new(),
+            error: None,
+        };
+        for table in product.tables.iter().filter(|t| !t.is_view()) {
+            match self
+                .table_files(store.as_ref(), metadata_cache.clone(), product, table)
+                .await
+            {
+                Ok(files) => {
+                    for file in &files.accepted {
+                        status.files += 1;
+                        status.bytes += file.size;
+                        status.last_modified = status.last_modified.max(Some(file.last_modified));
+                    }
+                    status.refused_files.extend(
+                        files
+                            .refused
+                            .iter()
+                            .map(|(f, why)| (key_of(&f.location), why.clone())),
+                    );
+                }
+                Err(error) => {
+                    status.error = Some(error.to_string());
+                    break;
+                }
+            }
+        }
+        Some(status)
     }
 }
 
