@@ -39,11 +39,7 @@ const QUERIES: &[&str] = &[
 async fn gateways(cluster: &Cluster) -> (Gateway, Gateway, impl Sized) {
     let (local, lake_a) = local_gateway(|_| {}).await;
     let distribution = cluster.distribution().await;
-    let (distributed, lake_b) = local_gateway(move |config| {
-        config.master_key = crate::support::cluster::master_key();
-        config.distribution = Some(distribution);
-    })
-    .await;
+    let (distributed, lake_b) = gateway_on(distribution, |_| {}).await;
     (local, distributed, (lake_a, lake_b))
 }
 
@@ -370,6 +366,20 @@ fn now() -> u64 {
         .as_secs()
 }
 
+/// A gateway of the reference mesh that hands its queries to workers as `distribution` says
+/// (holding the mesh's key), its configuration adjusted by `edit` first.
+async fn gateway_on(
+    distribution: meshgate::engine::Distribution,
+    edit: impl FnOnce(&mut meshgate::GatewayConfig),
+) -> (Gateway, LakeServer) {
+    local_gateway(move |config| {
+        edit(config);
+        config.master_key = cluster::master_key();
+        config.distribution = Some(distribution);
+    })
+    .await
+}
+
 /// The query whose stages the refusal tests replay: cib-reporting sees its own line of
 /// business only, risk-officer every row.
 const FILTERED: &str = "SELECT lob, count(*) FROM reference.counterparties GROUP BY lob";
@@ -391,7 +401,7 @@ async fn a_worker_publishes_a_changed_contract_and_runs_the_gateways_stages_agai
         changed
     };
     let distribution = cluster.distribution().await;
-    let (gateway, _lake) = local_gateway(move |config| {
+    let (gateway, _lake) = gateway_on(distribution, |config| {
         let manifests = meshgate_reference::MANIFESTS.iter().map(|(name, text)| {
             let text = if name.ends_with("reference.counterparties.yaml") {
                 describe(text)
@@ -401,8 +411,6 @@ async fn a_worker_publishes_a_changed_contract_and_runs_the_gateways_stages_agai
             (*name, text)
         });
         config.catalog = meshgate::catalog::Catalog::from_sources(manifests).unwrap();
-        config.master_key = cluster::master_key();
-        config.distribution = Some(distribution);
     })
     .await;
     let session = gateway.session(
@@ -561,12 +569,7 @@ async fn a_plan_for_a_policy_version_the_worker_does_not_hold_is_refused() {
 
     // Through a gateway: the query is refused, saying why, and returns no row.
     let distribution = cluster.distribution().await;
-    let (gateway, _lake) = local_gateway(move |config| {
-        changed(config);
-        config.master_key = cluster::master_key();
-        config.distribution = Some(distribution);
-    })
-    .await;
+    let (gateway, _lake) = gateway_on(distribution, changed).await;
     let session = gateway.session(
         gateway
             .authenticate("risk-officer", "risk-officer-pw")
@@ -673,11 +676,7 @@ async fn a_worker_killed_mid_query_fails_that_query_clearly_and_the_rest_go_on()
     let mut cluster = Cluster::start(3).await;
     let network = cluster.network().await;
     let distribution = cluster::distribution(Arc::clone(&network), OnWorkerDown::Skip);
-    let (gateway, _lake) = local_gateway(move |config| {
-        config.master_key = cluster::master_key();
-        config.distribution = Some(distribution);
-    })
-    .await;
+    let (gateway, _lake) = gateway_on(distribution, |_| {}).await;
     let (local, _lake_b) = local_gateway(|_| {}).await;
     let user = "risk-officer";
     let session = gateway.session(gateway.authenticate(user, "risk-officer-pw").unwrap());
@@ -728,11 +727,7 @@ async fn a_worker_down_at_planning_time_is_skipped_or_the_query_runs_in_process(
         let network = Network::new(cluster.urls(), cluster::signer(), None);
         network.probe().await;
         let distribution = cluster::distribution(network, setting);
-        let (gateway, _lake) = local_gateway(move |config| {
-            config.master_key = cluster::master_key();
-            config.distribution = Some(distribution);
-        })
-        .await;
+        let (gateway, _lake) = gateway_on(distribution, |_| {}).await;
         let session = gateway.session(
             gateway
                 .authenticate("risk-officer", "risk-officer-pw")
@@ -821,11 +816,7 @@ async fn with_mutual_tls_only_nodes_with_the_meshs_certificate_reach_a_worker() 
         2
     );
     let distribution = cluster::distribution(network, OnWorkerDown::Skip);
-    let (gateway, _lake) = local_gateway(move |config| {
-        config.master_key = cluster::master_key();
-        config.distribution = Some(distribution);
-    })
-    .await;
+    let (gateway, _lake) = gateway_on(distribution, |_| {}).await;
     let (local, _lake_b) = local_gateway(|_| {}).await;
     let sql = "SELECT c.lob, count(*) FROM payments.transactions t JOIN reference.counterparties c \
                ON t.counterparty_id = c.counterparty_id GROUP BY c.lob";

@@ -29,14 +29,24 @@ def mesh_data_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("mesh")
 
 
-def start_demo(data_dir, *extra):
-    """`meshgate demo` on a free port over `data_dir`: (process, grpc address)."""
+def connect(server, user, password=None):
+    """An ADBC Flight SQL connection to `server` as `user` (password `<user>-pw` unless given)."""
+    import adbc_driver_flightsql.dbapi as flightsql
+
+    return flightsql.connect(
+        server, db_kwargs={"username": user, "password": password or f"{user}-pw"}, autocommit=True
+    )
+
+
+def start_meshgate(*args, cwd=None):
+    """`meshgate <args>` (which must listen on port 0) until it prints `listening on`:
+    (process, grpc address). Its output is read on in the background."""
     process = subprocess.Popen(
-        [_binary(), "demo", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir), *extra],
+        [_binary(), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        cwd="/",  # the demo must not depend on the current directory
+        cwd=cwd,
     )
     output = []
     address = None
@@ -55,8 +65,16 @@ def start_demo(data_dir, *extra):
     reader.start()
     if not found.wait(timeout=300):
         process.kill()
-        raise RuntimeError("meshgate demo did not start:\n" + "".join(output))
+        raise RuntimeError(f"meshgate {args[0]} did not start:\n" + "".join(output))
     return process, f"grpc://{address}"
+
+
+def start_demo(data_dir, *extra):
+    """`meshgate demo` on a free port over `data_dir`: (process, grpc address)."""
+    # The demo must not depend on the current directory.
+    return start_meshgate(
+        "demo", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir), *extra, cwd="/"
+    )
 
 
 @pytest.fixture(scope="session")

@@ -8,20 +8,15 @@
 - Polars reading through an ADBC connection.
 """
 
-import adbc_driver_flightsql.dbapi as flightsql
 import adbc_driver_manager
 import polars as pl
 import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
 
+from conftest import connect
+
 SQL_COMMAND = "type.googleapis.com/arrow.flight.protocol.sql.{}"
-
-
-def connect(server, user):
-    return flightsql.connect(
-        server, db_kwargs={"username": user, "password": f"{user}-pw"}, autocommit=True
-    )
 
 
 def cib_ids_below(limit):

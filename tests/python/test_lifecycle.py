@@ -3,16 +3,12 @@ warning arrives in the result's schema metadata, and a retired product is refuse
 reason.
 """
 
-import re
 import shutil
-import subprocess
-import threading
 
-import adbc_driver_flightsql.dbapi as flightsql
 import adbc_driver_manager
 import pytest
 
-from conftest import REPO, _binary
+from conftest import REPO, connect, start_meshgate
 
 
 @pytest.fixture(scope="module")
@@ -34,36 +30,12 @@ def lifecycle_server(server, mesh_data_dir, tmp_path_factory):
         f'master_key_file = "master.key"\nstate = "state/meshgate.db"\nquality_interval = "0s"\n'
         f'[storage.default]\nkind = "local"\npath = "{mesh_data_dir}/s3/{{bucket}}"\n'
     )
-    process = subprocess.Popen(
-        [_binary(), "serve", "--listen", "127.0.0.1:0", "--config", str(root / "meshgate.toml")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    process, address = start_meshgate(
+        "serve", "--listen", "127.0.0.1:0", "--config", str(root / "meshgate.toml")
     )
-    output, address, found = [], None, threading.Event()
-
-    def read():
-        nonlocal address
-        for line in process.stdout:
-            output.append(line)
-            match = re.match(r"listening on (\S+)", line)
-            if match and address is None:
-                address = match.group(1)
-                found.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    if not found.wait(timeout=120):
-        process.kill()
-        raise RuntimeError("meshgate serve did not start:\n" + "".join(output))
-    yield f"grpc://{address}"
+    yield address
     process.terminate()
     process.wait(timeout=30)
-
-
-def connect(server, user):
-    return flightsql.connect(
-        server, db_kwargs={"username": user, "password": f"{user}-pw"}, autocommit=True
-    )
 
 
 def test_a_deprecated_products_warning_reaches_adbc_and_a_retired_one_is_refused(lifecycle_server):

@@ -6,22 +6,17 @@ risk-officer and intern (and token agreement across principals), plus per-caller
 
 import re
 
-import adbc_driver_flightsql.dbapi as flightsql
 import adbc_driver_manager
 import pyarrow as pa
 import pytest
+
+from conftest import connect
 
 TOKEN = re.compile(r"^tok_[A-Za-z0-9_-]{43}$")
 MASKED_EMAIL = re.compile(r"^\*\*\*@[a-z]+-[a-z]+\.example$")
 COUNTERPARTY_COLUMNS = [
     "counterparty_id", "legal_name", "lob", "country", "tax_id", "contact_email", "onboarded_on",
 ]
-
-
-def connect(server, user, password=None):
-    return flightsql.connect(
-        server, db_kwargs={"username": user, "password": password or f"{user}-pw"}, autocommit=True
-    )
 
 
 def query(server, user, sql) -> pa.Table:
