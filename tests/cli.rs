@@ -346,6 +346,29 @@ fn check_and_serve_refuse_a_lake_directory_that_does_not_exist() {
     assert!(String::from_utf8_lossy(&serve.stderr).contains("does not exist"));
 }
 
+/// What `serve` starts with passes the same check a later publish does: a mesh that
+/// `meshgate lint` refuses is not served, and the error says which finding.
+#[test]
+fn serve_refuses_a_mesh_that_does_not_pass_lint() {
+    let dir = own_mesh();
+    crate::golden::edit(
+        &dir.path().join("products/shop.orders.yaml"),
+        "version: 1.0.0",
+        "version: \"1.0\"",
+    );
+    let serve = meshgate()
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(dir.path().join("meshgate.toml"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&serve.stderr);
+    assert!(!serve.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("does not pass lint") && stderr.contains("error[semver]"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn configuration_errors_name_file_line_and_column() {
     let dir = own_mesh();

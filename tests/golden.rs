@@ -386,6 +386,24 @@ fn policy_diff_reports_each_kind_of_change() {
     }
 }
 
+/// A `meshgate.toml` in `dir` serving the repository's mesh over the reference lakes, with
+/// `extra` top-level lines: what `policy diff --data` reads.
+fn data_config(dir: &Path, extra: &str) -> PathBuf {
+    std::fs::write(dir.join("master.key"), "cd".repeat(32)).unwrap();
+    let config = dir.join("meshgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "products = \"{0}/products\"\npolicies = \"{0}/policies\"\nmaster_key_file = \"master.key\"\n\
+             {extra}[storage.default]\nkind = \"local\"\npath = \"{1}/{{bucket}}\"\n",
+            repo().display(),
+            crate::policies::data_dir().join("s3").display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
 /// What the predicates alone cannot decide, `--data` counts over the products' lakes: a
 /// rewrite that adds rows of today's data is a widening, with the count; an equivalent one
 /// stays undecided (tomorrow's data may differ), with zero rows gained.
@@ -407,18 +425,7 @@ async fn policy_diff_counts_over_the_data_what_it_cannot_decide() {
     assert!(awm > 0);
     let dir = tempfile::tempdir().unwrap();
     let root = repo();
-    std::fs::write(dir.path().join("master.key"), "cd".repeat(32)).unwrap();
-    let config = dir.path().join("meshgate.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "products = \"{0}/products\"\npolicies = \"{0}/policies\"\nmaster_key_file = \"master.key\"\n\
-             [storage.default]\nkind = \"local\"\npath = \"{1}/{{bucket}}\"\n",
-            root.display(),
-            crate::policies::data_dir().join("s3").display()
-        ),
-    )
-    .unwrap();
+    let config = data_config(dir.path(), "");
     let payments = "policies/products/payments.transactions.toml";
     let data = ["--data", config.to_str().unwrap()];
 
@@ -459,6 +466,97 @@ async fn policy_diff_counts_over_the_data_what_it_cannot_decide() {
         "{stdout}{stderr}"
     );
     assert!(!stdout.contains("| widened |"), "{stdout}");
+}
+
+/// With `--data`, the grants in force in the configured store (read, never written) are
+/// layered on both versions: a grant holder the files alone deny is compared too, and each
+/// change of what they see names the grant it reaches.
+#[tokio::test]
+async fn policy_diff_names_the_grants_a_change_reaches() {
+    use meshgate::governance::{Approval, NewRequest};
+    let state = tempfile::tempdir().unwrap();
+    let db = state.path().join("meshgate.db");
+    let (gateway, _lake) = crate::support::views::local_gateway(|c| {
+        c.governance = meshgate::Governance::Sqlite(db.clone())
+    })
+    .await;
+    let request = gateway
+        .workflow()
+        .request(
+            "intern",
+            NewRequest {
+                product: "reference.counterparties".into(),
+                columns: Vec::new(),
+                purpose: "onboarding analysis".into(),
+                valid_days: Some(30),
+            },
+        )
+        .await
+        .unwrap();
+    let check = |p: &meshgate::catalog::Product, f: &str| gateway.check_grant_filter(p, f);
+    let (_, grant) = gateway
+        .workflow()
+        .approve("ref-owner", &request.id, Approval::default(), &check)
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = repo();
+    let config = data_config(dir.path(), &format!("state = \"{}\"\n", db.display()));
+    let after = reference_copy();
+    edit(
+        &after
+            .path()
+            .join("policies/products/reference.counterparties.toml"),
+        "treatment = \"mask(email)\"",
+        "treatment = \"clear\"",
+    );
+    let holder = format!(
+        "| widened | intern (grant {}) | reference.counterparties | column contact_email |",
+        grant.id
+    );
+    let (code, stdout, stderr) = policy_diff(&root, after.path(), &[]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        !stdout.contains("| intern"),
+        "the files alone deny the intern: {stdout}"
+    );
+    let written = std::fs::metadata(&db).unwrap().modified().unwrap();
+    let (code, stdout, stderr) =
+        policy_diff(&root, after.path(), &["--data", config.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(stdout.contains(&holder), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!("Grants affected: `{}` (1 change).", grant.id)),
+        "{stdout}"
+    );
+    // The other readers' lines name no grant.
+    assert!(
+        stdout.contains(
+            "| widened | cib-reporting | reference.counterparties | column contact_email |"
+        ),
+        "{stdout}"
+    );
+    assert_eq!(std::fs::metadata(&db).unwrap().modified().unwrap(), written);
+
+    // A store that is not there is said, and the diff goes on from the files alone.
+    let missing = config.with_file_name("missing.toml");
+    std::fs::write(
+        &missing,
+        std::fs::read_to_string(&config).unwrap().replace(
+            &db.display().to_string(),
+            &state.path().join("none.db").display().to_string(),
+        ),
+    )
+    .unwrap();
+    let (code, stdout, stderr) =
+        policy_diff(&root, after.path(), &["--data", missing.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("the grants in force are not consulted"),
+        "{stderr}"
+    );
+    assert!(!state.path().join("none.db").exists());
 }
 
 /// JSON for tools, and an approval that lets a widening through while still reporting it.

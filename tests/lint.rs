@@ -259,8 +259,46 @@ fn a_breaking_change_needs_a_new_major_version() {
     );
     assert!(stdout.contains(&head), "expected `{head}` in:\n{stdout}");
 
+    // A new major in place of the old one leaves the old one's consumers without a window.
     edit(&contract, "version: 1.0.0", "version: 2.0.0");
     let (code, stdout, stderr) = lint(path, &["--base", repo().to_str().unwrap()]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "{}/products/markets.trades.yaml:{line}: error[major-dropped]: version 1.0.0 of `markets.trades` is no longer published",
+            path.display()
+        )),
+        "{stdout}"
+    );
+    // Served beside it, deprecated until a sunset, it passes.
+    let v1 = std::fs::read_to_string(repo().join("products/markets.trades.yaml")).unwrap();
+    let deprecated = |sunset: &str| {
+        v1.replacen(
+            "status: active",
+            &format!(
+                "status: deprecated\ncustomProperties: [{{property: sunset, value: {sunset}}}]"
+            ),
+            1,
+        )
+    };
+    let old = path.join("products/markets.trades.v1.yaml");
+    std::fs::write(&old, deprecated("2999-12-31")).unwrap();
+    let (code, stdout, stderr) = lint(path, &["--base", repo().to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    // Once its sunset has passed, the old contract may go.
+    let base = reference_copy();
+    std::fs::write(
+        base.path().join("products/markets.trades.yaml"),
+        deprecated("2001-02-03"),
+    )
+    .unwrap();
+    std::fs::copy(
+        &contract,
+        base.path().join("products/markets.trades.v2.yaml"),
+    )
+    .unwrap();
+    std::fs::remove_file(&old).unwrap();
+    let (code, stdout, stderr) = lint(path, &["--base", base.path().to_str().unwrap()]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     // Without a base there is nothing to compare.
     edit(&contract, "version: 2.0.0", "version: 1.0.0");

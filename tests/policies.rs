@@ -63,7 +63,8 @@ async fn strings(gateway: &Gateway, principal: Principal, sql: &str) -> Vec<Vec<
     rows_as_text(&batches)
 }
 
-fn rows_as_text(batches: &[RecordBatch]) -> Vec<Vec<Option<String>>> {
+/// Every row as text, NULL as `None`.
+pub(crate) fn rows_as_text(batches: &[RecordBatch]) -> Vec<Vec<Option<String>>> {
     let mut out = Vec::new();
     for batch in batches {
         let columns: Vec<_> = batch
@@ -875,4 +876,54 @@ async fn a_column_the_product_forgot_follows_the_global_rule() {
             "{exempt}: {error}"
         );
     }
+}
+
+/// The policy version covers every version of every contract: a worker that holds another
+/// older major than its gateway holds another version, and refuses its sealed scans.
+#[tokio::test]
+async fn the_policy_version_covers_every_major_version_served() {
+    let with_old_major = |description: &str| {
+        let mut sources: Vec<(String, String)> = reference::MANIFESTS
+            .iter()
+            .map(|(name, text)| (name.to_string(), text.to_string()))
+            .collect();
+        let v1 = sources
+            .iter()
+            .find(|(name, _)| name.ends_with("reference.counterparties.yaml"))
+            .map(|(_, text)| text.clone())
+            .unwrap();
+        for (name, text) in &mut sources {
+            if name.ends_with("reference.counterparties.yaml") {
+                *text = text.replacen("version: 1.0.0", "version: 2.0.0", 1);
+            }
+        }
+        let old = v1
+            .replacen(
+                "status: active",
+                "status: deprecated\ncustomProperties: [{property: sunset, value: 2999-12-31}]",
+                1,
+            )
+            .replacen(
+                "description: Date the counterparty was onboarded.",
+                &format!("description: {description}"),
+                1,
+            );
+        sources.push(("reference.counterparties.v1.yaml".into(), old));
+        meshgate::catalog::Catalog::from_sources(sources).unwrap()
+    };
+    let fingerprint = |catalog: meshgate::catalog::Catalog| async move {
+        meshgate::policy::PolicySet::load(&catalog, &reference::policy_sources())
+            .await
+            .unwrap()
+            .fingerprint()
+            .to_string()
+    };
+    let one = fingerprint(with_old_major("Onboarding date.")).await;
+    let same = fingerprint(with_old_major("Onboarding date.")).await;
+    let other = fingerprint(with_old_major("Date of onboarding.")).await;
+    assert_eq!(one, same);
+    assert_ne!(
+        one, other,
+        "the old major's contract is part of the version"
+    );
 }

@@ -115,28 +115,39 @@ fn write_refunds(lake: &Path) {
     writer.close().unwrap();
 }
 
+/// A copy of the repository's mesh in `dir/mesh`, and `dir/meshgate.toml` serving it (watched
+/// every 200 ms) over the reference lakes, with `extra` storage lines: the served directory.
+fn served_mesh(dir: &Path, extra: &str) -> std::path::PathBuf {
+    let served = dir.join("mesh");
+    copy_dir(&repo().join("products"), &served.join("products"));
+    copy_dir(&repo().join("policies"), &served.join("policies"));
+    std::fs::write(dir.join("master.key"), "cd".repeat(32)).unwrap();
+    std::fs::write(
+        dir.join("meshgate.toml"),
+        format!(
+            "products = \"mesh/products\"\npolicies = \"mesh/policies\"\nusers = \"mesh/policies/users.toml\"\n\
+             master_key_file = \"master.key\"\nwatch = \"200ms\"\n\
+             [storage.default]\nkind = \"local\"\npath = \"{}/{{bucket}}\"\n{extra}",
+            data_dir().join("s3").display(),
+        ),
+    )
+    .unwrap();
+    served
+}
+
 #[tokio::test]
 async fn a_product_published_into_a_running_gateway_is_queryable_by_the_next_query() {
     let (_, _seeded) = demo_config().await;
     let dir = tempfile::tempdir().unwrap();
-    let served = dir.path().join("mesh");
-    copy_dir(&repo().join("products"), &served.join("products"));
-    copy_dir(&repo().join("policies"), &served.join("policies"));
     let lake = dir.path().join("lake");
     write_refunds(&lake);
-    std::fs::write(dir.path().join("master.key"), "cd".repeat(32)).unwrap();
-    std::fs::write(
-        dir.path().join("meshgate.toml"),
-        format!(
-            "products = \"mesh/products\"\npolicies = \"mesh/policies\"\nusers = \"mesh/policies/users.toml\"\n\
-             master_key_file = \"master.key\"\nwatch = \"200ms\"\n\
-             [storage.default]\nkind = \"local\"\npath = \"{}/{{bucket}}\"\n\
-             [storage.products.\"payments.refunds\"]\nkind = \"local\"\npath = \"{}/{{bucket}}\"\n",
-            data_dir().join("s3").display(),
+    let served = served_mesh(
+        dir.path(),
+        &format!(
+            "[storage.products.\"payments.refunds\"]\nkind = \"local\"\npath = \"{}/{{bucket}}\"\n",
             lake.display()
         ),
-    )
-    .unwrap();
+    );
     let (mut child, addr, mut stderr) = serve(&dir.path().join("meshgate.toml")).await;
     let addr: std::net::SocketAddr = addr.parse().unwrap();
     let refunds = "SELECT id, customer_email FROM payments.refunds ORDER BY id";
@@ -460,4 +471,226 @@ async fn a_deprecated_product_warns_until_its_sunset_and_a_retired_one_is_refuse
     .await
     .unwrap();
     assert_eq!(back.iter().map(RecordBatch::num_rows).sum::<usize>(), 1);
+}
+
+/// Every row of `batches` as its cells joined by ` | ` (NULL as `NULL`).
+fn rows_text(batches: &[RecordBatch]) -> Vec<String> {
+    crate::policies::rows_as_text(batches)
+        .into_iter()
+        .map(|row| {
+            row.into_iter()
+                .map(|c| c.unwrap_or_else(|| "NULL".into()))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        })
+        .collect()
+}
+
+/// A breaking change published as a new major version: the old one keeps serving its
+/// consumers under the unversioned name for its deprecation window, with a warning that
+/// names the new one; the new one is served beside it as `<table>_v2` under the same
+/// policy; discovery lists both. Retiring the old one refuses it, naming the new one;
+/// removing its contract gives the plain name to the new one, and `_v2` keeps working.
+#[tokio::test]
+async fn a_new_major_version_is_served_beside_the_old_one_for_its_deprecation_window() {
+    let (_, _seeded) = demo_config().await;
+    let dir = tempfile::tempdir().unwrap();
+    let served = served_mesh(dir.path(), "");
+    let (mut child, addr, mut stderr) = serve(&dir.path().join("meshgate.toml")).await;
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let v1_sql = "SELECT counterparty_id, tax_id, onboarded_on FROM reference.counterparties \
+                  ORDER BY counterparty_id LIMIT 3";
+    let before = rows_text(&query(addr, "cib-reporting", v1_sql).await.unwrap());
+    assert_eq!(before.len(), 3);
+    let v2_sql = "SELECT * FROM reference.counterparties_v2 ORDER BY counterparty_id LIMIT 3";
+    let unknown = query(addr, "cib-reporting", v2_sql).await.unwrap_err();
+    assert!(unknown.contains("counterparties_v2"), "{unknown}");
+
+    // Version 2 drops `onboarded_on`; version 1 stays, deprecated until its sunset.
+    let checkout = dir.path().join("checkout");
+    copy_dir(&served, &checkout);
+    let contracts = checkout.join("products");
+    let v1 = std::fs::read_to_string(contracts.join("reference.counterparties.yaml")).unwrap();
+    let onboarded = v1
+        .find("      - name: onboarded_on")
+        .expect("the reference contract declares onboarded_on");
+    // It is the last column; the SLOs follow.
+    let end = onboarded
+        + v1[onboarded..]
+            .find("slaProperties:")
+            .expect("the SLOs follow onboarded_on");
+    let v2 = format!("{}{}", &v1[..onboarded], &v1[end..]).replacen(
+        "version: 1.0.0",
+        "version: 2.0.0",
+        1,
+    );
+    assert!(!v2.contains("onboarded_on"), "{v2}");
+    std::fs::write(contracts.join("reference.counterparties.v2.yaml"), &v2).unwrap();
+    // Dropping version 1 in the same change is refused: its consumers get no window.
+    std::fs::write(contracts.join("reference.counterparties.yaml"), &v2).unwrap();
+    std::fs::remove_file(contracts.join("reference.counterparties.v2.yaml")).unwrap();
+    let lint = |base: &Path| {
+        run([
+            OsStr::new("lint"),
+            checkout.as_os_str(),
+            OsStr::new("--base"),
+            base.as_os_str(),
+        ])
+    };
+    let (status, out, err) = lint(&served);
+    assert!(!status.success(), "{out}{err}");
+    assert!(
+        out.contains("error[major-dropped]") && out.contains("version 1.0.0"),
+        "{out}{err}"
+    );
+    std::fs::write(contracts.join("reference.counterparties.v2.yaml"), &v2).unwrap();
+    let deprecated = v1.replacen(
+        "status: active",
+        "status: deprecated\ncustomProperties: [{property: sunset, value: 2999-12-31}]",
+        1,
+    );
+    std::fs::write(contracts.join("reference.counterparties.yaml"), &deprecated).unwrap();
+    let (status, out, err) = lint(&served);
+    assert!(status.success(), "{out}{err}");
+    copy_dir(&contracts, &served.join("products"));
+    line_with(&mut stderr, "published the mesh").await;
+
+    // The old major's consumers are unchanged, and told what replaces it.
+    let mut client = login(addr, "cib-reporting").await;
+    let info = client.execute(v1_sql.to_string(), None).await.unwrap();
+    let (schema, batches) = fetch(&mut client, &info).await.unwrap();
+    assert_eq!(rows_text(&batches), before);
+    let warning = schema
+        .metadata()
+        .get(meshgate::engine::WARNINGS_METADATA_KEY)
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        warning.contains(
+            "product `reference.counterparties` (version 1.0.0) is deprecated and served until \
+             2999-12-31 (UTC); version 2.0.0 is served as `reference.counterparties_v2`"
+        ),
+        "{warning}"
+    );
+    // The new one, under the same policy: the same rows and tokens, the restricted rating
+    // still hidden, and no warning.
+    let info = client.execute(v2_sql.to_string(), None).await.unwrap();
+    let (schema, batches) = fetch(&mut client, &info).await.unwrap();
+    assert!(schema.metadata().is_empty(), "{:?}", schema.metadata());
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "counterparty_id",
+            "legal_name",
+            "lob",
+            "country",
+            "tax_id",
+            "contact_email"
+        ]
+    );
+    let v2_rows = rows_text(&batches);
+    for (old, new) in before.iter().zip(&v2_rows) {
+        let old: Vec<&str> = old.split(" | ").collect();
+        let new: Vec<&str> = new.split(" | ").collect();
+        assert_eq!(old[0], new[0], "same rows");
+        assert_eq!(old[1], new[new.len() - 2], "the same token of tax_id");
+    }
+    let count = |table: &str| format!("SELECT count(*) FROM reference.{table}");
+    let cib_v1 = rows_text(
+        &query(addr, "cib-reporting", &count("counterparties"))
+            .await
+            .unwrap(),
+    );
+    let cib_v2 = rows_text(
+        &query(addr, "cib-reporting", &count("counterparties_v2"))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(cib_v1, cib_v2, "the row filter applies to both");
+    let all = rows_text(
+        &query(addr, "risk-officer", &count("counterparties_v2"))
+            .await
+            .unwrap(),
+    );
+    assert_ne!(cib_v1, all, "the LOB restriction applies to version 2");
+    // The older major's versioned name is its too.
+    let named_v1 = rows_text(
+        &query(addr, "cib-reporting", &count("counterparties_v1"))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(named_v1, cib_v1);
+    // Someone without access is refused both, the same way.
+    for table in ["counterparties", "counterparties_v2"] {
+        let denied = query(addr, "intern", &count(table)).await.unwrap_err();
+        assert!(
+            denied.contains("reference.counterparties"),
+            "{table}: {denied}"
+        );
+    }
+
+    // Discovery shows both versions, and what replaces the old one.
+    let listed = rows_text(
+        &query(
+            addr,
+            "intern",
+            "SELECT version, status, coalesce(sunset, '-'), coalesce(replaced_by, '-'), tables \
+             FROM mesh_catalog.products WHERE product_id = 'reference.counterparties' ORDER BY version",
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(
+        listed,
+        [
+            "1.0.0 | deprecated | 2999-12-31 | 2.0.0 | reference.counterparties",
+            "2.0.0 | active | - | - | reference.counterparties_v2"
+        ]
+    );
+    let tables = rows_text(
+        &query(
+            addr,
+            "cib-reporting",
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'reference' \
+             ORDER BY table_name",
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(tables, ["counterparties", "counterparties_v2"]);
+
+    // Retired: the old name is refused, naming the new one.
+    std::fs::write(
+        served.join("products/reference.counterparties.yaml"),
+        v1.replacen("status: active", "status: retired", 1),
+    )
+    .unwrap();
+    line_with(&mut stderr, "published the mesh").await;
+    let refused = query(addr, "cib-reporting", &count("counterparties"))
+        .await
+        .unwrap_err();
+    assert!(
+        refused.contains("version 2.0.0 is served as `reference.counterparties_v2`"),
+        "{refused}"
+    );
+    // Gone: the plain name is version 2's, and the versioned one keeps working.
+    std::fs::remove_file(served.join("products/reference.counterparties.yaml")).unwrap();
+    line_with(&mut stderr, "published the mesh").await;
+    for table in ["counterparties", "counterparties_v2"] {
+        let counted = rows_text(&query(addr, "cib-reporting", &count(table)).await.unwrap());
+        assert_eq!(counted, cib_v2, "{table}");
+    }
+    let columns = rows_text(
+        &query(
+            addr,
+            "cib-reporting",
+            "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'reference' \
+             AND column_name = 'onboarded_on'",
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(columns, ["0"]);
+    child.kill().await.unwrap();
 }

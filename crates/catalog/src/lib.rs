@@ -52,11 +52,22 @@ pub enum CatalogError {
 }
 
 /// The product catalog: every product manifest that was loaded, indexed for lookup.
+///
+/// A product is normally one contract. During a deprecation window it is several: one per
+/// major version, the older ones `deprecated` with a sunset, served side by side from the
+/// same bucket under one policy. Each table has one SQL name it is listed under
+/// ([`Table::sql_name`]): the unversioned `<table>` names the oldest major that has the table,
+/// so existing consumers keep working through the window, and `<table>_v<major>` each newer
+/// one. `<table>_v<major>` also resolves for the oldest (unlisted), so a consumer who moved to
+/// the new name keeps it once the old major is gone.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
-    products: BTreeMap<String, Arc<Product>>,
-    /// (domain, table) -> product id
-    tables: BTreeMap<(String, String), String>,
+    /// id -> its versions, oldest major first (the last is the current one).
+    products: BTreeMap<String, Vec<Arc<Product>>>,
+    /// (domain, SQL name, listed names and aliases) -> (product id, index of the version)
+    tables: BTreeMap<(String, String), (String, usize)>,
+    /// The (domain, SQL name) pairs listings show: one per table and version.
+    listed: BTreeSet<(String, String)>,
 }
 
 /// A data product: one domain team's published dataset, living in its own bucket.
@@ -128,6 +139,16 @@ impl Product {
         }
     }
 
+    /// The major version (`2` of `2.1.0`), when the version starts with a number.
+    pub fn major(&self) -> Option<u64> {
+        self.version.split('.').next()?.parse().ok()
+    }
+
+    /// The table `name` (its contract name) of this version.
+    pub fn table(&self, name: &str) -> Option<&Table> {
+        self.tables.iter().find(|t| t.name == name)
+    }
+
     /// The contract as meshgate read it, written out again (comments and layout gone): what
     /// a node's mesh version is made of, so that two nodes holding the same contracts in
     /// different files, or formatted differently, agree.
@@ -191,10 +212,14 @@ impl Location {
     }
 }
 
-/// One table of a product, as `<domain>.<name>` in SQL.
+/// One table of a product, as `<domain>.<sql_name>` in SQL.
 #[derive(Debug, Clone)]
 pub struct Table {
+    /// The name in the contract, which policies, grants and quality rules use.
     pub name: String,
+    /// The name it is listed under in SQL: `name`, or `<name>_v<major>` for a newer major
+    /// served beside an older one (see [`Catalog`]).
+    pub sql_name: String,
     pub physical_name: String,
     pub description: String,
     pub columns: Vec<Column>,
@@ -285,80 +310,166 @@ impl Catalog {
         S: Into<String>,
         T: AsRef<str>,
     {
-        let mut catalog = Catalog::default();
+        let mut products: BTreeMap<String, Vec<Product>> = BTreeMap::new();
         let mut buckets: BTreeMap<String, String> = BTreeMap::new();
         for (source, text) in sources {
             let source = source.into();
             let product = parse_manifest(&source, text.as_ref())?;
-            if let Some(other) = catalog.products.get(&product.id) {
-                return Err(CatalogError::Conflict {
-                    file: source,
-                    message: format!(
-                        "product `{}` is already defined in {}",
-                        product.id, other.source
-                    ),
-                });
-            }
+            let conflict = |message: String| CatalogError::Conflict {
+                file: source.clone(),
+                message,
+            };
             if let Some(other) = buckets.insert(product.location.bucket.clone(), product.id.clone())
+                && other != product.id
             {
-                return Err(CatalogError::Conflict {
-                    file: source,
-                    message: format!(
-                        "bucket `{}` is already the lake of product `{other}`; every product needs its own bucket",
-                        product.location.bucket
-                    ),
-                });
+                return Err(conflict(format!(
+                    "bucket `{}` is already the lake of product `{other}`; every product needs its own bucket",
+                    product.location.bucket
+                )));
             }
-            for table in &product.tables {
-                let key = (product.domain.clone(), table.name.clone());
-                if let Some(other) = catalog.tables.get(&key) {
-                    return Err(CatalogError::Conflict {
-                        file: source,
-                        message: format!(
-                            "table `{}.{}` is already published by product `{other}`",
-                            product.domain, table.name
-                        ),
-                    });
+            let versions = products.entry(product.id.clone()).or_default();
+            if let Some(other) = versions.first() {
+                let (Some(major), Some(other_major)) = (product.major(), other.major()) else {
+                    return Err(conflict(format!(
+                        "product `{}` is already defined in {}; two contracts of one product must                          be different major versions (`<major>.<minor>.<patch>`)",
+                        product.id, other.source
+                    )));
+                };
+                if let Some(same) = versions.iter().find(|v| v.major() == Some(major)) {
+                    return Err(conflict(format!(
+                        "product `{}` major version {major} is already defined in {}",
+                        product.id, same.source
+                    )));
                 }
-                catalog.tables.insert(key, product.id.clone());
+                if product.location.bucket != other.location.bucket {
+                    return Err(conflict(format!(
+                        "major version {major} of product `{}` is in bucket `{}`, version                          {other_major} in `{}`; every version of a product lives in its bucket",
+                        product.id, product.location.bucket, other.location.bucket
+                    )));
+                }
             }
-            catalog
-                .products
-                .insert(product.id.clone(), Arc::new(product));
+            versions.push(product);
+        }
+        let mut catalog = Catalog::default();
+        for (id, mut versions) in products {
+            versions.sort_by_key(|v| v.major());
+            // Only the newest major may be served without an end: an older one is served
+            // for its deprecation window, then goes.
+            if let Some(newest) = versions.last() {
+                for older in &versions[..versions.len() - 1] {
+                    if !matches!(older.status.as_str(), "deprecated" | "retired") {
+                        return Err(CatalogError::Conflict {
+                            file: older.source.clone(),
+                            message: format!(
+                                "product `{id}` version {} is served beside version {} (in {}):                                  an older major version must be `status: deprecated` with a                                  `{SUNSET}` date, or `retired`",
+                                older.version, newest.version, newest.source
+                            ),
+                        });
+                    }
+                }
+            }
+            catalog.add(id, versions)?;
         }
         Ok(catalog)
     }
 
+    /// Name the tables of one product's versions and index them.
+    fn add(&mut self, id: String, mut versions: Vec<Product>) -> Result<(), CatalogError> {
+        let mut seen: BTreeSet<String> = BTreeSet::new();
+        for (index, version) in versions.iter_mut().enumerate() {
+            let major = version.major();
+            for table in &mut version.tables {
+                let versioned = major.map(|m| format!("{}_v{m}", table.name));
+                let first = seen.insert(table.name.clone());
+                if !first && let Some(versioned) = &versioned {
+                    table.sql_name = versioned.clone();
+                }
+                let mut names = vec![(table.sql_name.clone(), true)];
+                // The oldest major's versioned name resolves too (unlisted), so a consumer
+                // who names the version keeps working when an older one goes.
+                if first && let Some(versioned) = versioned {
+                    names.push((versioned, false));
+                }
+                for (name, listed) in names {
+                    let key = (version.domain.clone(), name);
+                    if let Some((other, _)) = self.tables.get(&key) {
+                        return Err(CatalogError::Conflict {
+                            file: version.source.clone(),
+                            message: format!(
+                                "table `{}.{}` is already published by product `{other}` (a \
+                                 name ending in `_v<number>` also names a major version of a \
+                                 table)",
+                                key.0, key.1
+                            ),
+                        });
+                    }
+                    if listed {
+                        self.listed.insert(key.clone());
+                    }
+                    self.tables.insert(key, (id.clone(), index));
+                }
+            }
+        }
+        self.products
+            .insert(id, versions.into_iter().map(Arc::new).collect());
+        Ok(())
+    }
+
+    /// Every product, at its current (newest) version.
     pub fn products(&self) -> impl Iterator<Item = &Arc<Product>> {
-        self.products.values()
+        self.products.values().filter_map(|v| v.last())
     }
 
+    /// Every version of every product: one per product, except in a deprecation window.
+    pub fn all_versions(&self) -> impl Iterator<Item = &Arc<Product>> {
+        self.products.values().flatten()
+    }
+
+    /// A product at its current (newest) version.
     pub fn product(&self, id: &str) -> Option<&Arc<Product>> {
-        self.products.get(id)
+        self.products.get(id)?.last()
     }
 
-    /// Resolve a SQL table name `<domain>.<table>` to its product and table.
+    /// Every version of a product, oldest major first.
+    pub fn versions(&self, id: &str) -> &[Arc<Product>] {
+        self.products.get(id).map_or(&[], Vec::as_slice)
+    }
+
+    /// The newest version of `product`'s id when it is a newer major than `product`: what
+    /// replaces it.
+    pub fn successor(&self, product: &Product) -> Option<&Arc<Product>> {
+        self.product(&product.id)
+            .filter(|newest| newest.major() > product.major())
+    }
+
+    /// Resolve a SQL table name `<domain>.<table>` (or `<table>_v<major>`) to the product
+    /// version and table it names.
     pub fn table(&self, domain: &str, table: &str) -> Option<(&Arc<Product>, &Table)> {
-        let id = self.tables.get(&(domain.to_string(), table.to_string()))?;
-        let product = self.products.get(id)?;
-        let table = product.tables.iter().find(|t| t.name == table)?;
+        let (id, index) = self.tables.get(&(domain.to_string(), table.to_string()))?;
+        let product = self.products.get(id)?.get(*index)?;
+        let table = product.tables.iter().find(|t| {
+            t.sql_name == table
+                || product
+                    .major()
+                    .is_some_and(|m| format!("{}_v{m}", t.name) == table)
+        })?;
         Some((product, table))
     }
 
     /// Every domain that publishes at least one product.
     pub fn domains(&self) -> BTreeSet<&str> {
-        self.products.values().map(|p| p.domain.as_str()).collect()
+        self.products().map(|p| p.domain.as_str()).collect()
     }
 
-    /// The `(product, table)` pairs of one domain, in name order.
+    /// The `(product version, table)` pairs a listing of one domain shows, in SQL name order.
     pub fn tables_in_domain<'a>(
         &'a self,
         domain: &'a str,
     ) -> impl Iterator<Item = (&'a Arc<Product>, &'a Table)> + 'a {
-        self.tables
+        self.listed
             .iter()
-            .filter(move |((d, _), _)| d == domain)
-            .filter_map(move |((d, t), _)| self.table(d, t))
+            .filter(move |(d, _)| d == domain)
+            .filter_map(move |(d, t)| self.table(d, t))
     }
 }
 
@@ -615,6 +726,7 @@ fn parse_manifest(file: &str, text: &str) -> Result<Product, CatalogError> {
         quality_rules.extend(rules);
         tables.push(Table {
             name: object.name.clone(),
+            sql_name: object.name.clone(),
             physical_name: object
                 .physical_name
                 .clone()
@@ -928,6 +1040,111 @@ schema:
             catalog.product("sales.orders").unwrap().lifecycle(0),
             Lifecycle::Retired(None)
         ));
+    }
+
+    /// Version 2.0.0 of `sales.orders`, with `orders.email` dropped and a table added.
+    fn second_major() -> String {
+        MINIMAL.replace("version: 1.0.0", "version: 2.0.0").replace(
+            "      - {name: email, physicalType: VARCHAR, tags: [pii]}\n",
+            "",
+        ) + "  - name: returns\n    properties:\n      - {name: order_id, physicalType: BIGINT}\n"
+    }
+
+    #[test]
+    fn two_majors_are_served_side_by_side_under_their_own_names() {
+        let old = MINIMAL.replace(
+            "status: active",
+            "status: deprecated\ncustomProperties: [{property: sunset, value: 2027-02-28}]",
+        );
+        let catalog =
+            Catalog::from_sources([("v2.yaml", second_major()), ("v1.yaml", old.clone())]).unwrap();
+        assert_eq!(catalog.product("sales.orders").unwrap().version, "2.0.0");
+        assert_eq!(catalog.versions("sales.orders").len(), 2);
+        assert_eq!(catalog.products().count(), 1);
+        assert_eq!(catalog.all_versions().count(), 2);
+        // The unversioned name keeps the oldest major; each newer one has its own.
+        let named = |name: &str| {
+            catalog
+                .table("sales", name)
+                .map(|(p, t)| (p.version.clone(), t.name.clone(), t.sql_name.clone()))
+        };
+        let v = |version: &str, name: &str, sql: &str| {
+            Some((version.to_string(), name.to_string(), sql.to_string()))
+        };
+        assert_eq!(named("orders"), v("1.0.0", "orders", "orders"));
+        assert_eq!(named("orders_v1"), v("1.0.0", "orders", "orders"));
+        assert_eq!(named("orders_v2"), v("2.0.0", "orders", "orders_v2"));
+        // A table new in version 2 has no older major to keep the plain name for.
+        assert_eq!(named("returns"), v("2.0.0", "returns", "returns"));
+        assert_eq!(named("orders_v3"), None);
+        let listed: Vec<String> = catalog
+            .tables_in_domain("sales")
+            .map(|(_, t)| t.sql_name.clone())
+            .collect();
+        assert_eq!(listed, ["orders", "orders_v2", "returns"]);
+        let (v1, _) = catalog.table("sales", "orders").unwrap();
+        assert_eq!(catalog.successor(v1).unwrap().version, "2.0.0");
+        assert!(
+            catalog
+                .successor(catalog.product("sales.orders").unwrap())
+                .is_none()
+        );
+
+        // Alone, a product's versioned name still resolves, unlisted.
+        let alone = Catalog::from_sources([("v2.yaml", second_major())]).unwrap();
+        assert_eq!(
+            alone.table("sales", "orders_v2").unwrap().1.sql_name,
+            "orders"
+        );
+        assert_eq!(alone.tables_in_domain("sales").count(), 2);
+
+        for (sources, says) in [
+            // An older major without an end would be served for ever.
+            (
+                vec![MINIMAL.to_string(), second_major()],
+                "must be `status: deprecated`",
+            ),
+            (
+                vec![old.clone(), old.replace("version: 1.0.0", "version: 1.1.0")],
+                "major version 1 is already defined",
+            ),
+            (
+                vec![
+                    old.clone(),
+                    second_major().replace("s3://sales-orders/", "s3://sales-orders-2/"),
+                ],
+                "every version of a product lives in its bucket",
+            ),
+            (
+                vec![
+                    old.clone(),
+                    second_major().replace("version: 2.0.0", "version: next"),
+                ],
+                "different major versions",
+            ),
+        ] {
+            let error = Catalog::from_sources(
+                sources
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (format!("{i}.yaml"), s.as_str())),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(error.contains(says), "{error}");
+        }
+        // `_v<major>` names a version, so a table of that name elsewhere in the domain clashes.
+        let clash = MINIMAL
+            .replace("sales.orders", "sales.archive")
+            .replace("s3://sales-orders/", "s3://sales-archive/")
+            .replace("- name: orders", "- name: orders_v1");
+        let error = Catalog::from_sources([("a.yaml", MINIMAL), ("b.yaml", clash.as_str())])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("`sales.orders_v1` is already published"),
+            "{error}"
+        );
     }
 
     #[test]

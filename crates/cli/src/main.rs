@@ -360,7 +360,9 @@ enum PolicyCommand {
         approved_by: Option<String>,
         /// Count, over the lakes of the mesh this configuration serves, the rows each change
         /// of rows adds and removes (a change the predicates cannot decide widens if it adds
-        /// rows of today's data).
+        /// rows of today's data); and layer the grants in force in its governance store
+        /// (read only) on both versions, so that every grant holder is compared and each
+        /// change names the grants it reaches.
         #[arg(long, value_name = "MESHGATE_TOML")]
         data: Option<PathBuf>,
     },
@@ -1383,7 +1385,28 @@ async fn policy_diff(
     approved_by: Option<String>,
     data: Option<&Path>,
 ) -> Result<ExitCode, String> {
-    let (was, is) = (MeshDir::load(before).await?, MeshDir::load(after).await?);
+    let (mut was, mut is) = (MeshDir::load(before).await?, MeshDir::load(after).await?);
+    if let Some(config) = data {
+        match grants_in_force(config).await {
+            Ok(grants) => {
+                let now = meshgate::api::now_millis();
+                for side in [&mut was, &mut is] {
+                    side.policies = side
+                        .policies
+                        .with_grants(&side.catalog, grants.clone(), 0, now)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            Err(e) => say(
+                Level::Warn,
+                &terminal::safe(&format!(
+                    "the grants in force are not consulted (their holders are compared as the \
+                     files alone decide): {e}"
+                )),
+            ),
+        }
+    }
     let mut report = meshgate::policy::diff::diff(was.as_diff_side(), is.as_diff_side());
     if let Some(config) = data {
         count_over_the_data(&mut report, config).await?;
@@ -1416,6 +1439,22 @@ async fn policy_diff(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The grants in force in the governance store `config` names, read without writing to it.
+async fn grants_in_force(config: &Path) -> Result<Vec<meshgate::api::Grant>, String> {
+    let governance = ServeConfig::load(config)
+        .map_err(|e| e.to_string())?
+        .gateway
+        .governance;
+    let store = governance
+        .open_read_only()
+        .await
+        .map_err(|e| e.to_string())?;
+    store
+        .grants_in_force(meshgate::api::now_millis())
+        .await
+        .map_err(|e| format!("cannot read the grants: {e}"))
 }
 
 /// Count, over the lakes of the mesh `config` serves, the rows each change of rows or access
@@ -1626,6 +1665,11 @@ async fn serve(
         flight: listener,
         ops,
     } = listeners;
+    if let Some(dirs) = &mesh_dirs {
+        dirs.lint().await.map_err(|e| {
+            format!("the mesh directory does not pass lint, so it is not served: {e}")
+        })?;
+    }
     let gateway = Gateway::open(config).await.map_err(|e| e.to_string())?;
     let published = std::sync::Arc::new(tokio::sync::Notify::new());
     if let Some(dirs) = mesh_dirs {
@@ -1719,6 +1763,14 @@ async fn worker(config: &Path, listen: Option<String>) -> Result<(), String> {
     let listener = meshgate::flight::bind(&listen)
         .await
         .map_err(|e| e.to_string())?;
+    let dirs = publish::MeshDirs {
+        products: loaded.products_dir,
+        policies: loaded.policies_dir,
+        watch: loaded.watch,
+    };
+    dirs.lint()
+        .await
+        .map_err(|e| format!("the mesh directory does not pass lint, so it is not served: {e}"))?;
     let node = std::sync::Arc::new(
         meshgate::engine::WorkerNode::open(loaded.gateway)
             .await
@@ -1728,11 +1780,7 @@ async fn worker(config: &Path, listen: Option<String>) -> Result<(), String> {
     // SIGHUP): its gateways' stages run only while both hold the same version.
     tokio::spawn(publish::publish_on_change(
         publish::Target::Worker(std::sync::Arc::clone(&node)),
-        publish::MeshDirs {
-            products: loaded.products_dir,
-            policies: loaded.policies_dir,
-            watch: loaded.watch,
-        },
+        dirs,
         std::sync::Arc::new(tokio::sync::Notify::new()),
     ));
     let addr = listener.local_addr().map_err(|e| e.to_string())?;

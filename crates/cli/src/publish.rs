@@ -69,10 +69,9 @@ impl MeshDirs {
         Some(hasher.finish())
     }
 
-    /// Lint the directories and publish them. `Ok`: the new policy version.
-    async fn publish(&self, target: &Target) -> Result<String, String> {
-        // Lint and load read the files separately: only what was linted may be published.
-        let linted = self.fingerprint();
+    /// Lint the directories as `meshgate lint` does: warnings are said, errors refuse.
+    /// What is served at start passes the same check as what is published later.
+    pub(crate) async fn lint(&self) -> Result<(), String> {
         let report = meshgate::lint::lint_dirs(&self.products, &self.policies, None).await;
         for warning in report
             .findings
@@ -94,6 +93,14 @@ impl MeshDirs {
                 errors.join("\n")
             ));
         }
+        Ok(())
+    }
+
+    /// Lint the directories and publish them. `Ok`: the new policy version.
+    async fn publish(&self, target: &Target) -> Result<String, String> {
+        // Lint and load read the files separately: only what was linted may be published.
+        let linted = self.fingerprint();
+        self.lint().await?;
         let catalog =
             meshgate::catalog::Catalog::load_dir(&self.products).map_err(|e| e.to_string())?;
         let sources =

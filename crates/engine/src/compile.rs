@@ -114,21 +114,29 @@ impl Compiler<'_> {
                         rule.origin.file, rule.origin.line, rule.origin.id
                     ))
                 };
-                let domain = catalog
-                    .product(&policy.product)
-                    .map(|p| p.domain.clone())
-                    .ok_or_else(|| located(format!("unknown product `{}`", policy.product)))?;
-                let raw = self
-                    .raw_tables
-                    .get(&(domain, rule.table.clone()))
-                    .ok_or_else(|| located(format!("no table `{}`", rule.table)))?;
-                let schema =
-                    DFSchema::try_from(raw.schema()).map_err(|e| located(e.to_string()))?;
-                let bound = rule
-                    .template
-                    .bind_with(|_| Some("sample".to_string()))
-                    .map_err(|a| located(format!("attribute `{a}`")))?;
-                filter_expr(self.template, &schema, &bound).map_err(located)?;
+                // Against every version that has the table: one policy serves them all.
+                let tables: Vec<_> = catalog
+                    .versions(&policy.product)
+                    .iter()
+                    .filter_map(|p| Some((p, p.table(&rule.table)?)))
+                    .collect();
+                if tables.is_empty() {
+                    return Err(located(format!("no table `{}`", rule.table)));
+                }
+                for (product, table) in tables {
+                    let raw = self
+                        .raw_tables
+                        .get(&(product.domain.clone(), table.sql_name.clone()))
+                        .ok_or_else(|| located(format!("no table `{}`", table.sql_name)))?;
+                    let schema =
+                        DFSchema::try_from(raw.schema()).map_err(|e| located(e.to_string()))?;
+                    let bound = rule
+                        .template
+                        .bind_with(|_| Some("sample".to_string()))
+                        .map_err(|a| located(format!("attribute `{a}`")))?;
+                    filter_expr(self.template, &schema, &bound)
+                        .map_err(|m| located(format!("on `{}`: {m}", table.sql_name)))?;
+                }
             }
         }
         Ok(())
@@ -152,10 +160,10 @@ impl Compiler<'_> {
         for table in product.tables.iter().filter(|t| !t.is_view()) {
             let raw = self
                 .raw_tables
-                .get(&(product.domain.clone(), table.name.clone()))
-                .ok_or_else(|| format!("no storage for {}.{}", product.domain, table.name))?;
+                .get(&(product.domain.clone(), table.sql_name.clone()))
+                .ok_or_else(|| format!("no storage for {}.{}", product.domain, table.sql_name))?;
             let schema = DFSchema::try_from(raw.schema()).map_err(|e| e.to_string())?;
-            let on = |m: String| format!("on {}.{}: {m}", product.domain, table.name);
+            let on = |m: String| format!("on {}.{}: {m}", product.domain, table.sql_name);
             let expr = filter_expr(self.template, &schema, &bound).map_err(on)?;
             let simplifier = ExprSimplifier::new(
                 SimplifyContext::builder()

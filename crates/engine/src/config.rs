@@ -83,6 +83,24 @@ impl Governance {
                 }),
         }
     }
+
+    /// Open the configured store to read only: never created, migrated or written (for
+    /// tools that report on a gateway's state).
+    pub async fn open_read_only(self) -> Result<Arc<dyn GovernanceStore>, GatewayError> {
+        match self {
+            Self::Store(store) => Ok(store),
+            Self::Sqlite(path) => SqliteStore::open_read_only(&path)
+                .await
+                .map(|s| Arc::new(s) as Arc<dyn GovernanceStore>)
+                .map_err(|e| GatewayError::Config(e.to_string())),
+            Self::Postgres(options) => PostgresStore::open_read_only(&options)
+                .await
+                .map(|s| Arc::new(s) as Arc<dyn GovernanceStore>)
+                .map_err(|e| {
+                    GatewayError::Config(format!("PostgreSQL store at {}: {e}", options.url))
+                }),
+        }
+    }
 }
 
 /// What the audit keeps (`[audit]` in `meshgate.toml`).

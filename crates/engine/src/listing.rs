@@ -114,14 +114,14 @@ pub(crate) async fn tables(scope: &Arc<QueryScope>) -> Vec<VisibleTable> {
 pub(crate) async fn columns(scope: &Arc<QueryScope>) -> Vec<ListedColumn<'_>> {
     let catalog = scope.catalog();
     let mut out = Vec::new();
-    for product in catalog.products() {
+    for product in catalog.all_versions() {
         let admitted = scope
             .policies()
             .check_access(scope.principal(), product)
             .is_ok();
         for table in &product.tables {
             let resolved = if admitted {
-                match scope.resolve(&product.domain, &table.name).await {
+                match scope.resolve(&product.domain, &table.sql_name).await {
                     Some(Ok(resolved)) => Some(resolved),
                     _ => continue,
                 }

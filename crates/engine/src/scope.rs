@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use datafusion::catalog::{TableProvider, view::ViewTable};
 use datafusion::common::TableReference;
 use datafusion::logical_expr::LogicalPlan;
-use meshgate_catalog::{Lifecycle, Product, Table};
+use meshgate_catalog::{Catalog, Lifecycle, Product, Table};
 use meshgate_policy::{Denial, PolicySet, Principal};
 use meshgate_storage::IoCounters;
 
@@ -183,7 +183,7 @@ impl QueryScope {
                     Some(Ok(Resolved::View { .. })) => Ok(None),
                     Some(Err(_)) | None => Err(()),
                 };
-                Some((product.id.clone(), table.name.clone(), outcome))
+                Some((product.id.clone(), table.sql_name.clone(), outcome))
             })
             .collect()
     }
@@ -198,25 +198,19 @@ impl QueryScope {
         let now = meshgate_governance::now_millis();
         let mut products = BTreeSet::new();
         for (domain, name) in &named {
-            if let Some((product, _)) = self.mesh.catalog.table(domain, name)
+            if let Some((product, table)) = self.mesh.catalog.table(domain, name)
                 && let Lifecycle::Deprecated(sunset) = product.lifecycle(now)
             {
-                products.insert((
-                    product.id.clone(),
-                    product.version.clone(),
-                    sunset.date.clone(),
-                    product.owner.team.clone(),
+                products.insert(format!(
+                    "product `{}` (version {}) is deprecated and served until {} (UTC); {}",
+                    product.id,
+                    product.version,
+                    sunset.date,
+                    replacement(&self.mesh.catalog, product, table)
                 ));
             }
         }
-        products
-            .into_iter()
-            .map(|(id, version, date, team)| {
-                format!(
-                    "product `{id}` (version {version}) is deprecated and served until {date} (UTC); ask its owner (team `{team}`) what replaces it"
-                )
-            })
-            .collect()
+        products.into_iter().collect()
     }
 
     /// [`QueryScope::resolve`] for a name the statement itself (or a view it reads) uses.
@@ -287,7 +281,7 @@ impl QueryScope {
             return Some(hit);
         }
         let (product, table) = self.mesh.catalog.table(domain, name)?;
-        if let Some(retired) = retired(product) {
+        if let Some(retired) = retired(&self.mesh.catalog, product, table) {
             let resolution: Resolution = Err(retired);
             self.store(key, resolution.clone());
             return Some(resolution);
@@ -306,10 +300,10 @@ impl QueryScope {
         let policy_id = policy.policy_id.clone();
         self.shared.compiler(&self.mesh).protected_table(policy, Arc::clone(&self.io), self.policies.fingerprint()).map(|t| Resolved::Table(Arc::new(t))).map_err(|reason| {
             // A policy that does not compile denies; it never falls back to raw data.
-            tracing::error!(principal = self.principal.id(), product = %product.id, table = %table.name, %reason, "policy does not compile");
+            tracing::error!(principal = self.principal.id(), product = %product.id, table = %table.sql_name, %reason, "policy does not compile");
             Denial::Unresolvable {
                 principal: self.principal.id().to_string(),
-                table: format!("{}.{}", product.domain, table.name),
+                table: format!("{}.{}", product.domain, table.sql_name),
                 policy: policy_id,
                 reason: "the policy could not be compiled; the product's owner has been told".into(),
             }
@@ -320,8 +314,8 @@ impl QueryScope {
     /// table it reads is resolved for the caller like any other reference.
     async fn plan_view(self: &Arc<Self>, product: &Product, view: &Table, sql: &str) -> Resolution {
         self.policies.check_access(&self.principal, product)?;
-        let key = (product.domain.clone(), view.name.clone());
-        let qualified = format!("{}.{}", product.domain, view.name);
+        let key = (product.domain.clone(), view.sql_name.clone());
+        let qualified = format!("{}.{}", product.domain, view.sql_name);
         let unresolvable = |reason: String| Denial::Unresolvable {
             principal: self.principal.id().to_string(),
             table: qualified.clone(),
@@ -366,7 +360,7 @@ impl QueryScope {
         Ok(Resolved::View {
             product: product.id.clone(),
             domain: product.domain.clone(),
-            name: view.name.clone(),
+            name: view.sql_name.clone(),
             view: Arc::new(ViewTable::new(plan, Some(sql.to_string()))),
         })
     }
@@ -379,8 +373,12 @@ impl QueryScope {
         let names: Vec<(String, String)> = self
             .mesh
             .catalog
-            .products()
-            .flat_map(|p| p.tables.iter().map(|t| (p.domain.clone(), t.name.clone())))
+            .all_versions()
+            .flat_map(|p| {
+                p.tables
+                    .iter()
+                    .map(|t| (p.domain.clone(), t.sql_name.clone()))
+            })
             .collect();
         for (domain, name) in names {
             self.resolve(&domain, &name).await;
@@ -393,7 +391,7 @@ impl QueryScope {
     pub(crate) fn visible(&self, domain: &str) -> Vec<Resolved> {
         let mut out = Vec::new();
         for (product, table) in self.mesh.catalog.tables_in_domain(domain) {
-            let key = (domain.to_string(), table.name.clone());
+            let key = (domain.to_string(), table.sql_name.clone());
             let resolution = match self.cached(&key) {
                 Some(hit) => hit,
                 None if table.is_view() => continue,
@@ -411,14 +409,39 @@ impl QueryScope {
     }
 }
 
+/// What replaces `table` of a deprecated or retired `product`: the newer major version's
+/// table of the same name, or, without one, who to ask.
+fn replacement(catalog: &Catalog, product: &Product, table: &Table) -> String {
+    match catalog
+        .successor(product)
+        .and_then(|next| Some((next, next.table(&table.name)?)))
+    {
+        Some((next, newer)) => format!(
+            "version {} is served as `{}.{}`",
+            next.version, next.domain, newer.sql_name
+        ),
+        None => format!(
+            "ask its owner (team `{}`) what replaces it",
+            product.owner.team
+        ),
+    }
+}
+
 /// Why `product` is no longer served, if it is not: `retired`, or deprecated past its sunset.
-fn retired(product: &Product) -> Option<Denial> {
+fn retired(catalog: &Catalog, product: &Product, table: &Table) -> Option<Denial> {
     let reason = match product.lifecycle(meshgate_governance::now_millis()) {
         Lifecycle::Retired(Some(sunset)) => format!(
-            "its last day served was {} (UTC); ask its owner (team `{}`) what replaces it",
-            sunset.date, product.owner.team
+            "its last day served was {} (UTC); {}",
+            sunset.date,
+            replacement(catalog, product, table)
         ),
-        Lifecycle::Retired(None) => format!("its owner (team `{}`) retired it", product.owner.team),
+        Lifecycle::Retired(None) => match catalog.successor(product) {
+            Some(_) => format!(
+                "its owner retired this version; {}",
+                replacement(catalog, product, table)
+            ),
+            None => format!("its owner (team `{}`) retired it", product.owner.team),
+        },
         Lifecycle::Served | Lifecycle::Deprecated(_) => return None,
     };
     Some(Denial::Retired {

@@ -261,7 +261,7 @@ impl Shared {
                     .collect();
                 let Some(raw) = mesh
                     .raw_tables
-                    .get(&(product.domain.clone(), table.name.clone()))
+                    .get(&(product.domain.clone(), table.sql_name.clone()))
                     .filter(|_| !rules.is_empty())
                 else {
                     continue;
@@ -612,11 +612,14 @@ impl MeshState {
         let parquet_options = template.table_options().parquet.clone();
         let view_types = parquet_options.global.schema_force_view_types;
         let mut raw_tables = RawTables::new();
-        for product in catalog.products() {
+        for product in catalog.all_versions() {
             for table in product.tables.iter().filter(|t| !t.is_view()) {
                 let format = ParquetFormat::default().with_options(parquet_options.clone());
                 let raw = LakeTable::new(Arc::clone(product), table.clone(), view_types, format);
-                raw_tables.insert((product.domain.clone(), table.name.clone()), Arc::new(raw));
+                raw_tables.insert(
+                    (product.domain.clone(), table.sql_name.clone()),
+                    Arc::new(raw),
+                );
             }
         }
         Compiler {

@@ -221,7 +221,7 @@ impl SystemSchema {
         } else {
             (
                 shared.lake_status().await,
-                self.scope.catalog().products().collect(),
+                self.scope.catalog().all_versions().collect(),
             )
         };
         let policies = self.scope.policies();
@@ -250,7 +250,7 @@ impl SystemSchema {
                     Some(
                         p.tables
                             .iter()
-                            .map(|t| format!("{}.{}", p.domain, t.name))
+                            .map(|t| format!("{}.{}", p.domain, t.sql_name))
                             .collect::<Vec<_>>()
                             .join(", "),
                     )
@@ -304,6 +304,13 @@ impl SystemSchema {
                 products
                     .iter()
                     .map(|p| p.sunset.as_ref().map(|s| s.date.as_str())),
+            )
+            .text(
+                "replaced_by",
+                products.iter().map(|p| {
+                    let catalog = self.scope.catalog();
+                    catalog.successor(p).map(|next| next.version.clone())
+                }),
             )
             .text(
                 "how_to_request",
@@ -374,14 +381,14 @@ impl SystemSchema {
     fn tables(&self) -> Result<Arc<dyn TableProvider>> {
         let catalog = self.scope.catalog();
         let rows: Vec<_> = catalog
-            .products()
+            .all_versions()
             .filter(|_| !self.empty)
             .flat_map(|p| p.tables.iter().map(move |t| (p, t)))
             .collect();
         Columns::default()
             .text("product_id", rows.iter().map(|(p, _)| Some(&p.id)))
             .text("table_schema", rows.iter().map(|(p, _)| Some(&p.domain)))
-            .text("table_name", rows.iter().map(|(_, t)| Some(&t.name)))
+            .text("table_name", rows.iter().map(|(_, t)| Some(&t.sql_name)))
             .text(
                 "table_type",
                 rows.iter().map(|(_, t)| {

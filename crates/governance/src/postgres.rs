@@ -84,6 +84,21 @@ impl PostgresStore {
         Self::open_at(options, None).await
     }
 
+    /// Connect to read only: not migrated, and every transaction read-only (for tools that
+    /// report on a gateway's state, such as `policy diff`).
+    pub async fn open_read_only(options: &PostgresOptions) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(
+                options
+                    .connect_options()?
+                    .options([("default_transaction_read_only", "on")]),
+            )
+            .await?;
+        Ok(Self { pool })
+    }
+
     /// Open the store migrated only up to schema `version`: for tests that upgrade an old store.
     #[doc(hidden)]
     pub async fn open_at(

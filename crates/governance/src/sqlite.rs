@@ -31,6 +31,26 @@ impl SqliteStore {
         Self::open_at(path, None).await
     }
 
+    /// Open an existing store to read only: neither created nor migrated, and no write
+    /// reaches it (for tools that report on a gateway's state, such as `policy diff`).
+    pub async fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        if !path.is_file() {
+            return Err(StoreError::Other(format!(
+                "there is no governance store at {}",
+                path.display()
+            )));
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .read_only(true)
+            .busy_timeout(std::time::Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+
     /// Open the store migrated only up to schema `version`: for tests that upgrade an old store.
     #[doc(hidden)]
     pub async fn open_at(path: &Path, version: Option<i64>) -> Result<Self, StoreError> {

@@ -153,10 +153,12 @@ impl Lineage {
             .iter()
             .filter(|t| t.access == meshgate_governance::TableAccess::Read)
         {
-            let Some(product) = catalog.product(&read.product) else {
-                continue;
-            };
-            let Some(table) = product.tables.iter().find(|t| t.name == read.table) else {
+            // The audit names a table as SQL does, which picks the product version read.
+            let Some((product, table)) = catalog
+                .product(&read.product)
+                .and_then(|p| catalog.table(&p.domain, &read.table))
+                .filter(|(p, _)| p.id == read.product)
+            else {
                 continue;
             };
             let namespace = format!("s3://{}", product.location.bucket);

@@ -158,7 +158,7 @@ fn contracts(dir: &Path, findings: &mut Vec<Finding>) -> (Catalog, BTreeMap<Stri
             return (Catalog::default(), texts);
         }
     };
-    let mut good: Vec<(String, String)> = Vec::new();
+    let mut alone: Vec<(String, String)> = Vec::new();
     let mut sorted = files;
     sorted.sort();
     for path in sorted {
@@ -177,17 +177,34 @@ fn contracts(dir: &Path, findings: &mut Vec<Finding>) -> (Catalog, BTreeMap<Stri
                 continue;
             }
         };
-        let mut candidate = good.clone();
-        candidate.push((name.clone(), text.clone()));
-        match Catalog::from_sources(candidate) {
-            Ok(_) => {
-                texts.insert(name.clone(), text.clone());
-                good.push((name, text));
-            }
+        match Catalog::from_sources([(name.as_str(), text.as_str())]) {
+            Ok(_) => alone.push((name, text)),
             Err(e) => findings.push(contract_error(&name, &text, &e)),
         }
     }
-    let catalog = Catalog::from_sources(good).unwrap_or_default();
+    // Together once; only a clash between contracts (ids, buckets, tables) makes it add them
+    // one at a time, to say which file clashes.
+    let catalog = match Catalog::from_sources(alone.clone()) {
+        Ok(catalog) => {
+            texts.extend(alone);
+            catalog
+        }
+        Err(_) => {
+            let mut good: Vec<(String, String)> = Vec::new();
+            for (name, text) in alone {
+                let mut candidate = good.clone();
+                candidate.push((name.clone(), text.clone()));
+                match Catalog::from_sources(candidate) {
+                    Ok(_) => {
+                        texts.insert(name.clone(), text.clone());
+                        good.push((name, text));
+                    }
+                    Err(e) => findings.push(contract_error(&name, &text, &e)),
+                }
+            }
+            Catalog::from_sources(good).unwrap_or_default()
+        }
+    };
     (catalog, texts)
 }
 
@@ -283,7 +300,7 @@ fn manifest_checks(
     global: Option<&GlobalRules>,
     findings: &mut Vec<Finding>,
 ) {
-    for product in catalog.products() {
+    for product in catalog.all_versions() {
         let text = texts.get(&product.source).map_or("", String::as_str);
         let file = product.source.as_str();
         let mut push = |severity, line, check: &str, message: String, fix: String| {
@@ -451,10 +468,13 @@ fn policy_checks(
             ));
             continue;
         };
-        for rule in &policy.row_filters {
-            let Some(table) = product.tables.iter().find(|t| t.name == rule.table) else {
-                continue;
-            };
+        // One policy serves every version: its filters must type-check on each.
+        let versions = catalog.versions(&product.id);
+        for (rule, table) in policy.row_filters.iter().flat_map(|rule| {
+            versions
+                .iter()
+                .filter_map(move |v| Some((rule, v.table(&rule.table)?)))
+        }) {
             if let Err(message) = meshgate_engine::type_check_row_filter(table, &rule.template) {
                 findings.push(finding(
                     Severity::Error,
@@ -463,7 +483,7 @@ fn policy_checks(
                     "row-filter-type",
                     format!(
                         "rule `{}`: `where` does not type-check on `{}`: {message}",
-                        rule.origin.id, table.name
+                        rule.origin.id, table.sql_name
                     ),
                     &format!(
                         "write a boolean condition over the columns of `{}` ({})",
@@ -622,53 +642,93 @@ fn describe_column(column: &meshgate_catalog::Column) -> String {
 }
 
 /// A product whose tables or columns were removed or retyped since `before` must raise its
-/// major version.
+/// major version, and a major version that was served must stay until its sunset: its
+/// consumers were promised a deprecation window.
 fn breaking_changes(
     before: &Catalog,
     after: &Catalog,
     texts: &BTreeMap<String, String>,
     findings: &mut Vec<Finding>,
 ) {
+    let now = meshgate_api::now_millis();
     for product in after.products() {
-        let Some(old) = before.product(&product.id) else {
-            continue;
-        };
-        let mut breaks = Vec::new();
-        for table in &old.tables {
-            let Some(now) = product.tables.iter().find(|t| t.name == table.name) else {
-                breaks.push(format!("table `{}` removed", table.name));
+        let text = |p: &Product| texts.get(&p.source).map_or("", String::as_str).to_string();
+        for old in before.versions(&product.id) {
+            let kept = after
+                .versions(&product.id)
+                .iter()
+                .find(|v| v.major().is_some() && v.major() == old.major());
+            let Some(now_version) = kept else {
+                let served = !matches!(old.lifecycle(now), meshgate_catalog::Lifecycle::Retired(_));
+                if served && old.major() < product.major() {
+                    findings.push(finding(
+                        Severity::Error,
+                        &product.source,
+                        line_starting(&text(product), "version:"),
+                        "major-dropped",
+                        format!(
+                            "version {} of `{}` is no longer published, but it was served and its \
+                             consumers get no deprecation window (version {} replaces it)",
+                            old.version, product.id, product.version
+                        ),
+                        &format!(
+                            "keep the version {} contract beside the new one, with `status: \
+                             deprecated` and customProperties `sunset: YYYY-MM-DD`; remove it \
+                             after that day",
+                            old.version
+                        ),
+                    ));
+                }
                 continue;
             };
-            for column in &table.columns {
-                match now.column(&column.name) {
-                    None => breaks.push(format!("column `{}.{}` removed", table.name, column.name)),
-                    Some(c) if c.data_type != column.data_type => breaks.push(format!(
-                        "column `{}.{}` changed from {} to {}",
-                        table.name, column.name, column.physical_type, c.physical_type
-                    )),
-                    Some(_) => {}
-                }
-            }
+            findings.extend(same_major_breaks(old, now_version, &text(now_version)));
         }
-        let major = |v: &str| v.split('.').next().map(str::to_string);
-        if !breaks.is_empty() && major(&old.version) == major(&product.version) {
-            let text = texts.get(&product.source).map_or("", String::as_str);
-            findings.push(finding(
-                Severity::Error,
-                &product.source,
-                line_starting(text, "version:"),
-                "breaking-change",
-                format!(
-                    "{} since version {}, but the major version did not change ({})",
-                    breaks.join("; "),
-                    old.version,
-                    product.version
-                ),
-                "raise the major version (consumers of the old one keep it for the deprecation window), \
-                 or keep the old tables and columns",
-            ));
+        // A version that was not semantic can only be compared with the one before.
+        if let Some(old) = before.product(&product.id)
+            && (old.major().is_none() || product.major().is_none())
+            && old.version.split('.').next() == product.version.split('.').next()
+        {
+            findings.extend(same_major_breaks(old, product, &text(product)));
         }
     }
+}
+
+/// A finding if `new`, of the same major version as `old`, removed or retyped its tables or
+/// columns (`text` is `new`'s contract).
+fn same_major_breaks(old: &Product, new: &Product, text: &str) -> Option<Finding> {
+    let mut breaks = Vec::new();
+    for table in &old.tables {
+        let Some(now) = new.table(&table.name) else {
+            breaks.push(format!("table `{}` removed", table.name));
+            continue;
+        };
+        for column in &table.columns {
+            match now.column(&column.name) {
+                None => breaks.push(format!("column `{}.{}` removed", table.name, column.name)),
+                Some(c) if c.data_type != column.data_type => breaks.push(format!(
+                    "column `{}.{}` changed from {} to {}",
+                    table.name, column.name, column.physical_type, c.physical_type
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    (!breaks.is_empty()).then(|| {
+        finding(
+            Severity::Error,
+            &new.source,
+            line_starting(text, "version:"),
+            "breaking-change",
+            format!(
+                "{} since version {}, but the major version did not change ({})",
+                breaks.join("; "),
+                old.version,
+                new.version
+            ),
+            "raise the major version (consumers of the old one keep it for the deprecation window), \
+             or keep the old tables and columns",
+        )
+    })
 }
 
 fn finding(

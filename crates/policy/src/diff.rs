@@ -6,7 +6,10 @@
 //! Callers: every user of either users file, and for every role either version mentions
 //! (`role:<name>` in the access rules or a product policy) a caller with that role and each
 //! attribute set a user carries (and none), so that a rule for a role nobody holds yet is
-//! still seen. Rows are compared symbolically on the bound predicates: each side is read as
+//! still seen. With the grants in force layered on both versions (see
+//! [`PolicySet::with_grants`]), every grant holder is a caller too, and each change of what
+//! a holder sees names the grants that admit them: a change of a product's policy reaches
+//! its grantees, who see what it shows any reader, narrowed per grant. Rows are compared symbolically on the bound predicates: each side is read as
 //! a conjunction of disjunctions of atoms; one side is at least as narrow as the other when
 //! each of the other's conjuncts is implied by one of its own. Treatments are ordered
 //! hidden > masked > tokenized > clear.
@@ -23,6 +26,7 @@ use sqlparser::parser::Parser;
 use crate::golden::{Caller, Outcome, outcome};
 use crate::principal::Principal;
 use crate::resolve::PolicySet;
+use crate::treatment::Treatment;
 use crate::users::UserDirectory;
 
 /// One version of a mesh: what a diff side is made of.
@@ -59,6 +63,9 @@ pub struct Change {
     /// when the diff was given the data to count over (see [`Report::count_rows`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub counted: Option<Counted>,
+    /// The grants in force that admit the caller to the table's product, before or after.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<String>,
 }
 
 /// Rows a change of row predicate adds to and removes from what a caller sees, counted over
@@ -91,6 +98,8 @@ pub struct Report {
     pub callers: usize,
     pub tables: usize,
     pub changes: Vec<Change>,
+    /// Every grant whose holder sees something change, with how many changes.
+    pub grants_affected: BTreeMap<String, usize>,
 }
 
 impl Report {
@@ -146,6 +155,18 @@ impl Report {
             .filter(|c| c.direction == Direction::Undecided)
             .count();
         let narrowed = self.changes.len() - widened - undecided;
+        let grants = if self.grants_affected.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " Grants affected: {}.",
+                self.grants_affected
+                    .iter()
+                    .map(|(id, n)| format!("`{id}` ({n} change{})", if *n == 1 { "" } else { "s" }))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
         let verdict = if self.changes.is_empty() {
             "**No change** of what anyone sees."
         } else if widened > 0 {
@@ -158,7 +179,7 @@ impl Report {
         let _ = writeln!(
             out,
             "## Policy diff\n\n{verdict} {} callers × {} tables compared: {widened} widened, \
-             {undecided} undecided, {narrowed} narrowed.\n",
+             {undecided} undecided, {narrowed} narrowed.{grants}\n",
             self.callers, self.tables
         );
         if self.changes.is_empty() {
@@ -184,9 +205,14 @@ impl Report {
                     )
                 })
                 .unwrap_or_default();
+            let through = if change.grants.is_empty() {
+                String::new()
+            } else {
+                format!(" (grant {})", change.grants.join(", "))
+            };
             let _ = writeln!(
                 out,
-                "| {mark} | {} | {} | {}{counted} | `{}` | `{}` |",
+                "| {mark} | {}{through} | {} | {}{counted} | `{}` | `{}` |",
                 cell(&change.caller),
                 cell(&change.table),
                 cell(&change.aspect),
@@ -210,12 +236,14 @@ pub fn diff(before: Mesh<'_>, after: Mesh<'_>) -> Report {
         }
     }
     let mut changes = Vec::new();
+    let mut grants_affected: BTreeMap<String, usize> = BTreeMap::new();
     for caller in &callers {
         for table in &tables {
             let decide = |mesh: Mesh<'_>| {
                 outcome(mesh.policies, mesh.catalog, mesh.users, caller, table)
                     .unwrap_or_else(|_| Outcome::Denied("absent".into()))
             };
+            let from = changes.len();
             compare(
                 &caller.to_string(),
                 table,
@@ -223,15 +251,53 @@ pub fn diff(before: Mesh<'_>, after: Mesh<'_>) -> Report {
                 &decide(after),
                 &mut changes,
             );
+            if changes.len() == from {
+                continue;
+            }
+            let grants = grants_admitting(caller, table, &[before, after]);
+            for id in &grants {
+                *grants_affected.entry(id.clone()).or_default() += changes.len() - from;
+            }
+            for change in &mut changes[from..] {
+                change.grants = grants.clone();
+            }
         }
     }
     let mut report = Report {
         callers: callers.len(),
         tables: tables.len(),
         changes,
+        grants_affected,
     };
     report.sort();
     report
+}
+
+/// The ids of the grants in force, on either side, that admit `caller` to the product of
+/// `table` (`<domain>.<table>`).
+fn grants_admitting(caller: &Caller, table: &str, meshes: &[Mesh<'_>]) -> Vec<String> {
+    let principal = match caller {
+        Caller::User(name) => name.as_str(),
+        Caller::Described(p) => p.id(),
+    };
+    let mut ids = BTreeSet::new();
+    for mesh in meshes {
+        let (Some(layer), Some((domain, name))) =
+            (mesh.policies.grant_layer(), table.split_once('.'))
+        else {
+            continue;
+        };
+        let Some((product, _)) = mesh.catalog.table(domain, name) else {
+            continue;
+        };
+        if let Some(terms) = layer
+            .terms
+            .get(&(principal.to_string(), product.id.clone()))
+        {
+            ids.extend(terms.iter().map(|(grant, _)| grant.id.clone()));
+        }
+    }
+    ids.into_iter().collect()
 }
 
 /// The callers the versions can tell apart (see the module doc).
@@ -257,7 +323,20 @@ pub fn callers(meshes: &[Mesh<'_>]) -> Vec<Caller> {
             roles.extend(mentioned_roles(text));
         }
     }
+    // A grant holder the users file does not know (a token's subject) is a caller of its
+    // own: what the policy shows them comes from their grants alone.
+    let holders: BTreeSet<String> = meshes
+        .iter()
+        .filter_map(|m| m.policies.grant_layer())
+        .flat_map(|layer| layer.terms.keys().map(|(principal, _)| principal.clone()))
+        .filter(|p| !users.contains(p))
+        .collect();
     let mut out: Vec<Caller> = users.into_iter().map(Caller::User).collect();
+    out.extend(
+        holders
+            .into_iter()
+            .map(|id| Caller::Described(Principal::new(id))),
+    );
     for role in &roles {
         for attributes in &attribute_sets {
             let mut principal =
@@ -296,6 +375,7 @@ fn compare(caller: &str, table: &str, before: &Outcome, after: &Outcome, out: &m
             after,
             direction,
             counted: None,
+            grants: Vec::new(),
         })
     };
     match (before, after) {
@@ -357,17 +437,15 @@ fn compare(caller: &str, table: &str, before: &Outcome, after: &Outcome, out: &m
     }
 }
 
-/// How much a treatment withholds: hidden (and absent) > masked > tokenized > clear.
+/// How much a treatment, as a decision describes it, withholds (see
+/// [`crate::global::strength`]); a column absent on one side withholds like a hidden one.
+/// Text that is no treatment counts as clear, so a change to it reads as widening.
 fn strength(treatment: &str) -> u8 {
-    if treatment == "hidden" || treatment == "absent" {
-        3
-    } else if treatment.starts_with("mask(") {
-        2
-    } else if treatment.starts_with("tokenize(") {
-        1
-    } else {
-        0
+    if treatment == "absent" {
+        return crate::global::strength(&Treatment::Hidden);
     }
+    let written = treatment.split(" on rows of ").next().unwrap_or(treatment);
+    Treatment::parse(written).map_or(0, |t| crate::global::strength(&t))
 }
 
 /// A predicate as a conjunction of disjunctions of atoms (each atom its SQL text).
@@ -478,6 +556,11 @@ mod tests {
         assert!(strength("hidden") > strength("mask(email)"));
         assert!(strength("mask(email)") > strength("tokenize(reference)"));
         assert!(strength("tokenize(reference)") > strength("clear"));
+        assert_eq!(strength("absent"), strength("hidden"));
+        assert_eq!(
+            strength("mask(email) on rows of grant g-1 only"),
+            strength("mask(email)")
+        );
     }
 
     #[test]

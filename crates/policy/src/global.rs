@@ -275,7 +275,7 @@ impl GlobalRules {
                         .into(),
                 ));
             }
-            for product in catalog.products() {
+            for product in catalog.all_versions() {
                 let treatment =
                     Treatment::parse(&checked.treatment.replace(PRODUCT_DOMAIN, &product.domain))
                         .map_err(|m| {

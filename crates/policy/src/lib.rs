@@ -202,7 +202,7 @@ impl PolicySet {
         // The catalog too: a worker that holds other contracts than its gateway (a product
         // published to one and not yet to the other) holds another version, and refuses
         // the gateway's sealed scans rather than read what its own contract says.
-        for product in catalog.products() {
+        for product in catalog.all_versions() {
             for part in [product.id.clone(), product.canonical_contract()] {
                 hasher.update((part.len() as u64).to_be_bytes());
                 hasher.update(part.as_bytes());

@@ -507,7 +507,7 @@ impl PolicySet {
         let policy_id = policy.policy_id();
         let unresolvable = |reason: String| Denial::Unresolvable {
             principal: principal.id().to_string(),
-            table: format!("{}.{}", product.domain, table.name),
+            table: format!("{}.{}", product.domain, table.sql_name),
             policy: policy_id.clone(),
             reason,
         };
@@ -563,7 +563,7 @@ impl PolicySet {
                 return Err(Denial::NoRowGrant {
                     principal: principal.id().to_string(),
                     product: product.id.clone(),
-                    table: format!("{}.{}", product.domain, table.name),
+                    table: format!("{}.{}", product.domain, table.sql_name),
                     policy: policy_id,
                 });
             }
@@ -618,7 +618,7 @@ impl PolicySet {
             principal: principal.id().to_string(),
             product: product.id.clone(),
             domain: product.domain.clone(),
-            table: table.name.clone(),
+            table: table.sql_name.clone(),
             policy_id,
             admission,
             restrictions,

@@ -28,6 +28,7 @@
 //! file, the line and the rule id.
 
 use serde::Deserialize;
+use std::sync::Arc;
 
 use meshgate_catalog::{Catalog, Product};
 
@@ -202,7 +203,7 @@ impl ProductPolicy {
             let err = |message: String| {
                 LoadError::new(file, Some(origin.line), Some(&origin.id), message)
             };
-            check_table(product, &rule.table).map_err(err)?;
+            check_table(catalog.versions(&product.id), &rule.table).map_err(err)?;
             let kind = match rule.kind.as_str() {
                 "grant" => FilterKind::Grant,
                 "restriction" => FilterKind::Restriction,
@@ -234,22 +235,29 @@ impl ProductPolicy {
             let err = |message: String| {
                 LoadError::new(file, Some(origin.line), Some(&origin.id), message)
             };
-            let table = check_table(product, &rule.table).map_err(err)?;
-            let column = table.column(&rule.column).ok_or_else(|| {
-                err(format!(
-                    "table `{}` has no column `{}` (columns: {})",
-                    table.name,
-                    rule.column,
-                    table.column_names()
-                ))
-            })?;
+            // One policy serves every version of the product: a rule may name a column
+            // any of them has, and must apply to its type in each.
+            let tables = check_table(catalog.versions(&product.id), &rule.table).map_err(err)?;
+            let typed: Vec<_> = tables
+                .iter()
+                .filter_map(|t| t.column(&rule.column))
+                .collect();
+            if typed.is_empty() {
+                let newest = tables.last().map_or(String::new(), |t| t.column_names());
+                return Err(err(format!(
+                    "table `{}` has no column `{}` (columns: {newest})",
+                    rule.table, rule.column
+                )));
+            }
             let treatment = Treatment::parse(&rule.treatment).map_err(err)?;
-            treatment.output_type(&column.data_type).map_err(|m| {
-                err(format!(
-                    "column `{}` ({}): {m}",
-                    column.name, column.physical_type
-                ))
-            })?;
+            for column in typed {
+                treatment.output_type(&column.data_type).map_err(|m| {
+                    err(format!(
+                        "column `{}` ({}): {m}",
+                        column.name, column.physical_type
+                    ))
+                })?;
+            }
             let (to, except) = subjects(&rule.to, &rule.except).map_err(err)?;
             // Two protections meeting on one caller would make the result depend on rule
             // order; refuse unless the subjects provably never overlap.
@@ -289,27 +297,28 @@ impl ProductPolicy {
     }
 }
 
+/// The table `table` in each version of a product that has it, oldest first.
 fn check_table<'a>(
-    product: &'a Product,
+    versions: &'a [Arc<Product>],
     table: &str,
-) -> Result<&'a meshgate_catalog::Table, String> {
-    let found = product
-        .tables
-        .iter()
-        .find(|t| t.name == table)
-        .ok_or_else(|| {
-            format!(
-                "product `{}` has no table `{table}` (tables: {})",
-                product.id,
-                product
-                    .tables
-                    .iter()
-                    .map(|t| t.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })?;
-    if found.is_view() {
+) -> Result<Vec<&'a meshgate_catalog::Table>, String> {
+    let found: Vec<_> = versions.iter().filter_map(|p| p.table(table)).collect();
+    let Some(newest) = versions.last() else {
+        return Err("no such product".into());
+    };
+    if found.is_empty() {
+        return Err(format!(
+            "product `{}` has no table `{table}` (tables: {})",
+            newest.id,
+            newest
+                .tables
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if found.iter().any(|t| t.is_view()) {
         return Err(format!(
             "`{table}` is a view: views have no rules of their own, the policies of the tables they read apply"
         ));

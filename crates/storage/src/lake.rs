@@ -29,8 +29,9 @@ pub struct ProductLake {
     pub bucket: String,
     /// Where the store is (for logs): an endpoint URL or a directory.
     pub endpoint: String,
-    /// The product's location, with any storage overrides applied.
-    pub location: Location,
+    /// The key prefix configured for the product (`prefix` in its storage settings), which
+    /// replaces every version's own.
+    pub prefix: Option<String>,
     pub(crate) store: Arc<dyn ObjectStore>,
 }
 
@@ -55,7 +56,9 @@ pub enum FileVerdict {
     Refused(String),
 }
 
-type VerdictKey = (Path, Option<String>, u64, i64);
+/// A file version as read for one table: two major versions of a product may read the same
+/// file against different schemas.
+type VerdictKey = (Path, String, Option<String>, u64, i64);
 
 /// A table's file list and when it was taken.
 type Listing = (Instant, Arc<Vec<ObjectMeta>>);
@@ -120,10 +123,14 @@ impl Lakes {
 
     /// Where a table's files are in the mesh store: `<product>/<table prefix>`.
     pub fn table_path(&self, product: &Product, table: &Table) -> Path {
-        let location = self
-            .lakes
-            .get(&product.id)
-            .map_or(&product.location, |l| &l.location);
+        // Versions of a product share its lake, each under its own prefix unless configured.
+        let location = match self.lakes.get(&product.id).and_then(|l| l.prefix.clone()) {
+            Some(prefix) => Location {
+                prefix,
+                ..product.location.clone()
+            },
+            None => product.location.clone(),
+        };
         mesh_path(&product.id, &Path::from(location.table_prefix(table)))
     }
 
@@ -177,6 +184,7 @@ impl Lakes {
     ) -> Result<FileVerdict, ProductStorageError> {
         let key: VerdictKey = (
             file.location.clone(),
+            table.sql_name.clone(),
             file.e_tag.clone(),
             file.size,
             file.last_modified.timestamp_millis(),
@@ -424,11 +432,7 @@ fn open_product(
         .bucket
         .clone()
         .unwrap_or_else(|| product.location.bucket.clone());
-    let mut location = product.location.clone();
-    location.bucket = bucket.clone();
-    if let Some(prefix) = &settings.prefix {
-        location.prefix = prefix.clone();
-    }
+    let prefix = settings.prefix.clone();
     let expand = |text: &str| expand_template(text, &product.id, &bucket);
     match settings.kind {
         None => Err(err("no storage configured (set `kind` to \"s3\" or \"local\" in [storage.default] or for the product)".into())),
@@ -448,7 +452,7 @@ fn open_product(
                 product: product.id.clone(),
                 bucket,
                 endpoint: path.display().to_string(),
-                location,
+                prefix,
                 store: Arc::new(store),
             })
         }
@@ -489,7 +493,7 @@ fn open_product(
                 product: product.id.clone(),
                 bucket,
                 endpoint,
-                location,
+                prefix,
                 store: Arc::new(store),
             })
         }
