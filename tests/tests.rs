@@ -9,6 +9,7 @@ mod support;
 
 mod attacks;
 mod cli;
+mod console;
 mod deploy;
 mod differential;
 mod distributed;

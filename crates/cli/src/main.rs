@@ -1726,13 +1726,29 @@ async fn serve(
     let (stop_ops, ops_stopped) = tokio::sync::oneshot::channel::<()>();
     if let Some(ops) = ops {
         let ops_addr = ops.local_addr().map_err(|e| e.to_string())?;
+        let console = meshgate::console::router(
+            gateway.clone(),
+            &meshgate::console::ConsoleConfig {
+                jwt: flight.jwt.clone(),
+                flight_url: format!(
+                    "{}://{addr}",
+                    if flight.tls.is_some() {
+                        "grpc+tls"
+                    } else {
+                        "grpc"
+                    }
+                ),
+                ..meshgate::console::ConsoleConfig::default()
+            },
+        )?;
+        println!("console on http://{ops_addr}/ (sign in as a user of the mesh)");
         println!("operations on http://{ops_addr} (/metrics, /healthz, /readyz)");
         let gateway = gateway.clone();
         tokio::spawn(async move {
             let stopped = async {
                 let _ = ops_stopped.await;
             };
-            if let Err(e) = meshgate::flight::serve_ops(gateway, ops, stopped).await {
+            if let Err(e) = meshgate::flight::serve_http(gateway, ops, console, stopped).await {
                 tracing::error!(error = %e, "the operations listener stopped");
             }
         });

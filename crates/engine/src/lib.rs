@@ -40,7 +40,8 @@
 // 2. the rewrite: protected, compile
 // 3. quality (what checks measure), then shared (the state every session shares)
 // 4. the query layer, in this order: scope, listing, system, providers, plan, audit, query
-// 5. the faces: session, gateway
+// 5. the faces: session, gateway, actions
+mod actions;
 mod audit;
 mod compile;
 mod config;
@@ -68,6 +69,7 @@ mod system;
 mod wire;
 mod worker;
 
+pub use actions::ActionError;
 pub use compile::type_check_row_filter;
 pub use config::{AuditSettings, GatewayConfig, Governance};
 pub use config::{Distribution, OnWorkerDown, WorkerNetwork};

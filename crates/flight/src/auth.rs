@@ -64,7 +64,18 @@ pub(crate) struct Authenticator {
 
 impl Authenticator {
     pub(crate) fn new(gateway: Gateway, jwt: Vec<JwtVerifier>, token_ttl: Duration) -> Self {
-        let signer = TicketSigner::with_key(&gateway.signing_key("meshgate flight sessions v1"));
+        Self::for_purpose(gateway, jwt, token_ttl, "meshgate flight sessions v1")
+    }
+
+    /// An authenticator whose session tokens are signed with a key of their own
+    /// (`purpose`): a token of one front door is never one of another.
+    pub(crate) fn for_purpose(
+        gateway: Gateway,
+        jwt: Vec<JwtVerifier>,
+        token_ttl: Duration,
+        purpose: &str,
+    ) -> Self {
+        let signer = TicketSigner::with_key(&gateway.signing_key(purpose));
         Self {
             gateway,
             jwt,
@@ -122,7 +133,7 @@ impl Authenticator {
 
     /// The principal and end of a session token this gateway (any replica) signed, unless it
     /// ended, was closed here, or names a directory user who is no longer there.
-    fn session_principal(&self, token: &str) -> Option<(Principal, SystemTime)> {
+    pub(crate) fn session_principal(&self, token: &str) -> Option<(Principal, SystemTime)> {
         let signed = URL_SAFE_NO_PAD
             .decode(token.strip_prefix(SESSION_TOKEN_PREFIX)?)
             .ok()?;
@@ -271,6 +282,16 @@ impl Authenticator {
     /// A Basic credential: a user's password, or a JWT passed as the password.
     async fn basic(&self, value: &str) -> Result<(Principal, Option<SystemTime>), Status> {
         let (user, password) = parse_basic(value)?;
+        self.credentials(user, password).await
+    }
+
+    /// A user name and password: a user's password, or a JWT as the password (user name
+    /// `token` or the token's own principal).
+    pub(crate) async fn credentials(
+        &self,
+        user: String,
+        password: String,
+    ) -> Result<(Principal, Option<SystemTime>), Status> {
         if !self.jwt.is_empty() && jwt::looks_like_jwt(&password) {
             let jwt::Verified { principal, expires } = jwt::verify(&self.jwt, &password)
                 .map_err(|e| Status::unauthenticated(e.to_string()))?;

@@ -28,6 +28,7 @@ mod served;
 mod service;
 mod session_options;
 mod sessions;
+mod sign_in;
 mod sql_info;
 mod status;
 mod tickets;
@@ -45,13 +46,14 @@ use zeroize::Zeroizing;
 
 pub use edge::{edge_schema, to_edge};
 pub use jwt::{JwtConfig, JwtKey, PrincipalNamespace, TokenError};
-pub use ops::serve_ops;
+pub use ops::{serve_http, serve_ops};
 pub use service::MeshFlightService;
 pub use session_options::{
     CloseSessionRequest, CloseSessionResult, CloseSessionStatus, GetSessionOptionsRequest,
     GetSessionOptionsResult, OptionValue, SessionOptionValue, SetSessionOptionsErrorValue,
     SetSessionOptionsRequest, SetSessionOptionsResult,
 };
+pub use sign_in::{SignIn, SignedIn};
 
 /// How the Flight SQL server listens, authenticates and shuts down.
 #[derive(Debug, Clone)]

@@ -8,8 +8,10 @@
 //!   store answers (without it every query is refused, so a load balancer should send none),
 //!   and its lakes were listed. 503 with what is wrong otherwise.
 //!
-//! It shows no product data, no principal and no policy; it needs no credentials, so bind it
-//! where only the platform's scrapers and probes reach it.
+//! These show no product data, no principal and no policy and need no credentials. The same
+//! listener may also serve other routes handed to [`serve_http`] (the console, which signs
+//! its users in and shows each only what the engine gives them); without them, bind it where
+//! only the platform's scrapers and probes reach it.
 
 use std::future::Future;
 use std::time::Duration;
@@ -33,11 +35,23 @@ pub async fn serve_ops(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    serve_http(gateway, listener, Router::new(), shutdown).await
+}
+
+/// Serve the operations endpoints and `more` routes on `listener` until `shutdown`
+/// completes.
+pub async fn serve_http(
+    gateway: Gateway,
+    listener: TcpListener,
+    more: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .with_state(gateway);
+        .with_state(gateway)
+        .merge(more);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -43,6 +43,7 @@ pub mod lint;
 
 pub use meshgate_api as api;
 pub use meshgate_catalog as catalog;
+pub use meshgate_console as console;
 pub use meshgate_distributed as distributed;
 pub use meshgate_engine as engine;
 pub use meshgate_flight as flight;
