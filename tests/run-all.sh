@@ -2,7 +2,8 @@
 # Every test meshgate has, on a fresh machine: formatting, lints, Rust unit and integration
 # tests (the governance store's on real PostgreSQL servers, installed from Debian's package
 # when missing), doc tests, the examples for embedders, and the Python Flight SQL client tests
-# (ADBC) in a virtualenv this script creates. Builds are reused from $CARGO_TARGET_DIR
+# (ADBC) and the console's browser tests (Playwright driving Debian's Chromium, installed when
+# missing) in a virtualenv this script creates. Builds are reused from $CARGO_TARGET_DIR
 # (default ~/.cache/meshgate/target) and the venv from ~/.cache/meshgate/venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,7 @@ step() { printf '\n== %s (%ss)\n' "$*" "$SECONDS"; }
 
 . tests/need-protoc.sh
 . tests/need-postgres.sh
+. tests/need-chromium.sh
 
 step "format"
 cargo fmt --all --check
@@ -70,7 +72,9 @@ step "python flight sql tests"
 # Same target selection as the test build (dev-dependency features unify the same way),
 # so this reuses the binary the integration tests were built with instead of rebuilding.
 cargo build --quiet --locked --workspace --tests --bins
-MESHGATE_BIN="$CARGO_TARGET_DIR/debug/meshgate" "$venv/bin/pytest" -q tests/python
+# The console's browser tests refresh the README's screenshots (docs/screenshots).
+MESHGATE_BIN="$CARGO_TARGET_DIR/debug/meshgate" MESHGATE_SCREENSHOTS=docs/screenshots \
+    "$venv/bin/pytest" -q tests/python
 
 step "benchmark harness: smoke run (its lints and unit tests ran with the workspace)"
 # A CI-sized run of every configuration (tiny TPC-H, one run each, debug build) so that the

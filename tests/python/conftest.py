@@ -61,6 +61,8 @@ def start_meshgate(*args, cwd=None):
                 address = match.group(1)
                 found.set()
 
+    # Tests that need another line of the output (an address) read it here.
+    process.meshgate_output = output
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     if not found.wait(timeout=300):

@@ -1032,6 +1032,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 true,
                 None,
                 Some(meshgate::config::DEFAULT_QUALITY_INTERVAL),
+                Some(meshgate::console::ConsoleConfig::default()),
             )
             .await?;
             Ok(ExitCode::SUCCESS)
@@ -1086,6 +1087,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 false,
                 mesh_dirs,
                 loaded.quality_interval,
+                loaded.console,
             )
             .await?;
             Ok(ExitCode::SUCCESS)
@@ -1660,6 +1662,7 @@ async fn serve(
     demo: bool,
     mesh_dirs: Option<publish::MeshDirs>,
     quality_interval: Option<std::time::Duration>,
+    console: Option<meshgate::console::ConsoleConfig>,
 ) -> Result<(), String> {
     let Listeners {
         flight: listener,
@@ -1726,22 +1729,26 @@ async fn serve(
     let (stop_ops, ops_stopped) = tokio::sync::oneshot::channel::<()>();
     if let Some(ops) = ops {
         let ops_addr = ops.local_addr().map_err(|e| e.to_string())?;
-        let console = meshgate::console::router(
-            gateway.clone(),
-            &meshgate::console::ConsoleConfig {
-                jwt: flight.jwt.clone(),
-                flight_url: format!(
-                    "{}://{addr}",
-                    if flight.tls.is_some() {
-                        "grpc+tls"
-                    } else {
-                        "grpc"
-                    }
-                ),
-                ..meshgate::console::ConsoleConfig::default()
-            },
-        )?;
-        println!("console on http://{ops_addr}/ (sign in as a user of the mesh)");
+        let scheme = if flight.tls.is_some() {
+            "grpc+tls"
+        } else {
+            "grpc"
+        };
+        let console = match console {
+            Some(settings) => {
+                let router = meshgate::console::router(
+                    gateway.clone(),
+                    &meshgate::console::ConsoleConfig {
+                        jwt: flight.jwt.clone(),
+                        flight_url: format!("{scheme}://{addr}"),
+                        ..settings
+                    },
+                )?;
+                println!("console on http://{ops_addr}/ (sign in as a user of the mesh)");
+                router
+            }
+            None => Default::default(),
+        };
         println!("operations on http://{ops_addr} (/metrics, /healthz, /readyz)");
         let gateway = gateway.clone();
         tokio::spawn(async move {

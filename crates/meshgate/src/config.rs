@@ -277,12 +277,35 @@ fn default_state() -> String {
     "state/meshgate.db".to_string()
 }
 
-/// `[http]`: where `/metrics`, `/healthz` and `/readyz` answer (off unless set).
-#[derive(Debug, Default, Deserialize)]
+/// `[http]`: where the console, `/metrics`, `/healthz` and `/readyz` answer (off unless set).
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct HttpSection {
     #[serde(default)]
     listen: Option<String>,
+    /// Serve the console there too.
+    #[serde(default = "yes")]
+    console: bool,
+    /// Mark the console's session cookie `Secure` (reached over HTTPS through a proxy).
+    #[serde(default)]
+    secure_cookie: bool,
+    #[serde(default, deserialize_with = "units::optional_duration")]
+    session_ttl: Option<Duration>,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            console: true,
+            secure_cookie: false,
+            session_ttl: None,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `[store]`: a PostgreSQL store's password (named, never written) and pool.
@@ -484,6 +507,9 @@ pub struct ServeConfig {
     pub listen: Option<String>,
     /// Where the operations endpoints answer (`[http] listen`; `None`: not served).
     pub http: Option<String>,
+    /// The console on that listener (`None`: `[http] console = false`). Its token issuers
+    /// and Flight address are the server's, filled in when it starts.
+    pub console: Option<meshgate_console::ConsoleConfig>,
     pub gateway: GatewayConfig,
     pub flight: FlightConfig,
     /// The policy directory, re-read on every reload (SIGHUP).
@@ -713,6 +739,14 @@ impl ServeConfig {
             distributed,
             listen: parsed.listen.clone(),
             http: parsed.http.listen.clone(),
+            console: parsed.http.console.then(|| {
+                let defaults = meshgate_console::ConsoleConfig::default();
+                meshgate_console::ConsoleConfig {
+                    secure_cookie: parsed.http.secure_cookie,
+                    session_ttl: parsed.http.session_ttl.unwrap_or(defaults.session_ttl),
+                    ..defaults
+                }
+            }),
             policies_dir,
             products_dir,
             watch,
