@@ -23,6 +23,13 @@ struct Console {
 }
 
 async fn console_with(edit: impl FnOnce(&mut meshgate::GatewayConfig)) -> Console {
+    console_configured(edit, ConsoleConfig::default()).await
+}
+
+async fn console_configured(
+    edit: impl FnOnce(&mut meshgate::GatewayConfig),
+    config: ConsoleConfig,
+) -> Console {
     let state = tempfile::tempdir().unwrap();
     let db = state.path().join("meshgate.db");
     let (gateway, lake) = crate::support::views::local_gateway(|c| {
@@ -30,7 +37,7 @@ async fn console_with(edit: impl FnOnce(&mut meshgate::GatewayConfig)) -> Consol
         edit(c);
     })
     .await;
-    let router = meshgate::console::router(gateway.clone(), &ConsoleConfig::default()).unwrap();
+    let router = meshgate::console::router(gateway.clone(), &config).unwrap();
     Console {
         gateway,
         router,
@@ -348,11 +355,32 @@ async fn no_page_shows_a_principal_more_than_get_tables_does() {
             );
         }
     }
-    // A column hidden from a reader is not found by searching for it either.
+    // Whether a row filter applies is said, never the filter itself.
     let cib = console.sign_in("cib-reporting").await;
+    let risk = console.sign_in("risk-officer").await;
+    let page = |cookie: String| {
+        let console = &console;
+        async move {
+            console
+                .get("/products/reference.counterparties", &cookie)
+                .await
+                .body
+        }
+    };
+    let (cib_page, risk_page) = (page(cib.clone()).await, page(risk.clone()).await);
+    assert!(
+        cib_page.contains("Rows for you: some (a row filter applies)"),
+        "{cib_page}"
+    );
+    assert!(!cib_page.contains("lob = ") && !cib_page.contains("principal.lob"));
+    assert!(risk_page.contains("Rows for you: all"), "{risk_page}");
+    assert!(
+        risk_page.contains("#reference-data (slack)"),
+        "the support channel: {risk_page}"
+    );
+    // A column hidden from a reader is not found by searching for it either.
     let found = console.get("/?q=internal_rating", &cib).await;
     assert!(found.body.contains("0 product(s)"), "{}", found.body);
-    let risk = console.sign_in("risk-officer").await;
     let found = console.get("/?q=internal_rating", &risk).await;
     assert!(found.body.contains("1 product(s)"), "{}", found.body);
 }
@@ -514,4 +542,120 @@ async fn a_consumer_asks_the_owner_approves_and_the_next_query_sees_the_rows() {
     for page in [&flows.body, &audit.body] {
         assert!(!page.contains("@"), "no e-mail address: {page}");
     }
+}
+
+/// An identity provider's token signs in as its principal, with its roles and attributes, for
+/// no longer than the token lives; an expired or forged one does not.
+#[tokio::test]
+async fn an_identity_providers_token_signs_in_for_no_longer_than_it_lives() {
+    use crate::flight_security::{claims, hs256, idp, now};
+    let console = console_configured(
+        |_| {},
+        ConsoleConfig {
+            jwt: idp().issuers,
+            ..ConsoleConfig::default()
+        },
+    )
+    .await;
+    let sign_in = |token: String| {
+        let console = &console;
+        async move {
+            let form = console.get("/signin", "").await;
+            let nonce = form.set_cookie("meshgate_signin").unwrap();
+            let nonce = nonce
+                .split(';')
+                .next()
+                .unwrap()
+                .split_once('=')
+                .unwrap()
+                .1
+                .to_string();
+            console
+                .post(
+                    "/signin",
+                    &format!("meshgate_signin={nonce}"),
+                    &format!("signin={nonce}&token={}", form_encode(&token)),
+                )
+                .await
+        }
+    };
+    let issuer = "https://hs.idp.test";
+    let expired = sign_in(hs256(&claims(
+        issuer,
+        "hs.svc-cib",
+        &["lob-system"],
+        Some("CIB"),
+        now() - 60,
+    )))
+    .await;
+    assert_eq!(expired.status, StatusCode::UNAUTHORIZED, "{}", expired.body);
+    let forged = {
+        let token = hs256(&claims(
+            issuer,
+            "hs.svc-cib",
+            &["lob-system"],
+            Some("CIB"),
+            now() + 600,
+        ));
+        let (head, _) = token.rsplit_once('.').unwrap();
+        sign_in(format!("{head}.c2lnbmF0dXJl")).await
+    };
+    assert_eq!(forged.status, StatusCode::UNAUTHORIZED, "{}", forged.body);
+
+    let signed = sign_in(hs256(&claims(
+        issuer,
+        "hs.svc-cib",
+        &["lob-system"],
+        Some("CIB"),
+        now() + 600,
+    )))
+    .await;
+    assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.body);
+    let cookie = signed.set_cookie(COOKIE).unwrap();
+    let max_age: u64 = cookie
+        .split("Max-Age=")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(max_age <= 600, "the session ends with the token: {cookie}");
+    let session = cookie.split(';').next().unwrap().to_string();
+    let page = console
+        .get("/products/reference.counterparties", &session)
+        .await;
+    assert!(page.body.contains("hs.svc-cib"), "{}", page.body);
+    // The token's role and attribute decide, as over Flight: a LOB system sees its own LOB.
+    assert!(
+        page.body
+            .contains("Rows for you: some (a row filter applies)"),
+        "{}",
+        page.body
+    );
+    let principal = meshgate::Principal::new("hs.svc-cib")
+        .with_role("lob-system")
+        .with_attribute("lob", "CIB");
+    let listed: BTreeSet<String> = console
+        .gateway
+        .session(principal)
+        .tables()
+        .await
+        .iter()
+        .filter(|t| t.product == "reference.counterparties")
+        .flat_map(|t| {
+            t.arrow_schema
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let shown: BTreeSet<String> = shown_columns(&page.body)
+        .into_iter()
+        .filter(|(_, _, treatment)| treatment != "no access")
+        .map(|(_, column, _)| column)
+        .collect();
+    assert_eq!(shown, listed);
 }

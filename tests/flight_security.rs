@@ -43,13 +43,13 @@ const HS_SECRET: &[u8] = b"a-shared-secret-of-at-least-32-bytes!";
 const RS_PRIVATE: &str = include_str!("fixtures/jwt/rs256-private.pem");
 const RS_PUBLIC: &str = include_str!("fixtures/jwt/rs256-public.pem");
 
-struct Idp {
+pub(crate) struct Idp {
     es_private: String,
-    issuers: Vec<JwtConfig>,
+    pub(crate) issuers: Vec<JwtConfig>,
 }
 
 /// Three identity providers, one per algorithm, each mapping `roles` and `lob` claims.
-fn idp() -> Idp {
+pub(crate) fn idp() -> Idp {
     let es = KeyPair::generate().unwrap(); // ECDSA P-256
     let issuer = |name: &str, key: JwtKey| JwtConfig {
         issuer: name.to_string(),
@@ -82,14 +82,14 @@ fn idp() -> Idp {
     }
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs()
 }
 
-fn claims(
+pub(crate) fn claims(
     issuer: &str,
     sub: &str,
     roles: &[&str],
@@ -109,7 +109,7 @@ fn sign(algorithm: Algorithm, key: &EncodingKey, claims: &serde_json::Value) -> 
     encode(&Header::new(algorithm), claims, key).unwrap()
 }
 
-fn hs256(claims: &serde_json::Value) -> String {
+pub(crate) fn hs256(claims: &serde_json::Value) -> String {
     sign(
         Algorithm::HS256,
         &EncodingKey::from_secret(HS_SECRET),

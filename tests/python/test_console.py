@@ -80,7 +80,7 @@ def shown_columns(page):
     """{(table, column): treatment} of a product page's schema tables."""
     out = {}
     for table in page.locator("h3 code").all_inner_texts():
-        rows = page.locator(f"h3:has(code:text-is('{table}')) + table tbody tr")
+        rows = page.locator(f"h3:has(code:text-is('{table}')) + p.rows + table tbody tr")
         for i in range(rows.count()):
             cells = rows.nth(i).locator("td").all_inner_texts()
             out[(table.split(".", 1)[1], cells[0])] = cells[4]

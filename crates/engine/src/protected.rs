@@ -185,6 +185,12 @@ impl ProtectedTable {
             && leakproof::may_cross(filter, &self.clear, &self.df_schema)
     }
 
+    /// Whether the caller gets only some of the table's rows (a row filter, a restriction,
+    /// or grants that admit some rows), or some columns only on some rows.
+    pub fn filters_rows(&self) -> bool {
+        self.row_filter.is_some() || self.policy.columns.iter().any(|c| c.only_where.is_some())
+    }
+
     pub fn policy(&self) -> &ResolvedTablePolicy {
         &self.policy
     }

@@ -24,7 +24,7 @@ use meshgate_governance::{AuditFilter, StoredAudit, Viewer, Workflow};
 use crate::listing::{self, VisibleTable};
 use crate::names::{CATALOG, SYSTEM_SCHEMA, TableKind};
 use crate::quality::QualityResult;
-use crate::scope::QueryScope;
+use crate::scope::{QueryScope, Resolved};
 
 /// Declares each `mesh_catalog` table once: its variant, SQL name and description. What
 /// it holds is its builder's (see [`SystemSchema::materialize`], which must name every
@@ -193,7 +193,7 @@ impl SystemSchema {
     ) -> Result<Arc<dyn TableProvider>> {
         match table {
             SystemTable::Products => self.products().await,
-            SystemTable::Tables => self.tables(),
+            SystemTable::Tables => self.tables().await,
             SystemTable::Columns => self.columns().await,
             SystemTable::AccessRequests => self.access_requests().await,
             SystemTable::Grants => self.grants().await,
@@ -244,6 +244,26 @@ impl SystemSchema {
                 products.iter().map(|p| Some(joined(&p.owner.owners))),
             )
             .text("tags", products.iter().map(|p| Some(joined(&p.tags))))
+            .text(
+                "support",
+                products.iter().map(|p| {
+                    let channels: Vec<String> = p
+                        .support
+                        .iter()
+                        .map(|s| {
+                            let mut text = s.channel.clone();
+                            if let Some(tool) = &s.tool {
+                                text.push_str(&format!(" ({tool})"));
+                            }
+                            if let Some(url) = &s.url {
+                                text.push_str(&format!(" {url}"));
+                            }
+                            text
+                        })
+                        .collect();
+                    Some(channels.join("; "))
+                }),
+            )
             .text(
                 "tables",
                 products.iter().map(|p| {
@@ -378,13 +398,28 @@ impl SystemSchema {
             .table()
     }
 
-    fn tables(&self) -> Result<Arc<dyn TableProvider>> {
+    async fn tables(&self) -> Result<Arc<dyn TableProvider>> {
         let catalog = self.scope.catalog();
         let rows: Vec<_> = catalog
             .all_versions()
             .filter(|_| !self.empty)
             .flat_map(|p| p.tables.iter().map(move |t| (p, t)))
             .collect();
+        // Which rows the caller gets, as a fact without the filter's text (which is the
+        // owner's, and may name values the caller may not know).
+        let mut your_rows = Vec::with_capacity(rows.len());
+        for (product, table) in &rows {
+            your_rows.push(
+                match self.scope.resolve(&product.domain, &table.sql_name).await {
+                    Some(Ok(Resolved::Table(t))) if t.filters_rows() => {
+                        "some (a row filter applies)"
+                    }
+                    Some(Ok(Resolved::Table(_))) => "all",
+                    Some(Ok(Resolved::View { .. })) => "as the view's tables",
+                    Some(Err(_)) | None => "no access",
+                },
+            );
+        }
         Columns::default()
             .text("product_id", rows.iter().map(|(p, _)| Some(&p.id)))
             .text("table_schema", rows.iter().map(|(p, _)| Some(&p.domain)))
@@ -406,6 +441,7 @@ impl SystemSchema {
                 "description",
                 rows.iter().map(|(_, t)| Some(&t.description)),
             )
+            .text("your_rows", your_rows.iter().map(|r| Some(*r)))
             .table()
     }
 

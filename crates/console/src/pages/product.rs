@@ -25,7 +25,7 @@ pub(crate) async fn page(
             &viewer,
             &format!(
                 "SELECT product_id, name, version, status, description, owner_team, owners, tags, \
-                 slos, last_modified, quality, has_access, sunset, replaced_by, how_to_request \
+                 support, slos, last_modified, quality, has_access, sunset, replaced_by, how_to_request \
                  FROM mesh_catalog.products WHERE product_id = {id_sql} ORDER BY version"
             ),
         )
@@ -49,11 +49,26 @@ pub(crate) async fn page(
             ),
         )
         .await;
-    let (versions, columns, quality) = match (versions, columns, quality) {
-        (Ok(v), Ok(c), Ok(q)) => (v, c, q),
-        (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => {
+    let tables = console
+        .rows(
+            &viewer,
+            &format!(
+                "SELECT table_name, your_rows FROM mesh_catalog.tables WHERE product_id = {id_sql}"
+            ),
+        )
+        .await;
+    let (versions, columns, quality, tables) = match (versions, columns, quality, tables) {
+        (Ok(v), Ok(c), Ok(q), Ok(t)) => (v, c, q, t),
+        (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), _) | (.., Err(e)) => {
             return problem(Some(&viewer), StatusCode::BAD_GATEWAY, &e);
         }
+    };
+    let rows_of = |table: &str| {
+        tables
+            .iter()
+            .find(|t| t.get("table_name") == table)
+            .map_or("", |t| t.get("your_rows"))
+            .to_string()
     };
     let Some(current) = versions.last() else {
         return problem(
@@ -63,11 +78,12 @@ pub(crate) async fn page(
         );
     };
     let mut body = format!(
-        "<p>{}</p><dl class=\"facts\"><dt>Owner</dt><dd>{} ({})</dd><dt>Tags</dt><dd>{}</dd>\
-         <dt>Service levels</dt><dd>{}</dd><dt>Newest file</dt><dd>{}</dd><dt>Quality</dt><dd>{}</dd></dl>",
+        "<p>{}</p><dl class=\"facts\"><dt>Owner</dt><dd>{} ({})</dd><dt>Support</dt><dd>{}</dd>\
+         <dt>Tags</dt><dd>{}</dd><dt>Service levels</dt><dd>{}</dd><dt>Newest file</dt><dd>{}</dd><dt>Quality</dt><dd>{}</dd></dl>",
         esc(current.get("description")),
         esc(current.get("owner_team")),
         esc(current.get("owners")),
+        esc(current.get("support")),
         esc(current.get("tags")),
         esc(current.get("slos")),
         esc(current.get("last_modified")),
@@ -102,11 +118,13 @@ pub(crate) async fn page(
             }
             table = column.get("table_name");
             body.push_str(&format!(
-                "<h3><code>{}.{}</code></h3><table class=\"schema\"><thead><tr><th>Column</th>\
+                "<h3><code>{}.{}</code></h3><p class=\"rows\">Rows for you: {}</p>\
+                 <table class=\"schema\"><thead><tr><th>Column</th>\
                  <th>Type</th><th>Classification</th><th>Tags</th><th>For you</th>\
                  <th>Description</th></tr></thead><tbody>",
                 esc(column.get("table_schema")),
-                esc(table)
+                esc(table),
+                esc(&rows_of(table))
             ));
         }
         body.push_str(&format!(
