@@ -524,6 +524,16 @@ async fn a_consumer_asks_the_owner_approves_and_the_next_query_sees_the_rows() {
         "{}",
         owner_flows.body
     );
+    // Over a period (the form sends an empty number for all time).
+    for period in ["?days=1", "?days="] {
+        let recent = console.get(&format!("/flows{period}"), &owner).await;
+        assert_eq!(recent.status, StatusCode::OK, "{period}");
+        assert!(
+            recent.body.contains("1 flow(s)"),
+            "{period}: {}",
+            recent.body
+        );
+    }
     let auditor = console.sign_in("auditor").await;
     let flows = console.get("/flows", &auditor).await;
     assert!(
@@ -658,4 +668,42 @@ async fn an_identity_providers_token_signs_in_for_no_longer_than_it_lives() {
         .map(|(_, column, _)| column)
         .collect();
     assert_eq!(shown, listed);
+}
+
+/// The audit browser reads a page at a time from the store and goes on below the last record
+/// shown, with its filters; an owner sees the records of their products, not others'.
+#[tokio::test]
+async fn the_audit_browser_pages_through_what_the_viewer_may_see() {
+    let console = console_with(|_| {}).await;
+    let intern = console.gateway.known_principal("intern").unwrap();
+    for i in 0..55 {
+        console
+            .gateway
+            .session(intern.clone())
+            .collect(&format!("SELECT {i}"))
+            .await
+            .unwrap();
+    }
+    let auditor = console.sign_in("auditor").await;
+    let rows = |body: &str| body.matches("<tr><td>").count();
+    let first = console.get("/audit?principal=intern", &auditor).await;
+    assert_eq!(rows(&first.body), 50, "{}", first.body);
+    let at = first.body.find("rel=\"next\" href=\"").unwrap() + "rel=\"next\" href=\"".len();
+    let next = first.body[at..at + first.body[at..].find('"').unwrap()].replace("&amp;", "&");
+    assert!(
+        next.contains("principal=intern") && next.contains("before="),
+        "{next}"
+    );
+    let second = console.get(&next, &auditor).await;
+    assert_eq!(rows(&second.body), 5, "{}", second.body);
+    assert!(!second.body.contains("rel=\"next\""));
+    // Filters that match nothing show nothing; an owner sees no record of the intern's,
+    // which touched none of their products.
+    let denied = console
+        .get("/audit?principal=intern&decision=deny", &auditor)
+        .await;
+    assert_eq!(rows(&denied.body), 0);
+    let owner = console.sign_in("ref-owner").await;
+    let theirs = console.get("/audit?principal=intern", &owner).await;
+    assert_eq!(rows(&theirs.body), 0, "{}", theirs.body);
 }

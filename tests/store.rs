@@ -581,13 +581,17 @@ async fn audit_reads_apply_the_viewers_rule_and_one_page_in_the_store(kind: Kind
         query_id: format!("q{id:03}"),
         started_at: i64::try_from(id).unwrap() * 10,
         principal: principal.into(),
-        app: None,
+        app: id.is_multiple_of(3).then(|| "dashboard".to_string()),
         client: None,
         method: "library".into(),
         statement_sha256: "ab".repeat(32),
         statement: Some(format!("SELECT {id}")),
         policy_version: "p1".into(),
-        decision: Decision::Allow,
+        decision: if id.is_multiple_of(5) {
+            Decision::Deny
+        } else {
+            Decision::Allow
+        },
         tables: vec![AuditTable {
             product: product.into(),
             table: product.rsplit('.').next().unwrap().into(),
@@ -688,6 +692,32 @@ async fn audit_reads_apply_the_viewers_rule_and_one_page_in_the_store(kind: Kind
         ids(&store.audit(&theirs).await.unwrap()),
         expect(&|r| r.principal == "cib-reporting", 3)
     );
+    // A page by product, application and decision (the console's audit browser), read as
+    // one page by the store, below a cursor.
+    let narrowed = AuditQuery {
+        visible_to: None,
+        filter: AuditFilter {
+            product: Some("reference.counterparties".into()),
+            app: Some("dashboard".into()),
+            decision: Some("allow".into()),
+            until: Some(500),
+            limit: Some(4),
+            ..AuditFilter::default()
+        },
+    };
+    let got = store.audit(&narrowed).await.unwrap();
+    assert_eq!(
+        ids(&got),
+        expect(
+            &|r| r.tables[0].product == "reference.counterparties"
+                && r.app.as_deref() == Some("dashboard")
+                && r.decision == Decision::Allow
+                && r.started_at < 500,
+            4
+        )
+    );
+    assert_eq!(got.len(), 4);
+    assert!(got.iter().all(|r| narrowed.matches(&r.record)));
 
     // Through the workflow: an owner of markets.trades sees its records, not the statements
     // of others; intern sees only theirs.

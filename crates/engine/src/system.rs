@@ -672,7 +672,7 @@ impl SystemSchema {
             Vec::new()
         } else {
             self.workflow()
-                .visible_flows(&self.viewer())
+                .visible_flows(&self.viewer(), None)
                 .await
                 .map_err(store_error)?
         };
@@ -873,6 +873,7 @@ mod tests {
                 since: Some(100),
                 until: Some(251),
                 limit: Some(7),
+                ..AuditFilter::default()
             }
         );
         assert!(!narrows(&mut AuditFilter::default(), &filters[4]));

@@ -156,7 +156,7 @@ impl PostgresStore {
 
     async fn audit_page(&self, query: &AuditQuery) -> Result<Vec<StoredAudit>, StoreError> {
         let (everyone, principal, products) = rows::visibility(query.visible_to.as_ref());
-        let (who, since, until, limit) = rows::audit_filter(&query.filter);
+        let f = rows::audit_filter(&query.filter);
         let ids: Vec<String> = sqlx::query_scalar(
             "SELECT a.query_id FROM audit a \
              WHERE ($1 OR a.principal = $2 OR EXISTS (SELECT 1 FROM audit_tables t \
@@ -165,15 +165,22 @@ impl PostgresStore {
                AND ($4::text IS NULL OR a.principal = $4) \
                AND ($5::bigint IS NULL OR a.started_at >= $5) \
                AND ($6::bigint IS NULL OR a.started_at < $6) \
+               AND ($8::text IS NULL OR a.app = $8) \
+               AND ($9::text IS NULL OR a.decision = $9) \
+               AND ($10::text IS NULL OR EXISTS (SELECT 1 FROM audit_tables p \
+                    WHERE p.query_id = a.query_id AND p.product = $10)) \
              ORDER BY a.started_at DESC, a.seq DESC LIMIT $7",
         )
         .bind(everyone)
         .bind(principal)
         .bind(products)
-        .bind(who)
-        .bind(since)
-        .bind(until)
-        .bind(limit)
+        .bind(f.principal)
+        .bind(f.since)
+        .bind(f.until)
+        .bind(f.limit)
+        .bind(f.app)
+        .bind(f.decision)
+        .bind(f.product)
         .fetch_all(&self.pool)
         .await?;
         if ids.is_empty() {

@@ -393,15 +393,26 @@ pub(crate) fn visibility(visible: Option<&crate::VisibleTo>) -> (bool, String, S
     }
 }
 
-/// `(principal, since, until, limit)` of an audit read, as the page queries bind them
-/// (`-1`: no limit, which both stores read as `LIMIT ALL`).
-pub(crate) fn audit_filter(
-    filter: &crate::AuditFilter,
-) -> (Option<String>, Option<i64>, Option<i64>, Option<i64>) {
-    (
-        filter.principal.clone(),
-        filter.since,
-        filter.until,
-        filter.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX)),
-    )
+/// An audit read's filter as the page queries bind it.
+pub(crate) struct AuditBinds {
+    pub(crate) principal: Option<String>,
+    pub(crate) since: Option<i64>,
+    pub(crate) until: Option<i64>,
+    pub(crate) app: Option<String>,
+    pub(crate) decision: Option<String>,
+    pub(crate) product: Option<String>,
+    /// `None`: no limit.
+    pub(crate) limit: Option<i64>,
+}
+
+pub(crate) fn audit_filter(filter: &crate::AuditFilter) -> AuditBinds {
+    AuditBinds {
+        principal: filter.principal.clone(),
+        since: filter.since,
+        until: filter.until,
+        app: filter.app.clone(),
+        decision: filter.decision.clone(),
+        product: filter.product.clone(),
+        limit: filter.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX)),
+    }
 }

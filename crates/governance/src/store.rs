@@ -116,6 +116,12 @@ pub struct AuditFilter {
     pub since: Option<Millis>,
     /// ...and before this one.
     pub until: Option<Millis>,
+    /// Only queries of this consumer application.
+    pub app: Option<String>,
+    /// Only queries with this decision (`allow`, `deny`, ...).
+    pub decision: Option<String>,
+    /// Only queries that touched this product.
+    pub product: Option<String>,
     /// At most this many records: the newest that match.
     pub limit: Option<usize>,
 }
@@ -134,5 +140,14 @@ impl AuditQuery {
             && f.principal.as_ref().is_none_or(|p| *p == record.principal)
             && f.since.is_none_or(|s| record.started_at >= s)
             && f.until.is_none_or(|u| record.started_at < u)
+            && f.app
+                .as_ref()
+                .is_none_or(|a| record.app.as_ref() == Some(a))
+            && f.decision
+                .as_ref()
+                .is_none_or(|d| record.decision.as_str() == d)
+            && f.product
+                .as_ref()
+                .is_none_or(|p| record.tables.iter().any(|t| t.product == *p))
     }
 }

@@ -522,9 +522,20 @@ impl<'a> Workflow<'a> {
     }
 
     /// Data flows `viewer` may see (see [`flows`]): an edge of a product they decide, or
-    /// made by their own queries; every edge for auditors.
-    pub async fn visible_flows(&self, viewer: &Viewer) -> Result<Vec<Flow>, GovernanceError> {
-        let query = self.audit_query(viewer, AuditFilter::default());
+    /// made by their own queries; every edge for auditors. With `since`, each edge is what
+    /// the queries started from then on made of it (its weight over that period).
+    pub async fn visible_flows(
+        &self,
+        viewer: &Viewer,
+        since: Option<Millis>,
+    ) -> Result<Vec<Flow>, GovernanceError> {
+        let query = self.audit_query(
+            viewer,
+            AuditFilter {
+                since,
+                ..AuditFilter::default()
+            },
+        );
         let records = self.store.audit(&query).await?;
         Ok(flows(&records, |record, product| {
             sees(query.visible_to.as_ref(), &record.record.principal, product)

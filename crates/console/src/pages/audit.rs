@@ -1,15 +1,20 @@
 //! The audit browser: the records the viewer may see (their own; those touching products they
-//! decide; all, for an auditor), newest first, filtered by principal, product, application,
-//! decision and time, a page at a time: the principal and time filters and the page size go
-//! to the store, which reads that page only.
+//! decide; all, for an auditor; the rule is governance's, `Workflow::visible_audit`), newest
+//! first, filtered by principal, product, application, decision and time. Every filter and
+//! the page size go to the store, which reads that page only, never the whole log; the next
+//! page starts below the last record shown.
+
+use std::collections::BTreeSet;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use meshgate_api::iso8601;
+use meshgate_engine::Gateway;
+use meshgate_governance::AuditFilter;
 use serde::Deserialize;
 
 use crate::Console;
-use crate::data::literal;
 use crate::html::{esc, problem, render, url};
 use crate::session::Viewer;
 
@@ -26,9 +31,15 @@ pub(crate) struct Filters {
     app: String,
     #[serde(default)]
     decision: String,
-    /// Records that started before this instant (the page's cursor).
+    /// Records that started before this instant (milliseconds since the epoch): the page's
+    /// cursor.
     #[serde(default)]
     before: String,
+}
+
+fn given(text: &str) -> Option<String> {
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_string())
 }
 
 pub(crate) async fn page(
@@ -36,48 +47,36 @@ pub(crate) async fn page(
     viewer: Viewer,
     Query(filters): Query<Filters>,
 ) -> Response {
-    let mut conditions = Vec::new();
-    if !filters.principal.trim().is_empty() {
-        conditions.push(format!("principal = {}", literal(filters.principal.trim())));
-    }
-    if !filters.before.trim().is_empty() {
-        conditions.push(format!(
-            "started_at < CAST({} AS TIMESTAMP)",
-            literal(filters.before.trim())
-        ));
-    }
-    if !filters.product.trim().is_empty() {
-        conditions.push(format!(
-            "(',' || replace(products, ' ', '') || ',') LIKE {}",
-            literal(&format!("%,{},%", filters.product.trim()))
-        ));
-    }
-    if !filters.app.trim().is_empty() {
-        conditions.push(format!("app = {}", literal(filters.app.trim())));
-    }
-    if !filters.decision.trim().is_empty() {
-        conditions.push(format!("decision = {}", literal(filters.decision.trim())));
-    }
-    let filter = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", conditions.join(" AND "))
-    };
-    let records = match console
-        .rows(
-            &viewer,
-            &format!(
-                "SELECT query_id, started_at, principal, app, method, decision, status, products, \
-                 rows_returned, error FROM mesh_catalog.audit{filter} \
-                 ORDER BY started_at DESC LIMIT {}",
-                PAGE + 1
-            ),
+    let principal = &viewer.session.principal;
+    let read = console
+        .gateway
+        .workflow_for(principal)
+        .visible_audit(
+            &Gateway::viewer(principal),
+            AuditFilter {
+                principal: given(&filters.principal),
+                product: given(&filters.product),
+                app: given(&filters.app),
+                decision: given(&filters.decision),
+                until: filters.before.trim().parse().ok(),
+                // One more than a page: whether there is a next one.
+                limit: Some(PAGE + 1),
+                ..AuditFilter::default()
+            },
         )
-        .await
-    {
-        Ok(rows) => rows,
-        Err(e) => return problem(Some(&viewer), StatusCode::BAD_REQUEST, &e),
+        .await;
+    let mut records = match read {
+        Ok(records) => records,
+        Err(e) => {
+            return problem(
+                Some(&viewer),
+                StatusCode::SERVICE_UNAVAILABLE,
+                &e.to_string(),
+            );
+        }
     };
+    // The store returns the page oldest first; newest first reads better.
+    records.reverse();
     let field = |name: &str, label: &str, value: &str| {
         format!(
             "<label>{label} <input name=\"{name}\" value=\"{}\"></label>",
@@ -90,26 +89,35 @@ pub(crate) async fn page(
         field("principal", "Principal", &filters.principal),
         field("product", "Product", &filters.product),
         field("app", "Application", &filters.app),
-        field("decision", "Decision", &filters.decision),
+        field(
+            "decision",
+            "Decision (allow, deny, error)",
+            &filters.decision
+        ),
     );
     body.push_str(
         "<table class=\"audit\"><thead><tr><th>Started</th><th>Principal</th><th>Application</th>\
          <th>Method</th><th>Decision</th><th>Status</th><th>Products</th><th>Rows</th>\
          <th>Error</th></tr></thead><tbody>",
     );
-    for record in records.iter().take(PAGE) {
+    for stored in records.iter().take(PAGE) {
+        let record = &stored.record;
+        let products: BTreeSet<&str> = stored.products().collect();
         body.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
              <td>{}</td><td>{}</td></tr>",
-            esc(record.get("started_at")),
-            esc(record.get("principal")),
-            esc(record.get("app")),
-            esc(record.get("method")),
-            esc(record.get("decision")),
-            esc(record.get("status")),
-            esc(record.get("products")),
-            esc(record.get("rows_returned")),
-            esc(record.get("error")),
+            esc(&iso8601(record.started_at)),
+            esc(&record.principal),
+            esc(record.app.as_deref().unwrap_or("")),
+            esc(&record.method),
+            esc(record.decision.as_str()),
+            esc(stored.status.as_str()),
+            esc(&products.into_iter().collect::<Vec<_>>().join(", ")),
+            stored
+                .rows_returned
+                .map(|r| r.to_string())
+                .unwrap_or_default(),
+            esc(record.error.as_deref().unwrap_or("")),
         ));
     }
     body.push_str("</tbody></table>");
@@ -122,7 +130,7 @@ pub(crate) async fn page(
             url(&filters.product),
             url(&filters.app),
             url(&filters.decision),
-            url(last.get("started_at")),
+            last.record.started_at,
         ));
     }
     render(Some(&viewer), "Audit", &body)

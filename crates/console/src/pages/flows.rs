@@ -1,7 +1,8 @@
 //! The flow graph: products on the left, the consumer applications their data reached on the
 //! right, each edge as thick as its queries, each a link into the audit records behind it.
-//! Whose flows a viewer sees is the governance rule `mesh_catalog.flows` applies: owners
-//! their products', the auditor all, a consumer their own.
+//! Whose flows a viewer sees is the governance rule `mesh_catalog.flows` applies
+//! (`Workflow::visible_flows`): owners their products', the auditor all, a consumer their
+//! own. Over a chosen period, each edge weighs what that period's queries made of it.
 
 use std::collections::BTreeMap;
 
@@ -10,15 +11,18 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 
+use meshgate_api::{DAY_MILLIS, iso8601, now_millis};
+use meshgate_engine::Gateway;
+
 use crate::Console;
 use crate::html::{esc, problem, render, url};
 use crate::session::Viewer;
 
 #[derive(Deserialize, Default)]
 pub(crate) struct Period {
-    /// Only edges used in the last this many days.
+    /// Edges and weights of the last this many days (all time without).
     #[serde(default)]
-    days: Option<u32>,
+    days: String,
 }
 
 /// An application name for people: flows without one came from a client that did not say.
@@ -35,30 +39,32 @@ pub(crate) async fn page(
     viewer: Viewer,
     Query(period): Query<Period>,
 ) -> Response {
-    let since = period
-        .days
-        .map(|d| format!(" WHERE last_access >= now() - INTERVAL '{d} days'"))
-        .unwrap_or_default();
+    let principal = &viewer.session.principal;
+    // An empty or unreadable number is all time, as the form says.
+    let days: Option<u32> = period.days.trim().parse().ok();
+    let since = days.map(|d| now_millis() - i64::from(d) * DAY_MILLIS);
     let flows = match console
-        .rows(
-            &viewer,
-            &format!(
-                "SELECT product_id, consumer_app, principals, queries, rows, last_access \
-                 FROM mesh_catalog.flows{since} ORDER BY product_id, consumer_app"
-            ),
-        )
+        .gateway
+        .workflow_for(principal)
+        .visible_flows(&Gateway::viewer(principal), since)
         .await
     {
-        Ok(rows) => rows,
-        Err(e) => return problem(Some(&viewer), StatusCode::BAD_GATEWAY, &e),
+        Ok(flows) => flows,
+        Err(e) => {
+            return problem(
+                Some(&viewer),
+                StatusCode::SERVICE_UNAVAILABLE,
+                &e.to_string(),
+            );
+        }
     };
     let mut products: BTreeMap<&str, usize> = BTreeMap::new();
     let mut apps: BTreeMap<&str, usize> = BTreeMap::new();
     for flow in &flows {
         let next = products.len();
-        products.entry(flow.get("product_id")).or_insert(next);
+        products.entry(flow.product.as_str()).or_insert(next);
         let next = apps.len();
-        apps.entry(app_name(flow.get("consumer_app")))
+        apps.entry(app_name(flow.consumer_app.as_str()))
             .or_insert(next);
     }
     // Name order top to bottom on each side.
@@ -77,23 +83,24 @@ pub(crate) async fn page(
     );
     for flow in &flows {
         let (Some(&from), Some(&to)) = (
-            products.get(flow.get("product_id")),
-            apps.get(app_name(flow.get("consumer_app"))),
+            products.get(flow.product.as_str()),
+            apps.get(app_name(flow.consumer_app.as_str())),
         ) else {
             continue;
         };
-        let queries: f64 = flow.get("queries").parse().unwrap_or(1.0);
-        let stroke = 1.0 + queries.max(1.0).log2();
+        // Thicker with more queries, and with more rows.
+        let stroke =
+            1.0 + (flow.queries.max(1) as f64).log2() + (flow.rows.max(1) as f64).log10() / 2.0;
         let (y1, y2) = (y(from), y(to));
         svg.push_str(&format!(
             "<a href=\"/audit?product={}&amp;app={}\"><title>{} → {}: {} queries, {} rows</title>\
              <path class=\"edge\" d=\"M 230 {y1} C 380 {y1}, 380 {y2}, 530 {y2}\" stroke-width=\"{stroke:.1}\"/></a>",
-            url(flow.get("product_id")),
-            url(flow.get("consumer_app")),
-            esc(flow.get("product_id")),
-            esc(app_name(flow.get("consumer_app"))),
-            esc(flow.get("queries")),
-            esc(flow.get("rows")),
+            url(flow.product.as_str()),
+            url(flow.consumer_app.as_str()),
+            esc(flow.product.as_str()),
+            esc(app_name(flow.consumer_app.as_str())),
+            flow.queries,
+            flow.rows,
         ));
     }
     for (name, &i) in &products {
@@ -124,21 +131,21 @@ pub(crate) async fn page(
         table.push_str(&format!(
             "<tr><td>{}</td><td><a href=\"/audit?product={}&amp;app={}\">{}</a></td><td>{}</td>\
              <td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(flow.get("product_id")),
-            url(flow.get("product_id")),
-            url(flow.get("consumer_app")),
-            esc(app_name(flow.get("consumer_app"))),
-            esc(flow.get("principals")),
-            esc(flow.get("queries")),
-            esc(flow.get("rows")),
-            esc(flow.get("last_access")),
+            esc(flow.product.as_str()),
+            url(flow.product.as_str()),
+            url(flow.consumer_app.as_str()),
+            esc(app_name(flow.consumer_app.as_str())),
+            esc(&flow.principals.join(", ")),
+            flow.queries,
+            flow.rows,
+            esc(&iso8601(flow.last_access)),
         ));
     }
     table.push_str("</tbody></table>");
-    let days = period.days.map(|d| d.to_string()).unwrap_or_default();
+    let days = days.map(|d| d.to_string()).unwrap_or_default();
     let body = format!(
-        "<form method=\"get\" action=\"/flows\"><label>Used in the last \
-         <input name=\"days\" type=\"number\" min=\"1\" value=\"{days}\"> days</label> \
+        "<form method=\"get\" action=\"/flows\"><label>Over the last \
+         <input name=\"days\" type=\"number\" min=\"1\" value=\"{days}\"> days (empty: all time)</label> \
          <button type=\"submit\">Show</button></form><p class=\"count\">{} flow(s)</p>{svg}{table}",
         flows.len()
     );
