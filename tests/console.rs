@@ -119,18 +119,17 @@ impl Console {
         self.send("POST", path, cookie, form).await
     }
 
+    /// The nonce a freshly loaded sign-in form carries (and sets as its cookie).
+    async fn signin_nonce(&self) -> String {
+        let form = self.get("/signin", "").await;
+        let cookie = form.set_cookie("meshgate_signin").unwrap();
+        let pair = cookie.split(';').next().unwrap();
+        pair.split_once('=').unwrap().1.to_string()
+    }
+
     /// Sign `user` in with their password: the session cookie to send.
     async fn sign_in(&self, user: &str) -> String {
-        let form = self.get("/signin", "").await;
-        let nonce_cookie = form.set_cookie("meshgate_signin").unwrap();
-        let nonce = nonce_cookie
-            .split(';')
-            .next()
-            .unwrap()
-            .split_once('=')
-            .unwrap()
-            .1
-            .to_string();
+        let nonce = self.signin_nonce().await;
         let signed = self
             .post(
                 "/signin",
@@ -197,9 +196,7 @@ async fn sign_in_needs_its_own_form_and_the_right_password_and_sign_out_ends_the
         .await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
     assert!(forged.set_cookie(COOKIE).is_none());
-    let form = console.get("/signin", "").await;
-    let nonce = form.set_cookie("meshgate_signin").unwrap();
-    let nonce = nonce.split(';').next().unwrap().split_once('=').unwrap().1;
+    let nonce = console.signin_nonce().await;
     let wrong = console
         .post(
             "/signin",
@@ -570,16 +567,7 @@ async fn an_identity_providers_token_signs_in_for_no_longer_than_it_lives() {
     let sign_in = |token: String| {
         let console = &console;
         async move {
-            let form = console.get("/signin", "").await;
-            let nonce = form.set_cookie("meshgate_signin").unwrap();
-            let nonce = nonce
-                .split(';')
-                .next()
-                .unwrap()
-                .split_once('=')
-                .unwrap()
-                .1
-                .to_string();
+            let nonce = console.signin_nonce().await;
             console
                 .post(
                     "/signin",

@@ -187,13 +187,7 @@ pub(crate) async fn decide(
                 who,
                 &ApproveRequest {
                     request_id: form.id.clone(),
-                    columns: form
-                        .columns
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|c| !c.is_empty())
-                        .map(str::to_string)
-                        .collect(),
+                    columns: super::column_list(&form.columns),
                     row_filter: some(&form.row_filter),
                     valid_days: form.valid_days.trim().parse().ok(),
                     comment: some(&form.comment),

@@ -15,6 +15,15 @@ use crate::Console;
 use crate::html::problem;
 use crate::session::Viewer;
 
+/// A form's comma-separated column list (`a, t.b`), empty entries dropped.
+pub(crate) fn column_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// A form's CSRF check: `None` when it passes, the refusal otherwise.
 pub(crate) fn refused(console: &Console, viewer: &Viewer, csrf: &str) -> Option<Response> {
     (!console.csrf_matches(&viewer.session, csrf)).then(|| {

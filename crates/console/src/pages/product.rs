@@ -223,13 +223,7 @@ pub(crate) async fn request(
     let action = RequestAccess {
         product: id,
         purpose: form.purpose,
-        columns: form
-            .columns
-            .split(',')
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .map(str::to_string)
-            .collect(),
+        columns: super::column_list(&form.columns),
         valid_days: form.valid_days.trim().parse().ok(),
     };
     match console
