@@ -67,6 +67,12 @@ if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+# InfluxData's SQLAlchemy dialect needs SQLAlchemy 1.4; the main venv has 2: a venv of its own.
+venv_dbapi="${MESHGATE_VENV_FLIGHTSQL_DBAPI:-$HOME/.cache/meshgate/venv-flightsql-dbapi}"
+if [ ! -x "$venv_dbapi/bin/python" ]; then
+    python3 -m venv "$venv_dbapi"
+fi
+"$venv_dbapi/bin/pip" install --quiet --disable-pip-version-check -r tests/python/flightsql_dbapi/requirements.txt
 
 step "python flight sql tests"
 # Same target selection as the test build (dev-dependency features unify the same way),
@@ -74,7 +80,8 @@ step "python flight sql tests"
 cargo build --quiet --locked --workspace --tests --bins
 # The console's browser tests refresh the README's screenshots (docs/screenshots).
 MESHGATE_BIN="$CARGO_TARGET_DIR/debug/meshgate" MESHGATE_SCREENSHOTS=docs/screenshots \
-    "$venv/bin/pytest" -q tests/python
+    "$venv/bin/pytest" -q tests/python --ignore=tests/python/flightsql_dbapi
+MESHGATE_BIN="$CARGO_TARGET_DIR/debug/meshgate" "$venv_dbapi/bin/pytest" -q tests/python/flightsql_dbapi
 
 step "benchmark harness: smoke run (its lints and unit tests ran with the workspace)"
 # A CI-sized run of every configuration (tiny TPC-H, one run each, debug build) so that the

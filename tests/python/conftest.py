@@ -88,3 +88,23 @@ def server(mesh_data_dir):
         process.wait(timeout=30)
     except subprocess.TimeoutExpired:
         process.kill()
+
+
+def visible_objects(server, user):
+    """What Flight `GetObjects` lists for `user` through ADBC: {schema: {table: [columns]}},
+    product schemas only (the mesh catalog's own tables are every caller's). The dialects'
+    reflection is compared with it."""
+    with connect(server, user) as conn:
+        listing = conn.adbc_get_objects(depth="columns").read_all().to_pylist()
+    out = {}
+    for catalog in listing:
+        for schema in catalog["catalog_db_schemas"] or []:
+            if schema["db_schema_name"] == "mesh_catalog":
+                continue
+            tables = out.setdefault(schema["db_schema_name"], {})
+            for table in schema["db_schema_tables"] or []:
+                tables[table["table_name"]] = [c["column_name"] for c in table["table_columns"] or []]
+    return out
+
+
+USERS = ["cib-reporting", "ccb-fraud", "risk-officer", "ref-owner", "auditor", "intern"]
