@@ -331,7 +331,8 @@ impl Catalog {
             if let Some(other) = versions.first() {
                 let (Some(major), Some(other_major)) = (product.major(), other.major()) else {
                     return Err(conflict(format!(
-                        "product `{}` is already defined in {}; two contracts of one product must                          be different major versions (`<major>.<minor>.<patch>`)",
+                        "product `{}` is already defined in {}; two contracts of one product must \
+                         be different major versions (`<major>.<minor>.<patch>`)",
                         product.id, other.source
                     )));
                 };
@@ -343,7 +344,8 @@ impl Catalog {
                 }
                 if product.location.bucket != other.location.bucket {
                     return Err(conflict(format!(
-                        "major version {major} of product `{}` is in bucket `{}`, version                          {other_major} in `{}`; every version of a product lives in its bucket",
+                        "major version {major} of product `{}` is in bucket `{}`, version \
+                         {other_major} in `{}`; every version of a product lives in its bucket",
                         product.id, product.location.bucket, other.location.bucket
                     )));
                 }
@@ -361,7 +363,9 @@ impl Catalog {
                         return Err(CatalogError::Conflict {
                             file: older.source.clone(),
                             message: format!(
-                                "product `{id}` version {} is served beside version {} (in {}):                                  an older major version must be `status: deprecated` with a                                  `{SUNSET}` date, or `retired`",
+                                "product `{id}` version {} is served beside version {} (in {}): \
+                                 an older major version must be `status: deprecated` with a \
+                                 `{SUNSET}` date, or `retired`",
                                 older.version, newest.version, newest.source
                             ),
                         });
