@@ -108,3 +108,22 @@ def visible_objects(server, user):
 
 
 USERS = ["cib-reporting", "ccb-fraud", "risk-officer", "ref-owner", "auditor", "intern"]
+
+
+def assert_reflection_matches(server, engine_for, table_names=True):
+    """SQLAlchemy's reflection through `engine_for(server, user)` equals what `GetObjects`
+    lists for every principal: schemas, (with `table_names`) tables, and each table's
+    columns in order. Both SQLAlchemy dialects' tests use it."""
+    from sqlalchemy import inspect
+
+    for user in USERS:
+        expected = visible_objects(server, user)
+        inspector = inspect(engine_for(server, user))
+        schemas = set(inspector.get_schema_names()) - {"mesh_catalog"}
+        assert schemas == {s for s, tables in expected.items() if tables}, user
+        for schema, tables in expected.items():
+            if table_names:
+                assert sorted(inspector.get_table_names(schema=schema)) == sorted(tables), f"{user}: {schema}"
+            for table, columns in tables.items():
+                reflected = [c["name"] for c in inspector.get_columns(table, schema=schema)]
+                assert reflected == columns, f"{user}: {schema}.{table}"

@@ -20,9 +20,8 @@ import time
 
 import pytest
 
-from conftest import connect, start_demo
+from conftest import USERS, connect, start_demo, visible_objects
 
-USERS = ["cib-reporting", "ccb-fraud", "risk-officer", "ref-owner", "auditor", "intern"]
 PRODUCTS = ["markets.trades", "payments.transactions", "reference.counterparties"]
 
 
@@ -88,18 +87,13 @@ def shown_columns(page):
 
 
 def get_tables_columns(server, user):
-    """{(table, column)} Flight GetTables gives `user` (ADBC get_objects), by product schema."""
-    with connect(server, user) as conn:
-        listing = conn.adbc_get_objects(depth="columns").read_all().to_pylist()
-    out = set()
-    for catalog in listing:
-        for schema in catalog["catalog_db_schemas"] or []:
-            if schema["db_schema_name"] == "mesh_catalog":
-                continue
-            for table in schema["db_schema_tables"] or []:
-                for column in table["table_columns"] or []:
-                    out.add((schema["db_schema_name"], table["table_name"], column["column_name"]))
-    return out
+    """{(schema, table, column)} Flight GetTables gives `user` (ADBC get_objects)."""
+    return {
+        (schema, table, column)
+        for schema, tables in visible_objects(server, user).items()
+        for table, columns in tables.items()
+        for column in columns
+    }
 
 
 def screenshot(page, name):

@@ -64,8 +64,9 @@ pub enum CatalogError {
 pub struct Catalog {
     /// id -> its versions, oldest major first (the last is the current one).
     products: BTreeMap<String, Vec<Arc<Product>>>,
-    /// (domain, SQL name, listed names and aliases) -> (product id, index of the version)
-    tables: BTreeMap<(String, String), (String, usize)>,
+    /// (domain, SQL name: listed names and aliases) -> (product id, index of the version,
+    /// index of the table in it)
+    tables: BTreeMap<(String, String), (String, usize, usize)>,
     /// The (domain, SQL name) pairs listings show: one per table and version.
     listed: BTreeSet<(String, String)>,
 }
@@ -382,7 +383,7 @@ impl Catalog {
         let mut seen: BTreeSet<String> = BTreeSet::new();
         for (index, version) in versions.iter_mut().enumerate() {
             let major = version.major();
-            for table in &mut version.tables {
+            for (at, table) in version.tables.iter_mut().enumerate() {
                 let versioned = major.map(|m| format!("{}_v{m}", table.name));
                 let first = seen.insert(table.name.clone());
                 if !first && let Some(versioned) = &versioned {
@@ -396,7 +397,7 @@ impl Catalog {
                 }
                 for (name, listed) in names {
                     let key = (version.domain.clone(), name);
-                    if let Some((other, _)) = self.tables.get(&key) {
+                    if let Some((other, ..)) = self.tables.get(&key) {
                         return Err(CatalogError::Conflict {
                             file: version.source.clone(),
                             message: format!(
@@ -410,7 +411,7 @@ impl Catalog {
                     if listed {
                         self.listed.insert(key.clone());
                     }
-                    self.tables.insert(key, (id.clone(), index));
+                    self.tables.insert(key, (id.clone(), index, at));
                 }
             }
         }
@@ -449,15 +450,9 @@ impl Catalog {
     /// Resolve a SQL table name `<domain>.<table>` (or `<table>_v<major>`) to the product
     /// version and table it names.
     pub fn table(&self, domain: &str, table: &str) -> Option<(&Arc<Product>, &Table)> {
-        let (id, index) = self.tables.get(&(domain.to_string(), table.to_string()))?;
-        let product = self.products.get(id)?.get(*index)?;
-        let table = product.tables.iter().find(|t| {
-            t.sql_name == table
-                || product
-                    .major()
-                    .is_some_and(|m| format!("{}_v{m}", t.name) == table)
-        })?;
-        Some((product, table))
+        let (id, version, at) = self.tables.get(&(domain.to_string(), table.to_string()))?;
+        let product = self.products.get(id)?.get(*version)?;
+        Some((product, product.tables.get(*at)?))
     }
 
     /// Every domain that publishes at least one product.

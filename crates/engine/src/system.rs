@@ -328,8 +328,10 @@ impl SystemSchema {
             .text(
                 "replaced_by",
                 products.iter().map(|p| {
-                    let catalog = self.scope.catalog();
-                    catalog.successor(p).map(|next| next.version.clone())
+                    self.scope
+                        .catalog()
+                        .successor(p)
+                        .map(|next| next.version.clone())
                 }),
             )
             .text(

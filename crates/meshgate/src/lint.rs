@@ -652,7 +652,7 @@ fn breaking_changes(
 ) {
     let now = meshgate_api::now_millis();
     for product in after.products() {
-        let text = |p: &Product| texts.get(&p.source).map_or("", String::as_str).to_string();
+        let text = |p: &Product| texts.get(&p.source).map_or("", String::as_str);
         for old in before.versions(&product.id) {
             let kept = after
                 .versions(&product.id)
@@ -664,7 +664,7 @@ fn breaking_changes(
                     findings.push(finding(
                         Severity::Error,
                         &product.source,
-                        line_starting(&text(product), "version:"),
+                        line_starting(text(product), "version:"),
                         "major-dropped",
                         format!(
                             "version {} of `{}` is no longer published, but it was served and its \
@@ -681,14 +681,14 @@ fn breaking_changes(
                 }
                 continue;
             };
-            findings.extend(same_major_breaks(old, now_version, &text(now_version)));
+            findings.extend(same_major_breaks(old, now_version, text(now_version)));
         }
         // A version that was not semantic can only be compared with the one before.
         if let Some(old) = before.product(&product.id)
             && (old.major().is_none() || product.major().is_none())
             && old.version.split('.').next() == product.version.split('.').next()
         {
-            findings.extend(same_major_breaks(old, product, &text(product)));
+            findings.extend(same_major_breaks(old, product, text(product)));
         }
     }
 }

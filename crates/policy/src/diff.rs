@@ -9,7 +9,9 @@
 //! still seen. With the grants in force layered on both versions (see
 //! [`PolicySet::with_grants`]), every grant holder is a caller too, and each change of what
 //! a holder sees names the grants that admit them: a change of a product's policy reaches
-//! its grantees, who see what it shows any reader, narrowed per grant. Rows are compared symbolically on the bound predicates: each side is read as
+//! its grantees, who see what it shows any reader, narrowed per grant.
+//!
+//! Rows are compared symbolically on the bound predicates: each side is read as
 //! a conjunction of disjunctions of atoms; one side is at least as narrow as the other when
 //! each of the other's conjuncts is implied by one of its own. Treatments are ordered
 //! hidden > masked > tokenized > clear.

@@ -4,7 +4,7 @@
 //! (`Workflow::visible_flows`): owners their products', the auditor all, a consumer their
 //! own. Over a chosen period, each edge weighs what that period's queries made of it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -34,6 +34,12 @@ fn app_name(app: &str) -> &str {
     }
 }
 
+/// Each side of the graph in name order, top to bottom: each name's row.
+fn rows<'a>(names: impl Iterator<Item = &'a str>) -> BTreeMap<&'a str, usize> {
+    let names: BTreeSet<&str> = names.collect();
+    names.into_iter().enumerate().map(|(i, n)| (n, i)).collect()
+}
+
 pub(crate) async fn page(
     State(console): State<Console>,
     viewer: Viewer,
@@ -58,22 +64,8 @@ pub(crate) async fn page(
             );
         }
     };
-    let mut products: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut apps: BTreeMap<&str, usize> = BTreeMap::new();
-    for flow in &flows {
-        let next = products.len();
-        products.entry(flow.product.as_str()).or_insert(next);
-        let next = apps.len();
-        apps.entry(app_name(flow.consumer_app.as_str()))
-            .or_insert(next);
-    }
-    // Name order top to bottom on each side.
-    for (i, v) in products.values_mut().enumerate() {
-        *v = i;
-    }
-    for (i, v) in apps.values_mut().enumerate() {
-        *v = i;
-    }
+    let products = rows(flows.iter().map(|f| f.product.as_str()));
+    let apps = rows(flows.iter().map(|f| app_name(f.consumer_app.as_str())));
     let (width, row) = (760, 48);
     let height = row * products.len().max(apps.len()).max(1) + 24;
     let y = |i: usize| 24 + i * row;
