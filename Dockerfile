@@ -6,6 +6,10 @@
 # Dependencies are cached across builds with BuildKit cache mounts (the registry and the
 # target directory), so a change to meshgate's own code recompiles meshgate only.
 FROM rust:1.95-bookworm AS build
+# protoc generates the Substrait crate's code at build time.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends protobuf-compiler \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

@@ -15,6 +15,7 @@
 
 use crate::support::flight;
 use crate::support::grants;
+use crate::support::substrait;
 use crate::support::truth;
 use crate::support::views;
 
@@ -648,6 +649,20 @@ async fn run_flight(
     Ok(rows(&batches))
 }
 
+/// A Substrait plan over Flight SQL (`CommandStatementSubstraitPlan`).
+async fn run_substrait(
+    client: &mut FlightSqlServiceClient<Channel>,
+    plan: Vec<u8>,
+) -> Result<Rows, String> {
+    let info = substrait::execute(client, plan)
+        .await
+        .map_err(|e| flight::message(&e))?;
+    let (_, batches) = flight::fetch(client, &info)
+        .await
+        .map_err(|e| flight::message(&e))?;
+    Ok(rows(&batches))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_attack_as_every_principal() {
     let (gateway, _lake) = library_gateway().await;
@@ -686,11 +701,14 @@ async fn every_attack_as_every_principal_on_workers() {
 }
 
 /// The attack suite against `gateway` (library sessions) and, with `server`, over Flight SQL
-/// too (the two must agree).
+/// too, as SQL and as the Substrait plan DataFusion's producer makes of the SQL (all must
+/// agree).
 async fn attack_suite(gateway: &Gateway, server: Option<&flight::TestServer>) {
     let targets = targets().await;
     let attacks = attacks(&targets);
     let mut failures = Vec::new();
+    // Attacks no Substrait plan could express, per principal.
+    let mut not_plans = BTreeMap::<&str, Vec<&str>>::new();
     for principal in principals() {
         let views = reference_engine(&principal).await;
         let forbidden = forbidden_values(&principal).await;
@@ -747,6 +765,39 @@ async fn attack_suite(gateway: &Gateway, server: Option<&flight::TestServer>) {
                         short(a)
                     )),
                 }
+                // The same statement as a Substrait plan, where a plan can express it.
+                let Some(plan) = substrait::produce(&session, &attack.sql).await else {
+                    not_plans
+                        .entry(principal.name)
+                        .or_default()
+                        .push(attack.name);
+                    continue;
+                };
+                {
+                    let planned = run_substrait(client, plan).await;
+                    // Refused as SQL is refused; the message may name what the plan reads
+                    // instead of the statement (SHOW ALL reads df_settings).
+                    let verdict = match (&attack.expect, &planned) {
+                        (Expect::Refused(_), Ok(rows)) => {
+                            Some(format!("answered with {} rows", rows.len()))
+                        }
+                        (Expect::Refused(_), Err(_)) => None,
+                        _ => judge(attack, principal.name, &planned, &expected, oracle_fires),
+                    };
+                    problems.extend(verdict.map(|p| format!("as Substrait: {p}")));
+                    problems.extend(
+                        leaks(&planned, &forbidden).map(|v| format!("LEAKED as Substrait {v:?}")),
+                    );
+                    match (&over_flight, &planned) {
+                        (Ok(a), Ok(b)) if sorted(a) == sorted(b) => {}
+                        (Err(_), Err(_)) => {}
+                        (a, b) => problems.push(format!(
+                            "Substrait disagrees with SQL: {} vs {}",
+                            short(b),
+                            short(a)
+                        )),
+                    }
+                }
             }
             for problem in problems {
                 failures.push(format!(
@@ -762,6 +813,39 @@ async fn attack_suite(gateway: &Gateway, server: Option<&flight::TestServer>) {
         failures.len(),
         failures.join("\n")
     );
+    if server.is_some() {
+        // Every attack that is a query went as a Substrait plan too, for every principal;
+        // only statements, file tables and recursion cannot be written as one.
+        let expected = [
+            "a recursive CTE walking the table",
+            "a URL table",
+            "a local file table",
+            "read_parquet",
+            "parquet_metadata",
+            "CREATE EXTERNAL TABLE",
+            "COPY TO",
+            "INSERT",
+            "CREATE VIEW",
+            "CREATE TABLE AS",
+            "DELETE and DROP",
+            "SET a Parquet pushdown option",
+            "SET a time zone",
+            "SHOW ALL",
+            "a user-defined function",
+            "two statements",
+            "EXPLAIN ANALYZE",
+            "SHOW COLUMNS",
+            "DESCRIBE",
+            "EXPLAIN",
+            "EXPLAIN VERBOSE",
+        ];
+        for (principal, names) in &not_plans {
+            assert_eq!(
+                names, &expected,
+                "{principal}: attacks not sent as Substrait"
+            );
+        }
+    }
 }
 
 /// Columns per table as the views define them for `principal` (`schema.table` -> names).

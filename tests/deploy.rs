@@ -204,6 +204,11 @@ fn compose_services_build_the_image_and_run_in_order() {
     // (`meshgate health`, tested in cli.rs).
     assert!(dockerfile.contains("--mount=type=cache,target=/usr/local/cargo/registry"));
     assert!(dockerfile.contains("--mount=type=cache,target=/src/target"));
+    // The Substrait crate's build script runs protoc.
+    assert!(
+        dockerfile.contains("protobuf-compiler"),
+        "the build stage installs protoc"
+    );
     let user = dockerfile
         .lines()
         .rev()

@@ -651,7 +651,7 @@ async fn every_metadata_command_answers_with_its_shape() {
 }
 
 #[tokio::test]
-async fn writes_transactions_and_substrait_are_refused_clearly() {
+async fn writes_transactions_and_malformed_plans_are_refused_clearly() {
     let server = default_server().await;
     let mut client = login(server.addr, "risk-officer").await;
 
@@ -705,8 +705,13 @@ async fn writes_transactions_and_substrait_are_refused_clearly() {
     )
     .await
     .unwrap_err();
-    assert_eq!(code(&substrait), Code::Unimplemented);
-    assert!(message(&substrait).contains("send the query as SQL"));
+    // Plans are accepted (tests/substrait.rs); these bytes are none.
+    assert_eq!(code(&substrait), Code::InvalidArgument);
+    assert!(
+        message(&substrait).contains("the Substrait plan cannot be decoded"),
+        "{}",
+        message(&substrait)
+    );
 
     let transaction = client.begin_transaction().await.unwrap_err();
     assert_eq!(code(&transaction), Code::Unimplemented);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Sourced by the scripts that build the whole workspace: the benchmark harness's peer
-# (datafusion-flight-sql-server) pulls in Substrait, whose build script generates code with
-# protoc. Installs Debian's protobuf-compiler when it is missing, or says why it cannot.
+# Sourced by the scripts that build the workspace, and run by the README's first command:
+# meshgate accepts Substrait plans, and the Substrait crate's build script generates code
+# with protoc. Installs Debian's protobuf-compiler when it is missing, or says why it cannot.
 if ! command -v protoc >/dev/null 2>&1; then
     echo "installing protoc (Debian package protobuf-compiler), needed to build Substrait" >&2
     sudo_if_needed=""

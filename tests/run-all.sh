@@ -2,9 +2,11 @@
 # Every test meshgate has, on a fresh machine: formatting, lints, Rust unit and integration
 # tests (the governance store's on real PostgreSQL servers, installed from Debian's package
 # when missing), doc tests, the examples for embedders, and the Python Flight SQL client tests
-# (ADBC) and the console's browser tests (Playwright driving Debian's Chromium, installed when
-# missing) in a virtualenv this script creates. Builds are reused from $CARGO_TARGET_DIR
-# (default ~/.cache/meshgate/target) and the venv from ~/.cache/meshgate/venv.
+# (ADBC, the SQLAlchemy dialects, the Arrow Flight SQL JDBC driver run by Maven) and the
+# console's browser tests (Playwright driving Debian's Chromium, installed when missing) in
+# virtualenvs this script creates. Builds are reused from $CARGO_TARGET_DIR (default
+# ~/.cache/meshgate/target), the venvs from ~/.cache/meshgate/venv*, Maven's repository from
+# ~/.cache/meshgate/m2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +21,8 @@ step() { printf '\n== %s (%ss)\n' "$*" "$SECONDS"; }
 . tests/need-protoc.sh
 . tests/need-postgres.sh
 . tests/need-chromium.sh
+command -v mvn >/dev/null 2>&1 && command -v java >/dev/null 2>&1 ||
+    { echo "the JDBC tests need Java 17 and Maven (Debian: apt-get install openjdk-17-jdk-headless maven)" >&2; exit 1; }
 
 step "format"
 cargo fmt --all --check
@@ -80,7 +84,7 @@ step "python flight sql tests"
 cargo build --quiet --locked --workspace --tests --bins
 # The console's browser tests refresh the README's screenshots (docs/screenshots).
 MESHGATE_BIN="$CARGO_TARGET_DIR/debug/meshgate" MESHGATE_SCREENSHOTS=docs/screenshots \
-    "$venv/bin/pytest" -q tests/python --ignore=tests/python/flightsql_dbapi
+    "$venv/bin/pytest" -q -rs tests/python --ignore=tests/python/flightsql_dbapi
 MESHGATE_BIN="$CARGO_TARGET_DIR/debug/meshgate" "$venv_dbapi/bin/pytest" -q tests/python/flightsql_dbapi
 
 step "benchmark harness: smoke run (its lints and unit tests ran with the workspace)"

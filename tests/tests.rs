@@ -28,4 +28,5 @@ mod quality;
 mod reference_mesh;
 mod replicas;
 mod store;
+mod substrait;
 mod traces;

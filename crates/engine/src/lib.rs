@@ -65,6 +65,7 @@ mod scope;
 mod session;
 mod shape;
 mod shared;
+mod substrait;
 mod system;
 mod wire;
 mod worker;
@@ -81,7 +82,7 @@ pub use listing::{Listing, VisibleTable};
 pub use meshgate_lineage::LineageConfig;
 pub use names::{CATALOG, SYSTEM_SCHEMA, TableKind};
 pub use params::check_parameters;
-pub use plan::MAX_STATEMENT_BYTES;
+pub use plan::{MAX_STATEMENT_BYTES, Statement};
 pub use protected::{ProtectedScanExec, ProtectedTable};
 pub use quality::{QualityResult, QualityStatus};
 pub use query::{Column, Prepared, Query, ScanReport};
@@ -93,6 +94,7 @@ pub use session::Session;
 pub use shape::{
     MAX_EXPRESSION_DEPTH, MAX_EXPRESSIONS, MAX_RELATIONS, MAX_SET_OPERATIONS, PLANNING_STACK_BYTES,
 };
+pub use substrait::substrait_version;
 pub use tokio_util::sync::CancellationToken;
 pub use wire::{SealCodec, SealRefusal};
 pub use worker::WorkerNode;

@@ -1,7 +1,8 @@
 //! Planning one statement as one caller: the per-query DataFusion state and runtime, then
-//! parse, measure, lock down, plan and bind. The single path every consumer statement and
-//! every view definition takes.
+//! parse, measure, lock down, plan and bind. The single path every consumer statement (SQL
+//! or Substrait) and every view definition takes.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -22,16 +23,54 @@ use crate::params;
 use crate::providers::SecureCatalogList;
 use crate::scope::{QueryScope, ViewPlanner};
 use crate::shared::{MeshState, Shared};
-use crate::{lockdown, shape};
+use crate::{lockdown, shape, substrait};
 
 /// The longest statement accepted (a guard against oversized requests, not a feature).
 pub const MAX_STATEMENT_BYTES: usize = 1 << 20;
 
+/// What a consumer sends to be planned.
+#[derive(Debug, Clone, Copy)]
+pub enum Statement<'a> {
+    /// SQL text: one statement.
+    Sql(&'a str),
+    /// A serialized Substrait `Plan` (Flight SQL's `CommandStatementSubstraitPlan`).
+    Substrait(&'a [u8]),
+}
+
+impl Statement<'_> {
+    /// How the audit, lineage and refusals name the statement: SQL as written; a Substrait
+    /// plan by its size (the record's products name what it read).
+    pub fn text(&self) -> Cow<'_, str> {
+        match self {
+            Self::Sql(sql) => Cow::Borrowed(sql),
+            Self::Substrait(plan) => {
+                Cow::Owned(format!("-- a Substrait plan of {} bytes", plan.len()))
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::Sql(sql) => sql.len(),
+            Self::Substrait(plan) => plan.len(),
+        }
+    }
+}
+
+/// Serialized Substrait plans at least this large are planned on the planning stack (their
+/// nesting is bounded by the decoder, not measured like SQL's).
+const LARGE_SUBSTRAIT_PLAN: usize = 64 << 10;
+
 /// A parsed statement within meshgate's limits (see [`parse`]).
 pub(crate) struct Parsed {
-    statement: datafusion::sql::parser::Statement,
+    source: Source,
     /// Large enough to plan on the planning stack (see [`crate::shape`]).
     pub(crate) large: bool,
+}
+
+enum Source {
+    Sql(datafusion::sql::parser::Statement),
+    Substrait(Box<datafusion_substrait::substrait::proto::Plan>),
 }
 
 /// Plans views for the scopes it creates, through this module's one planning path.
@@ -45,7 +84,9 @@ impl ViewPlanner for Planner {
         scope: &Arc<QueryScope>,
         sql: &str,
     ) -> Result<LogicalPlan, GatewayError> {
-        plan(scope, sql, None).await.map(|(_, plan)| plan)
+        plan(scope, Statement::Sql(sql), None)
+            .await
+            .map(|(_, plan)| plan)
     }
 }
 
@@ -101,19 +142,28 @@ fn state(scope: &Arc<QueryScope>) -> SessionState {
 
 /// Parse and measure one statement (see [`crate::shape`]): the first step of [`plan`],
 /// apart so that a caller can plan the rest on the planning stack when it is large.
-pub(crate) fn parse(scope: &QueryScope, sql: &str) -> Result<Parsed, GatewayError> {
-    if sql.len() > MAX_STATEMENT_BYTES {
+pub(crate) fn parse(scope: &QueryScope, statement: Statement<'_>) -> Result<Parsed, GatewayError> {
+    if statement.len() > MAX_STATEMENT_BYTES {
         return Err(GatewayError::InvalidQuery(format!(
             "the statement is {} bytes long; the limit is {MAX_STATEMENT_BYTES}",
-            sql.len()
+            statement.len()
         )));
     }
+    let sql = match statement {
+        Statement::Sql(sql) => sql,
+        Statement::Substrait(bytes) => {
+            return Ok(Parsed {
+                source: Source::Substrait(Box::new(substrait::decode(bytes)?)),
+                large: bytes.len() >= LARGE_SUBSTRAIT_PLAN,
+            });
+        }
+    };
     let template = scope.shared().template();
     let dialect = template.config().options().sql_parser.dialect;
     let statement = lockdown::parse_one(sql, &dialect, template)?;
     match shape::check(&statement) {
         Ok(measured) => Ok(Parsed {
-            statement,
+            source: Source::Sql(statement),
             large: measured.large,
         }),
         Err(over) => {
@@ -126,10 +176,10 @@ pub(crate) fn parse(scope: &QueryScope, sql: &str) -> Result<Parsed, GatewayErro
 /// Parse, check and plan one statement as the caller. Returns the state it was planned in.
 pub(crate) async fn plan(
     scope: &Arc<QueryScope>,
-    sql: &str,
+    statement: Statement<'_>,
     params: Option<&[ScalarValue]>,
 ) -> Result<(SessionState, LogicalPlan), GatewayError> {
-    let parsed = parse(scope, sql)?;
+    let parsed = parse(scope, statement)?;
     let large = parsed.large;
     shape::plan_on(large, plan_parsed(scope, parsed, params)).await
 }
@@ -141,7 +191,26 @@ pub(crate) async fn plan_parsed(
     params: Option<&[ScalarValue]>,
 ) -> Result<(SessionState, LogicalPlan), GatewayError> {
     let state = state(scope);
-    let mut statement = parsed.statement;
+    let mut plan = match parsed.source {
+        Source::Sql(statement) => plan_sql(scope, &state, statement).await?,
+        Source::Substrait(plan) => substrait::to_logical(scope, &state, &plan).await?,
+    };
+    lockdown::sql_options()
+        .verify_plan(&plan)
+        .map_err(|e| GatewayError::NotAllowed(e.strip_backtrace().to_string()))?;
+    lockdown::check_tables(&plan)?;
+    if let Some(params) = params {
+        plan = params::bind(plan, params)?;
+    }
+    Ok((state, plan))
+}
+
+/// The logical plan of a SQL statement, its references noted for the audit first.
+async fn plan_sql(
+    scope: &Arc<QueryScope>,
+    state: &SessionState,
+    mut statement: datafusion::sql::parser::Statement,
+) -> Result<LogicalPlan, GatewayError> {
     let references = state
         .resolve_table_references(&statement)
         .map_err(GatewayError::from_planning)?;
@@ -157,18 +226,10 @@ pub(crate) async fn plan_parsed(
     {
         scope.prepare_listing().await;
     }
-    let mut plan = state
+    state
         .statement_to_plan(statement)
         .await
-        .map_err(GatewayError::from_planning)?;
-    lockdown::sql_options()
-        .verify_plan(&plan)
-        .map_err(|e| GatewayError::NotAllowed(e.strip_backtrace().to_string()))?;
-    lockdown::check_tables(&plan)?;
-    if let Some(params) = params {
-        plan = params::bind(plan, params)?;
-    }
-    Ok((state, plan))
+        .map_err(GatewayError::from_planning)
 }
 
 /// [`plan_parsed`], then the physical plan, for a statement about to run: every parameter

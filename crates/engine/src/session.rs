@@ -18,6 +18,7 @@ use crate::audit::Auditor;
 use crate::distribute;
 use crate::error::GatewayError;
 use crate::listing::{self, Listing, VisibleTable};
+use crate::plan::Statement;
 use crate::query::{Prepared, Query, columns_of};
 use crate::scope::QueryScope;
 use crate::shared::Shared;
@@ -100,24 +101,36 @@ impl Session {
         sql: &str,
         params: Option<&[ScalarValue]>,
     ) -> Result<Query, GatewayError> {
-        erased(self.plan_query(sql, params)).await
+        self.query_statement(Statement::Sql(sql), params).await
+    }
+
+    /// [`Session::query_with_params`] for SQL or a Substrait plan: both are planned, checked
+    /// and enforced the same way.
+    pub async fn query_statement(
+        &self,
+        statement: Statement<'_>,
+        params: Option<&[ScalarValue]>,
+    ) -> Result<Query, GatewayError> {
+        erased(self.plan_query(statement, params)).await
     }
 
     async fn plan_query(
         &self,
-        sql: &str,
+        statement: Statement<'_>,
         params: Option<&[ScalarValue]>,
     ) -> Result<Query, GatewayError> {
         // Spans name the steps only: no statement, no principal, no value.
         let span = tracing::info_span!("query", otel.name = "query");
-        self.plan_query_in(sql, params).instrument(span).await
+        self.plan_query_in(statement, params).instrument(span).await
     }
 
     async fn plan_query_in(
         &self,
-        sql: &str,
+        statement: Statement<'_>,
         params: Option<&[ScalarValue]>,
     ) -> Result<Query, GatewayError> {
+        let text = statement.text();
+        let sql: &str = &text;
         let admission = self.shared.admission();
         let deadline = admission
             .limits()
@@ -132,7 +145,7 @@ impl Session {
         let started_at = now_millis();
         let scope = self.scope().await?;
         let planning = async {
-            let parsed = plan::parse(&scope, sql)?;
+            let parsed = plan::parse(&scope, statement)?;
             let large = parsed.large;
             shape::plan_on(large, plan::plan_to_run(&scope, parsed, params)).await
         };
@@ -216,15 +229,26 @@ impl Session {
         sql: &str,
         params: Option<&[ScalarValue]>,
     ) -> Result<Prepared, GatewayError> {
+        self.prepare_statement(Statement::Sql(sql), params).await
+    }
+
+    /// [`Session::prepare`] for SQL or a Substrait plan.
+    pub async fn prepare_statement(
+        &self,
+        statement: Statement<'_>,
+        params: Option<&[ScalarValue]>,
+    ) -> Result<Prepared, GatewayError> {
         let span = tracing::info_span!("plan", otel.name = "plan");
-        erased(self.plan_prepared(sql, params).instrument(span)).await
+        erased(self.plan_prepared(statement, params).instrument(span)).await
     }
 
     async fn plan_prepared(
         &self,
-        sql: &str,
+        statement: Statement<'_>,
         params: Option<&[ScalarValue]>,
     ) -> Result<Prepared, GatewayError> {
+        let text = statement.text();
+        let sql: &str = &text;
         let admission = self.shared.admission();
         let deadline = admission
             .limits()
@@ -234,14 +258,14 @@ impl Session {
         let started_at = now_millis();
         let scope = self.scope().await?;
         let planned = match deadline {
-            Some(at) => tokio::time::timeout_at(at.into(), plan::plan(&scope, sql, params))
+            Some(at) => tokio::time::timeout_at(at.into(), plan::plan(&scope, statement, params))
                 .await
                 .unwrap_or_else(|_| {
                     Err(GatewayError::DeadlineExceeded(
                         "planning took longer than the query time limit".into(),
                     ))
                 }),
-            None => plan::plan(&scope, sql, params).await,
+            None => plan::plan(&scope, statement, params).await,
         };
         let prepared = planned.and_then(|(_, logical)| {
             Ok(Prepared {

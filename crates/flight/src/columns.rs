@@ -169,14 +169,10 @@ fn column_description(catalog: &Catalog, origin: &Origin<'_>, column: &str) -> O
         .map(|c| c.description.clone())
 }
 
-/// The schema of a statement's result as clients see it: edge types plus column metadata,
-/// and the query's warnings (a deprecated product it reads) under
+/// The schema of a statement's result as clients see it: edge types plus column metadata
+/// (remarks only in [`table_schema`]), and the query's warnings (a deprecated product it reads) under
 /// [`meshgate_engine::WARNINGS_METADATA_KEY`].
-pub(crate) fn result_schema(
-    columns: &[Column],
-    warnings: &[String],
-    catalog: &Catalog,
-) -> SchemaRef {
+pub(crate) fn result_schema(columns: &[Column], warnings: &[String]) -> SchemaRef {
     let fields: Vec<Field> = columns
         .iter()
         .map(|column| {
@@ -184,10 +180,9 @@ pub(crate) fn result_schema(
                 schema: schema.as_str(),
                 table: table.as_str(),
             });
-            let remarks = origin
-                .as_ref()
-                .and_then(|o| column_description(catalog, o, column.field.name()));
-            describe_field(&column.field, origin.as_ref(), remarks.as_deref())
+            // No remarks here: the JDBC driver shows a result column's remarks as its label
+            // (DBeaver's grid headers would read the descriptions). Tables carry them.
+            describe_field(&column.field, origin.as_ref(), None)
         })
         .collect();
     let mut schema = Schema::new(fields);

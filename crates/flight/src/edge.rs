@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 
 fn edge_type(data_type: &DataType) -> DataType {
@@ -45,6 +45,29 @@ pub fn edge_schema(schema: &Schema) -> SchemaRef {
     ))
 }
 
+/// The parameter schema clients are told about: the edge schema, with timestamps in
+/// milliseconds. The Arrow JDBC driver (18.x and 19.x) writes a `java.sql.Timestamp`'s
+/// milliseconds into whatever timestamp vector the schema names, so a microsecond parameter
+/// arrived a thousand times too early; told milliseconds, it binds the instant it was given.
+/// Clients that send another unit are cast on the server as before.
+pub fn edge_parameters(schema: &Schema) -> SchemaRef {
+    let schema = edge_schema(schema);
+    let fields: Fields = schema
+        .fields()
+        .iter()
+        .map(|field| match field.data_type() {
+            DataType::Timestamp(_, tz) => Arc::new(
+                field
+                    .as_ref()
+                    .clone()
+                    .with_data_type(DataType::Timestamp(TimeUnit::Millisecond, tz.clone())),
+            ),
+            _ => Arc::clone(field),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
 /// A batch in the edge schema.
 pub fn to_edge(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
     if batch
@@ -75,6 +98,30 @@ pub fn to_edge(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, Ar
 mod tests {
     use super::*;
     use arrow::array::{Int64Array, StringViewArray};
+
+    #[test]
+    fn timestamp_parameters_are_announced_in_milliseconds() {
+        let utc = Some(Arc::from("UTC"));
+        let schema = Schema::new(vec![
+            Field::new(
+                "$1",
+                DataType::Timestamp(TimeUnit::Microsecond, utc.clone()),
+                true,
+            ),
+            Field::new("$2", DataType::Timestamp(TimeUnit::Nanosecond, None), true),
+            Field::new("$3", DataType::Utf8View, true),
+        ]);
+        let announced = edge_parameters(&schema);
+        let types: Vec<&DataType> = announced.fields().iter().map(|f| f.data_type()).collect();
+        assert_eq!(
+            types,
+            [
+                &DataType::Timestamp(TimeUnit::Millisecond, utc),
+                &DataType::Timestamp(TimeUnit::Millisecond, None),
+                &DataType::Utf8,
+            ]
+        );
+    }
 
     #[test]
     fn view_types_become_plain_types_in_schema_and_data() {

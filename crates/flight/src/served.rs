@@ -8,6 +8,9 @@
 //! - **Malformed requests are the caller's error.** The dispatch reports a message that does
 //!   not decode as INTERNAL; a client then believes the server is broken. This wrapper
 //!   answers those with INVALID_ARGUMENT and says what to fix.
+//! - **A prepared Substrait plan gets its handle.** arrow-flight 59's dispatch runs
+//!   `CreatePreparedSubstraitPlan` and drops its result (an empty stream), so this wrapper
+//!   answers that action itself.
 
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::{
@@ -20,6 +23,39 @@ use crate::service::MeshFlightService;
 
 /// The Flight SQL service as served.
 pub struct Served(pub MeshFlightService);
+
+impl Served {
+    /// `CreatePreparedSubstraitPlan`, answered with the prepared statement's result.
+    async fn create_prepared_substrait_plan(
+        &self,
+        request: Request<Action>,
+    ) -> Answer<<Self as FlightService>::DoActionStream> {
+        use arrow_flight::sql::server::FlightSqlService;
+        use arrow_flight::sql::{ActionCreatePreparedSubstraitPlanRequest, Any, ProstMessageExt};
+        use prost::Message;
+
+        let malformed = |what: &str| {
+            Status::invalid_argument(format!(
+                "malformed CreatePreparedSubstraitPlan request: {what}; send an \
+                 ActionCreatePreparedSubstraitPlanRequest packed in a google.protobuf.Any"
+            ))
+        };
+        let any =
+            Any::decode(request.get_ref().body.as_ref()).map_err(|_| malformed("not an Any"))?;
+        let command: ActionCreatePreparedSubstraitPlanRequest = any
+            .unpack()
+            .map_err(|_| malformed("its message does not decode"))?
+            .ok_or_else(|| malformed("it carries another message"))?;
+        let result = self
+            .0
+            .do_action_create_prepared_substrait_plan(command, request)
+            .await?;
+        let body = result.as_any().encode_to_vec().into();
+        Ok(Response::new(Box::pin(futures::stream::iter([Ok(
+            arrow_flight::Result { body },
+        )]))))
+    }
+}
 
 fn caller_error(status: Status) -> Status {
     let message = status.message();
@@ -276,6 +312,9 @@ impl FlightService for Served {
         let parent = trace_parent(request.metadata());
         self.observed("DoAction", action, parent, async {
             let request = self.0.authenticated(request).await?;
+            if action == "CreatePreparedSubstraitPlan" {
+                return self.create_prepared_substrait_plan(request).await;
+            }
             self.0.do_action(request).await
         })
         .await

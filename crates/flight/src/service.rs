@@ -23,7 +23,7 @@ use arrow_flight::sql::{
     CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables,
     CommandGetXdbcTypeInfo, CommandPreparedStatementQuery, CommandPreparedStatementUpdate,
     CommandStatementIngest, CommandStatementQuery, CommandStatementSubstraitPlan,
-    CommandStatementUpdate, DoPutPreparedStatementResult, ProstMessageExt, SqlInfo,
+    CommandStatementUpdate, DoPutPreparedStatementResult, ProstMessageExt, SqlInfo, SubstraitPlan,
     TicketStatementQuery,
 };
 use arrow_flight::{
@@ -34,7 +34,8 @@ use bytes::Bytes;
 use datafusion::common::ScalarValue;
 use futures::{Stream, StreamExt, TryStreamExt, stream};
 use meshgate_engine::{
-    CATALOG, CancellationToken, Gateway, GatewayError, Session, TableKind, check_parameters,
+    CATALOG, CancellationToken, Gateway, GatewayError, Session, Statement, TableKind,
+    check_parameters,
 };
 use meshgate_policy::Principal;
 use prost::Message;
@@ -44,7 +45,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::FlightConfig;
 use crate::auth::{Authenticator, Caller};
 use crate::columns::{Origin, result_schema, table_schema};
-use crate::edge::{edge_schema, to_edge};
+use crate::edge::{edge_parameters, to_edge};
 use crate::jwt::JwtVerifier;
 use crate::params;
 use crate::running::{Cancelled, Registration, Running, draining_status};
@@ -76,11 +77,14 @@ fn no_transactions() -> Status {
     )
 }
 
-fn no_substrait() -> Status {
-    Status::unimplemented(
-        "Substrait plans are not accepted: meshgate applies each product's policy to the plans \
-         it builds from SQL; send the query as SQL",
-    )
+/// The plan a Substrait command carries (a missing one is the client's mistake).
+fn substrait(plan: Option<SubstraitPlan>) -> Result<Source, Status> {
+    match plan {
+        Some(plan) if !plan.plan.is_empty() => Ok(Source::Substrait(plan.plan)),
+        _ => Err(invalid(
+            "the command carries no Substrait plan: send a serialized substrait.Plan",
+        )),
+    }
 }
 
 /// The Flight SQL service over one gateway.
@@ -184,7 +188,7 @@ impl MeshFlightService {
         &self,
         caller: Caller,
         ticket: &[u8],
-        sql: String,
+        source: Source,
         schema: Option<String>,
         rows: Vec<Vec<ScalarValue>>,
     ) -> Result<Response<DoGetStream>, Status> {
@@ -195,19 +199,21 @@ impl MeshFlightService {
         let session = self.session_for(&caller, schema, "DoGet");
         let mut rows = rows.into_iter();
         let first_row = rows.next();
+        let source = Arc::new(source);
         let first = session
-            .query_with_params(&sql, first_row.as_deref())
+            .query_statement(source.as_statement(), first_row.as_deref())
             .await
             .map_err(status)?
             .with_cancel_token(cancel.clone());
-        let schema = result_schema(first.columns(), first.warnings(), &self.gateway.catalog());
+        let schema = result_schema(first.columns(), first.warnings());
         let first = first.execute().map_err(status)?;
         let rest = stream::iter(rows)
             .then(move |row| {
-                let (session, sql, cancel) = (session.clone(), sql.clone(), cancel.clone());
+                let (session, source, cancel) =
+                    (session.clone(), Arc::clone(&source), cancel.clone());
                 async move {
                     let query = session
-                        .query_with_params(&sql, Some(&row))
+                        .query_statement(source.as_statement(), Some(&row))
                         .await
                         .map_err(status)?
                         .with_cancel_token(cancel);
@@ -249,10 +255,14 @@ impl MeshFlightService {
 
     fn sign(&self, kind: Kind, principal: &Principal, handle: &Handle) -> Result<Bytes, Status> {
         let schema = handle.schema.as_deref().unwrap_or("");
+        let (statement, language): (&[u8], &[u8]) = match &handle.source {
+            Source::Sql(sql) => (sql.as_bytes(), b"sql"),
+            Source::Substrait(plan) => (plan, b"substrait"),
+        };
         let signed = self.tickets.sign(
             kind,
             principal.id(),
-            &[handle.sql.as_bytes(), schema.as_bytes(), &handle.params],
+            &[statement, schema.as_bytes(), &handle.params, language],
         )?;
         Ok(signed.into())
     }
@@ -282,11 +292,90 @@ impl MeshFlightService {
         }
         Ok(cancelled)
     }
+
+    /// `GetFlightInfo` for a statement (SQL or Substrait): planning here authorizes the
+    /// query and fixes the schema the client is promised; the ticket carries the statement,
+    /// signed for the caller, and is planned again when redeemed.
+    async fn statement_info(
+        &self,
+        caller: Caller,
+        source: Source,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = self.auth.options(&caller).schema;
+        let prepared = self
+            .session_for(&caller, schema.clone(), "GetFlightInfo")
+            .prepare_statement(source.as_statement(), None)
+            .await
+            .map_err(status)?;
+        check_parameters(prepared.parameters.fields().len(), None).map_err(status)?;
+        let handle = Handle {
+            source,
+            schema,
+            params: Vec::new(),
+        };
+        let ticket = TicketStatementQuery {
+            statement_handle: self.sign(Kind::Statement, &caller.principal, &handle)?,
+        }
+        .as_any()
+        .encode_to_vec();
+        let schema = result_schema(&prepared.columns, &prepared.warnings);
+        Ok(Response::new(flight_info(
+            &schema,
+            ticket,
+            request.into_inner(),
+        )?))
+    }
+
+    /// A prepared statement (SQL or Substrait): its handle, result and parameter schemas.
+    async fn create_prepared(
+        &self,
+        caller: Caller,
+        source: Source,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        let schema = self.auth.options(&caller).schema;
+        let prepared = self
+            .session_for(&caller, schema.clone(), "CreatePreparedStatement")
+            .prepare_statement(source.as_statement(), None)
+            .await
+            .map_err(status)?;
+        let handle = Handle {
+            source,
+            schema,
+            params: Vec::new(),
+        };
+        let dataset = result_schema(&prepared.columns, &prepared.warnings);
+        let parameter_schema = if prepared.parameters.fields().is_empty() {
+            Bytes::new()
+        } else {
+            params::schema_bytes(&edge_parameters(&prepared.parameters))?
+        };
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: self.sign(Kind::Prepared, &caller.principal, &handle)?,
+            dataset_schema: params::schema_bytes(&dataset)?,
+            parameter_schema,
+        })
+    }
+}
+
+/// A statement as the client sent it: SQL text or a serialized Substrait plan.
+enum Source {
+    Sql(String),
+    Substrait(Bytes),
+}
+
+impl Source {
+    fn as_statement(&self) -> Statement<'_> {
+        match self {
+            Self::Sql(sql) => Statement::Sql(sql),
+            Self::Substrait(plan) => Statement::Substrait(plan),
+        }
+    }
 }
 
 /// What a statement ticket or prepared statement handle carries (besides its principal).
 struct Handle {
-    sql: String,
+    source: Source,
     schema: Option<String>,
     /// Bound parameter rows as Arrow IPC; empty when none are bound.
     params: Vec<u8>,
@@ -296,11 +385,17 @@ impl Handle {
     fn from_fields(fields: Vec<Vec<u8>>) -> Result<Self, Status> {
         let broken = || invalid("invalid ticket or handle: run the statement again");
         let mut fields = fields.into_iter();
-        let sql = String::from_utf8(fields.next().ok_or_else(broken)?).map_err(|_| broken())?;
+        let statement = fields.next().ok_or_else(broken)?;
         let schema = String::from_utf8(fields.next().ok_or_else(broken)?).map_err(|_| broken())?;
         let params = fields.next().unwrap_or_default();
+        // Handles signed before Substrait was accepted carry SQL and no fourth field.
+        let source = match fields.next().as_deref() {
+            None | Some(b"sql") => Source::Sql(String::from_utf8(statement).map_err(|_| broken())?),
+            Some(b"substrait") => Source::Substrait(statement.into()),
+            Some(_) => return Err(broken()),
+        };
         Ok(Self {
-            sql,
+            source,
             schema: (!schema.is_empty()).then_some(schema),
             params,
         })
@@ -456,34 +551,8 @@ impl FlightSqlService for MeshFlightService {
         if query.transaction_id.is_some() {
             return Err(no_transactions());
         }
-        let schema = self.auth.options(&caller).schema;
-        // Planning here authorizes the query and fixes the schema the client is promised.
-        let prepared = self
-            .session_for(&caller, schema.clone(), "GetFlightInfo")
-            .prepare(&query.query, None)
+        self.statement_info(caller, Source::Sql(query.query), request)
             .await
-            .map_err(status)?;
-        check_parameters(prepared.parameters.fields().len(), None).map_err(status)?;
-        let handle = Handle {
-            sql: query.query,
-            schema,
-            params: Vec::new(),
-        };
-        let ticket = TicketStatementQuery {
-            statement_handle: self.sign(Kind::Statement, &caller.principal, &handle)?,
-        }
-        .as_any()
-        .encode_to_vec();
-        let schema = result_schema(
-            &prepared.columns,
-            &prepared.warnings,
-            &self.gateway.catalog(),
-        );
-        Ok(Response::new(flight_info(
-            &schema,
-            ticket,
-            request.into_inner(),
-        )?))
     }
 
     async fn do_get_statement(
@@ -497,7 +566,7 @@ impl FlightSqlService for MeshFlightService {
         self.run(
             caller,
             &request.get_ref().ticket,
-            handle.sql,
+            handle.source,
             handle.schema,
             Vec::new(),
         )
@@ -516,32 +585,7 @@ impl FlightSqlService for MeshFlightService {
         if query.transaction_id.is_some() {
             return Err(no_transactions());
         }
-        let schema = self.auth.options(&caller).schema;
-        let prepared = self
-            .session_for(&caller, schema.clone(), "CreatePreparedStatement")
-            .prepare(&query.query, None)
-            .await
-            .map_err(status)?;
-        let handle = Handle {
-            sql: query.query,
-            schema,
-            params: Vec::new(),
-        };
-        let dataset = result_schema(
-            &prepared.columns,
-            &prepared.warnings,
-            &self.gateway.catalog(),
-        );
-        let parameter_schema = if prepared.parameters.fields().is_empty() {
-            Bytes::new()
-        } else {
-            params::schema_bytes(&edge_schema(&prepared.parameters))?
-        };
-        Ok(ActionCreatePreparedStatementResult {
-            prepared_statement_handle: self.sign(Kind::Prepared, &caller.principal, &handle)?,
-            dataset_schema: params::schema_bytes(&dataset)?,
-            parameter_schema,
-        })
+        self.create_prepared(caller, Source::Sql(query.query)).await
     }
 
     async fn do_action_close_prepared_statement(
@@ -566,7 +610,7 @@ impl FlightSqlService for MeshFlightService {
         let batches = params::read(request.into_inner()).await?;
         let expected = self
             .session_for(&caller, handle.schema.clone(), "DoPut")
-            .prepare(&handle.sql, None)
+            .prepare_statement(handle.source.as_statement(), None)
             .await
             .map_err(status)?
             .parameters
@@ -595,17 +639,16 @@ impl FlightSqlService for MeshFlightService {
         let rows = params::rows(&handle.params)?;
         let session = self.session_for(&caller, handle.schema.clone(), "GetFlightInfo");
         let prepared = session
-            .prepare(&handle.sql, rows.first().map(Vec::as_slice))
+            .prepare_statement(
+                handle.source.as_statement(),
+                rows.first().map(Vec::as_slice),
+            )
             .await
             .map_err(status)?;
         if rows.is_empty() {
             check_parameters(prepared.parameters.fields().len(), None).map_err(status)?;
         }
-        let schema = result_schema(
-            &prepared.columns,
-            &prepared.warnings,
-            &self.gateway.catalog(),
-        );
+        let schema = result_schema(&prepared.columns, &prepared.warnings);
         Ok(Response::new(flight_info(
             &schema,
             query.as_any().encode_to_vec(),
@@ -624,7 +667,7 @@ impl FlightSqlService for MeshFlightService {
         self.run(
             caller,
             &request.get_ref().ticket,
-            handle.sql,
+            handle.source,
             handle.schema,
             rows,
         )
@@ -883,7 +926,7 @@ impl FlightSqlService for MeshFlightService {
         one_batch(query.into_builder(&self.sql_info).build())
     }
 
-    // Refused: writes, transactions, Substrait.
+    // Refused: writes and transactions.
 
     async fn do_put_statement_update(
         &self,
@@ -912,13 +955,20 @@ impl FlightSqlService for MeshFlightService {
         Err(read_only("bulk ingestion"))
     }
 
+    // Substrait plans: queries planned and enforced exactly as SQL (see the engine's
+    // substrait.rs); as updates (DoPut), refused like SQL updates.
+
     async fn get_flight_info_substrait_plan(
         &self,
-        _query: CommandStatementSubstraitPlan,
+        query: CommandStatementSubstraitPlan,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.caller(&request).await?;
-        Err(no_substrait())
+        let caller = self.caller(&request).await?;
+        if query.transaction_id.is_some() {
+            return Err(no_transactions());
+        }
+        self.statement_info(caller, substrait(query.plan)?, request)
+            .await
     }
 
     async fn do_put_substrait_plan(
@@ -927,16 +977,19 @@ impl FlightSqlService for MeshFlightService {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         self.caller(&request).await?;
-        Err(no_substrait())
+        Err(read_only("an update plan"))
     }
 
     async fn do_action_create_prepared_substrait_plan(
         &self,
-        _query: ActionCreatePreparedSubstraitPlanRequest,
+        query: ActionCreatePreparedSubstraitPlanRequest,
         request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        self.caller(&request).await?;
-        Err(no_substrait())
+        let caller = self.caller(&request).await?;
+        if query.transaction_id.is_some() {
+            return Err(no_transactions());
+        }
+        self.create_prepared(caller, substrait(query.plan)?).await
     }
 
     async fn do_action_begin_transaction(

@@ -3,7 +3,7 @@
 //! JDBC reads every SqlInfo on the first `DatabaseMetaData` call and Tableau dereferences
 //! some of them without checking; ODBC refuses info types it does not get. So every id the
 //! Flight SQL spec defines is answered, with values true of meshgate: read-only, no
-//! transactions, no Substrait, DataFusion's SQL dialect and functions.
+//! transactions, Substrait plans, DataFusion's SQL dialect and functions.
 
 use std::collections::BTreeMap;
 
@@ -109,9 +109,17 @@ pub(crate) fn sql_info(gateway: &Gateway) -> Result<SqlInfoData, FlightError> {
     info.append(SqlInfo::FlightSqlServerArrowVersion, "59.3.0");
     info.append(SqlInfo::FlightSqlServerReadOnly, true);
     info.append(SqlInfo::FlightSqlServerSql, true);
-    info.append(SqlInfo::FlightSqlServerSubstrait, false);
-    info.append(SqlInfo::FlightSqlServerSubstraitMinVersion, "");
-    info.append(SqlInfo::FlightSqlServerSubstraitMaxVersion, "");
+    // Substrait plans are accepted at the version DataFusion's consumer reads.
+    let substrait = meshgate_engine::substrait_version();
+    info.append(SqlInfo::FlightSqlServerSubstrait, true);
+    info.append(
+        SqlInfo::FlightSqlServerSubstraitMinVersion,
+        substrait.as_str(),
+    );
+    info.append(
+        SqlInfo::FlightSqlServerSubstraitMaxVersion,
+        substrait.as_str(),
+    );
     info.append(
         SqlInfo::FlightSqlServerTransaction,
         SqlSupportedTransaction::None as i32,
@@ -239,7 +247,8 @@ pub(crate) fn sql_info(gateway: &Gateway) -> Result<SqlInfoData, FlightError> {
     info.append(SqlInfo::SqlMaxRowSizeIncludesBlobs, true);
     info.append(SqlInfo::SqlMaxStatementLength, MAX_STATEMENT_BYTES as i64);
     // Transactions: none (SqlTransactionIsolationLevel::SqlTransactionNone = 0).
-    info.append(SqlInfo::SqlDefaultTransactionIsolation, 0i32);
+    // An int64 in the spec; JDBC casts it to Long and failed on the int32 once sent here.
+    info.append(SqlInfo::SqlDefaultTransactionIsolation, 0i64);
     info.append(SqlInfo::SqlTransactionsSupported, false);
     info.append(SqlInfo::SqlSupportedTransactionsIsolationLevels, 0i32);
     info.append(SqlInfo::SqlDataDefinitionCausesTransactionCommit, false);
