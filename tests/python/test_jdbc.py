@@ -67,7 +67,8 @@ def _openssl(*args, cwd):
 
 @pytest.fixture(scope="module")
 def tls_gateway(jdbc_demo, tmp_path_factory):
-    """`meshgate serve` with TLS over the demo's lakes: (port, CA file, risk-officer's token)."""
+    """`meshgate serve` with TLS over the demo's lakes: (port, CA file, risk-officer's token,
+    the CA in a Java trust store)."""
     data_dir = jdbc_demo[0]
     root = tmp_path_factory.mktemp("jdbc-tls")
     _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
@@ -77,6 +78,9 @@ def tls_gateway(jdbc_demo, tmp_path_factory):
     (root / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
     _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
              "-out", "server.pem", "-days", "2", "-extfile", "san.ext", cwd=root)
+    # The same CA as a Java trust store, for the driver's trustStore option.
+    subprocess.run(["keytool", "-importcert", "-noprompt", "-alias", "mesh-ca", "-file", "ca.pem",
+                    "-keystore", "trust.jks", "-storepass", "meshgate"], cwd=root, check=True, capture_output=True)
     (root / "master.key").write_text("ab" * 32)
     (root / "meshgate.toml").write_text(
         f'products = "{REPO}/products"\npolicies = "{REPO}/policies"\nusers = "{REPO}/policies/users.toml"\n'
@@ -95,7 +99,7 @@ def tls_gateway(jdbc_demo, tmp_path_factory):
     _, value = client.authenticate_basic_token("risk-officer", "risk-officer-pw")
     token = value.decode().removeprefix("Bearer ")
     client.close()
-    yield port, root / "ca.pem", token
+    yield port, root / "ca.pem", token, root / "trust.jks"
     _stop(process)
 
 
@@ -172,7 +176,7 @@ def test_the_jdbc_driver_conformance_suite(driver, jdbc_demo, tls_gateway, tmp_p
     assert any(line.startswith("D\tintern\t") for line in lines)
     assert any(line.startswith("R\tcib-reporting\t") for line in lines)
 
-    port, ca, token = tls_gateway
+    port, ca, token, truststore = tls_gateway
     repo_local = os.environ.get("MESHGATE_M2", os.path.expanduser("~/.cache/meshgate/m2"))
     command = [
         _maven(), "-B", "--no-transfer-progress", "-f", str(REPO / "tests/jdbc/pom.xml"),
@@ -184,6 +188,7 @@ def test_the_jdbc_driver_conformance_suite(driver, jdbc_demo, tls_gateway, tmp_p
         f"-Dmeshgate.tls.url=jdbc:arrow-flight-sql://localhost:{port}/",
         f"-Dmeshgate.tls.ca={ca}",
         f"-Dmeshgate.tls.token={token}",
+        f"-Dmeshgate.tls.truststore={truststore}",
         f"-Dmeshgate.expected={expected}",
         # Each version compiles into its own directory: a run never reuses another's classes.
         f"-Dbuild.dir={tmp_path / 'target'}",

@@ -27,7 +27,9 @@ import java.util.TimeZone;
  *   <li>{@code meshgate.url}: the plain-TCP demo, {@code jdbc:arrow-flight-sql://host:port};
  *   <li>{@code meshgate.tls.url}, {@code meshgate.tls.ca}, {@code meshgate.tls.token}: a
  *       gateway serving TLS with a certificate signed by the CA in that PEM file, and a bearer
- *       token of {@code risk-officer} it issued;
+ *       token of {@code risk-officer} it issued; {@code meshgate.tls.truststore}: the CA in a
+ *       JKS trust store (password {@code meshgate});
+ *   <li>{@code meshgate.metrics}: the demo's {@code /metrics} URL;
  *   <li>{@code meshgate.expected}: what ADBC sees for every principal (see {@link Expected}).
  * </ul>
  */

@@ -43,6 +43,23 @@ class MetadataTest {
     }
 
     @Test
+    void the_catalog_property_selects_the_only_catalog() throws SQLException {
+        // The driver sends `catalog` as a session option on connect; a refusal would fail
+        // the connection (apache/doris#67966).
+        java.util.Properties props = new java.util.Properties();
+        props.setProperty("catalog", "mesh");
+        Connection conn = connect("risk-officer", props);
+        assertEquals(50000, MeshgateJdbc.single(conn, "SELECT count(*) FROM markets.trades"));
+        // Driver 18.3 then closes the session twice, the second time on its closed channel,
+        // and throws from close() (README); later drivers close once.
+        try {
+            conn.close();
+        } catch (SQLException e) {
+            MeshgateJdbc.assertContains(MeshgateJdbc.messages(e), "Channel shutdown invoked");
+        }
+    }
+
+    @Test
     void tables_by_pattern_and_type() throws SQLException {
         try (Connection conn = connect("risk-officer")) {
             DatabaseMetaData meta = conn.getMetaData();

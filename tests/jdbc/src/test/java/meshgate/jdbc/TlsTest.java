@@ -29,6 +29,11 @@ class TlsTest {
             assertEquals(30000, single(conn, "SELECT count(*) FROM reference.counterparties"));
             assertEquals(0, single(conn, "SELECT count(*) FROM reference.counterparties WHERE tax_id NOT LIKE 'tok\\_%'"));
         }
+        // The CA in a Java trust store instead of a PEM file.
+        try (Connection conn = open("useEncryption=true&useSystemTrustStore=false&trustStore=" + property("meshgate.tls.truststore")
+                + "&trustStorePassword=meshgate&token=" + property("meshgate.tls.token"))) {
+            assertEquals(30000, single(conn, "SELECT count(*) FROM reference.counterparties"));
+        }
         // A user and password over the same TLS connection work as well.
         try (Connection conn = open("useEncryption=true&tlsRootCerts=" + ca + "&user=cib-reporting&password=cib-reporting-pw")) {
             assertEquals(15000, single(conn, "SELECT count(*) FROM reference.counterparties"));
