@@ -15,13 +15,11 @@ use arrow::datatypes::{
     TimestampNanosecondType, TimestampSecondType,
 };
 use arrow::error::ArrowError;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{Datelike, NaiveDate};
-use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
 use crate::keys::TokenKey;
+use crate::token::TokenHasher;
 
 /// The prefix every token starts with.
 pub const TOKEN_PREFIX: &str = "tok_";
@@ -157,15 +155,15 @@ impl MaskKind {
 /// Keyed, deterministic tokenization: `tok_` + URL-safe base64 (no padding) of
 /// HMAC-SHA256(domain key, value). Non-string values are tokenized by their Arrow text form.
 pub fn tokenize(key: &TokenKey, array: &ArrayRef) -> Result<ArrayRef, ArrowError> {
-    let mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key.bytes())
-        .map_err(|e| ArrowError::ComputeError(format!("token key: {e}")))?;
+    // The key's pad blocks are hashed once per batch, not per value (see token.rs).
+    let hasher = TokenHasher::new(key.bytes());
     let array = to_text(array)?;
     map_strings(&array, |value, out| {
-        // Cloning the keyed state skips re-deriving the HMAC pads for every value.
-        let mut mac = mac.clone();
-        mac.update(value.as_bytes());
-        out.push_str(TOKEN_PREFIX);
-        URL_SAFE_NO_PAD.encode_string(mac.finalize().into_bytes(), out);
+        let token = hasher.token(value.as_bytes());
+        // A token is ASCII: this always holds.
+        if let Ok(token) = std::str::from_utf8(&token) {
+            out.push_str(token);
+        }
     })
 }
 

@@ -13,6 +13,7 @@
 
 pub mod kernels;
 pub mod keys;
+mod token;
 pub mod udf;
 
 pub use kernels::{MaskKind, TOKEN_PREFIX, tokenize, tokenized_type};
