@@ -243,6 +243,28 @@ async fn plans_that_read_files_hidden_columns_or_functions_outside_the_surface_a
     let error = plan(&mut client, udf.encode_to_vec()).await.unwrap_err();
     assert!(error.contains("pg_read_file"), "{error}");
 
+    // A plan over the statement limits SQL has (here 70 table reads): refused as its SQL is,
+    // before it is optimized.
+    let wide = vec!["SELECT lob FROM reference.counterparties"; 70].join(" UNION ALL ");
+    let wide = format!("SELECT count(*) FROM ({wide})");
+    assert!(
+        sql(&mut client, &wide)
+            .await
+            .unwrap_err()
+            .contains("reads more tables")
+    );
+    // As the producer writes it (unions nested 70 deep), the decoder's nesting bound refuses
+    // it; flattened (one union of 70 inputs), the plan's own measure does.
+    let nested = plans::produce(&cib, &wide).await.unwrap();
+    let error = plan(&mut client, nested).await.unwrap_err();
+    assert!(error.contains("cannot be decoded"), "{error}");
+    let flat = plans::produce_optimized(&cib, &wide).await.unwrap();
+    let error = plan(&mut client, flat).await.unwrap_err();
+    assert!(
+        error.contains("reads more tables and subqueries than the limit of 64"),
+        "{error}"
+    );
+
     // Bytes that are no plan, and a command without one.
     let error = plan(&mut client, b"not a plan".to_vec()).await.unwrap_err();
     assert!(error.contains("cannot be decoded"), "{error}");

@@ -113,6 +113,17 @@ pub async fn produce(session: &Session, sql: &str) -> Option<Vec<u8>> {
     None
 }
 
+/// [`produce`] from the optimized plan (unions flattened, subqueries decorrelated), over
+/// the principal's visible schemas.
+pub async fn produce_optimized(session: &Session, sql: &str) -> Option<Vec<u8>> {
+    let ctx = producer(session, false).await;
+    let plan = ctx.state().create_logical_plan(sql).await.ok()?;
+    let plan = ctx.state().optimize(&plan).ok()?;
+    to_substrait_plan(&plan, &ctx.state())
+        .ok()
+        .map(|p| p.encode_to_vec())
+}
+
 /// `GetFlightInfo` for a Substrait plan.
 pub async fn execute(
     client: &mut FlightSqlServiceClient<Channel>,

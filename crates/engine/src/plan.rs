@@ -193,7 +193,12 @@ pub(crate) async fn plan_parsed(
     let state = state(scope);
     let mut plan = match parsed.source {
         Source::Sql(statement) => plan_sql(scope, &state, statement).await?,
-        Source::Substrait(plan) => substrait::to_logical(scope, &state, &plan).await?,
+        Source::Substrait(plan) => {
+            let plan = substrait::to_logical(scope, &state, &plan).await?;
+            // SQL was measured as text; a plan is measured once it is one.
+            shape::check_plan(&plan)?;
+            plan
+        }
     };
     lockdown::sql_options()
         .verify_plan(&plan)

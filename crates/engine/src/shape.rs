@@ -23,6 +23,8 @@ use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::{CopyToSource, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::{Expr, Query, SetExpr, TableFactor, Visit, Visitor};
 
@@ -80,6 +82,45 @@ pub(crate) fn check(statement: &DFStatement) -> Result<Measured, GatewayError> {
                 || shape.relations > IN_PLACE_RELATIONS,
         }),
         ControlFlow::Break(over) => Err(GatewayError::InvalidQuery(over.to_string())),
+    }
+}
+
+/// The same limits on a logical plan that arrived without SQL text (a Substrait plan),
+/// checked before it is optimized and physically planned (where the cost of size lies; its
+/// nesting is already bounded by the decoder): tables read, set operations, expressions.
+pub(crate) fn check_plan(plan: &LogicalPlan) -> Result<(), GatewayError> {
+    let (mut relations, mut set_operations, mut expressions) = (0usize, 0usize, 0usize);
+    let mut over = None;
+    let _ = plan.apply_with_subqueries(|node| {
+        match node {
+            LogicalPlan::TableScan(_) => relations += 1,
+            LogicalPlan::Union(union) => set_operations += union.inputs.len().saturating_sub(1),
+            _ => {}
+        }
+        node.apply_expressions(|expr| {
+            expr.apply(|_| {
+                expressions += 1;
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })?;
+        over = if relations > MAX_RELATIONS {
+            Some(Over::Relations)
+        } else if set_operations > MAX_SET_OPERATIONS {
+            Some(Over::SetOperations)
+        } else if expressions > MAX_EXPRESSIONS {
+            Some(Over::Expressions)
+        } else {
+            None
+        };
+        Ok(if over.is_some() {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    match over {
+        Some(over) => Err(GatewayError::InvalidQuery(over.to_string())),
+        None => Ok(()),
     }
 }
 
