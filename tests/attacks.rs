@@ -26,7 +26,7 @@ use arrow_flight::sql::CommandGetTables;
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use futures::TryStreamExt;
 use grants::{grant, grant_before_a_deny_rule};
-use meshgate::{Gateway, Session};
+use meshgate::Gateway;
 use meshgate_lake_server::LakeServer;
 use meshgate_reference as reference;
 use tonic::Code;
@@ -34,7 +34,7 @@ use tonic::transport::Channel;
 use truth::{data_dir, token};
 use views::{
     Rows, forbidden_values, local_gateway, principals, raw_engine, reference_engine, rows,
-    run_gateway, run_reference, sorted, words,
+    run_flight, run_gateway, run_reference, session, sorted, words,
 };
 
 /// Concrete values the attacks aim at, read from the raw files: counterparty 12 is CIB's,
@@ -631,38 +631,6 @@ async fn library_gateway() -> (Gateway, LakeServer) {
     local_gateway(|config| config.parquet_pushdown = true).await
 }
 
-fn session(gateway: &Gateway, user: &str) -> Session {
-    gateway.session(gateway.authenticate(user, &format!("{user}-pw")).unwrap())
-}
-
-async fn run_flight(
-    client: &mut FlightSqlServiceClient<Channel>,
-    sql: &str,
-) -> Result<Rows, String> {
-    let info = client
-        .execute(sql.to_string(), None)
-        .await
-        .map_err(|e| flight::message(&e))?;
-    let (_, batches) = flight::fetch(client, &info)
-        .await
-        .map_err(|e| flight::message(&e))?;
-    Ok(rows(&batches))
-}
-
-/// A Substrait plan over Flight SQL (`CommandStatementSubstraitPlan`).
-async fn run_substrait(
-    client: &mut FlightSqlServiceClient<Channel>,
-    plan: Vec<u8>,
-) -> Result<Rows, String> {
-    let info = substrait::execute(client, plan)
-        .await
-        .map_err(|e| flight::message(&e))?;
-    let (_, batches) = flight::fetch(client, &info)
-        .await
-        .map_err(|e| flight::message(&e))?;
-    Ok(rows(&batches))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_attack_as_every_principal() {
     let (gateway, _lake) = library_gateway().await;
@@ -774,7 +742,7 @@ async fn attack_suite(gateway: &Gateway, server: Option<&flight::TestServer>) {
                     continue;
                 };
                 {
-                    let planned = run_substrait(client, plan).await;
+                    let planned = substrait::run(client, plan).await;
                     // Refused as SQL is refused; the message may name what the plan reads
                     // instead of the statement (SHOW ALL reads df_settings).
                     let verdict = match (&attack.expect, &planned) {

@@ -6,11 +6,8 @@
 use crate::support::flight;
 use crate::support::substrait as plans;
 use crate::support::truth::data_dir;
-use crate::support::views::{Rows, rows, sorted};
+use crate::support::views::{Rows, principals, run_flight as sql, session, sorted};
 
-use arrow_flight::sql::client::FlightSqlServiceClient;
-use arrow_flight::sql::{CommandPreparedStatementQuery, ProstMessageExt};
-use arrow_flight::{FlightDescriptor, Ticket};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
 use datafusion_substrait::substrait::proto::read_rel::{
@@ -19,85 +16,8 @@ use datafusion_substrait::substrait::proto::read_rel::{
 };
 use datafusion_substrait::substrait::proto::rel::RelType;
 use datafusion_substrait::substrait::proto::{Plan, ReadRel, Rel, plan_rel};
-use futures::TryStreamExt;
-use meshgate::Gateway;
 use prost::Message;
 use std::sync::Arc;
-use tonic::IntoRequest;
-use tonic::transport::Channel;
-
-fn session(gateway: &Gateway, user: &str) -> meshgate::Session {
-    gateway.session(gateway.authenticate(user, &format!("{user}-pw")).unwrap())
-}
-
-async fn sql(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Result<Rows, String> {
-    let info = client
-        .execute(sql.to_string(), None)
-        .await
-        .map_err(|e| flight::message(&e))?;
-    let (_, batches) = flight::fetch(client, &info)
-        .await
-        .map_err(|e| flight::message(&e))?;
-    Ok(rows(&batches))
-}
-
-async fn plan(client: &mut FlightSqlServiceClient<Channel>, plan: Vec<u8>) -> Result<Rows, String> {
-    let info = plans::execute(client, plan)
-        .await
-        .map_err(|e| flight::message(&e))?;
-    let (_, batches) = flight::fetch(client, &info)
-        .await
-        .map_err(|e| flight::message(&e))?;
-    Ok(rows(&batches))
-}
-
-/// Prepare `plan`, then run the prepared statement as a JDBC driver would.
-async fn prepared(
-    client: &mut FlightSqlServiceClient<Channel>,
-    plan: Vec<u8>,
-) -> Result<Rows, String> {
-    let result = plans::prepare(client, plan)
-        .await
-        .map_err(|e| flight::message(&e))?;
-    assert!(
-        !result.dataset_schema.is_empty(),
-        "a query's prepared plan announces its result schema"
-    );
-    let command = CommandPreparedStatementQuery {
-        prepared_statement_handle: result.prepared_statement_handle,
-    };
-    let mut request = FlightDescriptor::new_cmd(command.as_any().encode_to_vec()).into_request();
-    if let Some(token) = client.token() {
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    }
-    let info = client
-        .inner_mut()
-        .get_flight_info(request)
-        .await
-        .map_err(|e| e.message().to_string())?
-        .into_inner();
-    let ticket: Ticket = info.endpoint[0].ticket.clone().unwrap();
-    let stream = client
-        .do_get(ticket)
-        .await
-        .map_err(|e| flight::message(&e))?;
-    let batches: Vec<_> = stream
-        .try_collect()
-        .await
-        .map_err(|e| flight::message(&e))?;
-    Ok(rows(&batches))
-}
-
-const PRINCIPALS: [&str; 6] = [
-    "cib-reporting",
-    "ccb-fraud",
-    "risk-officer",
-    "ref-owner",
-    "auditor",
-    "intern",
-];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plan_and_its_prepared_form_answer_what_the_sql_answers_for_every_principal() {
@@ -112,7 +32,7 @@ async fn a_plan_and_its_prepared_form_answer_what_the_sql_answers_for_every_prin
          GROUP BY trader_id ORDER BY total DESC LIMIT 3",
     ];
     let mut answered = 0;
-    for user in PRINCIPALS {
+    for user in principals().iter().map(|p| p.name) {
         let library = session(&server.gateway, user);
         let mut client = flight::login(server.addr, user).await;
         for query in queries {
@@ -120,8 +40,8 @@ async fn a_plan_and_its_prepared_form_answer_what_the_sql_answers_for_every_prin
             let bytes = plans::produce(&library, query)
                 .await
                 .expect("DataFusion's producer writes these queries");
-            let direct = plan(&mut client, bytes.clone()).await;
-            let prepared = prepared(&mut client, bytes).await;
+            let direct = plans::run(&mut client, bytes.clone()).await;
+            let prepared = plans::run_prepared(&mut client, bytes).await;
             for (how, got) in [("as a plan", &direct), ("prepared", &prepared)] {
                 match (&expected, got) {
                     (Ok(e), Ok(g)) => assert_eq!(sorted(e), sorted(g), "{user} {how}: {query}"),
@@ -170,7 +90,7 @@ async fn plans_that_read_files_hidden_columns_or_functions_outside_the_surface_a
         .await
         .unwrap();
     assert_eq!(
-        plan(&mut client, base.clone()).await.unwrap(),
+        plans::run(&mut client, base.clone()).await.unwrap(),
         vec![vec![Some("15000".to_string())]],
         "the unaltered plan answers with cib-reporting's rows"
     );
@@ -185,7 +105,7 @@ async fn plans_that_read_files_hidden_columns_or_functions_outside_the_surface_a
         }],
         advanced_extension: None,
     });
-    let error = plan(&mut client, with_read(&base, local))
+    let error = plans::run(&mut client, with_read(&base, local))
         .await
         .unwrap_err();
     assert!(
@@ -201,7 +121,7 @@ async fn plans_that_read_files_hidden_columns_or_functions_outside_the_surface_a
             names: name.clone(),
             advanced_extension: None,
         });
-        let error = plan(&mut client, with_read(&base, named))
+        let error = plans::run(&mut client, with_read(&base, named))
             .await
             .unwrap_err();
         assert!(
@@ -214,12 +134,12 @@ async fn plans_that_read_files_hidden_columns_or_functions_outside_the_surface_a
     // risk-officer, who sees the column, gets the same plan answered.
     let hidden = "SELECT count(DISTINCT internal_rating) FROM reference.counterparties";
     let bytes = plans::produce(&cib, hidden).await.unwrap();
-    let error = plan(&mut client, bytes.clone()).await.unwrap_err();
+    let error = plans::run(&mut client, bytes.clone()).await.unwrap_err();
     assert!(error.contains("internal_rating"), "{error}");
     assert!(sql(&mut client, hidden).await.is_err());
     let mut risk = flight::login(server.addr, "risk-officer").await;
     assert_eq!(
-        plan(&mut risk, bytes).await.unwrap(),
+        plans::run(&mut risk, bytes).await.unwrap(),
         sql(&mut risk, hidden).await.unwrap()
     );
 
@@ -240,7 +160,9 @@ async fn plans_that_read_files_hidden_columns_or_functions_outside_the_surface_a
     let udf =
         datafusion_substrait::logical_plan::producer::to_substrait_plan(&udf, &producer.state())
             .unwrap();
-    let error = plan(&mut client, udf.encode_to_vec()).await.unwrap_err();
+    let error = plans::run(&mut client, udf.encode_to_vec())
+        .await
+        .unwrap_err();
     assert!(error.contains("pg_read_file"), "{error}");
 
     // A plan over the statement limits SQL has (here 70 table reads): refused as its SQL is,
@@ -256,19 +178,21 @@ async fn plans_that_read_files_hidden_columns_or_functions_outside_the_surface_a
     // As the producer writes it (unions nested 70 deep), the decoder's nesting bound refuses
     // it; flattened (one union of 70 inputs), the plan's own measure does.
     let nested = plans::produce(&cib, &wide).await.unwrap();
-    let error = plan(&mut client, nested).await.unwrap_err();
+    let error = plans::run(&mut client, nested).await.unwrap_err();
     assert!(error.contains("cannot be decoded"), "{error}");
     let flat = plans::produce_optimized(&cib, &wide).await.unwrap();
-    let error = plan(&mut client, flat).await.unwrap_err();
+    let error = plans::run(&mut client, flat).await.unwrap_err();
     assert!(
         error.contains("reads more tables and subqueries than the limit of 64"),
         "{error}"
     );
 
     // Bytes that are no plan, and a command without one.
-    let error = plan(&mut client, b"not a plan".to_vec()).await.unwrap_err();
+    let error = plans::run(&mut client, b"not a plan".to_vec())
+        .await
+        .unwrap_err();
     assert!(error.contains("cannot be decoded"), "{error}");
-    let error = plan(&mut client, Vec::new()).await.unwrap_err();
+    let error = plans::run(&mut client, Vec::new()).await.unwrap_err();
     assert!(error.contains("carries no Substrait plan"), "{error}");
 
     // A denied product's plan is refused with the SQL's reason, and audited for its owner.
@@ -286,7 +210,7 @@ async fn plans_that_read_files_hidden_columns_or_functions_outside_the_surface_a
                   WHERE a.principal = 'intern' AND a.decision = 'deny' \
                   AND t.product_id = 'reference.counterparties'";
     let before = sql(&mut owner, probes).await.unwrap();
-    let error = plan(&mut intern, denied).await.unwrap_err();
+    let error = plans::run(&mut intern, denied).await.unwrap_err();
     let after = sql(&mut owner, probes).await.unwrap();
     let count = |rows: &Rows| rows[0][0].as_deref().unwrap().parse::<u64>().unwrap();
     assert_eq!(

@@ -10,6 +10,7 @@ import pathlib
 import re
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -79,10 +80,34 @@ def start_demo(data_dir, *extra):
     )
 
 
+def start_demo_with_http(data_dir):
+    """`meshgate demo` with its HTTP listener (console, /metrics) on a free port too:
+    (process, grpc address, http URL without a trailing slash)."""
+    process, grpc = start_demo(data_dir, "--http", "127.0.0.1:0")
+    url = None
+    for _ in range(100):
+        url = next(
+            (m.group(1) for m in (re.search(r"console on (http://\S+?)/? ", line) for line in process.meshgate_output) if m),
+            None,
+        )
+        if url:
+            break
+        time.sleep(0.1)
+    if not url:
+        process.kill()
+        raise RuntimeError("meshgate demo printed no console address:\n" + "".join(process.meshgate_output))
+    return process, grpc, url
+
+
 @pytest.fixture(scope="session")
 def server(mesh_data_dir):
     process, address = start_demo(mesh_data_dir)
     yield address
+    stop(process)
+
+
+def stop(process):
+    """Stop a process `start_meshgate` started: SIGTERM (it drains), then SIGKILL after 30 s."""
     process.terminate()
     try:
         process.wait(timeout=30)

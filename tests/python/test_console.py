@@ -14,13 +14,11 @@ against `meshgate demo` (its HTTP listener on a free port).
 
 import os
 import pathlib
-import re
 import shutil
-import time
 
 import pytest
 
-from conftest import USERS, connect, start_demo, visible_objects
+from conftest import USERS, connect, start_demo_with_http, visible_objects
 
 PRODUCTS = ["markets.trades", "payments.transactions", "reference.counterparties"]
 
@@ -35,17 +33,7 @@ def _chromium():
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """A demo of its own (its own governance store): (grpc address, console URL)."""
-    process, grpc = start_demo(tmp_path_factory.mktemp("console-mesh"), "--http", "127.0.0.1:0")
-    url = None
-    for _ in range(100):
-        url = next(
-            (m.group(1) for m in (re.search(r"console on (http://\S+?)/? ", line) for line in process.meshgate_output) if m),
-            None,
-        )
-        if url:
-            break
-        time.sleep(0.1)
-    assert url, "".join(process.meshgate_output)
+    process, grpc, url = start_demo_with_http(tmp_path_factory.mktemp("console-mesh"))
     yield grpc, url
     process.terminate()
     process.wait(timeout=30)

@@ -18,12 +18,11 @@ import os
 import re
 import shutil
 import subprocess
-import time
 
 import adbc_driver_manager
 import pytest
 
-from conftest import REPO, USERS, connect, start_demo, start_meshgate, visible_objects
+from conftest import REPO, USERS, connect, start_demo_with_http, start_meshgate, stop, visible_objects
 
 # 19.0.0 is the newest release; 18.3.0 is the newest DBeaver 26.1.3+ can load (arrow-java#728).
 DRIVERS = ["18.3.0", "19.0.0"]
@@ -34,31 +33,13 @@ PRODUCT_TABLES = {
 }
 
 
-def _stop(process):
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-
-
 @pytest.fixture(scope="module")
 def jdbc_demo(tmp_path_factory):
     """A demo of its own: (data dir, grpc address, /metrics URL)."""
     data_dir = tmp_path_factory.mktemp("jdbc-mesh")
-    process, grpc = start_demo(data_dir, "--http", "127.0.0.1:0")
-    ops = None
-    for _ in range(100):
-        ops = next(
-            (m.group(1) for m in (re.search(r"console on (http://\S+?)/? ", line) for line in process.meshgate_output) if m),
-            None,
-        )
-        if ops:
-            break
-        time.sleep(0.1)
-    assert ops, "".join(process.meshgate_output)
+    process, grpc, ops = start_demo_with_http(data_dir)
     yield data_dir, grpc, f"{ops}/metrics"
-    _stop(process)
+    stop(process)
 
 
 def _openssl(*args, cwd):
@@ -100,7 +81,7 @@ def tls_gateway(jdbc_demo, tmp_path_factory):
     token = value.decode().removeprefix("Bearer ")
     client.close()
     yield port, root / "ca.pem", token, root / "trust.jks"
-    _stop(process)
+    stop(process)
 
 
 def render(value):

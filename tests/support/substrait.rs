@@ -12,7 +12,7 @@ use arrow_flight::error::FlightError;
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use arrow_flight::sql::{
     ActionCreatePreparedStatementResult, ActionCreatePreparedSubstraitPlanRequest, Any,
-    CommandStatementSubstraitPlan, ProstMessageExt, SubstraitPlan,
+    CommandPreparedStatementQuery, CommandStatementSubstraitPlan, ProstMessageExt, SubstraitPlan,
 };
 use arrow_flight::{Action, FlightDescriptor, FlightInfo};
 use datafusion::catalog::MemTable;
@@ -24,7 +24,8 @@ use prost::Message;
 use tonic::IntoRequest;
 use tonic::transport::Channel;
 
-use super::views::raw_engine;
+use super::flight;
+use super::views::{Rows, raw_engine, rows};
 
 /// The product tables and their raw tables in the views' engine.
 const RAW: [(&str, &str, &str); 3] = [
@@ -157,13 +158,12 @@ pub async fn prepare(
         }),
         transaction_id: None,
     };
-    let action = Action {
-        r#type: "CreatePreparedSubstraitPlan".into(),
-        body: request.as_any().encode_to_vec().into(),
-    };
-    let mut request = action.into_request();
-    authorize(client, request.metadata_mut());
-    let mut results = client.inner_mut().do_action(request).await?.into_inner();
+    let mut results = client
+        .do_action(Action {
+            r#type: "CreatePreparedSubstraitPlan".into(),
+            body: request.as_any().encode_to_vec().into(),
+        })
+        .await?;
     let result = results
         .try_next()
         .await?
@@ -171,6 +171,53 @@ pub async fn prepare(
     let any = Any::decode(result.body).map_err(|e| FlightError::DecodeError(e.to_string()))?;
     any.unpack::<ActionCreatePreparedStatementResult>()?
         .ok_or_else(|| FlightError::protocol("not a prepared statement result"))
+}
+
+/// A plan run as a statement, in the form `views::run_reference` gives.
+pub async fn run(
+    client: &mut FlightSqlServiceClient<Channel>,
+    plan: Vec<u8>,
+) -> Result<Rows, String> {
+    let info = execute(client, plan)
+        .await
+        .map_err(|e| flight::message(&e))?;
+    fetch(client, info).await
+}
+
+/// A plan prepared, then its prepared statement run as a JDBC driver runs one.
+pub async fn run_prepared(
+    client: &mut FlightSqlServiceClient<Channel>,
+    plan: Vec<u8>,
+) -> Result<Rows, String> {
+    let result = prepare(client, plan)
+        .await
+        .map_err(|e| flight::message(&e))?;
+    assert!(
+        !result.dataset_schema.is_empty(),
+        "a query's prepared plan announces its result schema"
+    );
+    let command = CommandPreparedStatementQuery {
+        prepared_statement_handle: result.prepared_statement_handle,
+    };
+    let mut request = FlightDescriptor::new_cmd(command.as_any().encode_to_vec()).into_request();
+    authorize(client, request.metadata_mut());
+    let info = client
+        .inner_mut()
+        .get_flight_info(request)
+        .await
+        .map_err(|e| e.message().to_string())?
+        .into_inner();
+    fetch(client, info).await
+}
+
+async fn fetch(
+    client: &mut FlightSqlServiceClient<Channel>,
+    info: FlightInfo,
+) -> Result<Rows, String> {
+    let (_, batches) = flight::fetch(client, &info)
+        .await
+        .map_err(|e| flight::message(&e))?;
+    Ok(rows(&batches))
 }
 
 fn authorize(

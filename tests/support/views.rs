@@ -19,6 +19,10 @@ use meshgate::{Gateway, GatewayConfig, Session};
 use meshgate_lake_server::LakeServer;
 use meshgate_reference as reference;
 
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use tonic::transport::Channel;
+
+use super::flight;
 use super::truth::{data_dir, email_mask, register_raw, show_last_4, token};
 
 /// A string UDF for the reference engine.
@@ -221,6 +225,26 @@ pub async fn run_gateway(session: &Session, sql: &str) -> Result<Rows, String> {
         .await
         .map(|b| rows(&b))
         .map_err(|e| e.to_string())
+}
+
+/// A library session of `user`, logged in with the demo password `<user>-pw`.
+pub fn session(gateway: &Gateway, user: &str) -> Session {
+    gateway.session(gateway.authenticate(user, &format!("{user}-pw")).unwrap())
+}
+
+/// `sql` over Flight SQL through `client`, in the form `run_reference` gives.
+pub async fn run_flight(
+    client: &mut FlightSqlServiceClient<Channel>,
+    sql: &str,
+) -> Result<Rows, String> {
+    let info = client
+        .execute(sql.to_string(), None)
+        .await
+        .map_err(|e| flight::message(&e))?;
+    let (_, batches) = flight::fetch(client, &info)
+        .await
+        .map_err(|e| flight::message(&e))?;
+    Ok(rows(&batches))
 }
 
 /// Rows as a multiset (sorted), for answers whose order SQL does not fix.

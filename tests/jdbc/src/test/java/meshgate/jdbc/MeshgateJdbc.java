@@ -1,6 +1,5 @@
 package meshgate.jdbc;
 
-import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -58,9 +57,9 @@ final class MeshgateJdbc {
         return DriverManager.getConnection(property("meshgate.url"), props);
     }
 
-    /** Every row of {@code sql} as {@code user}, each value rendered by {@link #render}. */
-    static List<List<String>> rows(String user, String sql) throws SQLException {
-        try (Connection conn = connect(user); Statement stmt = conn.createStatement()) {
+    /** Every row of {@code sql} on {@code conn}, each value rendered by {@link #render}. */
+    static List<List<String>> rows(Connection conn, String sql) throws SQLException {
+        try (Statement stmt = conn.createStatement()) {
             return rows(stmt.executeQuery(sql));
         }
     }
@@ -135,13 +134,5 @@ final class MeshgateJdbc {
     static void assertContains(String haystack, String needle) {
         assertNotNull(haystack);
         assertTrue(haystack.contains(needle), () -> "expected `" + needle + "` in:\n" + haystack);
-    }
-
-    static void assertRows(long expected, ResultSet rs) throws SQLException {
-        long n = 0;
-        while (rs.next()) {
-            n++;
-        }
-        assertEquals(expected, n);
     }
 }

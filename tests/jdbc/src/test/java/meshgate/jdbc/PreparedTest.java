@@ -93,14 +93,14 @@ class PreparedTest {
     @Test
     void a_parameter_compares_with_the_protected_value_never_the_clear_one() throws SQLException {
         try (Connection conn = connect("cib-reporting")) {
-            String token = MeshgateJdbc.rows("cib-reporting", "SELECT tax_id FROM reference.counterparties ORDER BY counterparty_id LIMIT 1").get(0).get(0);
+            String token = MeshgateJdbc.rows(conn, "SELECT tax_id FROM reference.counterparties ORDER BY counterparty_id LIMIT 1").get(0).get(0);
             assertTrue(token.startsWith("tok_"), token);
             assertEquals(1, count(conn, "SELECT count(*) FROM reference.counterparties WHERE tax_id = ?", s -> s.setString(1, token)));
             // The LOB row filter holds whatever the parameter says.
             assertEquals(0, count(conn, "SELECT count(*) FROM reference.counterparties WHERE lob = ?", s -> s.setString(1, "CCB")));
         }
         try (Connection owner = connect("ref-owner"); Connection reader = connect("cib-reporting")) {
-            String clear = MeshgateJdbc.rows("ref-owner", "SELECT tax_id FROM reference.counterparties WHERE lob = 'CIB' ORDER BY counterparty_id LIMIT 1").get(0).get(0);
+            String clear = MeshgateJdbc.rows(owner, "SELECT tax_id FROM reference.counterparties WHERE lob = 'CIB' ORDER BY counterparty_id LIMIT 1").get(0).get(0);
             assertTrue(!clear.startsWith("tok_"), clear);
             assertEquals(0, count(reader, "SELECT count(*) FROM reference.counterparties WHERE tax_id = ?", s -> s.setString(1, clear)));
         }

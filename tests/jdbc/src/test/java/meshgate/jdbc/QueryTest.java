@@ -170,8 +170,8 @@ class QueryTest {
         // JDBC does not show a result's schema metadata (where deprecation warnings travel);
         // the README points JDBC users here instead.
         try (Connection conn = connect("intern")) {
-            List<List<String>> rows = MeshgateJdbc.rows(conn.createStatement().executeQuery(
-                    "SELECT product_id, status, sunset, replaced_by FROM mesh_catalog.products ORDER BY product_id"));
+            List<List<String>> rows = MeshgateJdbc.rows(conn,
+                    "SELECT product_id, status, sunset, replaced_by FROM mesh_catalog.products ORDER BY product_id");
             assertEquals(List.of("markets.trades", "active", "\\N", "\\N"), rows.get(0));
             assertEquals(3, rows.size());
         }
