@@ -21,8 +21,7 @@ step() { printf '\n== %s (%ss)\n' "$*" "$SECONDS"; }
 . tests/need-protoc.sh
 . tests/need-postgres.sh
 . tests/need-chromium.sh
-command -v mvn >/dev/null 2>&1 && command -v java >/dev/null 2>&1 ||
-    { echo "the JDBC tests need Java 17 and Maven (Debian: apt-get install openjdk-17-jdk-headless maven)" >&2; exit 1; }
+. tests/need-maven.sh
 
 step "format"
 cargo fmt --all --check
