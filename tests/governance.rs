@@ -1,7 +1,7 @@
 //! The mesh catalog through the embedded API: access requests and grants enforced from the
 //! next query, the audit record of every query (exact columns and treatments), the governed
-//! `mesh_catalog` tables as each persona sees them, and refusing queries when the audit log
-//! cannot be written.
+//! `mesh_catalog` tables as each persona sees them, refusing queries when the audit log
+//! cannot be written, and holding every answer until its record is committed.
 
 use crate::support::grants;
 use crate::support::truth;
@@ -10,7 +10,15 @@ use crate::support::views;
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use meshgate::governance::{Approval, GovernanceError, NewRequest, Workflow};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use meshgate::governance::{
+    AccessRequest, Approval, AuditOutcome, AuditQuery, AuditRecord, GovernanceError,
+    GovernanceStore, Grant, GrantState, Millis, NewRequest, RequestState, StoreError, StoredAudit,
+    VisibleTo, Workflow,
+};
 use meshgate::{Gateway, GatewayError, Governance, Session};
 use meshgate_lake_server::LakeServer;
 use tempfile::TempDir;
@@ -411,8 +419,110 @@ async fn a_query_is_refused_when_its_audit_record_cannot_be_written() {
         err.contains("audit log in the governance store cannot be written"),
         "{err}"
     );
-    let err = session(&gateway, "ref-owner").query(sql).await.unwrap_err();
+    // The library's query plans (and runs), but its stream ends with the refusal before any
+    // batch: nothing of a query leaves without its record.
+    let planned = session(&gateway, "ref-owner").query(sql).await.unwrap();
+    let mut stream = planned.execute().unwrap();
+    let first = stream.next().await.expect("an item");
+    let err = GatewayError::from_execution(first.expect_err("no batch without a record"));
     assert!(matches!(err, GatewayError::Unavailable(_)), "{err:?}");
+    assert!(stream.next().await.is_none());
+}
+
+/// The real SQLite store, whose audit-record writes wait until the test lets them through: a
+/// slow commit, made visible.
+#[derive(Debug)]
+struct HeldAudit {
+    store: meshgate::governance::SqliteStore,
+    open: tokio::sync::Semaphore,
+}
+
+#[async_trait::async_trait]
+impl GovernanceStore for HeldAudit {
+    async fn insert_request(&self, r: &AccessRequest) -> Result<(), StoreError> {
+        self.store.insert_request(r).await
+    }
+    async fn request(&self, id: &str) -> Result<Option<AccessRequest>, StoreError> {
+        self.store.request(id).await
+    }
+    async fn requests(&self, v: Option<&VisibleTo>) -> Result<Vec<AccessRequest>, StoreError> {
+        self.store.requests(v).await
+    }
+    async fn decide_request(
+        &self,
+        r: &AccessRequest,
+        expected: RequestState,
+        grant: Option<&Grant>,
+    ) -> Result<bool, StoreError> {
+        self.store.decide_request(r, expected, grant).await
+    }
+    async fn grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {
+        self.store.grant(id).await
+    }
+    async fn grants(&self, v: Option<&VisibleTo>) -> Result<Vec<Grant>, StoreError> {
+        self.store.grants(v).await
+    }
+    async fn update_grant(&self, g: &Grant, expected: GrantState) -> Result<bool, StoreError> {
+        self.store.update_grant(g, expected).await
+    }
+    async fn expire(&self, now: Millis) -> Result<(), StoreError> {
+        self.store.expire(now).await
+    }
+    async fn grant_generation(&self) -> Result<i64, StoreError> {
+        self.store.grant_generation().await
+    }
+    async fn grants_in_force(&self, now: Millis) -> Result<Vec<Grant>, StoreError> {
+        self.store.grants_in_force(now).await
+    }
+    async fn record_query(&self, record: &AuditRecord) -> Result<(), StoreError> {
+        let _passed = self.open.acquire().await;
+        self.store.record_query(record).await
+    }
+    async fn finish_query(&self, id: &str, outcome: &AuditOutcome) -> Result<(), StoreError> {
+        self.store.finish_query(id, outcome).await
+    }
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<StoredAudit>, StoreError> {
+        self.store.audit(query).await
+    }
+}
+
+#[tokio::test]
+async fn no_batch_leaves_before_its_audit_record_is_committed() {
+    let state = tempfile::tempdir().unwrap();
+    let store = meshgate::governance::SqliteStore::open(&store_path(&state))
+        .await
+        .unwrap();
+    let held = Arc::new(HeldAudit {
+        store,
+        open: tokio::sync::Semaphore::new(0),
+    });
+    let store: Arc<dyn GovernanceStore> = held.clone();
+    let (gateway, _lake) = local_gateway(|c| c.governance = Governance::Store(store)).await;
+    let sql = "SELECT lob, count(*) FROM reference.counterparties GROUP BY lob";
+    let planned = session(&gateway, "ref-owner").query(sql).await.unwrap();
+    let mut stream = planned.execute().unwrap();
+    // The query runs meanwhile, but its answer waits for the commit.
+    let waited = tokio::time::timeout(Duration::from_millis(500), stream.next()).await;
+    assert!(
+        waited.is_err(),
+        "a batch left before its audit record was written"
+    );
+    let recorded = held.store.audit(&AuditQuery::default()).await.unwrap();
+    assert!(recorded.is_empty(), "{recorded:?}");
+    held.open.add_permits(1_000);
+    let first = stream.next().await.expect("an item").expect("a batch");
+    // By the time the first batch arrived, its record was committed.
+    let recorded = held.store.audit(&AuditQuery::default()).await.unwrap();
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(
+        recorded[0].record.tables[0].product,
+        "reference.counterparties"
+    );
+    let mut rows = first.num_rows();
+    while let Some(batch) = stream.next().await {
+        rows += batch.unwrap().num_rows();
+    }
+    assert_eq!(rows, 3, "one row per line of business");
 }
 
 async fn sqlite_exec(path: &Path, sql: &str) {

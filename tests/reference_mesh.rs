@@ -734,49 +734,61 @@ async fn scan_statistics(
 }
 
 #[tokio::test]
-async fn a_scan_reports_an_inexact_row_count_only_to_callers_who_see_every_row() {
-    use datafusion::common::ColumnStatistics;
+async fn a_scan_reports_statistics_only_to_callers_who_see_every_row_and_only_of_clear_columns() {
     use datafusion::common::stats::Precision;
+    use datafusion::common::{ColumnStatistics, ScalarValue};
 
     let (gateway, _lake) = gateway().await;
     let owner = session(&gateway, "ref-owner").await;
     let risk = session(&gateway, "risk-officer").await;
     let cib = session(&gateway, "cib-reporting").await;
 
-    // Every row visible (clear, or masked and tokenized): the files' row count, inexact, so
-    // the planner can size joins but never answers count(*) from it. Behind a row filter the
-    // raw count would tell how many rows are hidden: nothing. Never a byte size or a column
-    // statistic (min/max/distinct/null counts would describe protected values).
-    for (session, sql, table, rows) in [
+    // Every row visible: the files' row count and, of the columns shown in the clear, their
+    // footers' statistics, all inexact (so the planner sizes joins and filters but never
+    // answers count(*) or min() from them). Nothing of a masked or tokenized column, and a
+    // byte size only when every column is clear. Behind a row filter the raw count would
+    // tell how many rows are hidden: nothing at all.
+    let unknown = ColumnStatistics::new_unknown();
+    for (session, sql, table, rows, clear, bytes) in [
         (
             &owner,
-            "SELECT * FROM reference.counterparties",
+            "SELECT counterparty_id, lob, country FROM reference.counterparties",
             "reference.counterparties",
             Precision::Inexact(30_000),
+            &[true, true, true][..],
+            true,
         ),
         (
             &risk,
-            "SELECT tax_id, contact_email FROM reference.counterparties",
+            "SELECT tax_id, contact_email, internal_rating FROM reference.counterparties",
             "reference.counterparties",
             Precision::Inexact(30_000),
+            &[false, false, true][..],
+            false,
         ),
         (
             &risk,
-            "SELECT card_number FROM payments.transactions",
+            "SELECT amount, card_number FROM payments.transactions",
             "payments.transactions",
             Precision::Inexact(200_000),
+            &[true, false][..],
+            false,
         ),
         (
             &cib,
-            "SELECT * FROM reference.counterparties",
+            "SELECT counterparty_id, country, tax_id FROM reference.counterparties",
             "reference.counterparties",
             Precision::Absent,
+            &[false, false, false][..],
+            false,
         ),
         (
             &cib,
-            "SELECT trader_id FROM markets.trades",
+            "SELECT trader_id, notional FROM markets.trades",
             "markets.trades",
             Precision::Absent,
+            &[false, false][..],
+            false,
         ),
     ] {
         let scans = scan_statistics(session, sql).await;
@@ -784,15 +796,51 @@ async fn a_scan_reports_an_inexact_row_count_only_to_callers_who_see_every_row()
         let (name, stats) = &scans[0];
         assert_eq!(name, table);
         assert_eq!(stats.num_rows, rows, "{sql}");
-        assert_eq!(stats.total_byte_size, Precision::Absent, "{sql}");
-        assert!(
-            stats
-                .column_statistics
-                .iter()
-                .all(|c| *c == ColumnStatistics::new_unknown()),
+        assert_eq!(
+            matches!(stats.total_byte_size, Precision::Inexact(n) if n > 0),
+            bytes,
             "{sql}: {stats:?}"
         );
+        for (column, clear) in stats.column_statistics.iter().zip(clear) {
+            if *clear {
+                assert!(
+                    matches!(column.min_value, Precision::Inexact(_))
+                        && matches!(column.max_value, Precision::Inexact(_))
+                        && matches!(column.byte_size, Precision::Inexact(_)),
+                    "{sql}: {column:?}"
+                );
+            } else {
+                assert_eq!(*column, unknown, "{sql}");
+            }
+        }
     }
+    // The statistics are the files' own: what the owner's query computes.
+    let scans = scan_statistics(
+        &owner,
+        "SELECT counterparty_id FROM reference.counterparties",
+    )
+    .await;
+    let column = &scans[0].1.column_statistics[0];
+    let (min, max) = (
+        count(
+            &owner,
+            "SELECT min(counterparty_id) FROM reference.counterparties",
+        )
+        .await,
+        count(
+            &owner,
+            "SELECT max(counterparty_id) FROM reference.counterparties",
+        )
+        .await,
+    );
+    assert_eq!(
+        column.min_value,
+        Precision::Inexact(ScalarValue::Int64(Some(min)))
+    );
+    assert_eq!(
+        column.max_value,
+        Precision::Inexact(ScalarValue::Int64(Some(max)))
+    );
 
     // count(*) is still counted from the rows, not taken from the estimate.
     assert_eq!(

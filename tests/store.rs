@@ -122,7 +122,74 @@ both!(
     request_and_grant_reads_apply_the_viewers_rule_in_the_store,
     an_old_store_is_upgraded_and_keeps_its_records,
     two_gateways_on_one_store_see_each_others_decisions,
+    concurrent_audit_writes_commit_together_and_fail_alone,
 );
+
+/// Concurrent queries' records and outcomes share transactions (group commit); each write
+/// still gets its own answer: every record that returned `Ok` is there with its outcome, and
+/// a write the database refuses (a duplicate query id) fails alone, not its batch.
+async fn concurrent_audit_writes_commit_together_and_fail_alone(kind: Kind) {
+    let place = Place::new(kind);
+    let store = place.open().await;
+    let record = |id: usize| AuditRecord {
+        query_id: format!("q{id:03}"),
+        started_at: i64::try_from(id).unwrap(),
+        principal: "intern".into(),
+        app: None,
+        client: None,
+        method: "library".into(),
+        statement_sha256: "cd".repeat(32),
+        statement: None,
+        policy_version: "p1".into(),
+        decision: Decision::Allow,
+        tables: vec![AuditTable {
+            product: "reference.counterparties".into(),
+            table: "counterparties".into(),
+            access: TableAccess::Read,
+            policy_id: None,
+            row_filters: vec![],
+            grant_ids: vec![],
+            columns: vec![AuditColumn {
+                name: "tax_id".into(),
+                treatment: "tokenize(reference)".into(),
+                rule: None,
+            }],
+        }],
+        error: None,
+        replica: None,
+    };
+    store.record_query(&record(7)).await.unwrap();
+    let mut tasks = Vec::new();
+    for id in 0..40 {
+        let store = Arc::clone(&store);
+        let record = record(if id == 20 { 7 } else { 100 + id });
+        tasks.push(tokio::spawn(async move {
+            store.record_query(&record).await?;
+            let outcome = AuditOutcome {
+                status: QueryStatus::Ok,
+                rows_returned: 5,
+                bytes_returned: 50,
+                duration_ms: 1,
+                error: None,
+                workers: vec![],
+            };
+            store.finish_query(&record.query_id, &outcome).await
+        }));
+    }
+    let mut failed = Vec::new();
+    for (id, task) in tasks.into_iter().enumerate() {
+        if task.await.unwrap().is_err() {
+            failed.push(id);
+        }
+    }
+    assert_eq!(failed, [20], "only the duplicate fails");
+    let stored = store.audit(&AuditQuery::default()).await.unwrap();
+    assert_eq!(stored.len(), 40);
+    for r in stored.iter().filter(|r| r.record.query_id != "q007") {
+        assert_eq!(r.rows_returned, Some(5), "{}", r.record.query_id);
+        assert_eq!(r.record.tables[0].columns.len(), 1);
+    }
+}
 
 fn catalog() -> Catalog {
     meshgate_reference::catalog().unwrap()

@@ -1,13 +1,16 @@
 //! The audit of each query: one durable record, written before the first batch leaves, and
 //! one for every statement refused at any front door.
 //!
-//! [`Auditor::allowed`] writes the record once the query is planned (so it lists exactly the
-//! tables, columns, row filters and treatments the sealed scans apply); the session refuses
-//! the query if the write fails. [`Auditor::refused`] records a refusal with every product
-//! table the statement named and the reason, without any value. The result
-//! stream is wrapped in [`Audited`], which records how it ended (rows and bytes returned,
-//! duration, error) when it ends or is dropped; that second write is best effort, because
-//! by then the record that matters is already durable.
+//! [`Auditor::allowed`] starts writing the record once the query is planned (so it lists
+//! exactly the tables, columns, row filters and treatments the sealed scans apply). The query
+//! starts running meanwhile, so the commit is not paid before the work, but the result stream
+//! ([`Audited`]) holds whatever the plan yields until the record is durable, and ends with
+//! an error instead if it cannot be written: nothing of a query leaves before its record is
+//! committed. The store commits concurrent queries' writes together (group commit).
+//! [`Auditor::refused`] records a refusal with every product table the statement named and
+//! the reason, without any value. [`Audited`] also records how the query ended (rows and
+//! bytes returned, duration, error) when it ends or is dropped; that second write is best
+//! effort, because by then the record that matters is already durable.
 
 use std::collections::BTreeSet;
 use std::pin::Pin;
@@ -18,8 +21,10 @@ use std::time::Instant;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::error::DataFusionError;
+use datafusion::physical_plan::stream::EmptyRecordBatchStream;
 use datafusion::physical_plan::{ExecutionPlan, RecordBatchStream, SendableRecordBatchStream};
-use futures::Stream;
+use futures::future::{self, BoxFuture};
+use futures::{FutureExt, Stream};
 use meshgate_governance::{
     AuditColumn, AuditOutcome, AuditRecord, AuditTable, Decision, GovernanceStore, QueryStatus,
     TableAccess, now_millis,
@@ -28,9 +33,10 @@ use meshgate_lineage::Lineage;
 use meshgate_policy::{Principal, ResolvedTablePolicy};
 use meshgate_storage::IoCounters;
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 
 use crate::distribute::Workers;
-use crate::error::GatewayError;
+use crate::error::{AuditUnavailable, GatewayError};
 use crate::metrics::Metrics;
 use crate::protected::{ProtectedScanExec, visit_scans};
 use crate::scope::QueryScope;
@@ -129,52 +135,73 @@ impl Auditor<'_> {
         }
     }
 
-    /// Record a planned query, durably, before anything can be sent: no record, no query.
-    pub(crate) async fn allowed(
+    /// Start writing a planned query's record. Nothing of the query may be sent before the
+    /// handle's [`Durable`] says the record is committed (see [`Audited`]): no record, no query.
+    pub(crate) fn allowed(
         &self,
         sql: &str,
         scope: &QueryScope,
         started_at: i64,
         started: Instant,
         plan: &Arc<dyn ExecutionPlan>,
-    ) -> Result<AuditHandle, GatewayError> {
-        let record = self.record(
+    ) -> AuditHandle {
+        let record = Arc::new(self.record(
             sql,
             started_at,
             scope,
             Decision::Allow,
             tables_touched(Some(plan), scope),
             None,
-        );
-        let writing = Instant::now();
-        let written = self.shared.governance().record_query(&record).await;
-        self.shared
-            .metrics()
-            .audit_write("start", writing.elapsed(), written.is_ok());
-        written.map_err(|e| {
-            let query_id = &record.query_id;
-            tracing::error!(error = %e, query = %query_id, "audit log unavailable; query refused");
-            GatewayError::Unavailable(
-                "the audit log in the governance store cannot be written, so the gateway refuses \
-                 queries; try again later (operators: see the gateway's log and /readyz)"
-                    .into(),
-            )
-        })?;
+        ));
         let lineage = self.shared.lineage().cloned();
-        if let Some(lineage) = &lineage {
-            lineage.started(&record);
+        let (store, metrics) = (
+            Arc::clone(self.shared.governance()),
+            Arc::clone(self.shared.metrics()),
+        );
+        let (writing_record, writing_lineage) = (Arc::clone(&record), lineage.clone());
+        // Its own task: the write goes on whether or not anyone runs the query, and is never
+        // dropped halfway with the caller's future. Its span is the query's child.
+        let span = tracing::info_span!("audit", otel.name = "audit");
+        let write = tokio::spawn(
+            async move {
+            let writing = Instant::now();
+            let written = store.record_query(&writing_record).await;
+            metrics.audit_write("start", writing.elapsed(), written.is_ok());
+            match written {
+                Ok(()) => {
+                    if let Some(lineage) = &writing_lineage {
+                        lineage.started(&writing_record);
+                    }
+                    Ok(())
+                }
+                Err(e) => {
+                    let query_id = &writing_record.query_id;
+                    tracing::error!(error = %e, query = %query_id, "audit log unavailable; query refused");
+                    Err(AuditUnavailable)
+                }
+            }
         }
-        Ok(AuditHandle {
+            .instrument(span),
+        );
+        let durable = write
+            .map(|joined| joined.unwrap_or(Err(AuditUnavailable)))
+            .boxed()
+            .shared();
+        AuditHandle {
             store: Arc::clone(self.shared.governance()),
             metrics: Arc::clone(self.shared.metrics()),
             io: None,
             lineage,
-            record: Arc::new(record),
+            record,
+            durable,
             started,
             workers: None,
-        })
+        }
     }
 }
+
+/// Resolves once a query's record is committed (or cannot be).
+pub(crate) type Durable = future::Shared<BoxFuture<'static, Result<(), AuditUnavailable>>>;
 
 /// One [`AuditTable`] per product table the plan scans (several scans of one table merge):
 /// the columns the scans read (their projections and the caller's pushed predicates), in
@@ -258,6 +285,8 @@ pub(crate) struct AuditHandle {
     io: Option<Arc<IoCounters>>,
     lineage: Option<Lineage>,
     record: Arc<AuditRecord>,
+    /// Whether the record is committed: the stream sends nothing before.
+    durable: Durable,
     started: Instant,
     /// For a distributed query, the workers its stages went to.
     workers: Option<Arc<Workers>>,
@@ -277,11 +306,17 @@ impl AuditHandle {
     }
 }
 
-/// A result stream that records its outcome in the audit log (and lineage) when it ends or
-/// is dropped.
+/// What the plan yielded first, kept until the record is committed (`None`: nothing yet;
+/// `Some(None)`: the stream ended).
+type Held = Option<Option<Result<RecordBatch, DataFusionError>>>;
+
+/// A result stream that sends nothing before its query's record is committed, and records
+/// its outcome in the audit log (and lineage) when it ends or is dropped.
 pub(crate) struct Audited {
     inner: SendableRecordBatchStream,
     handle: AuditHandle,
+    /// Until the record is committed: the gate, and the plan's first item, held.
+    gate: Option<(Durable, Held)>,
     /// The query's execution, entered at every poll: it ends when the stream does.
     span: tracing::Span,
     rows: u64,
@@ -291,9 +326,11 @@ pub(crate) struct Audited {
 
 impl Audited {
     pub(crate) fn new(inner: SendableRecordBatchStream, handle: AuditHandle) -> Self {
+        let gate = Some((handle.durable.clone(), None));
         Self {
             inner,
             handle,
+            gate,
             span: tracing::info_span!("execute", otel.name = "execute"),
             rows: 0,
             bytes: 0,
@@ -333,9 +370,10 @@ impl Audited {
         if let Some(lineage) = &self.handle.lineage {
             lineage.finished(&self.handle.record, &outcome, now_millis());
         }
-        let (store, id) = (
+        let (store, id, durable) = (
             Arc::clone(&self.handle.store),
             self.handle.record.query_id.clone(),
+            self.handle.durable.clone(),
         );
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::warn!(query = %id, "no runtime to record the query's outcome");
@@ -343,6 +381,11 @@ impl Audited {
         };
         metrics.audit_queued(1);
         runtime.spawn(async move {
+            // The outcome updates the record: after it, and only if it was written.
+            if durable.await.is_err() {
+                metrics.audit_queued(-1);
+                return;
+            }
             let writing = Instant::now();
             let written = store.finish_query(&id, &outcome).await;
             metrics.audit_write("end", writing.elapsed(), written.is_ok());
@@ -360,7 +403,39 @@ impl Stream for Audited {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let span = self.span.clone();
         let _entered = span.enter();
-        let poll = self.inner.as_mut().poll_next(cx);
+        let this = &mut *self;
+        let poll = match &mut this.gate {
+            None => this.inner.as_mut().poll_next(cx),
+            Some((durable, held)) => match durable.poll_unpin(cx) {
+                Poll::Ready(Ok(())) => {
+                    let held = held.take();
+                    this.gate = None;
+                    match held {
+                        Some(item) => Poll::Ready(item),
+                        None => this.inner.as_mut().poll_next(cx),
+                    }
+                }
+                Poll::Ready(Err(unavailable)) => {
+                    // Nothing of the query may leave: the held item is dropped, and the plan
+                    // with it (the stream ends here).
+                    this.gate = None;
+                    this.inner = Box::pin(EmptyRecordBatchStream::new(this.inner.schema()));
+                    this.finish(QueryStatus::Failed, Some(unavailable.to_string()));
+                    return Poll::Ready(Some(Err(DataFusionError::External(Box::new(
+                        unavailable,
+                    )))));
+                }
+                Poll::Pending => {
+                    // Meanwhile the plan runs: its first item is kept until the commit.
+                    if held.is_none()
+                        && let Poll::Ready(item) = this.inner.as_mut().poll_next(cx)
+                    {
+                        *held = Some(item);
+                    }
+                    return Poll::Pending;
+                }
+            },
+        };
         match &poll {
             Poll::Ready(Some(Ok(batch))) => {
                 self.rows += batch.num_rows() as u64;

@@ -86,6 +86,15 @@ pub struct WorkerFailure {
     pub problem: String,
 }
 
+/// A query's audit record could not be written: nothing of the query may leave. Raised by
+/// its result stream (`audit::Audited`); the caller gets UNAVAILABLE with this text.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error(
+    "the audit log in the governance store cannot be written, so the gateway refuses queries; \
+     try again later (operators: see the gateway's log and /readyz)"
+)]
+pub struct AuditUnavailable;
+
 fn find_abort(error: &DataFusionError) -> Option<GatewayError> {
     find_in_chain::<Abort>(error).map(|abort| match abort {
         Abort::Cancelled => GatewayError::Cancelled(abort.to_string()),
@@ -162,6 +171,9 @@ impl GatewayError {
         }
         if let Some(abort) = find_abort(error) {
             return abort;
+        }
+        if let Some(unavailable) = find_in_chain::<AuditUnavailable>(error) {
+            return Self::Unavailable(unavailable.to_string());
         }
         if let Some(worker) = find_in_chain::<WorkerFailure>(error) {
             return Self::Unavailable(worker.to_string());

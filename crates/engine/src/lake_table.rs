@@ -6,24 +6,27 @@
 //! for parallelism and plans a Parquet scan, all through the query's own counting view of
 //! the mesh store, so every request is attributed to the query that made it.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::Session;
-use datafusion::common::{DataFusionError, Result};
+use datafusion::common::{DataFusionError, Result, Statistics};
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
 use datafusion::datasource::physical_plan::{
     FileGroup, FileGroupPartitioner, FileScanConfigBuilder,
 };
 use datafusion::datasource::table_schema::TableSchema;
+use datafusion::execution::cache::cache_manager::FileMetadataCache;
 use datafusion::execution::object_store::{ObjectStoreRegistry, ObjectStoreUrl};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use meshgate_catalog::{Product, Table};
 use meshgate_storage::{IoCounters, Lakes, key_of};
-use object_store::ObjectStore;
+use object_store::{ObjectMeta, ObjectStore};
 use url::Url;
 
 /// The raw scan of each product table, by (domain, table).
@@ -35,7 +38,16 @@ pub(crate) struct LakeTable {
     table: Table,
     schema: SchemaRef,
     format: Arc<ParquetFormat>,
+    /// Each file version's statistics over [`Self::schema`], from its footer, computed once.
+    statistics: Mutex<HashMap<FileVersion, Arc<Statistics>>>,
 }
+
+/// A file as it is now: its path, entity tag, size and modification time.
+type FileVersion = (object_store::path::Path, Option<String>, u64, i64);
+
+/// Statistics kept per table at most; the cache starts over beyond (footers stay cached in
+/// the runtime's metadata cache, so recomputing is cheap).
+const MAX_CACHED_STATISTICS: usize = 4096;
 
 impl LakeTable {
     pub(crate) fn new(
@@ -50,6 +62,7 @@ impl LakeTable {
             table,
             schema,
             format: Arc::new(format),
+            statistics: Mutex::default(),
         }
     }
 
@@ -59,25 +72,40 @@ impl LakeTable {
     }
 
     /// Plan a scan of `projection` (indices into [`Self::schema`]). The plan carries no
-    /// statistics; the files' total row count, as their footers declare it, comes beside it.
+    /// statistics; the files' total row count, as their footers declare it, comes beside it,
+    /// and with `statistics`, the files' statistics of the projected columns (raw values: the
+    /// caller of this decides what of them may cross the seal).
     pub(crate) async fn scan(
         &self,
         state: &dyn Session,
         lakes: &Lakes,
         io: &IoCounters,
         projection: &[usize],
+        statistics: bool,
     ) -> Result<RawScan> {
         let url = ObjectStoreUrl::parse(Lakes::URL)?;
         let store = state.runtime_env().object_store(&url)?;
-        let cache = Some(state.runtime_env().cache_manager.get_file_metadata_cache());
+        let cache = state.runtime_env().cache_manager.get_file_metadata_cache();
         let files = lakes
-            .table_files(store.as_ref(), cache, &self.product, &self.table)
+            .table_files(
+                store.as_ref(),
+                Some(Arc::clone(&cache)),
+                &self.product,
+                &self.table,
+            )
             .await
             .map_err(external)?;
         for (file, reason) in &files.refused {
             io.refuse_file(&self.product.id, &key_of(&file.location), reason);
         }
         let rows = files.rows;
+        let statistics = match statistics {
+            true => self
+                .files_statistics(store.as_ref(), cache, &files.accepted)
+                .await
+                .map(|s| s.project(Some(&projection))),
+            false => None,
+        };
         let accepted: Vec<PartitionedFile> = files
             .accepted
             .into_iter()
@@ -88,6 +116,7 @@ impl LakeTable {
             return Ok(RawScan {
                 plan: Arc::new(EmptyExec::new(projected)),
                 rows,
+                statistics,
             });
         }
 
@@ -121,7 +150,56 @@ impl LakeTable {
         Ok(RawScan {
             plan: self.format.create_physical_plan(state, scan).await?,
             rows,
+            statistics,
         })
+    }
+
+    /// The accepted files' statistics over the whole table schema, merged, from their
+    /// footers (read through the metadata cache, as the acceptance check left them). `None`
+    /// when a footer cannot be read now: the scan then goes on without statistics.
+    async fn files_statistics(
+        &self,
+        store: &dyn ObjectStore,
+        cache: Arc<FileMetadataCache>,
+        files: &[ObjectMeta],
+    ) -> Option<Statistics> {
+        let mut each = Vec::with_capacity(files.len());
+        for file in files {
+            let version: FileVersion = (
+                file.location.clone(),
+                file.e_tag.clone(),
+                file.size,
+                file.last_modified.timestamp_millis(),
+            );
+            let known = self
+                .statistics
+                .lock()
+                .ok()
+                .and_then(|s| s.get(&version).cloned());
+            let statistics = match known {
+                Some(statistics) => statistics,
+                None => {
+                    let statistics = DFParquetMetadata::new(store, file)
+                        .with_file_metadata_cache(Some(Arc::clone(&cache)))
+                        .fetch_statistics(&self.schema)
+                        .await
+                        .ok()?;
+                    let statistics = Arc::new(statistics);
+                    if let Ok(mut cached) = self.statistics.lock() {
+                        if cached.len() >= MAX_CACHED_STATISTICS {
+                            cached.clear();
+                        }
+                        cached.insert(version, Arc::clone(&statistics));
+                    }
+                    statistics
+                }
+            };
+            each.push(statistics);
+        }
+        if each.is_empty() {
+            return Some(Statistics::new_unknown(&self.schema));
+        }
+        Statistics::try_merge_iter(each.iter().map(|s| s.as_ref()), &self.schema).ok()
     }
 }
 
@@ -130,6 +208,8 @@ pub(crate) struct RawScan {
     pub(crate) plan: Arc<dyn ExecutionPlan>,
     /// `None` when some footer did not declare a usable count.
     pub(crate) rows: Option<u64>,
+    /// The files' statistics of the projected columns, raw, when asked for and readable.
+    pub(crate) statistics: Option<Statistics>,
 }
 
 fn external(error: meshgate_storage::ProductStorageError) -> DataFusionError {

@@ -13,8 +13,9 @@
 //! 2. user predicates see filtered, masked values only; the only ones pushed into a
 //!    protected scan are those that cannot fail and read clear columns only
 //!    (`leakproof.rs` lists them);
-//! 3. a protected scan reports no metrics and no column statistics (a row count, inexact,
-//!    only to a caller who sees every row), and displays only its table and policy id;
+//! 3. a protected scan reports no metrics, statistics only to a caller who sees every row
+//!    and only of columns shown in the clear (inexact), and displays only its table and
+//!    policy id;
 //! 4. policy is resolved once per (caller, table) per query; anything that does not resolve
 //!    denies;
 //! 5. consumers run read-only statements only, against the `mesh` catalog only;

@@ -8,9 +8,11 @@
 //! pushed into the Parquet reader could prune by raw statistics of a masked column.
 //! `ProtectedScanExec` has no children as far as any optimizer can see, reports no metrics
 //! and no column statistics, and displays only the table and policy id, so nothing above it
-//! can reach inside and nothing inside it leaks out through EXPLAIN. Its one statistic is an
-//! inexact row count (the files' footers), and only when no row filter applies: the caller
-//! can count those rows anyway, and without it hash joins cannot pick their build side.
+//! can reach inside and nothing inside it leaks out through EXPLAIN. Its statistics, from
+//! the files' footers, are reported only when no row filter applies, and then only what the
+//! caller could compute anyway: the row count, and min/max/null counts/byte sizes of the
+//! columns shown in the clear (never of a masked, tokenized or hidden one). Without them hash
+//! joins cannot pick their build side, nor filters estimate their selectivity.
 //!
 //! Inside, the policy's row filter, together with the caller's leakproof predicates (those
 //! that cannot fail and read clear columns only, see [`crate::leakproof`]), is pushed into
@@ -28,7 +30,8 @@ use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{
-    DFSchema, DataFusionError, Result, Statistics, internal_datafusion_err, internal_err,
+    ColumnStatistics, DFSchema, DataFusionError, Result, Statistics, internal_datafusion_err,
+    internal_err,
 };
 use datafusion::datasource::TableType;
 use datafusion::execution::TaskContext;
@@ -269,18 +272,28 @@ impl TableProvider for ProtectedTable {
             }
         }
         let raw_projection: Vec<usize> = needed.into_iter().collect();
+        // Statistics are no secret only when the caller sees every row (see the module
+        // documentation): with a row filter the raw count would tell how many are hidden.
+        let every_row = self.row_filter.is_none();
         let raw = self
             .raw
-            .scan(state, &self.lakes, &self.io, &raw_projection)
+            .scan(state, &self.lakes, &self.io, &raw_projection, every_row)
             .await?;
         let mut plan = raw.plan;
-        // The row count is no secret only when the caller sees every row (see the module
-        // documentation): with a row filter the raw count would tell how many are hidden.
-        let rows = match (&self.row_filter, raw.rows) {
-            (None, Some(rows)) => {
+        let rows = match (every_row, raw.rows) {
+            (true, Some(rows)) => {
                 let rows = usize::try_from(rows).unwrap_or(usize::MAX);
                 Some(limit.map_or(rows, |l| rows.min(l)))
             }
+            _ => None,
+        };
+        let statistics = match (every_row, raw.statistics) {
+            (true, Some(raw_statistics)) => Some(Arc::new(self.sealed_statistics(
+                raw_statistics,
+                &raw_projection,
+                &wanted,
+                rows,
+            )?)),
             _ => None,
         };
 
@@ -330,14 +343,63 @@ impl TableProvider for ProtectedTable {
                 self.policy.table
             );
         }
-        Ok(Arc::new(ProtectedScanExec::new(
-            SealIdent::of(&self.policy, &self.fingerprint),
-            Some(Arc::clone(&self.policy)),
-            Arc::new(promised),
-            plan,
-            pushed,
-            rows,
-        )))
+        Ok(Arc::new(
+            ProtectedScanExec::new(
+                SealIdent::of(&self.policy, &self.fingerprint),
+                Some(Arc::clone(&self.policy)),
+                Arc::new(promised),
+                plan,
+                pushed,
+                rows,
+            )
+            .with_statistics(statistics),
+        ))
+    }
+}
+
+impl ProtectedTable {
+    /// What the planner may know of a scan whose caller sees every row: the row count, and
+    /// of each output column shown in the clear, its files' statistics (min, max, nulls, byte
+    /// size: values the caller could compute with a query). Nothing of a masked, tokenized or
+    /// partly shown column, whose raw values the caller does not see. All inexact: files may
+    /// change before they are read, and pushed predicates and limits shrink the answer.
+    fn sealed_statistics(
+        &self,
+        raw: Statistics,
+        raw_projection: &[usize],
+        wanted: &[usize],
+        rows: Option<usize>,
+    ) -> Result<Statistics> {
+        let raw_schema = self.raw.schema();
+        let mut columns = Vec::with_capacity(wanted.len());
+        for index in wanted {
+            let (field, _) = self
+                .columns
+                .get(*index)
+                .ok_or_else(|| internal_datafusion_err!("projection index {index} out of range"))?;
+            let clear = self
+                .clear
+                .contains(field.name())
+                .then(|| raw_schema.index_of(field.name()).ok())
+                .flatten()
+                .and_then(|raw_index| raw_projection.iter().position(|i| *i == raw_index))
+                .and_then(|at| raw.column_statistics.get(at));
+            columns.push(match clear {
+                Some(statistics) => statistics.clone().to_inexact(),
+                None => ColumnStatistics::new_unknown(),
+            });
+        }
+        // Bytes only when every output column is clear: a protected column's raw size says
+        // something of its raw values.
+        let bytes = columns
+            .iter()
+            .map(|c| c.byte_size.get_value().copied())
+            .sum::<Option<usize>>();
+        Ok(Statistics {
+            num_rows: rows.map_or(Precision::Absent, Precision::Inexact),
+            total_byte_size: bytes.map_or(Precision::Absent, Precision::Inexact),
+            column_statistics: columns,
+        })
     }
 }
 
@@ -370,9 +432,8 @@ impl SealIdent {
     }
 }
 
-/// A protected scan, sealed: a leaf to every optimizer, opaque to EXPLAIN, without metrics
-/// and with no statistics but an inexact row count when the caller sees every row. See the
-/// module documentation.
+/// A protected scan, sealed: a leaf to every optimizer, opaque to EXPLAIN, without metrics,
+/// and with statistics only of what the caller could compute (see the module documentation).
 pub struct ProtectedScanExec {
     pub(crate) ident: Arc<SealIdent>,
     /// The resolved policy, on the gateway that planned the scan (for the audit); a worker
@@ -385,6 +446,9 @@ pub struct ProtectedScanExec {
     /// The files' row count, only when no row filter applies (an upper bound when the
     /// caller's predicates were pushed inside).
     pub(crate) rows: Option<usize>,
+    /// What the planner may know of the whole scan (see `ProtectedTable::sealed_statistics`),
+    /// on the gateway that planned it; `None`: the row count alone.
+    statistics: Option<Arc<Statistics>>,
     /// On a worker, the stores the sealed subtree reads through (the worker's own mesh
     /// store): the worker's session knows no product store, so only a sealed scan reads one.
     pub(crate) stores: Option<Arc<dyn ObjectStoreRegistry>>,
@@ -414,8 +478,14 @@ impl ProtectedScanExec {
             properties: Arc::new(properties),
             pushed,
             rows,
+            statistics: None,
             stores: None,
         }
+    }
+
+    fn with_statistics(mut self, statistics: Option<Arc<Statistics>>) -> Self {
+        self.statistics = statistics;
+        self
     }
 
     /// The same scan over another inner plan (one task's share of the files), keeping
@@ -428,7 +498,8 @@ impl ProtectedScanExec {
             inner,
             self.pushed.clone(),
             self.rows,
-        );
+        )
+        .with_statistics(self.statistics.clone());
         scan.stores = self.stores.clone();
         scan
     }
@@ -549,6 +620,7 @@ impl ExecutionPlan for ProtectedScanExec {
             properties: Arc::clone(&self.properties),
             pushed: self.pushed.clone(),
             rows: self.rows,
+            statistics: self.statistics.clone(),
             stores: self.stores.clone(),
         }))
     }
@@ -578,14 +650,21 @@ impl ExecutionPlan for ProtectedScanExec {
         None
     }
 
-    /// An inexact row count for the whole scan when the caller sees every row, so joins can
-    /// pick their build side; nothing per partition and never a column statistic (min, max,
-    /// distinct or null counts of raw values would describe masked and hidden data).
+    /// For the whole scan when the caller sees every row: an inexact row count, and the
+    /// statistics of the columns shown in the clear, so that joins pick their build side and
+    /// filters estimate their selectivity; nothing per partition and never a statistic of a
+    /// masked, tokenized or partly shown column (min, max, distinct or null counts of raw
+    /// values would describe data the caller does not see).
     fn statistics_from_inputs(
         &self,
         _input_stats: &[Arc<Statistics>],
         args: &StatisticsArgs,
     ) -> Result<Arc<Statistics>> {
+        if args.partition().is_none()
+            && let Some(statistics) = &self.statistics
+        {
+            return Ok(Arc::clone(statistics));
+        }
         let mut statistics = Statistics::new_unknown(&self.schema());
         if let (None, Some(rows)) = (args.partition(), self.rows) {
             statistics.num_rows = Precision::Inexact(rows);

@@ -263,7 +263,7 @@ impl TableProvider for Measured {
         let io = IoCounters::default();
         Ok(self
             .raw
-            .scan(state, &self.lakes, &io, projection)
+            .scan(state, &self.lakes, &io, projection, false)
             .await?
             .plan)
     }

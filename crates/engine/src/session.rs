@@ -197,9 +197,7 @@ impl Session {
         // carries the same scans to the workers).
         let audit = self
             .auditor()
-            .allowed(sql, &scope, started_at, started, &physical)
-            .instrument(tracing::info_span!("audit", otel.name = "audit"))
-            .await?;
+            .allowed(sql, &scope, started_at, started, &physical);
         let (plan, task, audit) = match distributed {
             None => (physical, TaskContext::from(&state), audit),
             Some(d) => (

@@ -21,6 +21,7 @@
 
 mod error;
 pub mod flows;
+mod group_commit;
 mod migrations;
 mod postgres;
 mod rows;

@@ -11,6 +11,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 
 use crate::error::StoreError;
+use crate::group_commit::{AuditWrite, GroupCommit};
 use crate::migrations::{self, POSTGRES};
 use crate::rows;
 use crate::store::{AuditQuery, VisibleTo};
@@ -74,6 +75,8 @@ impl PostgresOptions {
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// Concurrent queries' audit writes, committed together.
+    commits: std::sync::Arc<GroupCommit>,
 }
 
 impl PostgresStore {
@@ -96,7 +99,10 @@ impl PostgresStore {
                     .options([("default_transaction_read_only", "on")]),
             )
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            commits: Default::default(),
+        })
     }
 
     /// Open the store migrated only up to schema `version`: for tests that upgrade an old store.
@@ -114,7 +120,10 @@ impl PostgresStore {
             .await?
             .run(&pool)
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            commits: Default::default(),
+        })
     }
 
     /// See `SqliteStore::visible`: the same rule, in PostgreSQL's JSON functions.

@@ -24,6 +24,64 @@ macro_rules! governance_store {
                 )
             }
 
+            /// A batch of audit writes (see [`crate::group_commit`]) in one transaction, one
+            /// result per write. If the transaction fails, each write is tried again on its own,
+            /// so that one refused write does not fail the queries it shared a commit with.
+            async fn write_audit(&self, batch: Vec<AuditWrite>) -> Vec<Result<(), StoreError>> {
+                let written = self.write_audit_together(&batch).await;
+                match written {
+                    Ok(()) => batch.iter().map(|_| Ok(())).collect(),
+                    Err(e) if batch.len() == 1 => vec![Err(e)],
+                    Err(_) => {
+                        let mut results = Vec::with_capacity(batch.len());
+                        for write in &batch {
+                            results
+                                .push(self.write_audit_together(std::slice::from_ref(write)).await);
+                        }
+                        results
+                    }
+                }
+            }
+
+            async fn write_audit_together(&self, batch: &[AuditWrite]) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                for write in batch {
+                    match write {
+                        AuditWrite::Start(a) => {
+                            rows::bind_audit(sqlx::query(rows::INSERT_AUDIT), a)
+                                .execute(&mut *tx)
+                                .await?;
+                            for t in &a.tables {
+                                rows::bind_audit_table(
+                                    sqlx::query(rows::INSERT_AUDIT_TABLE),
+                                    &a.query_id,
+                                    t,
+                                )
+                                .execute(&mut *tx)
+                                .await?;
+                                for c in &t.columns {
+                                    rows::bind_audit_column(
+                                        sqlx::query(rows::INSERT_AUDIT_COLUMN),
+                                        &a.query_id,
+                                        t,
+                                        c,
+                                    )
+                                    .execute(&mut *tx)
+                                    .await?;
+                                }
+                            }
+                        }
+                        AuditWrite::End(query_id, o) => {
+                            rows::bind_outcome(sqlx::query(rows::FINISH_QUERY), query_id, o)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                    }
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
             /// The row `sql` selects by `id`, mapped.
             async fn one<T>(
                 &self,
@@ -170,27 +228,11 @@ macro_rules! governance_store {
             }
 
             async fn record_query(&self, a: &AuditRecord) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await?;
-                rows::bind_audit(sqlx::query(rows::INSERT_AUDIT), a)
-                    .execute(&mut *tx)
-                    .await?;
-                for t in &a.tables {
-                    rows::bind_audit_table(sqlx::query(rows::INSERT_AUDIT_TABLE), &a.query_id, t)
-                        .execute(&mut *tx)
-                        .await?;
-                    for c in &t.columns {
-                        rows::bind_audit_column(
-                            sqlx::query(rows::INSERT_AUDIT_COLUMN),
-                            &a.query_id,
-                            t,
-                            c,
-                        )
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                }
-                tx.commit().await?;
-                Ok(())
+                self.commits
+                    .submit(AuditWrite::Start(a.clone()), |batch| {
+                        self.write_audit(batch)
+                    })
+                    .await
             }
 
             async fn finish_query(
@@ -198,10 +240,10 @@ macro_rules! governance_store {
                 query_id: &str,
                 o: &AuditOutcome,
             ) -> Result<(), StoreError> {
-                rows::bind_outcome(sqlx::query(rows::FINISH_QUERY), query_id, o)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
+                let write = AuditWrite::End(query_id.to_string(), o.clone());
+                self.commits
+                    .submit(write, |batch| self.write_audit(batch))
+                    .await
             }
 
             async fn audit(&self, query: &AuditQuery) -> Result<Vec<StoredAudit>, StoreError> {

@@ -12,6 +12,7 @@ use sqlx::sqlite::{
 };
 
 use crate::error::StoreError;
+use crate::group_commit::{AuditWrite, GroupCommit};
 use crate::migrations::{self, SQLITE};
 use crate::rows;
 use crate::store::{AuditQuery, VisibleTo};
@@ -23,6 +24,8 @@ use meshgate_api::{
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Concurrent queries' audit writes, committed together.
+    commits: std::sync::Arc<GroupCommit>,
 }
 
 impl SqliteStore {
@@ -48,7 +51,10 @@ impl SqliteStore {
             .max_connections(1)
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            commits: Default::default(),
+        })
     }
 
     /// Open the store migrated only up to schema `version`: for tests that upgrade an old store.
@@ -90,7 +96,10 @@ impl SqliteStore {
             .await;
         drop(locked);
         migrated?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            commits: Default::default(),
+        })
     }
 
     /// The rows of `table` (`access_requests` or `grants`: constants, never input) that
