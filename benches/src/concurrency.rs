@@ -27,17 +27,20 @@ pub fn point_query(key: u64) -> String {
     )
 }
 
-/// Run `clients` clients against `addr` for `duration`.
+/// Run `clients` clients against `addr` for `duration`, the `i`-th signed in as `login(i)`
+/// (user, password) when the server authenticates.
 pub async fn run(
     addr: SocketAddr,
-    login: Option<(&str, &str)>,
+    login: Option<&dyn Fn(usize) -> (String, String)>,
     clients: usize,
     duration: Duration,
     max_key: u64,
 ) -> Result<Load, BenchError> {
     let mut engines = Vec::new();
-    for _ in 0..clients {
-        engines.push(Engine::Flight(flight_client(addr, login).await?));
+    for client in 0..clients {
+        let credentials = login.map(|login| login(client));
+        let credentials = credentials.as_ref().map(|(u, p)| (u.as_str(), p.as_str()));
+        engines.push(Engine::Flight(flight_client(addr, credentials).await?));
     }
     let started = Instant::now();
     let deadline = started + duration;

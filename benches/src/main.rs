@@ -65,6 +65,10 @@ struct Args {
     /// Seconds each concurrency level runs.
     #[arg(long, default_value_t = 5.0)]
     load_seconds: f64,
+    /// The servers the concurrency part loads (comma-separated: meshgate, peer), e.g. one
+    /// alone under a profiler.
+    #[arg(long, default_value = "meshgate,peer")]
+    load_servers: String,
     /// Largest grant count for the resolution micro-benchmark.
     #[arg(long, default_value_t = 100_000)]
     max_grants: usize,
@@ -438,20 +442,31 @@ async fn run(args: Args) -> Result<(), BenchError> {
         .find(|(t, _)| t == "orders")
         .map_or(1, |(_, n)| *n as u64 * 4);
     for clients in [1usize, 8, 32].into_iter().filter(|_| wants("concurrency")) {
-        let pw = password("bench-all");
-        let mesh_load =
-            concurrency::run(mesh_addr, Some(("bench-all", &pw)), clients, load, max_key).await?;
-        report
-            .concurrency
-            .entry("meshgate-flight".into())
-            .or_default()
-            .push(mesh_load);
-        let peer_load = concurrency::run(peer_addr, None, clients, load, max_key).await?;
-        report
-            .concurrency
-            .entry("df-flight-sql-server".into())
-            .or_default()
-            .push(peer_load);
+        // Each client its own principal: many consumers at once (one principal's share of
+        // the gateway is capped, see `QueryLimits`).
+        let login = |client: usize| {
+            let user = tpch::load_principal(client);
+            let pw = password(&user);
+            (user, pw)
+        };
+        let servers = |name: &str| args.load_servers.split(',').any(|s| s.trim() == name);
+        if servers("meshgate") {
+            let mesh_load =
+                concurrency::run(mesh_addr, Some(&login), clients, load, max_key).await?;
+            report
+                .concurrency
+                .entry("meshgate-flight".into())
+                .or_default()
+                .push(mesh_load);
+        }
+        if servers("peer") {
+            let peer_load = concurrency::run(peer_addr, None, clients, load, max_key).await?;
+            report
+                .concurrency
+                .entry("df-flight-sql-server".into())
+                .or_default()
+                .push(peer_load);
+        }
     }
 
     targets(&mut report);

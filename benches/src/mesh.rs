@@ -240,8 +240,8 @@ pub fn gateway_config(
         global: None,
     };
     let mut users = String::new();
-    for user in tpch::PRINCIPALS {
-        let hash = meshgate::policy::hash_password(&password(user))
+    for user in tpch::all_principals() {
+        let hash = meshgate::policy::hash_password(&password(&user))
             .map_err(BenchError::setup("benchmark users"))?;
         users.push_str(&format!(
             "[[user]]\nname = \"{user}\"\npassword = \"{hash}\"\nroles = []\n\n"

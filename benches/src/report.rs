@@ -295,7 +295,10 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "\n## Latency under concurrency (point queries over Flight SQL)\n"
+            "\n## Latency under concurrency (point queries over Flight SQL)\n\nEach client is a \
+             connection of its own, running one-order lookups back to back; meshgate's clients \
+             are each their own principal (`bench-client-<n>`, seeing everything), since one \
+             principal's share of the gateway's running slots and queue is capped.\n"
         );
         let _ = writeln!(
             out,

@@ -276,6 +276,24 @@ pub const PRINCIPALS: [&str; 4] = [
     "bench-protect",
 ];
 
+/// Concurrent clients of the load test, each its own principal seeing everything like
+/// `bench-all` (many consumers at once; one principal's share of the gateway is capped).
+pub const LOAD_CLIENTS: usize = 32;
+
+/// The load test's `client`-th principal (from 0).
+pub fn load_principal(client: usize) -> String {
+    format!("bench-client-{}", client + 1)
+}
+
+/// Every benchmark principal: [`PRINCIPALS`], then the load test's.
+pub fn all_principals() -> Vec<String> {
+    PRINCIPALS
+        .iter()
+        .map(|p| p.to_string())
+        .chain((0..LOAD_CLIENTS).map(load_principal))
+        .collect()
+}
+
 /// EUROPE's nation keys.
 pub const EUROPE: &str = "6, 7, 19, 22, 23";
 /// The prunable filter's bound.
@@ -283,7 +301,7 @@ pub const ORDERKEY_BOUND: i64 = 1_500_000;
 
 pub fn access_rules() -> String {
     let mut out = String::from("# meshgate-bench: every benchmark principal reads TPC-H.\n");
-    for principal in PRINCIPALS {
+    for principal in all_principals() {
         out.push_str(&format!(
             "p, {principal}, {DOMAIN}, {PRODUCT}, read, allow\n"
         ));

@@ -16,7 +16,8 @@ use crate::migrations::{self, POSTGRES};
 use crate::rows;
 use crate::store::{AuditQuery, VisibleTo};
 use meshgate_api::{
-    AccessRequest, AuditOutcome, AuditRecord, Grant, GrantState, Millis, RequestState, StoredAudit,
+    AccessRequest, AuditColumn, AuditOutcome, AuditRecord, AuditTable, Grant, GrantState, Millis,
+    RequestState, StoredAudit,
 };
 
 /// How a gateway connects to its PostgreSQL store.

@@ -99,6 +99,37 @@ pub(crate) const INSERT_AUDIT_TABLE: &str = "INSERT INTO audit_tables (query_id,
 pub(crate) const INSERT_AUDIT_COLUMN: &str = "INSERT INTO audit_columns (query_id, product, tbl, \
      col, treatment, rule) VALUES ($1, $2, $3, $4, $5, $6)";
 
+/// `insert` (one of the `INSERT_AUDIT*` statements) for `rows` rows at once: its `VALUES`
+/// tuple repeated, placeholders numbered on (`($1, $2), ($3, $4)`), so that a batch of audit
+/// records is written in a few statements instead of one per row.
+pub(crate) fn insert_rows(insert: &str, rows: usize) -> String {
+    let (head, tuple) = insert.split_once(" VALUES ").unwrap_or((insert, ""));
+    let arity = tuple.matches('$').count();
+    let mut sql = String::with_capacity(head.len() + rows * arity * 5 + 8);
+    sql.push_str(head);
+    sql.push_str(" VALUES ");
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..arity {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", row * arity + column + 1));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// How many rows of `insert` one statement may carry: SQLite builds before 3.32 take at most
+/// 999 parameters per statement (PostgreSQL 65,535).
+pub(crate) fn rows_per_statement(insert: &str) -> usize {
+    let arity = insert
+        .split_once(" VALUES ")
+        .map_or(1, |(_, tuple)| tuple.matches('$').count());
+    (999 / arity.max(1)).max(1)
+}
+
 pub(crate) const DECIDE_REQUEST: &str = "UPDATE access_requests SET state = $1, decided_at = $2, \
      decided_by = $3, decision_comment = $4, grant_id = $5 WHERE id = $6 AND state = $7";
 
@@ -414,5 +445,20 @@ pub(crate) fn audit_filter(filter: &crate::AuditFilter) -> AuditBinds {
         decision: filter.decision.clone(),
         product: filter.product.clone(),
         limit: filter.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_row_inserts_number_their_placeholders_on() {
+        assert_eq!(
+            insert_rows("INSERT INTO t (a, b) VALUES ($1, $2)", 3),
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4), ($5, $6)"
+        );
+        assert_eq!(rows_per_statement(INSERT_AUDIT), 999 / 13);
+        assert_eq!(insert_rows(INSERT_AUDIT_COLUMN, 1), INSERT_AUDIT_COLUMN);
     }
 }

@@ -17,7 +17,8 @@ use crate::migrations::{self, SQLITE};
 use crate::rows;
 use crate::store::{AuditQuery, VisibleTo};
 use meshgate_api::{
-    AccessRequest, AuditOutcome, AuditRecord, Grant, GrantState, Millis, RequestState, StoredAudit,
+    AccessRequest, AuditColumn, AuditOutcome, AuditRecord, AuditTable, Grant, GrantState, Millis,
+    RequestState, StoredAudit,
 };
 
 /// A [`GovernanceStore`] in a SQLite file.
