@@ -202,7 +202,13 @@ mod tests {
     use super::*;
 
     fn reference() -> Vec<(String, String)> {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../products");
+        // Where cargo runs the test from, not where it was compiled: a build cache shared by
+        // several checkouts may hold a binary compiled in another one.
+        let manifest = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+            || env!("CARGO_MANIFEST_DIR").into(),
+            std::path::PathBuf::from,
+        );
+        let dir = manifest.join("../../products");
         let mut out: Vec<_> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().path())

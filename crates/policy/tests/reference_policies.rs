@@ -13,7 +13,11 @@ use meshgate_policy::{
 use meshgate_protect::MaskKind;
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    // Where cargo runs the test from, not where it was compiled: a build cache shared by
+    // several checkouts may hold a binary compiled in another one.
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("../..")
 }
 
 fn catalog() -> Catalog {
