@@ -181,7 +181,7 @@ fn keygen_writes_a_private_key_file_and_never_overwrites_one_silently() {
 
 /// `examples/own-mesh` copied into a scratch directory, with a key and its one Parquet file.
 fn own_mesh() -> tempfile::TempDir {
-    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/own-mesh");
+    let source = crate::support::manifest_dir().join("../../examples/own-mesh");
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&source, dir.path());
     std::fs::write(dir.path().join("master.key"), "42".repeat(32)).unwrap();

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 
 use arrow_flight::sql::client::FlightSqlServiceClient;
@@ -24,7 +24,7 @@ use tonic::transport::Channel;
 use crate::support::postgres::{self, Postgres};
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    crate::support::manifest_dir()
         .join("../..")
         .canonicalize()
         .unwrap()

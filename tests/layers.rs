@@ -95,7 +95,7 @@ fn cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
 }
 
 fn assert_stack(krate: &str) {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+    let src = crate::support::manifest_dir()
         .join("..")
         .join(krate)
         .join("src");
@@ -138,7 +138,7 @@ fn normal_dependencies(manifest: &str) -> Vec<String> {
 /// data: neither it nor any workspace crate it depends on (transitively) names them.
 #[test]
 fn the_library_compiles_no_command_line_no_s3_server_and_no_demo() {
-    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let crates = crate::support::manifest_dir().join("..");
     let dir_of = |package: &str| match package {
         "meshgate" => "meshgate".to_string(),
         other => other.trim_start_matches("meshgate-").to_string(),
@@ -176,7 +176,7 @@ fn the_library_compiles_no_command_line_no_s3_server_and_no_demo() {
 /// contract, which itself depends on serde alone.
 #[test]
 fn policy_reads_no_store_and_the_api_contract_depends_on_serde_alone() {
-    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let crates = crate::support::manifest_dir().join("..");
     let dependencies = |dir: &str| {
         normal_dependencies(&std::fs::read_to_string(crates.join(dir).join("Cargo.toml")).unwrap())
     };

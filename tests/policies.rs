@@ -3,7 +3,7 @@
 //! `meshgate.toml` with a master key file.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 /// The repository's top level (products/, policies/).
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    crate::support::manifest_dir()
         .join("../..")
         .canonicalize()
         .unwrap()

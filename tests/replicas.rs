@@ -33,7 +33,7 @@ const DATABASE: &str = "meshgate";
 const PASSWORD_ENV: &str = "MESHGATE_TEST_STORE_PASSWORD";
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    crate::support::manifest_dir()
         .join("../..")
         .canonicalize()
         .unwrap()

@@ -42,7 +42,7 @@ pub fn signer() -> Arc<StageSigner> {
 }
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    crate::support::manifest_dir()
         .join("../..")
         .canonicalize()
         .unwrap()

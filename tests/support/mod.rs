@@ -11,3 +11,12 @@ pub mod postgres;
 pub mod substrait;
 pub mod truth;
 pub mod views;
+
+/// The tests crate's directory (`crates/cli`), from cargo at run time: a test binary from a
+/// build cache shared with a checkout at another path keeps that path compiled in.
+pub fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || env!("CARGO_MANIFEST_DIR").into(),
+        std::path::PathBuf::from,
+    )
+}
