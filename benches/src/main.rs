@@ -116,6 +116,11 @@ async fn serve_worker(args: Args) -> Result<(), BenchError> {
     distributed::serve_worker_process(config).await
 }
 
+/// Whether the comma-separated `list` names `name`.
+fn listed(list: &str, name: &str) -> bool {
+    list.split(',').any(|item| item.trim() == name)
+}
+
 fn progress(started: Instant, what: &str) {
     eprintln!("[{:>6.1}s] {what}", started.elapsed().as_secs_f64());
 }
@@ -131,7 +136,7 @@ async fn run(args: Args) -> Result<(), BenchError> {
     let wants = |section: &str| {
         args.sections
             .as_deref()
-            .is_none_or(|list| list.split(',').any(|s| s.trim() == section))
+            .is_none_or(|list| listed(list, section))
     };
     let scale = args.scale;
     let gen_dir = dir.clone();
@@ -441,15 +446,15 @@ async fn run(args: Args) -> Result<(), BenchError> {
         .iter()
         .find(|(t, _)| t == "orders")
         .map_or(1, |(_, n)| *n as u64 * 4);
+    // Each client its own principal: many consumers at once (one principal's share of the
+    // gateway is capped, see `QueryLimits`).
+    let login = |client: usize| {
+        let user = tpch::load_principal(client);
+        let pw = password(&user);
+        (user, pw)
+    };
+    let servers = |name: &str| listed(&args.load_servers, name);
     for clients in [1usize, 8, 32].into_iter().filter(|_| wants("concurrency")) {
-        // Each client its own principal: many consumers at once (one principal's share of
-        // the gateway is capped, see `QueryLimits`).
-        let login = |client: usize| {
-            let user = tpch::load_principal(client);
-            let pw = password(&user);
-            (user, pw)
-        };
-        let servers = |name: &str| args.load_servers.split(',').any(|s| s.trim() == name);
         if servers("meshgate") {
             let mesh_load =
                 concurrency::run(mesh_addr, Some(&login), clients, load, max_key).await?;

@@ -154,42 +154,34 @@ impl Auditor<'_> {
             None,
         ));
         let lineage = self.shared.lineage().cloned();
-        let (store, metrics) = (
-            Arc::clone(self.shared.governance()),
-            Arc::clone(self.shared.metrics()),
-        );
+        let (store, metrics) = (self.shared.governance(), self.shared.metrics());
+        let (writing_store, writing_metrics) = (Arc::clone(store), Arc::clone(metrics));
         let (writing_record, writing_lineage) = (Arc::clone(&record), lineage.clone());
         // Its own task: the write goes on whether or not anyone runs the query, and is never
         // dropped halfway with the caller's future. Its span is the query's child.
-        let span = tracing::info_span!("audit", otel.name = "audit");
-        let write = tokio::spawn(
-            async move {
+        let write = async move {
             let writing = Instant::now();
-            let written = store.record_query(&writing_record).await;
-            metrics.audit_write("start", writing.elapsed(), written.is_ok());
-            match written {
-                Ok(()) => {
-                    if let Some(lineage) = &writing_lineage {
-                        lineage.started(&writing_record);
-                    }
-                    Ok(())
-                }
-                Err(e) => {
-                    let query_id = &writing_record.query_id;
-                    tracing::error!(error = %e, query = %query_id, "audit log unavailable; query refused");
-                    Err(AuditUnavailable)
-                }
+            let written = writing_store.record_query(&writing_record).await;
+            writing_metrics.audit_write("start", writing.elapsed(), written.is_ok());
+            if let Err(e) = written {
+                let query = &writing_record.query_id;
+                tracing::error!(error = %e, %query, "audit log unavailable; query refused");
+                return Err(AuditUnavailable);
             }
-        }
-            .instrument(span),
-        );
+            if let Some(lineage) = &writing_lineage {
+                lineage.started(&writing_record);
+            }
+            Ok(())
+        };
+        let span = tracing::info_span!("audit", otel.name = "audit");
+        let write = tokio::spawn(write.instrument(span));
         let durable = write
             .map(|joined| joined.unwrap_or(Err(AuditUnavailable)))
             .boxed()
             .shared();
         AuditHandle {
-            store: Arc::clone(self.shared.governance()),
-            metrics: Arc::clone(self.shared.metrics()),
+            store: Arc::clone(store),
+            metrics: Arc::clone(metrics),
             io: None,
             lineage,
             record,

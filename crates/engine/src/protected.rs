@@ -7,12 +7,13 @@
 //! the policy filter could be evaluated on hidden rows (and leak through its errors), and one
 //! pushed into the Parquet reader could prune by raw statistics of a masked column.
 //! `ProtectedScanExec` has no children as far as any optimizer can see, reports no metrics
-//! and no column statistics, and displays only the table and policy id, so nothing above it
-//! can reach inside and nothing inside it leaks out through EXPLAIN. Its statistics, from
-//! the files' footers, are reported only when no row filter applies, and then only what the
-//! caller could compute anyway: the row count, and min/max/null counts/byte sizes of the
-//! columns shown in the clear (never of a masked, tokenized or hidden one). Without them hash
-//! joins cannot pick their build side, nor filters estimate their selectivity.
+//! and only the statistics described below, and displays only the table and policy id, so
+//! nothing above it can reach inside and nothing inside it leaks out through EXPLAIN. Its
+//! statistics, from the files' footers, are reported only when no row filter applies, and
+//! then only what the caller could compute anyway: the row count, and min/max/null
+//! counts/byte sizes of the columns shown in the clear (never of a masked, tokenized or
+//! hidden one). Without them hash joins cannot pick their build side, nor filters estimate
+//! their selectivity.
 //!
 //! Inside, the policy's row filter, together with the caller's leakproof predicates (those
 //! that cannot fail and read clear columns only, see [`crate::leakproof`]), is pushed into

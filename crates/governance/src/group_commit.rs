@@ -5,9 +5,9 @@
 //! Each write joins a queue and then waits for its turn to write. The first to get the turn
 //! takes the whole queue, its own write and every one that arrived while the previous
 //! transaction committed, writes them in order in one transaction and hands each its result;
-//! the others are handed theirs when it commits. No background task: the callers' own futures do the
-//! work, so the store keeps working on whatever runtime calls it. A write that returned `Ok` is
-//! committed, exactly as with one transaction per write.
+//! the others are handed theirs when it commits. No background task: the callers' own futures
+//! do the work, so the store keeps working on whatever runtime calls it. A write that returned
+//! `Ok` is committed, exactly as with one transaction per write.
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -56,7 +56,7 @@ impl GroupCommit {
             turn = self.turn.lock() => turn,
         };
         match result.try_recv() {
-            // Written by the caller whose turn came first.
+            // Written by the caller before us, between our queueing and our turn.
             Ok(written) => return written,
             // That caller was dropped while writing: whether it committed is unknown.
             Err(oneshot::error::TryRecvError::Closed) => return Err(abandoned()),

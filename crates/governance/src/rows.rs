@@ -103,8 +103,7 @@ pub(crate) const INSERT_AUDIT_COLUMN: &str = "INSERT INTO audit_columns (query_i
 /// tuple repeated, placeholders numbered on (`($1, $2), ($3, $4)`), so that a batch of audit
 /// records is written in a few statements instead of one per row.
 pub(crate) fn insert_rows(insert: &str, rows: usize) -> String {
-    let (head, tuple) = insert.split_once(" VALUES ").unwrap_or((insert, ""));
-    let arity = tuple.matches('$').count();
+    let (head, arity) = insert_arity(insert);
     let mut sql = String::with_capacity(head.len() + rows * arity * 5 + 8);
     sql.push_str(head);
     sql.push_str(" VALUES ");
@@ -124,10 +123,13 @@ pub(crate) fn insert_rows(insert: &str, rows: usize) -> String {
 /// How many rows of `insert` one statement may carry: SQLite builds before 3.32 take at most
 /// 999 parameters per statement (PostgreSQL 65,535).
 pub(crate) fn rows_per_statement(insert: &str) -> usize {
-    let arity = insert
-        .split_once(" VALUES ")
-        .map_or(1, |(_, tuple)| tuple.matches('$').count());
-    (999 / arity.max(1)).max(1)
+    (999 / insert_arity(insert).1.max(1)).max(1)
+}
+
+/// An `INSERT ... VALUES (...)` statement's head and the number of placeholders in its tuple.
+fn insert_arity(insert: &str) -> (&str, usize) {
+    let (head, tuple) = insert.split_once(" VALUES ").unwrap_or((insert, ""));
+    (head, tuple.matches('$').count())
 }
 
 pub(crate) const DECIDE_REQUEST: &str = "UPDATE access_requests SET state = $1, decided_at = $2, \
