@@ -21,6 +21,7 @@ pub mod mesh;
 pub mod micro;
 pub mod refmesh;
 pub mod report;
+pub mod scale;
 pub mod stats;
 pub mod tpch;
 pub mod verify;

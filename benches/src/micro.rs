@@ -72,8 +72,17 @@ impl Resolution {
         })
     }
 
-    /// Resolve for `principal`; true when admitted.
+    /// Resolve for `principal` as a query's first reference to the table does (nothing
+    /// remembered); true when admitted.
     pub fn resolve(&self, principal: &Principal) -> bool {
+        self.policies
+            .resolve_afresh(principal, &self.product, &self.table)
+            .is_ok()
+    }
+
+    /// Resolve for `principal` as every later query of the same policy set does (the set's
+    /// memo); true when admitted.
+    pub fn remembered(&self, principal: &Principal) -> bool {
         self.policies
             .resolve(principal, &self.product, &self.table)
             .is_ok()
@@ -187,4 +196,79 @@ pub fn describe() -> BTreeMap<&'static str, String> {
         ("masks", "MaskKind::apply on TPC-H-style phone numbers, one thread".to_string()),
         ("rewrite", "planning a 20-table chain join (customers and orders): meshgate Session::query (resolve, rewrite, audit record) against DataFusion's own SQL-to-physical-plan".to_string()),
     ])
+}
+
+/// The kernels counted in instructions (`count_kernel`).
+pub const COUNTED: [&str; 3] = [
+    "tokenize 10,000 unique strings",
+    "policy resolution, 1,000 grants, admitted by grant",
+    "policy resolution, 1,000 grants, admitted by files",
+];
+
+/// Set up `kernel` (one of [`COUNTED`]), then run it `calls` times.
+pub async fn count_kernel(kernel: &str, calls: usize) -> Result<(), BenchError> {
+    match kernel {
+        k if k == COUNTED[0] => {
+            let (key, input) = (token_key(), unique_strings(10_000));
+            for _ in 0..calls {
+                std::hint::black_box(tokenize(&key, &input));
+            }
+        }
+        k if k == COUNTED[1] || k == COUNTED[2] => {
+            let resolution = Resolution::new(1_000).await?;
+            let principal = match k == COUNTED[1] {
+                true => &resolution.by_grant,
+                false => &resolution.by_files,
+            };
+            for _ in 0..calls {
+                std::hint::black_box(resolution.resolve(principal));
+            }
+        }
+        other => return Err(BenchError::Query(format!("no kernel `{other}` to count"))),
+    }
+    Ok(())
+}
+
+/// Instructions per call of `kernel`: this binary under callgrind with 1 and 11 calls, the
+/// difference over 10 (the set-up cancels out). Errors say why nothing was counted
+/// (no valgrind, a failed run).
+pub async fn instructions(kernel: &str) -> Result<f64, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let dir = std::env::temp_dir().join(format!("meshgate-callgrind-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let mut totals = Vec::new();
+    for calls in [1usize, 11] {
+        let out = dir.join(format!("callgrind.{calls}"));
+        let status = tokio::process::Command::new("valgrind")
+            .arg("--tool=callgrind")
+            .arg(format!("--callgrind-out-file={}", out.display()))
+            .arg(&exe)
+            .arg("--count-kernel")
+            .arg(kernel)
+            .arg("--count-calls")
+            .arg(calls.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .await
+            .map_err(|e| format!("valgrind could not be started ({e})"))?;
+        if !status.success() {
+            return Err(format!("valgrind exited with {status}"));
+        }
+        let text = std::fs::read_to_string(&out).map_err(|e| e.to_string())?;
+        let total = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("summary:")
+                    .or_else(|| l.strip_prefix("totals:"))
+            })
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .ok_or("no instruction total in callgrind's output")?;
+        totals.push(total);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    match totals.as_slice() {
+        [one, eleven] => Ok((eleven - one) / 10.0),
+        _ => Err("callgrind did not run twice".into()),
+    }
 }

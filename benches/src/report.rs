@@ -31,6 +31,9 @@ pub struct Report {
     pub distributed: BTreeMap<String, Distributed>,
     /// A worker process killed with SIGKILL in the middle of a query.
     pub fault: Option<Fault>,
+    /// The generated meshes, smallest first, and how each cost grows between them.
+    pub scale: Vec<crate::scale::Scale>,
+    pub scale_growth: Vec<crate::scale::Growth>,
     /// Notes about the run (peers not run, setup facts).
     pub notes: Vec<String>,
     pub targets: Vec<Target>,
@@ -59,11 +62,77 @@ pub struct Run {
     pub heads: Option<u64>,
     pub lists: Option<u64>,
     pub bytes_read: Option<u64>,
+    /// The median of each round (configurations run in turn, query by query, round after
+    /// round, so that the machine's drift hits all of them alike).
+    pub rounds: Vec<f64>,
+}
+
+/// A ratio measured round by round: the median of the per-round values and their range.
+/// A target counts as met only when the whole range is inside it.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub rounds: usize,
+}
+
+impl Spread {
+    pub fn of(values: &[f64]) -> Option<Self> {
+        Some(Self {
+            median: crate::stats::percentile(values, 0.5)?,
+            min: values.iter().copied().reduce(f64::min)?,
+            max: values.iter().copied().reduce(f64::max)?,
+            rounds: values.len(),
+        })
+    }
+}
+
+impl std::fmt::Display for Spread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.3} ({:.3}–{:.3} over {} rounds)",
+            self.median, self.min, self.max, self.rounds
+        )
+    }
+}
+
+/// A spread in a table cell: median (min–max).
+pub fn fmt_range(spread: Option<Spread>) -> String {
+    spread.map_or("–".into(), |s| {
+        format!("{:.3} ({:.3}–{:.3})", s.median, s.min, s.max)
+    })
+}
+
+/// A spread as the report prints it (`–` when nothing was measured).
+pub fn fmt_spread(spread: Option<Spread>) -> String {
+    spread.map_or("–".into(), |s| s.to_string())
 }
 
 impl Run {
     pub fn ok(&self) -> bool {
         self.verdict == "ok"
+    }
+
+    /// Add one more round of the same query on the same configuration: its timings join the
+    /// rest and its median is kept as the round's; the first round's answer and reads stay.
+    /// A round that failed makes the whole run fail.
+    pub fn absorb(&mut self, round: Run) {
+        if let Some(median) = round.timings.median() {
+            self.rounds.push(median);
+        }
+        self.timings.ms.extend(round.timings.ms);
+        if self.rows.is_none() {
+            self.rows = round.rows;
+            self.gets = round.gets;
+            self.heads = round.heads;
+            self.lists = round.lists;
+            self.bytes_read = round.bytes_read;
+        }
+        if self.verdict.is_empty() || !round.verdict.is_empty() {
+            self.verdict = round.verdict;
+        }
     }
 
     /// The median, only when the answer was verified.
@@ -149,6 +218,10 @@ pub struct Micro {
     pub ns_per_call: f64,
     /// Values per second per core, for kernels.
     pub values_per_second: Option<f64>,
+    /// For kernels measured round by round: the slowest and fastest round's values/s.
+    pub values_range: Option<(f64, f64)>,
+    /// Instructions per call, counted by callgrind (they do not move with the machine's load).
+    pub instructions: Option<f64>,
 }
 
 impl Micro {
@@ -158,6 +231,37 @@ impl Micro {
             name: name.into(),
             ns_per_call: per.as_nanos() as f64,
             values_per_second: values.map(|n| n as f64 / per.as_secs_f64()),
+            values_range: None,
+            instructions: None,
+        }
+    }
+
+    /// Counted, not timed: instructions per call.
+    pub fn instructions(name: impl Into<String>, per_call: f64) -> Self {
+        Self {
+            name: name.into(),
+            ns_per_call: f64::NAN,
+            values_per_second: None,
+            values_range: None,
+            instructions: Some(per_call),
+        }
+    }
+
+    /// Round by round: the median round's time per call, and the range of values/s.
+    pub fn rounds(name: impl Into<String>, per: &[std::time::Duration], values: usize) -> Self {
+        let ns: Vec<f64> = per.iter().map(|d| d.as_nanos() as f64).collect();
+        let median = crate::stats::percentile(&ns, 0.5).unwrap_or(f64::NAN);
+        let rate = |ns: f64| values as f64 / (ns / 1e9);
+        let (fast, slow) = (
+            ns.iter().copied().fold(f64::INFINITY, f64::min),
+            ns.iter().copied().fold(0.0, f64::max),
+        );
+        Self {
+            name: name.into(),
+            ns_per_call: median,
+            values_per_second: Some(rate(median)),
+            values_range: Some((rate(slow), rate(fast))),
+            instructions: None,
         }
     }
 }
@@ -188,14 +292,48 @@ impl Report {
         geomean_of(&self.mesh, config, base)
     }
 
+    /// [`Report::geomean`] round by round: its median and range over the rounds.
+    pub fn spread(&self, config: &str, base: &str) -> Option<Spread> {
+        spread_of(&self.tpch, config, base)
+    }
+
+    /// [`Report::mesh_geomean`] round by round.
+    pub fn mesh_spread(&self, config: &str, base: &str) -> Option<Spread> {
+        spread_of(&self.mesh, config, base)
+    }
+
+    /// Queries per second of `server` ÷ `base` at `clients` clients, round by round.
+    pub fn load_spread(&self, server: &str, base: &str, clients: usize) -> Option<Spread> {
+        let rates = |name: &str| -> Vec<f64> {
+            self.concurrency
+                .get(name)
+                .into_iter()
+                .flatten()
+                .filter(|l| l.clients == clients && l.errors == 0)
+                .map(|l| l.queries_per_second)
+                .collect()
+        };
+        let ratios: Vec<f64> = rates(server)
+            .into_iter()
+            .zip(rates(base))
+            .filter(|(_, b)| *b > 0.0)
+            .map(|(a, b)| a / b)
+            .collect();
+        Spread::of(&ratios)
+    }
+
     pub fn markdown(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "# meshgate benchmark results\n");
         let _ = writeln!(
             out,
             "Generated by `benches/run.sh` ({}) on {}. Every number below was measured in this one run, \
-             side by side on the same files; ratios are of medians, geometric means use ClickBench's \
-             shifted ratio `(t + 10 ms) / (t_base + 10 ms)`. Answers were checked before any time was \
+             side by side on the same files. Configurations run in turn, query by query, round after \
+             round (A B A B ...), so that the machine's drift hits all of them alike; times are \
+             medians over all rounds. Geometric means use ClickBench's shifted ratio \
+             `(t + 10 ms) / (t_base + 10 ms)` and are computed per round: each is given as the \
+             median over rounds with its range (min–max), and a target counts as met only when the \
+             whole range is inside it. Answers were checked before any time was \
              reported (`≠` marks a configuration whose answer differed, `err` one that failed).\n",
             self.settings.get("mode").map_or("", String::as_str),
             self.date
@@ -275,22 +413,34 @@ impl Report {
                 );
             }
         }
+        self.scale_table(&mut out);
         let _ = writeln!(out, "\n## Micro-benchmarks\n");
         let _ = writeln!(
             out,
             "| benchmark | per call | values/s/core |\n|---|---|---|"
         );
         for m in &self.micro {
-            let per_call = if m.ns_per_call >= 1e6 {
+            let per_call = if let Some(count) = m.instructions {
+                format!("{count:.0} instructions")
+            } else if m.ns_per_call >= 1e6 {
                 format!("{:.2} ms", m.ns_per_call / 1e6)
             } else if m.ns_per_call >= 1e3 {
                 format!("{:.2} µs", m.ns_per_call / 1e3)
             } else {
                 format!("{:.0} ns", m.ns_per_call)
             };
-            let rate = m
-                .values_per_second
-                .map_or(String::new(), |v| format!("{:.2} M", v / 1e6));
+            let rate = match (m.values_per_second, m.values_range) {
+                (Some(v), Some((lo, hi))) => {
+                    format!(
+                        "{:.2} M ({:.2}–{:.2} M over rounds)",
+                        v / 1e6,
+                        lo / 1e6,
+                        hi / 1e6
+                    )
+                }
+                (Some(v), None) => format!("{:.2} M", v / 1e6),
+                _ => String::new(),
+            };
             let _ = writeln!(out, "| {} | {per_call} | {rate} |", m.name);
         }
         let _ = writeln!(
@@ -298,8 +448,37 @@ impl Report {
             "\n## Latency under concurrency (point queries over Flight SQL)\n\nEach client is a \
              connection of its own, running one-order lookups back to back; meshgate's clients \
              are each their own principal (`bench-client-<n>`, seeing everything), since one \
-             principal's share of the gateway's running slots and queue is capped.\n"
+             principal's share of the gateway's running slots and queue is capped. The servers \
+             take turns: every level, then again, round after round.\n"
         );
+        let mut levels: Vec<usize> = self
+            .concurrency
+            .values()
+            .flatten()
+            .map(|l| l.clients)
+            .collect();
+        levels.sort_unstable();
+        levels.dedup();
+        if self.concurrency.contains_key("meshgate-flight")
+            && self.concurrency.contains_key("df-flight-sql-server")
+        {
+            let _ = writeln!(
+                out,
+                "| clients | queries/s, meshgate ÷ datafusion-flight-sql-server |\n|---|---|"
+            );
+            for clients in &levels {
+                let _ = writeln!(
+                    out,
+                    "| {clients} | {} |",
+                    fmt_spread(self.load_spread(
+                        "meshgate-flight",
+                        "df-flight-sql-server",
+                        *clients
+                    ))
+                );
+            }
+            let _ = writeln!(out);
+        }
         let _ = writeln!(
             out,
             "| server | clients | queries | errors | queries/s | p50 ms | p99 ms |\n|---|---|---|---|---|---|---|"
@@ -325,6 +504,57 @@ impl Report {
             }
         }
         out
+    }
+
+    fn scale_table(&self, out: &mut String) {
+        if self.scale.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "\n## Mesh scale\n\nGenerated meshes: per product one table (three columns, one masked \
+             for every reader) in ten domains, ten consumers and a hundred access grants (ten per \
+             consumer); `scale-wide` is admitted by the policy files to every other product. \
+             Start-up opens the gateway (catalog and policies validated, every lake opened); the \
+             grant layer is what the first query after a grant change builds from the grants in \
+             force; one resolution is a consumer a grant admits, nothing remembered; planning and \
+             listing are `scale-wide`'s (listing is what Flight SQL's GetTables answers from). \
+             Memory is the resident set the open gateway added (approximate).\n"
+        );
+        let _ = writeln!(
+            out,
+            "| products | principals | grants | start-up ms | reload ms | memory MB | grant layer ms | one resolution µs | plan ms | tables listed | listing ms |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        );
+        for s in &self.scale {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {:.2} | {} | {:.2} |",
+                s.products,
+                s.principals,
+                s.grants,
+                s.startup_ms,
+                s.reload_ms,
+                s.memory_mb,
+                s.grant_layer_ms,
+                s.resolve_us,
+                s.plan_ms,
+                s.listed,
+                s.listing_ms
+            );
+        }
+        if !self.scale_growth.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n| cost | smaller mesh | larger mesh | exponent | growth |\n|---|---|---|---|---|"
+            );
+            for g in &self.scale_growth {
+                let _ = writeln!(
+                    out,
+                    "| {} | {:.2} | {:.2} | {:.2} | {} |",
+                    g.name, g.small, g.large, g.exponent, g.shape
+                );
+            }
+        }
     }
 
     fn cell(&self, query: &str, config: &str) -> String {
@@ -369,8 +599,8 @@ impl Report {
         let _ = writeln!(
             out,
             "| **geomean** | | | | **{}** | **{}** | | | |",
-            fmt_ratio(self.geomean(md, m)),
-            fmt_ratio(self.geomean(md, dd))
+            fmt_range(self.spread(md, m)),
+            fmt_range(self.spread(md, dd))
         );
         let more: Vec<&str> = self
             .distributed
@@ -571,8 +801,8 @@ impl Report {
                 let _ = write!(
                     line,
                     " | | **{}** | **{}** |",
-                    fmt_ratio(self.geomean(&m, &t)),
-                    fmt_ratio(self.geomean(&m, "meshgate"))
+                    fmt_range(self.spread(&m, &t)),
+                    fmt_range(self.spread(&m, "meshgate"))
                 );
             }
             let _ = writeln!(out, "{line}");
@@ -609,7 +839,7 @@ impl Report {
             let _ = writeln!(
                 out,
                 "| **geomean** | | | **{}** | | | | |",
-                fmt_ratio(self.geomean("meshgate-s3", "meshgate"))
+                fmt_range(self.spread("meshgate-s3", "meshgate"))
             );
         }
     }
@@ -659,8 +889,8 @@ impl Report {
         let _ = writeln!(
             out,
             "| **geomean** | | | | | | | **{}** | **{}** |",
-            fmt_ratio(self.mesh_geomean("meshgate", "twin")),
-            fmt_ratio(self.mesh_geomean("meshgate-flight", "twin"))
+            fmt_range(self.mesh_spread("meshgate", "twin")),
+            fmt_range(self.mesh_spread("meshgate-flight", "twin"))
         );
         let _ = writeln!(out, "\n<details><summary>The mesh queries' SQL</summary>\n");
         for q in &self.mesh_queries {
@@ -687,6 +917,32 @@ fn geomean_of(results: &Results, config: &str, base: &str) -> Option<f64> {
         .map(|(_, r)| r)
         .collect();
     geomean(&ratios)
+}
+
+/// Per round, the geometric mean of `config` ÷ `base` over the queries both answered in
+/// that round; then their median and range.
+fn spread_of(results: &Results, config: &str, base: &str) -> Option<Spread> {
+    let pairs: Vec<(&Run, &Run)> = results
+        .values()
+        .filter_map(|runs| {
+            let (a, b) = (runs.get(config)?, runs.get(base)?);
+            (a.ok() && b.ok()).then_some((a, b))
+        })
+        .collect();
+    let rounds = pairs
+        .iter()
+        .map(|(a, b)| a.rounds.len().min(b.rounds.len()))
+        .min()?;
+    let per_round: Vec<f64> = (0..rounds)
+        .filter_map(|r| {
+            let ratios: Vec<f64> = pairs
+                .iter()
+                .map(|(a, b)| shifted_ratio(a.rounds[r], b.rounds[r]))
+                .collect();
+            geomean(&ratios)
+        })
+        .collect();
+    Spread::of(&per_round)
 }
 
 fn cell(results: &Results, query: &str, config: &str) -> String {
@@ -725,7 +981,7 @@ fn table(out: &mut String, report: &Report, configs: &[&str], base: &str) {
     }
     let mut line = format!("| **geomean vs {base}** |");
     for c in configs {
-        let _ = write!(line, " **{}** |", fmt_ratio(report.geomean(c, base)));
+        let _ = write!(line, " **{}** |", fmt_range(report.spread(c, base)));
     }
     let _ = writeln!(out, "{line}");
 }

@@ -12,13 +12,14 @@ use std::sync::{Arc, Mutex};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::Session;
 use datafusion::common::{DataFusionError, Result, Statistics};
-use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
 use datafusion::datasource::physical_plan::{
-    FileGroup, FileGroupPartitioner, FileScanConfigBuilder,
+    FileGroup, FileGroupPartitioner, FileScanConfigBuilder, ParquetSource,
 };
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::table_schema::TableSchema;
 use datafusion::execution::cache::cache_manager::FileMetadataCache;
 use datafusion::execution::object_store::{ObjectStoreRegistry, ObjectStoreUrl};
@@ -79,12 +80,13 @@ impl LakeTable {
         &self,
         state: &dyn Session,
         lakes: &Lakes,
-        io: &IoCounters,
+        io: &Arc<IoCounters>,
         projection: &[usize],
         statistics: bool,
     ) -> Result<RawScan> {
         let url = ObjectStoreUrl::parse(Lakes::URL)?;
-        let store = state.runtime_env().object_store(&url)?;
+        // The query's own counting view of the lakes: the planning state has no store.
+        let store = lakes.store(Some(Arc::clone(io)));
         let cache = state.runtime_env().cache_manager.get_file_metadata_cache();
         let files = lakes
             .table_files(
@@ -101,7 +103,7 @@ impl LakeTable {
         let rows = files.rows;
         let statistics = match statistics {
             true => self
-                .files_statistics(store.as_ref(), cache, &files.accepted)
+                .files_statistics(store.as_ref(), Arc::clone(&cache), &files.accepted)
                 .await
                 .map(|s| s.project(Some(&projection))),
             false => None,
@@ -140,15 +142,23 @@ impl LakeTable {
             groups = split;
         }
 
-        let source = self
-            .format
-            .file_source(TableSchema::from(Arc::clone(&self.schema)));
-        let scan = FileScanConfigBuilder::new(url, source)
+        // What `ParquetFormat::create_physical_plan` builds, except that the files are read
+        // through this query's counting store (which the planning state does not hold)
+        // and their footers through the shared metadata cache.
+        let mut source = ParquetSource::new(TableSchema::from(Arc::clone(&self.schema)))
+            .with_table_parquet_options(self.format.options().clone())
+            .with_parquet_file_reader_factory(Arc::new(CachedParquetFileReaderFactory::new(
+                store, cache,
+            )));
+        if let Some(hint) = self.format.metadata_size_hint() {
+            source = source.with_metadata_size_hint(hint);
+        }
+        let scan = FileScanConfigBuilder::new(url, Arc::new(source))
             .with_file_groups(groups)
             .with_projection_indices(Some(projection.to_vec()))?
             .build();
         Ok(RawScan {
-            plan: self.format.create_physical_plan(state, scan).await?,
+            plan: DataSourceExec::from_data_source(scan),
             rows,
             statistics,
         })

@@ -10,7 +10,7 @@ use datafusion::common::ScalarValue;
 use datafusion::error::Result;
 use datafusion::execution::memory_pool::MemoryPool;
 use datafusion::execution::runtime_env::RuntimeEnv;
-use datafusion::execution::{SessionState, SessionStateBuilder};
+use datafusion::execution::{SessionState, TaskContext};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::ExecutionPlan;
 use meshgate_policy::{PolicySet, Principal};
@@ -107,13 +107,28 @@ pub(crate) fn scope(
     ))
 }
 
-/// A fresh DataFusion state whose only catalog is the scope's, and whose only object store
-/// is this query's counting view of the product lakes.
+/// The state one query is planned in: a copy of the template (its functions registered
+/// once, at start-up: rebuilding a state re-registers every one, a measurable share of a
+/// point query) whose only catalog is the scope's. The template's runtime has no object
+/// store, so nothing planned here reads a lake except through the scope's own counting
+/// store (the sealed scans take it from their table); the query runs in [`task_context`].
 fn state(scope: &Arc<QueryScope>) -> SessionState {
+    let mut state = scope.shared().template().clone();
+    state.register_catalog_list(Arc::new(SecureCatalogList::new(Arc::clone(scope))));
+    if let Some(schema) = scope.default_schema() {
+        let catalog = &mut state.config_mut().options_mut().catalog;
+        catalog.default_catalog = CATALOG.to_string();
+        catalog.default_schema = schema.to_string();
+    }
+    state
+}
+
+/// What a query planned in `state` runs with: its functions and settings, this query's
+/// counting view of the product lakes as the only object store, and memory reserved from
+/// its own capped share of the shared pool when there is a per-query limit.
+pub(crate) fn task_context(scope: &QueryScope, state: &SessionState) -> TaskContext {
     let shared = scope.shared();
     let runtime = shared.runtime();
-    // With a per-query memory limit, the query reserves from its own capped share of the
-    // shared pool.
     let memory_pool: Arc<dyn MemoryPool> = match shared.admission().limits().memory {
         Some(cap) => Arc::new(QueryPool::new(Arc::clone(&runtime.memory_pool), cap)),
         None => Arc::clone(&runtime.memory_pool),
@@ -126,18 +141,16 @@ fn state(scope: &Arc<QueryScope>) -> SessionState {
             scope.mesh().lakes.store(Some(Arc::clone(&scope.io))),
         )),
     };
-    let mut builder = SessionStateBuilder::new_from_existing(shared.template().clone())
-        .with_catalog_list(Arc::new(SecureCatalogList::new(Arc::clone(scope))))
-        .with_runtime_env(Arc::new(query_runtime));
-    if let Some(schema) = scope.default_schema() {
-        let config = shared
-            .template()
-            .config()
-            .clone()
-            .with_default_catalog_and_schema(CATALOG, schema);
-        builder = builder.with_config(config);
-    }
-    builder.build()
+    TaskContext::new(
+        None,
+        state.session_id().to_string(),
+        state.config().clone(),
+        state.scalar_functions().clone(),
+        state.higher_order_functions().clone(),
+        state.aggregate_functions().clone(),
+        state.window_functions().clone(),
+        Arc::new(query_runtime),
+    )
 }
 
 /// Parse and measure one statement (see [`crate::shape`]): the first step of [`plan`],

@@ -260,7 +260,7 @@ impl TableProvider for Measured {
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
         let all: Vec<usize> = (0..self.raw.schema().fields().len()).collect();
         let projection = projection.unwrap_or(&all);
-        let io = IoCounters::default();
+        let io = Arc::new(IoCounters::default());
         Ok(self
             .raw
             .scan(state, &self.lakes, &io, projection, false)

@@ -9,7 +9,6 @@ use tracing::Instrument;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::common::ScalarValue;
-use datafusion::execution::TaskContext;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use meshgate_governance::now_millis;
 use meshgate_policy::Principal;
@@ -199,10 +198,10 @@ impl Session {
             .auditor()
             .allowed(sql, &scope, started_at, started, &physical);
         let (plan, task, audit) = match distributed {
-            None => (physical, TaskContext::from(&state), audit),
+            None => (physical, plan::task_context(&scope, &state), audit),
             Some(d) => (
                 d.plan,
-                TaskContext::from(&d.state),
+                plan::task_context(&scope, &d.state),
                 audit.with_workers(d.workers),
             ),
         };

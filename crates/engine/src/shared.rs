@@ -148,9 +148,15 @@ impl Shared {
                 .optimizer
                 .enable_physical_uncorrelated_scalar_subquery = false;
         }
+        // Planning states are copies of the template: its runtime reaches no storage at all
+        // (a query runs with its own runtime, `plan::task_context`).
+        let planning_runtime = RuntimeEnv {
+            object_store_registry: Arc::new(crate::lake_table::MeshStores::none()),
+            ..RuntimeEnv::clone(&runtime)
+        };
         let mut template = SessionStateBuilder::new()
             .with_config(session_config)
-            .with_runtime_env(Arc::clone(&runtime))
+            .with_runtime_env(Arc::new(planning_runtime))
             .with_default_features()
             .with_physical_optimizer_rule(Arc::new(YieldAfterJoins))
             .build();

@@ -33,13 +33,23 @@ pub const READ: &str = "read";
 pub struct AccessControl {
     enforcer: Enforcer,
     rules: usize,
-    /// The same lines under the effect "allow unless a deny line matches", when the model's
+    /// The deny lines under the effect "allow unless a deny line matches", when the model's
     /// effect is deny-overrides-allow: grants are then admitted without loading them into
     /// casbin (see [`AccessControl::denies`]).
-    denials: Option<Enforcer>,
+    denials: Option<DenyCheck>,
     /// Per domain, the roles a `g` line grants in that domain alone (not `*`): the roles
     /// of the domain, whose holders global rules count as its members.
     domain_roles: std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+}
+
+/// The files' deny lines alone: under "allow unless a deny line matches" an allow line
+/// cannot change the answer, and casbin evaluates its matcher on every line it holds, so
+/// leaving the allow lines out (one or more per product in a large mesh) keeps a grant's
+/// admission independent of the mesh's size.
+enum DenyCheck {
+    /// No deny line: nothing is denied.
+    Nothing,
+    Lines(Enforcer),
 }
 
 impl std::fmt::Debug for AccessControl {
@@ -97,11 +107,12 @@ impl AccessControl {
         domain: &str,
         product: &str,
     ) -> Option<Result<bool, String>> {
-        self.denials.as_ref().map(|denials| {
-            denials
+        self.denials.as_ref().map(|denials| match denials {
+            DenyCheck::Nothing => Ok(false),
+            DenyCheck::Lines(denials) => denials
                 .enforce((subjects.casbin_encoding(), domain, product, READ))
                 .map(|allowed| !allowed)
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string()),
         })
     }
 
@@ -163,10 +174,21 @@ impl AccessControl {
             .and_then(|section| section.get("e"))
             .map(|assertion| assertion.value.replace(char::is_whitespace, ""));
         let denials = if with_denials && effect.as_deref() == Some(DENY_OVERRIDES) {
-            let mut deny_model = model.clone();
-            // casbin knows a fixed set of effects; this one allows unless a deny line matches.
-            deny_model.add_def("e", "e", "!some(where (p.eft == deny))");
-            Some(enforcer(sources, deny_model, policies.clone(), groupings.clone()).await?)
+            let deny_lines: Vec<Vec<String>> = policies
+                .iter()
+                .filter(|line| line.last().is_some_and(|effect| effect == "deny"))
+                .cloned()
+                .collect();
+            if deny_lines.is_empty() {
+                Some(DenyCheck::Nothing)
+            } else {
+                let mut deny_model = model.clone();
+                // casbin knows a fixed set of effects; this one allows unless a deny line
+                // matches.
+                deny_model.add_def("e", "e", "!some(where (p.eft == deny))");
+                let check = enforcer(sources, deny_model, deny_lines, groupings.clone()).await?;
+                Some(DenyCheck::Lines(check))
+            }
         } else {
             None
         };

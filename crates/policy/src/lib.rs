@@ -27,6 +27,7 @@ mod error;
 pub mod global;
 pub mod golden;
 pub mod grants;
+mod memo;
 mod principal;
 pub mod resolve;
 pub mod rules;
@@ -216,6 +217,7 @@ impl PolicySet {
             sources: Arc::new(sources.clone()),
             grants: None,
             global: global.map(Arc::new),
+            resolved: Default::default(),
         })
     }
 }

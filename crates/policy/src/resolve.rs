@@ -201,6 +201,8 @@ pub struct PolicySet {
     pub(crate) grants: Option<Arc<GrantLayer>>,
     /// The governance team's floors (`policies/global.toml`), when present.
     pub(crate) global: Option<Arc<crate::global::GlobalRules>>,
+    /// What this set has already resolved (empty in every new set: see [`crate::memo`]).
+    pub(crate) resolved: crate::memo::Resolutions<Result<ResolvedTablePolicy, Denial>>,
 }
 
 impl PolicySet {
@@ -229,6 +231,7 @@ impl PolicySet {
             sources: Arc::clone(&self.sources),
             grants: Some(Arc::new(layer)),
             global: self.global.clone(),
+            resolved: Default::default(),
         })
     }
 
@@ -489,8 +492,27 @@ impl PolicySet {
         }
     }
 
-    /// Resolve what `principal` sees of one table. Any doubt is a [`Denial`].
+    /// Resolve what `principal` sees of one table. Any doubt is a [`Denial`]. Resolved once
+    /// per set, caller and table (see [`crate::memo`]).
     pub fn resolve(
+        &self,
+        principal: &Principal,
+        product: &Product,
+        table: &Table,
+    ) -> Result<ResolvedTablePolicy, Denial> {
+        let key = (
+            product.id.as_str(),
+            product.version.as_str(),
+            table.name.as_str(),
+        );
+        self.resolved.get_or(principal, key, || {
+            self.resolve_afresh(principal, product, table)
+        })
+    }
+
+    /// [`PolicySet::resolve`] without the memo: what a first resolution costs (benchmarks),
+    /// and the reference for what the memo hands out (tests).
+    pub fn resolve_afresh(
         &self,
         principal: &Principal,
         product: &Product,

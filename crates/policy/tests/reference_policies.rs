@@ -476,4 +476,61 @@ async fn the_deny_check_that_admits_grants_matches_exactly_the_deny_lines() {
             .denies(&subjects, "payments", "payments.transactions"),
         None
     );
+
+    // Without any deny line nothing is denied (the check holds the deny lines alone).
+    let mut sources = PolicySources::from_dir(&repo().join("policies")).unwrap();
+    sources.access_rules.text = sources
+        .access_rules
+        .text
+        .lines()
+        .filter(|line| !line.trim_end().ends_with("deny"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let no_deny = PolicySet::load(&catalog, &sources).await.unwrap();
+    assert!(no_deny.access().checks_denials());
+    let subjects = no_deny.access().subjects(&principal("auditor"), "payments");
+    assert_eq!(
+        no_deny
+            .access()
+            .denies(&subjects, "payments", "payments.transactions"),
+        Some(Ok(false))
+    );
+}
+
+/// A policy set remembers what it resolved, keyed by the whole principal: the same id with
+/// other attributes (another token) or none is resolved afresh, never handed the first
+/// caller's view.
+#[tokio::test]
+async fn a_remembered_resolution_is_never_handed_to_a_caller_with_other_attributes() {
+    let catalog = catalog();
+    let set = policies(&catalog).await;
+    let resolve = |p: &Principal| {
+        set.resolve_by_name(&catalog, p, "reference", "counterparties")
+            .unwrap()
+    };
+    let cib = principal("cib-reporting");
+    let first = resolve(&cib).unwrap();
+    assert_eq!(
+        resolve(&cib).unwrap(),
+        first,
+        "the same caller, the same view"
+    );
+    let rows = |r: &meshgate_policy::ResolvedTablePolicy| {
+        format!("{:?} {:?}", r.admission, r.restrictions)
+    };
+    assert!(rows(&first).contains("CIB"), "{}", rows(&first));
+
+    let other_lob = Principal::new("cib-reporting")
+        .with_attribute("lob", "CCB")
+        .with_attribute("domain", "markets")
+        .with_attribute("app", "cib-regulatory-report");
+    let other = resolve(&other_lob).unwrap();
+    assert!(rows(&other).contains("CCB"), "{}", rows(&other));
+    assert!(!rows(&other).contains("CIB"), "{}", rows(&other));
+
+    let bare = Principal::new("cib-reporting");
+    assert!(
+        matches!(resolve(&bare), Err(Denial::Unresolvable { .. })),
+        "a caller without the attribute is denied even after the full one was resolved"
+    );
 }

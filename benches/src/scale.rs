@@ -1,0 +1,327 @@
+//! Mesh scale: how meshgate's own costs grow with the mesh. A generated mesh of `n`
+//! products (one table each, in ten domains), `10 n` consumers and `100 n` access grants
+//! (ten per consumer), measured at two sizes so that each cost's growth can be named.
+//!
+//! Measured: opening the gateway (catalog and policies validated, every lake opened),
+//! reloading the policies, the memory the open gateway holds, building the grant layer
+//! from the grants in force (what the first query after a grant change does), resolving one
+//! table for a consumer a grant admits (first time, nothing remembered), planning a
+//! one-table query, and listing the tables of a principal who sees half the mesh (what
+//! Flight SQL's GetTables answers from).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use meshgate::api::{Grant, GrantState};
+use meshgate::catalog::Catalog;
+use meshgate::engine::{AuditSettings, LineageConfig, QueryLimits};
+use meshgate::policy::{PolicySet, PolicySources, Principal, Source};
+use meshgate::protect::MasterKey;
+use meshgate::storage::StorageConfig;
+use meshgate::{GatewayConfig, Governance};
+use meshgate_reference as reference;
+use serde::Serialize;
+
+use crate::BenchError;
+use crate::micro::{per_call, per_call_async};
+
+/// Domains the generated products are spread over.
+const DOMAINS: usize = 10;
+/// Consumers per product, and grants per consumer.
+const CONSUMERS_PER_PRODUCT: usize = 10;
+const GRANTS_PER_CONSUMER: usize = 10;
+/// The principal the files admit to every other product (half the mesh).
+pub const WIDE: &str = "scale-wide";
+
+/// One size of the generated mesh, measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Scale {
+    pub products: usize,
+    pub principals: usize,
+    pub grants: usize,
+    pub startup_ms: f64,
+    pub reload_ms: f64,
+    /// Resident memory the open gateway added (approximate: the allocator's view).
+    pub memory_mb: f64,
+    pub grant_layer_ms: f64,
+    pub resolve_us: f64,
+    pub plan_ms: f64,
+    /// Tables the wide principal sees, and the time to list them.
+    pub listed: usize,
+    pub listing_ms: f64,
+}
+
+/// How one measurement grows from the smaller mesh to the larger.
+#[derive(Debug, Clone, Serialize)]
+pub struct Growth {
+    pub name: String,
+    pub small: f64,
+    pub large: f64,
+    /// `log(large / small) / log(products ratio)`: 0 constant, 1 linear.
+    pub exponent: f64,
+    pub shape: String,
+}
+
+/// Name the growth of `small` at `n_small` to `large` at `n_large`.
+pub fn growth(name: &str, n_small: usize, small: f64, n_large: usize, large: f64) -> Growth {
+    let exponent = if small > 0.0 && large > 0.0 && n_large > n_small {
+        (large / small).ln() / (n_large as f64 / n_small as f64).ln()
+    } else {
+        f64::NAN
+    };
+    let shape = match exponent {
+        e if e.is_nan() => "not measured",
+        e if e < 0.25 => "constant",
+        e if e < 0.8 => "sublinear",
+        e if e <= 1.25 => "linear",
+        _ => "worse than linear",
+    };
+    Growth {
+        name: name.into(),
+        small,
+        large,
+        exponent,
+        shape: shape.into(),
+    }
+}
+
+fn domain(i: usize) -> String {
+    format!("dom{}", i % DOMAINS)
+}
+
+fn product(i: usize) -> String {
+    format!("{}.p{i:05}", domain(i))
+}
+
+fn table(i: usize) -> String {
+    format!("t{i:05}")
+}
+
+/// One product's contract: one table of three columns, one of them restricted, in a
+/// bucket of its own.
+fn manifest(i: usize) -> String {
+    let (d, p, t) = (domain(i), product(i), table(i));
+    format!(
+        "apiVersion: v3.1.0\nkind: DataContract\nid: {p}\nname: Product {i}\nversion: 1.0.0\n\
+         status: active\ndomain: {d}\ndataProduct: {p}\ndescription:\n  purpose: Generated for the \
+         scale benchmark.\nservers:\n  - server: product-lake\n    type: s3\n    location: \
+         s3://scale-p{i:05}/{{model}}/\n    format: parquet\nschema:\n  - name: {t}\n    \
+         physicalType: table\n    description: Generated.\n    properties:\n      - name: id\n        \
+         logicalType: integer\n        physicalType: BIGINT\n        required: true\n        \
+         classification: internal\n        description: Key.\n      - name: lob\n        \
+         logicalType: string\n        physicalType: VARCHAR\n        required: true\n        \
+         classification: internal\n        description: Line of business.\n      - name: owner_name\n        \
+         logicalType: string\n        physicalType: VARCHAR\n        required: true\n        \
+         classification: restricted\n        description: A person's name.\nteam:\n  name: team-{i}\n  \
+         members:\n    - username: owner-{i}\n      role: owner\nsupport:\n  - channel: \"#p{i}\"\n    \
+         tool: slack\n"
+    )
+}
+
+/// One product's policy: every reader sees the rows of their line of business, the name
+/// masked; its owner sees everything.
+fn product_policy(i: usize) -> String {
+    let (p, t) = (product(i), table(i));
+    format!(
+        "[policy]\nproduct = \"{p}\"\nversion = 1\ndescription = \"Generated.\"\n\n\
+         [[row_filter]]\nid = \"all-{i}\"\ntable = \"{t}\"\nkind = \"grant\"\nto = [\"*\"]\nwhere = \"true\"\n\n\
+         [[column]]\nid = \"name-{i}\"\ntable = \"{t}\"\ncolumn = \"owner_name\"\nto = [\"*\"]\n\
+         treatment = \"mask(show-last-4)\"\n"
+    )
+}
+
+/// The files' access lines: each product's owner role, the wide principal on every other
+/// product, and the auditors' deny line.
+fn access_rules(n: usize) -> String {
+    let mut out = String::from("# Generated for the scale benchmark.\n");
+    for i in 0..n {
+        out.push_str(&format!(
+            "p, role:owner-{i}, {}, {}, read, allow\n",
+            domain(i),
+            product(i)
+        ));
+        if i % 2 == 0 {
+            out.push_str(&format!(
+                "p, {WIDE}, {}, {}, read, allow\n",
+                domain(i),
+                product(i)
+            ));
+        }
+    }
+    out.push_str("p, role:auditor, *, *, read, deny\n");
+    out
+}
+
+/// The generated mesh of `n` products: catalog and policy sources.
+pub fn mesh(n: usize) -> Result<(Catalog, PolicySources), BenchError> {
+    let manifests: Vec<(String, String)> = (0..n)
+        .map(|i| (format!("products/{}.yaml", product(i)), manifest(i)))
+        .collect();
+    let catalog = Catalog::from_sources(manifests.iter().map(|(a, b)| (a.as_str(), b.as_str())))
+        .map_err(|e| BenchError::setup("the generated mesh")(e.to_string()))?;
+    let sources = PolicySources {
+        access_model: reference::policy_sources().access_model,
+        access_rules: Source::new("policies/access.csv", access_rules(n)),
+        products: (0..n)
+            .map(|i| {
+                Source::new(
+                    format!("policies/products/{}.toml", product(i)),
+                    product_policy(i),
+                )
+            })
+            .collect(),
+        global: None,
+    };
+    Ok((catalog, sources))
+}
+
+/// `10 n` consumers with ten grants each, spread over the products.
+pub fn grants(n: usize) -> Vec<Grant> {
+    let now = meshgate::governance::now_millis();
+    let consumers = n * CONSUMERS_PER_PRODUCT;
+    (0..consumers)
+        .flat_map(|c| (0..GRANTS_PER_CONSUMER).map(move |k| (c, k)))
+        .map(|(c, k)| {
+            let i = (c * 7 + k * 131) % n;
+            Grant {
+                id: format!("g-{c}-{k}"),
+                request_id: None,
+                principal: format!("consumer-{c}"),
+                product: product(i),
+                domain: domain(i),
+                columns: None,
+                row_filter: Some("lob = 'CCB'".into()),
+                purpose: "scale benchmark".into(),
+                state: GrantState::Active,
+                approved_by: format!("owner-{i}"),
+                created_at: now,
+                valid_until: now + 86_400_000,
+                changed_at: now,
+                changed_by: format!("owner-{i}"),
+                change_reason: None,
+            }
+        })
+        .collect()
+}
+
+fn resident_bytes() -> Option<f64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: f64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096.0)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Measure the generated mesh of `n` products, its state under `dir`.
+pub async fn measure(n: usize, dir: &Path, budget: Duration) -> Result<Scale, BenchError> {
+    let (catalog, sources) = mesh(n)?;
+    // Every product its own bucket (here a directory, empty: nothing is read).
+    let lake = dir.join("lake");
+    for i in 0..n {
+        let bucket = lake.join(format!("scale-p{i:05}"));
+        std::fs::create_dir_all(&bucket).map_err(BenchError::io(&bucket))?;
+    }
+    let state = dir.join(format!("state-{n}"));
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir_all(&state).map_err(BenchError::io(&state))?;
+    let config = GatewayConfig {
+        catalog: catalog.clone(),
+        policies: sources.clone(),
+        users: None,
+        storage: StorageConfig::local(&lake),
+        master_key: MasterKey::demo(),
+        target_partitions: None,
+        memory_limit: None,
+        spill_dir: None,
+        limits: QueryLimits::default(),
+        parquet_pushdown: false,
+        governance: Governance::Sqlite(state.join("meshgate.db")),
+        audit: AuditSettings::default(),
+        replica: None,
+        lineage: LineageConfig::default(),
+        distribution: None,
+    };
+    let before = resident_bytes();
+    let started = Instant::now();
+    let gateway = meshgate::Gateway::open(config)
+        .await
+        .map_err(|e| BenchError::setup("the generated mesh")(e.to_string()))?;
+    let startup_ms = ms(started.elapsed());
+    let memory_mb = match (before, resident_bytes()) {
+        (Some(a), Some(b)) => (b - a).max(0.0) / 1e6,
+        _ => f64::NAN,
+    };
+    let started = Instant::now();
+    gateway
+        .reload_policies(&sources)
+        .await
+        .map_err(|e| BenchError::Query(format!("reloading the generated mesh: {e}")))?;
+    let reload_ms = ms(started.elapsed());
+
+    // The grant layer and a first resolution, on the policy layer itself.
+    let policies = PolicySet::load(&catalog, &sources)
+        .await
+        .map_err(|e| BenchError::setup("the generated policies")(e.to_string()))?;
+    let snapshot = grants(n);
+    let granted = snapshot.len();
+    let started = Instant::now();
+    let policies = policies
+        .with_grants(&catalog, snapshot, 1, meshgate::governance::now_millis())
+        .await
+        .map_err(|e| BenchError::setup("the generated grants")(e.to_string()))?;
+    let grant_layer_ms = ms(started.elapsed());
+    let consumer = Principal::new("consumer-0");
+    let (p, t) = catalog
+        .table(&domain(0), &table(0))
+        .ok_or_else(|| BenchError::setup("the generated mesh")("no first table".into()))?;
+    if policies.resolve_afresh(&consumer, p, t).is_err() {
+        return Err(BenchError::Query(
+            "the generated grant does not admit consumer-0".into(),
+        ));
+    }
+    let (per, _) = per_call(budget, || {
+        std::hint::black_box(policies.resolve_afresh(&consumer, p, t).is_ok());
+    });
+    let resolve_us = per.as_secs_f64() * 1e6;
+
+    // Planning and listing through the gateway, as the wide principal.
+    let session = gateway.session(Principal::new(WIDE));
+    let sql = format!(
+        "SELECT id, owner_name FROM {}.{} WHERE lob = 'CIB'",
+        domain(0),
+        table(0)
+    );
+    let (per, _) = per_call_async(budget, || async {
+        session
+            .prepare(&sql, None)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| BenchError::Query(format!("planning on the generated mesh: {e}")))?;
+    let plan_ms = ms(per);
+    let listed = session.tables().await.len();
+    let (per, _) = per_call_async(budget, || async {
+        std::hint::black_box(session.tables().await.len());
+        Ok(())
+    })
+    .await
+    .map_err(BenchError::Query)?;
+    let listing_ms = ms(per);
+    Ok(Scale {
+        products: n,
+        principals: n * CONSUMERS_PER_PRODUCT,
+        grants: granted,
+        startup_ms,
+        reload_ms,
+        memory_mb,
+        grant_layer_ms,
+        resolve_us,
+        plan_ms,
+        listed,
+        listing_ms,
+    })
+}
