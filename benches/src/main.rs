@@ -94,6 +94,10 @@ struct Args {
     count_kernel: Option<String>,
     #[arg(long, hide = true, default_value_t = 1)]
     count_calls: usize,
+    /// Open the generated mesh of this many products (state under --data-dir) and print
+    /// the resident memory it added, in bytes (the scale part's memory probe).
+    #[arg(long, hide = true)]
+    scale_open: Option<usize>,
 }
 
 #[tokio::main]
@@ -110,6 +114,8 @@ async fn main() {
     }
     let outcome = if args.serve_worker {
         serve_worker(args).await
+    } else if let (Some(n), Some(dir)) = (args.scale_open, &args.data_dir) {
+        scale::open_and_report(n, dir).await
     } else if let Some(kernel) = &args.count_kernel {
         micro::count_kernel(kernel, args.count_calls).await
     } else {
@@ -1377,6 +1383,13 @@ async fn scale_section(args: &Args, base: &Path, report: &mut Report) -> Result<
                 large.grant_layer_ms,
             ),
             scale::growth("one resolution", a, small.resolve_us, b, large.resolve_us),
+            scale::growth(
+                "a remembered resolution",
+                a,
+                small.remembered_us,
+                b,
+                large.remembered_us,
+            ),
             scale::growth(
                 "planning a one-table query",
                 a,

@@ -41,10 +41,16 @@ pub struct Scale {
     pub grants: usize,
     pub startup_ms: f64,
     pub reload_ms: f64,
-    /// Resident memory the open gateway added (approximate: the allocator's view).
+    /// Resident memory the open gateway added, less what a gateway of one product adds
+    /// (the runtime, pools and threads every gateway has), so that what grows with the mesh
+    /// is what is named.
     pub memory_mb: f64,
+    /// What a gateway of one product adds.
+    pub base_memory_mb: f64,
     pub grant_layer_ms: f64,
     pub resolve_us: f64,
+    /// The same resolution as the policy set remembers it (every later query).
+    pub remembered_us: f64,
     pub plan_ms: f64,
     /// Tables the wide principal sees, and the time to list them.
     pub listed: usize,
@@ -214,8 +220,8 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// Measure the generated mesh of `n` products, its state under `dir`.
-pub async fn measure(n: usize, dir: &Path, budget: Duration) -> Result<Scale, BenchError> {
+/// The gateway configuration of the generated mesh of `n` products, its state under `dir`.
+fn config(n: usize, dir: &Path) -> Result<(GatewayConfig, Catalog, PolicySources), BenchError> {
     let (catalog, sources) = mesh(n)?;
     // Every product its own bucket (here a directory, empty: nothing is read).
     let lake = dir.join("lake");
@@ -243,16 +249,62 @@ pub async fn measure(n: usize, dir: &Path, budget: Duration) -> Result<Scale, Be
         lineage: LineageConfig::default(),
         distribution: None,
     };
+    Ok((config, catalog, sources))
+}
+
+/// In a process of its own (this binary with `--scale-open n`): open the generated mesh of
+/// `n` products and print the resident memory the open gateway added, in bytes. Alone, so
+/// that no memory freed by earlier measurements is reused.
+pub async fn open_and_report(n: usize, dir: &Path) -> Result<(), BenchError> {
+    // From before the mesh is generated: the catalog and policies the gateway holds are
+    // parsed from it.
     let before = resident_bytes();
+    let (config, _, _) = config(n, dir)?;
+    let gateway = meshgate::Gateway::open(config)
+        .await
+        .map_err(|e| BenchError::setup("the generated mesh")(e.to_string()))?;
+    let after = resident_bytes();
+    std::hint::black_box(&gateway);
+    match (before, after) {
+        (Some(a), Some(b)) => println!("{}", (b - a).max(0.0)),
+        _ => return Err(BenchError::Query("no /proc/self/statm here".into())),
+    }
+    Ok(())
+}
+
+/// [`open_and_report`] run as a child process, in MB.
+async fn memory_in_child(n: usize, dir: &Path) -> Result<f64, BenchError> {
+    let exe = std::env::current_exe().map_err(|e| BenchError::Query(e.to_string()))?;
+    let out = tokio::process::Command::new(exe)
+        .arg("--scale-open")
+        .arg(n.to_string())
+        .arg("--data-dir")
+        .arg(dir)
+        .output()
+        .await
+        .map_err(|e| BenchError::Query(format!("the memory probe did not start: {e}")))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .parse::<f64>()
+        .map(|bytes| bytes / 1e6)
+        .map_err(|_| {
+            BenchError::Query(format!(
+                "the memory probe of {n} products failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        })
+}
+
+/// Measure the generated mesh of `n` products, its state under `dir`.
+pub async fn measure(n: usize, dir: &Path, budget: Duration) -> Result<Scale, BenchError> {
+    let base_memory_mb = memory_in_child(1, &dir.join("probe")).await?;
+    let memory_mb = (memory_in_child(n, &dir.join("probe")).await? - base_memory_mb).max(0.0);
+    let (config, catalog, sources) = config(n, dir)?;
     let started = Instant::now();
     let gateway = meshgate::Gateway::open(config)
         .await
         .map_err(|e| BenchError::setup("the generated mesh")(e.to_string()))?;
     let startup_ms = ms(started.elapsed());
-    let memory_mb = match (before, resident_bytes()) {
-        (Some(a), Some(b)) => (b - a).max(0.0) / 1e6,
-        _ => f64::NAN,
-    };
     let started = Instant::now();
     gateway
         .reload_policies(&sources)
@@ -285,6 +337,10 @@ pub async fn measure(n: usize, dir: &Path, budget: Duration) -> Result<Scale, Be
         std::hint::black_box(policies.resolve_afresh(&consumer, p, t).is_ok());
     });
     let resolve_us = per.as_secs_f64() * 1e6;
+    let (per, _) = per_call(budget, || {
+        std::hint::black_box(policies.resolve(&consumer, p, t).is_ok());
+    });
+    let remembered_us = per.as_secs_f64() * 1e6;
 
     // Planning and listing through the gateway, as the wide principal.
     let session = gateway.session(Principal::new(WIDE));
@@ -318,8 +374,10 @@ pub async fn measure(n: usize, dir: &Path, budget: Duration) -> Result<Scale, Be
         startup_ms,
         reload_ms,
         memory_mb,
+        base_memory_mb,
         grant_layer_ms,
         resolve_us,
+        remembered_us,
         plan_ms,
         listed,
         listing_ms,
