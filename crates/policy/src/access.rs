@@ -49,7 +49,7 @@ pub struct AccessControl {
 enum DenyCheck {
     /// No deny line: nothing is denied.
     Nothing,
-    Lines(Enforcer),
+    Lines(Box<Enforcer>),
 }
 
 impl std::fmt::Debug for AccessControl {
@@ -187,7 +187,7 @@ impl AccessControl {
                 // matches.
                 deny_model.add_def("e", "e", "!some(where (p.eft == deny))");
                 let check = enforcer(sources, deny_model, deny_lines, groupings.clone()).await?;
-                Some(DenyCheck::Lines(check))
+                Some(DenyCheck::Lines(Box::new(check)))
             }
         } else {
             None
