@@ -205,6 +205,20 @@ pub const COUNTED: [&str; 3] = [
     "policy resolution, 1,000 grants, admitted by files",
 ];
 
+/// Values one call of a counted kernel handles (instructions are reported per value).
+pub fn counted_values(kernel: &str) -> usize {
+    if kernel == COUNTED[0] { 10_000 } else { 1 }
+}
+
+/// What one counted unit is.
+pub fn counted_unit(kernel: &str) -> &'static str {
+    if kernel == COUNTED[0] {
+        "value"
+    } else {
+        "call"
+    }
+}
+
 /// Set up `kernel` (one of [`COUNTED`]), then run it `calls` times.
 pub async fn count_kernel(kernel: &str, calls: usize) -> Result<(), BenchError> {
     match kernel {
