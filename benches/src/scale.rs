@@ -295,22 +295,55 @@ async fn memory_in_child(n: usize, dir: &Path) -> Result<f64, BenchError> {
         })
 }
 
-/// Measure the generated mesh of `n` products, its state under `dir`.
+/// Times each one-off measurement is repeated (its median is reported).
+const REPEATS: usize = 3;
+
+fn median(values: Vec<f64>) -> f64 {
+    crate::stats::percentile(&values, 0.5).unwrap_or(f64::NAN)
+}
+
+/// The median of [`REPEATS`] memory probes of `n` products.
+async fn memory_of(n: usize, dir: &Path) -> Result<f64, BenchError> {
+    let mut probes = Vec::new();
+    for _ in 0..REPEATS {
+        probes.push(memory_in_child(n, &dir.join("probe")).await?);
+    }
+    Ok(median(probes))
+}
+
+/// Measure the generated mesh of `n` products, its state under `dir`. One-off costs
+/// (start-up, reload, memory, the grant layer) are each the median of three.
 pub async fn measure(n: usize, dir: &Path, budget: Duration) -> Result<Scale, BenchError> {
-    let base_memory_mb = memory_in_child(1, &dir.join("probe")).await?;
-    let memory_mb = (memory_in_child(n, &dir.join("probe")).await? - base_memory_mb).max(0.0);
-    let (config, catalog, sources) = config(n, dir)?;
-    let started = Instant::now();
-    let gateway = meshgate::Gateway::open(config)
-        .await
-        .map_err(|e| BenchError::setup("the generated mesh")(e.to_string()))?;
-    let startup_ms = ms(started.elapsed());
-    let started = Instant::now();
-    gateway
-        .reload_policies(&sources)
-        .await
-        .map_err(|e| BenchError::Query(format!("reloading the generated mesh: {e}")))?;
-    let reload_ms = ms(started.elapsed());
+    let base_memory_mb = memory_of(1, dir).await?;
+    let memory_mb = (memory_of(n, dir).await? - base_memory_mb).max(0.0);
+    let mut opened = Vec::new();
+    let mut gateway = None;
+    let mut generated = None;
+    for _ in 0..REPEATS {
+        let (config, catalog, sources) = config(n, dir)?;
+        drop(gateway.take());
+        let started = Instant::now();
+        let open = meshgate::Gateway::open(config)
+            .await
+            .map_err(|e| BenchError::setup("the generated mesh")(e.to_string()))?;
+        opened.push(ms(started.elapsed()));
+        gateway = Some(open);
+        generated = Some((catalog, sources));
+    }
+    let startup_ms = median(opened);
+    let (Some(gateway), Some((catalog, sources))) = (gateway, generated) else {
+        return Err(BenchError::Query("the generated mesh did not open".into()));
+    };
+    let mut reloads = Vec::new();
+    for _ in 0..REPEATS {
+        let started = Instant::now();
+        gateway
+            .reload_policies(&sources)
+            .await
+            .map_err(|e| BenchError::Query(format!("reloading the generated mesh: {e}")))?;
+        reloads.push(ms(started.elapsed()));
+    }
+    let reload_ms = median(reloads);
 
     // The grant layer and a first resolution, on the policy layer itself.
     let policies = PolicySet::load(&catalog, &sources)
@@ -318,12 +351,23 @@ pub async fn measure(n: usize, dir: &Path, budget: Duration) -> Result<Scale, Be
         .map_err(|e| BenchError::setup("the generated policies")(e.to_string()))?;
     let snapshot = grants(n);
     let granted = snapshot.len();
-    let started = Instant::now();
-    let policies = policies
-        .with_grants(&catalog, snapshot, 1, meshgate::governance::now_millis())
-        .await
-        .map_err(|e| BenchError::setup("the generated grants")(e.to_string()))?;
-    let grant_layer_ms = ms(started.elapsed());
+    let mut builds = Vec::new();
+    let mut layered = None;
+    for _ in 0..REPEATS {
+        let grants = snapshot.clone();
+        drop(layered.take());
+        let started = Instant::now();
+        let built = policies
+            .with_grants(&catalog, grants, 1, meshgate::governance::now_millis())
+            .await
+            .map_err(|e| BenchError::setup("the generated grants")(e.to_string()))?;
+        builds.push(ms(started.elapsed()));
+        layered = Some(built);
+    }
+    let grant_layer_ms = median(builds);
+    let Some(policies) = layered else {
+        return Err(BenchError::Query("no grant layer was built".into()));
+    };
     let consumer = Principal::new("consumer-0");
     let (p, t) = catalog
         .table(&domain(0), &table(0))
