@@ -352,13 +352,8 @@ async fn run(args: Args) -> Result<(), BenchError> {
         );
         for (query, sql) in &selected {
             for (name, _, engine) in &configs {
-                let runs = report.tpch.entry(query.to_string()).or_default();
-                let run = runs.entry(name.clone()).or_default();
-                if run.verdict.starts_with("error") {
-                    continue;
-                }
-                let (this, answer) = measure(engine, sql, &args, round == 0).await?;
-                run.absorb(this);
+                let answer =
+                    measure_round(&mut report.tpch, query, name, engine, sql, &args, round).await?;
                 if let Some(rows) = answer {
                     let fp = verify::fingerprint(&rows);
                     fingerprints.insert((name.clone(), query.to_string()), fp);
@@ -782,6 +777,27 @@ async fn kill_mid_query(
     })
 }
 
+/// One round of `query` on `config`, added to its run in `results`; the answer on the
+/// first round. A configuration that failed a round is not run again.
+async fn measure_round(
+    results: &mut report::Results,
+    query: &str,
+    config: &str,
+    engine: &Engine,
+    sql: &str,
+    args: &Args,
+    round: usize,
+) -> Result<Option<Rows>, BenchError> {
+    let runs = results.entry(query.to_string()).or_default();
+    let run = runs.entry(config.to_string()).or_default();
+    if run.verdict.starts_with("error") {
+        return Ok(None);
+    }
+    let (this, answer) = measure(engine, sql, args, round == 0).await?;
+    run.absorb(this);
+    Ok(answer)
+}
+
 /// `first`: the first round, which warms up and keeps the answer to verify.
 async fn measure(
     engine: &Engine,
@@ -1065,13 +1081,9 @@ async fn mesh_section(
     for round in 0..args.rounds {
         for (q, engines) in &planned {
             for (name, engine) in engines {
-                let runs = report.mesh.entry(q.name.to_string()).or_default();
-                let run = runs.entry(name.to_string()).or_default();
-                if run.verdict.starts_with("error") {
-                    continue;
-                }
-                let (this, answer) = measure(engine, q.sql, args, round == 0).await?;
-                run.absorb(this);
+                let answer =
+                    measure_round(&mut report.mesh, q.name, name, engine, q.sql, args, round)
+                        .await?;
                 if round == 0 {
                     answers.insert((q.name, name), answer.as_ref().map(verify::fingerprint));
                 }
@@ -1289,14 +1301,15 @@ async fn micro_section(
     }
     if !args.smoke {
         for kernel in micro::COUNTED {
-            match micro::instructions(kernel).await {
+            match micro::instructions(kernel.name).await {
                 Ok(per) => report.micro.push(Micro::instructions(
-                    format!("{kernel} (callgrind, per {})", micro::counted_unit(kernel)),
-                    per / micro::counted_values(kernel) as f64,
+                    format!("{} (callgrind, per {})", kernel.name, kernel.unit),
+                    per / kernel.values as f64,
                 )),
-                Err(why) => report
-                    .notes
-                    .push(format!("Instructions of {kernel} not counted: {why}")),
+                Err(why) => report.notes.push(format!(
+                    "Instructions of {} not counted: {why}",
+                    kernel.name
+                )),
             }
         }
     }

@@ -267,10 +267,28 @@ pub fn gateway_config(
         }
     };
     std::fs::create_dir_all(state_dir).map_err(BenchError::io(state_dir))?;
-    let config = GatewayConfig {
+    Ok(plain_config(
         catalog,
         policies,
-        users: Some(users),
+        Some(users),
+        storage,
+        state_dir,
+    ))
+}
+
+/// A gateway over `catalog` with the engine's defaults: the demo key, no limits beyond the
+/// default ones, its SQLite store under `state_dir` (which must exist).
+pub fn plain_config(
+    catalog: Catalog,
+    policies: PolicySources,
+    users: Option<UserDirectory>,
+    storage: StorageConfig,
+    state_dir: &Path,
+) -> GatewayConfig {
+    GatewayConfig {
+        catalog,
+        policies,
+        users,
         storage,
         master_key: MasterKey::demo(),
         target_partitions: None,
@@ -283,8 +301,7 @@ pub fn gateway_config(
         replica: None,
         lineage: LineageConfig::default(),
         distribution: None,
-    };
-    Ok(config)
+    }
 }
 
 /// Serve `gateway` over Flight SQL on a free port until the returned sender is dropped.

@@ -198,47 +198,55 @@ pub fn describe() -> BTreeMap<&'static str, String> {
     ])
 }
 
-/// The kernels counted in instructions (`count_kernel`).
-pub const COUNTED: [&str; 3] = [
-    "tokenize 10,000 unique strings",
-    "policy resolution, 1,000 grants, admitted by grant",
-    "policy resolution, 1,000 grants, admitted by files",
+/// A kernel counted in instructions (`count_kernel`): its name, how many values one call
+/// handles (instructions are reported per value when more than one) and what that unit is.
+pub struct Counted {
+    pub name: &'static str,
+    pub values: usize,
+    pub unit: &'static str,
+}
+
+/// Values one call of the counted tokenization handles.
+const TOKENIZED: usize = 10_000;
+
+/// The kernels counted in instructions.
+pub const COUNTED: [Counted; 3] = [
+    Counted {
+        name: "tokenize 10,000 unique strings",
+        values: TOKENIZED,
+        unit: "value",
+    },
+    Counted {
+        name: "policy resolution, 1,000 grants, admitted by grant",
+        values: 1,
+        unit: "call",
+    },
+    Counted {
+        name: "policy resolution, 1,000 grants, admitted by files",
+        values: 1,
+        unit: "call",
+    },
 ];
 
-/// Values one call of a counted kernel handles (instructions are reported per value).
-pub fn counted_values(kernel: &str) -> usize {
-    if kernel == COUNTED[0] { 10_000 } else { 1 }
-}
-
-/// What one counted unit is.
-pub fn counted_unit(kernel: &str) -> &'static str {
-    if kernel == COUNTED[0] {
-        "value"
-    } else {
-        "call"
-    }
-}
-
-/// Set up `kernel` (one of [`COUNTED`]), then run it `calls` times.
+/// Set up `kernel` (a name of [`COUNTED`]), then run it `calls` times.
 pub async fn count_kernel(kernel: &str, calls: usize) -> Result<(), BenchError> {
-    match kernel {
-        k if k == COUNTED[0] => {
-            let (key, input) = (token_key(), unique_strings(10_000));
-            for _ in 0..calls {
-                std::hint::black_box(tokenize(&key, &input));
-            }
+    let [tokenizing, by_grant, by_files] = &COUNTED;
+    if kernel == tokenizing.name {
+        let (key, input) = (token_key(), unique_strings(TOKENIZED));
+        for _ in 0..calls {
+            std::hint::black_box(tokenize(&key, &input));
         }
-        k if k == COUNTED[1] || k == COUNTED[2] => {
-            let resolution = Resolution::new(1_000).await?;
-            let principal = match k == COUNTED[1] {
-                true => &resolution.by_grant,
-                false => &resolution.by_files,
-            };
-            for _ in 0..calls {
-                std::hint::black_box(resolution.resolve(principal));
-            }
+    } else if kernel == by_grant.name || kernel == by_files.name {
+        let resolution = Resolution::new(1_000).await?;
+        let principal = match kernel == by_grant.name {
+            true => &resolution.by_grant,
+            false => &resolution.by_files,
+        };
+        for _ in 0..calls {
+            std::hint::black_box(resolution.resolve(principal));
         }
-        other => return Err(BenchError::Query(format!("no kernel `{other}` to count"))),
+    } else {
+        return Err(BenchError::Query(format!("no kernel `{kernel}` to count")));
     }
     Ok(())
 }

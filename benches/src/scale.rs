@@ -12,13 +12,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use meshgate::GatewayConfig;
 use meshgate::api::{Grant, GrantState};
 use meshgate::catalog::Catalog;
-use meshgate::engine::{AuditSettings, LineageConfig, QueryLimits};
 use meshgate::policy::{PolicySet, PolicySources, Principal, Source};
-use meshgate::protect::MasterKey;
 use meshgate::storage::StorageConfig;
-use meshgate::{GatewayConfig, Governance};
 use meshgate_reference as reference;
 use serde::Serialize;
 
@@ -232,23 +230,13 @@ fn config(n: usize, dir: &Path) -> Result<(GatewayConfig, Catalog, PolicySources
     let state = dir.join(format!("state-{n}"));
     let _ = std::fs::remove_dir_all(&state);
     std::fs::create_dir_all(&state).map_err(BenchError::io(&state))?;
-    let config = GatewayConfig {
-        catalog: catalog.clone(),
-        policies: sources.clone(),
-        users: None,
-        storage: StorageConfig::local(&lake),
-        master_key: MasterKey::demo(),
-        target_partitions: None,
-        memory_limit: None,
-        spill_dir: None,
-        limits: QueryLimits::default(),
-        parquet_pushdown: false,
-        governance: Governance::Sqlite(state.join("meshgate.db")),
-        audit: AuditSettings::default(),
-        replica: None,
-        lineage: LineageConfig::default(),
-        distribution: None,
-    };
+    let config = crate::mesh::plain_config(
+        catalog.clone(),
+        sources.clone(),
+        None,
+        StorageConfig::local(&lake),
+        &state,
+    );
     Ok((config, catalog, sources))
 }
 
