@@ -738,6 +738,75 @@ async fn no_statistic_of_a_protected_column_or_a_hidden_row_reaches_the_planner(
     );
 }
 
+/// A join's (or a top-k's, or a min/max's) dynamic filter enters a sealed scan only where a
+/// leakproof predicate of the caller's own could: on keys that are plain columns the caller
+/// sees in clear, in a product that lets predicates cross. Inside, it would be evaluated
+/// beside the row filter and prune by raw statistics, so on a masked, tokenized, partly shown
+/// or computed key it would compare raw values (and answer wrongly besides). Checked on every
+/// sealed scan of joins, top-k and aggregate queries whose keys are clear, masked, tokenized
+/// and computed, for every principal; the answers of such queries are the attack suite's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_dynamic_filter_reads_a_protected_column_inside_a_seal() {
+    use meshgate::policy::Treatment;
+
+    let (gateway, _lake) = library_gateway().await;
+    let mut accepted = BTreeMap::new();
+    for principal in principals() {
+        let session = session(&gateway, principal.name);
+        for sql in [
+            // Clear keys for most callers.
+            "SELECT count(*) FROM reference.counterparties c JOIN markets.trades t \
+             ON c.counterparty_id = t.counterparty_id WHERE t.trade_id < 100",
+            "SELECT count(*) FROM markets.trades t JOIN payments.transactions p \
+             ON p.counterparty_id = t.counterparty_id WHERE t.trade_id < 10",
+            "SELECT trade_id FROM markets.trades ORDER BY trade_date DESC LIMIT 2",
+            // Tokenized, masked and partly shown keys.
+            "SELECT count(*) FROM markets.trades t JOIN reference.counterparties c \
+             ON c.tax_id = t.trader_id WHERE t.trade_id < 100",
+            "SELECT count(*) FROM reference.counterparties a JOIN reference.counterparties b \
+             ON a.contact_email = b.contact_email WHERE b.counterparty_id < 50",
+            "SELECT count(*) FROM markets.trades t JOIN payments.transactions p \
+             ON p.card_number = t.trader_id WHERE t.trade_id < 10",
+            "SELECT contact_email FROM reference.counterparties ORDER BY contact_email LIMIT 3",
+            "SELECT max(tax_id), min(card_number) FROM reference.counterparties, \
+             payments.transactions WHERE txn_id = counterparty_id",
+            "SELECT max(tax_id) FROM reference.counterparties",
+            // A computed key: the filter's key is an expression, not a column.
+            "SELECT count(*) FROM markets.trades t JOIN reference.counterparties c \
+             ON c.counterparty_id + 1 = t.counterparty_id WHERE t.trade_id < 100",
+        ] {
+            let Ok(query) = session.query(sql).await else {
+                continue; // denied: nothing planned
+            };
+            for (table, policy, keys) in crate::support::sealed_scans(&query.physical_plan()) {
+                let who = format!("{} on {table} ({sql})", principal.name);
+                assert!(
+                    keys.is_empty() || policy.pushdown_user_predicates,
+                    "{who}: a dynamic filter in a product that keeps predicates out"
+                );
+                for name in keys {
+                    let resolved = policy
+                        .columns
+                        .iter()
+                        .find(|c| c.name == name)
+                        .unwrap_or_else(|| panic!("{who}: a dynamic filter on `{name}`"));
+                    assert!(
+                        resolved.treatment == Treatment::Clear && resolved.only_where.is_none(),
+                        "{who}: a dynamic filter reads `{name}`, shown as {:?}",
+                        resolved.treatment
+                    );
+                    *accepted.entry(name).or_insert(0) += 1;
+                }
+            }
+        }
+    }
+    // The check saw dynamic filters at all, on joins and top-k alike.
+    assert!(
+        accepted.contains_key("counterparty_id") && accepted.contains_key("trade_date"),
+        "{accepted:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_attack_as_every_principal() {
     let (gateway, _lake) = library_gateway().await;

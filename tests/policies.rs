@@ -779,8 +779,8 @@ async fn a_policy_that_fails_on_the_data_denies_without_showing_a_value() {
 /// transaction of a counterparty above 29997 (the highest CCB id), but hidden CIB and AWM rows
 /// have them, so `> 29997` reads the row groups holding those rows while `> 30000` skips
 /// every one; both answer 0. A product that sets `pushdown_user_predicates = false` reads the
-/// same for both: only its own filter prunes. (The scan report stands in for the time it
-/// costs; tests never assert wall-clock time.)
+/// same for both: only its own filter prunes, and no join's dynamic filter enters either.
+/// (The scan report stands in for the time it costs; tests never assert wall-clock time.)
 #[tokio::test]
 async fn a_product_can_keep_callers_predicates_out_of_the_scan() {
     let fraud = |gateway: &Gateway| gateway.authenticate("ccb-fraud", "ccb-fraud-pw").unwrap();
@@ -794,7 +794,19 @@ async fn a_product_can_keep_callers_predicates_out_of_the_scan() {
         let pushed = format!("{explain:?}").contains("pushed=");
         (query.scan_report().rows_scanned, pushed)
     };
+    // A join's dynamic filter is a predicate too: it enters only where the caller's would.
+    let dynamic_keys = |gateway: Gateway| async move {
+        let sql = "SELECT count(*) FROM reference.counterparties c JOIN payments.transactions p \
+                   ON c.counterparty_id = p.counterparty_id WHERE c.country = 'DE'";
+        let query = gateway.session(fraud(&gateway)).query(sql).await.unwrap();
+        crate::support::sealed_scans(&query.physical_plan())
+            .into_iter()
+            .find(|(table, _, _)| table == "payments.transactions")
+            .map(|(_, _, keys)| keys)
+            .unwrap()
+    };
     let (default, _lake) = gateway_with(reference::policy_sources()).await;
+    assert_eq!(dynamic_keys(default.clone()).await, vec!["counterparty_id"]);
     let (below, pushed) = scanned(default.clone(), 29_997).await;
     let (above, _) = scanned(default, 30_000).await;
     assert!(pushed, "by default the predicate enters the scan");
@@ -816,6 +828,7 @@ async fn a_product_can_keep_callers_predicates_out_of_the_scan() {
     );
     assert!(policy.text.contains("pushdown_user_predicates"));
     let (isolated, _lake) = gateway_with(sources).await;
+    assert!(dynamic_keys(isolated.clone()).await.is_empty());
     let (below, pushed) = scanned(isolated.clone(), 29_997).await;
     let (above, _) = scanned(isolated, 30_000).await;
     assert!(!pushed, "no predicate of the caller's enters the scan");

@@ -951,7 +951,8 @@ async fn the_lob_filter_prunes_row_groups_of_the_lob_sorted_product() {
     // Over S3, pruning shows as fewer requests and fewer bytes for a query that reads data.
     // (`count(*)` alone reads no data at all when no filter applies: row counts come from
     // the cached footers.)
-    let names = "SELECT max(legal_name) FROM reference.counterparties";
+    // (Not `max(...)`: its dynamic filter prunes row groups for every caller.)
+    let names = "SELECT sum(length(legal_name)) FROM reference.counterparties";
     report("risk-officer", names).await;
     let (_, cib_io) = report("cib-reporting", names).await;
     let (_, risk_io) = report("risk-officer", names).await;
@@ -1056,6 +1057,51 @@ async fn leakproof_user_predicates_prune_and_no_others_enter_the_scan() {
         "only the leakproof conjunct crosses: {explain}"
     );
     assert_eq!(risk.rows_scanned, 16_000, "{risk:?}");
+}
+
+/// A hash join hands its build side's keys to the probe side's sealed scan as a dynamic
+/// filter when the key is a column the caller sees in clear: one trade's counterparty LOB
+/// prunes the LOB-sorted counterparties exactly as the caller's own `lob = ...` would. (The
+/// trades side is the build side because the seal reports the selectivity of the caller's
+/// pushed `trade_id = 7`, as DataFusion estimates it on the raw table.)
+#[tokio::test]
+async fn a_join_prunes_the_probe_side_by_its_build_side_keys() {
+    let (gateway, _lake) = gateway().await;
+    let s = session(&gateway, "risk-officer").await;
+    let run = |sql: String| {
+        let s = &s;
+        async move {
+            let planned = s.query(&sql).await.unwrap();
+            let answer = rows(&planned.collect().await.unwrap());
+            (answer, planned.scan_report())
+        }
+    };
+    let (lob, _) = run("SELECT lob FROM markets.trades WHERE trade_id = 7".to_string()).await;
+    let lob = lob[0]["lob"].clone().unwrap();
+    let (_, trades) =
+        run("SELECT count(*) FROM markets.trades WHERE trade_id = 7".to_string()).await;
+    let (same_lob, own) = run(format!(
+        "SELECT count(*) FROM reference.counterparties WHERE lob = '{lob}'"
+    ))
+    .await;
+    assert!(own.rows_scanned < 30_000, "{own:?}");
+    let (joined, join) = run(
+        "SELECT count(*) FROM reference.counterparties c JOIN markets.trades t \
+         ON c.lob = t.lob WHERE t.trade_id = 7"
+            .to_string(),
+    )
+    .await;
+    assert_eq!(joined, same_lob);
+    assert_eq!(
+        join.tables,
+        vec!["markets.trades", "reference.counterparties"],
+        "trades build, counterparties probe"
+    );
+    assert_eq!(
+        join.rows_scanned,
+        trades.rows_scanned + own.rows_scanned,
+        "the probe side reads what `lob = '{lob}'` reads: {join:?}"
+    );
 }
 
 #[tokio::test]

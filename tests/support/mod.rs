@@ -20,3 +20,25 @@ pub fn manifest_dir() -> std::path::PathBuf {
         std::path::PathBuf::from,
     )
 }
+
+/// Every sealed scan of a physical plan as (`domain.table`, the resolved policy it enforces,
+/// the keys of the dynamic filters accepted inside it), in plan order.
+pub fn sealed_scans(
+    plan: &std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+) -> Vec<(String, meshgate::policy::ResolvedTablePolicy, Vec<String>)> {
+    let mut out = Vec::new();
+    let mut plans = vec![std::sync::Arc::clone(plan)];
+    while let Some(plan) = plans.pop() {
+        let any: &dyn std::any::Any = plan.as_ref();
+        if let Some(scan) = any.downcast_ref::<meshgate::engine::ProtectedScanExec>() {
+            let policy = scan.policy().expect("planned by this gateway").clone();
+            out.push((
+                format!("{}.{}", policy.domain, policy.table),
+                policy,
+                scan.dynamic_filter_keys(),
+            ));
+        }
+        plans.extend(plan.children().into_iter().rev().cloned());
+    }
+    out
+}

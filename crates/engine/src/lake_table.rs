@@ -72,10 +72,10 @@ impl LakeTable {
         Arc::clone(&self.schema)
     }
 
-    /// Plan a scan of `projection` (indices into [`Self::schema`]). The plan carries no
-    /// statistics; the files' total row count, as their footers declare it, comes beside it,
-    /// and with `statistics`, the files' statistics of the projected columns (raw values: the
-    /// caller of this decides what of them may cross the seal).
+    /// Plan a scan of `projection` (indices into [`Self::schema`]). The files' total row
+    /// count, as their footers declare it, comes beside it, and with `statistics`, the
+    /// files' statistics of the projected columns (raw values: the caller of this decides
+    /// what of them may cross the seal), which the plan then carries too.
     pub(crate) async fn scan(
         &self,
         state: &dyn Session,
@@ -101,13 +101,16 @@ impl LakeTable {
             io.refuse_file(&self.product.id, &key_of(&file.location), reason);
         }
         let rows = files.rows;
-        let statistics = match statistics {
-            true => self
-                .files_statistics(store.as_ref(), Arc::clone(&cache), &files.accepted)
-                .await
-                .map(|s| s.project(Some(&projection))),
+        let table_statistics = match statistics {
+            true => {
+                self.files_statistics(store.as_ref(), Arc::clone(&cache), &files.accepted)
+                    .await
+            }
             false => None,
         };
+        let statistics = table_statistics
+            .clone()
+            .map(|s| s.project(Some(&projection)));
         let accepted: Vec<PartitionedFile> = files
             .accepted
             .into_iter()
@@ -153,10 +156,14 @@ impl LakeTable {
         if let Some(hint) = self.format.metadata_size_hint() {
             source = source.with_metadata_size_hint(hint);
         }
-        let scan = FileScanConfigBuilder::new(url, Arc::new(source))
+        let mut scan = FileScanConfigBuilder::new(url, Arc::new(source))
             .with_file_groups(groups)
-            .with_projection_indices(Some(projection.to_vec()))?
-            .build();
+            .with_projection_indices(Some(projection.to_vec()))?;
+        // Inside the seal only, so that a filter over this scan estimates its selectivity.
+        if let Some(table_statistics) = table_statistics {
+            scan = scan.with_statistics(table_statistics);
+        }
+        let scan = scan.build();
         Ok(RawScan {
             plan: DataSourceExec::from_data_source(scan),
             rows,

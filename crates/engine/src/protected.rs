@@ -18,8 +18,9 @@
 //! Inside, the policy's row filter, together with the caller's leakproof predicates (those
 //! that cannot fail and read clear columns only, see [`crate::leakproof`]), is pushed into
 //! the Parquet source (DataFusion's own `FilterPushdown` rule, applied to the sealed subtree
-//! only), so row groups whose statistics cannot match are never read. Errors raised inside
-//! show the caller no value (see `sealed_error`).
+//! only), so row groups whose statistics cannot match are never read. A join's or top-k's
+//! dynamic filter joins them on the same terms (see [`ProtectedScanExec::accepts_dynamic`]).
+//! Errors raised inside show the caller no value (see `sealed_error`).
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -28,28 +29,36 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::config::ConfigOptions;
 use datafusion::common::stats::Precision;
-use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{
     ColumnStatistics, DFSchema, DataFusionError, Result, Statistics, internal_datafusion_err,
     internal_err,
 };
 use datafusion::datasource::TableType;
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::TaskContext;
 use datafusion::execution::object_store::ObjectStoreRegistry;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::logical_expr::expr::{Case, ScalarFunction};
 use datafusion::logical_expr::expr_rewriter::unnormalize_col;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, col, lit};
+use datafusion::physical_expr::expressions::{Column as PhysicalColumn, DynamicFilterPhysicalExpr};
+use datafusion::physical_expr::utils::reassign_expr_columns;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_optimizer::filter_pushdown::FilterPushdown;
 use datafusion::physical_plan::execution_plan::reset_plan_states;
 use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::filter_pushdown::{
+    ChildFilterPushdownResult, ChildPushdownResult, FilterPushdownPhase, FilterPushdownPropagation,
+    PushedDown,
+};
 use datafusion::physical_plan::limit::LocalLimitExec;
 use datafusion::physical_plan::metrics::MetricsSet;
 use datafusion::physical_plan::projection::ProjectionExec;
-use datafusion::physical_plan::statistics::StatisticsArgs;
+use datafusion::physical_plan::statistics::{StatisticsArgs, StatisticsContext};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
@@ -288,24 +297,33 @@ impl TableProvider for ProtectedTable {
             }
             _ => None,
         };
-        let statistics = match (every_row, raw.statistics) {
-            (true, Some(raw_statistics)) => Some(Arc::new(self.sealed_statistics(
-                raw_statistics,
-                &raw_projection,
-                &wanted,
-                rows,
-            )?)),
-            _ => None,
-        };
+        let mut estimate = raw.statistics.filter(|_| every_row);
 
         if let Some(filter) = filter {
             let input_schema = DFSchema::try_from(plan.schema())?;
             let predicate = state.create_physical_expr(filter, &input_schema)?;
             plan = Arc::new(FilterExec::try_new(predicate, plan)?);
+            if estimate.is_some() {
+                // No row filter: the filter is the caller's own leakproof predicates on clear
+                // columns, whose selectivity DataFusion estimates as it would for the raw
+                // table (so that joins pick their build side as they would there).
+                estimate = Some(Arc::unwrap_or_clone(
+                    StatisticsContext::new().compute(plan.as_ref(), &StatisticsArgs::new())?,
+                ));
+            }
             // Push the policy filter and the leakproof user predicates (and nothing else)
             // into the Parquet source for row-group, page-index and bloom-filter pruning.
             plan = FilterPushdown::new().optimize(plan, state.config_options())?;
         }
+        let statistics = match estimate {
+            Some(estimate) => Some(Arc::new(self.sealed_statistics(
+                estimate,
+                &raw_projection,
+                &wanted,
+                limit,
+            )?)),
+            None => None,
+        };
 
         let input_schema = DFSchema::try_from(plan.schema())?;
         let mut exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = Vec::with_capacity(wanted.len());
@@ -344,6 +362,13 @@ impl TableProvider for ProtectedTable {
                 self.policy.table
             );
         }
+        // A dynamic filter reads what a leakproof predicate may (see `accepts_dynamic`); none
+        // below a limit, where filtering first would change which rows the limit keeps.
+        let dynamic_columns = if self.policy.pushdown_user_predicates && limit.is_none() {
+            self.clear.clone()
+        } else {
+            HashSet::new()
+        };
         Ok(Arc::new(
             ProtectedScanExec::new(
                 SealIdent::of(&self.policy, &self.fingerprint),
@@ -353,7 +378,8 @@ impl TableProvider for ProtectedTable {
                 pushed,
                 rows,
             )
-            .with_statistics(statistics),
+            .with_statistics(statistics)
+            .with_dynamic_columns(dynamic_columns),
         ))
     }
 }
@@ -363,14 +389,19 @@ impl ProtectedTable {
     /// of each output column shown in the clear, its files' statistics (min, max, nulls, byte
     /// size: values the caller could compute with a query). Nothing of a masked, tokenized or
     /// partly shown column, whose raw values the caller does not see. All inexact: files may
-    /// change before they are read, and pushed predicates and limits shrink the answer.
+    /// change before they are read, and pushed predicates (whose selectivity `raw` already
+    /// estimates) and limits shrink the answer.
     fn sealed_statistics(
         &self,
         raw: Statistics,
         raw_projection: &[usize],
         wanted: &[usize],
-        rows: Option<usize>,
+        limit: Option<usize>,
     ) -> Result<Statistics> {
+        let rows = raw
+            .num_rows
+            .get_value()
+            .map(|rows| limit.map_or(*rows, |l| (*rows).min(l)));
         let raw_schema = self.raw.schema();
         let mut columns = Vec::with_capacity(wanted.len());
         for index in wanted {
@@ -453,6 +484,16 @@ pub struct ProtectedScanExec {
     /// On a worker, the stores the sealed subtree reads through (the worker's own mesh
     /// store): the worker's session knows no product store, so only a sealed scan reads one.
     pub(crate) stores: Option<Arc<dyn ObjectStoreRegistry>>,
+    /// Columns a join's (or a top-k's) dynamic filter may read inside the seal: those a
+    /// leakproof user predicate may read (clear, and the product lets predicates cross),
+    /// none below a limit, none on a worker. See [`ProtectedScanExec::accepts_dynamic`].
+    dynamic_columns: Arc<HashSet<String>>,
+    /// The dynamic filters accepted (over this scan's output), which the seal reports as
+    /// its only expressions: their producer fills them only if a consumer holds them.
+    dynamic: Vec<Arc<dyn PhysicalExpr>>,
+    /// The sealed plan before they were accepted, to return to when the plan is reset (a
+    /// recursive query's next round has no filter from the last round's join).
+    before_dynamic: Option<Arc<dyn ExecutionPlan>>,
 }
 
 impl ProtectedScanExec {
@@ -481,6 +522,9 @@ impl ProtectedScanExec {
             rows,
             statistics: None,
             stores: None,
+            dynamic_columns: Arc::default(),
+            dynamic: Vec::new(),
+            before_dynamic: None,
         }
     }
 
@@ -489,8 +533,79 @@ impl ProtectedScanExec {
         self
     }
 
+    fn with_dynamic_columns(mut self, columns: HashSet<String>) -> Self {
+        self.dynamic_columns = Arc::new(columns);
+        self
+    }
+
+    /// Whether a filter offered from above may be evaluated inside the seal: only a dynamic
+    /// filter (a hash join's build-side bounds and membership, a top-k's threshold) whose
+    /// keys are plain columns the caller sees in clear. Its runtime form is built by
+    /// DataFusion from those keys with comparisons, IN lists and hash lookups against the
+    /// caller's own build-side values, none of which can fail on a hidden row; so, like a
+    /// leakproof predicate of the caller's own, it may prune and filter beside the row
+    /// filter. Any other offered expression (a key under a cast, arithmetic, a masked,
+    /// tokenized or hidden column) stays above the barrier.
+    fn accepts_dynamic(&self, filter: &Arc<dyn PhysicalExpr>) -> bool {
+        let Some(dynamic) = filter.downcast_ref::<DynamicFilterPhysicalExpr>() else {
+            return false;
+        };
+        let keys = dynamic.children();
+        !keys.is_empty()
+            && keys.iter().all(|key| {
+                key.downcast_ref::<PhysicalColumn>()
+                    .is_some_and(|column| self.dynamic_columns.contains(column.name()))
+            })
+    }
+
+    /// The sealed plan with `filters` (accepted dynamic filters, over this scan's output
+    /// columns, which are clear and so named and valued as the raw ones) handed to its
+    /// Parquet source for pruning, and, with `parquet_pushdown`, for evaluation in the
+    /// decoder. `None` if no source took any.
+    fn inner_with_dynamic(
+        &self,
+        filters: &[Arc<dyn PhysicalExpr>],
+        config: &ConfigOptions,
+    ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        let mut taken = false;
+        let inner = Arc::clone(&self.inner).transform_up(|node| {
+            let any: &dyn std::any::Any = node.as_ref();
+            if !any.is::<DataSourceExec>() {
+                return Ok(Transformed::no(node));
+            }
+            let schema = node.schema();
+            let offered = filters
+                .iter()
+                .filter_map(|f| reassign_expr_columns(Arc::clone(f), &schema).ok())
+                .map(|filter| ChildFilterPushdownResult {
+                    filter,
+                    child_results: vec![],
+                })
+                .collect::<Vec<_>>();
+            if offered.is_empty() {
+                return Ok(Transformed::no(node));
+            }
+            let answer = node.handle_child_pushdown_result(
+                FilterPushdownPhase::Post,
+                ChildPushdownResult {
+                    parent_filters: offered,
+                    self_filters: vec![],
+                },
+                config,
+            )?;
+            match answer.updated_node {
+                Some(updated) => {
+                    taken = true;
+                    Ok(Transformed::yes(updated))
+                }
+                None => Ok(Transformed::no(node)),
+            }
+        })?;
+        Ok(taken.then_some(inner.data))
+    }
+
     /// The same scan over another inner plan (one task's share of the files), keeping
-    /// everything else.
+    /// everything else but accepted dynamic filters (a task runs apart from their producer).
     pub(crate) fn with_inner(&self, inner: Arc<dyn ExecutionPlan>) -> Self {
         let mut scan = Self::new(
             Arc::clone(&self.ident),
@@ -502,6 +617,7 @@ impl ProtectedScanExec {
         )
         .with_statistics(self.statistics.clone());
         scan.stores = self.stores.clone();
+        scan.dynamic_columns = Arc::clone(&self.dynamic_columns);
         scan
     }
 
@@ -519,6 +635,34 @@ impl ProtectedScanExec {
             .iter()
             .flat_map(|e| e.column_refs().into_iter().map(|c| c.name.clone()))
             .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The keys of the dynamic filters inside this scan (a join's or top-k's, see
+    /// [`ProtectedScanExec::accepts_dynamic`]), for tests and operators: a column key by its
+    /// name, any other key as its text; empty when none was accepted.
+    pub fn dynamic_filter_keys(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut plans = vec![Arc::clone(&self.inner)];
+        while let Some(plan) = plans.pop() {
+            // Infallible: the visitors below never fail.
+            let _ = plan.apply_expressions(&mut |expr| {
+                expr.apply(|e| {
+                    if let Some(dynamic) = e.downcast_ref::<DynamicFilterPhysicalExpr>() {
+                        out.extend(dynamic.children().into_iter().map(|key| {
+                            match key.downcast_ref::<PhysicalColumn>() {
+                                Some(column) => column.name().to_string(),
+                                None => key.to_string(),
+                            }
+                        }));
+                    }
+                    Ok(TreeNodeRecursion::Continue)
+                })
+            });
+            plans.extend(plan.children().into_iter().cloned());
+        }
         out.sort();
         out.dedup();
         out
@@ -594,9 +738,15 @@ impl ExecutionPlan for ProtectedScanExec {
 
     fn apply_expressions(
         &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
     ) -> Result<TreeNodeRecursion> {
-        // The policy's expressions are sealed inside; none is offered to rewriters.
+        // The policy's expressions are sealed inside; only the dynamic filters that came
+        // from above are shown (so that their producer sees them consumed).
+        for filter in &self.dynamic {
+            if f(filter)? == TreeNodeRecursion::Stop {
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
         Ok(TreeNodeRecursion::Continue)
     }
 
@@ -614,16 +764,58 @@ impl ExecutionPlan for ProtectedScanExec {
     /// A recursive query re-runs its recursive term after resetting every node's state; the
     /// sealed subtree is invisible to that walk, so the seal resets it itself.
     fn reset_state(self: Arc<Self>) -> Result<Arc<dyn ExecutionPlan>> {
+        let inner = self.before_dynamic.as_ref().unwrap_or(&self.inner);
         Ok(Arc::new(Self {
             ident: Arc::clone(&self.ident),
             policy: self.policy.clone(),
-            inner: reset_plan_states(Arc::clone(&self.inner))?,
+            inner: reset_plan_states(Arc::clone(inner))?,
             properties: Arc::clone(&self.properties),
             pushed: self.pushed.clone(),
             rows: self.rows,
             statistics: self.statistics.clone(),
             stores: self.stores.clone(),
+            dynamic_columns: Arc::clone(&self.dynamic_columns),
+            dynamic: Vec::new(),
+            before_dynamic: None,
         }))
+    }
+
+    /// Filters offered from above: dynamic filters the seal accepts (see
+    /// [`ProtectedScanExec::accepts_dynamic`]) go to its Parquet source; every offered
+    /// filter is answered "not pushed", so whoever offered it still applies it (a dynamic
+    /// filter only ever removes rows its join or top-k would drop anyway).
+    fn handle_child_pushdown_result(
+        &self,
+        phase: FilterPushdownPhase,
+        offered: ChildPushdownResult,
+        config: &ConfigOptions,
+    ) -> Result<FilterPushdownPropagation<Arc<dyn ExecutionPlan>>> {
+        let answer = FilterPushdownPropagation::with_parent_pushdown_result(vec![
+            PushedDown::No;
+            offered
+                .parent_filters
+                .len()
+        ]);
+        let accepted: Vec<Arc<dyn PhysicalExpr>> = offered
+            .parent_filters
+            .into_iter()
+            .map(|f| f.filter)
+            .filter(|f| self.accepts_dynamic(f))
+            .collect();
+        if phase != FilterPushdownPhase::Post || accepted.is_empty() {
+            return Ok(answer);
+        }
+        Ok(match self.inner_with_dynamic(&accepted, config)? {
+            Some(inner) => {
+                let mut scan = self.with_inner(inner);
+                scan.before_dynamic = Some(Arc::clone(
+                    self.before_dynamic.as_ref().unwrap_or(&self.inner),
+                ));
+                scan.dynamic = self.dynamic.iter().cloned().chain(accepted).collect();
+                answer.with_updated_node(Arc::new(scan))
+            }
+            None => answer,
+        })
     }
 
     fn execute(
