@@ -12,6 +12,10 @@
 //! casbin itself accepts any string, so a misspelt `Allow` or an unknown product would
 //! otherwise match nothing, silently.
 //!
+//! For the shipped model, decisions are made over the lines indexed by product (see
+//! [`crate::lines`]) rather than by casbin's matcher on every line; casbin still expands the
+//! `g` roles, and decides for any other model.
+//!
 //! There is no decision cache: every policy version gets a fresh, uncached `Enforcer`.
 //! casbin-rs's `CachedEnforcer` keeps decisions across `load_policy`, so a revocation could
 //! go unnoticed (`tests/decision_caches.rs`); decisions are made once per (caller, product)
@@ -23,6 +27,7 @@ use casbin::{CoreApi, DefaultModel, Enforcer, MemoryAdapter, MgmtApi, Model, Rba
 use meshgate_catalog::Catalog;
 
 use crate::error::LoadError;
+use crate::lines::{self, LineIndex};
 use crate::principal::Principal;
 use crate::subjects::{Subject, SubjectSet};
 
@@ -31,7 +36,10 @@ pub const READ: &str = "read";
 
 /// A loaded, validated casbin enforcer.
 pub struct AccessControl {
+    /// The `g` roles, and with another model than the shipped one, the decisions.
     enforcer: Enforcer,
+    /// The `p` lines indexed by product, when the model is the shipped one: the decisions.
+    index: Option<LineIndex>,
     rules: usize,
     /// The deny lines under the effect "allow unless a deny line matches", when the model's
     /// effect is deny-overrides-allow: grants are then admitted without loading them into
@@ -49,6 +57,8 @@ pub struct AccessControl {
 enum DenyCheck {
     /// No deny line: nothing is denied.
     Nothing,
+    /// The shipped model: the deny lines indexed.
+    Indexed(LineIndex),
     Lines(Box<Enforcer>),
 }
 
@@ -73,7 +83,20 @@ fn subject_in(request: Dynamic, rule: Dynamic) -> Dynamic {
     ) else {
         return false.into();
     };
-    (rule.as_str() == "*" || request.contains(&format!("|{rule}|"))).into()
+    lines::subject_in(&request, &rule).into()
+}
+
+/// Whether `model` is the shipped one (request, policy, matcher and effect), whose
+/// decisions [`LineIndex`] makes without casbin's matcher.
+fn is_shipped(model: &DefaultModel) -> bool {
+    let model = model.get_model();
+    let assertion = |section: &str| model.get(section).and_then(|s| s.get(section));
+    let tokens = |section: &str| assertion(section).map(|a| a.tokens.clone());
+    let text = |section: &str| assertion(section).map(|a| a.value.replace(char::is_whitespace, ""));
+    tokens("r").is_some_and(|t| t == lines::REQUEST)
+        && tokens("p").is_some_and(|t| t == lines::POLICY)
+        && text("m").as_deref() == Some(lines::MATCHER)
+        && text("e").as_deref() == Some(DENY_OVERRIDES)
 }
 
 impl AccessControl {
@@ -109,6 +132,9 @@ impl AccessControl {
     ) -> Option<Result<bool, String>> {
         self.denials.as_ref().map(|denials| match denials {
             DenyCheck::Nothing => Ok(false),
+            DenyCheck::Indexed(index) => Ok(index
+                .matched(&subjects.casbin_encoding(), domain, product, READ)
+                .deny),
             DenyCheck::Lines(denials) => denials
                 .enforce((subjects.casbin_encoding(), domain, product, READ))
                 .map(|allowed| !allowed)
@@ -173,14 +199,18 @@ impl AccessControl {
             .get("e")
             .and_then(|section| section.get("e"))
             .map(|assertion| assertion.value.replace(char::is_whitespace, ""));
+        let shipped = is_shipped(&model);
         let denials = if with_denials && effect.as_deref() == Some(DENY_OVERRIDES) {
             let deny_lines: Vec<Vec<String>> = policies
                 .iter()
                 .filter(|line| line.last().is_some_and(|effect| effect == "deny"))
                 .cloned()
                 .collect();
+            let indexed = shipped.then(|| LineIndex::new(&deny_lines)).flatten();
             if deny_lines.is_empty() {
                 Some(DenyCheck::Nothing)
+            } else if let Some(index) = indexed {
+                Some(DenyCheck::Indexed(index))
             } else {
                 let mut deny_model = model.clone();
                 // casbin knows a fixed set of effects; this one allows unless a deny line
@@ -195,14 +225,20 @@ impl AccessControl {
         // casbin's add_policies adds nothing when one line already exists, so a grant line
         // equal to a file's line must not reach it twice.
         let mut seen = std::collections::HashSet::new();
-        let lines: Vec<Vec<String>> = extra
+        let mut lines: Vec<Vec<String>> = extra
             .into_iter()
             .chain(policies)
             .filter(|line| seen.insert(line.clone()))
             .collect();
+        // With the index deciding, casbin holds the `g` lines only (it expands roles).
+        let index = shipped.then(|| LineIndex::new(&lines)).flatten();
+        if index.is_some() {
+            lines.clear();
+        }
         let enforcer = enforcer(sources, model, lines, groupings).await?;
         let access = Self {
             enforcer,
+            index,
             rules,
             denials,
             domain_roles,
@@ -257,9 +293,19 @@ impl AccessControl {
         domain: &str,
         product: &str,
     ) -> Result<bool, String> {
+        if let Some(index) = &self.index {
+            let matched = index.matched(&subjects.casbin_encoding(), domain, product, READ);
+            return Ok(matched.allow && !matched.deny);
+        }
         self.enforcer
             .enforce((subjects.casbin_encoding(), domain, product, READ))
             .map_err(|e| e.to_string())
+    }
+
+    /// Whether decisions are made over the indexed lines (the shipped model) rather than by
+    /// casbin's matcher.
+    pub fn indexed(&self) -> bool {
+        self.index.is_some()
     }
 
     /// The roles `g` lines grant in `domain` alone (see [`AccessControl`]'s field).

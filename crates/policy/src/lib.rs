@@ -27,6 +27,7 @@ mod error;
 pub mod global;
 pub mod golden;
 pub mod grants;
+mod lines;
 mod memo;
 mod principal;
 pub mod resolve;

@@ -534,3 +534,175 @@ async fn a_remembered_resolution_is_never_handed_to_a_caller_with_other_attribut
         "a caller without the attribute is denied even after the full one was resolved"
     );
 }
+
+/// For the shipped model, decisions are made over the `p` lines indexed by product rather
+/// than by casbin's matcher on every line (`lines.rs`). The index must decide exactly as
+/// casbin does: compared on every principal (the reference users, and callers with each
+/// role) and every product, for the reference rules and for 300 generated rule sets mixing
+/// subjects (`*`, ids, roles), domains (`*`, each, a mismatch), objects (ids, prefixes,
+/// `*`) and effects, against a plain casbin enforcer over the same model and lines; and the
+/// deny check (what admits grants) against casbin with deny lines alone.
+#[tokio::test]
+async fn the_indexed_decision_is_casbins() {
+    use casbin::function_map::{OperatorFunction, key_match};
+    use casbin::rhai::Dynamic;
+    use casbin::{CoreApi, DefaultModel, Enforcer, MemoryAdapter, MgmtApi};
+    use meshgate_policy::access::AccessControl;
+
+    fn subject_in(request: Dynamic, rule: Dynamic) -> Dynamic {
+        let request = request.into_immutable_string().unwrap();
+        let rule = rule.into_immutable_string().unwrap();
+        (rule.as_str() == "*" || request.contains(&format!("|{rule}|"))).into()
+    }
+    async fn casbin(model: &str, effect: Option<&str>, rules: &str, deny_only: bool) -> Enforcer {
+        let mut model = DefaultModel::from_str(model).await.unwrap();
+        if let Some(effect) = effect {
+            use casbin::Model;
+            model.add_def("e", "e", effect);
+        }
+        let mut enforcer = Enforcer::new(model, MemoryAdapter::default())
+            .await
+            .unwrap();
+        enforcer.add_function("subjectIn", OperatorFunction::Arg2(subject_in));
+        enforcer
+            .get_role_manager()
+            .write()
+            .matching_fn(None, Some(key_match));
+        let fields = |l: &str| -> Vec<String> {
+            l.split(',').skip(1).map(|f| f.trim().to_string()).collect()
+        };
+        let lines = rules.lines().map(str::trim);
+        let g: Vec<Vec<String>> = lines
+            .clone()
+            .filter(|l| l.starts_with("g,"))
+            .map(fields)
+            .collect();
+        let p: Vec<Vec<String>> = lines
+            .filter(|l| l.starts_with("p,") && (!deny_only || l.ends_with("deny")))
+            .map(fields)
+            .collect();
+        if !g.is_empty() {
+            enforcer.add_grouping_policies(g).await.unwrap();
+        }
+        if !p.is_empty() {
+            enforcer.add_policies(p).await.unwrap();
+        }
+        enforcer
+    }
+
+    let catalog = catalog();
+    let sources = PolicySources::from_dir(&repo().join("policies")).unwrap();
+    let model = sources.access_model.text.clone();
+    let roles = [
+        "lob-system",
+        "auditor",
+        "firmwide-risk",
+        "reference-owner",
+        "x",
+    ];
+    let mut callers: Vec<Principal> = [
+        "cib-reporting",
+        "ccb-fraud",
+        "risk-officer",
+        "ref-owner",
+        "auditor",
+        "intern",
+    ]
+    .into_iter()
+    .map(principal)
+    .collect();
+    callers.extend(
+        roles
+            .iter()
+            .map(|r| Principal::new(format!("someone-{r}")).with_role(*r)),
+    );
+    callers.push(Principal::new("nobody"));
+    let products: Vec<(String, String)> = catalog
+        .products()
+        .map(|p| (p.domain.clone(), p.id.clone()))
+        .collect();
+
+    // The reference rules, then generated ones (a fixed linear congruential sequence).
+    let subjects = [
+        "*",
+        "ccb-fraud",
+        "intern",
+        "role:lob-system",
+        "role:auditor",
+        "role:x",
+    ];
+    let domains = ["*", "reference", "payments", "markets"];
+    let objects = [
+        "*",
+        "reference.*",
+        "payments.*",
+        "reference.counterparties",
+        "payments.transactions",
+        "markets.trades",
+    ];
+    let mut seed: u64 = 0x5eed;
+    let mut next = |n: usize| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) as usize % n
+    };
+    let mut rule_sets = vec![sources.access_rules.text.clone()];
+    for _ in 0..300 {
+        let mut text =
+            String::from("g, intern, role:x, reference\ng, role:x, role:lob-system, *\n");
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..1 + next(8) {
+            let line = format!(
+                "p, {}, {}, {}, read, {}\n",
+                subjects[next(subjects.len())],
+                domains[next(domains.len())],
+                objects[next(objects.len())],
+                if next(3) == 0 { "deny" } else { "allow" }
+            );
+            if seen.insert(line.clone()) {
+                text.push_str(&line);
+            }
+        }
+        rule_sets.push(text);
+    }
+
+    let mut decisions = [0usize; 2];
+    for rules in &rule_sets {
+        let access = AccessControl::load("access.conf", &model, "access.csv", rules, &catalog)
+            .await
+            .unwrap();
+        assert!(
+            access.indexed(),
+            "the shipped model is decided by the index"
+        );
+        let full = casbin(&model, None, rules, false).await;
+        let denies = casbin(&model, Some("!some(where (p.eft == deny))"), rules, true).await;
+        for caller in &callers {
+            for (domain, product) in &products {
+                let set = access.subjects(caller, domain);
+                let mut encoding = format!("|{}|", set.id());
+                for role in set.roles() {
+                    encoding.push_str(&format!("role:{role}|"));
+                }
+                let request = (encoding.clone(), domain.clone(), product.clone(), "read");
+                let expected = full.enforce(request.clone()).unwrap();
+                let case = format!("{} on {product} under\n{rules}", caller.id());
+                assert_eq!(
+                    access.enforce(&set, domain, product).unwrap(),
+                    expected,
+                    "{case}"
+                );
+                let denied = !denies.enforce(request).unwrap();
+                assert_eq!(
+                    access.denies(&set, domain, product).unwrap().unwrap(),
+                    denied,
+                    "{case}"
+                );
+                decisions[usize::from(expected)] += 1;
+            }
+        }
+    }
+    // Both answers were exercised many times.
+    assert!(decisions[0] > 1000 && decisions[1] > 1000, "{decisions:?}");
+}
