@@ -1511,9 +1511,11 @@ fn targets(report: &mut Report) {
     let beyond_stats = gm("meshgate", "datafusion-nostats");
     let statistics = format!(
         "To callers no row filter applies to, the sealed scan reports the footers' row count and, \
-         of columns shown in the clear, min/max, null counts and byte sizes, all inexact \
-         (ARCHITECTURE invariant 4); behind a row filter, and for masked or tokenized columns, \
-         nothing, and joins' dynamic filters do not enter the seal. For scale: DataFusion itself \
+         of columns shown in the clear, min/max, null counts and byte sizes, all inexact, the row \
+         count with the estimated selectivity of the caller's own pushed predicates (ARCHITECTURE \
+         invariant 4); behind a row filter, and for masked or tokenized columns, nothing. Joins' \
+         and top-k's dynamic filters enter the seal on clear keys, as leakproof predicates do \
+         (\"The barrier\"). For scale: DataFusion itself \
          without any file statistics is {} × its own time here, and meshgate in process is {} × \
          that.",
         fmt_ratio(nostats),
@@ -1741,9 +1743,9 @@ fn targets(report: &mut Report) {
         met: slowest.map(|m| m.ns_per_call < 100_000.0),
         why: format!(
             "Callers the policy files admit resolve in at most {:.1} µs at any grant count. A caller \
-             admitted by a grant is found in the grant terms' (principal, product) index, and casbin \
-             is asked only whether a deny line of the files matches (the shipped model is \
-             deny-overrides-allow), so the cost does not grow with the grants in force: {}.",
+             admitted by a grant is found in the grant terms' (principal, product) index, and only \
+             the files' deny lines are checked (the shipped model is deny-overrides-allow), so the \
+             cost does not grow with the grants in force: {}.",
             by_files / 1e3,
             by_grant
                 .iter()

@@ -517,10 +517,9 @@ impl Report {
              consumer); `scale-wide` is admitted by the policy files to every other product. \
              Start-up opens the gateway (catalog and policies validated, every lake opened); the \
              grant layer is what the first query after a grant change builds from the grants in \
-             force; one resolution is a consumer a grant admits, nothing remembered (casbin first \
-             evaluates the files' matcher on every line of `access.csv`, a few per product, so \
-             this one grows with the mesh; the deny check that admits grants holds the deny \
-             lines alone), and `remembered` the same as every later query of the policy set finds \
+             force; one resolution is a consumer a grant admits, nothing remembered (the files' \
+             lines are tried only for the product asked for, and patterns; casbin expands the \
+             caller's roles), and `remembered` the same as every later query of the policy set finds \
              it; planning and \
              listing are `scale-wide`'s (listing is what Flight SQL's GetTables answers from). \
              Memory is the resident set opening the gateway added, measured in a process of its own, \

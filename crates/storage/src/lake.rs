@@ -33,6 +33,11 @@ pub struct ProductLake {
     /// replaces every version's own.
     pub prefix: Option<String>,
     pub(crate) store: Arc<dyn ObjectStore>,
+    /// Nearby byte ranges of one read are merged into one request when the gap between them
+    /// is at most this: object_store's default for a remote store, where a request costs
+    /// more than the bytes between; 0 for a directory, which reads each range as asked
+    /// (`LocalFileSystem`'s own `get_ranges`).
+    pub(crate) coalesce: u64,
 }
 
 impl std::fmt::Debug for ProductLake {
@@ -454,6 +459,7 @@ fn open_product(
                 endpoint: path.display().to_string(),
                 prefix,
                 store: Arc::new(store),
+                coalesce: 0,
             })
         }
         Some(StorageKind::S3) => {
@@ -495,6 +501,7 @@ fn open_product(
                 endpoint,
                 prefix,
                 store: Arc::new(store),
+                coalesce: object_store::OBJECT_STORE_COALESCE_DEFAULT,
             })
         }
     }

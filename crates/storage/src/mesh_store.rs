@@ -186,6 +186,19 @@ impl ObjectStore for MeshStore {
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        let (lake, key) = self.route(location)?;
+        if lake.coalesce == 0 {
+            // A directory reads each range as asked, all in one blocking task.
+            let bytes = lake
+                .store
+                .get_ranges(&key, ranges)
+                .await
+                .map_err(|e| Self::label(lake, &key, e))?;
+            for range in &bytes {
+                self.record(&lake.product, Request::Get(range.len() as u64));
+            }
+            return Ok(bytes);
+        }
         // Coalesced here (not in the product's store) so that each request made is counted.
         object_store::coalesce_ranges(
             ranges,
@@ -196,7 +209,7 @@ impl ObjectStore for MeshStore {
                 };
                 self.get_opts(location, options).await?.bytes().await
             },
-            object_store::OBJECT_STORE_COALESCE_DEFAULT,
+            lake.coalesce,
         )
         .await
     }
