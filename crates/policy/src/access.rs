@@ -57,8 +57,8 @@ pub struct AccessControl {
 enum DenyCheck {
     /// No deny line: nothing is denied.
     Nothing,
-    /// The shipped model: the deny lines indexed.
-    Indexed(LineIndex),
+    /// The shipped model, the files' lines alone: the index's deny lines answer.
+    Indexed,
     Lines(Box<Enforcer>),
 }
 
@@ -132,9 +132,11 @@ impl AccessControl {
     ) -> Option<Result<bool, String>> {
         self.denials.as_ref().map(|denials| match denials {
             DenyCheck::Nothing => Ok(false),
-            DenyCheck::Indexed(index) => Ok(index
-                .matched(&subjects.casbin_encoding(), domain, product, READ)
-                .deny),
+            DenyCheck::Indexed => Ok(self.index.as_ref().is_some_and(|index| {
+                index
+                    .matched(&subjects.casbin_encoding(), domain, product, READ)
+                    .deny
+            })),
             DenyCheck::Lines(denials) => denials
                 .enforce((subjects.casbin_encoding(), domain, product, READ))
                 .map(|allowed| !allowed)
@@ -199,18 +201,30 @@ impl AccessControl {
             .get("e")
             .and_then(|section| section.get("e"))
             .map(|assertion| assertion.value.replace(char::is_whitespace, ""));
-        let shipped = is_shipped(&model);
+        let deny_lines: Vec<Vec<String>> = policies
+            .iter()
+            .filter(|line| line.last().is_some_and(|effect| effect == "deny"))
+            .cloned()
+            .collect();
+        let files_alone = extra.is_empty();
+        // casbin's add_policies adds nothing when one line already exists, so a grant line
+        // equal to a file's line must not reach it twice.
+        let mut seen = std::collections::HashSet::new();
+        let mut lines: Vec<Vec<String>> = extra
+            .into_iter()
+            .chain(policies)
+            .filter(|line| seen.insert(line.clone()))
+            .collect();
+        // With the index deciding, casbin holds the `g` lines only (it expands roles).
+        let index = is_shipped(&model).then(|| LineIndex::new(&lines)).flatten();
+        if index.is_some() {
+            lines.clear();
+        }
         let denials = if with_denials && effect.as_deref() == Some(DENY_OVERRIDES) {
-            let deny_lines: Vec<Vec<String>> = policies
-                .iter()
-                .filter(|line| line.last().is_some_and(|effect| effect == "deny"))
-                .cloned()
-                .collect();
-            let indexed = shipped.then(|| LineIndex::new(&deny_lines)).flatten();
             if deny_lines.is_empty() {
                 Some(DenyCheck::Nothing)
-            } else if let Some(index) = indexed {
-                Some(DenyCheck::Indexed(index))
+            } else if index.is_some() && files_alone {
+                Some(DenyCheck::Indexed)
             } else {
                 let mut deny_model = model.clone();
                 // casbin knows a fixed set of effects; this one allows unless a deny line
@@ -222,19 +236,6 @@ impl AccessControl {
         } else {
             None
         };
-        // casbin's add_policies adds nothing when one line already exists, so a grant line
-        // equal to a file's line must not reach it twice.
-        let mut seen = std::collections::HashSet::new();
-        let mut lines: Vec<Vec<String>> = extra
-            .into_iter()
-            .chain(policies)
-            .filter(|line| seen.insert(line.clone()))
-            .collect();
-        // With the index deciding, casbin holds the `g` lines only (it expands roles).
-        let index = shipped.then(|| LineIndex::new(&lines)).flatten();
-        if index.is_some() {
-            lines.clear();
-        }
         let enforcer = enforcer(sources, model, lines, groupings).await?;
         let access = Self {
             enforcer,

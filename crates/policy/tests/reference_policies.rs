@@ -36,6 +36,16 @@ fn users() -> UserDirectory {
     UserDirectory::parse("users.toml", &std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// The reference mesh's users (`policies/users.toml`; passwords `<user>-pw`).
+const DEMO_USERS: [&str; 6] = [
+    "cib-reporting",
+    "ccb-fraud",
+    "risk-officer",
+    "ref-owner",
+    "auditor",
+    "intern",
+];
+
 fn principal(name: &str) -> Principal {
     users()
         .principal(name)
@@ -265,14 +275,7 @@ async fn a_role_from_authentication_counts_like_a_casbin_role() {
 #[tokio::test]
 async fn demo_passwords_verify() {
     let users = users();
-    for name in [
-        "cib-reporting",
-        "ccb-fraud",
-        "risk-officer",
-        "ref-owner",
-        "auditor",
-        "intern",
-    ] {
+    for name in DEMO_USERS {
         assert!(
             users.authenticate(name, &format!("{name}-pw")).is_ok(),
             "{name}"
@@ -600,17 +603,7 @@ async fn the_indexed_decision_is_casbins() {
         "reference-owner",
         "x",
     ];
-    let mut callers: Vec<Principal> = [
-        "cib-reporting",
-        "ccb-fraud",
-        "risk-officer",
-        "ref-owner",
-        "auditor",
-        "intern",
-    ]
-    .into_iter()
-    .map(principal)
-    .collect();
+    let mut callers: Vec<Principal> = DEMO_USERS.into_iter().map(principal).collect();
     callers.extend(
         roles
             .iter()
