@@ -218,3 +218,65 @@ fn the_cycle_check_finds_a_cycle() {
             .collect()
     );
 }
+
+/// `unsafe` is denied in every crate (the workspace's lints, which each crate takes); the one
+/// place allowed to lift that is the call into the SHA-NI lanes of tokenization, after the CPU
+/// was seen to have the extensions (`crates/protect/src/token/lanes.rs`, ARCHITECTURE.md).
+#[test]
+fn unsafe_code_is_allowed_in_one_place_only() {
+    let root = crate::support::manifest_dir().join("../..");
+    let workspace = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    assert!(
+        workspace.contains("unsafe_code = \"deny\"")
+            || workspace.contains("unsafe_code = \"forbid\""),
+        "the workspace no longer denies unsafe code"
+    );
+    let mut allowed = Vec::new();
+    let mut manifests = 0;
+    let mut todo: Vec<_> = ["crates", "benches", "examples", "tests"]
+        .iter()
+        .map(|d| root.join(d))
+        .collect();
+    while let Some(dir) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if path.is_dir() {
+                if !["target", "node_modules", ".venv"].contains(&name) {
+                    todo.push(path);
+                }
+            } else if name == "Cargo.toml" {
+                let manifest = std::fs::read_to_string(&path).unwrap();
+                assert!(
+                    manifest.contains("[lints]\nworkspace = true"),
+                    "{} does not take the workspace's lints",
+                    path.display()
+                );
+                manifests += 1;
+            } else if name.ends_with(".rs") {
+                let source = std::fs::read_to_string(&path).unwrap();
+                let lifts = [
+                    "allow(unsafe_code)",
+                    "expect(unsafe_code)",
+                    "warn(unsafe_code)",
+                ]
+                .iter()
+                .map(|attribute| source.matches(attribute).count())
+                .sum::<usize>();
+                if lifts > 0 && !path.ends_with("tests/layers.rs") {
+                    let relative = path.strip_prefix(&root).unwrap_or(&path);
+                    allowed.push((relative.display().to_string(), lifts));
+                }
+            }
+        }
+    }
+    assert!(manifests > 10, "found {manifests} crate manifests");
+    assert_eq!(
+        allowed,
+        [("crates/protect/src/token/lanes.rs".to_string(), 1)],
+        "unsafe code is allowed outside the one reviewed place"
+    );
+}

@@ -126,6 +126,17 @@ pub fn token_key() -> TokenKey {
     MasterKey::demo().token_key("tpch")
 }
 
+/// Rows per batch the engine hands a kernel: DataFusion's default batch size.
+pub const BATCH_ROWS: usize = 8_192;
+
+/// `input` cut into batches of [`BATCH_ROWS`], as a scan hands them to the protection kernels.
+pub fn batches(input: &ArrayRef) -> Vec<ArrayRef> {
+    (0..input.len())
+        .step_by(BATCH_ROWS)
+        .map(|at| input.slice(at, BATCH_ROWS.min(input.len() - at)))
+        .collect()
+}
+
 /// Tokenize every value of `input`; returns how many values were tokenized.
 pub fn tokenize(key: &TokenKey, input: &ArrayRef) -> usize {
     meshgate::protect::tokenize(key, input).map_or(0, |a| a.len())

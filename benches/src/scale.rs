@@ -290,6 +290,16 @@ fn median(values: Vec<f64>) -> f64 {
     crate::stats::percentile(&values, 0.5).unwrap_or(f64::NAN)
 }
 
+/// Per-call costs are timed in this many slices of the budget and the median slice is
+/// reported, so one busy moment on a shared machine moves one slice, not the figure.
+const SLICES: usize = 5;
+
+/// The median over [`SLICES`] slices of `budget` of `time(slice)`, in seconds per call.
+fn median_of_slices(budget: Duration, mut time: impl FnMut(Duration) -> Duration) -> f64 {
+    let slice = budget / SLICES as u32;
+    median((0..SLICES).map(|_| time(slice).as_secs_f64()).collect())
+}
+
 /// The median of [`REPEATS`] memory probes of `n` products.
 async fn memory_of(n: usize, dir: &Path) -> Result<f64, BenchError> {
     let mut probes = Vec::new();
@@ -300,7 +310,8 @@ async fn memory_of(n: usize, dir: &Path) -> Result<f64, BenchError> {
 }
 
 /// Measure the generated mesh of `n` products, its state under `dir`. One-off costs
-/// (start-up, reload, memory, the grant layer) are each the median of three.
+/// (start-up, reload, memory, the grant layer) are each the median of three; per-call costs
+/// (resolution, planning, listing) the median of five slices of `budget`.
 pub async fn measure(n: usize, dir: &Path, budget: Duration) -> Result<Scale, BenchError> {
     let base_memory_mb = memory_of(1, dir).await?;
     let memory_mb = (memory_of(n, dir).await? - base_memory_mb).max(0.0);
@@ -365,14 +376,18 @@ pub async fn measure(n: usize, dir: &Path, budget: Duration) -> Result<Scale, Be
             "the generated grant does not admit consumer-0".into(),
         ));
     }
-    let (per, _) = per_call(budget, || {
-        std::hint::black_box(policies.resolve_afresh(&consumer, p, t).is_ok());
-    });
-    let resolve_us = per.as_secs_f64() * 1e6;
-    let (per, _) = per_call(budget, || {
-        std::hint::black_box(policies.resolve(&consumer, p, t).is_ok());
-    });
-    let remembered_us = per.as_secs_f64() * 1e6;
+    let resolve_us = median_of_slices(budget, |slice| {
+        per_call(slice, || {
+            std::hint::black_box(policies.resolve_afresh(&consumer, p, t).is_ok());
+        })
+        .0
+    }) * 1e6;
+    let remembered_us = median_of_slices(budget, |slice| {
+        per_call(slice, || {
+            std::hint::black_box(policies.resolve(&consumer, p, t).is_ok());
+        })
+        .0
+    }) * 1e6;
 
     // Planning and listing through the gateway, as the wide principal.
     let session = gateway.session(Principal::new(WIDE));
@@ -381,24 +396,32 @@ pub async fn measure(n: usize, dir: &Path, budget: Duration) -> Result<Scale, Be
         domain(0),
         table(0)
     );
-    let (per, _) = per_call_async(budget, || async {
-        session
-            .prepare(&sql, None)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| BenchError::Query(format!("planning on the generated mesh: {e}")))?;
-    let plan_ms = ms(per);
+    let mut plans = Vec::new();
+    for _ in 0..SLICES {
+        let (per, _) = per_call_async(budget / SLICES as u32, || async {
+            session
+                .prepare(&sql, None)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| BenchError::Query(format!("planning on the generated mesh: {e}")))?;
+        plans.push(ms(per));
+    }
+    let plan_ms = median(plans);
     let listed = session.tables().await.len();
-    let (per, _) = per_call_async(budget, || async {
-        std::hint::black_box(session.tables().await.len());
-        Ok(())
-    })
-    .await
-    .map_err(BenchError::Query)?;
-    let listing_ms = ms(per);
+    let mut listings = Vec::new();
+    for _ in 0..SLICES {
+        let (per, _) = per_call_async(budget / SLICES as u32, || async {
+            std::hint::black_box(session.tables().await.len());
+            Ok(())
+        })
+        .await
+        .map_err(BenchError::Query)?;
+        listings.push(ms(per));
+    }
+    let listing_ms = median(listings);
     Ok(Scale {
         products: n,
         principals: n * CONSUMERS_PER_PRODUCT,

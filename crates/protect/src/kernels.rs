@@ -5,10 +5,12 @@
 
 use std::sync::Arc;
 
+use arrow::array::builder::make_view;
 use arrow::array::{
-    Array, ArrayRef, AsArray, Date32Array, LargeStringBuilder, StringBuilder, StringViewBuilder,
-    new_null_array,
+    Array, ArrayRef, AsArray, Date32Array, GenericStringArray, LargeStringBuilder, OffsetSizeTrait,
+    StringBuilder, StringViewArray, StringViewBuilder, new_null_array,
 };
+use arrow::buffer::{Buffer, OffsetBuffer};
 use arrow::compute::cast;
 use arrow::datatypes::{
     ArrowTimestampType, DataType, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
@@ -19,7 +21,7 @@ use chrono::{Datelike, NaiveDate};
 use sha2::{Digest, Sha256};
 
 use crate::keys::TokenKey;
-use crate::token::TokenHasher;
+use crate::token::{TOKEN_LEN, TokenHasher};
 
 /// The prefix every token starts with.
 pub const TOKEN_PREFIX: &str = "tok_";
@@ -157,14 +159,87 @@ impl MaskKind {
 pub fn tokenize(key: &TokenKey, array: &ArrayRef) -> Result<ArrayRef, ArrowError> {
     // The key's pad blocks are hashed once per batch, not per value (see token.rs).
     let hasher = TokenHasher::new(key.bytes());
-    let array = to_text(array)?;
-    map_strings(&array, |value, out| {
-        let token = hasher.token(value.as_bytes());
-        // A token is ASCII: this always holds.
-        if let Ok(token) = std::str::from_utf8(&token) {
-            out.push_str(token);
+    tokens_of(&hasher, &to_text(array)?)
+}
+
+/// Tokens of a string or dictionary-of-string array, keeping its type: every token is
+/// written once, into the output's own values buffer.
+fn tokens_of(hasher: &TokenHasher, array: &ArrayRef) -> Result<ArrayRef, ArrowError> {
+    match array.data_type() {
+        DataType::Utf8 => Ok(Arc::new(token_strings(hasher, array.as_string::<i32>())?)),
+        DataType::LargeUtf8 => Ok(Arc::new(token_strings(hasher, array.as_string::<i64>())?)),
+        DataType::Utf8View => {
+            let input = array.as_string_view();
+            let (values, _) = token_buffer(hasher, input.iter(), input.null_count())?;
+            let mut at = 0usize;
+            let mut views = Vec::with_capacity(input.len());
+            for valid in input.iter().map(|v| v.is_some()) {
+                views.push(match (valid, values.get(at..at + TOKEN_LEN)) {
+                    (true, Some(token)) => {
+                        let offset = u32::try_from(at).map_err(|_| too_large(input.len()))?;
+                        at += TOKEN_LEN;
+                        make_view(token, 0, offset)
+                    }
+                    _ => 0,
+                });
+            }
+            Ok(Arc::new(StringViewArray::try_new(
+                views.into(),
+                vec![Buffer::from_vec(values)],
+                input.nulls().cloned(),
+            )?))
         }
-    })
+        DataType::Dictionary(_, _) => {
+            // One token per distinct value; the keys (row -> value) stay as they are.
+            let dictionary = array.as_any_dictionary();
+            Ok(dictionary.with_values(tokens_of(hasher, dictionary.values())?))
+        }
+        other => Err(ArrowError::InvalidArgumentError(format!(
+            "expected a string column, found {other}"
+        ))),
+    }
+}
+
+fn token_strings<O: OffsetSizeTrait>(
+    hasher: &TokenHasher,
+    input: &GenericStringArray<O>,
+) -> Result<GenericStringArray<O>, ArrowError> {
+    let (values, total) = token_buffer(hasher, input.iter(), input.null_count())?;
+    O::from_usize(total).ok_or_else(|| too_large(input.len()))?;
+    let mut end = 0usize;
+    let mut offsets = Vec::with_capacity(input.len() + 1);
+    offsets.push(O::usize_as(0));
+    for valid in input.iter().map(|v| v.is_some()) {
+        end += if valid { TOKEN_LEN } else { 0 };
+        // At most `total`, which fits `O`.
+        offsets.push(O::usize_as(end));
+    }
+    GenericStringArray::try_new(
+        OffsetBuffer::new(offsets.into()),
+        Buffer::from_vec(values),
+        input.nulls().cloned(),
+    )
+}
+
+/// The tokens of the non-null `values`, one after another, and their length in bytes.
+fn token_buffer<'a>(
+    hasher: &TokenHasher,
+    values: impl ExactSizeIterator<Item = Option<&'a str>>,
+    nulls: usize,
+) -> Result<(Vec<u8>, usize), ArrowError> {
+    let count = values.len().saturating_sub(nulls);
+    let total = count
+        .checked_mul(TOKEN_LEN)
+        .ok_or_else(|| too_large(count))?;
+    let mut out = vec![0u8; total];
+    hasher.tokens(values.flatten().map(str::as_bytes), &mut out);
+    Ok((out, total))
+}
+
+fn too_large(values: usize) -> ArrowError {
+    ArrowError::ComputeError(format!(
+        "{values} values are too many to tokenize into one array; use smaller batches"
+    ))
 }
 
 /// The type of a tokenized column.
@@ -410,6 +485,53 @@ mod tests {
             "{token}"
         );
         assert!(!token.contains("3456789"));
+    }
+
+    /// Each string layout keeps its type and nulls and gives the same token per row, for
+    /// short values (four lanes at a time), long ones (one by one) and nulls in between,
+    /// including arrays sliced from a larger one.
+    #[test]
+    fn every_string_layout_gives_the_same_tokens_per_row() {
+        use arrow::array::LargeStringArray;
+        let long = "x".repeat(200);
+        let values: Vec<Option<&str>> = (0..23)
+            .map(|i| match i % 5 {
+                0 => None,
+                1 => Some(long.as_str()),
+                2 => Some(""),
+                _ => Some(["a", "bb", "ccc", "Customer#000000042"][i % 4]),
+            })
+            .collect();
+        use base64::Engine;
+        let key = crate::MasterKey::demo().token_key("layouts");
+        let hasher = TokenHasher::new(key.bytes());
+        let expected: Vec<Option<String>> = values
+            .iter()
+            .map(|v| {
+                let mac = hasher.mac((*v)?.as_bytes());
+                let text = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac);
+                Some(format!("{TOKEN_PREFIX}{text}"))
+            })
+            .collect();
+        let dictionary: DictionaryArray<Int32Type> = values.iter().copied().collect();
+        let layouts: Vec<ArrayRef> = vec![
+            strings(&values),
+            Arc::new(LargeStringArray::from(values.clone())),
+            Arc::new(StringViewArray::from(values.clone())),
+            Arc::new(dictionary),
+        ];
+        for array in layouts {
+            let out = tokenize(&key, &array).unwrap();
+            assert_eq!(out.data_type(), array.data_type());
+            assert_eq!(texts(&out), expected, "{}", array.data_type());
+            let sliced = tokenize(&key, &array.slice(3, 11)).unwrap();
+            assert_eq!(
+                texts(&sliced),
+                expected[3..14],
+                "{} sliced",
+                array.data_type()
+            );
+        }
     }
 
     #[test]
