@@ -1431,6 +1431,13 @@ async fn scale_section(args: &Args, base: &Path, report: &mut Report) -> Result<
                 b,
                 large.listing_ms,
             ),
+            scale::growth(
+                "GetTables over Flight SQL (the same tables)",
+                a,
+                small.get_tables_ms,
+                b,
+                large.get_tables_ms,
+            ),
         ];
     }
     Ok(())

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use meshgate::GatewayConfig;
 use meshgate::api::{Grant, GrantState};
 use meshgate::catalog::Catalog;
-use meshgate::policy::{PolicySet, PolicySources, Principal, Source};
+use meshgate::policy::{PolicySet, PolicySources, Principal, Source, UserDirectory};
 use meshgate::storage::StorageConfig;
 use meshgate_reference as reference;
 use serde::Serialize;
@@ -53,6 +53,10 @@ pub struct Scale {
     /// Tables the wide principal sees, and the time to list them.
     pub listed: usize,
     pub listing_ms: f64,
+    /// The same listing as a Flight SQL client sees it: `GetTables` (its FlightInfo and the
+    /// `DoGet` of its ticket) by the wide principal, signed in with a password; rows answered.
+    pub get_tables_rows: usize,
+    pub get_tables_ms: f64,
 }
 
 /// How one measurement grows from the smaller mesh to the larger.
@@ -230,10 +234,18 @@ fn config(n: usize, dir: &Path) -> Result<(GatewayConfig, Catalog, PolicySources
     let state = dir.join(format!("state-{n}"));
     let _ = std::fs::remove_dir_all(&state);
     std::fs::create_dir_all(&state).map_err(BenchError::io(&state))?;
+    // The wide principal signs in over Flight SQL for `GetTables`.
+    let hash = meshgate::policy::hash_password(&crate::mesh::password(WIDE))
+        .map_err(BenchError::setup("the generated mesh's user"))?;
+    let users = UserDirectory::parse(
+        "users.toml",
+        &format!("[[user]]\nname = \"{WIDE}\"\npassword = \"{hash}\"\nroles = []\n"),
+    )
+    .map_err(|e| BenchError::setup("the generated mesh's user")(e.to_string()))?;
     let config = crate::mesh::plain_config(
         catalog.clone(),
         sources.clone(),
-        None,
+        Some(users),
         StorageConfig::local(&lake),
         &state,
     );
@@ -422,6 +434,27 @@ pub async fn measure(n: usize, dir: &Path, budget: Duration) -> Result<Scale, Be
         listings.push(ms(per));
     }
     let listing_ms = median(listings);
+
+    // GetTables over Flight SQL: the listing above, plus encoding and the round trips.
+    let (addr, _stop) = crate::mesh::serve(&gateway).await?;
+    let password = crate::mesh::password(WIDE);
+    let client = crate::engines::flight_client(addr, Some((WIDE, password.as_str()))).await?;
+    let get_tables_rows = get_tables(client.clone()).await?;
+    let mut flights = Vec::new();
+    for _ in 0..SLICES {
+        let (per, _) = per_call_async(budget / SLICES as u32, || async {
+            std::hint::black_box(
+                get_tables(client.clone())
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+            Ok(())
+        })
+        .await
+        .map_err(|e| BenchError::Query(format!("GetTables on the generated mesh: {e}")))?;
+        flights.push(ms(per));
+    }
+    let get_tables_ms = median(flights);
     Ok(Scale {
         products: n,
         principals: n * CONSUMERS_PER_PRODUCT,
@@ -436,5 +469,34 @@ pub async fn measure(n: usize, dir: &Path, budget: Duration) -> Result<Scale, Be
         plan_ms,
         listed,
         listing_ms,
+        get_tables_rows,
+        get_tables_ms,
     })
+}
+
+/// `GetTables` (no filter, no schemas) to its last batch; the rows answered.
+async fn get_tables(
+    mut client: arrow_flight::sql::client::FlightSqlServiceClient<tonic::transport::Channel>,
+) -> Result<usize, BenchError> {
+    use futures::TryStreamExt;
+    let failed = |e: &dyn std::fmt::Display| BenchError::Query(format!("GetTables: {e}"));
+    let info = client
+        .get_tables(arrow_flight::sql::CommandGetTables::default())
+        .await
+        .map_err(|e| failed(&e))?;
+    let mut rows = 0;
+    for endpoint in info.endpoint {
+        let Some(ticket) = endpoint.ticket else {
+            continue;
+        };
+        let batches: Vec<_> = client
+            .do_get(ticket)
+            .await
+            .map_err(|e| failed(&e))?
+            .try_collect()
+            .await
+            .map_err(|e| failed(&e))?;
+        rows += batches.iter().map(|b| b.num_rows()).sum::<usize>();
+    }
+    Ok(rows)
 }
