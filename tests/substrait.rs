@@ -206,9 +206,11 @@ async fn plans_that_read_files_hidden_columns_or_functions_outside_the_surface_a
     .await
     .unwrap();
     let mut owner = flight::login(server.addr, "ref-owner").await;
-    // This plan's records only (by the hash of how the audit names a plan, its size):
-    // other tests query as `intern` on the same store meanwhile.
-    let named = format!("-- a Substrait plan of {} bytes", denied.len());
+    // This plan's records only (by the hash of how the audit names a plan): other tests
+    // query as `intern` on the same store meanwhile.
+    let named = meshgate::engine::Statement::Substrait(&denied)
+        .text()
+        .into_owned();
     let hash = hex::encode(sha2::Sha256::digest(named.as_bytes()));
     let probes = format!(
         "SELECT count(*) FROM mesh_catalog.audit a \

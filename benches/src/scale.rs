@@ -312,6 +312,21 @@ fn median_of_slices(budget: Duration, mut time: impl FnMut(Duration) -> Duration
     median((0..SLICES).map(|_| time(slice).as_secs_f64()).collect())
 }
 
+/// [`median_of_slices`] for an async `op`, timed with [`per_call_async`]; stops at the first
+/// error.
+async fn median_of_async_slices<F, Fut>(budget: Duration, mut op: F) -> Result<f64, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let mut slices = Vec::with_capacity(SLICES);
+    for _ in 0..SLICES {
+        let (per, _) = per_call_async(budget / SLICES as u32, &mut op).await?;
+        slices.push(per.as_secs_f64());
+    }
+    Ok(median(slices))
+}
+
 /// The median of [`REPEATS`] memory probes of `n` products.
 async fn memory_of(n: usize, dir: &Path) -> Result<f64, BenchError> {
     let mut probes = Vec::new();
@@ -408,53 +423,41 @@ pub async fn measure(n: usize, dir: &Path, budget: Duration) -> Result<Scale, Be
         domain(0),
         table(0)
     );
-    let mut plans = Vec::new();
-    for _ in 0..SLICES {
-        let (per, _) = per_call_async(budget / SLICES as u32, || async {
-            session
-                .prepare(&sql, None)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| BenchError::Query(format!("planning on the generated mesh: {e}")))?;
-        plans.push(ms(per));
-    }
-    let plan_ms = median(plans);
+    let plan_ms = median_of_async_slices(budget, || async {
+        session
+            .prepare(&sql, None)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| BenchError::Query(format!("planning on the generated mesh: {e}")))?
+        * 1e3;
     let listed = session.tables().await.len();
-    let mut listings = Vec::new();
-    for _ in 0..SLICES {
-        let (per, _) = per_call_async(budget / SLICES as u32, || async {
-            std::hint::black_box(session.tables().await.len());
-            Ok(())
-        })
-        .await
-        .map_err(BenchError::Query)?;
-        listings.push(ms(per));
-    }
-    let listing_ms = median(listings);
+    let listing_ms = median_of_async_slices(budget, || async {
+        std::hint::black_box(session.tables().await.len());
+        Ok(())
+    })
+    .await
+    .map_err(BenchError::Query)?
+        * 1e3;
 
     // GetTables over Flight SQL: the listing above, plus encoding and the round trips.
     let (addr, _stop) = crate::mesh::serve(&gateway).await?;
     let password = crate::mesh::password(WIDE);
     let client = crate::engines::flight_client(addr, Some((WIDE, password.as_str()))).await?;
     let get_tables_rows = get_tables(client.clone()).await?;
-    let mut flights = Vec::new();
-    for _ in 0..SLICES {
-        let (per, _) = per_call_async(budget / SLICES as u32, || async {
-            std::hint::black_box(
-                get_tables(client.clone())
-                    .await
-                    .map_err(|e| e.to_string())?,
-            );
-            Ok(())
-        })
-        .await
-        .map_err(|e| BenchError::Query(format!("GetTables on the generated mesh: {e}")))?;
-        flights.push(ms(per));
-    }
-    let get_tables_ms = median(flights);
+    let get_tables_ms = median_of_async_slices(budget, || async {
+        std::hint::black_box(
+            get_tables(client.clone())
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+        Ok(())
+    })
+    .await
+    .map_err(|e| BenchError::Query(format!("GetTables on the generated mesh: {e}")))?
+        * 1e3;
     Ok(Scale {
         products: n,
         principals: n * CONSUMERS_PER_PRODUCT,

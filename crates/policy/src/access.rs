@@ -132,7 +132,8 @@ impl AccessControl {
     ) -> Option<Result<bool, String>> {
         self.denials.as_ref().map(|denials| match denials {
             DenyCheck::Nothing => Ok(false),
-            DenyCheck::Indexed => Ok(self.index.as_ref().is_some_and(|index| {
+            // Built only beside an index; were it missing, deny rather than admit.
+            DenyCheck::Indexed => Ok(self.index.as_ref().is_none_or(|index| {
                 index
                     .matched(&subjects.casbin_encoding(), domain, product, READ)
                     .deny

@@ -170,7 +170,7 @@ fn tokens_of(hasher: &TokenHasher, array: &ArrayRef) -> Result<ArrayRef, ArrowEr
         DataType::LargeUtf8 => Ok(Arc::new(token_strings(hasher, array.as_string::<i64>())?)),
         DataType::Utf8View => {
             let input = array.as_string_view();
-            let (values, _) = token_buffer(hasher, input.iter(), input.null_count())?;
+            let values = token_buffer(hasher, input.iter(), input.null_count())?;
             let mut at = 0usize;
             let mut views = Vec::with_capacity(input.len());
             for valid in input.iter().map(|v| v.is_some()) {
@@ -204,14 +204,14 @@ fn token_strings<O: OffsetSizeTrait>(
     hasher: &TokenHasher,
     input: &GenericStringArray<O>,
 ) -> Result<GenericStringArray<O>, ArrowError> {
-    let (values, total) = token_buffer(hasher, input.iter(), input.null_count())?;
-    O::from_usize(total).ok_or_else(|| too_large(input.len()))?;
+    let values = token_buffer(hasher, input.iter(), input.null_count())?;
+    O::from_usize(values.len()).ok_or_else(|| too_large(input.len()))?;
     let mut end = 0usize;
     let mut offsets = Vec::with_capacity(input.len() + 1);
     offsets.push(O::usize_as(0));
     for valid in input.iter().map(|v| v.is_some()) {
         end += if valid { TOKEN_LEN } else { 0 };
-        // At most `total`, which fits `O`.
+        // At most `values.len()`, which fits `O`.
         offsets.push(O::usize_as(end));
     }
     GenericStringArray::try_new(
@@ -221,19 +221,19 @@ fn token_strings<O: OffsetSizeTrait>(
     )
 }
 
-/// The tokens of the non-null `values`, one after another, and their length in bytes.
+/// The tokens of the non-null `values`, one after another.
 fn token_buffer<'a>(
     hasher: &TokenHasher,
     values: impl ExactSizeIterator<Item = Option<&'a str>>,
     nulls: usize,
-) -> Result<(Vec<u8>, usize), ArrowError> {
+) -> Result<Vec<u8>, ArrowError> {
     let count = values.len().saturating_sub(nulls);
     let total = count
         .checked_mul(TOKEN_LEN)
         .ok_or_else(|| too_large(count))?;
     let mut out = vec![0u8; total];
     hasher.tokens(values.flatten().map(str::as_bytes), &mut out);
-    Ok((out, total))
+    Ok(out)
 }
 
 fn too_large(values: usize) -> ArrowError {

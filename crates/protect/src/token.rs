@@ -67,11 +67,7 @@ impl TokenHasher {
             (BLOCK + message.len()) as u64,
         );
         let mut outer = self.outer;
-        let mut block = [0u8; BLOCK];
-        for (bytes, word) in block.chunks_exact_mut(4).zip(outer_block(&state)) {
-            bytes.copy_from_slice(&word.to_be_bytes());
-        }
-        sha2::block_api::compress256(&mut outer, &[block]);
+        lanes::compress_one(&mut outer, &outer_block(&state));
         outer
     }
 
@@ -144,13 +140,9 @@ impl TokenHasher {
 /// The inner hash's one block, into `block`: a message of at most [`ONE_BLOCK`] bytes
 /// after the inner pad block, padded.
 fn inner_block(message: &[u8], block: &mut [u8; BLOCK]) {
-    let (text, rest) = block.split_at_mut(message.len());
-    text.copy_from_slice(message);
-    rest.fill(0);
-    if let Some(end) = rest.first_mut() {
-        *end = 0x80;
-    }
-    block[BLOCK - 8..].copy_from_slice(&(((BLOCK + message.len()) * 8) as u64).to_be_bytes());
+    block[..message.len()].copy_from_slice(message);
+    // At most ONE_BLOCK bytes: the length always fits.
+    pad(block, message.len(), (BLOCK + message.len()) as u64);
 }
 
 /// A block's big-endian message words.
@@ -223,17 +215,26 @@ fn token_at(out: &mut [u8], at: usize) -> Option<&mut [u8; TOKEN_LEN]> {
 
 /// `block` holds `used` message bytes: add the padding and length, compress.
 fn finish_block(state: &mut [u32; 8], block: &mut [u8; BLOCK], used: usize, total: u64) {
-    block[used] = 0x80;
-    block[used + 1..].fill(0);
-    let bits = (total * 8).to_be_bytes();
-    if used < BLOCK - 8 {
-        block[BLOCK - 8..].copy_from_slice(&bits);
+    if pad(block, used, total) {
         sha2::block_api::compress256(state, &[*block]);
     } else {
         let mut last = [0u8; BLOCK];
-        last[BLOCK - 8..].copy_from_slice(&bits);
+        last[BLOCK - 8..].copy_from_slice(&(total * 8).to_be_bytes());
         sha2::block_api::compress256(state, &[*block, last]);
     }
+}
+
+/// SHA-256's padding after the `used` message bytes of `block`, for a message of `total`
+/// bytes: 0x80, zeros, and the length in bits if it fits; false if the length goes into a
+/// block of its own.
+fn pad(block: &mut [u8; BLOCK], used: usize, total: u64) -> bool {
+    block[used] = 0x80;
+    block[used + 1..].fill(0);
+    let fits = used < BLOCK - 8;
+    if fits {
+        block[BLOCK - 8..].copy_from_slice(&(total * 8).to_be_bytes());
+    }
+    fits
 }
 
 #[cfg(test)]

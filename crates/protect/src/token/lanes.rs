@@ -52,13 +52,18 @@ impl Lanes {
             return;
         }
         for (state, words) in states.iter_mut().zip(blocks) {
-            let mut block = [0u8; 64];
-            for (bytes, word) in block.chunks_exact_mut(4).zip(words) {
-                bytes.copy_from_slice(&word.to_be_bytes());
-            }
-            sha2::block_api::compress256(state, &[block]);
+            compress_one(state, words);
         }
     }
+}
+
+/// One block of words through `sha2`'s compression (which takes bytes).
+pub(crate) fn compress_one(state: &mut [u32; 8], words: &Words) {
+    let mut block = [0u8; 64];
+    for (bytes, word) in block.chunks_exact_mut(4).zip(words) {
+        bytes.copy_from_slice(&word.to_be_bytes());
+    }
+    sha2::block_api::compress256(state, &[block]);
 }
 
 #[cfg(target_arch = "x86_64")]
