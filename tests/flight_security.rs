@@ -842,7 +842,13 @@ async fn shutdown_lets_running_queries_finish_and_refuses_new_ones() {
         drain_timeout: Duration::from_secs(20),
         ..FlightConfig::default()
     };
-    let mut server = start(config, None).await;
+    // A store of its own, so that the audit read at the end holds this test's queries alone.
+    let state = tempfile::tempdir().unwrap();
+    let db = state.path().join("meshgate.db");
+    let mut server = support::start_with(config, |c| {
+        c.governance = meshgate::Governance::Sqlite(db);
+    })
+    .await;
     let mut risk = login(server.addr, "risk-officer").await;
     let info = risk
         .execute(COUNT_COUNTERPARTIES.into(), None)
@@ -893,6 +899,20 @@ async fn shutdown_lets_running_queries_finish_and_refuses_new_ones() {
         .await
         .unwrap()
         .unwrap();
+    // Its outcome is in the audit once the server has stopped: the store holds outcomes back
+    // a moment (to commit them with other writes), and stopping writes them first.
+    let audit = server
+        .gateway
+        .governance()
+        .audit(&Default::default())
+        .await
+        .unwrap();
+    let ran: Vec<_> = audit
+        .iter()
+        .filter(|a| a.record.method == "DoGet" && a.record.principal == "risk-officer")
+        .map(|a| a.status.as_str())
+        .collect();
+    assert_eq!(ran, ["ok"]);
 }
 
 #[tokio::test]

@@ -1627,14 +1627,20 @@ fn targets(report: &mut Report) {
     for clients in [8, 32] {
         let measured = report.load_spread("meshgate-flight", "df-flight-sql-server", clients);
         out.push(Target {
-            name: format!("queries/s at {clients} clients, meshgate ÷ datafusion-flight-sql-server"),
+            name: format!(
+                "queries/s at {clients} clients, meshgate ÷ datafusion-flight-sql-server"
+            ),
             goal: "≥ 1.0".into(),
             measured: fmt_spread(measured),
             met: measured.map(|m| m.min >= 1.0),
             why: "One-order point queries over Flight SQL, each client its own principal. Per \
-                  query meshgate also authenticates the bearer, reads the store's grant generation, \
-                  resolves the policy (remembered per policy set), plans the sealed scan and writes \
-                  an audit record and its outcome (group-committed with concurrent queries')."
+                  query meshgate also authenticates the bearer, reads the store's grant generation \
+                  (once per GetFlightInfo and DoGet, concurrent reads shared), resolves the policy \
+                  (remembered per policy set), plans the sealed scan and writes a durable audit \
+                  record and its outcome (group-committed with concurrent queries'; outcomes ride \
+                  in the records' commits). Profiled (benches/README.md), most of the difference \
+                  is handing those store calls to SQLite's thread and back: the thread's own work \
+                  (the WAL writes and fsync of each commit) and the wake-ups on both sides."
                 .into(),
         });
     }

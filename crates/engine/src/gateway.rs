@@ -67,6 +67,19 @@ impl Gateway {
             .map_err(|e| e.to_string())
     }
 
+    /// Write the audit outcomes still queued, waiting at most `within`: for a gateway that is
+    /// stopping, after its queries ended (the store holds outcomes back a moment to commit
+    /// them with other writes). Returns how many were still unwritten when it gave up.
+    pub async fn flush_audit(&self, within: std::time::Duration) -> i64 {
+        self.shared.governance().flush();
+        let metrics = self.shared.metrics();
+        let deadline = tokio::time::Instant::now() + within;
+        while metrics.audit_pending() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        metrics.audit_pending().max(0)
+    }
+
     /// The key that signs what this gateway hands out for `purpose` (see
     /// [`meshgate_protect::MasterKey::signing_key`]): the same on every replica that shares
     /// the master secret.

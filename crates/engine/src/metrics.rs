@@ -213,6 +213,11 @@ impl Metrics {
         self.audit_in_flight.fetch_add(delta, Ordering::Relaxed);
     }
 
+    /// Outcome writes queued and not yet done.
+    pub(crate) fn audit_pending(&self) -> i64 {
+        self.audit_in_flight.load(Ordering::Relaxed)
+    }
+
     /// What a query asked of storage, by product (product ids come from the catalog).
     pub(crate) fn storage(&self, io: &IoReport) {
         for (product, p) in &io.products {

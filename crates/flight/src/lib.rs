@@ -152,6 +152,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let local: Option<SocketAddr> = listener.local_addr().ok();
+    let audit = gateway.clone();
     let service = MeshFlightService::new(gateway, &config).map_err(ServeError::Config)?;
     let running = service.running();
     let server = FlightServiceServer::new(served::Served(service))
@@ -187,7 +188,25 @@ pub async fn serve(
         "shutting down: draining running queries"
     );
     let _ = stop.send(());
-    match tokio::time::timeout(config.drain_timeout, &mut server).await {
+    let served = drain(&mut server, &running, config.drain_timeout).await;
+    // The queries have ended; their outcomes may still be queued for the audit.
+    let unwritten = audit.flush_audit(Duration::from_secs(5)).await;
+    if unwritten > 0 {
+        tracing::error!(
+            unwritten,
+            "stopping with query outcomes not written to the audit (their records say running)"
+        );
+    }
+    served
+}
+
+/// Wait for the server to stop, cancelling what still runs after `timeout`.
+async fn drain(
+    server: &mut std::pin::Pin<&mut impl Future<Output = Result<(), tonic::transport::Error>>>,
+    running: &running::Running,
+    timeout: Duration,
+) -> Result<(), ServeError> {
+    match tokio::time::timeout(timeout, server.as_mut()).await {
         Ok(result) => result.map_err(|e| ServeError::Transport(e.to_string())),
         Err(_) => {
             tracing::warn!(
@@ -195,7 +214,7 @@ pub async fn serve(
                 "queries still running after the drain timeout; cancelling them"
             );
             running.cancel_all();
-            match tokio::time::timeout(Duration::from_secs(5), &mut server).await {
+            match tokio::time::timeout(Duration::from_secs(5), server.as_mut()).await {
                 Ok(result) => result.map_err(|e| ServeError::Transport(e.to_string())),
                 // Clients that do not read their streams do not hold the process hostage.
                 Err(_) => Ok(()),

@@ -19,12 +19,19 @@ pub enum StoreError {
     /// Anything else, from stores outside this crate.
     #[error("the governance store failed: {0}")]
     Other(String),
+    /// One failure answering several callers at once (a grouped read): each gets it whole.
+    #[error(transparent)]
+    Shared(std::sync::Arc<StoreError>),
 }
 
 impl StoreError {
     /// Is the store out of reach (as opposed to refusing one operation)?
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, Self::Unreachable(_))
+        match self {
+            Self::Unreachable(_) => true,
+            Self::Shared(e) => e.is_unreachable(),
+            _ => false,
+        }
     }
 }
 

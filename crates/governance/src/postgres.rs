@@ -11,7 +11,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 
 use crate::error::StoreError;
-use crate::group_commit::{AuditWrite, GroupCommit};
+use crate::group_commit::{AuditWrite, GroupCommit, Grouped};
 use crate::migrations::{self, POSTGRES};
 use crate::rows;
 use crate::store::{AuditQuery, VisibleTo};
@@ -78,6 +78,8 @@ pub struct PostgresStore {
     pool: PgPool,
     /// Concurrent queries' audit writes, committed together.
     commits: std::sync::Arc<GroupCommit>,
+    /// Concurrent reads of the grant generation, answered by one read.
+    reads: std::sync::Arc<Grouped<(), i64>>,
 }
 
 impl PostgresStore {
@@ -103,6 +105,7 @@ impl PostgresStore {
         Ok(Self {
             pool,
             commits: Default::default(),
+            reads: Default::default(),
         })
     }
 
@@ -124,6 +127,7 @@ impl PostgresStore {
         Ok(Self {
             pool,
             commits: Default::default(),
+            reads: Default::default(),
         })
     }
 

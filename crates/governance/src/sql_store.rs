@@ -216,10 +216,23 @@ macro_rules! governance_store {
             }
 
             async fn grant_generation(&self) -> Result<i64, StoreError> {
-                Ok(sqlx::query(rows::GENERATION)
-                    .fetch_one(&self.pool)
-                    .await?
-                    .try_get(0)?)
+                // Callers asking at once share one read, taken after all of them asked.
+                self.reads
+                    .submit((), std::time::Duration::ZERO, |asked| async move {
+                        let read: Result<i64, StoreError> = async {
+                            Ok(sqlx::query(rows::GENERATION)
+                                .fetch_one(&self.pool)
+                                .await?
+                                .try_get(0)?)
+                        }
+                        .await;
+                        let shared = read.map_err(std::sync::Arc::new);
+                        asked
+                            .iter()
+                            .map(|()| shared.clone().map_err(StoreError::Shared))
+                            .collect()
+                    })
+                    .await
             }
 
             async fn grants_in_force(&self, now: Millis) -> Result<Vec<Grant>, StoreError> {
@@ -245,9 +258,11 @@ macro_rules! governance_store {
 
             async fn record_query(&self, a: &AuditRecord) -> Result<(), StoreError> {
                 self.commits
-                    .submit(AuditWrite::Start(a.clone()), |batch| {
-                        self.write_audit(batch)
-                    })
+                    .submit(
+                        AuditWrite::Start(a.clone()),
+                        std::time::Duration::ZERO,
+                        |batch| self.write_audit(batch),
+                    )
                     .await
             }
 
@@ -257,9 +272,16 @@ macro_rules! governance_store {
                 o: &AuditOutcome,
             ) -> Result<(), StoreError> {
                 let write = AuditWrite::End(query_id.to_string(), o.clone());
+                // Nothing waits for an outcome: it lingers, to ride along in a record's commit.
                 self.commits
-                    .submit(write, |batch| self.write_audit(batch))
+                    .submit(write, crate::group_commit::OUTCOME_LINGER, |batch| {
+                        self.write_audit(batch)
+                    })
                     .await
+            }
+
+            fn flush(&self) {
+                self.commits.flush();
             }
 
             async fn audit(&self, query: &AuditQuery) -> Result<Vec<StoredAudit>, StoreError> {

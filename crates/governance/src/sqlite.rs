@@ -12,7 +12,7 @@ use sqlx::sqlite::{
 };
 
 use crate::error::StoreError;
-use crate::group_commit::{AuditWrite, GroupCommit};
+use crate::group_commit::{AuditWrite, GroupCommit, Grouped};
 use crate::migrations::{self, SQLITE};
 use crate::rows;
 use crate::store::{AuditQuery, VisibleTo};
@@ -27,6 +27,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// Concurrent queries' audit writes, committed together.
     commits: std::sync::Arc<GroupCommit>,
+    /// Concurrent reads of the grant generation, answered by one read.
+    reads: std::sync::Arc<Grouped<(), i64>>,
 }
 
 impl SqliteStore {
@@ -55,6 +57,7 @@ impl SqliteStore {
         Ok(Self {
             pool,
             commits: Default::default(),
+            reads: Default::default(),
         })
     }
 
@@ -76,6 +79,10 @@ impl SqliteStore {
             .busy_timeout(std::time::Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            // A connection to a local file does not go stale; the test would cost every
+            // statement (a grant generation read, an audit write) one more trip to SQLite's
+            // worker thread.
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         // Several processes may open one store at once (gateways, tests); SQLite's
@@ -100,6 +107,7 @@ impl SqliteStore {
         Ok(Self {
             pool,
             commits: Default::default(),
+            reads: Default::default(),
         })
     }
 

@@ -66,8 +66,13 @@ pub trait GovernanceStore: Send + Sync + std::fmt::Debug {
     /// returned `Ok`.
     async fn record_query(&self, record: &AuditRecord) -> Result<(), StoreError>;
 
-    /// Record how a query ended.
+    /// Record how a query ended. A store may hold the write back for a moment, to commit it
+    /// with other writes; it returns once the outcome is written.
     async fn finish_query(&self, query_id: &str, outcome: &AuditOutcome) -> Result<(), StoreError>;
+
+    /// The gateway is stopping: write what is held back now, and hold nothing back from here
+    /// on.
+    fn flush(&self) {}
 
     /// The audit records `query` selects, oldest first: the store applies the viewer's rule
     /// and the filters itself, so answering "my last 20 queries" never reads the whole log.
