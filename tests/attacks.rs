@@ -1453,22 +1453,6 @@ team: {name: lab, members: [{username: lab-owner, role: owner}]}
 // state, follow a value to every reader but the caller, live through a session's life and
 // try to take the gateway from the others, each over the real Flight SQL server.
 
-/// A Flight SQL server over the reference mesh with a governance store of its own (and the
-/// directory holding it), so that grants and audit records are this test's alone.
-async fn own_state_server(
-    flight: meshgate::flight::FlightConfig,
-    edit: impl FnOnce(&mut meshgate::GatewayConfig),
-) -> (flight::TestServer, tempfile::TempDir) {
-    let state = tempfile::tempdir().unwrap();
-    let db = state.path().join("meshgate.db");
-    let server = flight::start_with(flight, |config| {
-        config.governance = meshgate::Governance::Sqlite(db);
-        edit(config);
-    })
-    .await;
-    (server, state)
-}
-
 async fn one_number(
     client: &mut FlightSqlServiceClient<Channel>,
     sql: &str,
@@ -1482,7 +1466,7 @@ async fn one_number(
 /// exactly what one single grant in force allows, never more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn governance_state_combinations_never_widen_access() {
-    let (server, _state) = own_state_server(Default::default(), |_| {}).await;
+    let (server, _state) = flight::own_state_server(Default::default(), |_| {}).await;
     let gateway = &server.gateway;
     let id = "counterparty_id";
     // A: CIB rows with tax_id. B: AWM rows with legal_name.
@@ -1624,7 +1608,7 @@ async fn raw_words(sql: &str) -> HashSet<String> {
 async fn values_in_errors_reach_the_caller_and_no_other_sink() {
     let lineage = tempfile::tempdir().unwrap();
     let events = lineage.path().join("events.jsonl");
-    let (server, _state) = own_state_server(Default::default(), |config| {
+    let (server, _state) = flight::own_state_server(Default::default(), |config| {
         config.lineage.file = Some(events.clone());
     })
     .await;
@@ -1766,7 +1750,7 @@ impl std::io::Write for LogWriter {
 /// probes of their product.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_refusal_at_every_front_door_is_audited_for_the_product_owner() {
-    let (server, _state) = own_state_server(Default::default(), |_| {}).await;
+    let (server, _state) = flight::own_state_server(Default::default(), |_| {}).await;
     let mut cib = flight::login(server.addr, "cib-reporting").await;
     let refusals = [
         (

@@ -843,12 +843,7 @@ async fn shutdown_lets_running_queries_finish_and_refuses_new_ones() {
         ..FlightConfig::default()
     };
     // A store of its own, so that the audit read at the end holds this test's queries alone.
-    let state = tempfile::tempdir().unwrap();
-    let db = state.path().join("meshgate.db");
-    let mut server = support::start_with(config, |c| {
-        c.governance = meshgate::Governance::Sqlite(db);
-    })
-    .await;
+    let (mut server, _state) = support::own_state_server(config, |_| {}).await;
     let mut risk = login(server.addr, "risk-officer").await;
     let info = risk
         .execute(COUNT_COUNTERPARTIES.into(), None)

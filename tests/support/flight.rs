@@ -76,6 +76,22 @@ pub async fn start(flight: FlightConfig, limits: Option<QueryLimits>) -> TestSer
     .await
 }
 
+/// A Flight SQL server over the reference mesh with a governance store of its own (and the
+/// directory holding it), so that grants and audit records are this test's alone.
+pub async fn own_state_server(
+    flight: FlightConfig,
+    edit: impl FnOnce(&mut meshgate::GatewayConfig),
+) -> (TestServer, tempfile::TempDir) {
+    let state = tempfile::tempdir().unwrap();
+    let db = state.path().join("meshgate.db");
+    let server = start_with(flight, |config| {
+        config.governance = meshgate::Governance::Sqlite(db);
+        edit(config);
+    })
+    .await;
+    (server, state)
+}
+
 /// [`start`] with the gateway's configuration adjusted by `edit` first (its own governance
 /// store, lineage, limits...).
 pub async fn start_with(

@@ -188,7 +188,7 @@ pub async fn serve(
         "shutting down: draining running queries"
     );
     let _ = stop.send(());
-    let served = drain(&mut server, &running, config.drain_timeout).await;
+    let served = drain(server.as_mut(), &running, config.drain_timeout).await;
     // The queries have ended; their outcomes may still be queued for the audit.
     let unwritten = audit.flush_audit(Duration::from_secs(5)).await;
     if unwritten > 0 {
@@ -202,7 +202,7 @@ pub async fn serve(
 
 /// Wait for the server to stop, cancelling what still runs after `timeout`.
 async fn drain(
-    server: &mut std::pin::Pin<&mut impl Future<Output = Result<(), tonic::transport::Error>>>,
+    mut server: std::pin::Pin<&mut impl Future<Output = Result<(), tonic::transport::Error>>>,
     running: &running::Running,
     timeout: Duration,
 ) -> Result<(), ServeError> {

@@ -87,17 +87,22 @@ impl<T, R> Grouped<T, R> {
         Fut: Future<Output = Vec<Result<R, StoreError>>>,
     {
         let (done, mut result) = oneshot::channel();
-        // Registered before queueing, so that a flush between the two is not missed.
-        let flushed = self.flushed.notified();
-        tokio::pin!(flushed);
-        flushed.as_mut().enable();
-        self.queue().push((item, done));
-        if !linger.is_zero() && !self.stopping.load(Ordering::Acquire) {
-            tokio::select! {
-                // Taken along by a caller whose turn came while this one lingered.
-                written = &mut result => return written.unwrap_or_else(|_| Err(abandoned())),
-                () = tokio::time::sleep(linger) => {}
-                () = &mut flushed => {}
+        if linger.is_zero() {
+            self.queue().push((item, done));
+        } else {
+            // Registered before queueing and `stopping` read after: a flush before this is
+            // seen below, one after it wakes the wait.
+            let flushed = self.flushed.notified();
+            tokio::pin!(flushed);
+            flushed.as_mut().enable();
+            self.queue().push((item, done));
+            if !self.stopping.load(Ordering::Acquire) {
+                tokio::select! {
+                    // Taken along by a caller whose turn came while this one lingered.
+                    written = &mut result => return written.unwrap_or_else(|_| Err(abandoned())),
+                    () = tokio::time::sleep(linger) => {}
+                    () = &mut flushed => {}
+                }
             }
         }
         let _turn = tokio::select! {
@@ -127,6 +132,25 @@ impl<T, R> Grouped<T, R> {
     pub(crate) fn flush(&self) {
         self.stopping.store(true, Ordering::Release);
         self.flushed.notify_waiters();
+    }
+}
+
+impl<R: Clone> Grouped<(), R> {
+    /// One `read` answers every caller queued with this one: each gets its value, or the same
+    /// failure ([`StoreError::Shared`]).
+    pub(crate) async fn read<F, Fut>(&self, read: F) -> Result<R, StoreError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<R, StoreError>>,
+    {
+        self.submit((), Duration::ZERO, |asked| async move {
+            let shared = read().await.map_err(std::sync::Arc::new);
+            asked
+                .iter()
+                .map(|()| shared.clone().map_err(StoreError::Shared))
+                .collect()
+        })
+        .await
     }
 }
 
@@ -210,12 +234,12 @@ mod tests {
                 // A change committed just before this caller asks: it must see it.
                 let changed_to = generation.fetch_add(1, Ordering::SeqCst) + 1;
                 let read = reads
-                    .submit((), Duration::ZERO, |asked| async move {
+                    .read(|| async move {
                         trips.fetch_add(1, Ordering::SeqCst);
                         let now = generation.load(Ordering::SeqCst);
                         // A slow read, so that callers arrive while it is under way.
                         tokio::time::sleep(Duration::from_millis(3)).await;
-                        asked.iter().map(|()| Ok(now)).collect()
+                        Ok(now)
                     })
                     .await
                     .unwrap();
@@ -242,13 +266,7 @@ mod tests {
             let reads = Arc::clone(&reads);
             tasks.push(tokio::spawn(async move {
                 reads
-                    .submit((), Duration::ZERO, |asked| async move {
-                        let failed = Arc::new(StoreError::Other("down".into()));
-                        asked
-                            .iter()
-                            .map(|()| Err(StoreError::Shared(Arc::clone(&failed))))
-                            .collect()
-                    })
+                    .read(|| async { Err(StoreError::Unreachable(sqlx::Error::PoolTimedOut)) })
                     .await
             }));
         }
@@ -256,7 +274,13 @@ mod tests {
         drop(turn);
         for task in tasks {
             let error = task.await.unwrap().unwrap_err();
-            assert_eq!(error.to_string(), "the governance store failed: down");
+            assert!(
+                error
+                    .to_string()
+                    .starts_with("the governance store cannot be reached"),
+                "{error}"
+            );
+            assert!(error.is_unreachable());
         }
     }
 

@@ -218,19 +218,11 @@ macro_rules! governance_store {
             async fn grant_generation(&self) -> Result<i64, StoreError> {
                 // Callers asking at once share one read, taken after all of them asked.
                 self.reads
-                    .submit((), std::time::Duration::ZERO, |asked| async move {
-                        let read: Result<i64, StoreError> = async {
-                            Ok(sqlx::query(rows::GENERATION)
-                                .fetch_one(&self.pool)
-                                .await?
-                                .try_get(0)?)
-                        }
-                        .await;
-                        let shared = read.map_err(std::sync::Arc::new);
-                        asked
-                            .iter()
-                            .map(|()| shared.clone().map_err(StoreError::Shared))
-                            .collect()
+                    .read(|| async {
+                        Ok(sqlx::query(rows::GENERATION)
+                            .fetch_one(&self.pool)
+                            .await?
+                            .try_get(0)?)
                     })
                     .await
             }
