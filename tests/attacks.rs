@@ -1587,6 +1587,80 @@ async fn governance_state_combinations_never_widen_access() {
     }
 }
 
+/// `count(*)` of one described statement's ticket, redeemed now.
+async fn redeem_count(
+    client: &mut FlightSqlServiceClient<Channel>,
+    info: &arrow_flight::FlightInfo,
+) -> Result<i64, Code> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::Int64Type;
+    let (_, batches) = flight::fetch(client, info)
+        .await
+        .map_err(|e| flight::code(&e))?;
+    let batch = batches.iter().find(|b| b.num_rows() == 1).unwrap();
+    Ok(batch.column(0).as_primitive::<Int64Type>().value(0))
+}
+
+/// How many statements ran from their GetFlightInfo's plan (`continued`) or were planned
+/// again because it no longer applied (`replanned`).
+fn drafts(gateway: &Gateway, outcome: &str) -> u64 {
+    let series = format!("meshgate_drafts_total{{outcome=\"{outcome}\"}} ");
+    gateway
+        .render_metrics()
+        .lines()
+        .find_map(|line| line.strip_prefix(&series)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// GetFlightInfo plans a statement and DoGet continues from that plan: a grant revoked,
+/// given or suspended in between applies to the redeemed ticket all the same, because the
+/// plan is continued from only under the very policy version and grants it was made under.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_described_before_a_grant_change_runs_under_the_grants_in_force() {
+    let (server, _state) = flight::own_state_server(Default::default(), |_| {}).await;
+    let gateway = &server.gateway;
+    let cib = grant(gateway, "intern", &["counterparty_id"], Some("lob = 'CIB'"))
+        .await
+        .unwrap();
+    let mut intern = flight::login(server.addr, "intern").await;
+    let count = "SELECT count(*) FROM reference.counterparties";
+
+    // Described and redeemed with nothing in between: planned once.
+    let info = intern.execute(count.into(), None).await.unwrap();
+    assert_eq!(redeem_count(&mut intern, &info).await, Ok(15_000));
+    assert_eq!(drafts(gateway, "continued"), 1);
+
+    // A second grant given in between: the ticket counts both grants' rows.
+    let info = intern.execute(count.into(), None).await.unwrap();
+    let awm = grant(gateway, "intern", &["counterparty_id"], Some("lob = 'AWM'"))
+        .await
+        .unwrap();
+    assert_eq!(redeem_count(&mut intern, &info).await, Ok(21_000));
+
+    // Suspended in between: its rows are gone from the ticket's answer.
+    let info = intern.execute(count.into(), None).await.unwrap();
+    gateway
+        .workflow()
+        .suspend("ref-owner", &awm, Some("review".into()))
+        .await
+        .unwrap();
+    assert_eq!(redeem_count(&mut intern, &info).await, Ok(15_000));
+
+    // Revoked in between: the ticket is refused.
+    let info = intern.execute(count.into(), None).await.unwrap();
+    gateway
+        .workflow()
+        .revoke("ref-owner", &cib, Some("done".into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        redeem_count(&mut intern, &info).await,
+        Err(Code::PermissionDenied)
+    );
+    assert_eq!(drafts(gateway, "replanned"), 3);
+    assert_eq!(drafts(gateway, "continued"), 1);
+}
+
 /// Clear values the raw data holds in `column` of `table`, as words of four letters or more.
 async fn raw_words(sql: &str) -> HashSet<String> {
     let raw = raw_engine().await;

@@ -218,6 +218,58 @@ async fn a_statement_streams_the_callers_view_with_the_announced_schema() {
     assert_eq!(schema.unwrap().fields().len(), 7);
 }
 
+/// `now()` and `current_date` (which BI tools put in their filters) are the instant the
+/// query runs: fixed for the whole query, taken when its ticket is redeemed, not when it
+/// was described.
+#[tokio::test]
+async fn now_and_current_date_are_when_the_query_runs() {
+    let mut server = server().await;
+    let cib = token(&mut server, "cib-reporting").await;
+    let sql = "SELECT now() AS a, now() AS b, current_date AS today, \
+               (SELECT count(*) FROM reference.counterparties WHERE onboarded_on <= current_date) AS n";
+    let info = get_info(&mut server, &cib, statement(sql)).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let micros = || {
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        i64::try_from(since.as_micros()).unwrap()
+    };
+    let redeemed = micros();
+    let (_, batches) = fetch(&mut server, &cib, ticket_of(&info)).await.unwrap();
+    let finished = micros();
+    let batch = &batches[0];
+    let instant = |name: &str| {
+        let column = batch.column_by_name(name).unwrap();
+        let cast = arrow::compute::cast(
+            column,
+            &DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),
+        )
+        .unwrap();
+        cast.as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+            .value(0)
+    };
+    let (a, b) = (instant("a"), instant("b"));
+    assert_eq!(a, b, "one instant for the whole query");
+    assert!(
+        (redeemed..=finished).contains(&a),
+        "now() is when the ticket was redeemed: {a} not in {redeemed}..{finished}"
+    );
+    let today = batch
+        .column_by_name("today")
+        .unwrap()
+        .as_primitive::<arrow::datatypes::Date32Type>()
+        .value(0);
+    let days = |micros: i64| i32::try_from(micros.div_euclid(86_400_000_000)).unwrap();
+    assert!((days(redeemed)..=days(finished)).contains(&today));
+    let n = batch
+        .column_by_name("n")
+        .unwrap()
+        .as_primitive::<arrow::datatypes::Int64Type>()
+        .value(0);
+    assert_eq!(n, 15_000, "every counterparty was onboarded before today");
+}
+
 #[tokio::test]
 async fn tickets_are_bound_to_their_principal_and_cannot_be_forged() {
     let mut server = server().await;

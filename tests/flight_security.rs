@@ -211,6 +211,54 @@ async fn jwt_claims_become_the_principal_per_call_in_the_handshake_and_as_a_pass
     assert_eq!(count(&mut cib, COUNT_COUNTERPARTIES).await.unwrap(), 15_000);
 }
 
+/// A ticket is bound to its principal's name; what a principal sees follows the token of the
+/// call that redeems it. GetFlightInfo under one token plans the statement, and a DoGet under
+/// another token of the same principal (other attributes) must not run that plan.
+#[tokio::test]
+async fn a_ticket_redeemed_under_another_token_of_its_principal_follows_that_token() {
+    let idp = idp();
+    let server = jwt_server(&idp).await;
+    let hour = now() + 3600;
+    let token = |lob: &str| {
+        hs256(&claims(
+            "https://hs.idp.test",
+            "hs.analytics@bank.test",
+            &["lob-system"],
+            Some(lob),
+            hour,
+        ))
+    };
+    let mut client = client(&server).await;
+    client.set_token(token("AWM"));
+    let info = client
+        .execute(COUNT_COUNTERPARTIES.into(), None)
+        .await
+        .unwrap();
+    // The same principal, now with CCB's token (a new token from its identity provider).
+    client.set_token(token("CCB"));
+    let (_, batches) = fetch(&mut client, &info).await.unwrap();
+    let batch = batches.iter().find(|b| b.num_rows() == 1).unwrap();
+    assert_eq!(batch.column(0).as_primitive::<Int64Type>().value(0), 9_000);
+    let metrics = server.gateway.render_metrics();
+    assert!(
+        metrics.contains("meshgate_drafts_total{outcome=\"replanned\"} 1"),
+        "{metrics}"
+    );
+    // Under its own token, the ticket runs what GetFlightInfo planned.
+    let info = client
+        .execute(COUNT_COUNTERPARTIES.into(), None)
+        .await
+        .unwrap();
+    let (_, batches) = fetch(&mut client, &info).await.unwrap();
+    let batch = batches.iter().find(|b| b.num_rows() == 1).unwrap();
+    assert_eq!(batch.column(0).as_primitive::<Int64Type>().value(0), 9_000);
+    let metrics = server.gateway.render_metrics();
+    assert!(
+        metrics.contains("meshgate_drafts_total{outcome=\"continued\"} 1"),
+        "{metrics}"
+    );
+}
+
 #[tokio::test]
 async fn expired_forged_and_foreign_tokens_are_unauthenticated() {
     let idp = idp();

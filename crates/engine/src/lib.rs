@@ -91,7 +91,7 @@ pub use query::{Column, Prepared, Query, ScanReport};
 /// The result schema's metadata key under which front doors give a query's warnings (one
 /// per line; see [`Query::warnings`]).
 pub const WARNINGS_METADATA_KEY: &str = "meshgate.warnings";
-pub use session::Session;
+pub use session::{Draft, Session};
 pub use shape::{
     MAX_EXPRESSION_DEPTH, MAX_EXPRESSIONS, MAX_RELATIONS, MAX_SET_OPERATIONS, PLANNING_STACK_BYTES,
 };

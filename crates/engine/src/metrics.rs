@@ -99,6 +99,11 @@ const POLICY_SECONDS: Family = Family {
     help: "Time to find the policy in force (grants re-read from the store when they changed).",
     labels: &[],
 };
+const DRAFTS: Family = Family {
+    name: "meshgate_drafts_total",
+    help: "Statements run from what describing them planned (`continued`), or planned again because that no longer applied (`replanned`: a grant, policy or catalog change, or another token of the principal, in between).",
+    labels: &["outcome"],
+};
 const AUDIT_SECONDS: Family = Family {
     name: "meshgate_audit_write_seconds",
     help: "Time to write an audit record (`start`: before the query runs; `end`: its outcome).",
@@ -196,6 +201,12 @@ impl Metrics {
         self.count(&DENIALS, &[reason], 1);
     }
 
+    /// A statement run with a draft: `continued` from it, or `replanned` (see
+    /// [`crate::Draft`]).
+    pub(crate) fn draft(&self, outcome: &'static str) {
+        self.count(&DRAFTS, &[outcome], 1);
+    }
+
     pub(crate) fn policy_resolution(&self, took: Duration) {
         self.time(&POLICY_SECONDS, &[], took);
     }
@@ -246,6 +257,7 @@ impl Metrics {
             &BYTES,
             &DENIALS,
             &POLICY_SECONDS,
+            &DRAFTS,
             &AUDIT_SECONDS,
             &AUDIT_FAILURES,
             &STORAGE_REQUESTS,

@@ -49,7 +49,8 @@ impl Statement<'_> {
         }
     }
 
-    fn len(&self) -> usize {
+    /// The statement's size in bytes (SQL text or serialized plan).
+    pub fn size(&self) -> usize {
         match self {
             Self::Sql(sql) => sql.len(),
             Self::Substrait(plan) => plan.len(),
@@ -156,10 +157,10 @@ pub(crate) fn task_context(scope: &QueryScope, state: &SessionState) -> TaskCont
 /// Parse and measure one statement (see [`crate::shape`]): the first step of [`plan`],
 /// apart so that a caller can plan the rest on the planning stack when it is large.
 pub(crate) fn parse(scope: &QueryScope, statement: Statement<'_>) -> Result<Parsed, GatewayError> {
-    if statement.len() > MAX_STATEMENT_BYTES {
+    if statement.size() > MAX_STATEMENT_BYTES {
         return Err(GatewayError::InvalidQuery(format!(
             "the statement is {} bytes long; the limit is {MAX_STATEMENT_BYTES}",
-            statement.len()
+            statement.size()
         )));
     }
     let sql = match statement {
@@ -258,7 +259,20 @@ pub(crate) async fn plan_to_run(
     params: Option<&[ScalarValue]>,
 ) -> Result<(SessionState, LogicalPlan, Arc<dyn ExecutionPlan>), GatewayError> {
     let (state, logical) = plan_parsed(scope, parsed, params).await?;
-    if params.is_none() {
+    to_run(state, logical, params.is_some()).await
+}
+
+/// The physical plan of a logical plan planned (and bound, when `bound`) by
+/// [`plan_parsed`], for a statement about to run.
+pub(crate) async fn to_run(
+    mut state: SessionState,
+    logical: LogicalPlan,
+    bound: bool,
+) -> Result<(SessionState, LogicalPlan, Arc<dyn ExecutionPlan>), GatewayError> {
+    // `now()`, `current_date` and the like are this instant, fixed for the whole query (the
+    // optimizer folds them; unfolded they cannot run).
+    state.mark_start_execution();
+    if !bound {
         let unbound = logical
             .get_parameter_types()
             .map_err(GatewayError::from_planning)?;

@@ -248,6 +248,12 @@ impl QueryScope {
         &self.principal
     }
 
+    /// Whether this scope was resolved under exactly `mesh` and `policies` (the same
+    /// versions, not equal ones).
+    pub(crate) fn same_versions(&self, mesh: &Arc<MeshState>, policies: &Arc<PolicySet>) -> bool {
+        Arc::ptr_eq(&self.mesh, mesh) && Arc::ptr_eq(&self.policies, policies)
+    }
+
     pub(crate) fn policies(&self) -> &PolicySet {
         &self.policies
     }

@@ -11,7 +11,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use meshgate_governance::now_millis;
-use meshgate_policy::Principal;
+use meshgate_policy::{PolicySet, Principal};
 
 use crate::audit::Auditor;
 use crate::distribute;
@@ -20,7 +20,7 @@ use crate::listing::{self, Listing, VisibleTable};
 use crate::plan::Statement;
 use crate::query::{Prepared, Query, columns_of};
 use crate::scope::QueryScope;
-use crate::shared::Shared;
+use crate::shared::{MeshState, Shared};
 use crate::{params, plan, shape, system};
 
 /// One principal's connection to the gateway.
@@ -110,23 +110,40 @@ impl Session {
         statement: Statement<'_>,
         params: Option<&[ScalarValue]>,
     ) -> Result<Query, GatewayError> {
-        erased(self.plan_query(statement, params)).await
+        erased(self.plan_query(statement, params, None)).await
+    }
+
+    /// [`Session::query_statement`] without parameters, continuing from `draft` (what
+    /// [`Session::prepare_draft`] planned of this very statement) when it still applies:
+    /// to this session's principal and default schema, under the mesh and the policy
+    /// version (grants included) in force now. Otherwise, and always when it is `None`, the
+    /// statement is planned afresh.
+    pub async fn query_drafted(
+        &self,
+        statement: Statement<'_>,
+        draft: Option<Draft>,
+    ) -> Result<Query, GatewayError> {
+        erased(self.plan_query(statement, None, draft)).await
     }
 
     async fn plan_query(
         &self,
         statement: Statement<'_>,
         params: Option<&[ScalarValue]>,
+        draft: Option<Draft>,
     ) -> Result<Query, GatewayError> {
         // Spans name the steps only: no statement, no principal, no value.
         let span = tracing::info_span!("query", otel.name = "query");
-        self.plan_query_in(statement, params).instrument(span).await
+        self.plan_query_in(statement, params, draft)
+            .instrument(span)
+            .await
     }
 
     async fn plan_query_in(
         &self,
         statement: Statement<'_>,
         params: Option<&[ScalarValue]>,
+        draft: Option<Draft>,
     ) -> Result<Query, GatewayError> {
         let text = statement.text();
         let sql: &str = &text;
@@ -142,11 +159,36 @@ impl Session {
         );
         let started = Instant::now();
         let started_at = now_millis();
-        let scope = self.scope().await?;
+        let current = self.shared.current_policies().await?;
+        let draft = draft.filter(|draft| {
+            let applies = params.is_none() && draft.applies(self, &current);
+            let outcome = if applies { "continued" } else { "replanned" };
+            self.shared.metrics().draft(outcome);
+            applies
+        });
+        let scope = match &draft {
+            Some(draft) => Arc::clone(&draft.scope),
+            None => plan::scope(
+                Arc::clone(&self.shared),
+                current,
+                self.principal.clone(),
+                self.default_schema.clone(),
+            ),
+        };
         let planning = async {
-            let parsed = plan::parse(&scope, statement)?;
-            let large = parsed.large;
-            shape::plan_on(large, plan::plan_to_run(&scope, parsed, params)).await
+            match draft {
+                Some(Draft {
+                    state,
+                    logical,
+                    large,
+                    ..
+                }) => shape::plan_on(large, plan::to_run(state, logical, false)).await,
+                None => {
+                    let parsed = plan::parse(&scope, statement)?;
+                    let large = parsed.large;
+                    shape::plan_on(large, plan::plan_to_run(&scope, parsed, params)).await
+                }
+            }
         };
         let planning = planning.instrument(tracing::info_span!("plan", otel.name = "plan"));
         let planned = match deadline {
@@ -239,11 +281,38 @@ impl Session {
         erased(self.plan_prepared(statement, params).instrument(span)).await
     }
 
+    /// [`Session::prepare_statement`] without parameters, also keeping what was planned as a
+    /// [`Draft`] that [`Session::query_drafted`] can continue from: a front door that plans a
+    /// statement to describe it and is then asked to run it (Flight SQL's `GetFlightInfo`,
+    /// then `DoGet`) plans it once.
+    pub async fn prepare_draft(
+        &self,
+        statement: Statement<'_>,
+    ) -> Result<(Prepared, Draft), GatewayError> {
+        let span = tracing::info_span!("plan", otel.name = "plan");
+        let (prepared, draft) = erased(self.plan_drafted(statement, None).instrument(span)).await?;
+        let draft = draft.ok_or_else(|| {
+            GatewayError::Internal("a statement prepared without values left no draft".into())
+        })?;
+        Ok((prepared, draft))
+    }
+
     async fn plan_prepared(
         &self,
         statement: Statement<'_>,
         params: Option<&[ScalarValue]>,
     ) -> Result<Prepared, GatewayError> {
+        self.plan_drafted(statement, params)
+            .await
+            .map(|(prepared, _)| prepared)
+    }
+
+    /// Plan a statement to describe it; without values, what was planned is kept as a draft.
+    async fn plan_drafted(
+        &self,
+        statement: Statement<'_>,
+        params: Option<&[ScalarValue]>,
+    ) -> Result<(Prepared, Option<Draft>), GatewayError> {
         let text = statement.text();
         let sql: &str = &text;
         let admission = self.shared.admission();
@@ -254,22 +323,36 @@ impl Session {
         let _slot = admission.admit(self.principal.id(), deadline).await?;
         let started_at = now_millis();
         let scope = self.scope().await?;
+        let planning = async {
+            let parsed = plan::parse(&scope, statement)?;
+            let large = parsed.large;
+            let (state, logical) =
+                shape::plan_on(large, plan::plan_parsed(&scope, parsed, params)).await?;
+            Ok((state, logical, large))
+        };
         let planned = match deadline {
-            Some(at) => tokio::time::timeout_at(at.into(), plan::plan(&scope, statement, params))
+            Some(at) => tokio::time::timeout_at(at.into(), planning)
                 .await
                 .unwrap_or_else(|_| {
                     Err(GatewayError::DeadlineExceeded(
                         "planning took longer than the query time limit".into(),
                     ))
                 }),
-            None => plan::plan(&scope, statement, params).await,
+            None => planning.await,
         };
-        let prepared = planned.and_then(|(_, logical)| {
-            Ok(Prepared {
+        let prepared = planned.and_then(|(state, logical, large)| {
+            let prepared = Prepared {
                 columns: columns_of(&logical),
                 parameters: params::parameter_schema(&logical)?,
                 warnings: scope.warnings(),
-            })
+            };
+            let draft = params.is_none().then(|| Draft {
+                scope: Arc::clone(&scope),
+                state,
+                logical,
+                large,
+            });
+            Ok((prepared, draft))
         });
         if let Err(error) = &prepared {
             self.auditor().refused(sql, &scope, started_at, error).await;
@@ -315,6 +398,39 @@ impl Session {
             }
         })
         .await
+    }
+}
+
+/// What [`Session::prepare_draft`] planned of a statement: its scope (the caller, the mesh
+/// and the policy version it was resolved under) and its logical plan, not yet optimized or
+/// run. Only the engine makes one and only [`Session::query_drafted`] uses it, after checking
+/// that it still applies; a front door merely holds it in between.
+pub struct Draft {
+    scope: Arc<QueryScope>,
+    state: datafusion::execution::SessionState,
+    logical: datafusion::logical_expr::LogicalPlan,
+    large: bool,
+}
+
+impl Draft {
+    /// Planned for `session`'s principal (every role and attribute alike) and default schema,
+    /// under the mesh version and the policy version with grants in force now (`current`,
+    /// just read): a grant given, revoked or run out since, a reload or a publish, and the
+    /// statement is planned again.
+    fn applies(&self, session: &Session, current: &(Arc<MeshState>, Arc<PolicySet>)) -> bool {
+        let (mesh, policies) = current;
+        self.scope.same_versions(mesh, policies)
+            && self.scope.principal() == &session.principal
+            && self.scope.default_schema() == session.default_schema.as_deref()
+    }
+}
+
+impl std::fmt::Debug for Draft {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the plan: it can hold the statement's values.
+        f.debug_struct("Draft")
+            .field("principal", &self.scope.principal().id())
+            .finish_non_exhaustive()
     }
 }
 

@@ -11,7 +11,7 @@
 //! caller's policy when redeemed. Results stream; nothing is buffered whole.
 //!
 //! Code map: [`service`](MeshFlightService) dispatches each Flight SQL command;
-//! `auth` / `jwt` say who is calling; `tickets` signs handles; `params` carries bound
+//! `auth` / `jwt` say who is calling; `tickets` signs handles; `drafts` holds what `GetFlightInfo` planned for its `DoGet`; `params` carries bound
 //! values; `columns` and `edge` shape the schemas clients see; `sql_info` describes the
 //! server; `served` authenticates every call before anything is decoded; `session_options` and `running` hold per-session and per-query state; `status`
 //! maps failures to gRPC codes.
@@ -19,6 +19,7 @@
 mod access;
 mod auth;
 mod columns;
+mod drafts;
 mod edge;
 mod jwt;
 pub mod ops;

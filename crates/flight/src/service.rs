@@ -1,7 +1,9 @@
 //! The Flight SQL service: every call authenticates, then goes through the engine as the
 //! caller. Metadata results are computed for the caller at `DoGet` time, so a ticket for
 //! `GetTables` shows each client only its own tables; statement tickets and prepared
-//! statement handles are signed, bound to their principal and planned again when used.
+//! statement handles are signed, bound to their principal and planned again when used
+//! (`DoGet` continues from its `GetFlightInfo`'s plan only where the engine finds that it
+//! still applies: see `drafts.rs`).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -34,7 +36,7 @@ use bytes::Bytes;
 use datafusion::common::ScalarValue;
 use futures::{Stream, StreamExt, TryStreamExt, stream};
 use meshgate_engine::{
-    CATALOG, CancellationToken, Gateway, GatewayError, Session, Statement, TableKind,
+    CATALOG, CancellationToken, Gateway, GatewayError, Prepared, Session, Statement, TableKind,
     check_parameters,
 };
 use meshgate_policy::Principal;
@@ -45,6 +47,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::FlightConfig;
 use crate::auth::{Authenticator, Caller};
 use crate::columns::{Origin, result_schema, table_schema};
+use crate::drafts::{self, Drafts};
 use crate::edge::{edge_parameters, to_edge};
 use crate::jwt::JwtVerifier;
 use crate::params;
@@ -93,6 +96,7 @@ pub struct MeshFlightService {
     auth: Authenticator,
     tickets: TicketSigner,
     running: Arc<Running>,
+    drafts: Drafts,
     sql_info: SqlInfoData,
     xdbc: XdbcTypeInfoData,
 }
@@ -115,6 +119,7 @@ impl MeshFlightService {
             gateway,
             tickets,
             running: Arc::new(Running::default()),
+            drafts: Drafts::default(),
             sql_info,
             xdbc,
         })
@@ -197,14 +202,20 @@ impl MeshFlightService {
             .running
             .start(ticket, caller.principal.id(), cancel.clone())?;
         let session = self.session_for(&caller, schema, "DoGet");
+        // What GetFlightInfo planned of this ticket, if it still applies (the engine checks).
+        let draft = self.drafts.take(ticket);
         let mut rows = rows.into_iter();
         let first_row = rows.next();
         let source = Arc::new(source);
-        let first = session
-            .query_statement(source.as_statement(), first_row.as_deref())
-            .await
-            .map_err(status)?
-            .with_cancel_token(cancel.clone());
+        let first = match first_row {
+            None => session.query_drafted(source.as_statement(), draft).await,
+            Some(row) => {
+                session
+                    .query_statement(source.as_statement(), Some(&row))
+                    .await
+            }
+        };
+        let first = first.map_err(status)?.with_cancel_token(cancel.clone());
         let schema = result_schema(first.columns(), first.warnings());
         let first = first.execute().map_err(status)?;
         let rest = stream::iter(rows)
@@ -293,9 +304,32 @@ impl MeshFlightService {
         Ok(cancelled)
     }
 
+    /// Plan `source` without values to describe it, as `session`; for a short statement,
+    /// what was planned is held for `ticket` (see [`crate::drafts`]).
+    async fn describe(
+        &self,
+        session: &Session,
+        source: &Source,
+        ticket: &[u8],
+    ) -> Result<Prepared, Status> {
+        let statement = source.as_statement();
+        if statement.size() > drafts::MAX_STATEMENT_BYTES {
+            return session
+                .prepare_statement(statement, None)
+                .await
+                .map_err(status);
+        }
+        let (prepared, draft) = session.prepare_draft(statement).await.map_err(status)?;
+        if check_parameters(prepared.parameters.fields().len(), None).is_ok() {
+            self.drafts.keep(ticket, draft);
+        }
+        Ok(prepared)
+    }
+
     /// `GetFlightInfo` for a statement (SQL or Substrait): planning here authorizes the
     /// query and fixes the schema the client is promised; the ticket carries the statement,
-    /// signed for the caller, and is planned again when redeemed.
+    /// signed for the caller, and is checked again when redeemed (what was planned here is
+    /// continued from only if it still applies; otherwise the statement is planned again).
     async fn statement_info(
         &self,
         caller: Caller,
@@ -303,12 +337,6 @@ impl MeshFlightService {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = self.auth.options(&caller).schema;
-        let prepared = self
-            .session_for(&caller, schema.clone(), "GetFlightInfo")
-            .prepare_statement(source.as_statement(), None)
-            .await
-            .map_err(status)?;
-        check_parameters(prepared.parameters.fields().len(), None).map_err(status)?;
         let handle = Handle {
             source,
             schema,
@@ -319,6 +347,9 @@ impl MeshFlightService {
         }
         .as_any()
         .encode_to_vec();
+        let session = self.session_for(&caller, handle.schema.clone(), "GetFlightInfo");
+        let prepared = self.describe(&session, &handle.source, &ticket).await?;
+        check_parameters(prepared.parameters.fields().len(), None).map_err(status)?;
         let schema = result_schema(&prepared.columns, &prepared.warnings);
         Ok(Response::new(flight_info(
             &schema,
@@ -638,20 +669,22 @@ impl FlightSqlService for MeshFlightService {
         let handle = self.verify_prepared(&query.prepared_statement_handle, &caller.principal)?;
         let rows = params::rows(&handle.params)?;
         let session = self.session_for(&caller, handle.schema.clone(), "GetFlightInfo");
-        let prepared = session
-            .prepare_statement(
-                handle.source.as_statement(),
-                rows.first().map(Vec::as_slice),
-            )
-            .await
-            .map_err(status)?;
-        if rows.is_empty() {
-            check_parameters(prepared.parameters.fields().len(), None).map_err(status)?;
-        }
+        let ticket = query.as_any().encode_to_vec();
+        let prepared = match rows.first() {
+            None => {
+                let prepared = self.describe(&session, &handle.source, &ticket).await?;
+                check_parameters(prepared.parameters.fields().len(), None).map_err(status)?;
+                prepared
+            }
+            Some(row) => session
+                .prepare_statement(handle.source.as_statement(), Some(row))
+                .await
+                .map_err(status)?,
+        };
         let schema = result_schema(&prepared.columns, &prepared.warnings);
         Ok(Response::new(flight_info(
             &schema,
-            query.as_any().encode_to_vec(),
+            ticket,
             request.into_inner(),
         )?))
     }
