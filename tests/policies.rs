@@ -702,6 +702,60 @@ async fn sighup_reloads_policies_and_a_failed_reload_keeps_the_last_good_version
     child.kill().await.unwrap();
 }
 
+/// A row filter may name the time of the query (`current_date`, `now()`): a retention rule
+/// such as "what was onboarded in the last N days". It is the instant the query runs.
+#[tokio::test]
+async fn a_row_filter_may_name_the_time_of_the_query() {
+    let reference_policy = reference::policy_sources()
+        .products
+        .into_iter()
+        .find(|s| s.name.ends_with("reference.counterparties.toml"))
+        .unwrap()
+        .text;
+    // Every counterparty was onboarded before today, none after now.
+    let dated = format!(
+        "{reference_policy}\n[[row_filter]]\nid = \"onboarded-until-today\"\ntable = \"counterparties\"\n\
+         kind = \"restriction\"\nto = [\"role:lob-system\"]\n\
+         where = \"onboarded_on <= current_date AND CAST(onboarded_on AS TIMESTAMP) < now()\"\n"
+    );
+    let (gateway, _lake) = gateway_with(sources(&dated, "")).await;
+    let cib = gateway
+        .authenticate("cib-reporting", "cib-reporting-pw")
+        .unwrap();
+    assert_eq!(
+        strings(
+            &gateway,
+            cib,
+            "SELECT count(*) FROM reference.counterparties"
+        )
+        .await[0][0]
+            .as_deref(),
+        Some("15000")
+    );
+    // The other way round, nothing is left.
+    let future = dated.replace(
+        "onboarded_on <= current_date",
+        "onboarded_on > current_date",
+    );
+    gateway
+        .reload_policies(&sources(&future, ""))
+        .await
+        .unwrap();
+    let cib = gateway
+        .authenticate("cib-reporting", "cib-reporting-pw")
+        .unwrap();
+    assert_eq!(
+        strings(
+            &gateway,
+            cib,
+            "SELECT count(*) FROM reference.counterparties"
+        )
+        .await[0][0]
+            .as_deref(),
+        Some("0")
+    );
+}
+
 /// A row filter that type-checks but fails on the data (here a cast of every legal name)
 /// denies the query, and the caller's error shows neither the value it failed on nor the
 /// filter; a filter that is not a boolean condition never loads.

@@ -43,7 +43,9 @@ use datafusion::execution::object_store::ObjectStoreRegistry;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::logical_expr::expr::{Case, ScalarFunction};
 use datafusion::logical_expr::expr_rewriter::unnormalize_col;
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, col, lit};
+use datafusion::logical_expr::simplify::SimplifyContext;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, Volatility, col, lit};
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr::expressions::{Column as PhysicalColumn, DynamicFilterPhysicalExpr};
 use datafusion::physical_expr::utils::reassign_expr_columns;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
@@ -301,6 +303,7 @@ impl TableProvider for ProtectedTable {
 
         if let Some(filter) = filter {
             let input_schema = DFSchema::try_from(plan.schema())?;
+            let filter = at_query_time(filter, state, &input_schema)?;
             let predicate = state.create_physical_expr(filter, &input_schema)?;
             plan = Arc::new(FilterExec::try_new(predicate, plan)?);
             if estimate.is_some() {
@@ -333,7 +336,10 @@ impl TableProvider for ProtectedTable {
                 .get(*index)
                 .ok_or_else(|| internal_datafusion_err!("projection index {index} out of range"))?;
             exprs.push((
-                state.create_physical_expr(expr.clone(), &input_schema)?,
+                state.create_physical_expr(
+                    at_query_time(expr.clone(), state, &input_schema)?,
+                    &input_schema,
+                )?,
                 field.name().clone(),
             ));
         }
@@ -953,6 +959,26 @@ pub(crate) fn visit_scans(plan: &Arc<dyn ExecutionPlan>, f: &mut dyn FnMut(&Prot
     for child in plan.children() {
         visit_scans(child, f);
     }
+}
+
+/// `expr` with its stable functions (`now()`, `current_date`: one value for the whole query)
+/// folded to the query's start time. DataFusion folds them in its optimizer, which a
+/// policy's own expressions (row filters, column treatments) never pass through, and
+/// unfolded they cannot run.
+fn at_query_time(expr: Expr, state: &dyn Session, schema: &DFSchema) -> Result<Expr> {
+    let stable = expr.exists(|e| {
+        Ok(matches!(e, Expr::ScalarFunction(f)
+            if f.func.signature().volatility == Volatility::Stable))
+    })?;
+    if !stable {
+        return Ok(expr);
+    }
+    let context = SimplifyContext::builder()
+        .with_schema(Arc::new(schema.clone()))
+        .with_query_execution_start_time(state.execution_props().query_execution_start_time)
+        .with_config_options(Arc::new(state.config_options().clone()))
+        .build();
+    ExprSimplifier::new(context).simplify(expr)
 }
 
 #[cfg(test)]
