@@ -460,6 +460,16 @@ impl Catalog {
         self.products().map(|p| p.domain.as_str()).collect()
     }
 
+    /// Whether `domain` publishes at least one product: [`Self::domains`] for one name,
+    /// without a pass over every product (planning asks this per schema it looks up).
+    pub fn has_domain(&self, domain: &str) -> bool {
+        // Every product has a table, and the tables are ordered by domain first.
+        self.tables
+            .range((domain.to_string(), String::new())..)
+            .next()
+            .is_some_and(|((d, _), _)| d == domain)
+    }
+
     /// The `(product version, table)` pairs a listing of one domain shows, in SQL name order.
     pub fn tables_in_domain<'a>(
         &'a self,
@@ -1074,6 +1084,16 @@ schema:
         assert_eq!(listed("ops"), ["ops.tickets"]);
         assert!(listed("sale").is_empty());
         assert!(listed("zzz").is_empty());
+        for domain in ["sales", "sales_eu", "ops"] {
+            assert!(catalog.has_domain(domain), "{domain}");
+        }
+        for other in ["sale", "sales_e", "zzz", "", "a"] {
+            assert!(!catalog.has_domain(other), "{other}");
+        }
+        assert_eq!(
+            catalog.domains().into_iter().collect::<Vec<_>>(),
+            ["ops", "sales", "sales_eu"]
+        );
     }
 
     /// Version 2.0.0 of `sales.orders`, with `orders.email` dropped and a table added.

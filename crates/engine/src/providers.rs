@@ -69,17 +69,12 @@ impl CatalogProvider for SecureCatalog {
         }
         // Every domain resolves, so that naming a denied table yields the denial (with how to
         // request access) rather than "schema not found".
-        self.scope
-            .shared()
-            .catalog()
-            .domains()
-            .contains(name)
-            .then(|| {
-                Arc::new(DomainSchema {
-                    scope: Arc::clone(&self.scope),
-                    domain: name.to_string(),
-                }) as _
-            })
+        self.scope.catalog().has_domain(name).then(|| {
+            Arc::new(DomainSchema {
+                scope: Arc::clone(&self.scope),
+                domain: name.to_string(),
+            }) as _
+        })
     }
 }
 
