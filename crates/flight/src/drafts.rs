@@ -25,30 +25,43 @@ const MAX_DRAFTS: usize = 256;
 /// The longest statement whose draft is kept: a plan's size follows its statement's.
 pub(crate) const MAX_STATEMENT_BYTES: usize = 8 << 10;
 
-#[derive(Default)]
-pub(crate) struct Drafts {
-    held: Mutex<HashMap<Key, (Instant, Draft)>>,
+/// The drafts held, by ticket (generic so that its bounds can be tested without a gateway).
+pub(crate) struct Drafts<T = Draft> {
+    held: Mutex<HashMap<Key, (Instant, T)>>,
+    keep_for: Duration,
+}
+
+impl<T> Default for Drafts<T> {
+    fn default() -> Self {
+        Self::keeping_for(KEEP)
+    }
 }
 
 fn key(ticket: &[u8]) -> Key {
     Sha256::digest(ticket).into()
 }
 
-impl Drafts {
-    /// Hold `draft` for the ticket it was planned for.
-    pub(crate) fn keep(&self, ticket: &[u8], draft: Draft) {
+impl<T> Drafts<T> {
+    fn keeping_for(keep_for: Duration) -> Self {
+        Self {
+            held: Mutex::new(HashMap::new()),
+            keep_for,
+        }
+    }
+
+    /// Hold `draft` for the ticket it was planned for. Drafts past their time go first (each
+    /// holds its mesh and policy versions alive), then, when full, the oldest.
+    pub(crate) fn keep(&self, ticket: &[u8], draft: T) {
         let now = Instant::now();
         // Dropped outside the lock: freeing a plan is work.
         let mut dropped = Vec::new();
         if let Ok(mut held) = self.held.lock() {
-            if held.len() >= MAX_DRAFTS {
-                let stale: Vec<Key> = held
-                    .iter()
-                    .filter(|(_, (at, _))| now.duration_since(*at) >= KEEP)
-                    .map(|(key, _)| *key)
-                    .collect();
-                dropped.extend(stale.iter().filter_map(|key| held.remove(key)));
-            }
+            let stale: Vec<Key> = held
+                .iter()
+                .filter(|(_, (at, _))| now.duration_since(*at) >= self.keep_for)
+                .map(|(key, _)| *key)
+                .collect();
+            dropped.extend(stale.iter().filter_map(|key| held.remove(key)));
             if held.len() >= MAX_DRAFTS {
                 let oldest = held.iter().min_by_key(|(_, (at, _))| *at).map(|(k, _)| *k);
                 dropped.extend(oldest.and_then(|key| held.remove(&key)));
@@ -59,8 +72,58 @@ impl Drafts {
     }
 
     /// The draft held for `ticket`, if any and still recent; it is no longer held.
-    pub(crate) fn take(&self, ticket: &[u8]) -> Option<Draft> {
+    pub(crate) fn take(&self, ticket: &[u8]) -> Option<T> {
         let (at, draft) = self.held.lock().ok()?.remove(&key(ticket))?;
-        (at.elapsed() < KEEP).then_some(draft)
+        (at.elapsed() < self.keep_for).then_some(draft)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.held.lock().map(|held| held.len()).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_draft_is_taken_once_by_its_own_ticket() {
+        let drafts = Drafts::<u32>::default();
+        drafts.keep(b"ticket a", 1);
+        drafts.keep(b"ticket b", 2);
+        assert_eq!(drafts.take(b"ticket c"), None);
+        assert_eq!(drafts.take(b"ticket a"), Some(1));
+        assert_eq!(drafts.take(b"ticket a"), None, "taken once");
+        // The same ticket described again holds the newer draft.
+        drafts.keep(b"ticket b", 3);
+        assert_eq!(drafts.take(b"ticket b"), Some(3));
+    }
+
+    #[test]
+    fn drafts_are_bounded_and_the_oldest_go_first() {
+        let drafts = Drafts::<usize>::default();
+        for i in 0..MAX_DRAFTS + 10 {
+            drafts.keep(format!("ticket {i}").as_bytes(), i);
+        }
+        assert_eq!(drafts.len(), MAX_DRAFTS);
+        assert_eq!(drafts.take(b"ticket 0"), None);
+        assert_eq!(drafts.take(b"ticket 9"), None);
+        assert_eq!(drafts.take(b"ticket 10"), Some(10));
+        let last = format!("ticket {}", MAX_DRAFTS + 9);
+        assert_eq!(drafts.take(last.as_bytes()), Some(MAX_DRAFTS + 9));
+    }
+
+    #[test]
+    fn a_draft_past_its_time_is_not_used_and_is_let_go() {
+        let drafts = Drafts::<u32>::keeping_for(Duration::from_millis(20));
+        drafts.keep(b"late", 1);
+        drafts.keep(b"later", 2);
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(drafts.take(b"late"), None, "too old to use");
+        // The next draft kept lets go of every stale one.
+        drafts.keep(b"fresh", 3);
+        assert_eq!(drafts.len(), 1);
+        assert_eq!(drafts.take(b"fresh"), Some(3));
     }
 }
