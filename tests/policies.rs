@@ -702,16 +702,35 @@ async fn sighup_reloads_policies_and_a_failed_reload_keeps_the_last_good_version
     child.kill().await.unwrap();
 }
 
-/// A row filter may name the time of the query (`current_date`, `now()`): a retention rule
-/// such as "what was onboarded in the last N days". It is the instant the query runs.
-#[tokio::test]
-async fn a_row_filter_may_name_the_time_of_the_query() {
-    let reference_policy = reference::policy_sources()
+/// The reference mesh's policy file for `reference.counterparties`, as shipped.
+fn counterparties_policy() -> String {
+    reference::policy_sources()
         .products
         .into_iter()
         .find(|s| s.name.ends_with("reference.counterparties.toml"))
         .unwrap()
-        .text;
+        .text
+}
+
+/// `count(*)` of `reference.counterparties` as cib-reporting sees it.
+async fn cib_counterparties(gateway: &Gateway) -> Option<String> {
+    let cib = gateway
+        .authenticate("cib-reporting", "cib-reporting-pw")
+        .unwrap();
+    strings(
+        gateway,
+        cib,
+        "SELECT count(*) FROM reference.counterparties",
+    )
+    .await[0][0]
+        .clone()
+}
+
+/// A row filter may name the time of the query (`current_date`, `now()`): a retention rule
+/// such as "what was onboarded in the last N days". It is the instant the query runs.
+#[tokio::test]
+async fn a_row_filter_may_name_the_time_of_the_query() {
+    let reference_policy = counterparties_policy();
     // Every counterparty was onboarded before today, none after now.
     let dated = format!(
         "{reference_policy}\n[[row_filter]]\nid = \"onboarded-until-today\"\ntable = \"counterparties\"\n\
@@ -719,19 +738,7 @@ async fn a_row_filter_may_name_the_time_of_the_query() {
          where = \"onboarded_on <= current_date AND CAST(onboarded_on AS TIMESTAMP) < now()\"\n"
     );
     let (gateway, _lake) = gateway_with(sources(&dated, "")).await;
-    let cib = gateway
-        .authenticate("cib-reporting", "cib-reporting-pw")
-        .unwrap();
-    assert_eq!(
-        strings(
-            &gateway,
-            cib,
-            "SELECT count(*) FROM reference.counterparties"
-        )
-        .await[0][0]
-            .as_deref(),
-        Some("15000")
-    );
+    assert_eq!(cib_counterparties(&gateway).await.as_deref(), Some("15000"));
     // The other way round, nothing is left.
     let future = dated.replace(
         "onboarded_on <= current_date",
@@ -741,19 +748,7 @@ async fn a_row_filter_may_name_the_time_of_the_query() {
         .reload_policies(&sources(&future, ""))
         .await
         .unwrap();
-    let cib = gateway
-        .authenticate("cib-reporting", "cib-reporting-pw")
-        .unwrap();
-    assert_eq!(
-        strings(
-            &gateway,
-            cib,
-            "SELECT count(*) FROM reference.counterparties"
-        )
-        .await[0][0]
-            .as_deref(),
-        Some("0")
-    );
+    assert_eq!(cib_counterparties(&gateway).await.as_deref(), Some("0"));
 }
 
 /// A row filter that type-checks but fails on the data (here a cast of every legal name)
@@ -761,12 +756,7 @@ async fn a_row_filter_may_name_the_time_of_the_query() {
 /// filter; a filter that is not a boolean condition never loads.
 #[tokio::test]
 async fn a_policy_that_fails_on_the_data_denies_without_showing_a_value() {
-    let reference_policy = reference::policy_sources()
-        .products
-        .into_iter()
-        .find(|s| s.name.ends_with("reference.counterparties.toml"))
-        .unwrap()
-        .text;
+    let reference_policy = counterparties_policy();
     let failing = format!(
         "{reference_policy}\n[[row_filter]]\nid = \"numeric-names-only\"\ntable = \"counterparties\"\n\
          kind = \"restriction\"\nto = [\"role:lob-system\"]\nwhere = \"CAST(legal_name AS INT) > 0\"\n"
@@ -894,12 +884,7 @@ async fn a_product_can_keep_callers_predicates_out_of_the_scan() {
 /// selects the caller, the built-in default hides it.
 #[tokio::test]
 async fn a_column_the_product_forgot_follows_the_global_rule() {
-    let reference = reference::policy_sources()
-        .products
-        .into_iter()
-        .find(|s| s.name.ends_with("reference.counterparties.toml"))
-        .unwrap()
-        .text;
+    let reference = counterparties_policy();
     let forgotten: Vec<&str> = reference
         .split("\n[[")
         .enumerate()
