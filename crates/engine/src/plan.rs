@@ -87,7 +87,7 @@ impl ViewPlanner for Planner {
     ) -> Result<LogicalPlan, GatewayError> {
         plan(scope, Statement::Sql(sql), None)
             .await
-            .map(|(_, plan)| plan)
+            .map(|(_, plan, _)| plan)
     }
 }
 
@@ -187,15 +187,18 @@ pub(crate) fn parse(scope: &QueryScope, statement: Statement<'_>) -> Result<Pars
     }
 }
 
-/// Parse, check and plan one statement as the caller. Returns the state it was planned in.
+/// Parse, check and plan one statement as the caller. Returns the state it was planned in,
+/// the plan, and whether the statement is large (what is left of planning it, too, belongs
+/// on the planning stack: see [`crate::shape`]).
 pub(crate) async fn plan(
     scope: &Arc<QueryScope>,
     statement: Statement<'_>,
     params: Option<&[ScalarValue]>,
-) -> Result<(SessionState, LogicalPlan), GatewayError> {
+) -> Result<(SessionState, LogicalPlan, bool), GatewayError> {
     let parsed = parse(scope, statement)?;
     let large = parsed.large;
-    shape::plan_on(large, plan_parsed(scope, parsed, params)).await
+    let (state, logical) = shape::plan_on(large, plan_parsed(scope, parsed, params)).await?;
+    Ok((state, logical, large))
 }
 
 /// [`plan`] after [`parse`].

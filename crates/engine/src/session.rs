@@ -70,12 +70,17 @@ impl Session {
 
     /// A scope under the policy version and the grants in force now.
     async fn scope(&self) -> Result<Arc<QueryScope>, GatewayError> {
-        Ok(plan::scope(
+        Ok(self.scope_under(self.shared.current_policies().await?))
+    }
+
+    /// A scope under `current`, the mesh and policy versions just read.
+    fn scope_under(&self, current: (Arc<MeshState>, Arc<PolicySet>)) -> Arc<QueryScope> {
+        plan::scope(
             Arc::clone(&self.shared),
-            self.shared.current_policies().await?,
+            current,
             self.principal.clone(),
             self.default_schema.clone(),
-        ))
+        )
     }
 
     fn auditor(&self) -> Auditor<'_> {
@@ -168,12 +173,7 @@ impl Session {
         });
         let scope = match &draft {
             Some(draft) => Arc::clone(&draft.scope),
-            None => plan::scope(
-                Arc::clone(&self.shared),
-                current,
-                self.principal.clone(),
-                self.default_schema.clone(),
-            ),
+            None => self.scope_under(current),
         };
         let planning = async {
             match draft {
@@ -323,13 +323,7 @@ impl Session {
         let _slot = admission.admit(self.principal.id(), deadline).await?;
         let started_at = now_millis();
         let scope = self.scope().await?;
-        let planning = async {
-            let parsed = plan::parse(&scope, statement)?;
-            let large = parsed.large;
-            let (state, logical) =
-                shape::plan_on(large, plan::plan_parsed(&scope, parsed, params)).await?;
-            Ok((state, logical, large))
-        };
+        let planning = plan::plan(&scope, statement, params);
         let planned = match deadline {
             Some(at) => tokio::time::timeout_at(at.into(), planning)
                 .await

@@ -304,8 +304,9 @@ impl MeshFlightService {
         Ok(cancelled)
     }
 
-    /// Plan `source` without values to describe it, as `session`; for a short statement,
-    /// what was planned is held for `ticket` (see [`crate::drafts`]).
+    /// Plan `source` without values to describe it, as `session` (refused if it has
+    /// parameters: without values it cannot run); for a short statement, what was planned is
+    /// held for `ticket` (see [`crate::drafts`]).
     async fn describe(
         &self,
         session: &Session,
@@ -313,14 +314,15 @@ impl MeshFlightService {
         ticket: &[u8],
     ) -> Result<Prepared, Status> {
         let statement = source.as_statement();
-        if statement.size() > drafts::MAX_STATEMENT_BYTES {
-            return session
-                .prepare_statement(statement, None)
-                .await
-                .map_err(status);
-        }
-        let (prepared, draft) = session.prepare_draft(statement).await.map_err(status)?;
-        if check_parameters(prepared.parameters.fields().len(), None).is_ok() {
+        let (prepared, draft) = if statement.size() > drafts::MAX_STATEMENT_BYTES {
+            let prepared = session.prepare_statement(statement, None).await;
+            (prepared.map_err(status)?, None)
+        } else {
+            let (prepared, draft) = session.prepare_draft(statement).await.map_err(status)?;
+            (prepared, Some(draft))
+        };
+        check_parameters(prepared.parameters.fields().len(), None).map_err(status)?;
+        if let Some(draft) = draft {
             self.drafts.keep(ticket, draft);
         }
         Ok(prepared)
@@ -349,7 +351,6 @@ impl MeshFlightService {
         .encode_to_vec();
         let session = self.session_for(&caller, handle.schema.clone(), "GetFlightInfo");
         let prepared = self.describe(&session, &handle.source, &ticket).await?;
-        check_parameters(prepared.parameters.fields().len(), None).map_err(status)?;
         let schema = result_schema(&prepared.columns, &prepared.warnings);
         Ok(Response::new(flight_info(
             &schema,
@@ -671,11 +672,7 @@ impl FlightSqlService for MeshFlightService {
         let session = self.session_for(&caller, handle.schema.clone(), "GetFlightInfo");
         let ticket = query.as_any().encode_to_vec();
         let prepared = match rows.first() {
-            None => {
-                let prepared = self.describe(&session, &handle.source, &ticket).await?;
-                check_parameters(prepared.parameters.fields().len(), None).map_err(status)?;
-                prepared
-            }
+            None => self.describe(&session, &handle.source, &ticket).await?,
             Some(row) => session
                 .prepare_statement(handle.source.as_statement(), Some(row))
                 .await
