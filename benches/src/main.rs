@@ -1390,10 +1390,7 @@ async fn scale_section(args: &Args, base: &Path, report: &mut Report) -> Result<
     } else {
         Duration::from_millis(1000)
     };
-    for n in &sizes {
-        let measured = scale::measure(*n, &base.join("scale"), budget).await?;
-        report.scale.push(measured);
-    }
+    report.scale = scale::measure(&sizes, &base.join("scale"), budget).await?;
     if let (Some(small), Some(large)) = (report.scale.first(), report.scale.last())
         && large.products > small.products
     {

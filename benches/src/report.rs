@@ -524,7 +524,9 @@ impl Report {
              listing are `scale-wide`'s (listing is what Flight SQL's GetTables answers from; \
              GetTables is the same list as a Flight SQL client gets it, signed in with a \
              password: FlightInfo, then the DoGet of its ticket). Per-call costs are the median \
-             of five slices of the time budget, one-off costs the median of three. \
+             of five slices of the time budget, one-off costs the median of three; every \
+             measurement takes the sizes in turn (small, large, small, large...), so that the \
+             machine's drift over the section moves both sizes alike, not the growth. \
              Memory is the resident set opening the gateway added, measured in a process of its own, \
              less what a gateway of one product adds ({}).\n",
             self.scale

@@ -298,183 +298,246 @@ async fn memory_in_child(n: usize, dir: &Path) -> Result<f64, BenchError> {
 /// Times each one-off measurement is repeated (its median is reported).
 const REPEATS: usize = 3;
 
-fn median(values: Vec<f64>) -> f64 {
-    crate::stats::percentile(&values, 0.5).unwrap_or(f64::NAN)
+fn median(values: &[f64]) -> f64 {
+    crate::stats::percentile(values, 0.5).unwrap_or(f64::NAN)
 }
 
 /// Per-call costs are timed in this many slices of the budget and the median slice is
 /// reported, so one busy moment on a shared machine moves one slice, not the figure.
 const SLICES: usize = 5;
 
-/// The median over [`SLICES`] slices of `budget` of `time(slice)`, in seconds per call.
-fn median_of_slices(budget: Duration, mut time: impl FnMut(Duration) -> Duration) -> f64 {
-    let slice = budget / SLICES as u32;
-    median((0..SLICES).map(|_| time(slice).as_secs_f64()).collect())
-}
+/// One sample list per mesh size, filled a round at a time: every size takes its turn in
+/// each round, so that the machine's drift over the section hits all sizes alike instead of
+/// moving the growth between them.
+struct Rounds(Vec<Vec<f64>>);
 
-/// [`median_of_slices`] for an async `op`, timed with [`per_call_async`]; stops at the first
-/// error.
-async fn median_of_async_slices<F, Fut>(budget: Duration, mut op: F) -> Result<f64, String>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
-{
-    let mut slices = Vec::with_capacity(SLICES);
-    for _ in 0..SLICES {
-        let (per, _) = per_call_async(budget / SLICES as u32, &mut op).await?;
-        slices.push(per.as_secs_f64());
+impl Rounds {
+    fn new(sizes: usize) -> Self {
+        Self(vec![Vec::new(); sizes])
     }
-    Ok(median(slices))
-}
 
-/// The median of [`REPEATS`] memory probes of `n` products.
-async fn memory_of(n: usize, dir: &Path) -> Result<f64, BenchError> {
-    let mut probes = Vec::new();
-    for _ in 0..REPEATS {
-        probes.push(memory_in_child(n, &dir.join("probe")).await?);
+    fn push(&mut self, size: usize, value: f64) {
+        self.0[size].push(value);
     }
-    Ok(median(probes))
+
+    fn medians(&self) -> Vec<f64> {
+        self.0.iter().map(|v| median(v)).collect()
+    }
 }
 
-/// Measure the generated mesh of `n` products, its state under `dir`. One-off costs
+/// One size of the generated mesh, open, and what its measurements use.
+struct Subject {
+    n: usize,
+    catalog: Catalog,
+    sources: PolicySources,
+    gateway: meshgate::Gateway,
+}
+
+/// Measure the generated meshes of `sizes` products, their state under `dir`. One-off costs
 /// (start-up, reload, memory, the grant layer) are each the median of three; per-call costs
-/// (resolution, planning, listing) the median of five slices of `budget`.
-pub async fn measure(n: usize, dir: &Path, budget: Duration) -> Result<Scale, BenchError> {
-    let base_memory_mb = memory_of(1, dir).await?;
-    let memory_mb = (memory_of(n, dir).await? - base_memory_mb).max(0.0);
-    let mut opened = Vec::new();
-    let mut gateway = None;
-    let mut generated = None;
+/// (resolution, planning, listing) the median of five slices of `budget`. Every measurement
+/// takes the sizes in turn, round after round (small, large, small, large...).
+pub async fn measure(
+    sizes: &[usize],
+    dir: &Path,
+    budget: Duration,
+) -> Result<Vec<Scale>, BenchError> {
+    let k = sizes.len();
+    // Memory, each probe a process of its own.
+    let (mut base, mut memory) = (Vec::new(), Rounds::new(k));
     for _ in 0..REPEATS {
-        let (config, catalog, sources) = config(n, dir)?;
-        drop(gateway.take());
-        let started = Instant::now();
-        let open = meshgate::Gateway::open(config)
-            .await
-            .map_err(|e| BenchError::setup("the generated mesh")(e.to_string()))?;
-        opened.push(ms(started.elapsed()));
-        gateway = Some(open);
-        generated = Some((catalog, sources));
+        base.push(memory_in_child(1, &dir.join("probe")).await?);
+        for (i, n) in sizes.iter().enumerate() {
+            memory.push(i, memory_in_child(*n, &dir.join("probe")).await?);
+        }
     }
-    let startup_ms = median(opened);
-    let (Some(gateway), Some((catalog, sources))) = (gateway, generated) else {
-        return Err(BenchError::Query("the generated mesh did not open".into()));
-    };
-    let mut reloads = Vec::new();
+    let base_memory_mb = median(&base);
+
+    // Start-up: each size opened in turn, the last opening of each kept.
+    let mut opened = Rounds::new(k);
+    let mut subjects: Vec<Option<Subject>> = sizes.iter().map(|_| None).collect();
     for _ in 0..REPEATS {
-        let started = Instant::now();
-        gateway
-            .reload_policies(&sources)
-            .await
-            .map_err(|e| BenchError::Query(format!("reloading the generated mesh: {e}")))?;
-        reloads.push(ms(started.elapsed()));
+        for (i, n) in sizes.iter().enumerate() {
+            let (config, catalog, sources) = config(*n, dir)?;
+            drop(subjects[i].take());
+            let started = Instant::now();
+            let gateway = meshgate::Gateway::open(config)
+                .await
+                .map_err(|e| BenchError::setup("the generated mesh")(e.to_string()))?;
+            opened.push(i, ms(started.elapsed()));
+            subjects[i] = Some(Subject {
+                n: *n,
+                catalog,
+                sources,
+                gateway,
+            });
+        }
     }
-    let reload_ms = median(reloads);
+    let subjects: Vec<Subject> = subjects.into_iter().flatten().collect();
+    if subjects.len() != k {
+        return Err(BenchError::Query("a generated mesh did not open".into()));
+    }
+
+    let mut reloads = Rounds::new(k);
+    for _ in 0..REPEATS {
+        for (i, s) in subjects.iter().enumerate() {
+            let started = Instant::now();
+            s.gateway
+                .reload_policies(&s.sources)
+                .await
+                .map_err(|e| BenchError::Query(format!("reloading the generated mesh: {e}")))?;
+            reloads.push(i, ms(started.elapsed()));
+        }
+    }
 
     // The grant layer and a first resolution, on the policy layer itself.
-    let policies = PolicySet::load(&catalog, &sources)
-        .await
-        .map_err(|e| BenchError::setup("the generated policies")(e.to_string()))?;
-    let snapshot = grants(n);
-    let granted = snapshot.len();
-    let mut builds = Vec::new();
-    let mut layered = None;
+    let mut plain = Vec::new();
+    let mut snapshots = Vec::new();
+    for s in &subjects {
+        plain.push(
+            PolicySet::load(&s.catalog, &s.sources)
+                .await
+                .map_err(|e| BenchError::setup("the generated policies")(e.to_string()))?,
+        );
+        snapshots.push(grants(s.n));
+    }
+    let mut builds = Rounds::new(k);
+    let mut layered: Vec<Option<PolicySet>> = sizes.iter().map(|_| None).collect();
     for _ in 0..REPEATS {
-        let grants = snapshot.clone();
-        drop(layered.take());
-        let started = Instant::now();
-        let built = policies
-            .with_grants(&catalog, grants, 1, meshgate::governance::now_millis())
-            .await
-            .map_err(|e| BenchError::setup("the generated grants")(e.to_string()))?;
-        builds.push(ms(started.elapsed()));
-        layered = Some(built);
+        for (i, s) in subjects.iter().enumerate() {
+            let grants = snapshots[i].clone();
+            drop(layered[i].take());
+            let started = Instant::now();
+            let built = plain[i]
+                .with_grants(&s.catalog, grants, 1, meshgate::governance::now_millis())
+                .await
+                .map_err(|e| BenchError::setup("the generated grants")(e.to_string()))?;
+            builds.push(i, ms(started.elapsed()));
+            layered[i] = Some(built);
+        }
     }
-    let grant_layer_ms = median(builds);
-    let Some(policies) = layered else {
-        return Err(BenchError::Query("no grant layer was built".into()));
-    };
+    drop(plain);
+    let layered: Vec<PolicySet> = layered.into_iter().flatten().collect();
     let consumer = Principal::new("consumer-0");
-    let (p, t) = catalog
-        .table(&domain(0), &table(0))
-        .ok_or_else(|| BenchError::setup("the generated mesh")("no first table".into()))?;
-    if policies.resolve_afresh(&consumer, p, t).is_err() {
-        return Err(BenchError::Query(
-            "the generated grant does not admit consumer-0".into(),
-        ));
+    let mut first_tables = Vec::new();
+    for (s, policies) in subjects.iter().zip(&layered) {
+        let (p, t) = s
+            .catalog
+            .table(&domain(0), &table(0))
+            .ok_or_else(|| BenchError::setup("the generated mesh")("no first table".into()))?;
+        if policies.resolve_afresh(&consumer, p, t).is_err() {
+            return Err(BenchError::Query(
+                "the generated grant does not admit consumer-0".into(),
+            ));
+        }
+        first_tables.push((p, t));
     }
-    let resolve_us = median_of_slices(budget, |slice| {
-        per_call(slice, || {
-            std::hint::black_box(policies.resolve_afresh(&consumer, p, t).is_ok());
-        })
-        .0
-    }) * 1e6;
-    let remembered_us = median_of_slices(budget, |slice| {
-        per_call(slice, || {
-            std::hint::black_box(policies.resolve(&consumer, p, t).is_ok());
-        })
-        .0
-    }) * 1e6;
 
-    // Planning and listing through the gateway, as the wide principal.
-    let session = gateway.session(Principal::new(WIDE));
+    // Per-call costs, a slice of each size in turn.
+    let slice = budget / SLICES as u32;
+    let sessions: Vec<_> = subjects
+        .iter()
+        .map(|s| s.gateway.session(Principal::new(WIDE)))
+        .collect();
     let sql = format!(
         "SELECT id, owner_name FROM {}.{} WHERE lob = 'CIB'",
         domain(0),
         table(0)
     );
-    let plan_ms = median_of_async_slices(budget, || async {
-        session
-            .prepare(&sql, None)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| BenchError::Query(format!("planning on the generated mesh: {e}")))?
-        * 1e3;
-    let listed = session.tables().await.len();
-    let listing_ms = median_of_async_slices(budget, || async {
-        std::hint::black_box(session.tables().await.len());
-        Ok(())
-    })
-    .await
-    .map_err(BenchError::Query)?
-        * 1e3;
-
-    // GetTables over Flight SQL: the listing above, plus encoding and the round trips.
-    let (addr, _stop) = crate::mesh::serve(&gateway).await?;
+    let mut served = Vec::new();
     let password = crate::mesh::password(WIDE);
-    let client = crate::engines::flight_client(addr, Some((WIDE, password.as_str()))).await?;
-    let get_tables_rows = get_tables(client.clone()).await?;
-    let get_tables_ms = median_of_async_slices(budget, || async {
-        std::hint::black_box(
-            get_tables(client.clone())
-                .await
-                .map_err(|e| e.to_string())?,
-        );
-        Ok(())
-    })
-    .await
-    .map_err(|e| BenchError::Query(format!("GetTables on the generated mesh: {e}")))?
-        * 1e3;
-    Ok(Scale {
-        products: n,
-        principals: n * CONSUMERS_PER_PRODUCT,
-        grants: granted,
-        startup_ms,
-        reload_ms,
-        memory_mb,
-        base_memory_mb,
-        grant_layer_ms,
-        resolve_us,
-        remembered_us,
-        plan_ms,
-        listed,
-        listing_ms,
-        get_tables_rows,
-        get_tables_ms,
-    })
+    for s in &subjects {
+        // GetTables over Flight SQL: the listing, plus encoding and the round trips.
+        let (addr, stop) = crate::mesh::serve(&s.gateway).await?;
+        let client = crate::engines::flight_client(addr, Some((WIDE, password.as_str()))).await?;
+        served.push((client, stop));
+    }
+    let mut listed = Vec::new();
+    let mut get_tables_rows = Vec::new();
+    for (session, (client, _)) in sessions.iter().zip(&served) {
+        listed.push(session.tables().await.len());
+        get_tables_rows.push(get_tables(client.clone()).await?);
+    }
+    let (mut resolve, mut remembered) = (Rounds::new(k), Rounds::new(k));
+    let (mut plan, mut listing, mut remote) = (Rounds::new(k), Rounds::new(k), Rounds::new(k));
+    for _ in 0..SLICES {
+        for i in 0..k {
+            let (policies, (p, t)) = (&layered[i], first_tables[i]);
+            let us = |(per, _): (Duration, u64)| per.as_secs_f64() * 1e6;
+            resolve.push(
+                i,
+                us(per_call(slice, || {
+                    std::hint::black_box(policies.resolve_afresh(&consumer, p, t).is_ok());
+                })),
+            );
+            remembered.push(
+                i,
+                us(per_call(slice, || {
+                    std::hint::black_box(policies.resolve(&consumer, p, t).is_ok());
+                })),
+            );
+            let session = &sessions[i];
+            let (per, _) = per_call_async(slice, || async {
+                session
+                    .prepare(&sql, None)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| BenchError::Query(format!("planning on the generated mesh: {e}")))?;
+            plan.push(i, ms(per));
+            let (per, _) = per_call_async(slice, || async {
+                std::hint::black_box(session.tables().await.len());
+                Ok(())
+            })
+            .await
+            .map_err(BenchError::Query)?;
+            listing.push(i, ms(per));
+            let client = &served[i].0;
+            let (per, _) = per_call_async(slice, || async {
+                std::hint::black_box(
+                    get_tables(client.clone())
+                        .await
+                        .map_err(|e| e.to_string())?,
+                );
+                Ok(())
+            })
+            .await
+            .map_err(|e| BenchError::Query(format!("GetTables on the generated mesh: {e}")))?;
+            remote.push(i, ms(per));
+        }
+    }
+    let (memory, opened, reloads, builds) = (
+        memory.medians(),
+        opened.medians(),
+        reloads.medians(),
+        builds.medians(),
+    );
+    let (resolve, remembered, plan) = (resolve.medians(), remembered.medians(), plan.medians());
+    let (listing, remote) = (listing.medians(), remote.medians());
+    Ok((0..k)
+        .map(|i| {
+            let n = subjects[i].n;
+            Scale {
+                products: n,
+                principals: n * CONSUMERS_PER_PRODUCT,
+                grants: snapshots[i].len(),
+                startup_ms: opened[i],
+                reload_ms: reloads[i],
+                memory_mb: (memory[i] - base_memory_mb).max(0.0),
+                base_memory_mb,
+                grant_layer_ms: builds[i],
+                resolve_us: resolve[i],
+                remembered_us: remembered[i],
+                plan_ms: plan[i],
+                listed: listed[i],
+                listing_ms: listing[i],
+                get_tables_rows: get_tables_rows[i],
+                get_tables_ms: remote[i],
+            }
+        })
+        .collect())
 }
 
 /// `GetTables` (no filter, no schemas) to its last batch; the rows answered.
