@@ -544,13 +544,21 @@ async fn a_plan_for_a_policy_version_the_worker_does_not_hold_is_refused() {
     // Signed by the mesh's key, so only the version check stands in the way.
     let (recorder, url) = Recorder::start().await;
     let (gateway, _lake, _) = Recorder::gateway(&url, changed).await;
-    // The stage that reads the table (the others read from stages).
-    let stage = recorder
-        .capture(&gateway, "risk-officer", FILTERED)
-        .await
-        .into_iter()
-        .find(|s| contains(&s.message, b"reference.counterparties"))
-        .expect("a stage scans the table");
+    // The stage that reads the table (the others read from stages). The gateway sends its
+    // stages at once and the recorder's first refusal ends the query, so a stage still
+    // being sent may be cancelled before it is recorded: ask again until it was.
+    let mut scanning = None;
+    for _ in 0..5 {
+        scanning = recorder
+            .capture(&gateway, "risk-officer", FILTERED)
+            .await
+            .into_iter()
+            .find(|s| contains(&s.message, b"reference.counterparties"));
+        if scanning.is_some() {
+            break;
+        }
+    }
+    let stage = scanning.expect("a stage scans the table");
     match send_stage(
         &worker,
         body(&stage.message),

@@ -19,6 +19,7 @@
 //! It decides nothing about rows and columns: an active grant admits a caller, the policy
 //! crate still decides what they see.
 
+mod dedicated;
 mod error;
 pub mod flows;
 mod group_commit;

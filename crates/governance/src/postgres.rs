@@ -10,6 +10,7 @@ use std::time::Duration;
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 
+use crate::dedicated::Hot;
 use crate::error::StoreError;
 use crate::group_commit::{AuditWrite, GroupCommit, Grouped};
 use crate::migrations::{self, POSTGRES};
@@ -80,6 +81,8 @@ pub struct PostgresStore {
     commits: std::sync::Arc<GroupCommit>,
     /// Concurrent reads of the grant generation, answered by one read.
     reads: std::sync::Arc<Grouped<(), i64>>,
+    /// The connections those two use (see [`crate::dedicated`]).
+    hot: std::sync::Arc<Hot<sqlx::PgConnection>>,
 }
 
 impl PostgresStore {
@@ -93,19 +96,20 @@ impl PostgresStore {
     /// Connect to read only: not migrated, and every transaction read-only (for tools that
     /// report on a gateway's state, such as `policy diff`).
     pub async fn open_read_only(options: &PostgresOptions) -> Result<Self, StoreError> {
+        let connect = options
+            .connect_options()?
+            .options([("default_transaction_read_only", "on")]);
+        let hot = Hot::new(&connect, options.acquire_timeout).into();
         let pool = PgPoolOptions::new()
             .max_connections(1)
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(
-                options
-                    .connect_options()?
-                    .options([("default_transaction_read_only", "on")]),
-            )
+            .connect_with(connect)
             .await?;
         Ok(Self {
             pool,
             commits: Default::default(),
             reads: Default::default(),
+            hot,
         })
     }
 
@@ -115,10 +119,12 @@ impl PostgresStore {
         options: &PostgresOptions,
         version: Option<i64>,
     ) -> Result<Self, StoreError> {
+        let connect = options.connect_options()?;
+        let hot = Hot::new(&connect, options.acquire_timeout).into();
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(options.connect_options()?)
+            .connect_with(connect)
             .await?;
         migrations::migrator(POSTGRES, version)
             .await?
@@ -128,6 +134,7 @@ impl PostgresStore {
             pool,
             commits: Default::default(),
             reads: Default::default(),
+            hot,
         })
     }
 

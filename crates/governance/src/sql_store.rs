@@ -62,7 +62,8 @@ macro_rules! governance_store {
                     .iter()
                     .flat_map(|(id, t)| t.columns.iter().map(move |c| (*id, *t, c)))
                     .collect();
-                let mut tx = self.pool.begin().await?;
+                let mut connection = self.hot.audit.connection().await?;
+                let mut tx = sqlx::Connection::begin(&mut *connection).await?;
                 for chunk in records.chunks(rows::rows_per_statement(rows::INSERT_AUDIT)) {
                     let sql = rows::insert_rows(rows::INSERT_AUDIT, chunk.len());
                     let mut query = sqlx::query(&sql);
@@ -95,6 +96,7 @@ macro_rules! governance_store {
                     }
                 }
                 tx.commit().await?;
+                connection.keep();
                 Ok(())
             }
 
@@ -219,10 +221,13 @@ macro_rules! governance_store {
                 // Callers asking at once share one read, taken after all of them asked.
                 self.reads
                     .read(|| async {
-                        Ok(sqlx::query(rows::GENERATION)
-                            .fetch_one(&self.pool)
+                        let mut connection = self.hot.generation.connection().await?;
+                        let generation = sqlx::query(rows::GENERATION)
+                            .fetch_one(&mut *connection)
                             .await?
-                            .try_get(0)?)
+                            .try_get(0)?;
+                        connection.keep();
+                        Ok(generation)
                     })
                     .await
             }

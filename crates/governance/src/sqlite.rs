@@ -11,6 +11,7 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 
+use crate::dedicated::Hot;
 use crate::error::StoreError;
 use crate::group_commit::{AuditWrite, GroupCommit, Grouped};
 use crate::migrations::{self, SQLITE};
@@ -21,6 +22,9 @@ use meshgate_api::{
     RequestState, StoredAudit,
 };
 
+/// How long opening a connection to the file may take (the pool's default).
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A [`GovernanceStore`] in a SQLite file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -29,6 +33,8 @@ pub struct SqliteStore {
     commits: std::sync::Arc<GroupCommit>,
     /// Concurrent reads of the grant generation, answered by one read.
     reads: std::sync::Arc<Grouped<(), i64>>,
+    /// The connections those two use (see [`crate::dedicated`]).
+    hot: std::sync::Arc<Hot<sqlx::SqliteConnection>>,
 }
 
 impl SqliteStore {
@@ -50,6 +56,7 @@ impl SqliteStore {
             .filename(path)
             .read_only(true)
             .busy_timeout(std::time::Duration::from_secs(5));
+        let hot = Hot::new(&options, CONNECT_TIMEOUT).into();
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options)
@@ -58,6 +65,7 @@ impl SqliteStore {
             pool,
             commits: Default::default(),
             reads: Default::default(),
+            hot,
         })
     }
 
@@ -77,6 +85,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(std::time::Duration::from_secs(5));
+        let hot = Hot::new(&options, CONNECT_TIMEOUT).into();
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             // A connection to a local file does not go stale; the test would cost every
@@ -108,6 +117,7 @@ impl SqliteStore {
             pool,
             commits: Default::default(),
             reads: Default::default(),
+            hot,
         })
     }
 
