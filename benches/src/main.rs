@@ -1635,9 +1635,12 @@ fn targets(report: &mut Report) {
                   (once per GetFlightInfo and DoGet, concurrent reads shared), resolves the policy \
                   (remembered per policy set), plans the sealed scan and writes a durable audit \
                   record and its outcome (group-committed with concurrent queries'; outcomes ride \
-                  in the records' commits). Profiled (benches/README.md), most of the difference \
-                  is handing those store calls to SQLite's thread and back: the thread's own work \
-                  (the WAL writes and fsync of each commit) and the wake-ups on both sides."
+                  in the records' commits). Profiled (benches/README.md) at 32 clients, the store is \
+                  ~2/3 of the difference (SQLite's own work per commit and statement: WAL writes, \
+                  fsync; each call on a connection of its own, no pool trip), meshgate plans for \
+                  less than the peer, and the rest is small items (schema metadata, task context, \
+                  the audit stream): without any store the ratio would be ~0.95, since the peer \
+                  authenticates, enforces and audits nothing."
                 .into(),
         });
     }
