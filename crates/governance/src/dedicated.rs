@@ -137,13 +137,18 @@ mod tests {
             .is_ok()
     }
 
+    /// A dedicated connection to a SQLite file in `dir`.
+    fn on_file(dir: &std::path::Path) -> Dedicated<SqliteConnection> {
+        let options = SqliteConnectOptions::new()
+            .filename(dir.join("store.db"))
+            .create_if_missing(true);
+        Dedicated::new(options, Duration::from_secs(5))
+    }
+
     #[tokio::test]
     async fn a_kept_connection_is_reused_and_one_not_kept_is_replaced() {
         let dir = tempfile::tempdir().unwrap();
-        let options = SqliteConnectOptions::new()
-            .filename(dir.path().join("store.db"))
-            .create_if_missing(true);
-        let dedicated = Dedicated::<SqliteConnection>::new(options, Duration::from_secs(5));
+        let dedicated = on_file(dir.path());
 
         let mut held = dedicated.connection().await.unwrap();
         sqlx::query("CREATE TEMP TABLE marker (x INTEGER)")
@@ -167,10 +172,7 @@ mod tests {
     #[tokio::test]
     async fn one_caller_at_a_time() {
         let dir = tempfile::tempdir().unwrap();
-        let options = SqliteConnectOptions::new()
-            .filename(dir.path().join("store.db"))
-            .create_if_missing(true);
-        let dedicated = Dedicated::<SqliteConnection>::new(options, Duration::from_secs(5));
+        let dedicated = on_file(dir.path());
         let held = dedicated.connection().await.unwrap();
         let second = tokio::time::timeout(Duration::from_millis(100), dedicated.connection());
         assert!(
