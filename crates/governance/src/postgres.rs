@@ -17,8 +17,7 @@ use crate::migrations::{self, POSTGRES};
 use crate::rows;
 use crate::store::{AuditQuery, VisibleTo};
 use meshgate_api::{
-    AccessRequest, AuditColumn, AuditOutcome, AuditRecord, AuditTable, Grant, GrantState, Millis,
-    RequestState, StoredAudit,
+    AccessRequest, AuditOutcome, AuditRecord, Grant, GrantState, Millis, RequestState, StoredAudit,
 };
 
 /// How a gateway connects to its PostgreSQL store.

@@ -9,7 +9,8 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Row, Type};
 
 use crate::error::StoreError;
 use meshgate_api::{
-    AccessRequest, AuditColumn, AuditRecord, AuditTable, Decision, Grant, QueryStatus, StoredAudit,
+    AccessRequest, AuditColumn, AuditOutcome, AuditRecord, AuditTable, Decision, Grant,
+    QueryStatus, StoredAudit,
 };
 
 /// Typed reads of a row's columns by name, for any sqlx row.
@@ -102,11 +103,14 @@ pub(crate) const INSERT_AUDIT_COLUMN: &str = "INSERT INTO audit_columns (query_i
 /// `insert` (one of the `INSERT_AUDIT*` statements) for `rows` rows at once: its `VALUES`
 /// tuple repeated, placeholders numbered on (`($1, $2), ($3, $4)`), so that a batch of audit
 /// records is written in a few statements instead of one per row.
-pub(crate) fn insert_rows(insert: &str, rows: usize) -> String {
+fn insert_rows(insert: &str, rows: usize) -> String {
     let (head, arity) = insert_arity(insert);
-    let mut sql = String::with_capacity(head.len() + rows * arity * 5 + 8);
-    sql.push_str(head);
-    sql.push_str(" VALUES ");
+    format!("{head} VALUES {}", values(arity, rows))
+}
+
+/// `rows` tuples of `arity` placeholders, numbered on: `($1, $2), ($3, $4)`.
+fn values(arity: usize, rows: usize) -> String {
+    let mut sql = String::with_capacity(rows * arity * 5 + 8);
     for row in 0..rows {
         sql.push_str(if row == 0 { "(" } else { ", (" });
         for column in 0..arity {
@@ -120,10 +124,9 @@ pub(crate) fn insert_rows(insert: &str, rows: usize) -> String {
     sql
 }
 
-/// How many rows of `insert` one statement may carry: SQLite builds before 3.32 take at most
-/// 999 parameters per statement (PostgreSQL 65,535).
-pub(crate) fn rows_per_statement(insert: &str) -> usize {
-    (999 / insert_arity(insert).1.max(1)).max(1)
+/// Rows of `arity` placeholders one statement may bind: SQLite's default limit is 999.
+fn per_statement(arity: usize) -> usize {
+    (999 / arity.max(1)).max(1)
 }
 
 /// An `INSERT ... VALUES (...)` statement's head and the number of placeholders in its tuple.
@@ -157,9 +160,125 @@ pub(crate) const GRANTS_IN_FORCE: &str =
 pub(crate) const LAPSED_GRANTS: &str = "SELECT * FROM grants WHERE state = 'suspended' \
      OR (state IN ('active', 'expired') AND valid_until <= $1 AND valid_until > $2) ORDER BY id";
 
-pub(crate) const FINISH_QUERY: &str = "UPDATE audit SET status = $1, rows_returned = $2, \
-     bytes_returned = $3, duration_ms = $4, finished_at = $5, error = COALESCE($6, error), \
-     workers = $7 WHERE query_id = $8";
+/// Placeholders per outcome in [`finish_queries`], in the order [`bind_outcome`] binds them.
+const FINISH_QUERIES_ARITY: usize = 8;
+
+/// One statement that writes `rows` outcomes onto their records, so that a commit's
+/// outcomes cost the store one statement, not one each.
+/// `VALUES` names its columns `column1`... in both SQLite and PostgreSQL; a query's outcome
+/// is written once, so no record matches two tuples.
+fn finish_queries(rows: usize) -> String {
+    format!(
+        "UPDATE audit SET status = v.column1, rows_returned = v.column2, \
+         bytes_returned = v.column3, duration_ms = v.column4, finished_at = v.column5, \
+         error = COALESCE(v.column6, audit.error), workers = v.column7 \
+         FROM (VALUES {}) AS v WHERE audit.query_id = v.column8",
+        values(FINISH_QUERIES_ARITY, rows)
+    )
+}
+
+/// One statement's worth of a batch of audit writes (see [`AuditBatch::statements`]).
+pub(crate) enum AuditRows<'a> {
+    Records(&'a [&'a AuditRecord]),
+    Tables(&'a [(&'a str, &'a AuditTable)]),
+    Columns(&'a [(&'a str, &'a AuditTable, &'a AuditColumn)]),
+    Outcomes(&'a [(&'a str, &'a AuditOutcome)]),
+}
+
+impl<'a> AuditRows<'a> {
+    /// The statement.
+    pub(crate) fn statement(&self) -> String {
+        match self {
+            Self::Records(r) => insert_rows(INSERT_AUDIT, r.len()),
+            Self::Tables(t) => insert_rows(INSERT_AUDIT_TABLE, t.len()),
+            Self::Columns(c) => insert_rows(INSERT_AUDIT_COLUMN, c.len()),
+            Self::Outcomes(o) => finish_queries(o.len()),
+        }
+    }
+
+    /// `q` with this statement's arguments bound.
+    pub(crate) fn bind<Q: Binds<'a>>(&self, q: Q) -> Q {
+        match self {
+            Self::Records(r) => r.iter().fold(q, |q, a| bind_audit(q, a)),
+            Self::Tables(t) => t.iter().fold(q, |q, (id, t)| bind_audit_table(q, id, t)),
+            Self::Columns(c) => c
+                .iter()
+                .fold(q, |q, (id, t, c)| bind_audit_column(q, id, t, c)),
+            Self::Outcomes(o) => o.iter().fold(q, |q, (id, o)| bind_outcome(q, id, o)),
+        }
+    }
+}
+
+/// A batch's records, their tables and columns, and outcomes, to be written together.
+pub(crate) struct AuditBatch<'a> {
+    records: Vec<&'a AuditRecord>,
+    tables: Vec<(&'a str, &'a AuditTable)>,
+    columns: Vec<(&'a str, &'a AuditTable, &'a AuditColumn)>,
+    outcomes: Vec<(&'a str, &'a AuditOutcome)>,
+}
+
+impl<'a> AuditBatch<'a> {
+    pub(crate) fn new(batch: &'a [crate::group_commit::AuditWrite]) -> Self {
+        use crate::group_commit::AuditWrite;
+        let records: Vec<&AuditRecord> = batch
+            .iter()
+            .filter_map(|w| match w {
+                AuditWrite::Start(a) => Some(a),
+                AuditWrite::End(..) => None,
+            })
+            .collect();
+        let tables: Vec<(&str, &AuditTable)> = records
+            .iter()
+            .flat_map(|a| a.tables.iter().map(|t| (a.query_id.as_str(), t)))
+            .collect();
+        let columns = tables
+            .iter()
+            .flat_map(|(id, t)| t.columns.iter().map(move |c| (*id, *t, c)))
+            .collect();
+        let outcomes = batch
+            .iter()
+            .filter_map(|w| match w {
+                AuditWrite::End(id, o) => Some((id.as_str(), o)),
+                AuditWrite::Start(..) => None,
+            })
+            .collect();
+        Self {
+            records,
+            tables,
+            columns,
+            outcomes,
+        }
+    }
+
+    /// The statements that write the batch, in order: records first, then their tables and
+    /// columns, then the outcomes (each follows its own record, in this batch or an earlier
+    /// one), each statement within SQLite's default 999 placeholders.
+    pub(crate) fn statements(&self) -> Vec<AuditRows<'_>> {
+        let per = per_statement;
+        let mut out = Vec::new();
+        out.extend(
+            self.records
+                .chunks(per(insert_arity(INSERT_AUDIT).1))
+                .map(AuditRows::Records),
+        );
+        out.extend(
+            self.tables
+                .chunks(per(insert_arity(INSERT_AUDIT_TABLE).1))
+                .map(AuditRows::Tables),
+        );
+        out.extend(
+            self.columns
+                .chunks(per(insert_arity(INSERT_AUDIT_COLUMN).1))
+                .map(AuditRows::Columns),
+        );
+        out.extend(
+            self.outcomes
+                .chunks(per(FINISH_QUERIES_ARITY))
+                .map(AuditRows::Outcomes),
+        );
+        out
+    }
+}
 
 /// A query whose arguments every store binds the same way.
 pub(crate) trait Binds<'q> {
@@ -292,7 +411,7 @@ pub(crate) fn bind_audit_column<'q, Q: Binds<'q>>(
         .opt_text(c.rule.as_deref())
 }
 
-/// [`FINISH_QUERY`]'s arguments.
+/// One outcome's arguments in [`finish_queries`].
 pub(crate) fn bind_outcome<'q, Q: Binds<'q>>(
     q: Q,
     query_id: &'q str,
@@ -460,7 +579,34 @@ mod tests {
             insert_rows("INSERT INTO t (a, b) VALUES ($1, $2)", 3),
             "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4), ($5, $6)"
         );
-        assert_eq!(rows_per_statement(INSERT_AUDIT), 999 / 13);
+        assert_eq!(per_statement(insert_arity(INSERT_AUDIT).1), 999 / 13);
         assert_eq!(insert_rows(INSERT_AUDIT_COLUMN, 1), INSERT_AUDIT_COLUMN);
+    }
+
+    #[test]
+    fn a_batchs_outcomes_are_one_statement_within_sqlites_placeholder_limit() {
+        let outcome = AuditOutcome {
+            status: QueryStatus::Ok,
+            rows_returned: 1,
+            bytes_returned: 1,
+            duration_ms: 1,
+            error: None,
+            workers: Vec::new(),
+        };
+        let writes: Vec<_> = (0..200)
+            .map(|i| crate::group_commit::AuditWrite::End(format!("q{i}"), outcome.clone()))
+            .collect();
+        let batch = AuditBatch::new(&writes);
+        let statements: Vec<String> = batch
+            .statements()
+            .iter()
+            .map(AuditRows::statement)
+            .collect();
+        // 124 outcomes of 8 placeholders fit under 999, the other 76 in a second statement.
+        assert_eq!(statements.len(), 2);
+        assert!(statements[0].starts_with("UPDATE audit SET status = v.column1"));
+        assert!(statements[0].contains("(VALUES ($1, $2, $3, $4, $5, $6, $7, $8), ($9, "));
+        assert!(statements[0].ends_with("$992)) AS v WHERE audit.query_id = v.column8"));
+        assert!(statements[1].ends_with("$608)) AS v WHERE audit.query_id = v.column8"));
     }
 }

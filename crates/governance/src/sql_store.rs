@@ -44,56 +44,16 @@ macro_rules! governance_store {
             }
 
             /// The records first (their rows, tables and columns each in a few multi-row
-            /// statements), then the outcomes, each of which follows its own record (in this
-            /// batch or an earlier one).
+            /// statements), then the outcomes (one statement), each of which follows its own
+            /// record (in this batch or an earlier one).
             async fn write_audit_together(&self, batch: &[AuditWrite]) -> Result<(), StoreError> {
-                let records: Vec<&AuditRecord> = batch
-                    .iter()
-                    .filter_map(|w| match w {
-                        AuditWrite::Start(a) => Some(a),
-                        AuditWrite::End(..) => None,
-                    })
-                    .collect();
-                let tables: Vec<(&str, &AuditTable)> = records
-                    .iter()
-                    .flat_map(|a| a.tables.iter().map(|t| (a.query_id.as_str(), t)))
-                    .collect();
-                let columns: Vec<(&str, &AuditTable, &AuditColumn)> = tables
-                    .iter()
-                    .flat_map(|(id, t)| t.columns.iter().map(move |c| (*id, *t, c)))
-                    .collect();
+                let batch = rows::AuditBatch::new(batch);
                 let mut connection = self.hot.audit.connection().await?;
                 let mut tx = sqlx::Connection::begin(&mut *connection).await?;
-                for chunk in records.chunks(rows::rows_per_statement(rows::INSERT_AUDIT)) {
-                    let sql = rows::insert_rows(rows::INSERT_AUDIT, chunk.len());
-                    let mut query = sqlx::query(&sql);
-                    for a in chunk {
-                        query = rows::bind_audit(query, a);
-                    }
-                    query.execute(&mut *tx).await?;
-                }
-                for chunk in tables.chunks(rows::rows_per_statement(rows::INSERT_AUDIT_TABLE)) {
-                    let sql = rows::insert_rows(rows::INSERT_AUDIT_TABLE, chunk.len());
-                    let mut query = sqlx::query(&sql);
-                    for (id, t) in chunk {
-                        query = rows::bind_audit_table(query, id, t);
-                    }
-                    query.execute(&mut *tx).await?;
-                }
-                for chunk in columns.chunks(rows::rows_per_statement(rows::INSERT_AUDIT_COLUMN)) {
-                    let sql = rows::insert_rows(rows::INSERT_AUDIT_COLUMN, chunk.len());
-                    let mut query = sqlx::query(&sql);
-                    for (id, t, c) in chunk {
-                        query = rows::bind_audit_column(query, id, t, c);
-                    }
-                    query.execute(&mut *tx).await?;
-                }
-                for write in batch {
-                    if let AuditWrite::End(query_id, o) = write {
-                        rows::bind_outcome(sqlx::query(rows::FINISH_QUERY), query_id, o)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
+                for rows in batch.statements() {
+                    rows.bind(sqlx::query(&rows.statement()))
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 tx.commit().await?;
                 connection.keep();

@@ -18,8 +18,7 @@ use crate::migrations::{self, SQLITE};
 use crate::rows;
 use crate::store::{AuditQuery, VisibleTo};
 use meshgate_api::{
-    AccessRequest, AuditColumn, AuditOutcome, AuditRecord, AuditTable, Grant, GrantState, Millis,
-    RequestState, StoredAudit,
+    AccessRequest, AuditOutcome, AuditRecord, Grant, GrantState, Millis, RequestState, StoredAudit,
 };
 
 /// How long opening a connection to the file may take (the pool's default).
