@@ -5,8 +5,12 @@
 
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{
+    Array, ArrayRef, AsArray, BinaryArray, GenericByteViewArray, RecordBatch, StringArray,
+};
+use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use arrow::compute::cast;
+use arrow::datatypes::ByteViewType;
 use arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 
@@ -87,17 +91,96 @@ pub fn to_edge(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, Ar
             if column.data_type() == field.data_type() {
                 Ok(Arc::clone(column))
             } else {
-                cast(column, field.data_type())
+                edge_column(column, field.data_type())
             }
         })
         .collect::<Result<Vec<_>, _>>()?;
     RecordBatch::try_new(Arc::clone(schema), columns)
 }
 
+/// `column` as `to`. Every string an export returns passes here, so top-level views are
+/// copied out in one pass over their views (Arrow's cast appends value by value through a
+/// builder, ~3x slower); nested ones go through the cast.
+fn edge_column(column: &ArrayRef, to: &DataType) -> Result<ArrayRef, ArrowError> {
+    match (column.data_type(), to) {
+        (DataType::Utf8View, DataType::Utf8) => {
+            let views = column.as_string_view();
+            let (offsets, values) = plain(views)?;
+            Ok(Arc::new(StringArray::try_new(
+                offsets,
+                values,
+                views.nulls().cloned(),
+            )?))
+        }
+        (DataType::BinaryView, DataType::Binary) => {
+            let views = column.as_binary_view();
+            let (offsets, values) = plain(views)?;
+            Ok(Arc::new(BinaryArray::try_new(
+                offsets,
+                values,
+                views.nulls().cloned(),
+            )?))
+        }
+        _ => cast(column, to),
+    }
+}
+
+/// The offsets and bytes of a view array's values, null slots empty.
+fn plain<T: ByteViewType + ?Sized>(
+    array: &GenericByteViewArray<T>,
+) -> Result<(OffsetBuffer<i32>, Buffer), ArrowError> {
+    let views = array.views();
+    let length = |view: u128| (view as u32) as usize;
+    let valid = |i: usize| array.is_valid(i);
+    let total: usize = views
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| valid(*i))
+        .map(|(_, v)| length(*v))
+        .sum();
+    if i32::try_from(total).is_err() {
+        return Err(ArrowError::ComputeError(format!(
+            "a result column holds {total} bytes of text in one batch, more than a Flight \
+             client's 32-bit offsets address: select fewer rows or narrower columns"
+        )));
+    }
+    let buffers = array.data_buffers();
+    let mut offsets = Vec::with_capacity(views.len() + 1);
+    let mut values = Vec::with_capacity(total);
+    offsets.push(0i32);
+    for (i, &view) in views.iter().enumerate() {
+        if valid(i) {
+            let len = length(view);
+            if len <= 12 {
+                // Short values live in the view itself, after its 4-byte length.
+                values.extend_from_slice(&view.to_le_bytes()[4..4 + len]);
+            } else {
+                // Longer ones: a 4-byte prefix, then the buffer's index and the offset in it.
+                let (buffer, start) = ((view >> 64) as u32 as usize, (view >> 96) as usize);
+                let bytes = buffers
+                    .get(buffer)
+                    .and_then(|b| b.get(start..start + len))
+                    .ok_or_else(|| {
+                        ArrowError::InvalidArgumentError(
+                            "a string view points outside its buffers".into(),
+                        )
+                    })?;
+                values.extend_from_slice(bytes);
+            }
+        }
+        // At most `total`, which fits (checked above).
+        offsets.push(values.len() as i32);
+    }
+    Ok((
+        OffsetBuffer::new(ScalarBuffer::from(offsets)),
+        Buffer::from_vec(values),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{Int64Array, StringViewArray};
+    use arrow::array::{BinaryViewArray, Int64Array, StringViewArray};
 
     #[test]
     fn timestamp_parameters_are_announced_in_milliseconds() {
@@ -156,5 +239,35 @@ mod tests {
         let out = to_edge(batch, &edge).unwrap();
         assert_eq!(out.schema(), edge);
         assert_eq!(out.column(0).data_type(), &DataType::Utf8);
+    }
+
+    #[test]
+    fn views_are_copied_out_as_arrow_casts_them() {
+        let long = "a value longer than twelve bytes";
+        let values: Vec<Option<&str>> = (0..300)
+            .map(|i| match i % 5 {
+                0 => None,
+                1 => Some(""),
+                2 => Some("short"),
+                3 => Some("exactly12byt"),
+                _ => Some(long),
+            })
+            .collect();
+        let strings: ArrayRef = Arc::new(StringViewArray::from(values.clone()));
+        let binary: ArrayRef = Arc::new(BinaryViewArray::from(
+            values
+                .iter()
+                .map(|v| v.map(str::as_bytes))
+                .collect::<Vec<_>>(),
+        ));
+        for (array, to) in [(strings, DataType::Utf8), (binary, DataType::Binary)] {
+            // Whole, sliced (views from the middle of the buffers) and empty.
+            for (offset, len) in [(0, 300), (7, 101), (300, 0)] {
+                let slice = array.slice(offset, len);
+                let ours = edge_column(&slice, &to).unwrap();
+                assert_eq!(ours.to_data(), cast(&slice, &to).unwrap().to_data());
+                assert_eq!(ours.null_count(), slice.null_count());
+            }
+        }
     }
 }
