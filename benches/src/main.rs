@@ -1602,9 +1602,9 @@ fn targets(report: &mut Report) {
                 ) {
                     Some(blind) => format!(
                         " Against the same twin with no statistics behind its row filters \
-                         (`twin-blind/{policy}`, the plans DataFusion makes without them): {}, \
-                         so that much of the difference is the statistics withheld, and what \
-                         is left is the gateway.",
+                         (`twin-blind/{policy}`, the plans DataFusion makes without them): {}: \
+                         that is the gateway's own cost, and the rest of the difference to the \
+                         twin is the statistics withheld.",
                         fmt_spread(Some(blind))
                     ),
                     None => String::new(),
@@ -1696,12 +1696,16 @@ fn targets(report: &mut Report) {
                   (once per GetFlightInfo and DoGet, concurrent reads shared), resolves the policy \
                   (remembered per policy set), plans the sealed scan and writes a durable audit \
                   record and its outcome (group-committed with concurrent queries'; outcomes ride \
-                  in the records' commits). Profiled (benches/README.md) at 32 clients, the store is \
-                  ~2/3 of the difference (SQLite's own work per commit and statement: WAL writes, \
-                  fsync; each call on a connection of its own, no pool trip), meshgate plans for \
-                  less than the peer, and the rest is small items (schema metadata, task context, \
-                  the audit stream): without any store the ratio would be ~0.95, since the peer \
-                  authenticates, enforces and audits nothing."
+                  in the records' commits). Profiled (benches/README.md) at 32 clients on \
+                  2026-12-02, meshgate spent 18 % more CPU per query than the peer; the largest \
+                  cost, Snappy decompression of the dictionary pages each point query reads (~40 % \
+                  of all CPU), is the same in both. The difference is mostly the kernel's: 26 \
+                  context switches per query against the peer's 4.5, and 0.9 fsync, from the \
+                  store's calls (each on a sqlx-sqlite worker thread: grant generation reads, the \
+                  group commit); neither fewer fsyncs (records lingering 2 ms for company: 0.48 per \
+                  query) nor a group commit sent as one script moved the ratio beyond the noise, so \
+                  both were left out. The rest is small items (bearer check, schema metadata, task \
+                  context, the audit stream): the peer authenticates, enforces and audits nothing."
                 .into(),
         });
     }
