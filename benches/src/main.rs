@@ -1536,6 +1536,11 @@ fn micro_value<'a>(report: &'a Report, prefix: &str) -> Option<&'a Micro> {
 }
 
 /// The issue's targets, read against this run, each with what this run says about why.
+/// How much longer `config` took than `base` on one mesh query (medians), if both answered.
+fn median_gap(runs: &BTreeMap<String, Run>, config: &str, base: &str) -> Option<f64> {
+    Some(runs.get(config)?.median()? - runs.get(base)?.median()?)
+}
+
 fn targets(report: &mut Report) {
     let mut out = Vec::new();
     let gm = |a: &str, b: &str| report.geomean(a, b);
@@ -1626,19 +1631,16 @@ fn targets(report: &mut Report) {
              every row: {} Over Flight the gateway also copies string views out as plain \
              strings, which every Flight SQL client reads.",
             match (
-                report.mesh.get("m05").and_then(|runs| {
-                    Some(runs.get("meshgate-flight")?.median()? - runs.get("meshgate")?.median()?)
-                }),
+                report.mesh.get("m05").and_then(|runs| median_gap(
+                    runs,
+                    "meshgate-flight",
+                    "meshgate"
+                )),
                 report
                     .mesh
                     .iter()
                     .filter(|(q, _)| q.as_str() != "m05")
-                    .map(|(_, runs)| {
-                        Some(
-                            runs.get("meshgate-flight")?.median()?
-                                - runs.get("meshgate")?.median()?,
-                        )
-                    })
+                    .map(|(_, runs)| median_gap(runs, "meshgate-flight", "meshgate"))
                     .collect::<Option<Vec<f64>>>(),
             ) {
                 (Some(export), Some(rest)) => format!(
@@ -1673,9 +1675,7 @@ fn targets(report: &mut Report) {
                 ms: report
                     .mesh
                     .values()
-                    .filter_map(|runs| {
-                        Some(runs.get("meshgate")?.median()? - runs.get("twin")?.median()?)
-                    })
+                    .filter_map(|runs| median_gap(runs, "meshgate", "twin"))
                     .collect(),
             }
             .median()

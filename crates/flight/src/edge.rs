@@ -10,8 +10,9 @@ use arrow::array::{
 };
 use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use arrow::compute::cast;
-use arrow::datatypes::ByteViewType;
-use arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{
+    ByteViewType, DataType, Field, FieldRef, Fields, Schema, SchemaRef, TimeUnit,
+};
 use arrow::error::ArrowError;
 
 fn edge_type(data_type: &DataType) -> DataType {

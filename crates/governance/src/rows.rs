@@ -124,7 +124,8 @@ fn values(arity: usize, rows: usize) -> String {
     sql
 }
 
-/// Rows of `arity` placeholders one statement may bind: SQLite's default limit is 999.
+/// How many rows of `arity` placeholders one statement may carry: SQLite builds before 3.32
+/// take at most 999 parameters per statement (PostgreSQL 65,535).
 fn per_statement(arity: usize) -> usize {
     (999 / arity.max(1)).max(1)
 }
@@ -254,26 +255,25 @@ impl<'a> AuditBatch<'a> {
     /// columns, then the outcomes (each follows its own record, in this batch or an earlier
     /// one), each statement within SQLite's default 999 placeholders.
     pub(crate) fn statements(&self) -> Vec<AuditRows<'_>> {
-        let per = per_statement;
         let mut out = Vec::new();
         out.extend(
             self.records
-                .chunks(per(insert_arity(INSERT_AUDIT).1))
+                .chunks(per_statement(insert_arity(INSERT_AUDIT).1))
                 .map(AuditRows::Records),
         );
         out.extend(
             self.tables
-                .chunks(per(insert_arity(INSERT_AUDIT_TABLE).1))
+                .chunks(per_statement(insert_arity(INSERT_AUDIT_TABLE).1))
                 .map(AuditRows::Tables),
         );
         out.extend(
             self.columns
-                .chunks(per(insert_arity(INSERT_AUDIT_COLUMN).1))
+                .chunks(per_statement(insert_arity(INSERT_AUDIT_COLUMN).1))
                 .map(AuditRows::Columns),
         );
         out.extend(
             self.outcomes
-                .chunks(per(FINISH_QUERIES_ARITY))
+                .chunks(per_statement(FINISH_QUERIES_ARITY))
                 .map(AuditRows::Outcomes),
         );
         out
