@@ -724,12 +724,24 @@ async fn scan_statistics(
             walk(child, out);
         }
     }
-    let query = session
-        .query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    // Behind a row filter, the statistics of the rows the caller sees are computed in the
+    // background after a first scan: plan again until every scan has a row count (or 5 s).
     let mut out = Vec::new();
-    walk(&query.physical_plan(), &mut out);
+    for _ in 0..100 {
+        let query = session
+            .query(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        out.clear();
+        walk(&query.physical_plan(), &mut out);
+        if out
+            .iter()
+            .all(|(_, s)| s.num_rows != datafusion::common::stats::Precision::Absent)
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     out
 }
 
@@ -746,9 +758,10 @@ async fn a_scan_reports_statistics_only_to_callers_who_see_every_row_and_only_of
     // Every row visible: the files' row count and, of the columns shown in the clear, their
     // footers' statistics, all inexact (so the planner sizes joins and filters but never
     // answers count(*) or min() from them). Nothing of a masked or tokenized column, and a
-    // byte size only when every column is clear. Behind a row filter the raw count would
-    // tell how many rows are hidden: nothing at all.
+    // byte size only when every column is clear. Behind a row filter the files' count would
+    // tell how many rows are hidden: the count of the rows the caller sees instead.
     let unknown = ColumnStatistics::new_unknown();
+    let cib_trades = count(&cib, "SELECT count(*) FROM markets.trades").await as usize;
     for (session, sql, table, rows, clear, bytes) in [
         (
             &owner,
@@ -778,17 +791,25 @@ async fn a_scan_reports_statistics_only_to_callers_who_see_every_row_and_only_of
             &cib,
             "SELECT counterparty_id, country, tax_id FROM reference.counterparties",
             "reference.counterparties",
-            Precision::Absent,
-            &[false, false, false][..],
+            Precision::Inexact(15_000),
+            &[true, true, false][..],
             false,
         ),
         (
             &cib,
-            "SELECT trader_id, notional FROM markets.trades",
+            "SELECT notional, trader_id FROM markets.trades",
             "markets.trades",
-            Precision::Absent,
-            &[false, false][..],
+            Precision::Inexact(cib_trades),
+            &[true, false][..],
             false,
+        ),
+        (
+            &cib,
+            "SELECT trade_id, notional FROM markets.trades",
+            "markets.trades",
+            Precision::Inexact(cib_trades),
+            &[true, true][..],
+            true,
         ),
     ] {
         let scans = scan_statistics(session, sql).await;
@@ -851,6 +872,23 @@ async fn a_scan_reports_statistics_only_to_callers_who_see_every_row_and_only_of
         count(&cib, "SELECT count(*) FROM reference.counterparties").await,
         15_000
     );
+
+    // Behind a row filter, the statistics are those of the rows the caller sees, not the
+    // files': what cib-reporting's own query computes.
+    let scans = scan_statistics(&cib, "SELECT trade_id FROM markets.trades").await;
+    let column = &scans[0].1.column_statistics[0];
+    let (min, max) = (
+        count(&cib, "SELECT min(trade_id) FROM markets.trades").await,
+        count(&cib, "SELECT max(trade_id) FROM markets.trades").await,
+    );
+    assert_eq!(
+        column.min_value,
+        Precision::Inexact(ScalarValue::Int64(Some(min)))
+    );
+    assert_eq!(
+        column.max_value,
+        Precision::Inexact(ScalarValue::Int64(Some(max)))
+    );
 }
 
 #[tokio::test]
@@ -889,6 +927,75 @@ async fn joins_build_on_the_smaller_product_when_the_caller_sees_every_row() {
         tables(&join)
     );
     assert!(!query.collect().await.expect("runs").is_empty());
+}
+
+/// Behind a row filter too, once the statistics of the rows the caller sees are known: the
+/// smaller side is hashed, as for a caller who sees every row.
+#[tokio::test]
+async fn joins_build_on_the_side_the_caller_sees_less_of_behind_a_row_filter() {
+    use datafusion::physical_plan::ExecutionPlan;
+    use datafusion::physical_plan::joins::HashJoinExec;
+    use std::sync::Arc;
+
+    fn first_join(plan: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
+        let any: &dyn std::any::Any = plan.as_ref();
+        if any.downcast_ref::<HashJoinExec>().is_some() {
+            return Some(Arc::clone(plan));
+        }
+        plan.children().into_iter().find_map(first_join)
+    }
+    fn shown(plan: &Arc<dyn ExecutionPlan>) -> String {
+        datafusion::physical_plan::displayable(plan.as_ref())
+            .indent(false)
+            .to_string()
+    }
+
+    let (gateway, _lake) = gateway().await;
+    let cib = session(&gateway, "cib-reporting").await;
+    // cib-reporting sees more trades than counterparties (15,000); the trades come first.
+    assert!(count(&cib, "SELECT count(*) FROM markets.trades").await > 15_000);
+    let sql = "SELECT c.country, sum(t.notional) FROM markets.trades t \
+               JOIN reference.counterparties c ON t.counterparty_id = c.counterparty_id \
+               GROUP BY c.country";
+    let mut build = String::new();
+    for _ in 0..100 {
+        let query = cib.query(sql).await.expect("plans");
+        let join = first_join(&query.physical_plan()).expect("a hash join");
+        build = shown(join.children()[0]);
+        if build.contains("table=reference.counterparties") {
+            break;
+        }
+        // The statistics are computed after a first scan of each table.
+        assert!(!query.collect().await.expect("runs").is_empty());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        build.contains("table=reference.counterparties") && !build.contains("table=markets.trades"),
+        "build side:\n{build}"
+    );
+}
+
+/// An operator may turn them off (no background reads): then a caller behind a row filter
+/// plans without statistics, however often it queries.
+#[tokio::test]
+async fn statistics_behind_row_filters_can_be_turned_off() {
+    use datafusion::common::stats::Precision;
+
+    let mut demo = reference::demo(&data_dir())
+        .await
+        .expect("reference mesh starts");
+    demo.config.statistics_behind_row_filters = false;
+    let gateway = Gateway::open(demo.config).await.expect("gateway opens");
+    let cib = session(&gateway, "cib-reporting").await;
+    for _ in 0..3 {
+        assert!(count(&cib, "SELECT count(trade_id) FROM markets.trades").await > 0);
+    }
+    let scans = scan_statistics(&cib, "SELECT trade_id FROM markets.trades").await;
+    assert_eq!(scans[0].1.num_rows, Precision::Absent);
+    // Callers who see every row keep the footers'.
+    let risk = session(&gateway, "risk-officer").await;
+    let scans = scan_statistics(&risk, "SELECT trade_id FROM markets.trades").await;
+    assert_eq!(scans[0].1.num_rows, Precision::Inexact(50_000));
 }
 
 #[tokio::test]

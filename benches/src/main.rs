@@ -141,10 +141,6 @@ async fn serve_worker(args: Args) -> Result<(), BenchError> {
     distributed::serve_worker_process(config).await
 }
 
-/// The policies with a row filter, whose twins also run blind (`twin-blind/<policy>`): the
-/// others' twins report what meshgate's scans report already.
-const BLIND_TWINS: [&str; 2] = ["prunable", "region"];
-
 /// Whether the comma-separated `list` names `name`.
 fn listed(list: &str, name: &str) -> bool {
     list.split(',').any(|item| item.trim() == name)
@@ -297,18 +293,8 @@ async fn run(args: Args) -> Result<(), BenchError> {
         configs.push((
             format!("twin/{policy}"),
             format!("embedded DataFusion with the `{principal}` policy written by hand as views"),
-            Engine::DataFusion(mesh::twin(&data, principal, &master_key, false).await?),
+            Engine::DataFusion(mesh::twin(&data, principal, &master_key).await?),
         ));
-        if BLIND_TWINS.contains(&policy) {
-            configs.push((
-                format!("twin-blind/{policy}"),
-                format!(
-                    "`twin/{policy}` whose row-filtering views read tables that report no file \
-                     statistics, as meshgate's scans behind a row filter report none (diagnostic)"
-                ),
-                Engine::DataFusion(mesh::twin(&data, principal, &master_key, true).await?),
-            ));
-        }
         configs.push((
             format!("meshgate/{policy}"),
             format!("meshgate in process as `{principal}`: {what}"),
@@ -385,10 +371,7 @@ async fn run(args: Args) -> Result<(), BenchError> {
             if !run.verdict.is_empty() {
                 continue;
             }
-            let reference = match name
-                .strip_prefix("meshgate/")
-                .or_else(|| name.strip_prefix("twin-blind/"))
-            {
+            let reference = match name.strip_prefix("meshgate/") {
                 Some(policy) => format!("twin/{policy}"),
                 None if name.starts_with("twin/") => name.clone(),
                 None => "datafusion".into(),
@@ -1552,7 +1535,8 @@ fn targets(report: &mut Report) {
         "To callers no row filter applies to, the sealed scan reports the footers' row count and, \
          of columns shown in the clear, min/max, null counts and byte sizes, all inexact, the row \
          count with the estimated selectivity of the caller's own pushed predicates (ARCHITECTURE \
-         invariant 4); behind a row filter, and for masked or tokenized columns, nothing. Joins' \
+         invariant 4); behind a row filter the same of the rows the filter admits, once computed \
+         in the background after a first scan; for masked or tokenized columns, nothing. Joins' \
          and top-k's dynamic filters enter the seal on clear keys, as leakproof predicates do \
          (\"The barrier\"). For scale: DataFusion itself \
          without any file statistics is {} × its own time here, and meshgate in process is {} × \
@@ -1595,25 +1579,14 @@ fn targets(report: &mut Report) {
             measured: fmt_spread(measured),
             met: measured.map(|m| m.max <= 1.02),
             why: format!(
-                "Partly meshgate's cost without any policy (meshgate ÷ datafusion {}); the twin's \
-                 views keep DataFusion's file statistics, while a scan behind a row filter reports \
-                 none (its row count would tell how many rows are hidden) and masked or tokenized \
-                 columns none. Row filters, masks and tokens themselves run the same kernels in \
-                 both.{}",
+                "Partly meshgate's cost without any policy (meshgate ÷ datafusion {}). Both plan \
+                 with statistics of clear columns: the twin's are the files' (a row filter's \
+                 selectivity estimated from them), meshgate's those of the rows the caller sees \
+                 (behind a row filter computed under it, once per file, in the background), none \
+                 of masked or tokenized columns in either; where the estimate and the visible \
+                 rows' counts differ, so can the plans. Row filters, masks and tokens themselves \
+                 run the same kernels in both.",
                 fmt_ratio(in_process),
-                match spread(
-                    &format!("meshgate/{policy}"),
-                    &format!("twin-blind/{policy}")
-                ) {
-                    Some(blind) => format!(
-                        " Against the same twin with no statistics behind its row filters \
-                         (`twin-blind/{policy}`, the plans DataFusion makes without them): {}: \
-                         that is the gateway's own cost, and the rest of the difference to the \
-                         twin is the statistics withheld.",
-                        fmt_spread(Some(blind))
-                    ),
-                    None => String::new(),
-                }
             ),
         });
     }
@@ -1669,8 +1642,7 @@ fn targets(report: &mut Report) {
              {} ms more than the twin per query (median): the policy resolution (remembered per \
              policy set and caller), the session state copied from the template, the read of the \
              store's grant generation and the durable audit record (SQLite, `synchronous = FULL`; its \
-             commit overlaps the query, whose first batch waits for it); row-filtered scans also \
-             report no statistics.",
+             commit overlaps the query, whose first batch waits for it).",
             Timings {
                 ms: report
                     .mesh

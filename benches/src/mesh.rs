@@ -6,13 +6,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::MemorySchemaProvider;
-use datafusion::catalog::{ScanArgs, ScanResult, Session, TableProvider};
-use datafusion::error::DataFusionError;
-use datafusion::execution::SessionState;
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
-use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use meshgate::catalog::Catalog;
 use meshgate::engine::{AuditSettings, LineageConfig, QueryLimits};
@@ -55,14 +49,11 @@ pub async fn datafusion_without_statistics(data: &TpchData) -> Result<SessionCon
 /// Embedded DataFusion with `principal`'s policy written by hand: raw tables in schema
 /// `raw`, and in `tpch` a view for every table the policy changes (the raw table for the
 /// rest). meshgate's own mask and token functions (same kernels, same key) are registered,
-/// so the answers are identical to the gateway's. `blind`: the views that filter rows read
-/// tables that report no file statistics, as meshgate's scans behind a row filter report
-/// none (a diagnostic: what is left of the difference once the statistics are equal).
+/// so the answers are identical to the gateway's.
 pub async fn twin(
     data: &TpchData,
     principal: &str,
     master_key: &MasterKey,
-    blind: bool,
 ) -> Result<SessionContext, BenchError> {
     let ctx = SessionContext::new_with_config(SessionConfig::new().with_information_schema(true));
     ctx.register_udf(MaskUdf::udf(MaskKind::ShowLast4).as_ref().clone());
@@ -72,13 +63,7 @@ pub async fn twin(
             .clone(),
     );
     register_schema(&ctx, "raw", data).await?;
-    let mut views = tpch::twin_views(principal);
-    if blind {
-        register_blind_schema(&ctx, "blind").await?;
-        for (_, sql) in views.iter_mut().filter(|(_, sql)| sql.contains(" WHERE ")) {
-            *sql = sql.replace(" FROM raw.", " FROM blind.");
-        }
-    }
+    let views = tpch::twin_views(principal);
     add_schema(&ctx, "tpch")?;
     for table in TABLES {
         let name = format!("tpch.{table}");
@@ -132,80 +117,6 @@ pub async fn register_schema(
         .map_err(|e| BenchError::setup("DataFusion")(format!("{table}: {e}")))?;
     }
     Ok(())
-}
-
-/// The raw tables again in `schema`, each scanned as if `collect_statistics` were off (row
-/// counts, sizes and min/max unknown to the planner).
-async fn register_blind_schema(ctx: &SessionContext, schema: &str) -> Result<(), BenchError> {
-    add_schema(ctx, schema)?;
-    for table in TABLES {
-        let raw = ctx
-            .table_provider(format!("raw.{table}").as_str())
-            .await
-            .map_err(|e| BenchError::setup("twin")(e.to_string()))?;
-        ctx.register_table(format!("{schema}.{table}").as_str(), Arc::new(Blind(raw)))
-            .map_err(|e| BenchError::setup("twin")(e.to_string()))?;
-    }
-    Ok(())
-}
-
-/// A table whose scans plan without file statistics: DataFusion reads `collect_statistics`
-/// from the session at scan time, so the scan gets a copy of the session with it off.
-#[derive(Debug)]
-struct Blind(Arc<dyn TableProvider>);
-
-impl Blind {
-    fn session(state: &dyn Session) -> datafusion::error::Result<SessionState> {
-        let mut state = state
-            .as_any()
-            .downcast_ref::<SessionState>()
-            .ok_or_else(|| DataFusionError::Internal("a blind scan needs a SessionState".into()))?
-            .clone();
-        state
-            .config_mut()
-            .options_mut()
-            .execution
-            .collect_statistics = false;
-        Ok(state)
-    }
-}
-
-#[async_trait::async_trait]
-impl TableProvider for Blind {
-    fn schema(&self) -> SchemaRef {
-        self.0.schema()
-    }
-
-    fn table_type(&self) -> TableType {
-        self.0.table_type()
-    }
-
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
-        self.0.supports_filters_pushdown(filters)
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let state = Self::session(state)?;
-        self.0.scan(&state, projection, filters, limit).await
-    }
-
-    async fn scan_with_args<'a>(
-        &self,
-        state: &dyn Session,
-        args: ScanArgs<'a>,
-    ) -> datafusion::error::Result<ScanResult> {
-        let state = Self::session(state)?;
-        self.0.scan_with_args(&state, args).await
-    }
 }
 
 /// A running `datafusion-flight-sql-server` over the raw files (no authentication, no
@@ -385,6 +296,7 @@ pub fn plain_config(
         spill_dir: None,
         limits: QueryLimits::default(),
         parquet_pushdown: false,
+        statistics_behind_row_filters: true,
         governance: Governance::Sqlite(state_dir.join("meshgate.db")),
         audit: AuditSettings::default(),
         replica: None,

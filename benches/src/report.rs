@@ -786,21 +786,13 @@ impl Report {
                 "\n## TPC-H with policies (median ms; in process)\n\n\
                  `meshgate/<policy>` enforces the policy; `twin/<policy>` is embedded DataFusion with the \
                  same policy written by hand as views (same kernels, same key: identical answers). \
-                 `rewrite` = meshgate/p ÷ twin/p, `policy` = meshgate/p ÷ meshgate (no policy). \
-                 `blind` = meshgate/p ÷ twin-blind/p, the twin whose row-filtering views read \
-                 tables without file statistics, as meshgate's scans behind a row filter report \
-                 none: the difference once both plan without them.\n"
+                 `rewrite` = meshgate/p ÷ twin/p, `policy` = meshgate/p ÷ meshgate (no policy).\n"
             );
-            let blind = |p: &str| configs.contains(&format!("twin-blind/{p}").as_str());
             let mut header = String::from("| query |");
             let mut rule = String::from("|---|");
             for p in &policies {
                 let _ = write!(header, " meshgate/{p} | twin/{p} | rewrite | policy |");
                 rule.push_str("---|---|---|---|");
-                if blind(p) {
-                    let _ = write!(header, " blind |");
-                    rule.push_str("---|");
-                }
             }
             let _ = writeln!(out, "{header}\n{rule}");
             for query in self.tpch.keys() {
@@ -815,10 +807,6 @@ impl Report {
                         self.ratio_cell(query, &m, &t),
                         self.ratio_cell(query, &m, "meshgate")
                     );
-                    if blind(p) {
-                        let b = format!("twin-blind/{p}");
-                        let _ = write!(line, " {} |", self.ratio_cell(query, &m, &b));
-                    }
                 }
                 let _ = writeln!(out, "{line}");
             }
@@ -831,10 +819,6 @@ impl Report {
                     fmt_range(self.spread(&m, &t)),
                     fmt_range(self.spread(&m, "meshgate"))
                 );
-                if blind(p) {
-                    let b = format!("twin-blind/{p}");
-                    let _ = write!(line, " **{}** |", fmt_range(self.spread(&m, &b)));
-                }
             }
             let _ = writeln!(out, "{line}");
         }

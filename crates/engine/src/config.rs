@@ -42,6 +42,12 @@ pub struct GatewayConfig {
     /// columns only for matching rows (DataFusion's `pushdown_filters` and
     /// `reorder_filters`). Safe for enforcement either way: nothing else is ever pushed.
     pub parquet_pushdown: bool,
+    /// Give the planner of a caller behind a row filter the statistics of the rows it sees
+    /// (row count; min, max, null count of its clear columns), computed by reading each file
+    /// once under that filter in the background (one file at a time, resting three times as
+    /// long after each). Off: such callers' scans report no statistics, and their joins and
+    /// filters plan without them.
+    pub statistics_behind_row_filters: bool,
     /// Access requests, grants and the audit log. Every query is recorded here before it
     /// runs, and grants in force here admit callers; if it cannot be read or written,
     /// queries are refused.

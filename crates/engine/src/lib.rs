@@ -68,6 +68,7 @@ mod shape;
 mod shared;
 mod substrait;
 mod system;
+mod visible;
 mod wire;
 mod worker;
 

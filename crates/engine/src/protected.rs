@@ -9,11 +9,12 @@
 //! `ProtectedScanExec` has no children as far as any optimizer can see, reports no metrics
 //! and only the statistics described below, and displays only the table and policy id, so
 //! nothing above it can reach inside and nothing inside it leaks out through EXPLAIN. Its
-//! statistics, from the files' footers, are reported only when no row filter applies, and
-//! then only what the caller could compute anyway: the row count, and min/max/null
-//! counts/byte sizes of the columns shown in the clear (never of a masked, tokenized or
-//! hidden one). Without them hash joins cannot pick their build side, nor filters estimate
-//! their selectivity.
+//! statistics are only what the caller could compute anyway: the row count, and
+//! min/max/null counts/byte sizes of the columns shown in the clear (never of a masked,
+//! tokenized or hidden one), of the rows the caller sees: the files' footers' when no row
+//! filter applies, else those of the rows the filter admits, computed in the background
+//! after a first scan (see [`crate::visible`]; the footers count hidden rows too). Without
+//! them hash joins cannot pick their build side, nor filters estimate their selectivity.
 //!
 //! Inside, the policy's row filter, together with the caller's leakproof predicates (those
 //! that cannot fail and read clear columns only, see [`crate::leakproof`]), is pushed into
@@ -40,7 +41,6 @@ use datafusion::datasource::TableType;
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::TaskContext;
 use datafusion::execution::object_store::ObjectStoreRegistry;
-use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::logical_expr::expr::{Case, ScalarFunction};
 use datafusion::logical_expr::expr_rewriter::unnormalize_col;
 use datafusion::logical_expr::simplify::SimplifyContext;
@@ -72,8 +72,8 @@ use meshgate_protect::{MaskUdf, MasterKey, TokenizeUdf};
 use meshgate_storage::{IoCounters, Lakes};
 
 use crate::error::{SealFailure, failure_class};
-use crate::lake_table::LakeTable;
-use crate::leakproof;
+use crate::lake_table::{Known, LakeTable, with_stores};
+use crate::{leakproof, visible};
 
 /// A product table as one caller sees it in one query.
 #[derive(Debug)]
@@ -284,12 +284,18 @@ impl TableProvider for ProtectedTable {
             }
         }
         let raw_projection: Vec<usize> = needed.into_iter().collect();
-        // Statistics are no secret only when the caller sees every row (see the module
-        // documentation): with a row filter the raw count would tell how many are hidden.
+        // Statistics only of what the caller could compute (see the module documentation):
+        // the footers' when it sees every row (the raw count would otherwise tell how many
+        // are hidden), else those of the rows its row filter admits, once computed.
         let every_row = self.row_filter.is_none();
+        let known = match &self.row_filter {
+            None => Known::Footers,
+            Some(filter) if visible::depends_on_time(filter) => Known::Nothing,
+            Some(filter) => Known::Visible(filter),
+        };
         let raw = self
             .raw
-            .scan(state, &self.lakes, &self.io, &raw_projection, every_row)
+            .scan(state, &self.lakes, &self.io, &raw_projection, known)
             .await?;
         let mut plan = raw.plan;
         let rows = match (every_row, raw.rows) {
@@ -299,21 +305,26 @@ impl TableProvider for ProtectedTable {
             }
             _ => None,
         };
-        let mut estimate = raw.statistics.filter(|_| every_row);
+        let mut estimate = raw.statistics;
 
         if let Some(filter) = filter {
             let input_schema = DFSchema::try_from(plan.schema())?;
+            if estimate.is_some()
+                && let Some(own) = pushed.iter().cloned().reduce(Expr::and)
+            {
+                // The caller's own leakproof predicates on clear columns, whose selectivity
+                // DataFusion estimates as it would for a table of the rows the statistics
+                // describe (so that joins pick their build side as they would there).
+                let own = at_query_time(own, state, &input_schema)?;
+                let own = state.create_physical_expr(own, &input_schema)?;
+                let narrowed = FilterExec::try_new(own, Arc::clone(&plan))?;
+                estimate = Some(Arc::unwrap_or_clone(
+                    StatisticsContext::new().compute(&narrowed, &StatisticsArgs::new())?,
+                ));
+            }
             let filter = at_query_time(filter, state, &input_schema)?;
             let predicate = state.create_physical_expr(filter, &input_schema)?;
             plan = Arc::new(FilterExec::try_new(predicate, plan)?);
-            if estimate.is_some() {
-                // No row filter: the filter is the caller's own leakproof predicates on clear
-                // columns, whose selectivity DataFusion estimates as it would for the raw
-                // table (so that joins pick their build side as they would there).
-                estimate = Some(Arc::unwrap_or_clone(
-                    StatisticsContext::new().compute(plan.as_ref(), &StatisticsArgs::new())?,
-                ));
-            }
             // Push the policy filter and the leakproof user predicates (and nothing else)
             // into the Parquet source for row-group, page-index and bloom-filter pruning.
             plan = FilterPushdown::new().optimize(plan, state.config_options())?;
@@ -391,11 +402,12 @@ impl TableProvider for ProtectedTable {
 }
 
 impl ProtectedTable {
-    /// What the planner may know of a scan whose caller sees every row: the row count, and
-    /// of each output column shown in the clear, its files' statistics (min, max, nulls, byte
-    /// size: values the caller could compute with a query). Nothing of a masked, tokenized or
-    /// partly shown column, whose raw values the caller does not see. All inexact: files may
-    /// change before they are read, and pushed predicates (whose selectivity `raw` already
+    /// What the planner may know of a scan, from `raw`, the statistics of the rows the
+    /// caller sees (every row's, or those its row filter admits): the row count, and of each
+    /// output column shown in the clear, its statistics (min, max, nulls, byte size: values
+    /// the caller could compute with a query). Nothing of a masked, tokenized or partly shown
+    /// column, whose raw values the caller does not see. All inexact: files may change
+    /// before they are read, and pushed predicates (whose selectivity `raw` already
     /// estimates) and limits shrink the answer.
     fn sealed_statistics(
         &self,
@@ -849,11 +861,11 @@ impl ExecutionPlan for ProtectedScanExec {
         None
     }
 
-    /// For the whole scan when the caller sees every row: an inexact row count, and the
-    /// statistics of the columns shown in the clear, so that joins pick their build side and
-    /// filters estimate their selectivity; nothing per partition and never a statistic of a
-    /// masked, tokenized or partly shown column (min, max, distinct or null counts of raw
-    /// values would describe data the caller does not see).
+    /// For the whole scan, of the rows the caller sees (when known): an inexact row count,
+    /// and the statistics of the columns shown in the clear, so that joins pick their build
+    /// side and filters estimate their selectivity; nothing per partition and never a
+    /// statistic of a masked, tokenized or partly shown column (min, max, distinct or null
+    /// counts of raw values would describe data the caller does not see).
     fn statistics_from_inputs(
         &self,
         _input_stats: &[Arc<Statistics>],
@@ -870,31 +882,6 @@ impl ExecutionPlan for ProtectedScanExec {
         }
         Ok(Arc::new(statistics))
     }
-}
-
-/// `context` with `stores` as its only object stores (a worker's sealed scan reads, and is
-/// decoded, through the worker's mesh store and nothing else).
-pub(crate) fn with_stores(
-    context: &TaskContext,
-    stores: Arc<dyn ObjectStoreRegistry>,
-) -> TaskContext {
-    let runtime = context.runtime_env();
-    let runtime = RuntimeEnv {
-        memory_pool: Arc::clone(&runtime.memory_pool),
-        disk_manager: Arc::clone(&runtime.disk_manager),
-        cache_manager: Arc::clone(&runtime.cache_manager),
-        object_store_registry: stores,
-    };
-    TaskContext::new(
-        context.task_id(),
-        context.session_id(),
-        context.session_config().clone(),
-        context.scalar_functions().clone(),
-        context.higher_order_functions().clone(),
-        context.aggregate_functions().clone(),
-        context.window_functions().clone(),
-        Arc::new(runtime),
-    )
 }
 
 fn sealed_error(error: DataFusionError, policy: &SealIdent) -> DataFusionError {

@@ -30,7 +30,7 @@ use meshgate_catalog::quality::{Check, Metric};
 use meshgate_catalog::{Product, QualityRule};
 use meshgate_storage::{IoCounters, LakeStatus, Lakes};
 
-use crate::lake_table::LakeTable;
+use crate::lake_table::{Known, LakeTable};
 
 /// How a rule fared in its latest check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -263,7 +263,7 @@ impl TableProvider for Measured {
         let io = Arc::new(IoCounters::default());
         Ok(self
             .raw
-            .scan(state, &self.lakes, &io, projection, false)
+            .scan(state, &self.lakes, &io, projection, Known::Nothing)
             .await?
             .plan)
     }

@@ -26,6 +26,7 @@ use crate::error::GatewayError;
 use crate::lake_table::{LakeTable, RawTables};
 use crate::limits::{Admission, YieldAfterJoins};
 use crate::names::{CATALOG, SYSTEM_SCHEMA};
+use crate::visible::VisibleStatistics;
 use crate::wire::{SealCodec, SealHost};
 
 /// DataFusion's session template, behind a trait object for the compiler's sake: a
@@ -67,6 +68,9 @@ pub(crate) struct MeshState {
     pub(crate) raw_tables: RawTables,
     /// Encodes sealed scans for workers (and decodes them, for stages this node runs).
     pub(crate) seal_codec: SealCodec,
+    /// The statistics of the rows row filters admit, kept from the previous mesh version
+    /// (its entries name each table's product version and schema).
+    pub(crate) visible: Arc<VisibleStatistics>,
     /// When this version was published (milliseconds since the epoch).
     pub(crate) published_at: i64,
     /// When each product was published at the version it has here: kept from the previous
@@ -173,6 +177,7 @@ impl Shared {
             &config.storage,
             &config.master_key,
             None,
+            Arc::new(VisibleStatistics::new(config.statistics_behind_row_filters)),
         )
         .await?;
 
@@ -366,6 +371,7 @@ impl Shared {
                 &self.storage,
                 &self.master_key,
                 Some(&previous),
+                Arc::clone(&previous.visible),
             )
             .await?,
         );
@@ -606,6 +612,7 @@ impl MeshState {
         storage: &meshgate_storage::StorageConfig,
         master_key: &MasterKey,
         previous: Option<&MeshState>,
+        visible: Arc<VisibleStatistics>,
     ) -> Result<Self, GatewayError> {
         if catalog.domains().contains(SYSTEM_SCHEMA) {
             return Err(GatewayError::Config(format!(
@@ -621,7 +628,13 @@ impl MeshState {
         for product in catalog.all_versions() {
             for table in product.tables.iter().filter(|t| !t.is_view()) {
                 let format = ParquetFormat::default().with_options(parquet_options.clone());
-                let raw = LakeTable::new(Arc::clone(product), table.clone(), view_types, format);
+                let raw = LakeTable::new(
+                    Arc::clone(product),
+                    table.clone(),
+                    view_types,
+                    format,
+                    Arc::clone(&visible),
+                );
                 raw_tables.insert(
                     (product.domain.clone(), table.sql_name.clone()),
                     Arc::new(raw),
@@ -656,6 +669,7 @@ impl MeshState {
             lakes,
             raw_tables,
             seal_codec,
+            visible,
             published_at,
             product_published_at,
         })

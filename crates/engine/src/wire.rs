@@ -38,7 +38,8 @@ use meshgate_policy::PolicySet;
 use meshgate_protect::{MaskKind, MaskUdf, MasterKey, TokenizeUdf};
 use prost::Message;
 
-use crate::protected::{ProtectedScanExec, SealIdent, with_stores};
+use crate::lake_table::with_stores;
+use crate::protected::{ProtectedScanExec, SealIdent};
 
 /// A sealed scan as encoded in a stage plan.
 #[derive(Clone, PartialEq, prost::Message)]

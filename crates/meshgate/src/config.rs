@@ -14,6 +14,7 @@
 //! memory_limit = "2GiB"                  # optional: all queries together; beyond it they spill
 //! spill_dir = "/var/tmp/meshgate"        # optional
 //! parquet_pushdown = true                # optional: filter inside the Parquet decoder (default false)
+//! statistics_behind_row_filters = false  # optional: plan row-filtered callers without statistics (default true)
 //!
 //! [limits]                               # optional, per query
 //! max_concurrent = 8                     # running at once (default: 2 x cores)
@@ -106,6 +107,8 @@ struct FileConfig {
     spill_dir: Option<PathBuf>,
     #[serde(default)]
     parquet_pushdown: bool,
+    #[serde(default = "yes")]
+    statistics_behind_row_filters: bool,
     #[serde(default)]
     limits: LimitsConfig,
     #[serde(default)]
@@ -763,6 +766,7 @@ impl ServeConfig {
                 spill_dir: parsed.spill_dir.as_deref().map(resolve),
                 limits,
                 parquet_pushdown: parsed.parquet_pushdown,
+                statistics_behind_row_filters: parsed.statistics_behind_row_filters,
                 governance: match role {
                     Role::Gateway => governance(&parsed, &resolve).map_err(&err)?,
                     // Never opened: a worker's engine (`WorkerNode`) has no store.
