@@ -891,25 +891,27 @@ async fn a_scan_reports_statistics_only_to_callers_who_see_every_row_and_only_of
     );
 }
 
+/// The first hash join in `plan`, depth first.
+fn first_join(
+    plan: &std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+) -> Option<std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+    use datafusion::physical_plan::joins::HashJoinExec;
+    let any: &dyn std::any::Any = plan.as_ref();
+    if any.downcast_ref::<HashJoinExec>().is_some() {
+        return Some(std::sync::Arc::clone(plan));
+    }
+    plan.children().into_iter().find_map(first_join)
+}
+
+/// `plan` as EXPLAIN shows it (the tables it scans).
+fn tables(plan: &std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>) -> String {
+    datafusion::physical_plan::displayable(plan.as_ref())
+        .indent(false)
+        .to_string()
+}
+
 #[tokio::test]
 async fn joins_build_on_the_smaller_product_when_the_caller_sees_every_row() {
-    use datafusion::physical_plan::ExecutionPlan;
-    use datafusion::physical_plan::joins::HashJoinExec;
-    use std::sync::Arc;
-
-    fn first_join(plan: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
-        let any: &dyn std::any::Any = plan.as_ref();
-        if any.downcast_ref::<HashJoinExec>().is_some() {
-            return Some(Arc::clone(plan));
-        }
-        plan.children().into_iter().find_map(first_join)
-    }
-    fn tables(plan: &Arc<dyn ExecutionPlan>) -> String {
-        datafusion::physical_plan::displayable(plan.as_ref())
-            .indent(false)
-            .to_string()
-    }
-
     let (gateway, _lake) = gateway().await;
     let risk = session(&gateway, "risk-officer").await;
     // The big table first in the SQL: with row counts the planner swaps the sides so the
@@ -933,23 +935,6 @@ async fn joins_build_on_the_smaller_product_when_the_caller_sees_every_row() {
 /// smaller side is hashed, as for a caller who sees every row.
 #[tokio::test]
 async fn joins_build_on_the_side_the_caller_sees_less_of_behind_a_row_filter() {
-    use datafusion::physical_plan::ExecutionPlan;
-    use datafusion::physical_plan::joins::HashJoinExec;
-    use std::sync::Arc;
-
-    fn first_join(plan: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
-        let any: &dyn std::any::Any = plan.as_ref();
-        if any.downcast_ref::<HashJoinExec>().is_some() {
-            return Some(Arc::clone(plan));
-        }
-        plan.children().into_iter().find_map(first_join)
-    }
-    fn shown(plan: &Arc<dyn ExecutionPlan>) -> String {
-        datafusion::physical_plan::displayable(plan.as_ref())
-            .indent(false)
-            .to_string()
-    }
-
     let (gateway, _lake) = gateway().await;
     let cib = session(&gateway, "cib-reporting").await;
     // cib-reporting sees more trades than counterparties (15,000); the trades come first.
@@ -961,7 +946,7 @@ async fn joins_build_on_the_side_the_caller_sees_less_of_behind_a_row_filter() {
     for _ in 0..100 {
         let query = cib.query(sql).await.expect("plans");
         let join = first_join(&query.physical_plan()).expect("a hash join");
-        build = shown(join.children()[0]);
+        build = tables(join.children()[0]);
         if build.contains("table=reference.counterparties") {
             break;
         }
