@@ -958,6 +958,12 @@ async fn joins_build_on_the_side_the_caller_sees_less_of_behind_a_row_filter() {
         build.contains("table=reference.counterparties") && !build.contains("table=markets.trades"),
         "build side:\n{build}"
     );
+    // The files read in the background are the operator's to see, with their reads.
+    let metrics = gateway.render_metrics();
+    assert!(
+        metrics.contains("meshgate_row_filter_statistics_total{outcome=\"computed\"}"),
+        "{metrics}"
+    );
 }
 
 /// An operator may turn them off (no background reads): then a caller behind a row filter
@@ -977,6 +983,11 @@ async fn statistics_behind_row_filters_can_be_turned_off() {
     }
     let scans = scan_statistics(&cib, "SELECT trade_id FROM markets.trades").await;
     assert_eq!(scans[0].1.num_rows, Precision::Absent);
+    assert!(
+        !gateway
+            .render_metrics()
+            .contains("meshgate_row_filter_statistics_total{")
+    );
     // Callers who see every row keep the footers'.
     let risk = session(&gateway, "risk-officer").await;
     let scans = scan_statistics(&risk, "SELECT trade_id FROM markets.trades").await;

@@ -262,11 +262,11 @@ impl LakeTable {
                     .filter_map(|at| files.get(*at).cloned())
                     .collect();
                 let versions = files.iter().map(version_of).collect();
-                // Read by the gateway, for no query: counted in none.
-                let store = lakes.store(None);
+                // Read by the gateway, for no query: counted in none, but in the metrics.
+                let lakes = lakes.clone();
                 let context = Arc::new(with_stores(
                     &state.task_ctx(),
-                    Arc::new(MeshStores::new(Arc::clone(&store))),
+                    Arc::new(MeshStores::new(lakes.store(None))),
                 ));
                 let options = state.config_options().clone();
                 let this = Arc::clone(self);
@@ -276,13 +276,13 @@ impl LakeTable {
                     filter.clone(),
                     Arc::clone(&self.schema),
                     context,
-                    move |at| {
+                    move |at, io| {
                         let file = files.get(at).cloned().ok_or_else(|| {
                             DataFusionError::Internal(format!("no file {at} to summarize"))
                         })?;
                         this.filtered_file_scan(
                             file,
-                            Arc::clone(&store),
+                            lakes.store(Some(io)),
                             Arc::clone(&cache),
                             Arc::clone(&predicate),
                             &options,

@@ -125,6 +125,12 @@ const STORAGE_BYTES: Family = Family {
     labels: &["product"],
 };
 
+const ROW_FILTER_STATISTICS: Family = Family {
+    name: "meshgate_row_filter_statistics_total",
+    help: "Files read in the background under a row filter, for the statistics of the rows its callers see (`computed`; `failed`: tried again on a later scan). Their reads count in meshgate_storage_*.",
+    labels: &["outcome"],
+};
+
 /// A point-in-time reading the gateway supplies when rendering.
 #[derive(Debug, Clone, Default)]
 pub struct Gauges {
@@ -241,6 +247,12 @@ impl Metrics {
         }
     }
 
+    /// A file read in the background for the statistics of a row filter's rows (see
+    /// `visible.rs`): `computed` or `failed`.
+    pub(crate) fn row_filter_statistics(&self, outcome: &'static str) {
+        self.count(&ROW_FILTER_STATISTICS, &[outcome], 1);
+    }
+
     /// Every series, in Prometheus' text exposition format (version 0.0.4).
     pub fn render(&self, gauges: Gauges) -> String {
         let mut out = String::new();
@@ -262,6 +274,7 @@ impl Metrics {
             &AUDIT_FAILURES,
             &STORAGE_REQUESTS,
             &STORAGE_BYTES,
+            &ROW_FILTER_STATISTICS,
         ];
         for family in all {
             if let Some(series) = families.counters.get(family.name) {

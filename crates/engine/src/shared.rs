@@ -170,6 +170,7 @@ impl Shared {
                 .map_err(|e| GatewayError::Config(e.to_string()))?;
         }
 
+        let metrics = Arc::new(crate::metrics::Metrics::default());
         let mesh = MeshState::build(
             &template,
             Arc::clone(&catalog),
@@ -177,7 +178,10 @@ impl Shared {
             &config.storage,
             &config.master_key,
             None,
-            Arc::new(VisibleStatistics::new(config.statistics_behind_row_filters)),
+            Arc::new(VisibleStatistics::new(
+                config.statistics_behind_row_filters,
+                Arc::clone(&metrics),
+            )),
         )
         .await?;
 
@@ -203,7 +207,7 @@ impl Shared {
             governance,
             audit: config.audit,
             replica: config.replica,
-            metrics: Arc::default(),
+            metrics,
             lineage,
             grant_refresh: tokio::sync::Mutex::new(()),
             distribution: config.distribution,

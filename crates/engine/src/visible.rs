@@ -31,6 +31,9 @@ use datafusion::functions_aggregate::min_max::{MaxAccumulator, MinAccumulator};
 use datafusion::logical_expr::{Accumulator, Expr};
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use futures::StreamExt;
+use meshgate_storage::IoCounters;
+
+use crate::metrics::Metrics;
 
 /// A file as it is now: its path, entity tag, size and modification time.
 pub(crate) type FileVersion = (object_store::path::Path, Option<String>, u64, i64);
@@ -49,6 +52,8 @@ pub(crate) const REST_FACTOR: u32 = 3;
 pub(crate) struct VisibleStatistics {
     /// `false`: never computed (the operator's choice, `statistics_behind_row_filters`).
     enabled: bool,
+    /// The gateway's: files computed or failed, and their reads.
+    metrics: Arc<Metrics>,
     known: Mutex<HashMap<Key, Arc<Statistics>>>,
     /// Keys scheduled and not yet computed (so that each is computed once).
     pending: Mutex<HashSet<Key>>,
@@ -57,9 +62,10 @@ pub(crate) struct VisibleStatistics {
 }
 
 impl VisibleStatistics {
-    pub(crate) fn new(enabled: bool) -> Self {
+    pub(crate) fn new(enabled: bool, metrics: Arc<Metrics>) -> Self {
         Self {
             enabled,
+            metrics,
             known: Mutex::default(),
             pending: Mutex::default(),
             turn: Arc::new(tokio::sync::Semaphore::new(1)),
@@ -137,8 +143,9 @@ impl VisibleStatistics {
     }
 
     /// Compute the statistics of `files` under `filter` in the background, one file after
-    /// another, each with `compute` (the file's scan under the filter, as a stream). Does
-    /// nothing outside a Tokio runtime or when the files are already claimed.
+    /// another, each with `plan_of` (the file's scan under the filter, reading through a
+    /// store that counts its requests in `io`). Does nothing outside a Tokio runtime or when
+    /// the files are already claimed.
     pub(crate) fn schedule<F>(
         self: &Arc<Self>,
         table: Arc<str>,
@@ -148,7 +155,7 @@ impl VisibleStatistics {
         context: Arc<TaskContext>,
         plan_of: F,
     ) where
-        F: Fn(usize) -> Result<Arc<dyn ExecutionPlan>> + Send + 'static,
+        F: Fn(usize, Arc<IoCounters>) -> Result<Arc<dyn ExecutionPlan>> + Send + 'static,
     {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
@@ -165,15 +172,22 @@ impl VisibleStatistics {
                     continue;
                 };
                 let started = Instant::now();
-                let statistics =
-                    match plan_of(at).and_then(|plan| plan.execute(0, Arc::clone(&context))) {
-                        Ok(stream) => summarize(stream, &schema).await.ok(),
-                        Err(_) => None,
-                    };
+                let io = Arc::new(IoCounters::default());
+                let statistics = match plan_of(at, Arc::clone(&io))
+                    .and_then(|plan| plan.execute(0, Arc::clone(&context)))
+                {
+                    Ok(stream) => summarize(stream, &schema).await.ok(),
+                    Err(_) => None,
+                };
                 if statistics.is_none() {
                     // The error may quote a value of a hidden row: the table only.
                     tracing::debug!(table = %table, "statistics under a row filter not computed");
                 }
+                this.metrics.row_filter_statistics(match statistics {
+                    Some(_) => "computed",
+                    None => "failed",
+                });
+                this.metrics.storage(&io.report());
                 this.settle(key, statistics);
                 tokio::time::sleep(started.elapsed().saturating_mul(REST_FACTOR)).await;
             }
@@ -384,10 +398,10 @@ mod tests {
     #[test]
     fn lookups_say_what_is_known_pending_or_missing() {
         assert!(matches!(
-            VisibleStatistics::new(false).lookup(&"p/t".into(), &[], &lit(true)),
+            VisibleStatistics::new(false, Arc::default()).lookup(&"p/t".into(), &[], &lit(true)),
             Lookup::Off
         ));
-        let statistics = VisibleStatistics::new(true);
+        let statistics = VisibleStatistics::new(true, Arc::default());
         let table: Arc<str> = "p/t".into();
         let file = |n: &str| (object_store::path::Path::from(n), None, 1, 0);
         let filter = col("lob").eq(lit("CIB"));
