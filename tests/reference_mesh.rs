@@ -854,14 +854,17 @@ async fn a_scan_reports_statistics_only_to_callers_who_see_every_row_and_only_of
         )
         .await,
     );
-    assert_eq!(
-        column.min_value,
-        Precision::Inexact(ScalarValue::Int64(Some(min)))
-    );
-    assert_eq!(
-        column.max_value,
-        Precision::Inexact(ScalarValue::Int64(Some(max)))
-    );
+    let bounds_are = |column: &ColumnStatistics, min: i64, max: i64| {
+        assert_eq!(
+            column.min_value,
+            Precision::Inexact(ScalarValue::Int64(Some(min)))
+        );
+        assert_eq!(
+            column.max_value,
+            Precision::Inexact(ScalarValue::Int64(Some(max)))
+        );
+    };
+    bounds_are(column, min, max);
 
     // count(*) is still counted from the rows, not taken from the estimate.
     assert_eq!(
@@ -881,14 +884,7 @@ async fn a_scan_reports_statistics_only_to_callers_who_see_every_row_and_only_of
         count(&cib, "SELECT min(trade_id) FROM markets.trades").await,
         count(&cib, "SELECT max(trade_id) FROM markets.trades").await,
     );
-    assert_eq!(
-        column.min_value,
-        Precision::Inexact(ScalarValue::Int64(Some(min)))
-    );
-    assert_eq!(
-        column.max_value,
-        Precision::Inexact(ScalarValue::Int64(Some(max)))
-    );
+    bounds_are(column, min, max);
 }
 
 /// The first hash join in `plan`, depth first.
