@@ -1518,12 +1518,12 @@ fn micro_value<'a>(report: &'a Report, prefix: &str) -> Option<&'a Micro> {
     report.micro.iter().find(|m| m.name.starts_with(prefix))
 }
 
-/// The targets, read against this run, each with what this run says about why.
 /// How much longer `config` took than `base` on one mesh query (medians), if both answered.
 fn median_gap(runs: &BTreeMap<String, Run>, config: &str, base: &str) -> Option<f64> {
     Some(runs.get(config)?.median()? - runs.get(base)?.median()?)
 }
 
+/// The targets, read against this run, each with what this run says about why.
 fn targets(report: &mut Report) {
     let mut out = Vec::new();
     let gm = |a: &str, b: &str| report.geomean(a, b);

@@ -257,11 +257,10 @@ impl LakeTable {
             Lookup::Missing(missing) => {
                 let schema = DFSchema::try_from(Arc::clone(&self.schema)).ok()?;
                 let predicate = state.create_physical_expr(filter.clone(), &schema).ok()?;
-                let files: Vec<ObjectMeta> = missing
+                let (files, versions): (Vec<ObjectMeta>, Vec<FileVersion>) = missing
                     .iter()
-                    .filter_map(|at| files.get(*at).cloned())
-                    .collect();
-                let versions = files.iter().map(version_of).collect();
+                    .filter_map(|at| Some((files.get(*at)?.clone(), versions.get(*at)?.clone())))
+                    .unzip();
                 // Read by the gateway, for no query: counted in none, but in the metrics.
                 let lakes = lakes.clone();
                 let context = Arc::new(with_stores(

@@ -253,7 +253,8 @@ impl<'a> AuditBatch<'a> {
 
     /// The statements that write the batch, in order: records first, then their tables and
     /// columns, then the outcomes (each follows its own record, in this batch or an earlier
-    /// one), each statement within SQLite's default 999 placeholders.
+    /// one), each statement within the 999 placeholders older SQLite builds take (see
+    /// [`per_statement`]).
     pub(crate) fn statements(&self) -> Vec<AuditRows<'_>> {
         let mut out = Vec::new();
         out.extend(

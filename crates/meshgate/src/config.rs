@@ -1286,6 +1286,15 @@ leeway = "0s"
 "#;
 
     #[test]
+    fn statistics_behind_row_filters_are_on_unless_turned_off() {
+        let parsed: FileConfig = toml::from_str(SECTIONS).unwrap();
+        assert!(parsed.statistics_behind_row_filters);
+        let off = format!("statistics_behind_row_filters = false\n{SECTIONS}");
+        let parsed: FileConfig = toml::from_str(&off).unwrap();
+        assert!(!parsed.statistics_behind_row_filters);
+    }
+
+    #[test]
     fn limits_flight_tls_and_identity_providers_are_read_from_their_sections() {
         let dir = tempfile::tempdir().unwrap();
         for (file, text) in [
