@@ -1668,16 +1668,23 @@ fn targets(report: &mut Report) {
                   (once per GetFlightInfo and DoGet, concurrent reads shared), resolves the policy \
                   (remembered per policy set), plans the sealed scan and writes a durable audit \
                   record and its outcome (group-committed with concurrent queries'; outcomes ride \
-                  in the records' commits). Profiled (benches/README.md) at 32 clients on \
-                  2026-12-02, meshgate spent 18 % more CPU per query than the peer; the largest \
-                  cost, Snappy decompression of the dictionary pages each point query reads (~40 % \
-                  of all CPU), is the same in both. The difference is mostly the kernel's: 26 \
-                  context switches per query against the peer's 4.5, and 0.9 fsync, from the \
-                  store's calls (each on a sqlx-sqlite worker thread: grant generation reads, the \
-                  group commit); neither fewer fsyncs (records lingering 2 ms for company: 0.48 per \
-                  query) nor a group commit sent as one script moved the ratio beyond the noise, so \
-                  both were left out. The rest is small items (bearer check, schema metadata, task \
-                  context, the audit stream): the peer authenticates, enforces and audits nothing."
+                  in the records' commits); the peer authenticates, enforces and audits nothing. \
+                  Both servers saturate the two cores, so throughput follows CPU per query. \
+                  Profiled on 2026-12-02 (benches/profile.py, the last 8 s of the 32-client level, \
+                  each server loaded alone): meshgate 6.04 ms of CPU per query, the peer 5.19 \
+                  (1.165x). Of the 0.85 ms difference: the governance store 0.42 (SQLite's commit \
+                  with its WAL fsync 0.14 and statements 0.09 on SQLite's thread, the calls into \
+                  it 0.11 on the runtime's), execution +0.20 (the same pages and bytes read and \
+                  decompressed; dictionary set-up costs more in meshgate's run), the sealed \
+                  scan's planning +0.12 (filters pushed inside the seal, its statistics), policy \
+                  and session state 0.11 (the query's own task context 0.04), the audit record \
+                  0.07, the rest (0.26) small items in scheduling, encoding and HTTP/2; meshgate \
+                  plans each statement once (DoGet continues GetFlightInfo's plan) where the peer \
+                  plans it again in DoGet, which gives back 0.33. \
+                  Largest shared cost: Snappy decompression of the dictionary pages every point \
+                  query reads (2.4 ms). Tried and left out, as no change moved the ratio beyond \
+                  the run-to-run noise: records lingering 2 ms for company (0.48 fsync per query \
+                  instead of 0.9), a group commit sent as one script."
                 .into(),
         });
     }

@@ -309,22 +309,33 @@ impl TableProvider for ProtectedTable {
 
         if let Some(filter) = filter {
             let input_schema = DFSchema::try_from(plan.schema())?;
-            if estimate.is_some()
-                && let Some(own) = pushed.iter().cloned().reduce(Expr::and)
-            {
+            let filter = at_query_time(filter, state, &input_schema)?;
+            let predicate = state.create_physical_expr(filter, &input_schema)?;
+            let filtered = FilterExec::try_new(predicate, Arc::clone(&plan))?;
+            if estimate.is_some() && !pushed.is_empty() {
                 // The caller's own leakproof predicates on clear columns, whose selectivity
                 // DataFusion estimates as it would for a table of the rows the statistics
                 // describe (so that joins pick their build side as they would there).
-                let own = at_query_time(own, state, &input_schema)?;
-                let own = state.create_physical_expr(own, &input_schema)?;
-                let narrowed = FilterExec::try_new(own, Arc::clone(&plan))?;
+                // Without a row filter they are the whole filter, already planned; with one,
+                // the statistics already describe its rows, so it is not counted again.
+                let own = match self.row_filter {
+                    None => None,
+                    Some(_) => pushed.iter().cloned().reduce(Expr::and),
+                };
+                let narrowed = match own {
+                    None => None,
+                    Some(own) => {
+                        let own = at_query_time(own, state, &input_schema)?;
+                        let own = state.create_physical_expr(own, &input_schema)?;
+                        Some(FilterExec::try_new(own, Arc::clone(&plan))?)
+                    }
+                };
+                let narrowed = narrowed.as_ref().unwrap_or(&filtered);
                 estimate = Some(Arc::unwrap_or_clone(
-                    StatisticsContext::new().compute(&narrowed, &StatisticsArgs::new())?,
+                    StatisticsContext::new().compute(narrowed, &StatisticsArgs::new())?,
                 ));
             }
-            let filter = at_query_time(filter, state, &input_schema)?;
-            let predicate = state.create_physical_expr(filter, &input_schema)?;
-            plan = Arc::new(FilterExec::try_new(predicate, plan)?);
+            plan = Arc::new(filtered);
             // Push the policy filter and the leakproof user predicates (and nothing else)
             // into the Parquet source for row-group, page-index and bloom-filter pruning.
             plan = FilterPushdown::new().optimize(plan, state.config_options())?;
