@@ -318,17 +318,17 @@ impl TableProvider for ProtectedTable {
                 // describe (so that joins pick their build side as they would there).
                 // Without a row filter they are the whole filter, already planned; with one,
                 // the statistics already describe its rows, so it is not counted again.
-                let own = match self.row_filter {
-                    None => None,
-                    Some(_) => pushed.iter().cloned().reduce(Expr::and),
-                };
+                let own = self
+                    .row_filter
+                    .as_ref()
+                    .and_then(|_| pushed.iter().cloned().reduce(Expr::and));
                 let narrowed = match own {
-                    None => None,
                     Some(own) => {
                         let own = at_query_time(own, state, &input_schema)?;
                         let own = state.create_physical_expr(own, &input_schema)?;
                         Some(FilterExec::try_new(own, Arc::clone(&plan))?)
                     }
+                    None => None,
                 };
                 let narrowed = narrowed.as_ref().unwrap_or(&filtered);
                 estimate = Some(Arc::unwrap_or_clone(
