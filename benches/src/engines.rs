@@ -37,6 +37,9 @@ pub enum Engine {
     DataFusion(SessionContext),
     Meshgate(Session),
     Flight(FlightSqlServiceClient<Channel>),
+    /// A plain Flight server streaming batches it holds in memory (see
+    /// `limits::serve_transport`): the transfer alone, through the same encoder and client.
+    Transport(FlightServiceClient<Channel>),
 }
 
 impl Engine {
@@ -54,6 +57,7 @@ impl Engine {
                 (batches, Some(query.io_report().total()))
             }
             Engine::Flight(client) => (flight_query(client.clone(), sql).await?, None),
+            Engine::Transport(client) => (do_get_all(client.clone()).await?, None),
         };
         Ok(Outcome {
             batches,
@@ -107,6 +111,23 @@ pub async fn flight_service_client(
     Ok(FlightServiceClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES))
+}
+
+/// One `DoGet` with an empty ticket, decoded to batches.
+pub async fn do_get_all(
+    mut client: FlightServiceClient<Channel>,
+) -> Result<Vec<RecordBatch>, BenchError> {
+    let response = client
+        .do_get(arrow_flight::Ticket::default())
+        .await
+        .map_err(query_error)?;
+    let stream = response
+        .into_inner()
+        .map_err(arrow_flight::error::FlightError::from);
+    arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(stream)
+        .try_collect()
+        .await
+        .map_err(query_error)
 }
 
 /// `GetFlightInfo` for the statement, then `DoGet` of every endpoint's ticket.

@@ -14,7 +14,7 @@ use arrow_flight::{
     Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
     HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
 };
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{Stream, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -174,24 +174,12 @@ pub async fn serve_transport(batches: Vec<RecordBatch>) -> Result<SocketAddr, Be
 
 /// One `DoGet` from the transport server, decoded to batches; returns Arrow bytes received.
 pub async fn fetch_transport(addr: SocketAddr) -> Result<(usize, Duration), BenchError> {
-    let mut inner = crate::engines::flight_service_client(addr).await?;
+    let client = crate::engines::flight_service_client(addr).await?;
     let started = Instant::now();
-    let response = inner
-        .do_get(Ticket::default())
-        .await
-        .map_err(|e| BenchError::Query(e.to_string()))?;
-    let stream = response
-        .into_inner()
-        .map_err(arrow_flight::error::FlightError::from);
-    let mut decoded = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(stream);
-    let mut bytes = 0usize;
-    while let Some(batch) = decoded
-        .next()
-        .await
-        .transpose()
-        .map_err(|e| BenchError::Query(e.to_string()))?
-    {
-        bytes += crate::engines::arrow_bytes(&batch);
-    }
-    Ok((bytes, started.elapsed()))
+    let batches = crate::engines::do_get_all(client).await?;
+    let elapsed = started.elapsed();
+    Ok((
+        batches.iter().map(crate::engines::arrow_bytes).sum(),
+        elapsed,
+    ))
 }

@@ -23,6 +23,8 @@ pub struct Report {
     pub mesh: Results,
     pub mesh_queries: Vec<MeshQueryInfo>,
     pub limits: Vec<Limit>,
+    /// Per round: meshgate's `SELECT *` MB/s over Flight ÷ the transport-only limit's.
+    pub transfer_fraction: Vec<f64>,
     pub micro: Vec<Micro>,
     /// `pushdown_user_predicates = false` against the default, query by query.
     pub timing_safe: Vec<TimingSafe>,
@@ -383,6 +385,18 @@ impl Report {
                 out,
                 "| {} | {} | {:.1} | {:.0} | {} |",
                 l.name, l.bytes, l.median_ms, l.mb_per_s, l.note
+            );
+        }
+        if !self.transfer_fraction.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nmeshgate's MB/s ÷ the transport limit's, round by round (the two run in turn \
+                 within each round): {}.",
+                self.transfer_fraction
+                    .iter()
+                    .map(|f| format!("{:.0}%", f * 100.0))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
         if !self.timing_safe.is_empty() {
@@ -873,13 +887,15 @@ impl Report {
              Each query runs as the principal named, on the mesh's local files: `twin` is embedded \
              DataFusion with that principal's published policy written by hand as views (meshgate's \
              mask and token functions, same key: identical answers), `meshgate` the library session, \
-             `meshgate-flight` the same over Flight SQL with a password login. `rewrite` = meshgate ÷ \
+             `meshgate-flight` the same over Flight SQL with a password login, `transport` \
+             meshgate-flight's answer streamed again from memory through the same Flight encoder, \
+             gRPC and client (the transfer alone: no call to plan, no scan). `rewrite` = meshgate ÷ \
              twin, `flight` = meshgate-flight ÷ twin.\n"
         );
         let _ = writeln!(
             out,
-            "| query | principal | what | rows | twin | meshgate | meshgate-flight | rewrite | flight |\n\
-             |---|---|---|---|---|---|---|---|---|"
+            "| query | principal | what | rows | twin | meshgate | meshgate-flight | transport | rewrite | flight |\n\
+             |---|---|---|---|---|---|---|---|---|---|"
         );
         for q in &self.mesh_queries {
             let rows = self
@@ -890,20 +906,21 @@ impl Report {
                 .map_or(String::new(), |n| n.to_string());
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {rows} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {rows} | {} | {} | {} | {} | {} | {} |",
                 q.name,
                 q.principal,
                 q.what,
                 cell(&self.mesh, &q.name, "twin"),
                 cell(&self.mesh, &q.name, "meshgate"),
                 cell(&self.mesh, &q.name, "meshgate-flight"),
+                cell(&self.mesh, &q.name, "transport"),
                 ratio_cell(&self.mesh, &q.name, "meshgate", "twin"),
                 ratio_cell(&self.mesh, &q.name, "meshgate-flight", "twin"),
             );
         }
         let _ = writeln!(
             out,
-            "| **geomean** | | | | | | | **{}** | **{}** |",
+            "| **geomean** | | | | | | | | **{}** | **{}** |",
             fmt_range(self.mesh_spread("meshgate", "twin")),
             fmt_range(self.mesh_spread("meshgate-flight", "twin"))
         );
