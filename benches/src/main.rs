@@ -1207,35 +1207,32 @@ async fn limits_section(
     for (_, engine) in &servers {
         received.push(engine.run(sql).await?.bytes() as u64);
     }
+    let mesh = servers
+        .iter()
+        .position(|(name, _)| *name == "meshgate-flight");
     let mut transport_timings = Timings::default();
     let mut server_timings = vec![Timings::default(); servers.len()];
     for _ in 0..args.rounds.max(1) {
         let mut round_transport = Timings::default();
-        let mut round_mesh = Timings::default();
+        let mut round_servers = vec![Timings::default(); servers.len()];
         for _ in 0..runs {
             let (bytes, elapsed) = limits::fetch_transport(transport).await?;
             transport_bytes = bytes;
             round_transport.push(elapsed);
-            for (i, (name, engine)) in servers.iter().enumerate() {
-                let elapsed = engine.run(sql).await?.elapsed;
-                server_timings[i].push(elapsed);
-                if *name == "meshgate-flight" {
-                    round_mesh.push(elapsed);
-                }
+            for ((_, engine), timings) in servers.iter().zip(&mut round_servers) {
+                timings.push(engine.run(sql).await?.elapsed);
             }
         }
-        transport_timings.ms.extend(&round_transport.ms);
-        let mesh_bytes = received
-            .iter()
-            .zip(&servers)
-            .find(|(_, (name, _))| *name == "meshgate-flight")
-            .map(|(bytes, _)| *bytes);
-        if let (Some(t), Some(m), Some(mesh_bytes)) =
-            (round_transport.median(), round_mesh.median(), mesh_bytes)
+        // MB/s through meshgate ÷ MB/s of the transport alone, this round.
+        if let Some(i) = mesh
+            && let (Some(t), Some(m)) = (round_transport.median(), round_servers[i].median())
         {
-            // MB/s through meshgate ÷ MB/s of the transport alone, this round.
-            let fraction = (mesh_bytes as f64 / m) / (transport_bytes as f64 / t);
+            let fraction = (received[i] as f64 / m) / (transport_bytes as f64 / t);
             report.transfer_fraction.push(fraction);
+        }
+        transport_timings.ms.extend(round_transport.ms);
+        for (all, round) in server_timings.iter_mut().zip(round_servers) {
+            all.ms.extend(round.ms);
         }
     }
     report.limits.push(limit(
@@ -1637,8 +1634,8 @@ fn targets(report: &mut Report) {
         why: format!(
             "The twin runs in process and hands its batches over in memory; meshgate-flight adds \
              two calls (GetFlightInfo plans the statement logically and keeps that plan for its \
-             ticket; DoGet checks it, optimizes it, plans it physically and runs it), the password session's bearer check and the transfer of \
-             every row: {} Over Flight the gateway also copies string views out as plain \
+             ticket; DoGet checks it, optimizes it, plans it physically and runs it), the \
+             password session's bearer check and the transfer of every row: {} Over Flight the gateway also copies string views out as plain \
              strings, which every Flight SQL client reads.",
             match (
                 report.mesh.get("m05").and_then(|runs| median_gap(
