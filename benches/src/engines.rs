@@ -38,7 +38,7 @@ pub enum Engine {
     Meshgate(Session),
     Flight(FlightSqlServiceClient<Channel>),
     /// A plain Flight server streaming batches it holds in memory (see
-    /// `limits::serve_transport`): the transfer alone, through the same encoder and client.
+    /// `limits::transport`): the transfer alone, through the same encoder and client.
     Transport(FlightServiceClient<Channel>),
 }
 
@@ -114,7 +114,7 @@ pub async fn flight_service_client(
 }
 
 /// One `DoGet` with an empty ticket, decoded to batches.
-pub async fn do_get_all(
+async fn do_get_all(
     mut client: FlightServiceClient<Channel>,
 ) -> Result<Vec<RecordBatch>, BenchError> {
     let response = client

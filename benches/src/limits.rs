@@ -21,7 +21,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::BenchError;
-use crate::engines::MAX_MESSAGE_BYTES;
+use crate::engines::{Engine, MAX_MESSAGE_BYTES};
 use crate::tpch::{BUCKET, TABLES, TpchData};
 
 /// Read every table's file in full through `store` (keys relative to the bucket);
@@ -146,8 +146,16 @@ impl FlightService for Transport {
     }
 }
 
-/// Serve `batches` for the transport limit; returns the address.
-pub async fn serve_transport(batches: Vec<RecordBatch>) -> Result<SocketAddr, BenchError> {
+/// Serve `batches` for the transport limit, and a client of it: each run is one `DoGet` of
+/// them all over the same connection, decoded (see [`Engine::Transport`]).
+pub async fn transport(batches: Vec<RecordBatch>) -> Result<Engine, BenchError> {
+    let addr = serve_transport(batches).await?;
+    Ok(Engine::Transport(
+        crate::engines::flight_service_client(addr).await?,
+    ))
+}
+
+async fn serve_transport(batches: Vec<RecordBatch>) -> Result<SocketAddr, BenchError> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| BenchError::setup("transport server")(e.to_string()))?;
@@ -170,16 +178,4 @@ pub async fn serve_transport(batches: Vec<RecordBatch>) -> Result<SocketAddr, Be
         }
     });
     Ok(addr)
-}
-
-/// One `DoGet` from the transport server, decoded to batches; returns Arrow bytes received.
-pub async fn fetch_transport(addr: SocketAddr) -> Result<(usize, Duration), BenchError> {
-    let client = crate::engines::flight_service_client(addr).await?;
-    let started = Instant::now();
-    let batches = crate::engines::do_get_all(client).await?;
-    let elapsed = started.elapsed();
-    Ok((
-        batches.iter().map(crate::engines::arrow_bytes).sum(),
-        elapsed,
-    ))
 }

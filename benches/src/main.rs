@@ -1061,10 +1061,7 @@ async fn mesh_section(
         // The transfer alone: meshgate's answer over Flight, streamed again from memory
         // through the same encoder, gRPC and client.
         let answer = flight.run(q.sql).await?.batches;
-        let transport = Engine::Transport(
-            meshgate_bench::engines::flight_service_client(limits::serve_transport(answer).await?)
-                .await?,
-        );
+        let transport = limits::transport(answer).await?;
         let engines = [
             (
                 "twin",
@@ -1189,65 +1186,59 @@ async fn limits_section(
         Some((_, _, engine)) => engine.run(sql).await?.batches,
         None => first.batches,
     };
-    let transport = limits::serve_transport(payload).await?;
-    let servers: Vec<(&str, &Engine)> = ["df-flight-sql-server", "meshgate-flight"]
-        .into_iter()
-        .filter_map(|name| {
-            configs
-                .iter()
-                .find(|(n, _, _)| n == name)
-                .map(|(_, _, engine)| (name, engine))
-        })
-        .collect();
+    let transport = limits::transport(payload).await?;
+    // The transport first, then the servers that ran this part.
+    let mut contenders: Vec<(&str, &Engine)> = vec![("transport", &transport)];
+    for name in ["df-flight-sql-server", "meshgate-flight"] {
+        if let Some((_, _, engine)) = configs.iter().find(|(n, _, _)| n == name) {
+            contenders.push((name, engine));
+        }
+    }
     // Warm each once, then interleave them run by run within each round, so that the
     // machine's drift hits the transport limit and the servers alike; the fraction is taken
     // per round and reported with its range, like every other ratio.
-    let (mut transport_bytes, _) = limits::fetch_transport(transport).await?;
-    let mut received = Vec::with_capacity(servers.len());
-    for (_, engine) in &servers {
+    let mut received = Vec::with_capacity(contenders.len());
+    for (_, engine) in &contenders {
         received.push(engine.run(sql).await?.bytes() as u64);
     }
-    let mesh = servers
+    let mesh = contenders
         .iter()
         .position(|(name, _)| *name == "meshgate-flight");
-    let mut transport_timings = Timings::default();
-    let mut server_timings = vec![Timings::default(); servers.len()];
+    let mut timings = vec![Timings::default(); contenders.len()];
     for _ in 0..args.rounds.max(1) {
-        let mut round_transport = Timings::default();
-        let mut round_servers = vec![Timings::default(); servers.len()];
+        let mut round = vec![Timings::default(); contenders.len()];
         for _ in 0..runs {
-            let (bytes, elapsed) = limits::fetch_transport(transport).await?;
-            transport_bytes = bytes;
-            round_transport.push(elapsed);
-            for ((_, engine), timings) in servers.iter().zip(&mut round_servers) {
+            for ((_, engine), timings) in contenders.iter().zip(&mut round) {
                 timings.push(engine.run(sql).await?.elapsed);
             }
         }
         // MB/s through meshgate ÷ MB/s of the transport alone, this round.
         if let Some(i) = mesh
-            && let (Some(t), Some(m)) = (round_transport.median(), round_servers[i].median())
+            && let (Some(t), Some(m)) = (round[0].median(), round[i].median())
         {
-            let fraction = (received[i] as f64 / m) / (transport_bytes as f64 / t);
+            let fraction = (received[i] as f64 / m) / (received[0] as f64 / t);
             report.transfer_fraction.push(fraction);
         }
-        transport_timings.ms.extend(round_transport.ms);
-        for (all, round) in server_timings.iter_mut().zip(round_servers) {
+        for (all, round) in timings.iter_mut().zip(round) {
             all.ms.extend(round.ms);
         }
     }
-    report.limits.push(limit(
-        "Flight DoGet of pre-built lineitem batches (transport only)",
-        transport_bytes as u64,
-        &transport_timings,
-        "arrow-flight encoder + tonic, loopback, no planning or scan: MB/s of Arrow data",
-    ));
-    for ((name, _), (bytes, timings)) in servers.iter().zip(received.iter().zip(&server_timings)) {
-        report.limits.push(limit(
-            &format!("{name}: SELECT * FROM lineitem"),
-            *bytes,
-            timings,
-            "scan + Flight transfer, MB/s of Arrow data received",
-        ));
+    for (i, ((name, _), timings)) in contenders.iter().zip(&timings).enumerate() {
+        report.limits.push(if i == 0 {
+            limit(
+                "Flight DoGet of pre-built lineitem batches (transport only)",
+                received[i],
+                timings,
+                "arrow-flight encoder + tonic, loopback, no planning or scan: MB/s of Arrow data",
+            )
+        } else {
+            limit(
+                &format!("{name}: SELECT * FROM lineitem"),
+                received[i],
+                timings,
+                "scan + Flight transfer, MB/s of Arrow data received",
+            )
+        });
     }
     Ok(())
 }
@@ -1635,8 +1626,9 @@ fn targets(report: &mut Report) {
             "The twin runs in process and hands its batches over in memory; meshgate-flight adds \
              two calls (GetFlightInfo plans the statement logically and keeps that plan for its \
              ticket; DoGet checks it, optimizes it, plans it physically and runs it), the \
-             password session's bearer check and the transfer of every row: {} Over Flight the gateway also copies string views out as plain \
-             strings, which every Flight SQL client reads.",
+             password session's bearer check and the transfer of every row: {} Over Flight the \
+             gateway also copies string views out as plain strings, which every Flight SQL \
+             client reads.",
             match (
                 report.mesh.get("m05").and_then(|runs| median_gap(
                     runs,
