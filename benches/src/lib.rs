@@ -19,6 +19,7 @@ pub mod engines;
 pub mod limits;
 pub mod mesh;
 pub mod micro;
+pub mod nostore;
 pub mod refmesh;
 pub mod report;
 pub mod scale;

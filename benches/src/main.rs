@@ -17,6 +17,7 @@ use meshgate_bench::engines::{Engine, flight_client};
 use meshgate_bench::limits;
 use meshgate_bench::mesh::{self, Lake, password};
 use meshgate_bench::micro;
+use meshgate_bench::nostore;
 use meshgate_bench::refmesh;
 use meshgate_bench::report;
 use meshgate_bench::report::{
@@ -70,9 +71,10 @@ struct Args {
     /// Seconds each concurrency level runs.
     #[arg(long, default_value_t = 5.0)]
     load_seconds: f64,
-    /// The servers the concurrency part loads (comma-separated: meshgate, peer), e.g. one
-    /// alone under a profiler.
-    #[arg(long, default_value = "meshgate,peer")]
+    /// The servers the concurrency part loads (comma-separated: meshgate, nostore, peer),
+    /// e.g. one alone under a profiler; `nostore` is the diagnostic gateway whose store
+    /// calls per query are removed (see `nostore.rs`).
+    #[arg(long, default_value = "meshgate,nostore,peer")]
     load_servers: String,
     /// The generated meshes' sizes for the scale part (products, comma-separated; each has
     /// ten consumers and a hundred grants per product).
@@ -486,6 +488,14 @@ async fn run(args: Args) -> Result<(), BenchError> {
         (user, pw)
     };
     let servers = |name: &str| listed(&args.load_servers, name);
+    // The diagnostic: the same gateway, its per-query store trips removed.
+    let (nostore_addr, _stop_nostore) = if wants("concurrency") && servers("nostore") {
+        let gateway = nostore::gateway(&data, &state.join("nostore")).await?;
+        let (addr, stop) = mesh::serve(&gateway).await?;
+        (Some(addr), Some(stop))
+    } else {
+        (None, None)
+    };
     let levels = [1usize, 8, 32];
     let rounds = (0..args.rounds).flat_map(|_| levels);
     for clients in rounds.filter(|_| wants("concurrency")) {
@@ -497,6 +507,14 @@ async fn run(args: Args) -> Result<(), BenchError> {
                 .entry("meshgate-flight".into())
                 .or_default()
                 .push(mesh_load);
+        }
+        if let Some(addr) = nostore_addr {
+            let nostore_load = concurrency::run(addr, Some(&login), clients, load, max_key).await?;
+            report
+                .concurrency
+                .entry(report::NOSTORE.into())
+                .or_default()
+                .push(nostore_load);
         }
         if servers("peer") {
             let peer_load = concurrency::run(peer_addr, None, clients, load, max_key).await?;
@@ -1696,29 +1714,35 @@ fn targets(report: &mut Report) {
             goal: "≥ 1.0".into(),
             measured: fmt_spread(measured),
             met: measured.map(|m| m.min >= 1.0),
-            why: "One-order point queries over Flight SQL, each client its own principal. Per \
-                  query meshgate also authenticates the bearer, reads the store's grant generation \
-                  (once per GetFlightInfo and DoGet, concurrent reads shared), resolves the policy \
-                  (remembered per policy set), plans the sealed scan and writes a durable audit \
-                  record and its outcome (group-committed with concurrent queries'; outcomes ride \
-                  in the records' commits); the peer authenticates, enforces and audits nothing. \
-                  Both servers saturate the two cores, so throughput follows CPU per query. \
-                  Profiled on 2026-12-02 (benches/profile.py, the last 8 s of the 32-client level, \
-                  each server loaded alone): meshgate 6.04 ms of CPU per query, the peer 5.19 \
-                  (1.165x). Of the 0.85 ms difference: the governance store 0.42 (SQLite's commit \
-                  with its WAL fsync 0.14 and statements 0.09 on SQLite's thread, the calls into \
-                  it 0.11 on the runtime's), execution +0.20 (the same pages and bytes read and \
-                  decompressed; dictionary set-up costs more in meshgate's run), the sealed \
-                  scan's planning +0.12 (filters pushed inside the seal, its statistics), policy \
-                  and session state 0.11 (the query's own task context 0.04), the audit record \
-                  0.07, the rest (0.26) small items in scheduling, encoding and HTTP/2; meshgate \
-                  plans each statement once (DoGet continues GetFlightInfo's plan) where the peer \
-                  plans it again in DoGet, which gives back 0.33. \
-                  Largest shared cost: Snappy decompression of the dictionary pages every point \
-                  query reads (2.4 ms). Tried and left out, as no change moved the ratio beyond \
-                  the run-to-run noise: records lingering 2 ms for company (0.48 fsync per query \
-                  instead of 0.9), a group commit sent as one script."
-                .into(),
+            why: format!(
+                "One-order point queries over Flight SQL, each client its own principal. Per \
+                 query meshgate also authenticates the bearer, reads the store's grant generation \
+                 (once per GetFlightInfo and DoGet, concurrent reads shared), resolves the policy \
+                 (remembered per policy set), plans the sealed scan and writes a durable audit \
+                 record and its outcome (group-committed with concurrent queries'; outcomes ride \
+                 in the records' commits); the peer authenticates, enforces and audits nothing. \
+                 Both servers saturate the two cores, so throughput follows CPU per query. In \
+                 this run the same gateway with its per-query store trips removed (`{}`, a \
+                 diagnostic: the generation answered from memory, records not written) served \
+                 {} of the peer's rate: those trips are the gap, and they are the guarantees (a \
+                 grant revoked by another process binds the next call; no batch leaves before \
+                 its record is committed). Profiled on 2026-12-02 (benches/profile.py, the last \
+                 8 s of the 32-client level, each server loaded alone): meshgate 6.04 ms of CPU \
+                 per query, the peer 5.19. Of the 0.85 ms difference: the governance store 0.42 \
+                 (SQLite's commit with its WAL fsync 0.14 and statements 0.09 on SQLite's \
+                 thread, the calls into it 0.11 on the runtime's), execution +0.20 (the same \
+                 pages and bytes read and decompressed), the sealed scan's planning +0.12, \
+                 policy and session state 0.11, the audit record 0.07, the rest (0.26) small \
+                 items in scheduling, encoding and HTTP/2; meshgate plans each statement once \
+                 (DoGet continues GetFlightInfo's plan) where the peer plans it again in DoGet, \
+                 which gives back 0.33. Largest shared cost: Snappy decompression of the \
+                 dictionary pages every point query reads (2.4 ms). Tried and left out, as no \
+                 change moved the ratio beyond the run-to-run noise: records lingering 2 ms for \
+                 company (0.48 fsync per query instead of 0.9), a group commit sent as one \
+                 script, mimalloc as the process's allocator (both servers alike).",
+                report::NOSTORE,
+                fmt_spread(report.load_spread(report::NOSTORE, "df-flight-sql-server", clients))
+            ),
         });
     }
     if !report.scale_growth.is_empty() {

@@ -185,6 +185,10 @@ pub struct Fault {
 }
 
 /// Assumed for the scaling model: 10 GbE between machines, bytes per second.
+/// The concurrency part's diagnostic server: meshgate with its per-query store calls removed
+/// (see `nostore.rs`), not a configuration meshgate offers.
+pub const NOSTORE: &str = "meshgate-nostore";
+
 const MODEL_BANDWIDTH: f64 = 1.25e9;
 /// Assumed for the scaling model: cores per worker machine.
 const MODEL_CORES: f64 = 8.0;
@@ -476,19 +480,39 @@ impl Report {
         if self.concurrency.contains_key("meshgate-flight")
             && self.concurrency.contains_key("df-flight-sql-server")
         {
+            let diagnostic = self.concurrency.contains_key(NOSTORE);
             let _ = writeln!(
                 out,
-                "| clients | queries/s, meshgate ÷ datafusion-flight-sql-server |\n|---|---|"
+                "| clients | queries/s, meshgate ÷ datafusion-flight-sql-server |{}\n|---|---|{}",
+                if diagnostic {
+                    " diagnostic: meshgate without its store trips ÷ datafusion-flight-sql-server |"
+                } else {
+                    ""
+                },
+                if diagnostic { "---|" } else { "" }
             );
             for clients in &levels {
+                let peer =
+                    |server| fmt_spread(self.load_spread(server, "df-flight-sql-server", *clients));
                 let _ = writeln!(
                     out,
-                    "| {clients} | {} |",
-                    fmt_spread(self.load_spread(
-                        "meshgate-flight",
-                        "df-flight-sql-server",
-                        *clients
-                    ))
+                    "| {clients} | {} |{}",
+                    peer("meshgate-flight"),
+                    if diagnostic {
+                        format!(" {} |", peer(NOSTORE))
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            if diagnostic {
+                let _ = writeln!(
+                    out,
+                    "\n`{NOSTORE}` is a diagnostic, not a configuration meshgate offers: the same \
+                     gateway, same policies and same files, whose store answers the grant \
+                     generation from memory after one read and accepts audit records and outcomes \
+                     without writing them (`benches/src/nostore.rs`). The gap between its column and \
+                     meshgate's is what the per-query trips to the governance store cost under load."
                 );
             }
             let _ = writeln!(out);
