@@ -1721,12 +1721,8 @@ fn targets(report: &mut Report) {
                  (remembered per policy set), plans the sealed scan and writes a durable audit \
                  record and its outcome (group-committed with concurrent queries'; outcomes ride \
                  in the records' commits); the peer authenticates, enforces and audits nothing. \
-                 Both servers saturate the two cores, so throughput follows CPU per query. In \
-                 this run the same gateway with its per-query store trips removed (`{}`, a \
-                 diagnostic: the generation answered from memory, records not written) served \
-                 {} of the peer's rate: those trips are the gap, and they are the guarantees (a \
-                 grant revoked by another process binds the next call; no batch leaves before \
-                 its record is committed). Profiled on 2026-12-02 (benches/profile.py, the last \
+                 Both servers saturate the two cores, so throughput follows CPU per query.{} \
+                 Profiled on 2026-12-02 (benches/profile.py, the last \
                  8 s of the 32-client level, each server loaded alone): meshgate 6.04 ms of CPU \
                  per query, the peer 5.19. Of the 0.85 ms difference: the governance store 0.42 \
                  (SQLite's commit with its WAL fsync 0.14 and statements 0.09 on SQLite's \
@@ -1740,8 +1736,16 @@ fn targets(report: &mut Report) {
                  change moved the ratio beyond the run-to-run noise: records lingering 2 ms for \
                  company (0.48 fsync per query instead of 0.9), a group commit sent as one \
                  script, mimalloc as the process's allocator (both servers alike).",
-                report::NOSTORE,
-                fmt_spread(report.load_spread(report::NOSTORE, "df-flight-sql-server", clients))
+                report
+                    .load_spread(report::NOSTORE, "df-flight-sql-server", clients)
+                    .map_or(String::new(), |diagnostic| format!(
+                        " In this run the same gateway with its per-query store trips removed \
+                         (`{}`, a diagnostic: the generation answered from memory, records not \
+                         written) served {diagnostic} of the peer's rate: those trips are the \
+                         gap, and they are the guarantees (a grant revoked by another process \
+                         binds the next call; no batch leaves before its record is committed).",
+                        report::NOSTORE,
+                    ))
             ),
         });
     }

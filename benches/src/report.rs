@@ -184,11 +184,11 @@ pub struct Fault {
     pub attempts: usize,
 }
 
-/// Assumed for the scaling model: 10 GbE between machines, bytes per second.
 /// The concurrency part's diagnostic server: meshgate with its per-query store calls removed
 /// (see `nostore.rs`), not a configuration meshgate offers.
 pub const NOSTORE: &str = "meshgate-nostore";
 
+/// Assumed for the scaling model: 10 GbE between machines, bytes per second.
 const MODEL_BANDWIDTH: f64 = 1.25e9;
 /// Assumed for the scaling model: cores per worker machine.
 const MODEL_CORES: f64 = 8.0;
