@@ -1722,6 +1722,11 @@ fn targets(report: &mut Report) {
                  record and its outcome (group-committed with concurrent queries'; outcomes ride \
                  in the records' commits); the peer authenticates, enforces and audits nothing. \
                  Both servers saturate the two cores, so throughput follows CPU per query.{} \
+                 Throw-away builds on 2026-12-03 split those trips: skipping DoGet's generation \
+                 read moved nothing (concurrent reads share one trip); SQLite without an fsync \
+                 per commit (`synchronous = NORMAL`, which the store does not use: records must \
+                 survive a power cut) gave back 1-4 %; the rest is the audit write's own CPU, \
+                 its statements on SQLite's thread and the hand-offs into sqlx. \
                  Profiled on 2026-12-02 (benches/profile.py, the last \
                  8 s of the 32-client level, each server loaded alone): meshgate 6.04 ms of CPU \
                  per query, the peer 5.19. Of the 0.85 ms difference: the governance store 0.42 \
