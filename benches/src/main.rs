@@ -488,41 +488,34 @@ async fn run(args: Args) -> Result<(), BenchError> {
         (user, pw)
     };
     let servers = |name: &str| listed(&args.load_servers, name);
-    // The diagnostic: the same gateway, its per-query store trips removed.
-    let (nostore_addr, _stop_nostore) = if wants("concurrency") && servers("nostore") {
-        let gateway = nostore::gateway(&data, &state.join("nostore")).await?;
-        let (addr, stop) = mesh::serve(&gateway).await?;
-        (Some(addr), Some(stop))
-    } else {
-        (None, None)
-    };
-    let levels = [1usize, 8, 32];
-    let rounds = (0..args.rounds).flat_map(|_| levels);
-    for clients in rounds.filter(|_| wants("concurrency")) {
+    // Each server the part loads, in turn: meshgate, the diagnostic (the same gateway, its
+    // per-query store trips removed), the peer (which signs nobody in).
+    let login: &dyn Fn(usize) -> (String, String) = &login;
+    let mut loaded: Vec<(&str, std::net::SocketAddr, Option<_>)> = Vec::new();
+    let mut _stop_nostore = None;
+    if wants("concurrency") {
         if servers("meshgate") {
-            let mesh_load =
-                concurrency::run(mesh_addr, Some(&login), clients, load, max_key).await?;
-            report
-                .concurrency
-                .entry("meshgate-flight".into())
-                .or_default()
-                .push(mesh_load);
+            loaded.push(("meshgate-flight", mesh_addr, Some(login)));
         }
-        if let Some(addr) = nostore_addr {
-            let nostore_load = concurrency::run(addr, Some(&login), clients, load, max_key).await?;
-            report
-                .concurrency
-                .entry(report::NOSTORE.into())
-                .or_default()
-                .push(nostore_load);
+        if servers("nostore") {
+            let gateway = nostore::gateway(&data, &state.join("nostore")).await?;
+            let (addr, stop) = mesh::serve(&gateway).await?;
+            _stop_nostore = Some(stop);
+            loaded.push((report::NOSTORE, addr, Some(login)));
         }
         if servers("peer") {
-            let peer_load = concurrency::run(peer_addr, None, clients, load, max_key).await?;
+            loaded.push(("df-flight-sql-server", peer_addr, None));
+        }
+    }
+    let levels = [1usize, 8, 32];
+    for clients in (0..args.rounds).flat_map(|_| levels) {
+        for (name, addr, login) in &loaded {
+            let measured = concurrency::run(*addr, *login, clients, load, max_key).await?;
             report
                 .concurrency
-                .entry("df-flight-sql-server".into())
+                .entry(name.to_string())
                 .or_default()
-                .push(peer_load);
+                .push(measured);
         }
     }
 
@@ -1242,21 +1235,18 @@ async fn limits_section(
         }
     }
     for (i, ((name, _), timings)) in contenders.iter().zip(&timings).enumerate() {
-        report.limits.push(if i == 0 {
-            limit(
-                "Flight DoGet of pre-built lineitem batches (transport only)",
-                received[i],
-                timings,
+        let (what, note) = if i == 0 {
+            (
+                "Flight DoGet of pre-built lineitem batches (transport only)".to_string(),
                 "arrow-flight encoder + tonic, loopback, no planning or scan: MB/s of Arrow data",
             )
         } else {
-            limit(
-                &format!("{name}: SELECT * FROM lineitem"),
-                received[i],
-                timings,
+            (
+                format!("{name}: SELECT * FROM lineitem"),
                 "scan + Flight transfer, MB/s of Arrow data received",
             )
-        });
+        };
+        report.limits.push(limit(&what, received[i], timings, note));
     }
     Ok(())
 }
@@ -1727,9 +1717,9 @@ fn targets(report: &mut Report) {
                  per commit (`synchronous = NORMAL`, which the store does not use: records must \
                  survive a power cut) gave back 1-4 %; the rest is the audit write's own CPU, \
                  its statements on SQLite's thread and the hand-offs into sqlx. \
-                 Profiled on 2026-12-02 (benches/profile.py, the last \
-                 8 s of the 32-client level, each server loaded alone): meshgate 6.04 ms of CPU \
-                 per query, the peer 5.19. Of the 0.85 ms difference: the governance store 0.42 \
+                 Profiled on 2026-12-02 (benches/profile.py, the last 8 s of the 32-client \
+                 level, each server loaded alone): meshgate 6.04 ms of CPU per query, the peer \
+                 5.19. Of the 0.85 ms difference: the governance store 0.42 \
                  (SQLite's commit with its WAL fsync 0.14 and statements 0.09 on SQLite's \
                  thread, the calls into it 0.11 on the runtime's), execution +0.20 (the same \
                  pages and bytes read and decompressed), the sealed scan's planning +0.12, \

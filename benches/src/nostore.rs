@@ -99,9 +99,16 @@ pub async fn gateway(
     state_dir: &Path,
 ) -> Result<meshgate::Gateway, crate::BenchError> {
     let mut config = crate::mesh::gateway_config(data, &crate::mesh::Lake::Local, state_dir, true)?;
-    let store = WithoutStoreTrips::open(&state_dir.join("meshgate.db"))
+    let setup = crate::BenchError::setup("the diagnostic store");
+    // The very store the gateway would have opened, wrapped.
+    let meshgate::Governance::Sqlite(path) = &config.governance else {
+        return Err(setup(
+            "the benchmark gateway's store is not a SQLite file".into(),
+        ));
+    };
+    let store = WithoutStoreTrips::open(path)
         .await
-        .map_err(|e| crate::BenchError::setup("the diagnostic store")(e.to_string()))?;
+        .map_err(|e| setup(e.to_string()))?;
     config.governance = meshgate::Governance::Store(std::sync::Arc::new(store));
     meshgate::Gateway::open(config)
         .await
