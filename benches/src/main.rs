@@ -1636,7 +1636,13 @@ fn targets(report: &mut Report) {
              ticket; DoGet checks it, optimizes it, plans it physically and runs it), the \
              password session's bearer check and the transfer of every row: {} Over Flight the \
              gateway also copies string views out as plain strings, which every Flight SQL \
-             client reads.",
+             client reads. Tried on 2026-12-03 and left out, as none moved m05 beyond the \
+             run-to-run noise in interleaved runs: computing a long answer's batches ahead of \
+             their encoding, in a task of its own (both cores are already busy with the scan, \
+             the encoding and the client's decoding); a client with larger HTTP/2 windows (no \
+             change) or adaptive ones (BDP probing, as gRPC's own clients do: the transfer alone \
+             a third slower); glibc's allocator kept from handing freed buffers back to the \
+             kernel (no change).",
             match (
                 report.mesh.get("m05").and_then(|runs| median_gap(
                     runs,
@@ -1683,7 +1689,9 @@ fn targets(report: &mut Report) {
              {} ms more than the twin per query (median): the policy resolution (remembered per \
              policy set and caller), the session state copied from the template, the read of the \
              store's grant generation and the durable audit record (SQLite, `synchronous = FULL`; its \
-             commit overlaps the query, whose first batch waits for it).",
+             commit overlaps the query, whose first batch waits for it). Tried on 2026-12-03 and \
+             left out: computing the answer on into a bounded hold while the record commits, \
+             instead of stopping at its first batch (the 200,000-row export m05 unchanged).",
             Timings {
                 ms: report
                     .mesh
