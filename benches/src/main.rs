@@ -1642,7 +1642,12 @@ fn targets(report: &mut Report) {
              the encoding and the client's decoding); a client with larger HTTP/2 windows (no \
              change) or adaptive ones (BDP probing, as gRPC's own clients do: the transfer alone \
              a third slower); glibc's allocator kept from handing freed buffers back to the \
-             kernel (no change).",
+             kernel (no change). A profile of m05 over Flight (perf with call graphs, \
+             2026-12-03, 807 samples after the sign-in) names the scan in 296 stacks, the \
+             projection with the mask kernel in 286, h2 in 188, tonic in 138 and arrow-flight in \
+             85; its copies are spread over the mask kernel's string views, arrow-ipc's encoding, \
+             tonic's message encoding, the client's alignment copy and the views' copy-out \
+             (25, 14, 10, 11 and 8 samples), none large enough to cut the transfer much.",
             match (
                 report.mesh.get("m05").and_then(|runs| median_gap(
                     runs,
@@ -1738,7 +1743,12 @@ fn targets(report: &mut Report) {
                  dictionary pages every point query reads (2.4 ms). Tried and left out, as no \
                  change moved the ratio beyond the run-to-run noise: records lingering 2 ms for \
                  company (0.48 fsync per query instead of 0.9), a group commit sent as one \
-                 script, mimalloc as the process's allocator (both servers alike).",
+                 script, mimalloc as the process's allocator (both servers alike). \
+                 DataFusion's `pushdown_filters` (meshgate's `parquet_pushdown`), measured on \
+                 2026-12-03 on both servers alike in five interleaved runs: both serve more \
+                 point queries (the peer 42 % more at 8 clients, meshgate 35 %), and the ratio \
+                 is no better (0.69-0.87 against 0.77-0.92 without): the scan gets cheaper, \
+                 meshgate's work per query does not.",
                 report
                     .load_spread(report::NOSTORE, "df-flight-sql-server", clients)
                     .map_or(String::new(), |diagnostic| format!(
