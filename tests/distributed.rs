@@ -725,6 +725,35 @@ async fn a_worker_killed_mid_query_fails_that_query_clearly_and_the_rest_go_on()
     assert_eq!(sorted(&actual), sorted(&expected));
 }
 
+/// A worker that saw its peer go away reports it to the gateway as text (DataFusion
+/// Distributed passes errors between workers as strings), so the gateway asks the query's
+/// workers again when a distributed query fails with an error it does not recognize
+/// (`meshgate-engine`'s `distribute::Recheck`, unit-tested there). This is the network's half,
+/// on real workers: the one killed since the last probe is found, reported and left out at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recheck_after_a_failure_finds_the_worker_gone_since_the_last_probe() {
+    use meshgate::engine::WorkerNetwork;
+    let mut cluster = Cluster::start(3).await;
+    let network = Network::new(cluster.urls(), cluster::signer(), None);
+    network.probe().await;
+    assert_eq!(network.live().len(), 3, "every worker answers at first");
+    assert!(network.recheck(&cluster.urls()).await.is_empty());
+    let gone = cluster.workers[1].url();
+    cluster.workers[1].child.kill().await.unwrap();
+    assert!(
+        network.live().contains(&gone),
+        "no probe has run since the kill"
+    );
+    let down = network.recheck(&cluster.urls()).await;
+    assert_eq!(down, vec![gone.clone()]);
+    let live = network.live();
+    assert!(
+        !live.contains(&gone),
+        "{gone} is still planned on: {live:?}"
+    );
+    assert_eq!(live.len(), 2, "the workers that answer stay: {live:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_down_at_planning_time_is_skipped_or_the_query_runs_in_process() {
     let mut cluster = Cluster::start(3).await;

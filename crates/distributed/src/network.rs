@@ -150,6 +150,7 @@ impl Network {
     }
 }
 
+#[async_trait]
 impl WorkerNetwork for Network {
     fn configured(&self) -> Vec<Url> {
         self.workers.clone()
@@ -160,6 +161,33 @@ impl WorkerNetwork for Network {
             .read()
             .map(|l| l.iter().cloned().collect())
             .unwrap_or_default()
+    }
+
+    async fn recheck(&self, workers: &[Url]) -> Vec<Url> {
+        // All at once: a query's failure waits for the slowest probe, not their sum.
+        let answered = futures::future::join_all(workers.iter().map(|url| async move {
+            match self.channel(url) {
+                Ok(channel) => answers(channel).await,
+                Err(_) => false,
+            }
+        }))
+        .await;
+        let down: Vec<Url> = workers
+            .iter()
+            .zip(answered)
+            .filter(|(_, answered)| !answered)
+            .map(|(url, _)| url.clone())
+            .collect();
+        if !down.is_empty()
+            && let Ok(mut live) = self.live.write()
+        {
+            for url in &down {
+                if live.remove(url) {
+                    tracing::warn!(worker = %url, "a worker went away; no query uses it until it answers a probe");
+                }
+            }
+        }
+        down
     }
 }
 

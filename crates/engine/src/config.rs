@@ -120,11 +120,17 @@ pub struct AuditSettings {
 
 /// The workers a gateway may hand stages to and the way to them: signed channels, and which
 /// workers answer now. Implemented by `meshgate-distributed`.
+#[async_trait::async_trait]
 pub trait WorkerNetwork: ChannelResolver + Send + Sync + fmt::Debug {
     /// Every configured worker.
     fn configured(&self) -> Vec<Url>;
     /// The configured workers that answered their last probe.
     fn live(&self) -> Vec<Url>;
+    /// Ask `workers` now whether they answer, leave out of the next plans those that do not,
+    /// and return them. Called when a distributed query fails with an error that names no
+    /// worker: a worker that saw its peer go away reports it as text, which the gateway
+    /// cannot tell from the query's own failure.
+    async fn recheck(&self, workers: &[Url]) -> Vec<Url>;
 }
 
 /// What to do when a configured worker does not answer at planning time.

@@ -18,6 +18,7 @@ use meshgate_storage::{IoCounters, IoReport};
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::{AuditHandle, Audited};
+use crate::distribute::Recheck;
 use crate::error::GatewayError;
 use crate::limits::{Guarded, Slot};
 use crate::names::CATALOG;
@@ -57,6 +58,8 @@ pub struct Query {
     audit: AuditHandle,
     /// What the consumer should know about what the query reads (a deprecated product).
     warnings: Vec<String>,
+    /// A distributed query's workers, asked again when it fails.
+    recheck: Option<Arc<Recheck>>,
 }
 
 /// What the sealed scans of a query read, for operators and audit (never shown to the
@@ -99,7 +102,13 @@ impl Query {
             cancel: CancellationToken::new(),
             audit,
             warnings: Vec::new(),
+            recheck: None,
         }
+    }
+
+    pub(crate) fn with_recheck(mut self, recheck: Arc<Recheck>) -> Self {
+        self.recheck = Some(recheck);
+        self
     }
 
     pub(crate) fn with_warnings(mut self, warnings: Vec<String>) -> Self {
@@ -127,8 +136,11 @@ impl Query {
     /// Start running the query. The stream ends with an error if the query is cancelled or
     /// runs out of time, and holds the query's running slot until it ends or is dropped.
     pub fn execute(&self) -> Result<SendableRecordBatchStream, GatewayError> {
-        let inner = execute_stream(Arc::clone(&self.plan), Arc::clone(&self.task))
+        let mut inner = execute_stream(Arc::clone(&self.plan), Arc::clone(&self.task))
             .map_err(GatewayError::from_execution)?;
+        if let Some(recheck) = &self.recheck {
+            inner = Arc::clone(recheck).stream(inner);
+        }
         let guarded = Box::pin(Guarded::new(
             inner,
             &self.cancel,

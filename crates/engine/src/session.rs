@@ -239,15 +239,16 @@ impl Session {
         let audit = self
             .auditor()
             .allowed(sql, &scope, started_at, started, &physical);
-        let (plan, task, audit) = match distributed {
-            None => (physical, plan::task_context(&scope, &state), audit),
+        let (plan, task, audit, recheck) = match distributed {
+            None => (physical, plan::task_context(&scope, &state), audit, None),
             Some(d) => (
                 d.plan,
                 plan::task_context(&scope, &d.state),
                 audit.with_workers(d.workers),
+                Some(d.recheck),
             ),
         };
-        Ok(Query::new(
+        let query = Query::new(
             plan,
             Arc::new(task),
             Arc::clone(&scope.io),
@@ -256,7 +257,11 @@ impl Session {
             deadline,
             audit,
         )
-        .with_warnings(scope.warnings()))
+        .with_warnings(scope.warnings());
+        Ok(match recheck {
+            Some(recheck) => query.with_recheck(recheck),
+            None => query,
+        })
     }
 
     /// Plan a statement without running it: its result columns and, when no values are
