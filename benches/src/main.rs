@@ -152,6 +152,14 @@ fn progress(started: Instant, what: &str) {
     eprintln!("[{:>6.1}s] {what}", started.elapsed().as_secs_f64());
 }
 
+/// A section starts: say so, and time the steadiness probe (see `micro::steadiness_probe`).
+fn section(started: Instant, report: &mut Report, what: &str) {
+    progress(started, what);
+    report
+        .steadiness
+        .push((what.to_string(), micro::steadiness_probe()));
+}
+
 async fn run(args: Args) -> Result<(), BenchError> {
     let started = Instant::now();
     let base = args.data_dir.clone().unwrap_or_else(default_data_dir);
@@ -348,8 +356,9 @@ async fn run(args: Args) -> Result<(), BenchError> {
         report.configs.push((name.clone(), what.clone()));
     }
     for round in (0..args.rounds).filter(|_| wants("tpch")) {
-        progress(
+        section(
             started,
+            &mut report,
             &format!("TPC-H round {} of {}", round + 1, args.rounds),
         );
         for (query, sql) in &selected {
@@ -404,7 +413,11 @@ async fn run(args: Args) -> Result<(), BenchError> {
         }
     }
 
-    progress(started, "distributed: stages and bytes shuffled per query");
+    section(
+        started,
+        &mut report,
+        "distributed: stages and bytes shuffled per query",
+    );
     for (query, sql) in selected.iter().filter(|_| wants("distributed")) {
         let mut entry = report::Distributed::default();
         let before = mesh_workers.bytes_sent();
@@ -424,7 +437,11 @@ async fn run(args: Args) -> Result<(), BenchError> {
     }
 
     if wants("fault") {
-        progress(started, "distributed: a worker process killed mid-query");
+        section(
+            started,
+            &mut report,
+            "distributed: a worker process killed mid-query",
+        );
         failures += fault_section(
             &args,
             &base,
@@ -438,7 +455,7 @@ async fn run(args: Args) -> Result<(), BenchError> {
     }
 
     if wants("mesh") {
-        progress(started, "the reference mesh");
+        section(started, &mut report, "the reference mesh");
         failures += mesh_section(&args, &base, &master_key, &mut report).await?;
     }
 
@@ -449,31 +466,40 @@ async fn run(args: Args) -> Result<(), BenchError> {
             .notes
             .push("Python peers not run (--no-python).".into());
     } else if python {
-        progress(
+        section(
             started,
+            &mut report,
             "running the Python peers (DuckDB, DataFusion-Python, Polars)",
         );
         failures += python_peers(&args, &data, &selected, &baseline_rows, &mut report).await?;
     }
 
     if wants("limits") {
-        progress(started, "limits: raw reads and Flight transfer");
+        section(
+            started,
+            &mut report,
+            "limits: raw reads and Flight transfer",
+        );
         limits_section(&args, &data, &datafusion, &configs, &s3_server, &mut report).await?;
     }
     if wants("micro") {
-        progress(started, "micro-benchmarks");
+        section(started, &mut report, "micro-benchmarks");
         micro_section(&args, &local, &datafusion, &mut report).await?;
     }
     if wants("scale") {
-        progress(started, "mesh scale: generated meshes");
+        section(started, &mut report, "mesh scale: generated meshes");
         scale_section(&args, &base, &mut report).await?;
     }
     if wants("timing-safe") {
-        progress(started, "the timing-safe setting on selective predicates");
+        section(
+            started,
+            &mut report,
+            "the timing-safe setting on selective predicates",
+        );
         timing_safe_section(&args, &local, &timing_safe, &mut report).await?;
     }
 
-    progress(started, "latency under concurrency");
+    section(started, &mut report, "latency under concurrency");
     let load = Duration::from_secs_f64(args.load_seconds);
     let max_key = data
         .rows
@@ -519,6 +545,15 @@ async fn run(args: Args) -> Result<(), BenchError> {
         }
     }
 
+    section(started, &mut report, "the end of the run");
+    if report.disturbed_sections().next().is_some()
+        && let Some(line) = report.steadiness_line()
+    {
+        report.notes.push(format!(
+            "The host was disturbed during this run: {line}. Ratios measured then may be off; \
+             compare with a run on a steady host before reading a target as met or missed."
+        ));
+    }
     targets(&mut report);
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let (markdown, json) = if args.smoke || args.sections.is_some() {

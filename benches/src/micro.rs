@@ -142,6 +142,34 @@ pub fn tokenize(key: &TokenKey, input: &ArrayRef) -> usize {
     meshgate::protect::tokenize(key, input).map_or(0, |a| a.len())
 }
 
+/// Values the steadiness probe tokenizes (few in a debug build, whose smoke run checks the
+/// harness, not the host).
+pub const STEADINESS_VALUES: usize = if cfg!(debug_assertions) {
+    1_000
+} else {
+    100_000
+};
+
+/// Milliseconds a fixed, single-threaded CPU kernel takes now (tokenizing
+/// [`STEADINESS_VALUES`] unique values in batches; the median of five runs). Timed at each
+/// section's start: on a quiet host it barely moves, so a run where it does was disturbed by
+/// something besides the configurations compared.
+pub fn steadiness_probe() -> f64 {
+    let key = token_key();
+    let inputs = batches(&unique_strings(STEADINESS_VALUES));
+    let mut times: Vec<f64> = (0..5)
+        .map(|_| {
+            let started = std::time::Instant::now();
+            for input in &inputs {
+                std::hint::black_box(tokenize(&key, input));
+            }
+            started.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
 /// The mask kernels the report measures.
 pub fn masks() -> Vec<MaskKind> {
     vec![

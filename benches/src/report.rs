@@ -39,7 +39,13 @@ pub struct Report {
     /// Notes about the run (peers not run, setup facts).
     pub notes: Vec<String>,
     pub targets: Vec<Target>,
+    /// The steadiness probe's milliseconds at each section's start (`micro::steadiness_probe`).
+    pub steadiness: Vec<(String, f64)>,
 }
+
+/// How much slower than its fastest the steadiness probe may run before the report says the
+/// host was disturbed (quiet runs here stay within a few per cent).
+pub const DISTURBED: f64 = 0.10;
 
 /// Query -> configuration -> result.
 pub type Results = BTreeMap<String, BTreeMap<String, Run>>;
@@ -328,6 +334,52 @@ impl Report {
         Spread::of(&ratios)
     }
 
+    /// The sections where the steadiness probe ran more than [`DISTURBED`] slower than its
+    /// fastest, with its milliseconds there.
+    pub fn disturbed_sections(&self) -> impl Iterator<Item = (&str, f64)> {
+        let fastest = self
+            .steadiness
+            .iter()
+            .map(|(_, ms)| *ms)
+            .fold(f64::INFINITY, f64::min);
+        self.steadiness
+            .iter()
+            .filter(move |(_, ms)| *ms > fastest * (1.0 + DISTURBED))
+            .map(|(section, ms)| (section.as_str(), *ms))
+    }
+
+    /// The steadiness probe's range over the run and the sections it was slowest at; `None`
+    /// when it never ran.
+    pub fn steadiness_line(&self) -> Option<String> {
+        let fastest = self.steadiness.iter().map(|(_, ms)| *ms).reduce(f64::min)?;
+        let slowest = self.steadiness.iter().map(|(_, ms)| *ms).reduce(f64::max)?;
+        let slow: Vec<String> = self
+            .disturbed_sections()
+            .map(|(section, ms)| format!("{section} ({:+.0} %)", (ms / fastest - 1.0) * 100.0))
+            .collect();
+        let mut line = format!(
+            "a fixed CPU kernel (tokenizing {} values, median of 5) took {fastest:.1}–{slowest:.1} ms \
+             at the {} section starts",
+            crate::micro::STEADINESS_VALUES,
+            self.steadiness.len()
+        );
+        if slow.is_empty() {
+            let _ = write!(
+                line,
+                ", never more than {:.0} % above its fastest: the host was steady",
+                DISTURBED * 100.0
+            );
+        } else {
+            let _ = write!(
+                line,
+                "; **disturbed**, more than {:.0} % slower at: {}",
+                DISTURBED * 100.0,
+                slow.join(", ")
+            );
+        }
+        Some(line)
+    }
+
     pub fn markdown(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "# meshgate benchmark results\n");
@@ -353,6 +405,9 @@ impl Report {
             .chain(&self.versions)
         {
             let _ = writeln!(out, "| {k} | {v} |");
+        }
+        if let Some(line) = self.steadiness_line() {
+            let _ = writeln!(out, "| host steadiness | {line} |");
         }
         let _ = writeln!(out, "\n## Targets\n");
         let _ = writeln!(
@@ -1053,4 +1108,49 @@ pub fn fmt_opt(v: Option<f64>) -> String {
 
 pub fn fmt_ratio(v: Option<f64>) -> String {
     v.map_or("–".into(), |v| format!("{v:.3}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(steadiness: &[(&str, f64)]) -> Report {
+        Report {
+            steadiness: steadiness
+                .iter()
+                .map(|(s, ms)| (s.to_string(), *ms))
+                .collect(),
+            ..Report::default()
+        }
+    }
+
+    #[test]
+    fn a_steady_host_is_reported_steady() {
+        let report = with(&[("TPC-H round 1 of 3", 8.0), ("micro-benchmarks", 8.6)]);
+        assert_eq!(report.disturbed_sections().count(), 0);
+        let line = report.steadiness_line().unwrap();
+        assert!(line.contains("8.0–8.6 ms"), "{line}");
+        assert!(line.contains("steady"), "{line}");
+    }
+
+    #[test]
+    fn a_section_run_slower_names_the_disturbance() {
+        let report = with(&[
+            ("TPC-H round 1 of 3", 8.0),
+            ("mesh scale: generated meshes", 10.4),
+            ("micro-benchmarks", 8.2),
+        ]);
+        let slow: Vec<_> = report.disturbed_sections().collect();
+        assert_eq!(slow, vec![("mesh scale: generated meshes", 10.4)]);
+        let line = report.steadiness_line().unwrap();
+        assert!(
+            line.contains("mesh scale: generated meshes (+30 %)"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn no_probe_no_line() {
+        assert!(with(&[]).steadiness_line().is_none());
+    }
 }
