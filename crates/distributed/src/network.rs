@@ -115,15 +115,19 @@ impl Network {
         Ok(channel)
     }
 
+    /// Whether the worker at `url` answers a probe now.
+    async fn answers_now(&self, url: &Url) -> bool {
+        match self.channel(url) {
+            Ok(channel) => answers(channel).await,
+            Err(_) => false,
+        }
+    }
+
     /// Ask every configured worker whether it answers, and remember who did.
     pub async fn probe(&self) {
         let mut live = BTreeSet::new();
         for url in &self.workers {
-            let answered = match self.channel(url) {
-                Ok(channel) => answers(channel).await,
-                Err(_) => false,
-            };
-            if answered {
+            if self.answers_now(url).await {
                 live.insert(url.clone());
             } else {
                 tracing::warn!(worker = %url, "a worker does not answer");
@@ -165,27 +169,16 @@ impl WorkerNetwork for Network {
 
     async fn recheck(&self, workers: &[Url]) -> Vec<Url> {
         // All at once: a query's failure waits for the slowest probe, not their sum.
-        let answered = futures::future::join_all(workers.iter().map(|url| async move {
-            match self.channel(url) {
-                Ok(channel) => answers(channel).await,
-                Err(_) => false,
-            }
-        }))
-        .await;
+        let answered =
+            futures::future::join_all(workers.iter().map(|url| self.answers_now(url))).await;
         let down: Vec<Url> = workers
             .iter()
             .zip(answered)
             .filter(|(_, answered)| !answered)
             .map(|(url, _)| url.clone())
             .collect();
-        if !down.is_empty()
-            && let Ok(mut live) = self.live.write()
-        {
-            for url in &down {
-                if live.remove(url) {
-                    tracing::warn!(worker = %url, "a worker went away; no query uses it until it answers a probe");
-                }
-            }
+        for url in &down {
+            leave_out(&self.live, url);
         }
         down
     }
@@ -224,6 +217,19 @@ fn failure(url: &Url, problem: String) -> DataFusionError {
         worker: url.to_string(),
         problem,
     }))
+}
+
+/// Take `url` out of the live set (no query is planned on it until it answers a probe);
+/// whether it was in it.
+fn leave_out(live: &RwLock<BTreeSet<Url>>, url: &Url) -> bool {
+    let removed = live
+        .write()
+        .map(|mut live| live.remove(url))
+        .unwrap_or(false);
+    if removed {
+        tracing::warn!(worker = %url, "a worker went away; no query uses it until it answers a probe");
+    }
+    removed
 }
 
 /// A worker as its channel's failures see it.
@@ -269,15 +275,9 @@ impl Worker {
     /// Leave the worker out of the next plans at once, then ask it: one that still answers
     /// (the error was its peer's, say) is back within a probe's time.
     fn went_away(&self) {
-        let removed = self
-            .live
-            .write()
-            .map(|mut live| live.remove(&self.url))
-            .unwrap_or(false);
-        if !removed {
+        if !leave_out(&self.live, &self.url) {
             return;
         }
-        tracing::warn!(worker = %self.url, "a worker went away; no query uses it until it answers a probe");
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let worker = self.clone();
             runtime.spawn(async move {

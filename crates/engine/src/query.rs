@@ -106,8 +106,8 @@ impl Query {
         }
     }
 
-    pub(crate) fn with_recheck(mut self, recheck: Arc<Recheck>) -> Self {
-        self.recheck = Some(recheck);
+    pub(crate) fn with_recheck(mut self, recheck: Option<Arc<Recheck>>) -> Self {
+        self.recheck = recheck;
         self
     }
 

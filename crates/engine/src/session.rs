@@ -248,7 +248,7 @@ impl Session {
                 Some(d.recheck),
             ),
         };
-        let query = Query::new(
+        Ok(Query::new(
             plan,
             Arc::new(task),
             Arc::clone(&scope.io),
@@ -257,11 +257,8 @@ impl Session {
             deadline,
             audit,
         )
-        .with_warnings(scope.warnings());
-        Ok(match recheck {
-            Some(recheck) => query.with_recheck(recheck),
-            None => query,
-        })
+        .with_warnings(scope.warnings())
+        .with_recheck(recheck))
     }
 
     /// Plan a statement without running it: its result columns and, when no values are
