@@ -294,6 +294,12 @@ pub async fn count_kernel(kernel: &str, calls: usize) -> Result<(), BenchError> 
 /// difference over 10 (the set-up cancels out). Errors say why nothing was counted
 /// (no valgrind, a failed run).
 pub async fn instructions(kernel: &str) -> Result<f64, String> {
+    instructions_per_call(&["--count-kernel", kernel]).await
+}
+
+/// Instructions per call of what this binary does when run with `args` and
+/// `--count-calls <n>`: counted under callgrind with 1 and 11 calls, the difference over 10.
+pub async fn instructions_per_call(args: &[&str]) -> Result<f64, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let dir = std::env::temp_dir().join(format!("meshgate-callgrind-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -304,8 +310,7 @@ pub async fn instructions(kernel: &str) -> Result<f64, String> {
             .arg("--tool=callgrind")
             .arg(format!("--callgrind-out-file={}", out.display()))
             .arg(&exe)
-            .arg("--count-kernel")
-            .arg(kernel)
+            .args(args)
             .arg("--count-calls")
             .arg(calls.to_string())
             .stdout(std::process::Stdio::null())

@@ -272,6 +272,36 @@ pub async fn open_and_report(n: usize, dir: &Path) -> Result<(), BenchError> {
     Ok(())
 }
 
+/// In a process of its own (this binary with `--scale-open n --scale-list`): open the
+/// generated mesh of `n` products and list the tables `scale-wide` sees, once and then
+/// `calls` times more (what [`listing_instructions`] counts).
+pub async fn open_and_list(n: usize, dir: &Path, calls: usize) -> Result<(), BenchError> {
+    let (config, _, _) = config(n, dir)?;
+    let gateway = meshgate::Gateway::open(config)
+        .await
+        .map_err(|e| BenchError::setup("the generated mesh")(e.to_string()))?;
+    let session = gateway.session(Principal::new(WIDE));
+    if session.tables().await.is_empty() {
+        return Err(BenchError::Query(format!(
+            "{WIDE} sees no table in the mesh of {n} products"
+        )));
+    }
+    for _ in 0..calls {
+        std::hint::black_box(session.tables().await.len());
+    }
+    Ok(())
+}
+
+/// Instructions of one listing of `scale-wide`'s tables in the mesh of `n` products
+/// ([`open_and_list`] under callgrind), beside the wall time, which the host's cache
+/// contention moves.
+pub async fn listing_instructions(n: usize, dir: &Path) -> Result<f64, String> {
+    let (n, dir) = (n.to_string(), dir.join("probe"));
+    let dir = dir.to_string_lossy();
+    crate::micro::instructions_per_call(&["--scale-open", &n, "--data-dir", &dir, "--scale-list"])
+        .await
+}
+
 /// [`open_and_report`] run as a child process, in MB.
 async fn memory_in_child(n: usize, dir: &Path) -> Result<f64, BenchError> {
     let exe = std::env::current_exe().map_err(|e| BenchError::Query(e.to_string()))?;
