@@ -252,6 +252,13 @@ fn config(n: usize, dir: &Path) -> Result<(GatewayConfig, Catalog, PolicySources
     Ok((config, catalog, sources))
 }
 
+/// A gateway on a generated mesh, its failure named as the mesh's.
+async fn open(config: GatewayConfig) -> Result<meshgate::Gateway, BenchError> {
+    meshgate::Gateway::open(config)
+        .await
+        .map_err(|e| BenchError::setup("the generated mesh")(e.to_string()))
+}
+
 /// In a process of its own (this binary with `--scale-open n`): open the generated mesh of
 /// `n` products and print the resident memory the open gateway added, in bytes. Alone, so
 /// that no memory freed by earlier measurements is reused.
@@ -260,9 +267,7 @@ pub async fn open_and_report(n: usize, dir: &Path) -> Result<(), BenchError> {
     // parsed from it.
     let before = resident_bytes();
     let (config, _, _) = config(n, dir)?;
-    let gateway = meshgate::Gateway::open(config)
-        .await
-        .map_err(|e| BenchError::setup("the generated mesh")(e.to_string()))?;
+    let gateway = open(config).await?;
     let after = resident_bytes();
     std::hint::black_box(&gateway);
     match (before, after) {
@@ -277,9 +282,7 @@ pub async fn open_and_report(n: usize, dir: &Path) -> Result<(), BenchError> {
 /// `calls` times more (what [`listing_instructions`] counts).
 pub async fn open_and_list(n: usize, dir: &Path, calls: usize) -> Result<(), BenchError> {
     let (config, _, _) = config(n, dir)?;
-    let gateway = meshgate::Gateway::open(config)
-        .await
-        .map_err(|e| BenchError::setup("the generated mesh")(e.to_string()))?;
+    let gateway = open(config).await?;
     let session = gateway.session(Principal::new(WIDE));
     if session.tables().await.is_empty() {
         return Err(BenchError::Query(format!(
@@ -391,9 +394,7 @@ pub async fn measure(
             let (config, catalog, sources) = config(*n, dir)?;
             drop(subjects[i].take());
             let started = Instant::now();
-            let gateway = meshgate::Gateway::open(config)
-                .await
-                .map_err(|e| BenchError::setup("the generated mesh")(e.to_string()))?;
+            let gateway = open(config).await?;
             opened.push(i, ms(started.elapsed()));
             subjects[i] = Some(Subject {
                 n: *n,
