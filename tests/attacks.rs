@@ -1078,17 +1078,9 @@ async fn get_tables_schemas_show_each_principal_its_columns() {
     let server = flight::default_server().await;
     for principal in principals() {
         let mut client = flight::login(server.addr, principal.name).await;
-        let command = CommandGetTables {
-            catalog: None,
-            db_schema_filter_pattern: None,
-            table_name_filter_pattern: None,
-            table_types: vec![],
-            include_schema: true,
-        };
-        let info = client.get_tables(command).await.unwrap();
-        let (_, batches) = flight::fetch(&mut client, &info).await.unwrap();
         let (system, seen): (BTreeMap<String, Vec<String>>, BTreeMap<String, Vec<String>>) =
-            flight::table_schemas(&batches)
+            tables_over_flight(&mut client)
+                .await
                 .into_iter()
                 .map(|(table, schema)| {
                     let names = schema.fields().iter().map(|f| f.name().clone()).collect();
@@ -1727,6 +1719,138 @@ async fn a_ticket_described_before_a_grant_change_runs_under_the_grants_in_force
     );
     assert_eq!(drafts(gateway, "replanned"), 3);
     assert_eq!(drafts(gateway, "continued"), 1);
+}
+
+/// `reference.counterparties` as `session`'s listing shows it: its columns, or `None` when
+/// it is not listed.
+async fn listed_counterparties(session: &meshgate::Session) -> Option<arrow::datatypes::SchemaRef> {
+    session
+        .tables()
+        .await
+        .into_iter()
+        .find(|t| t.schema == "reference" && t.name == "counterparties")
+        .map(|t| t.arrow_schema)
+}
+
+/// Every table `GetTables` (with schemas) lists to the signed-in `client`: `schema.table`
+/// and its columns.
+async fn tables_over_flight(
+    client: &mut FlightSqlServiceClient<Channel>,
+) -> Vec<(String, arrow::datatypes::Schema)> {
+    let command = CommandGetTables {
+        catalog: None,
+        db_schema_filter_pattern: None,
+        table_name_filter_pattern: None,
+        table_types: vec![],
+        include_schema: true,
+    };
+    let info = client.get_tables(command).await.unwrap();
+    let (_, batches) = flight::fetch(client, &info).await.unwrap();
+    flight::table_schemas(&batches)
+}
+
+/// `reference.counterparties` as [`tables_over_flight`] lists it: its column names, or
+/// `None` when it is not listed.
+async fn counterparties_over_flight(
+    client: &mut FlightSqlServiceClient<Channel>,
+) -> Option<Vec<String>> {
+    tables_over_flight(client)
+        .await
+        .into_iter()
+        .find(|(table, _)| table == "reference.counterparties")
+        .map(|(_, schema)| schema.fields().iter().map(|f| f.name().clone()).collect())
+}
+
+fn names(schema: &arrow::datatypes::SchemaRef) -> Vec<String> {
+    schema.fields().iter().map(|f| f.name().clone()).collect()
+}
+
+/// Listings are kept between calls (a BI tool lists again on every refresh), but never past a
+/// change: a grant given, suspended or revoked, a policy reload, and a caller with the same id
+/// but other roles each get a listing of their own from the very next call, through the
+/// library and through GetTables alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_listing_never_outlives_a_grant_change_a_reload_or_its_caller() {
+    let (server, _state) = flight::own_state_server(Default::default(), |_| {}).await;
+    let gateway = &server.gateway;
+    let intern = || gateway.session(gateway.known_principal("intern").unwrap());
+    let mut flight_intern = flight::login(server.addr, "intern").await;
+    assert_eq!(listed_counterparties(&intern()).await, None);
+
+    let cib = grant(gateway, "intern", &["counterparty_id"], Some("lob = 'CIB'"))
+        .await
+        .unwrap();
+    let first = listed_counterparties(&intern()).await.unwrap();
+    assert_eq!(names(&first), ["counterparty_id"]);
+    // Nothing changed in between: the listing is the one kept.
+    let again = listed_counterparties(&intern()).await.unwrap();
+    assert!(Arc::ptr_eq(&first, &again), "a repeat listing is kept");
+
+    // A second grant, then its suspension: each shows from the next listing.
+    let awm = grant(
+        gateway,
+        "intern",
+        &["counterparty_id", "lob"],
+        Some("lob = 'AWM'"),
+    )
+    .await
+    .unwrap();
+    let both = listed_counterparties(&intern()).await.unwrap();
+    assert_eq!(names(&both), ["counterparty_id", "lob"]);
+    assert_eq!(
+        counterparties_over_flight(&mut flight_intern)
+            .await
+            .unwrap(),
+        ["counterparty_id", "lob"]
+    );
+    gateway
+        .workflow()
+        .suspend("ref-owner", &awm, Some("review".into()))
+        .await
+        .unwrap();
+    let suspended = listed_counterparties(&intern()).await.unwrap();
+    assert_eq!(names(&suspended), ["counterparty_id"]);
+    assert_eq!(
+        counterparties_over_flight(&mut flight_intern)
+            .await
+            .unwrap(),
+        ["counterparty_id"]
+    );
+
+    // A reload with a deny line, and back.
+    let mut denied = reference::policy_sources();
+    denied
+        .access_rules
+        .text
+        .push_str("p, intern, reference, reference.counterparties, read, deny\n");
+    gateway.reload_policies(&denied).await.unwrap();
+    assert_eq!(listed_counterparties(&intern()).await, None);
+    assert_eq!(counterparties_over_flight(&mut flight_intern).await, None);
+    gateway
+        .reload_policies(&reference::policy_sources())
+        .await
+        .unwrap();
+    assert!(listed_counterparties(&intern()).await.is_some());
+
+    // Revoked: gone from the next listing.
+    gateway
+        .workflow()
+        .revoke("ref-owner", &cib, Some("done".into()))
+        .await
+        .unwrap();
+    assert_eq!(listed_counterparties(&intern()).await, None);
+    assert_eq!(counterparties_over_flight(&mut flight_intern).await, None);
+
+    // The whole caller is the key: the same id without its roles and attributes is not
+    // answered from the listing kept for it with them.
+    let cib_reporting = gateway.known_principal("cib-reporting").unwrap();
+    assert!(
+        listed_counterparties(&gateway.session(cib_reporting))
+            .await
+            .is_some()
+    );
+    let bare = meshgate::Principal::new("cib-reporting");
+    assert_eq!(listed_counterparties(&gateway.session(bare)).await, None);
 }
 
 /// Clear values the raw data holds in `column` of `table`, as words of four letters or more.

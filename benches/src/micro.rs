@@ -300,11 +300,20 @@ pub async fn instructions(kernel: &str) -> Result<f64, String> {
 /// Instructions per call of what this binary does when run with `args` and
 /// `--count-calls <n>`: counted under callgrind with 1 and 11 calls, the difference over 10.
 pub async fn instructions_per_call(args: &[&str]) -> Result<f64, String> {
+    match instruction_totals(args, &[1, 11]).await?.as_slice() {
+        [one, eleven] => Ok((eleven - one) / 10.0),
+        _ => Err("callgrind did not run twice".into()),
+    }
+}
+
+/// Instructions of this binary run with `args` and `--count-calls <n>` under callgrind, for
+/// each `n` of `calls` in turn.
+pub async fn instruction_totals(args: &[&str], calls: &[usize]) -> Result<Vec<f64>, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let dir = std::env::temp_dir().join(format!("meshgate-callgrind-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let mut totals = Vec::new();
-    for calls in [1usize, 11] {
+    for &calls in calls {
         let out = dir.join(format!("callgrind.{calls}"));
         let status = tokio::process::Command::new("valgrind")
             .arg("--tool=callgrind")
@@ -333,8 +342,5 @@ pub async fn instructions_per_call(args: &[&str]) -> Result<f64, String> {
         totals.push(total);
     }
     let _ = std::fs::remove_dir_all(&dir);
-    match totals.as_slice() {
-        [one, eleven] => Ok((eleven - one) / 10.0),
-        _ => Err("callgrind did not run twice".into()),
-    }
+    Ok(totals)
 }

@@ -140,6 +140,16 @@ impl Product {
         }
     }
 
+    /// The first moment after `now` at which [`Product::lifecycle`] answers differently (a
+    /// deprecated product's sunset ending), if there is one.
+    pub fn lifecycle_changes_at(&self, now: i64) -> Option<i64> {
+        match (self.status.as_str(), &self.sunset) {
+            ("retired", _) => None,
+            (_, Some(sunset)) if now < sunset.ends_at => Some(sunset.ends_at),
+            _ => None,
+        }
+    }
+
     /// The major version (`2` of `2.1.0`), when the version starts with a number.
     pub fn major(&self) -> Option<u64> {
         self.version.split('.').next()?.parse().ok()
@@ -428,6 +438,14 @@ impl Catalog {
     /// Every version of every product: one per product, except in a deprecation window.
     pub fn all_versions(&self) -> impl Iterator<Item = &Arc<Product>> {
         self.products.values().flatten()
+    }
+
+    /// The first moment after `now` at which any product version's lifecycle changes: what
+    /// was resolved against this catalog at `now` may differ from then on.
+    pub fn lifecycle_changes_at(&self, now: i64) -> Option<i64> {
+        self.all_versions()
+            .filter_map(|p| p.lifecycle_changes_at(now))
+            .min()
     }
 
     /// A product at its current (newest) version.
@@ -1017,11 +1035,18 @@ schema:
             product.lifecycle(sunset.ends_at),
             Lifecycle::Retired(Some(_))
         ));
+        // The change is announced until it happens, and none after.
+        assert_eq!(
+            catalog.lifecycle_changes_at(sunset.ends_at - 1),
+            Some(sunset.ends_at)
+        );
+        assert_eq!(catalog.lifecycle_changes_at(sunset.ends_at), None);
         let active = Catalog::from_sources([("orders.yaml", MINIMAL)]).unwrap();
         assert!(matches!(
             active.product("sales.orders").unwrap().lifecycle(i64::MAX),
             Lifecycle::Served
         ));
+        assert_eq!(active.lifecycle_changes_at(0), None);
         for (status, extra, says) in [
             ("deprecated", "", "needs its last day served"),
             (

@@ -1,5 +1,6 @@
 //! The gateway: the face an embedder holds. It opens the shared state once, hands out
-//! sessions, and is the only writer of the policy version in force.
+//! sessions (with the listings they keep between them), and is the only writer of the
+//! policy version in force.
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use meshgate_storage::LakeStatus;
 use crate::config::GatewayConfig;
 use crate::error::GatewayError;
 use crate::limits::QueryLimits;
+use crate::listing::Listings;
 use crate::session::Session;
 use crate::shared::Shared;
 
@@ -18,6 +20,7 @@ use crate::shared::Shared;
 #[derive(Debug, Clone)]
 pub struct Gateway {
     shared: Arc<Shared>,
+    listings: Arc<Listings>,
 }
 
 impl Gateway {
@@ -26,13 +29,18 @@ impl Gateway {
     pub async fn open(config: GatewayConfig) -> Result<Self, GatewayError> {
         Ok(Self {
             shared: Arc::new(Shared::open(config).await?),
+            listings: Arc::default(),
         })
     }
 
     /// A session for an authenticated principal. The principal's identity and attributes
     /// are fixed for the session; nothing in SQL can change them.
     pub fn session(&self, principal: Principal) -> Session {
-        Session::new(Arc::clone(&self.shared), principal)
+        Session::new(
+            Arc::clone(&self.shared),
+            Arc::clone(&self.listings),
+            principal,
+        )
     }
 
     /// Check a user name and password against the static user directory.

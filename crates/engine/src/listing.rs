@@ -4,13 +4,16 @@
 //! `columns`, and Flight SQL metadata (through [`crate::Session::listing`]); a new front
 //! door lists through here too, never through a copy.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
 
 use datafusion::arrow::datatypes::SchemaRef;
 use meshgate_catalog::{Column as ManifestColumn, Product, Table};
+use meshgate_policy::{PolicySet, Principal};
 
 use crate::names::{CATALOG, SYSTEM_SCHEMA, TableKind};
 use crate::scope::{QueryScope, Resolved};
+use crate::shared::MeshState;
 
 /// A table as one caller sees it (for catalog metadata).
 #[derive(Debug, Clone)]
@@ -49,11 +52,111 @@ pub(crate) struct ListedColumn<'a> {
     pub(crate) treatment: String,
 }
 
+/// At most this many listed tables are kept, over every caller (see [`Listings`]); an
+/// empty listing counts as one.
+const KEPT_TABLES: usize = 16_384;
+
+/// What each caller listed of the products (their schemas and tables, as
+/// [`Listings::products`] answers), kept while nothing it depends on changes. A BI tool lists
+/// again on every refresh (GetTables, GetDbSchemas, GetPrimaryKeys...), and resolving every
+/// table of a large mesh for the caller is nearly all of a listing's cost.
+///
+/// Kept under one mesh version and one policy version, grants in force included (a grant
+/// given, revoked or run out, a reload or a publish each make new ones, as for
+/// [`crate::Draft`]), and only until the first product's lifecycle changes (a sunset ending:
+/// the product is then refused). Keyed by the whole principal (roles and attributes) and the
+/// default schema. Bounded: when full it starts over.
+#[derive(Debug, Default)]
+pub(crate) struct Listings {
+    kept: Mutex<Kept>,
+}
+
+/// The listings of one mesh and policy version. Weak, so that they keep no old version
+/// alive; holding them also keeps their addresses from being reused by a newer version.
+#[derive(Default)]
+struct Kept {
+    mesh: Weak<MeshState>,
+    policies: Weak<PolicySet>,
+    /// The first moment (milliseconds since the epoch) at which a product's lifecycle
+    /// changes: from then on nothing kept is answered.
+    until: i64,
+    tables: usize,
+    by_caller: HashMap<(Principal, Option<String>), Arc<Listing>>,
+}
+
+impl std::fmt::Debug for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never who listed what.
+        f.debug_struct("Kept")
+            .field("callers", &self.by_caller.len())
+            .field("tables", &self.tables)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Kept {
+    fn holds(&self, scope: &QueryScope, now: i64) -> bool {
+        let (mesh, policies) = scope.versions();
+        std::ptr::eq(self.mesh.as_ptr(), Arc::as_ptr(mesh))
+            && std::ptr::eq(self.policies.as_ptr(), Arc::as_ptr(policies))
+            && now < self.until
+    }
+}
+
+impl Listings {
+    /// The schemas and product tables `scope`'s caller may read (no `mesh_catalog` tables:
+    /// see [`crate::Session::listing`]); listed through `scope` unless kept.
+    pub(crate) async fn products(&self, scope: &Arc<QueryScope>) -> Arc<Listing> {
+        // Read before resolving, so a lifecycle change during the listing is one to come.
+        let now = meshgate_governance::now_millis();
+        let key = (
+            scope.principal().clone(),
+            scope.default_schema().map(str::to_string),
+        );
+        if let Some(kept) = self.kept.lock().ok().and_then(|kept| {
+            kept.holds(scope, now)
+                .then(|| kept.by_caller.get(&key).cloned())
+                .flatten()
+        }) {
+            return kept;
+        }
+        let tables = tables(scope).await;
+        let listed = Arc::new(Listing {
+            schemas: schemas(scope),
+            tables,
+        });
+        // A poisoned lock keeps nothing: every listing is then made afresh.
+        if let Ok(mut kept) = self.kept.lock() {
+            if !kept.holds(scope, now) {
+                let (mesh, policies) = scope.versions();
+                *kept = Kept {
+                    mesh: Arc::downgrade(mesh),
+                    policies: Arc::downgrade(policies),
+                    until: scope
+                        .catalog()
+                        .lifecycle_changes_at(now)
+                        .unwrap_or(i64::MAX),
+                    ..Kept::default()
+                };
+            }
+            let size = listed.tables.len() + 1;
+            if kept.tables + size > KEPT_TABLES {
+                kept.by_caller.clear();
+                kept.tables = 0;
+            }
+            if let Some(replaced) = kept.by_caller.insert(key, Arc::clone(&listed)) {
+                kept.tables -= replaced.tables.len() + 1;
+            }
+            kept.tables += size;
+        }
+        listed
+    }
+}
+
 /// Schemas (domains) where the caller may read at least one table or view, then the mesh
 /// catalog's own schema. Views count once resolved (see [`QueryScope::prepare_listing`]).
 pub(crate) fn schemas(scope: &QueryScope) -> Vec<String> {
     let mut schemas: Vec<String> = scope
-        .shared()
         .catalog()
         .domains()
         .into_iter()
@@ -71,7 +174,7 @@ pub(crate) fn tables_in(scope: &QueryScope, domain: &str) -> Vec<Resolved> {
 }
 
 /// Every table and view the caller may read, with the columns they see.
-pub(crate) async fn tables(scope: &Arc<QueryScope>) -> Vec<VisibleTable> {
+async fn tables(scope: &Arc<QueryScope>) -> Vec<VisibleTable> {
     scope.prepare_listing().await;
     let catalog = scope.catalog();
     let mut out = Vec::new();

@@ -248,6 +248,11 @@ impl QueryScope {
         &self.principal
     }
 
+    /// The mesh version and the policy version (grants included) this scope resolves under.
+    pub(crate) fn versions(&self) -> (&Arc<MeshState>, &Arc<PolicySet>) {
+        (&self.mesh, &self.policies)
+    }
+
     /// Whether this scope was resolved under exactly `mesh` and `policies` (the same
     /// versions, not equal ones).
     pub(crate) fn same_versions(&self, mesh: &Arc<MeshState>, policies: &Arc<PolicySet>) -> bool {

@@ -16,7 +16,7 @@ use meshgate_policy::{PolicySet, Principal};
 use crate::audit::Auditor;
 use crate::distribute;
 use crate::error::GatewayError;
-use crate::listing::{self, Listing, VisibleTable};
+use crate::listing::{Listing, Listings, VisibleTable};
 use crate::plan::Statement;
 use crate::query::{Prepared, Query, columns_of};
 use crate::scope::QueryScope;
@@ -27,6 +27,8 @@ use crate::{params, plan, shape, system};
 #[derive(Debug, Clone)]
 pub struct Session {
     shared: Arc<Shared>,
+    /// What callers listed, kept by the gateway across its sessions.
+    listings: Arc<Listings>,
     principal: Principal,
     default_schema: Option<String>,
     /// The caller's network address, for the audit log.
@@ -36,9 +38,10 @@ pub struct Session {
 }
 
 impl Session {
-    pub(crate) fn new(shared: Arc<Shared>, principal: Principal) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, listings: Arc<Listings>, principal: Principal) -> Self {
         Self {
             shared,
+            listings,
             principal,
             default_schema: None,
             client: None,
@@ -369,17 +372,22 @@ impl Session {
     /// What this principal may list: schemas, then every table and view they may read with
     /// the columns they see, then the mesh catalog's own tables. Every front door that
     /// lists (Flight SQL metadata, the console) lists through this; SQL listings read the
-    /// same source (see [`crate::listing`]). Empty when no policy version can be had (the
-    /// governance store is down): nothing is visible.
+    /// same source (see [`crate::listing`]). The product part is kept by the gateway while
+    /// the mesh and policy versions it was listed under hold, so a tool that lists on every
+    /// refresh resolves each table once per change. Empty when no policy version can be had
+    /// (the governance store is down): nothing is visible.
     pub async fn listing(&self) -> Listing {
         erased(async {
             let Ok(scope) = self.scope().await else {
                 return Listing::default();
             };
-            let mut tables = listing::tables(&scope).await;
-            let schemas = listing::schemas(&scope);
+            let products = self.listings.products(&scope).await;
+            let mut tables = products.tables.clone();
             tables.extend(system::listing(scope).await);
-            Listing { schemas, tables }
+            Listing {
+                schemas: products.schemas.clone(),
+                tables,
+            }
         })
         .await
     }
@@ -389,7 +397,7 @@ impl Session {
     pub async fn tables(&self) -> Vec<VisibleTable> {
         erased(async {
             match self.scope().await {
-                Ok(scope) => listing::tables(&scope).await,
+                Ok(scope) => self.listings.products(&scope).await.tables.clone(),
                 Err(_) => Vec::new(),
             }
         })

@@ -772,16 +772,24 @@ impl FlightSqlService for MeshFlightService {
         // The mesh catalog's tables are listed for every caller (their rows are governed).
         // The builder applies the request's filters to them like to any table.
         let listing = self.gateway.session(caller.principal).listing().await;
+        let include_schema = query.include_schema;
+        let catalog = self.gateway.catalog();
         let mut builder = query.into_builder();
         for table in listing.tables {
-            let schema = table_schema(
-                &table.arrow_schema,
-                &Origin {
-                    schema: &table.schema,
-                    table: &table.name,
-                },
-                &self.gateway.catalog(),
-            );
+            // Columns are described (for JDBC and ODBC) only when the caller asked for the
+            // schemas: otherwise the builder drops them, and describing every column of a
+            // large mesh would be wasted work.
+            let schema = match include_schema {
+                true => table_schema(
+                    &table.arrow_schema,
+                    &Origin {
+                        schema: &table.schema,
+                        table: &table.name,
+                    },
+                    &catalog,
+                ),
+                false => table.arrow_schema,
+            };
             builder
                 .append(
                     &table.catalog,
