@@ -71,8 +71,8 @@ pub(crate) struct Listings {
     kept: Mutex<Kept>,
 }
 
-/// The listings of one mesh and policy version. Weak, so that they keep no old version
-/// alive; holding them also keeps their addresses from being reused by a newer version.
+/// The listings of one mesh and policy version, held weakly so that they keep no old version
+/// alive (a version gone cannot be upgraded, so nothing kept under it is answered).
 #[derive(Default)]
 struct Kept {
     mesh: Weak<MeshState>,
@@ -96,10 +96,12 @@ impl std::fmt::Debug for Kept {
 
 impl Kept {
     fn holds(&self, scope: &QueryScope, now: i64) -> bool {
-        let (mesh, policies) = scope.versions();
-        std::ptr::eq(self.mesh.as_ptr(), Arc::as_ptr(mesh))
-            && std::ptr::eq(self.policies.as_ptr(), Arc::as_ptr(policies))
-            && now < self.until
+        now < self.until
+            && self
+                .mesh
+                .upgrade()
+                .zip(self.policies.upgrade())
+                .is_some_and(|(mesh, policies)| scope.same_versions(&mesh, &policies))
     }
 }
 
