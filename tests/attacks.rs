@@ -1082,10 +1082,7 @@ async fn get_tables_schemas_show_each_principal_its_columns() {
             tables_over_flight(&mut client)
                 .await
                 .into_iter()
-                .map(|(table, schema)| {
-                    let names = schema.fields().iter().map(|f| f.name().clone()).collect();
-                    (table, names)
-                })
+                .map(|(table, schema)| (table, names(&schema)))
                 .partition(|(table, _)| table.starts_with("mesh_catalog."));
         assert_eq!(seen, views_columns(&principal).await, "{}", principal.name);
         // The mesh catalog's tables are listed for everyone, with the same columns.
@@ -1758,10 +1755,11 @@ async fn counterparties_over_flight(
         .await
         .into_iter()
         .find(|(table, _)| table == "reference.counterparties")
-        .map(|(_, schema)| schema.fields().iter().map(|f| f.name().clone()).collect())
+        .map(|(_, schema)| names(&schema))
 }
 
-fn names(schema: &arrow::datatypes::SchemaRef) -> Vec<String> {
+/// A schema's column names, in order.
+fn names(schema: &arrow::datatypes::Schema) -> Vec<String> {
     schema.fields().iter().map(|f| f.name().clone()).collect()
 }
 

@@ -779,16 +779,17 @@ impl FlightSqlService for MeshFlightService {
             // Columns are described (for JDBC and ODBC) only when the caller asked for the
             // schemas: otherwise the builder drops them, and describing every column of a
             // large mesh would be wasted work.
-            let schema = match include_schema {
-                true => table_schema(
+            let schema = if include_schema {
+                table_schema(
                     &table.arrow_schema,
                     &Origin {
                         schema: &table.schema,
                         table: &table.name,
                     },
                     &catalog,
-                ),
-                false => table.arrow_schema,
+                )
+            } else {
+                table.arrow_schema
             };
             builder
                 .append(
