@@ -33,6 +33,7 @@ impl Outcome {
     }
 }
 
+#[derive(Clone)]
 pub enum Engine {
     DataFusion(SessionContext),
     Meshgate(Session),

@@ -34,14 +34,20 @@ struct Args {
     /// TPC-H scale factor.
     #[arg(long, default_value_t = 1.0)]
     scale: f64,
-    /// Timed runs per query and configuration in each round.
-    #[arg(long, default_value_t = 3)]
+    /// Timed runs per query and configuration in each round: five, so that a round's median
+    /// holds against two slow runs (with three, two runs of q02 twice their usual time moved
+    /// a whole round's geometric mean by 4 % on 2026-12-03).
+    #[arg(long, default_value_t = 5)]
     iterations: usize,
+    /// Timed runs per reference-mesh query and configuration in each round: these queries take
+    /// milliseconds, where three runs' median moves with every hiccup of the host.
+    #[arg(long, default_value_t = 15)]
+    mesh_iterations: usize,
     /// Untimed runs before the first round (page cache and metadata caches warm).
     #[arg(long, default_value_t = 1)]
     warmup: usize,
-    /// Rounds: every configuration runs each query in turn, round after round, and every
-    /// ratio is reported with its range over the rounds.
+    /// Rounds: in each, every configuration runs each query, run by run in turn (A B A B ...),
+    /// and every ratio is reported with its range over the rounds.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
     /// Where generated data is kept between runs (default ~/.cache/meshgate/bench).
@@ -68,7 +74,8 @@ struct Args {
     /// the data unless told where (never over benches/RESULTS.md).
     #[arg(long)]
     sections: Option<String>,
-    /// Seconds each concurrency level runs.
+    /// Seconds each concurrency level runs on each server (in five slices, the servers taking
+    /// turns).
     #[arg(long, default_value_t = 5.0)]
     load_seconds: f64,
     /// The servers the concurrency part loads (comma-separated: meshgate, nostore, peer),
@@ -112,6 +119,7 @@ async fn main() {
     if args.smoke {
         args.scale = 0.01;
         args.iterations = 1;
+        args.mesh_iterations = 1;
         args.warmup = 0;
         args.rounds = 1;
         args.scale_products = "10,100".into();
@@ -209,8 +217,9 @@ async fn run(args: Args) -> Result<(), BenchError> {
         (
             "runs per query".into(),
             format!(
-                "{} rounds of {} timed (after {} warm-up before the first), configurations in turn",
-                args.rounds, args.iterations, args.warmup
+                "{} rounds of {} timed per TPC-H query and {} per reference-mesh query (after {} \
+                 warm-up before the first), configurations run by run in turn",
+                args.rounds, args.iterations, args.mesh_iterations, args.warmup
             ),
         ),
         (
@@ -368,16 +377,28 @@ async fn run(args: Args) -> Result<(), BenchError> {
             &mut report,
             &format!("TPC-H round {} of {}", round + 1, args.rounds),
         );
+        let engines: Vec<(&str, &Engine)> = configs
+            .iter()
+            .map(|(name, _, engine)| (name.as_str(), engine))
+            .collect();
         for (query, sql) in &selected {
-            for (name, _, engine) in &configs {
-                let answer =
-                    measure_round(&mut report.tpch, query, name, engine, sql, &args, round).await?;
-                if let Some(rows) = answer {
-                    let fp = verify::fingerprint(&rows);
-                    fingerprints.insert((name.clone(), query.to_string()), fp);
-                    if name == "datafusion" {
-                        baseline_rows.insert(query.to_string(), rows);
-                    }
+            let answers = measure_in_turn(
+                &mut report.tpch,
+                query,
+                &engines,
+                sql,
+                &args,
+                args.iterations,
+                round,
+            )
+            .await?;
+            for (name, rows) in answers {
+                fingerprints.insert(
+                    (name.clone(), query.to_string()),
+                    verify::fingerprint(&rows),
+                );
+                if name == "datafusion" {
+                    baseline_rows.insert(query.to_string(), rows);
                 }
             }
         }
@@ -540,15 +561,29 @@ async fn run(args: Args) -> Result<(), BenchError> {
             loaded.push(("df-flight-sql-server", peer_addr, None));
         }
     }
+    // Each level's time is cut into slices, the servers taking turns slice by slice on
+    // connections made once, so that the host's changes of speed hit every server alike.
+    const SLICES: u32 = 5;
     let levels = [1usize, 8, 32];
     for clients in (0..args.rounds).flat_map(|_| levels) {
+        let mut connected = Vec::new();
         for (name, addr, login) in &loaded {
-            let measured = concurrency::run(*addr, *login, clients, load, max_key).await?;
+            connected.push((
+                *name,
+                concurrency::Clients::connect(*addr, *login, clients).await?,
+            ));
+        }
+        for _ in 0..SLICES {
+            for (_, clients) in &mut connected {
+                clients.drive(load / SLICES, max_key).await?;
+            }
+        }
+        for (name, clients) in connected {
             report
                 .concurrency
                 .entry(name.to_string())
                 .or_default()
-                .push(measured);
+                .push(clients.load());
         }
     }
 
@@ -587,9 +622,6 @@ async fn run(args: Args) -> Result<(), BenchError> {
     Ok(())
 }
 
-/// Warm up, then time `args.iterations` runs of `sql`; the first timed run's rows are the
-/// answer to verify. A failing run ends the measurement with an `error:` verdict; otherwise
-/// the verdict is left for the caller to give once answers are compared.
 /// Kill one of three worker processes with SIGKILL in the middle of the query the
 /// distributed configuration took longest on: that query fails clearly, naming the worker;
 /// the gateway goes on, and the next queries run on the other two with the same answers.
@@ -830,51 +862,57 @@ async fn kill_mid_query(
     })
 }
 
-/// One round of `query` on `config`, added to its run in `results`; the answer on the
-/// first round. A configuration that failed a round is not run again.
-async fn measure_round(
+/// One round of `query` on every configuration, run by run in turn (A B C, A B C, ...), so
+/// that a change of the machine's speed within the round hits them all alike; each
+/// configuration's runs are added to its entry in `results`. On the first round every
+/// configuration warms up first, and the rows of its first timed run (the answer to verify)
+/// are returned by name. A configuration that failed is not run again.
+async fn measure_in_turn(
     results: &mut report::Results,
     query: &str,
-    config: &str,
-    engine: &Engine,
+    configs: &[(&str, &Engine)],
     sql: &str,
     args: &Args,
+    iterations: usize,
     round: usize,
-) -> Result<Option<Rows>, BenchError> {
-    let runs = results.entry(query.to_string()).or_default();
-    let run = runs.entry(config.to_string()).or_default();
-    if run.verdict.starts_with("error") {
-        return Ok(None);
-    }
-    let (this, answer) = measure(engine, sql, args, round == 0).await?;
-    run.absorb(this);
-    Ok(answer)
-}
-
-/// `first`: the first round, which warms up and keeps the answer to verify.
-async fn measure(
-    engine: &Engine,
-    sql: &str,
-    args: &Args,
-    first: bool,
-) -> Result<(Run, Option<Rows>), BenchError> {
-    let mut run = Run::default();
-    let mut answer = None;
+) -> Result<BTreeMap<String, Rows>, BenchError> {
+    let first = round == 0;
+    let failed = |name: &str| {
+        results
+            .get(query)
+            .and_then(|runs| runs.get(name))
+            .is_some_and(|run| run.verdict.starts_with("error"))
+    };
+    // `None`: failed in an earlier round, not run again.
+    let mut runs: Vec<Option<Run>> = configs
+        .iter()
+        .map(|(name, _)| (!failed(name)).then(Run::default))
+        .collect();
+    let mut answers = BTreeMap::new();
     let warmup = if first { args.warmup } else { 0 };
-    for _ in 0..warmup {
-        if let Err(e) = engine.run(sql).await {
-            run.verdict = format!("error: {e}");
-            return Ok((run, None));
+    for ((_, engine), run) in configs.iter().zip(&mut runs) {
+        let Some(run) = run else { continue };
+        for _ in 0..warmup {
+            if let Err(e) = engine.run(sql).await {
+                run.verdict = format!("error: {e}");
+                break;
+            }
         }
     }
-    for i in 0..args.iterations {
+    // Run by run: the i-th runs of all configurations, then the next.
+    let turns = (0..iterations).flat_map(|i| (0..configs.len()).map(move |c| (i, c)));
+    for (i, c) in turns {
+        let (name, engine) = configs[c];
+        let Some(run) = runs[c].as_mut().filter(|run| run.verdict.is_empty()) else {
+            continue;
+        };
         match engine.run(sql).await {
             Ok(outcome) => {
                 run.timings.push(outcome.elapsed);
                 if i == 0 && first {
                     let rows = verify::rows(&outcome.batches).map_err(BenchError::Query)?;
                     run.rows = Some(rows.len());
-                    answer = Some(rows);
+                    answers.insert(name.to_string(), rows);
                     if let Some(io) = outcome.io {
                         run.gets = Some(io.gets);
                         run.heads = Some(io.heads);
@@ -883,13 +921,16 @@ async fn measure(
                     }
                 }
             }
-            Err(e) => {
-                run.verdict = format!("error: {e}");
-                return Ok((run, None));
-            }
+            Err(e) => run.verdict = format!("error: {e}"),
         }
     }
-    Ok((run, answer))
+    let entry = results.entry(query.to_string()).or_default();
+    for ((name, _), run) in configs.iter().zip(runs) {
+        if let Some(run) = run {
+            entry.entry(name.to_string()).or_default().absorb(run);
+        }
+    }
+    Ok(answers)
 }
 
 fn write(path: &Path, text: &str) -> Result<(), BenchError> {
@@ -1102,8 +1143,8 @@ async fn mesh_section(
             .as_deref()
             .is_none_or(|list| list.split(',').any(|n| n.trim() == q.name))
     });
-    // Every query's engines first, then the rounds: each query on the twin, meshgate and
-    // meshgate over Flight in turn, round after round.
+    // Every query's engines first, then the rounds: each query on the twin, meshgate,
+    // meshgate over Flight and the transport alone, run by run in turn, round after round.
     let mut planned = Vec::new();
     for q in selected {
         let principal = gateway.known_principal(q.principal).ok_or_else(|| {
@@ -1135,12 +1176,23 @@ async fn mesh_section(
     let mut answers: BTreeMap<(&str, &str), Option<Fingerprint>> = BTreeMap::new();
     for round in 0..args.rounds {
         for (q, engines) in &planned {
-            for (name, engine) in engines {
-                let answer =
-                    measure_round(&mut report.mesh, q.name, name, engine, q.sql, args, round)
-                        .await?;
-                if round == 0 {
-                    answers.insert((q.name, name), answer.as_ref().map(verify::fingerprint));
+            let configs: Vec<(&str, &Engine)> = engines
+                .iter()
+                .map(|(name, engine)| (*name, engine))
+                .collect();
+            let got = measure_in_turn(
+                &mut report.mesh,
+                q.name,
+                &configs,
+                q.sql,
+                args,
+                args.mesh_iterations,
+                round,
+            )
+            .await?;
+            if round == 0 {
+                for (name, _) in engines {
+                    answers.insert((q.name, name), got.get(*name).map(verify::fingerprint));
                 }
             }
         }
