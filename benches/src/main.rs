@@ -1813,9 +1813,10 @@ fn targets(report: &mut Report) {
         why: format!(
             "The same comparison on the reference mesh's own policies (LOB filters from the \
              caller's attributes, three token domains, masks, hidden columns), one principal per \
-             query. These queries take milliseconds, so meshgate's fixed cost per query weighs: \
-             {} ms more than the twin per query (median): the policy resolution (remembered per \
-             policy set and caller), the session state copied from the template, the read of the \
+             query. These queries take milliseconds, so meshgate's fixed cost per query would \
+             show: meshgate's time less the twin's is {} ms per query (median). That cost is the \
+             policy resolution (remembered per policy set and caller), the session state copied \
+             from the template, the read of the \
              store's grant generation and the durable audit record (SQLite, `synchronous = FULL`; its \
              commit overlaps the query, whose first batch waits for it). Tried on 2026-12-03 and \
              left out: computing the answer on into a bounded hold while the record commits, \
@@ -1828,7 +1829,7 @@ fn targets(report: &mut Report) {
                     .collect(),
             }
             .median()
-            .map_or("–".into(), |ms| format!("{ms:.1}"))
+            .map_or("–".into(), |ms| format!("{ms:+.2}"))
         ),
     });
     for clients in [8, 32] {

@@ -621,8 +621,10 @@ impl Report {
              of five slices of the time budget, one-off costs the median of three; every \
              measurement takes the sizes in turn (small, large, small, large...), so that the \
              machine's drift over the section moves both sizes alike, not the growth. \
-             Memory is the resident set opening the gateway added, measured in a process of its own, \
-             less what a gateway of one product adds ({}).\n",
+             Memory is the resident set opening the gateway added, measured in a process of its own \
+             after a gateway of one product was opened there (what every process pays once, the \
+             runtime's threads and DataFusion's registries, varies by half a MB between \
+             processes), less what a second gateway of one product adds ({}).\n",
             self.scale
                 .first()
                 .map_or("–".into(), |s| format!("{:.0} MB", s.base_memory_mb))
