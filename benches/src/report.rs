@@ -623,11 +623,12 @@ impl Report {
              machine's drift over the section moves both sizes alike, not the growth. \
              Memory is the resident set opening the gateway added, measured in a process of its own \
              after a gateway of one product was opened there (what every process pays once, the \
-             runtime's threads and DataFusion's registries, varies by half a MB between \
-             processes), less what a second gateway of one product adds ({}).\n",
+             runtime's threads, DataFusion's registries and the generated user's password hash, \
+             varies by half a MB between processes), less what a second gateway of one product \
+             adds ({}).\n",
             self.scale
                 .first()
-                .map_or("–".into(), |s| format!("{:.0} MB", s.base_memory_mb))
+                .map_or("–".into(), |s| format!("{:.1} MB", s.base_memory_mb))
         );
         let _ = writeln!(
             out,
